@@ -1,0 +1,10 @@
+"""tsformers: multivariate time-series forecasting with research transformers behind scikit-learn estimators.
+
+>>> from tsformers import GateformerForecaster
+>>> from tsformers.datasets import load_dataset, make_demo
+"""
+from tsformers.estimators import BaseForecaster, GateformerForecaster
+from tsformers.model_selection import RollingOriginSplit
+
+__version__ = "0.1.0"
+__all__ = ["BaseForecaster", "GateformerForecaster", "RollingOriginSplit", "__version__"]

@@ -1,0 +1,276 @@
+"""DataFrames in and out: pandas or polars, wide or long, to one canonical panel and back.
+
+Wide: a time column (or a ``DatetimeIndex``) and one column per variable.
+Long: an id column, a time column and value columns; Nixtla's ``unique_id`` /
+``ds`` / ``y`` is detected as is. Every frame becomes a :class:`Panel` of
+values ``(n_series, n_time, n_vars)`` on one shared time grid, targets first,
+then covariates. Nothing is dropped silently: a column that is neither time,
+id, target nor covariate must be left out explicitly through ``target=``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from tsformers.data.time import check_order, check_step, infer_step, parse_times
+
+TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
+
+
+@dataclass
+class PanelSchema:
+    """What a fitted model knows about its data: column roles, layout and time axis."""
+
+    layout: str                      # "wide" | "long"
+    backend: str                     # "pandas" | "polars", the library of the fit frame
+    time_col: str
+    id_col: str | None
+    targets: list[str]
+    covariates: list[str]
+    columns: list[str]               # every column of the fit frame
+    series: list = field(default_factory=lambda: [None])  # ids of a long panel; [None] when wide
+    step: str | int | None = None    # offset alias for dates, int for integer steps
+    time_in_index: bool = False
+    time_unit: str | None = None     # "ns", "us", ... of datetime columns
+    time_zone: str | None = None
+
+    @property
+    def variables(self) -> list[str]:
+        return self.targets + self.covariates
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PanelSchema":
+        return cls(**d)
+
+
+@dataclass
+class Panel:
+    """Values ``(n_series, n_time, n_vars)`` in float64 on one time grid."""
+
+    values: np.ndarray
+    times: pd.Index
+    series: list
+
+
+def as_pandas(df) -> tuple[pd.DataFrame, str]:
+    """The frame as pandas (read only; never modified) and the name of its library."""
+    if isinstance(df, pd.DataFrame):
+        return df, "pandas"
+    try:
+        import polars as pl
+    except ImportError:  # pragma: no cover - polars is a dependency
+        pl = None
+    if pl is not None and isinstance(df, pl.DataFrame):
+        return df.to_pandas(), "polars"
+    if pl is not None and isinstance(df, pl.LazyFrame):
+        raise TypeError("got a polars LazyFrame; collect it first: df.collect().")
+    raise TypeError(f"expected a pandas or polars DataFrame, got {type(df).__name__}.")
+
+
+def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, target=None,
+                 covariates=None) -> PanelSchema:
+    """Detect the layout and the role of every column, refusing anything ambiguous."""
+    if len(df) == 0:
+        raise ValueError("the frame is empty (0 rows); pass the history to fit on.")
+    bad = [c for c in df.columns if not isinstance(c, str)]
+    if bad:
+        raise TypeError(f"column names must be strings, got {bad!r}; rename them, e.g. df.columns = df.columns.map(str).")
+    columns = list(df.columns)
+    time_in_index = False
+    if id_col is None and "unique_id" in columns:
+        id_col = "unique_id"
+    _require(columns, [id_col] if id_col else [], "id_col")
+    if time_col is None:
+        time_col, time_in_index = _detect_time(df, exclude={id_col})
+    elif time_col not in columns:
+        if df.index.name == time_col:
+            time_in_index = True
+        else:
+            raise ValueError(f"time_col='{time_col}' is not a column; the frame has columns {columns}.")
+    roles = {time_col, id_col}
+    covariates = _as_list(covariates)
+    _require(columns, covariates, "covariates")
+    if target is None:
+        candidates = [c for c in columns if c not in roles and c not in covariates]
+        non_numeric = [c for c in candidates if not _is_numeric(df[c])]
+        if non_numeric:
+            raise TypeError(
+                f"column(s) {non_numeric} are not numeric, so they cannot be forecast. Pass target=[...] "
+                f"(and covariates=[...]) to name the columns to use, or convert them with pd.to_numeric."
+            )
+        targets = candidates
+    else:
+        targets = _as_list(target)
+        _require(columns, targets, "target")
+    overlap = sorted(set(targets) & set(covariates) | set(targets + covariates) & roles)
+    if overlap:
+        raise ValueError(f"column(s) {overlap} are given more than one role (time, id, target, covariate).")
+    if not targets:
+        raise ValueError("there is no numeric column to forecast; name one with target=.")
+    for name in targets + covariates:
+        if not _is_numeric(df[name]):
+            raise TypeError(
+                f"column '{name}' has dtype {df[name].dtype}, not numbers; convert it (pd.to_numeric) "
+                f"or leave it out of target=/covariates=."
+            )
+    return PanelSchema(layout="long" if id_col else "wide", backend=backend, time_col=time_col, id_col=id_col,
+                       targets=targets, covariates=covariates, columns=columns, time_in_index=time_in_index)
+
+
+def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> Panel:
+    """Validate ``df`` against ``schema`` and return its panel.
+
+    With ``fitting`` the time step is inferred and stored in ``schema``;
+    otherwise the frame must have the fitted columns, layout and step.
+    """
+    if len(df) == 0:
+        raise ValueError("the frame is empty (0 rows); pass at least `lookback` rows of history.")
+    if not fitting:
+        _check_like_fit(df, schema)
+    times = parse_times(df.index.to_series() if schema.time_in_index else df[schema.time_col], schema.time_col)
+    names = schema.variables
+    values = df[names].to_numpy(dtype=np.float64)
+    _check_finite(values, names, times)
+    rows = np.arange(len(df))
+    if schema.layout == "wide":
+        groups = {None: rows}
+    else:
+        groups = df.groupby(schema.id_col, sort=False, dropna=False).indices
+        missing_ids = [k for k in groups if pd.isna(k)]
+        if missing_ids:
+            row = int(np.flatnonzero(df[schema.id_col].isna().to_numpy())[0])
+            raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
+    grid, grid_rows = None, None
+    for key, idx in groups.items():
+        where = "" if key is None else f" of series '{key}'"
+        check_order(times[idx], idx, where)
+        if grid is None:
+            grid, grid_rows, first = times[idx], idx, key
+        elif len(idx) != len(grid) or not (times[idx] == grid).all():
+            raise ValueError(
+                f"series '{key}' covers {times[idx][0]} to {times[idx][-1]} ({len(idx)} steps) but series "
+                f"'{first}' covers {grid[0]} to {grid[-1]} ({len(grid)} steps); all series of a long frame "
+                f"must share one time grid. Trim or align them to common timestamps first."
+            )
+    where = "" if schema.layout == "wide" else f" of series '{first}'"
+    if fitting:
+        schema.step = infer_step(grid, grid_rows, where)
+        schema.series = [_plain(k) for k in groups]
+        if isinstance(grid, pd.DatetimeIndex):
+            schema.time_unit = grid.unit
+            schema.time_zone = str(grid.tz) if grid.tz is not None else None
+    else:
+        check_step(grid, schema.step, grid_rows, where)
+    stacked = np.stack([values[idx] for idx in groups.values()])  # (n_series, n_time, n_vars)
+    return Panel(values=stacked, times=grid, series=[_plain(k) for k in groups])
+
+
+def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: PanelSchema, backend: str,
+                   extra: dict[str, np.ndarray] | None = None):
+    """Turn a forecast ``(n_series, horizon, n_targets)`` into a frame in the layout and library of the input.
+
+    ``extra`` maps column-name suffixes to arrays shaped like ``forecast``
+    (quantiles, interval bounds); they follow the point columns.
+    """
+    n_series, horizon, _ = forecast.shape
+    if isinstance(times, pd.DatetimeIndex) and schema.time_unit:
+        times = times.as_unit(schema.time_unit)
+    blocks = {"": forecast, **(extra or {})}
+    if schema.layout == "wide":
+        out = pd.DataFrame({schema.time_col: times})
+        for suffix, block in blocks.items():
+            for j, name in enumerate(schema.targets):
+                out[name + suffix] = block[0, :, j]
+    else:
+        ids = np.repeat(np.array(series, dtype=object), horizon)
+        out = pd.DataFrame({schema.id_col: _restore_ids(ids, series), schema.time_col: np.tile(times, n_series)})
+        for suffix, block in blocks.items():
+            for j, name in enumerate(schema.targets):
+                out[name + suffix] = block[:, :, j].reshape(-1)
+    if backend == "polars":
+        import polars as pl
+
+        return pl.from_pandas(out)
+    if schema.time_in_index:
+        out = out.set_index(schema.time_col)
+    return out
+
+
+def _check_like_fit(df: pd.DataFrame, schema: PanelSchema) -> None:
+    columns = list(df.columns)
+    needed = [c for c in [schema.id_col, None if schema.time_in_index else schema.time_col] + schema.variables if c]
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ValueError(
+            f"column(s) {missing} are missing, but the model was fitted on them; pass a frame with the "
+            f"columns {needed}."
+        )
+    unknown = [c for c in columns if c not in schema.columns and not (schema.time_in_index and c == schema.time_col)]
+    if unknown:
+        raise ValueError(
+            f"column(s) {unknown} were not in the data the model was fitted on (columns {schema.columns}); "
+            f"drop them, or refit with them."
+        )
+
+
+def _check_finite(values: np.ndarray, names: list[str], times: pd.Index) -> None:
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    j = int(np.flatnonzero(bad.any(axis=0))[0])
+    rows = np.flatnonzero(bad[:, j])
+    kind = "missing values (NaN)" if np.isnan(values[rows[0], j]) else "infinite values (inf)"
+    raise ValueError(
+        f"column '{names[j]}' has {len(rows)} {kind}/non-finite value(s), first at row {rows[0]} "
+        f"(time {times[rows[0]]}). Fill or interpolate them first (e.g. df['{names[j]}'].interpolate()), "
+        f"or leave the column out of target=."
+    )
+
+
+def _detect_time(df: pd.DataFrame, exclude: set) -> tuple[str, bool]:
+    dated = [c for c in df.columns if c not in exclude and pd.api.types.is_datetime64_any_dtype(df[c])]
+    if len(dated) == 1:
+        return dated[0], False
+    if len(dated) > 1:
+        raise ValueError(f"several date columns {dated}; say which one is the time axis with time_col=.")
+    named = [c for c in df.columns if c.lower() in TIME_NAMES and c not in exclude]
+    if named:
+        return named[0], False
+    if isinstance(df.index, pd.DatetimeIndex):
+        return df.index.name or "date", True
+    raise ValueError(
+        f"no time column found among {list(df.columns)}: pass time_col= (a column of dates or integer steps), "
+        f"or use a DatetimeIndex."
+    )
+
+
+def _require(columns: list[str], names: list[str], argument: str) -> None:
+    unknown = [c for c in names if c not in columns]
+    if unknown:
+        raise ValueError(f"unknown column(s) {unknown} in {argument}=; the frame has columns {columns}.")
+
+
+def _as_list(names) -> list[str]:
+    if names is None:
+        return []
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _plain(key):
+    """numpy scalars to Python ones, so that ids survive JSON."""
+    return key.item() if isinstance(key, np.generic) else key
+
+
+def _restore_ids(ids: np.ndarray, series: list) -> np.ndarray:
+    if all(isinstance(s, (int, np.integer)) for s in series):
+        return ids.astype(np.int64)
+    return ids

@@ -1,0 +1,122 @@
+"""The time axis: parsing, regular spacing, frequency inference and future timestamps.
+
+A time axis is either calendar time (a pandas ``DatetimeIndex``, any unit or time
+zone) or integer steps. Its step is a pandas offset alias (``"h"``, ``"15min"``,
+``"MS"``...) for calendar time and a positive ``int`` for integer steps.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+Step = "str | int"
+
+
+def parse_times(column: pd.Series, name: str) -> pd.Index:
+    """Return the time column as a ``DatetimeIndex`` or an integer ``Index``.
+
+    Strings are parsed as dates; anything else that is neither dates nor
+    integers is refused with the fix.
+    """
+    if pd.api.types.is_datetime64_any_dtype(column):
+        times = pd.DatetimeIndex(column)
+    elif pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return pd.Index(column.to_numpy(dtype=np.int64))
+    elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(column, format="ISO8601"))
+        except (ValueError, TypeError) as err:
+            raise TypeError(
+                f"time column '{name}' holds text that is not ISO dates ({err}). Parse it first, "
+                f"e.g. df['{name}'] = pd.to_datetime(df['{name}'], format=...), or pass integer steps."
+            ) from None
+    else:
+        raise TypeError(
+            f"time column '{name}' has dtype {column.dtype}; it must hold dates (datetime64) or integer "
+            f"steps. Convert it, or name the right column with time_col=."
+        )
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna())[0])
+        raise ValueError(f"time column '{name}' has a missing timestamp (NaT) at row {row}; drop or fill that row.")
+    return times
+
+
+def check_order(times: pd.Index, rows: np.ndarray, where: str) -> None:
+    """Refuse duplicate and unsorted timestamps, naming the rows of the input frame."""
+    diffs = np.diff(times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy())
+    if (diffs == 0).any():
+        i = int(np.flatnonzero(diffs == 0)[0])
+        raise ValueError(
+            f"duplicate timestamp {times[i]} at rows {rows[i]} and {rows[i + 1]}{where}. Drop or aggregate "
+            f"the duplicates first, e.g. df.drop_duplicates(...) or df.groupby(time).mean()."
+        )
+    if (diffs < 0).any():
+        i = int(np.flatnonzero(diffs < 0)[0])
+        raise ValueError(
+            f"timestamps are not sorted{where}: row {rows[i + 1]} ({times[i + 1]}) comes after row {rows[i]} "
+            f"({times[i]}). Sort the frame by time first, e.g. df.sort_values(time_col)."
+        )
+
+
+def infer_step(times: pd.Index, rows: np.ndarray, where: str) -> Step:
+    """The step of a sorted, duplicate-free time axis; irregular spacing is an error naming the row."""
+    if isinstance(times, pd.DatetimeIndex):
+        freq = _infer_freq(times) if len(times) >= 3 else None
+        if freq is None and len(times) == 2:
+            freq = pd.tseries.frequencies.to_offset(times[1] - times[0]).freqstr
+        if freq is not None:
+            return freq
+        _raise_irregular(times.asi8, times, rows, where, pd.Timedelta)
+    diffs = np.diff(times.to_numpy())
+    if len(diffs) == 0 or (diffs == diffs[0]).all():
+        return int(diffs[0]) if len(diffs) else 1
+    _raise_irregular(times.to_numpy(), times, rows, where, int)
+
+
+def check_step(times: pd.Index, step: Step, rows: np.ndarray, where: str) -> None:
+    """Check that a time axis follows the fitted step exactly."""
+    expected = time_range(times[0], step, len(times))
+    if isinstance(times, pd.DatetimeIndex) != isinstance(expected, pd.DatetimeIndex):
+        kind = "dates" if isinstance(expected, pd.DatetimeIndex) else "integer steps"
+        raise TypeError(f"the time column{where} must hold {kind}, as the data the model was fitted on.")
+    mismatch = np.flatnonzero(np.asarray(times != expected))
+    if len(mismatch):
+        i = int(mismatch[0])
+        raise ValueError(
+            f"irregular spacing{where}: row {rows[i]} has time {times[i]}, but the model's step "
+            f"'{step}' expects {expected[i]}. Resample the data to that regular grid first."
+        )
+
+
+def time_range(start, step: Step, periods: int) -> pd.Index:
+    """``periods`` timestamps from ``start`` (inclusive) on the grid of ``step``."""
+    if isinstance(step, str):
+        return pd.date_range(start, periods=periods, freq=step)
+    return pd.Index(int(start) + step * np.arange(periods, dtype=np.int64))
+
+
+def future_times(last, step: Step, horizon: int) -> pd.Index:
+    """The ``horizon`` timestamps that follow ``last``."""
+    return time_range(last, step, horizon + 1)[1:]
+
+
+def _infer_freq(times: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as an alias string, on pandas versions that return a string or an offset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        freq = pd.infer_freq(times)
+    return None if freq is None else pd.tseries.frequencies.to_offset(freq).freqstr
+
+
+def _raise_irregular(ticks: np.ndarray, times: pd.Index, rows: np.ndarray, where: str, unit) -> None:
+    diffs = np.diff(ticks)
+    values, counts = np.unique(diffs, return_counts=True)
+    usual = values[np.argmax(counts)]
+    i = int(np.flatnonzero(diffs != usual)[0])
+    raise ValueError(
+        f"irregular spacing{where}: row {rows[i + 1]} ({times[i + 1]}) comes {unit(int(diffs[i]))} after "
+        f"the previous row, but the usual step is {unit(int(usual))}. Resample to a regular grid and fill "
+        f"the missing steps first (e.g. df.set_index(time).asfreq(...).interpolate())."
+    )

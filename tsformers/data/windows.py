@@ -1,0 +1,71 @@
+"""Sliding windows over a panel, as strided views, and the time-ordered train/validation split."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class WindowDataset(Dataset):
+    """Every (input, target) window of a panel, made by ``unfold``: a view, no copy of the data.
+
+    Window ``i`` of series ``s`` reads ``values[s, i : i + lookback]`` as input
+    (all variables) and ``values[s, i + lookback : i + lookback + horizon, :n_targets]``
+    as target. ``__getitems__`` gathers a whole batch with one indexing
+    operation, so only the batch is ever copied.
+
+    Parameters
+    ----------
+    values : Tensor of shape (n_series, n_time, n_vars)
+    lookback, horizon : int
+    n_targets : int
+        The first ``n_targets`` variables are forecast; the rest are covariates.
+    """
+
+    def __init__(self, values: torch.Tensor, lookback: int, horizon: int, n_targets: int):
+        assert values.ndim == 3, f"values must be (n_series, n_time, n_vars), got {tuple(values.shape)}"
+        assert values.shape[1] >= lookback + horizon, "a series is shorter than lookback + horizon"
+        self.lookback, self.horizon, self.n_targets = lookback, horizon, n_targets
+        self.windows = values.unfold(1, lookback + horizon, 1)  # (S, W, V, L + H), a view
+        self.n_windows = self.windows.shape[1]
+
+    def __len__(self) -> int:
+        return self.windows.shape[0] * self.n_windows
+
+    def __getitem__(self, index: int):
+        x, y = self.__getitems__([index])
+        return x[0], y[0]
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices)
+        window = self.windows[index // self.n_windows, index % self.n_windows]  # (B, V, L + H)
+        x = window[:, :, : self.lookback].mT                                      # (B, L, V)
+        y = window[:, : self.n_targets, self.lookback:].mT                        # (B, H, n_targets)
+        return x.contiguous(), y.contiguous()
+
+
+def keep_batch(batch):
+    """The collate function for :class:`WindowDataset`: ``__getitems__`` already built the batch."""
+    return batch
+
+
+def validation_steps(n_time: int, lookback: int, horizon: int, val_size: float | int) -> int:
+    """How many final time steps of each series form the validation targets (0: no validation).
+
+    ``val_size`` is a fraction of the series length or a number of steps. The
+    validation part needs room for at least one window (``horizon`` steps) and
+    the training part for at least one full window (``lookback + horizon``);
+    if the series is too short for both, everything is used for training.
+    """
+    steps = int(round(val_size * n_time)) if isinstance(val_size, float) else int(val_size)
+    if steps < horizon or n_time - steps < lookback + horizon:
+        return 0
+    return steps
+
+
+def split_train_val(values: np.ndarray, lookback: int, val_steps: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Time-ordered split: the training part, and the validation part with its ``lookback`` context."""
+    if val_steps == 0:
+        return values, None
+    cut = values.shape[1] - val_steps
+    return values[:, :cut], values[:, cut - lookback:]

@@ -1,0 +1,335 @@
+"""The estimator contract shared by every forecaster: fit, predict, score, save and load.
+
+Validation, scaling, windowing, the Trainer, saving and the output frame live
+here once; a concrete forecaster only stores its hyperparameters and builds its
+network from the fitted data schema (``_build_network``). Lightning is imported
+inside ``fit`` only, so loading a model and forecasting stay light.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, infer_schema, panel_to_frame
+from tsformers.data.scaling import PanelScaler
+from tsformers.data.time import future_times
+from tsformers.data.windows import split_train_val, validation_steps
+
+FORMAT = "tsformers-model"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
+
+
+class BaseForecaster(BaseEstimator):
+    """Base class of the tsformers forecasters (not used directly).
+
+    Subclasses list every parameter in ``__init__`` (scikit-learn reads the
+    signature), declare capabilities in ``_tags`` and implement
+    ``_build_network(n_vars)``.
+    """
+
+    _tags = {"multivariate": True, "future_covariates": False, "streaming": False, "quantiles": False}
+
+    _parameter_constraints = {
+        "horizon": [Interval(Integral, 1, None, closed="left")],
+        "lookback": [Interval(Integral, 1, None, closed="left")],
+        "target": [str, list, tuple, None],
+        "covariates": [str, list, tuple, None],
+        "time_col": [str, None],
+        "id_col": [str, None],
+        "loss": [StrOptions({"mse", "mae", "huber"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "lr_schedule": [StrOptions({"halving", "cosine", "constant"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "val_size": [Interval(Real, 0, 1, closed="left"), Interval(Integral, 0, None, closed="left")],
+        "scaler": [StrOptions({"standard"}), None],
+        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
+        "verbose": ["boolean"],
+        "trainer_kwargs": [dict, None],
+    }
+
+    # -- to implement -------------------------------------------------------------------
+
+    def _build_network(self, n_vars: int) -> torch.nn.Module:
+        """The untrained network for ``n_vars`` input variables (targets first)."""
+        raise NotImplementedError
+
+    @classmethod
+    def get_test_params(cls) -> dict:
+        """Small settings for the shared contract tests."""
+        return {}
+
+    # -- fit -------------------------------------------------------------------------------
+
+    def fit(self, df, y=None):
+        """Fit the forecaster on the history in ``df``.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            Wide (a time column and one column per variable) or long (an id
+            column, a time column and value columns; ``unique_id``/``ds``/``y``
+            is detected). Every series needs at least ``lookback + horizon`` rows.
+        y : None
+            Ignored; present for scikit-learn compatibility.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+        frame, backend = as_pandas(df)
+        schema = infer_schema(frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
+                              covariates=self.covariates)
+        panel = frame_to_panel(frame, schema, fitting=True)
+        self._check_length(panel, self.lookback + self.horizon, "fit")
+
+        n_vars, n_targets = panel.values.shape[-1], len(schema.targets)
+        val_steps = validation_steps(panel.values.shape[1], self.lookback, self.horizon, self.val_size)
+        if val_steps == 0 and self.val_size and self.max_epochs:
+            warnings.warn(
+                f"the series ({panel.values.shape[1]} steps) are too short for a validation part of "
+                f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
+                UserWarning, stacklevel=2)
+        train_part, _ = split_train_val(panel.values, self.lookback, val_steps)
+        scaler = self._fit_scaler(train_part)
+        scaled = torch.from_numpy(scaler.transform(panel.values).astype(np.float32))
+        train, val = split_train_val(scaled, self.lookback, val_steps)
+
+        torch.manual_seed(self.random_state)
+        network = self._build_network(n_vars)
+        log = []
+        if self.max_epochs > 0:
+            from tsformers.training import fit_network  # Lightning only when training
+
+            log = fit_network(network, train, val, lookback=self.lookback, horizon=self.horizon,
+                              n_targets=n_targets, loss=self.loss, learning_rate=self.learning_rate,
+                              weight_decay=self.weight_decay, lr_schedule=self.lr_schedule,
+                              batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
+                              gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
+                              trainer_kwargs=self.trainer_kwargs)
+        network.eval()
+
+        self.network_ = network
+        self.schema_ = schema
+        self.scaler_ = scaler
+        self.history_ = panel.values[:, -self.lookback:].copy()  # raw values, for predict() without data
+        self.last_time_ = panel.times[-1]
+        self.training_log_ = log
+        self.n_features_in_ = n_vars
+        return self
+
+    def _fit_scaler(self, values: np.ndarray) -> PanelScaler:
+        if self.scaler is None:
+            return PanelScaler.identity(values.shape[0], values.shape[2])
+        return PanelScaler.fit(values)
+
+    # -- predict ---------------------------------------------------------------------------
+
+    def predict(self, df=None):
+        """Forecast the next ``horizon`` steps.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame, optional
+            New history with the columns of the fit data (at least ``lookback``
+            rows per series): the forecast starts after its end. Without it,
+            the forecast follows the end of the training data.
+
+        Returns
+        -------
+        DataFrame
+            In the library and layout of the input (of the fit data when
+            ``df`` is None): the future timestamps and one column per target.
+        """
+        check_is_fitted(self, "network_")
+        if df is None:
+            panel = Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series)
+            backend = self.schema_.backend
+        else:
+            frame, backend = as_pandas(df)
+            panel = frame_to_panel(frame, self.schema_, fitting=False)
+            self._check_length(panel, self.lookback, "predict")
+        forecast = self._forecast(panel)
+        times = future_times(panel.times[-1], self.schema_.step, self.horizon)
+        return panel_to_frame(forecast, times, panel.series, self.schema_, backend)
+
+    def _forecast(self, panel: Panel) -> np.ndarray:
+        """Forecast ``(n_series, horizon, n_targets)`` in the original scale from each series' last window."""
+        scaler = self._scaler_for(panel)
+        window = scaler.transform(panel.values[:, -self.lookback:])
+        x = torch.from_numpy(window.astype(np.float32))
+        n_targets = len(self.schema_.targets)
+        with torch.inference_mode():
+            out = torch.cat([self.network_(chunk)[..., :n_targets] for chunk in x.split(1024)])
+        return scaler.inverse(out.double().numpy(), n_targets)
+
+    def _scaler_for(self, panel: Panel) -> PanelScaler:
+        """The fitted statistics of each series; a series unseen in fit is scaled by its own history."""
+        known = {key: i for i, key in enumerate(self.schema_.series)}
+        rows = [known.get(key) for key in panel.series]
+        if all(r is not None for r in rows):
+            return self.scaler_.select(np.asarray(rows))
+        own = self._fit_scaler(panel.values)
+        for i, r in enumerate(rows):
+            if r is not None:
+                own.mean[i], own.scale[i] = self.scaler_.mean[r], self.scaler_.scale[r]
+        return own
+
+    def score(self, df, y=None) -> float:
+        """Negative mean squared error of forecasting the last ``horizon`` steps of each series in ``df``.
+
+        The forecast is made from the rows before those steps (at least
+        ``lookback`` of them), in the original scale of the data. Higher is
+        better, as scikit-learn's model selection expects.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self, "network_")
+        frame, _ = as_pandas(df)
+        panel = frame_to_panel(frame, self.schema_, fitting=False)
+        self._check_length(panel, self.lookback + self.horizon, "score")
+        history = Panel(values=panel.values[:, : -self.horizon], times=panel.times[: -self.horizon],
+                        series=panel.series)
+        truth = panel.values[:, -self.horizon:, : len(self.schema_.targets)]
+        return -float(np.mean((self._forecast(history) - truth) ** 2))
+
+    def _check_length(self, panel: Panel, needed: int, action: str) -> None:
+        n_time = panel.values.shape[1]
+        if n_time < needed:
+            what = "lookback + horizon" if needed == self.lookback + self.horizon else "lookback"
+            who = "the frame has" if panel.series == [None] else "each series has"
+            raise ValueError(
+                f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
+                f"(lookback={self.lookback}, horizon={self.horizon}). Pass a longer history or lower lookback."
+            )
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, path) -> Path:
+        """Save the fitted forecaster to the directory ``path``, atomically.
+
+        The directory holds ``config.json`` (parameters, data schema, scaling
+        statistics) and ``weights.pt`` (tensors only, read back with
+        ``weights_only=True``). An existing model directory is replaced.
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        check_is_fitted(self, "network_")
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir()) and not (path / CONFIG_FILE).exists()):
+            raise FileExistsError(f"{path} exists and is not a tsformers model directory; choose another path.")
+        params = self.get_params()
+        try:
+            json.dumps(params)
+        except TypeError as err:
+            raise TypeError(f"the parameters cannot be written as JSON ({err}); set such parameters (e.g. "
+                            f"trainer_kwargs holding objects) to plain values before saving.") from None
+        config = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "estimator": type(self).__name__,
+            "params": params, "schema": self.schema_.to_dict(), "scaler": self.scaler_.to_dict(),
+            "last_time": _time_to_json(self.last_time_), "training_log": self.training_log_,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            torch.save({"network": self.network_.state_dict(), "history": torch.from_numpy(self.history_)},
+                       staging / WEIGHTS_FILE)
+            if path.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+                os.replace(path, retired / "model")
+                os.replace(staging, path)
+                shutil.rmtree(retired)
+            else:
+                os.replace(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load a forecaster saved with :meth:`save`; no pickled objects are read.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+
+        Returns
+        -------
+        BaseForecaster
+        """
+        path = Path(path)
+        if not (path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a saved tsformers model (no {CONFIG_FILE} in it).")
+        config = json.loads((path / CONFIG_FILE).read_text())
+        if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path} holds format {config.get('format')!r} version {config.get('format_version')}; "
+                             f"this tsformers reads {FORMAT!r} up to version {FORMAT_VERSION}: upgrade tsformers.")
+        estimator_cls = cls
+        if cls.__name__ != config["estimator"]:
+            estimator_cls = _registered(config["estimator"])
+            if not issubclass(estimator_cls, cls):
+                raise TypeError(f"{path} holds a {config['estimator']}, not a {cls.__name__}; load it with "
+                                f"{config['estimator']}.load or BaseForecaster.load.")
+        est = estimator_cls(**config["params"])
+        est.schema_ = PanelSchema.from_dict(config["schema"])
+        est.scaler_ = PanelScaler.from_dict(config["scaler"])
+        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        est.history_ = state["history"].numpy()
+        est.n_features_in_ = est.history_.shape[-1]
+        est.network_ = est._build_network(est.n_features_in_)
+        est.network_.load_state_dict(state["network"])
+        est.network_.eval()
+        est.last_time_ = _time_from_json(config["last_time"], est.schema_)
+        est.training_log_ = config.get("training_log", [])
+        return est
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def _registered(name: str) -> type:
+    import tsformers
+
+    found = getattr(tsformers, name, None)
+    if not (isinstance(found, type) and issubclass(found, BaseForecaster)):
+        raise ValueError(f"unknown estimator {name!r} in the saved model.")
+    return found
+
+
+def _time_to_json(t):
+    if isinstance(t, pd.Timestamp):
+        return {"ns": int(t.as_unit("ns").value), "tz": str(t.tz) if t.tz is not None else None}
+    return {"int": int(t)}
+
+
+def _time_from_json(d, schema: PanelSchema):
+    if "int" in d:
+        return np.int64(d["int"])
+    t = pd.Timestamp(d["ns"], unit="ns", tz="UTC" if d["tz"] else None)
+    return t.tz_convert(d["tz"]) if d["tz"] else t

@@ -1,0 +1,84 @@
+"""Fit a network with Lightning's Trainer: early stopping, best weights restored, clipping, seeding."""
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from tsformers.training.datamodule import WindowDataModule
+from tsformers.training.module import ForecastingModule
+
+
+class EpochLog(Callback):
+    """Keep each epoch's logged losses, for the estimator's ``training_log_``."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, module):
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
+        self.rows.append({"epoch": trainer.current_epoch, **metrics})
+
+
+def fit_network(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor | None, *, lookback: int,
+                horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
+                lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
+                seed: int, verbose: bool, trainer_kwargs: dict | None = None) -> list[dict]:
+    """Train ``network`` in place and return the per-epoch log.
+
+    With validation data, training stops when the validation loss has not
+    improved for ``patience`` epochs and the weights of the best epoch are
+    restored (Lightning's ``EarlyStopping`` and ``ModelCheckpoint``).
+    ``trainer_kwargs`` go to ``lightning.Trainer`` as they are (accelerator,
+    devices, strategy, precision, logger, callbacks...).
+    """
+    module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
+                               weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs)
+    data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
+                            batch_size=batch_size, seed=seed)
+    log = EpochLog()
+    kwargs = dict(trainer_kwargs or {})
+    callbacks = [log, *kwargs.pop("callbacks", [])]
+    with tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as ckpt_dir, _quiet(not verbose):
+        best = None
+        if val is not None:
+            best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min", save_weights_only=True)
+            callbacks.append(best)
+            if patience is not None:
+                callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+        settings = dict(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+                        enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=best is not None,
+                        gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir)
+        trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
+        trainer.fit(module, datamodule=data)
+        if best is not None and best.best_model_path:
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    network.cpu()
+    return log.rows
+
+
+@contextmanager
+def _quiet(enabled: bool):
+    """Silence Lightning's start-up chatter and its advice on data-loader workers unless verbose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+        if not enabled:
+            yield
+            return
+        loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)

@@ -1,0 +1,60 @@
+"""The one LightningModule of tsformers: any network from ``tsformers.models`` with its loss and optimiser."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from tsformers.training.losses import make_loss
+
+LR_SCHEDULES = ("halving", "cosine", "constant")
+
+
+class ForecastingModule(L.LightningModule):
+    """Train a forecasting network: ``network(x)`` maps ``(B, lookback, n_vars)`` to ``(B, horizon, >= n_targets)``.
+
+    Parameters
+    ----------
+    network : nn.Module
+        A plain torch network; its first ``n_targets`` output variables are compared to the targets.
+    n_targets : int
+    loss : {"mse", "mae", "huber"}
+    learning_rate, weight_decay : float
+        AdamW's (``weight_decay=0`` is Adam).
+    lr_schedule : {"halving", "cosine", "constant"}
+        ``"halving"`` halves the rate after every epoch (the "type1" schedule of
+        the Time-Series-Library papers); ``"cosine"`` anneals to 0 over ``max_epochs``.
+    max_epochs : int
+        Needed by the cosine schedule.
+    """
+
+    def __init__(self, network: nn.Module, *, n_targets: int, loss: str = "mse", learning_rate: float = 1e-3,
+                 weight_decay: float = 0.0, lr_schedule: str = "halving", max_epochs: int = 10):
+        super().__init__()
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.loss_fn = make_loss(loss)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)[..., : self.hparams.n_targets]
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss_fn(self(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", self.loss_fn(self(x), y), prog_bar=True, batch_size=len(x))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "halving":
+            schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5)
+        elif hp.lr_schedule == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(hp.max_epochs, 1))
+        else:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
