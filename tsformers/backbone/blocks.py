@@ -1,0 +1,153 @@
+"""Residual blocks, encoder stacks and gates.
+
+A block wraps a token mixer (built by name from the registry) and a feed-forward
+network in residual connections; a stack repeats blocks. Each block costs its
+mixer's token cost plus O(N·D·d_ff) for the FFN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import attention  # noqa: F401  (registers mixer "full", the default)
+from .registry import build, register
+
+__all__ = ["FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder"]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN, Linear(D -> d_ff) -> activation -> dropout -> Linear(d_ff -> D).
+
+    Vaswani et al., NeurIPS 2017. Cost O(N·D·d_ff), no token mixing.
+    """
+
+    def __init__(self, d_model: int, *, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+        super().__init__()
+        assert activation in _ACTIVATIONS, f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.act = _ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(d_ff, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(x))))  # (..., D) -> (..., d_ff) -> (..., D)
+
+
+class _MixerFFNBlock(nn.Module):
+    """The parts shared by the pre- and post-norm blocks: norm, mixer, FFN, two dropouts."""
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        mixer: str = "full",
+        mixer_kwargs: dict[str, Any] | None = None,
+        eps: float = 1e-5,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model, eps=eps)
+        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, **(mixer_kwargs or {}))
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm2 = nn.LayerNorm(d_model, eps=eps)
+        self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation=activation)
+        self.dropout2 = nn.Dropout(dropout)
+
+
+@register("block", "prenorm")
+class PreNormBlock(_MixerFFNBlock):
+    """Pre-LN (identity-map) Transformer encoder layer with a mixer slot.
+
+    x = x + drop(mixer(LN1(x))); x = x + drop(ffn(LN2(x))). Xiong et al., "On Layer
+    Normalization in the Transformer Architecture", ICML 2020. With mixer "full" it
+    computes the same function as ``nn.TransformerEncoderLayer(..., norm_first=True,
+    batch_first=True)``. Cost: the mixer's, plus O(N·D·d_ff). x: (B, N, D) -> (B, N, D).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.dropout1(self.mixer(self.norm1(x)))
+        return x + self.dropout2(self.ffn(self.norm2(x)))
+
+
+@register("block", "postnorm")
+class PostNormBlock(_MixerFFNBlock):
+    """Post-LN Transformer encoder layer with a mixer slot (Vaswani et al., NeurIPS 2017).
+
+    x = LN1(x + drop(mixer(x))); x = LN2(x + drop(ffn(x))). With mixer "full" it computes
+    the same function as ``nn.TransformerEncoderLayer(..., norm_first=False, batch_first=True)``.
+    Cost: the mixer's, plus O(N·D·d_ff). x: (B, N, D) -> (B, N, D).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.norm1(x + self.dropout1(self.mixer(x)))
+        return self.norm2(x + self.dropout2(self.ffn(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of ``n_layers`` pre-LN (or post-LN) blocks, optionally followed by a LayerNorm.
+
+    Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
+    """
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        n_layers: int,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        mixer: str = "full",
+        mixer_kwargs: dict[str, Any] | None = None,
+        norm_first: bool = True,
+        final_norm: bool = False,
+    ):
+        super().__init__()
+        assert n_layers >= 1, f"n_layers must be at least 1, got {n_layers}"
+        block = PreNormBlock if norm_first else PostNormBlock
+        self.layers = nn.ModuleList(
+            block(
+                d_model,
+                n_heads=n_heads,
+                d_ff=d_ff,
+                dropout=dropout,
+                activation=activation,
+                mixer=mixer,
+                mixer_kwargs=mixer_kwargs,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if final_norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+@register("gate", "sigmoid")
+class SigmoidGate(nn.Module):
+    """Elementwise sigmoid gate fusing two representations: g = sigmoid(W1 a + W2 b), g*a + (1-g)*b.
+
+    Gateformer (Lan & Oermann, ICML 2025), used twice: temporal (global vs. patch
+    embedding) and variate-wise (before vs. after variate attention). Two
+    Linear(D, D) with bias. Cost O(N·D^2), no token mixing. a, b: (..., D) -> (..., D).
+    """
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.proj_a = nn.Linear(d_model, d_model)
+        self.proj_b = nn.Linear(d_model, d_model)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        g = torch.sigmoid(self.proj_a(a) + self.proj_b(b))
+        return g * a + (1 - g) * b

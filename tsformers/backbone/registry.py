@@ -1,0 +1,59 @@
+"""Name -> class registry for backbone parts, so that callers can say ``mixer="full"``.
+
+Parts register themselves by kind (``"mixer"``, ``"block"``, ``"gate"``, ...) and name::
+
+    @register("mixer", "full")
+    class FullAttention(nn.Module): ...
+
+    attn = build("mixer", "full", d_model=64, n_heads=4)
+    available("mixer")   # ['full', ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_REGISTRY: dict[str, dict[str, type]] = {}
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register(kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator: register ``cls`` under ``(kind, name)`` and return it unchanged.
+
+    Registering another class under a taken name is an error; registering the same
+    class again (a module reload) replaces the entry.
+    """
+
+    def decorator(cls: type) -> type:
+        entries = _REGISTRY.setdefault(kind, {})
+        taken = entries.get(name)
+        if taken is not None and _qualname(taken) != _qualname(cls):
+            raise ValueError(
+                f"{kind} {name!r} is already registered to {_qualname(taken)}; "
+                f"pick another name for {_qualname(cls)}"
+            )
+        entries[name] = cls
+        return cls
+
+    return decorator
+
+
+def available(kind: str | None = None) -> list[str] | dict[str, list[str]]:
+    """Sorted names registered under ``kind``, or ``{kind: names}`` for every kind when ``kind`` is None."""
+    if kind is None:
+        return {k: sorted(v) for k, v in sorted(_REGISTRY.items())}
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown kind {kind!r}; available kinds: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return sorted(_REGISTRY[kind])
+
+
+def build(kind: str, name: str, **kwargs: Any) -> Any:
+    """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
+    names = available(kind)  # raises on an unknown kind
+    if name not in names:
+        raise ValueError(f"unknown {kind} {name!r}; available {kind} names: {', '.join(names)}")
+    return _REGISTRY[kind][name](**kwargs)

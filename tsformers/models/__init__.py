@@ -1,0 +1,5 @@
+"""The networks: plain ``torch.nn.Module``s mapping (batch, lookback, n_vars) to (batch, horizon, n_targets)."""
+
+from .gateformer import Gateformer
+
+__all__ = ["Gateformer"]
