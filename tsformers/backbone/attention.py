@@ -2,8 +2,8 @@
 
 Every mixer follows one interface (backbone-catalog.md, section 0):
 ``Mixer(d_model, *, n_heads, dropout=0.0, causal=False, ...)`` and
-``forward(x, context=None, mask=None) -> (B, N, D)``: self-attention over x when
-``context`` is None, cross-attention from x to ``context`` (B, M, D) otherwise.
+``forward(x, kv=None, mask=None) -> (B, N, D)``: self-attention over x when
+``kv`` is None, cross-attention from x to the tokens ``kv`` (B, M, D) otherwise.
 Class attributes describe the mixer for the shared tests and benchmarks:
 ``complexity``, ``patterns`` (of the four CAB patterns), ``requires_order``,
 ``mixes_tokens``, ``paper``.
@@ -31,7 +31,7 @@ class FullAttention(nn.Module):
     softmax(Q K^T / sqrt(d_head)) V per head, with biased q, k, v and output
     projections; dropout on the attention weights in training only. With
     ``causal=True`` query i sees keys 0..i. Cost O(N^2·D) time, O(N^2) memory per head
-    (O(N·M) for cross-attention over M context tokens).
+    (O(N·M) for cross-attention over M key/value tokens).
 
     ``mask``: boolean, broadcastable to (B, n_heads, N, M), True where a query may
     attend (the ``scaled_dot_product_attention`` convention, the opposite of
@@ -55,11 +55,11 @@ class FullAttention(nn.Module):
         self.to_v = nn.Linear(d_model, d_model)
         self.to_out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        context = x if context is None else context                            # (B, M, D)
+    def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        kv = x if kv is None else kv                            # (B, M, D)
         q, k, v = (
             rearrange(proj(t), "b n (h d) -> b h n d", h=self.n_heads)
-            for proj, t in ((self.to_q, x), (self.to_k, context), (self.to_v, context))
+            for proj, t in ((self.to_q, x), (self.to_k, kv), (self.to_v, kv))
         )
         is_causal = self.causal and mask is None
         if self.causal and mask is not None:

@@ -68,7 +68,7 @@ def infer_step(times: pd.Index, rows: np.ndarray, where: str) -> Step:
             freq = pd.tseries.frequencies.to_offset(times[1] - times[0]).freqstr
         if freq is not None:
             return freq
-        _raise_irregular(times.asi8, times, rows, where, pd.Timedelta)
+        _raise_irregular(times.as_unit("ns").asi8, times, rows, where, pd.Timedelta)
     diffs = np.diff(times.to_numpy())
     if len(diffs) == 0 or (diffs == diffs[0]).all():
         return int(diffs[0]) if len(diffs) else 1

@@ -50,7 +50,7 @@ def fit_network(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor
             best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min", save_weights_only=True)
             callbacks.append(best)
             if patience is not None:
-                callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+                callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
         settings = dict(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
                         enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=best is not None,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir)
