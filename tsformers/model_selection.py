@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tsformers.data.frames import _detect_time, as_pandas
+from tsformers.data.frames import as_pandas, detect_time_column
 
 
 class RollingOriginSplit:
@@ -52,7 +52,7 @@ class RollingOriginSplit:
         if self.time_col is not None:
             times = frame[self.time_col].to_numpy()
         else:
-            name, in_index = _detect_time(frame, exclude={"unique_id"})
+            name, in_index = detect_time_column(frame, exclude={"unique_id"})
             times = frame.index.to_numpy() if in_index else frame[name].to_numpy()
         grid = pd.unique(times)
         grid.sort()

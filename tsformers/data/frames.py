@@ -86,7 +86,7 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
         id_col = "unique_id"
     _require(columns, [id_col] if id_col else [], "id_col")
     if time_col is None:
-        time_col, time_in_index = _detect_time(df, exclude={id_col})
+        time_col, time_in_index = detect_time_column(df, exclude={id_col})
     elif time_col not in columns:
         if df.index.name == time_col:
             time_in_index = True
@@ -232,7 +232,8 @@ def _check_finite(values: np.ndarray, names: list[str], times: pd.Index) -> None
     )
 
 
-def _detect_time(df: pd.DataFrame, exclude: set) -> tuple[str, bool]:
+def detect_time_column(df: pd.DataFrame, exclude: set) -> tuple[str, bool]:
+    """The time column: the one datetime column, else one named like a time axis, else a DatetimeIndex."""
     dated = [c for c in df.columns if c not in exclude and pd.api.types.is_datetime64_any_dtype(df[c])]
     if len(dated) == 1:
         return dated[0], False
