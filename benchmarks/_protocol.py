@@ -1,0 +1,109 @@
+"""The long-horizon protocol of the literature (Time-Series-Library / iTransformer), as helpers.
+
+* Splits: ETTh 12/4/4 months, ETTm the same in 15-minute steps, the others
+  70/10/20 by time (``tsformers.datasets.split_bounds``).
+* Fit on rows ``[0, val_end)`` with ``val_size = val_end - train_end`` steps: the
+  estimator fits its standard scaler on the train rows only and early-stops on
+  the validation windows (given their ``lookback`` rows of context).
+* Test: every window of the test split with stride 1, the first input window
+  starting ``lookback`` rows before the test split; MSE and MAE over all
+  windows, horizon steps and variables, on the scaled data.
+
+Nothing here knows a particular model: any fitted ``BaseForecaster`` (it has
+``network_``, ``scaler_``, ``schema_``, ``lookback`` and ``horizon``) can be evaluated.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tsformers.datasets import info, load_dataset, split_bounds
+
+
+@dataclass
+class ProtocolData:
+    """The frames one (dataset, lookback) pair needs."""
+
+    name: str
+    fit_frame: pd.DataFrame   # rows [0, val_end): train + val
+    test_frame: pd.DataFrame  # the test rows with `lookback` rows of context before them
+    val_steps: int            # val_end - train_end: the estimator's val_size
+    bounds: dict              # {"train": (a, b), "val": ..., "test": ...}
+    n_rows: int
+
+
+def load_protocol_data(name: str, data_dir, lookback: int) -> ProtocolData:
+    """Load ``name`` and cut it into the fit part (train + val) and the test part with its context."""
+    full = load_dataset(name, data_dir=data_dir)
+    bounds = split_bounds(name, len(full))
+    (train_start, train_end), (val_start, val_end) = bounds["train"], bounds["val"]
+    assert train_start == 0 and val_start == train_end, bounds
+    fit_frame = full.iloc[:val_end].reset_index(drop=True)
+    test_frame = load_dataset(name, data_dir=data_dir, split="test", context=lookback)
+    test_start, test_end = bounds["test"]
+    time_col = info(name)["time_col"]
+    times = full[time_col]
+    if times.duplicated().any() or not times.is_monotonic_increasing:
+        # The literature's loaders treat rows as steps (weather.csv repeats one timestamp); the estimators
+        # reject duplicate times, so the rows' positions become the (integer) time axis instead.
+        fit_frame[time_col] = np.arange(len(fit_frame))
+        first = max(0, test_start - lookback)
+        test_frame[time_col] = np.arange(first, first + len(test_frame))
+    assert len(test_frame) == test_end - max(0, test_start - lookback), (len(test_frame), bounds)
+    return ProtocolData(name=name, fit_frame=fit_frame, test_frame=test_frame, val_steps=val_end - train_end,
+                        bounds=bounds, n_rows=len(full))
+
+
+def scaled_values(estimator, frame: pd.DataFrame) -> np.ndarray:
+    """The frame's variables, in the fitted order, scaled with the fitted statistics: ``(n_time, n_vars)``."""
+    columns = list(estimator.schema_.variables)
+    raw = frame[columns].to_numpy(dtype=np.float64)[None]          # (1, T, N): one series
+    return estimator.scaler_.transform(raw)[0]
+
+
+def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256) -> dict:
+    """MSE/MAE of the network and of the last-value forecast over every stride-1 test window, scaled data.
+
+    Returns
+    -------
+    dict
+        ``mse``, ``mae``, ``naive_mse``, ``naive_mae`` and ``n_windows``.
+    """
+    lookback, horizon = estimator.lookback, estimator.horizon
+    n_targets = len(estimator.schema_.targets)
+    values = torch.from_numpy(scaled_values(estimator, test_frame))  # (T, N) float64
+    windows = values.unfold(0, lookback + horizon, 1)                 # (W, N, L + H), a view
+    n_windows = windows.shape[0]
+    network = estimator.network_
+    network.eval()
+    sq = ab = naive_sq = naive_ab = 0.0
+    with torch.inference_mode():
+        for start in range(0, n_windows, batch_size):
+            chunk = windows[start:start + batch_size]
+            x = chunk[:, :, :lookback].mT                               # (B, L, N) float64
+            y = chunk[:, :n_targets, lookback:].mT                      # (B, H, n_targets)
+            pred = network(x.float().contiguous())[..., :n_targets].double()
+            err = pred - y
+            sq += float((err ** 2).sum())
+            ab += float(err.abs().sum())
+            naive_err = x[:, -1:, :n_targets] - y                        # last value, repeated over H
+            naive_sq += float((naive_err ** 2).sum())
+            naive_ab += float(naive_err.abs().sum())
+    count = n_windows * horizon * n_targets
+    return {"mse": sq / count, "mae": ab / count, "naive_mse": naive_sq / count, "naive_mae": naive_ab / count,
+            "n_windows": n_windows}
+
+
+def n_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (never decreases: later runs include earlier ones)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux

@@ -1,0 +1,274 @@
+"""Long-horizon benchmark: the literature's protocol (Time-Series-Library), lookback 96.
+
+For each dataset, horizon, model and seed: fit on the train + val rows (the
+scaler on train only, early stopping on val), forecast every stride-1 test
+window, and report MSE/MAE on the scaled data next to the last-value forecast
+and the published numbers. One CSV row per run is appended to ``--out``.
+
+    .venv/bin/python benchmarks/long_horizon.py --dataset ETTh1 --horizons 96 --seeds 0
+
+See ``benchmarks/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when run as a script
+from _protocol import evaluate_windows, load_protocol_data, n_parameters, peak_rss_mib  # noqa: E402
+
+from tsformers import GateformerForecaster  # noqa: E402
+from tsformers.datasets import info  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LOOKBACK = 96
+
+# --------------------------------------------------------------------------------------------
+# Paper hyperparameters
+# --------------------------------------------------------------------------------------------
+
+# Gateformer (Lan & Oermann, ICML 2025), the official scripts (design/architectures.md §1.2):
+# (e_layers, d_model, d_ff, learning_rate) per dataset and horizon, at lookback 96.
+GATEFORMER_TABLE = {
+    "ETTh1": {96: (1, 64, 64, 1e-4), 192: (2, 64, 64, 5e-4), 336: (2, 128, 128, 5e-4), 720: (2, 64, 64, 5e-4)},
+    "ETTh2": {96: (2, 128, 128, 5e-4), 192: (1, 64, 64, 5e-4), 336: (2, 64, 64, 1e-4), 720: (1, 128, 128, 1e-4)},
+    "ETTm1": {96: (1, 64, 64, 5e-4), 192: (1, 128, 128, 5e-4), 336: (1, 128, 128, 1e-4), 720: (1, 64, 64, 5e-4)},
+    "ETTm2": {96: (1, 64, 64, 5e-4), 192: (1, 64, 64, 1e-4), 336: (2, 64, 64, 5e-4), 720: (2, 64, 64, 5e-4)},
+    "weather": {96: (2, 512, 1024, 1e-4), 192: (2, 512, 1024, 1e-4), 336: (2, 256, 256, 5e-4),
+                720: (2, 256, 512, 1e-4)},
+    "electricity": {96: (2, 512, 512, 5e-4), 192: (4, 512, 1024, 5e-4), 336: (2, 512, 1024, 5e-4),
+                    720: (2, 512, 1024, 5e-4)},
+    "traffic": {96: (2, 512, 1024, 5e-4), 192: (2, 512, 1024, 5e-4), 336: (3, 512, 1024, 5e-4),
+                720: (3, 512, 512, 5e-4)},
+    "exchange": {96: (1, 64, 64, 1e-4), 192: (1, 64, 64, 1e-3), 336: (1, 64, 64, 1e-4), 720: (2, 128, 128, 1e-3)},
+}
+# Shared by every script: n_heads 4 for ETT and Exchange, 8 otherwise; batch 8; 10 epochs;
+# patience 3; learning rate halved every epoch ("type1"); dropout 0.1; patch_len = stride = 8.
+GATEFORMER_COMMON = dict(batch_size=8, max_epochs=10, patience=3, lr_schedule="halving", dropout=0.1,
+                         patch_len=8, stride=8)
+
+
+def _table_entry(table: dict, model: str, dataset: str, horizon: int):
+    try:
+        return table[dataset][horizon]
+    except KeyError:
+        known = {d: sorted(h) for d, h in table.items()}
+        raise SystemExit(f"{model}: no paper hyperparameters for {dataset} at horizon {horizon}; known: {known}")
+
+
+def gateformer(dataset: str, horizon: int) -> GateformerForecaster:
+    """Gateformer with its paper's settings for ``dataset`` and ``horizon``."""
+    e_layers, d_model, d_ff, lr = _table_entry(GATEFORMER_TABLE, "gateformer", dataset, horizon)
+    n_heads = 4 if dataset.startswith("ETT") or dataset == "exchange" else 8
+    return GateformerForecaster(horizon=horizon, lookback=LOOKBACK, e_layers=e_layers, d_model=d_model, d_ff=d_ff,
+                                n_heads=n_heads, learning_rate=lr, **GATEFORMER_COMMON)
+
+
+# A model is one entry: name -> function (canonical dataset name, horizon) -> unfitted estimator
+# with its paper's hyperparameters. The runner sets random_state, val_size and max_epochs.
+MODELS = {
+    "gateformer": gateformer,
+}
+
+# --------------------------------------------------------------------------------------------
+# Published numbers (lookback 96, scaled data), printed next to ours; not recomputed here.
+# --------------------------------------------------------------------------------------------
+
+_ITRANSFORMER = "iTransformer paper, Table 10 (full results), lookback 96"
+REFERENCE = {
+    ("ETTh1", 96): [
+        ("iTransformer", 0.386, 0.405, _ITRANSFORMER),
+        ("PatchTST", 0.414, 0.419, _ITRANSFORMER),
+        ("DLinear", 0.386, 0.400, _ITRANSFORMER),
+        ("TimesNet", 0.384, 0.402, _ITRANSFORMER),
+        ("Client", 0.392, 0.409, "Client repo, result_of_Client.txt"),
+    ],
+}
+# Gateformer's own paper numbers were not recovered (its results table is an image and the
+# text available here ends before the tables): nothing is listed for it rather than a guess.
+REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)."
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
+          "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
+          "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "params"]
+
+
+class _EpochTimer:
+    """A Lightning callback (built lazily, Lightning is imported by fit only) that times and prints each epoch."""
+
+    @staticmethod
+    def make(prefix: str):
+        from lightning.pytorch.callbacks import Callback
+
+        class EpochTimer(Callback):
+            def __init__(self):
+                self.seconds: list[float] = []
+
+            def on_train_epoch_start(self, trainer, module):
+                self._t0 = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, module):
+                dt = time.perf_counter() - self._t0
+                self.seconds.append(dt)
+                m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+                val = f"{m['val_loss']:.4f}" if "val_loss" in m else "-"
+                print(f"  {prefix} epoch {trainer.current_epoch + 1}: train_loss {m.get('train_loss', float('nan')):.4f}"
+                      f"  val_loss {val}  {dt:.1f}s", flush=True)
+
+        return EpochTimer()
+
+
+def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -> dict:
+    t_start = time.perf_counter()
+    est = MODELS[model](data.name, horizon)
+    timer = _EpochTimer.make(f"[{data.name} H={horizon} {model} seed={seed}]")
+    overrides = dict(random_state=seed, val_size=int(data.val_steps), verbose=False,
+                     trainer_kwargs={"callbacks": [timer]})
+    if max_epochs is not None:
+        overrides["max_epochs"] = max_epochs
+    est.set_params(**overrides)
+    params = {k: v for k, v in est.get_params().items() if k != "trainer_kwargs"}
+
+    t0 = time.perf_counter()
+    est.fit(data.fit_frame)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate_windows(est, data.test_frame)
+    eval_s = time.perf_counter() - t0
+    total_s = time.perf_counter() - t_start
+
+    log = est.training_log_
+    val_losses = [row.get("val_loss", np.inf) for row in log]
+    return {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": data.name, "horizon": horizon, "model": model, "seed": seed, "lookback": est.lookback,
+        **scores,
+        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log else 0,
+        "max_epochs": est.max_epochs,
+        "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s,
+        "epoch_s_mean": float(np.mean(timer.seconds)) if timer.seconds else float("nan"),
+        "peak_rss_mib": peak_rss_mib(), "n_params": n_parameters(est.network_),
+        "torch_version": torch.__version__, "n_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "params": json.dumps(params, sort_keys=True),
+    }
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header != FIELDS:  # an older layout: keep its rows, rewrite with the union of the columns
+            import pandas as pd
+
+            old = pd.read_csv(path)
+            merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
+            merged = merged[FIELDS + [c for c in old.columns if c not in FIELDS]]
+            merged.to_csv(path, index=False)
+            return
+        mode, write_header = "a", False
+    else:
+        mode, write_header = "w", True
+    with open(path, mode, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        if write_header:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _fmt(values, digits=3) -> str:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def print_table(rows: list[dict]) -> None:
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["horizon"], r["model"]), []).append(r)
+    head = (f"{'dataset':<9} {'H':>4} {'model':<13} {'seeds':>5} {'MSE':>15} {'MAE':>15} {'epochs':>9} "
+            f"{'fit s':>13} {'eval s':>7} {'total s':>9} {'peak RSS MiB':>12} {'params':>9}")
+    print("\n" + head + "\n" + "-" * len(head))
+    shown = set()
+    for (dataset, horizon, model), rs in groups.items():
+        col = lambda k: [r[k] for r in rs]  # noqa: E731
+        print(f"{dataset:<9} {horizon:>4} {model:<13} {len(rs):>5} {_fmt(col('mse')):>15} {_fmt(col('mae')):>15} "
+              f"{_fmt(col('epochs_run'), 1):>9} {_fmt(col('fit_s'), 0):>13} {_fmt(col('eval_s'), 1):>7} "
+              f"{_fmt(col('total_s'), 0):>9} {max(col('peak_rss_mib')):>12.0f} {rs[0]['n_params']:>9}")
+        if (dataset, horizon) not in shown:
+            shown.add((dataset, horizon))
+            print(f"{dataset:<9} {horizon:>4} {'last value':<13} {'':>5} {rs[0]['naive_mse']:>15.3f} "
+                  f"{rs[0]['naive_mae']:>15.3f}   (same test windows, n={rs[0]['n_windows']})")
+            for name, ref_mse, ref_mae, source in REFERENCE.get((dataset, horizon), []):
+                print(f"{dataset:<9} {horizon:>4} {name:<13} {'pub.':>5} {ref_mse:>15.3f} {ref_mae:>15.3f}   "
+                      f"published: {source}")
+    print(f"\nMSE/MAE on the standard-scaled data (scaler fitted on the train split), every stride-1 test window, "
+          f"lookback {LOOKBACK}. Peak RSS is the process's peak so far (later runs include earlier ones). "
+          f"{REFERENCE_NOTE}")
+
+
+def default_data_dir() -> str:
+    return os.environ.get("TSFORMERS_DATA") or str((REPO / ".." / "shared" / "datasets").resolve())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", "--datasets", nargs="+", default=["ETTh1"], help="registered dataset names")
+    p.add_argument("--horizons", nargs="+", type=int, default=[96])
+    p.add_argument("--models", nargs="+", default=["gateformer"], choices=sorted(MODELS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="the estimators' random_state")
+    p.add_argument("--data-dir", default=default_data_dir(), help="folder with the CSVs ($TSFORMERS_DATA)")
+    p.add_argument("--max-epochs", type=int, default=None, help="override the paper's number of epochs")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "long_horizon.csv",
+                   help="CSV to append one row per run to")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads; 0 keeps torch's default (one per core). One thread is the default "
+                        "because these models are small and the machine may be shared: see the README")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads (OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')}), {os.cpu_count()} CPUs, data from {args.data_dir}", flush=True)
+    rows = []
+    for name in args.dataset:
+        dataset = info(name)["name"]
+        data = load_protocol_data(dataset, args.data_dir, LOOKBACK)
+        print(f"{dataset}: {data.n_rows} rows, splits {data.bounds}; fit on rows [0, {data.bounds['val'][1]}) "
+              f"with the last {data.val_steps} for validation; test {len(data.test_frame)} rows with context",
+              flush=True)
+        for horizon in args.horizons:
+            for model in args.models:
+                for seed in args.seeds:
+                    row = run_one(model, data, horizon, seed, args.max_epochs)
+                    rows.append(row)
+                    append_csv(args.out, [row])
+                    print(f"{dataset} H={horizon} {model} seed={seed}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "
+                          f"(last value {row['naive_mse']:.4f}/{row['naive_mae']:.4f}); {row['epochs_run']} epochs "
+                          f"(best {row['best_epoch']}), fit {row['fit_s']:.0f}s, eval {row['eval_s']:.1f}s, "
+                          f"total {row['total_s']:.0f}s, peak RSS {row['peak_rss_mib']:.0f} MiB, "
+                          f"{row['n_params']} parameters", flush=True)
+    print_table(rows)
+    print(f"\nappended {len(rows)} row(s) to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
