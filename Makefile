@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/tsformers demo --out demo_forecast.csv
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider ../shared/contract
 
 bench: install
