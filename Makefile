@@ -5,11 +5,10 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch: installed first so that the torch range in pyproject.toml pulls no CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test contract bench docs clean
+.PHONY: install demo test bench docs clean
 
 $(BIN)/tsformers: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@

@@ -19,10 +19,14 @@ class EpochLog(Callback):
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.lr = None
+
+    def on_train_epoch_start(self, trainer, module):
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"]  # read before the epoch's scheduler step
 
     def on_train_epoch_end(self, trainer, module):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
-        self.rows.append({"epoch": trainer.current_epoch, **metrics})
+        self.rows.append({"epoch": trainer.current_epoch, "lr": self.lr, **metrics})
 
 
 def fit_network(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor | None, *, lookback: int,
