@@ -154,6 +154,7 @@ def test_early_stopping_restores_the_best_epoch(demo):
     assert kept == pytest.approx(min(val_losses), rel=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:.*could not find the monitored key")
 def test_trainer_kwargs_reach_lightning(demo):
     f = GateformerForecaster(**SMALL, max_epochs=5, trainer_kwargs={"max_steps": 3}).fit(demo)
     assert len(f.training_log_) == 1
