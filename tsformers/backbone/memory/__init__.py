@@ -1,0 +1,1 @@
+"""Memories: modules whose state is written at test time or carried across segments."""
