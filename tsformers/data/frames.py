@@ -3,9 +3,10 @@
 Wide: a time column (or a ``DatetimeIndex``) and one column per variable.
 Long: an id column, a time column and value columns; Nixtla's ``unique_id`` /
 ``ds`` / ``y`` is detected as is. Every frame becomes a :class:`Panel` of
-values ``(n_series, n_time, n_vars)`` on one shared time grid, targets first,
-then covariates. Nothing is dropped silently: a column that is neither time,
-id, target nor covariate must be left out explicitly through ``target=``.
+values ``(n_series, n_time, n_vars)`` on one shared time grid: targets first,
+then past-observed covariates, then known-future covariates. Nothing is
+dropped silently: a column that is neither time, id, target nor covariate
+must be left out explicitly through ``target=``.
 """
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ class PanelSchema:
     time_in_index: bool = False
     time_unit: str | None = None     # "ns", "us", ... of datetime columns
     time_zone: str | None = None
+    future_covariates: list[str] = field(default_factory=list)
 
     @property
     def variables(self) -> list[str]:
-        return self.targets + self.covariates
+        return self.targets + self.covariates + self.future_covariates
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +75,7 @@ def as_pandas(df) -> tuple[pd.DataFrame, str]:
 
 
 def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, target=None,
-                 covariates=None) -> PanelSchema:
+                 covariates=None, future_covariates=None) -> PanelSchema:
     """Detect the layout and the role of every column, refusing anything ambiguous."""
     if len(df) == 0:
         raise ValueError("the frame is empty (0 rows); pass the history to fit on.")
@@ -93,10 +95,12 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
         else:
             raise ValueError(f"time_col='{time_col}' is not a column; the frame has columns {columns}.")
     roles = {time_col, id_col}
-    covariates = _as_list(covariates)
+    covariates, future_covariates = _as_list(covariates), _as_list(future_covariates)
     _require(columns, covariates, "covariates")
+    _require(columns, future_covariates, "future_covariates")
+    inputs = covariates + future_covariates
     if target is None:
-        candidates = [c for c in columns if c not in roles and c not in covariates]
+        candidates = [c for c in columns if c not in roles and c not in inputs]
         non_numeric = [c for c in candidates if not _is_numeric(df[c])]
         if non_numeric:
             raise TypeError(
@@ -107,19 +111,21 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
     else:
         targets = _as_list(target)
         _require(columns, targets, "target")
-    overlap = sorted(set(targets) & set(covariates) | set(targets + covariates) & roles)
+    named = targets + inputs
+    overlap = sorted({c for c in named if named.count(c) > 1} | set(named) & roles)
     if overlap:
         raise ValueError(f"column(s) {overlap} are given more than one role (time, id, target, covariate).")
     if not targets:
         raise ValueError("there is no numeric column to forecast; name one with target=.")
-    for name in targets + covariates:
+    for name in named:
         if not _is_numeric(df[name]):
             raise TypeError(
                 f"column '{name}' has dtype {df[name].dtype}, not numbers; convert it (pd.to_numeric) "
-                f"or leave it out of target=/covariates=."
+                f"or leave it out of target=/covariates=/future_covariates=."
             )
     return PanelSchema(layout="long" if id_col else "wide", backend=backend, time_col=time_col, id_col=id_col,
-                       targets=targets, covariates=covariates, columns=columns, time_in_index=time_in_index)
+                       targets=targets, covariates=covariates, future_covariates=future_covariates,
+                       columns=columns, time_in_index=time_in_index)
 
 
 def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> Panel:
@@ -168,6 +174,45 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> P
         check_step(grid, schema.step, grid_rows, where)
     stacked = np.stack([values[idx] for idx in groups.values()])  # (n_series, n_time, n_vars)
     return Panel(values=stacked, times=grid, series=[_plain(k) for k in groups])
+
+
+def future_values(df, schema: PanelSchema, series: list, expected: pd.Index) -> np.ndarray:
+    """The known-future covariates over the forecast horizon, ``(n_series, horizon, n_future)``.
+
+    ``df`` must hold, for every series, a row at each timestamp of ``expected``
+    (the steps after the history); rows beyond the horizon are allowed.
+    """
+    frame, _ = as_pandas(df)
+    names = schema.future_covariates
+    needed = [c for c in [schema.id_col, None if schema.time_in_index else schema.time_col] + names if c]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"future_df lacks column(s) {missing}; it needs {needed} over the {len(expected)} "
+                         f"steps from {expected[0]} to {expected[-1]}.")
+    times = parse_times(frame.index.to_series() if schema.time_in_index else frame[schema.time_col],
+                        schema.time_col)
+    values = frame[names].to_numpy(dtype=np.float64)
+    _check_finite(values, names, times)
+    if schema.layout == "wide":
+        groups = {None: np.arange(len(frame))}
+    else:
+        groups = frame.groupby(schema.id_col, sort=False).indices
+    out = np.empty((len(series), len(expected), len(names)))
+    for i, key in enumerate(series):
+        where = "" if key is None else f" for series '{key}'"
+        if key not in groups:
+            raise ValueError(f"future_df has no rows{where}; give its future covariates {names} too.")
+        rows = groups[key]
+        position = pd.Index(times[rows]).get_indexer(expected)
+        if (position < 0).any():
+            first = expected[int(np.flatnonzero(position < 0)[0])]
+            raise ValueError(
+                f"future_df covers {int((position >= 0).sum())} of the {len(expected)} forecast steps{where}: "
+                f"{first} is missing. Give the future covariates {names} at every step from {expected[0]} "
+                f"to {expected[-1]}."
+            )
+        out[i] = values[rows[position]]
+    return out
 
 
 def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: PanelSchema, backend: str,

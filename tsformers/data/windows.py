@@ -44,6 +44,28 @@ class WindowDataset(Dataset):
         return x.contiguous(), y.contiguous()
 
 
+def lead_future(values, n_future: int, horizon: int, future=None):
+    """Shift the last ``n_future`` channels (known-future covariates) ``horizon`` steps earlier.
+
+    Row t of the result holds those covariates at t + horizon, so a window
+    ending at t sees them up to the end of its forecast horizon, and any
+    network can use them as ordinary input channels. The final ``horizon``
+    rows take ``future`` ``(n_series, horizon, n_future)`` (the values after
+    the data), or NaN where no window may read them.
+
+    Works on numpy arrays and torch tensors ``(n_series, n_time, n_vars)``; returns a copy.
+    """
+    led = values.copy() if isinstance(values, np.ndarray) else values.clone()
+    if n_future == 0:
+        return led
+    tail = future if future is not None else np.full(led[:, :horizon, -n_future:].shape, np.nan)
+    if not isinstance(led, np.ndarray):
+        tail = torch.as_tensor(tail, dtype=led.dtype)
+    led[:, : led.shape[1] - horizon, -n_future:] = values[:, horizon:, -n_future:]
+    led[:, led.shape[1] - horizon:, -n_future:] = tail
+    return led
+
+
 def keep_batch(batch):
     """The collate function for :class:`WindowDataset`: ``__getitems__`` already built the batch."""
     return batch

@@ -22,10 +22,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, infer_schema, panel_to_frame
+from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
+                                   panel_to_frame)
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.time import future_times
-from tsformers.data.windows import split_train_val, validation_steps
+from tsformers.data.windows import lead_future, split_train_val, validation_steps
 
 FORMAT = "tsformers-model"
 FORMAT_VERSION = 1
@@ -47,6 +48,7 @@ class BaseForecaster(BaseEstimator):
         "lookback": [Interval(Integral, 1, None, closed="left")],
         "target": [str, list, tuple, None],
         "covariates": [str, list, tuple, None],
+        "future_covariates": [str, list, tuple, None],
         "time_col": [str, None],
         "id_col": [str, None],
         "loss": [StrOptions({"mse", "mae", "huber"})],
@@ -98,7 +100,8 @@ class BaseForecaster(BaseEstimator):
             delattr(self, name)
         frame, backend = as_pandas(df)
         schema = infer_schema(frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
-                              covariates=self.covariates)
+                              covariates=self.covariates, future_covariates=self.future_covariates)
+        self._check_future_covariates(schema)
         panel = frame_to_panel(frame, schema, fitting=True)
         self._check_length(panel, self.lookback + self.horizon, "fit")
 
@@ -111,8 +114,10 @@ class BaseForecaster(BaseEstimator):
                 UserWarning, stacklevel=2)
         train_part, _ = split_train_val(panel.values, self.lookback, val_steps)
         scaler = self._fit_scaler(train_part)
-        scaled = torch.from_numpy(scaler.transform(panel.values).astype(np.float32))
-        train, val = split_train_val(scaled, self.lookback, val_steps)
+        scaled = scaler.transform(panel.values)
+        n_future = len(schema.future_covariates)
+        inputs = torch.from_numpy(lead_future(scaled, n_future, self.horizon).astype(np.float32))
+        train, val = split_train_val(inputs, self.lookback, val_steps)
 
         torch.manual_seed(self.random_state)
         network = self._build_network(n_vars)
@@ -135,6 +140,8 @@ class BaseForecaster(BaseEstimator):
         self.last_time_ = panel.times[-1]
         self.training_log_ = log
         self.n_features_in_ = n_vars
+        if self._tags["streaming"]:
+            self.state_ = self._advance(network.init_state(scaled.shape[0]), scaled)
         return self
 
     def _fit_scaler(self, values: np.ndarray) -> PanelScaler:
@@ -144,7 +151,7 @@ class BaseForecaster(BaseEstimator):
 
     # -- predict ---------------------------------------------------------------------------
 
-    def predict(self, df=None):
+    def predict(self, df=None, future_df=None):
         """Forecast the next ``horizon`` steps.
 
         Parameters
@@ -152,7 +159,12 @@ class BaseForecaster(BaseEstimator):
         df : pandas.DataFrame or polars.DataFrame, optional
             New history with the columns of the fit data (at least ``lookback``
             rows per series): the forecast starts after its end. Without it,
-            the forecast follows the end of the training data.
+            the forecast follows the end of the training data and of every
+            :meth:`update` since.
+        future_df : pandas.DataFrame or polars.DataFrame, optional
+            The known-future covariates (``future_covariates``) at every step of
+            the horizon: the time column (and id column of a long frame) and
+            those columns. Required when the model has future covariates.
 
         Returns
         -------
@@ -162,25 +174,107 @@ class BaseForecaster(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         if df is None:
-            panel = Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series)
-            backend = self.schema_.backend
+            panel, backend = self._stored_panel(), self.schema_.backend
         else:
             frame, backend = as_pandas(df)
             panel = frame_to_panel(frame, self.schema_, fitting=False)
             self._check_length(panel, self.lookback, "predict")
-        forecast = self._forecast(panel)
         times = future_times(panel.times[-1], self.schema_.step, self.horizon)
+        future = self._future_values(future_df, panel.series, times)
+        forecast = self._forecast(panel, future, from_state=df is None)
         return panel_to_frame(forecast, times, panel.series, self.schema_, backend)
 
-    def _forecast(self, panel: Panel) -> np.ndarray:
-        """Forecast ``(n_series, horizon, n_targets)`` in the original scale from each series' last window."""
+    def update(self, df):
+        """Fold new observations into the fitted model, so that ``predict()`` forecasts after them.
+
+        The rows must continue every series one step after the last known
+        timestamp. Streaming models advance their recurrent state by the new
+        rows only; the others slide their stored lookback window. Either way the
+        cost does not grow with the length of the history, and the trained
+        weights are not changed.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            One or more new rows per series, with the columns of the fit data.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "network_")
+        frame, _ = as_pandas(df)
+        panel = frame_to_panel(frame, self.schema_, fitting=False)
+        expected = future_times(self.last_time_, self.schema_.step, 1)[0]
+        if panel.times[0] != expected:
+            raise ValueError(f"update rows must continue the series: the first new timestamp should be {expected} "
+                             f"(one step after {self.last_time_}), got {panel.times[0]}.")
+        if list(panel.series) != list(self.schema_.series):
+            raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series} in that order, "
+                             f"got {panel.series}.")
+        if self._tags["streaming"]:
+            self.state_ = self._advance(self.state_, self.scaler_.transform(panel.values))
+        self.history_ = np.concatenate([self.history_, panel.values], axis=1)[:, -self.lookback:]
+        self.last_time_ = panel.times[-1]
+        return self
+
+    def _stored_panel(self) -> Panel:
+        """The end of the training data (and of the updates since), as predict() without data sees it."""
+        return Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series)
+
+    def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False) -> np.ndarray:
+        """Forecast ``(n_series, horizon, n_targets)`` in the original scale from the end of ``panel``.
+
+        Windowed models read the last ``lookback`` steps; streaming models read
+        their stored state (``from_state``) or run their recurrence over the whole panel.
+        """
         scaler = self._scaler_for(panel)
-        window = scaler.transform(panel.values[:, -self.lookback:])
-        x = torch.from_numpy(window.astype(np.float32))
-        n_targets = len(self.schema_.targets)
-        with torch.inference_mode():
-            out = torch.cat([self.network_(chunk)[..., :n_targets] for chunk in x.split(1024)])
-        return scaler.inverse(out.double().numpy(), n_targets)
+        n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
+        with torch.no_grad():  # not inference_mode: a memory may take gradient steps at test time
+            if self._tags["streaming"]:
+                state = self.state_ if from_state else self._advance(
+                    self.network_.init_state(len(panel.series)), scaler.transform(panel.values))
+                out = self.network_.forecast(state)
+            else:
+                scaled = scaler.transform(panel.values[:, -self.lookback:])
+                if n_future:
+                    future = (future - scaler.mean[:, None, -n_future:]) / scaler.scale[:, None, -n_future:]
+                x = torch.from_numpy(lead_future(scaled, n_future, self.horizon, future).astype(np.float32))
+                out = torch.cat([self.network_(chunk) for chunk in x.split(1024)])
+        return self._postprocess(scaler.inverse(out[..., :n_targets].double().numpy(), n_targets))
+
+    def _advance(self, state: dict, scaled: np.ndarray) -> dict:
+        """Advance a streaming network's state by scaled observations ``(n_series, n_time, n_vars)``."""
+        with torch.no_grad():
+            return self.network_.advance(state, torch.from_numpy(scaled.astype(np.float32)))
+
+    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
+        """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
+        return forecast
+
+    def _future_values(self, future_df, series: list, times: pd.Index) -> np.ndarray | None:
+        names = self.schema_.future_covariates
+        if not names:
+            if future_df is not None:
+                raise ValueError("future_df was given, but the model was fitted without future_covariates; "
+                                 "refit with future_covariates=[...] to use known-future values.")
+            return None
+        if future_df is None:
+            raise ValueError(
+                f"the model was fitted with future_covariates {names}: pass their values for the {self.horizon} "
+                f"steps from {times[0]} to {times[-1]} as future_df= (the time column and those columns)."
+            )
+        return future_values(future_df, self.schema_, series, times)
+
+    def _check_future_covariates(self, schema: PanelSchema) -> None:
+        if not schema.future_covariates:
+            return
+        if self._tags["streaming"]:
+            raise ValueError(f"{type(self).__name__} forecasts from a streaming state and takes no "
+                             f"future_covariates; pass them as covariates= (past-observed) instead.")
+        if self.horizon > self.lookback:
+            raise ValueError(f"future_covariates enter the network led by horizon={self.horizon} steps, which "
+                             f"needs lookback >= horizon; got lookback={self.lookback}.")
 
     def _scaler_for(self, panel: Panel) -> PanelScaler:
         """The fitted statistics of each series; a series unseen in fit is scaled by its own history."""
@@ -198,8 +292,9 @@ class BaseForecaster(BaseEstimator):
         """Negative mean squared error of forecasting the last ``horizon`` steps of each series in ``df``.
 
         The forecast is made from the rows before those steps (at least
-        ``lookback`` of them), in the original scale of the data. Higher is
-        better, as scikit-learn's model selection expects.
+        ``lookback`` of them), in the original scale of the data; known-future
+        covariates are read from the last ``horizon`` rows. Higher is better, as
+        scikit-learn's model selection expects.
 
         Returns
         -------
@@ -211,8 +306,10 @@ class BaseForecaster(BaseEstimator):
         self._check_length(panel, self.lookback + self.horizon, "score")
         history = Panel(values=panel.values[:, : -self.horizon], times=panel.times[: -self.horizon],
                         series=panel.series)
-        truth = panel.values[:, -self.horizon:, : len(self.schema_.targets)]
-        return -float(np.mean((self._forecast(history) - truth) ** 2))
+        n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
+        future = panel.values[:, -self.horizon:, panel.values.shape[-1] - n_future:] if n_future else None
+        truth = panel.values[:, -self.horizon:, :n_targets]
+        return -float(np.mean((self._forecast(history, future) - truth) ** 2))
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
         n_time = panel.values.shape[1]
@@ -256,8 +353,10 @@ class BaseForecaster(BaseEstimator):
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            torch.save({"network": self.network_.state_dict(), "history": torch.from_numpy(self.history_)},
-                       staging / WEIGHTS_FILE)
+            tensors = {"network": self.network_.state_dict(), "history": torch.from_numpy(self.history_)}
+            if self._tags["streaming"]:
+                tensors["state"] = self.state_
+            torch.save(tensors, staging / WEIGHTS_FILE)
             if path.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
                 os.replace(path, retired / "model")
@@ -305,6 +404,8 @@ class BaseForecaster(BaseEstimator):
         est.network_.eval()
         est.last_time_ = _time_from_json(config["last_time"], est.schema_)
         est.training_log_ = config.get("training_log", [])
+        if est._tags["streaming"]:
+            est.state_ = state["state"]
         return est
 
     def __sklearn_tags__(self):

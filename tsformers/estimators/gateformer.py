@@ -37,6 +37,9 @@ class GateformerForecaster(BaseForecaster):
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional
         Past-observed exogenous columns: read as input, not forecast.
+    future_covariates : str or list of str, optional
+        Known-future exogenous columns (a weather forecast, a calendar): their
+        values over the horizon are passed to ``predict(df, future_df)``.
     time_col, id_col : str, optional
         The time column (detected: a datetime column, ``ds``/``date``/..., or a
         DatetimeIndex) and, for long frames, the series id (``unique_id`` is detected).
@@ -103,8 +106,8 @@ class GateformerForecaster(BaseForecaster):
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
-                 stride=8, dropout=0.1, variate_mixer="full", target=None, covariates=None, time_col=None,
-                 id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
+                 stride=8, dropout=0.1, variate_mixer="full", target=None, covariates=None, future_covariates=None,
+                 time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None):
         self.horizon = horizon
@@ -119,6 +122,7 @@ class GateformerForecaster(BaseForecaster):
         self.variate_mixer = variate_mixer
         self.target = target
         self.covariates = covariates
+        self.future_covariates = future_covariates
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss
