@@ -103,3 +103,141 @@ def _positive_int(value, what: str) -> int:
     if value < 1:
         raise ValueError(f"{what} must be a positive integer, got {value}")
     return value
+
+
+# -- PV scenario ---------------------------------------------------------------------------
+
+PV_START = "2024-05-01"
+SOLAR_CONSTANT_CLEAR = 1098.0  # W/m2, Haurwitz's clear-sky coefficient
+TEMP_COEFF = -0.004            # relative power change per degree C of cell temperature (crystalline Si)
+NOCT_RISE = (45.0 - 20.0) / 800.0  # cell temperature rise per W/m2 (NOCT 45 C at 800 W/m2, 20 C air)
+
+
+def make_pv_demo(
+    n_steps: int = DAY * 7 * 8,
+    freq: str = "h",
+    latitude: float = 40.0,
+    capacity: float = 5.0,
+    start: str = PV_START,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Generate a PV plant: power from clear-sky irradiance, clouds and temperature derating.
+
+    The physics, step by step (time stamps are local solar time):
+
+    1. **Solar geometry.** Declination from the day of the year,
+       ``delta = 23.45 deg * sin(2 pi (284 + doy) / 365)`` (Cooper, 1969);
+       hour angle 15 deg per hour from solar noon; the cosine of the zenith
+       angle ``cos z = sin(lat) sin(delta) + cos(lat) cos(delta) cos(hour angle)``.
+    2. **Clear-sky irradiance** (``clearsky_ghi``), Haurwitz (1945):
+       ``1098 cos z exp(-0.057 / cos z)`` W/m2 while the sun is up, 0 at night.
+    3. **Cloud cover** (``cloud_cover``, 0..1): a logistic transform of an
+       AR(1) process with a persistence of about 12 hours. Irradiance
+       ``ghi = clearsky_ghi * (1 - 0.75 cloud_cover^3.4)`` (Kasten & Czeplak,
+       1980) times 2 % multiplicative noise.
+    4. **Air temperature** (``temperature``, C): a seasonal mean by latitude
+       and day of the year, a daily cycle peaking at 15:00 damped by clouds,
+       and AR(1) noise; ``humidity`` (%) falls as the air warms and rises with
+       the clouds.
+    5. **Power** (``power``, kW): ``capacity * ghi / 1000 * (1 + (-0.004) (T_cell - 25))``
+       with the cell temperature ``T_cell = T_air + (45 - 20) / 800 * ghi``
+       (NOCT model), clipped to ``[0, capacity]`` (the inverter's limit). The
+       modules are horizontal, so the plane-of-array irradiance is ``ghi``.
+       Power is exactly 0 at night.
+
+    Parameters
+    ----------
+    n_steps : int, default 1344
+        Number of time steps (8 weeks of hours by default).
+    freq : str, default "h"
+        Pandas frequency alias of the time steps ("h", "30min", "15min", ...).
+    latitude : float, default 40.0
+        Degrees north (negative: south), between -66 and 66 so that the sun
+        rises every day.
+    capacity : float, default 5.0
+        The plant's rated AC power in kW.
+    start : str, default "2024-05-01"
+        First timestamp.
+    seed : int, default 0
+        The same seed gives the same data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``date``, ``power``, ``ghi``, ``clearsky_ghi``,
+        ``temperature``, ``humidity``, ``cloud_cover``. ``clearsky_ghi``
+        depends on the date only, so it is known in advance (a known-future
+        covariate); the weather columns are past-observed unless a weather
+        forecast stands in for them.
+
+    Raises
+    ------
+    ValueError
+        If ``n_steps`` is not a positive integer, ``freq`` is not a pandas
+        frequency, ``latitude`` is outside [-66, 66] or ``capacity`` is not positive.
+
+    Examples
+    --------
+    >>> from tsformers.datasets import make_pv_demo
+    >>> df = make_pv_demo(n_steps=48)
+    >>> list(df.columns)
+    ['date', 'power', 'ghi', 'clearsky_ghi', 'temperature', 'humidity', 'cloud_cover']
+    >>> bool((df["power"] >= 0).all()), float(df["power"].iloc[0])  # midnight
+    (True, 0.0)
+    """
+    n_steps = _positive_int(n_steps, "n_steps")
+    if not (isinstance(latitude, (int, float)) and -66.0 <= latitude <= 66.0):
+        raise ValueError(f"latitude must be a number of degrees in [-66, 66], got {latitude!r}")
+    if not (isinstance(capacity, (int, float)) and np.isfinite(capacity) and capacity > 0):
+        raise ValueError(f"capacity must be a positive number of kW, got {capacity!r}")
+    try:
+        dates = pd.date_range(start, periods=n_steps, freq=freq)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"freq must be a pandas frequency alias like 'h' or '15min' and start a date, "
+                         f"got freq={freq!r}, start={start!r}") from err
+    rng = np.random.default_rng(seed)
+    steps_per_hour = pd.Timedelta(hours=1) / pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+
+    clear = clear_sky_ghi(dates, latitude)
+    cloud = 1.0 / (1.0 + np.exp(-_ar1(rng, n_steps, memory=12.0 * steps_per_hour, scale=1.6) + 0.4))
+    ghi = clear * (1.0 - 0.75 * cloud**3.4) * rng.lognormal(0.0, 0.02, n_steps)
+
+    doy = dates.dayofyear.to_numpy()
+    hour = (dates.hour + dates.minute / 60.0).to_numpy()
+    seasonal = 12.0 - 0.25 * (abs(latitude) - 30.0) - np.sign(latitude or 1.0) * 10.0 * np.cos(
+        2 * np.pi * (doy - 15) / 365.0)
+    daily = 6.0 * (1.0 - 0.6 * cloud) * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
+    temperature = seasonal + daily + _ar1(rng, n_steps, memory=24.0 * steps_per_hour, scale=2.0)
+    humidity = np.clip(60.0 - 2.0 * (temperature - seasonal) + 30.0 * (cloud - 0.5)
+                       + rng.normal(0.0, 3.0, n_steps), 5.0, 100.0)
+
+    cell = temperature + NOCT_RISE * ghi
+    power = np.clip(capacity * ghi / 1000.0 * (1.0 + TEMP_COEFF * (cell - 25.0)), 0.0, capacity)
+    return pd.DataFrame({"date": dates, "power": power, "ghi": ghi, "clearsky_ghi": clear,
+                         "temperature": temperature, "humidity": humidity, "cloud_cover": cloud})
+
+
+def clear_sky_ghi(times, latitude: float) -> np.ndarray:
+    """Clear-sky global horizontal irradiance (W/m2) at local solar ``times`` and ``latitude`` (Haurwitz, 1945)."""
+    times = pd.DatetimeIndex(times)
+    doy = times.dayofyear.to_numpy()
+    hour = (times.hour + times.minute / 60.0 + times.second / 3600.0).to_numpy()
+    declination = np.deg2rad(23.45) * np.sin(2 * np.pi * (284 + doy) / 365.0)
+    hour_angle = np.deg2rad(15.0 * (hour - 12.0))
+    lat = np.deg2rad(latitude)
+    cos_zenith = np.sin(lat) * np.sin(declination) + np.cos(lat) * np.cos(declination) * np.cos(hour_angle)
+    up = cos_zenith > 0
+    ghi = np.zeros(len(times))
+    ghi[up] = SOLAR_CONSTANT_CLEAR * cos_zenith[up] * np.exp(-0.057 / cos_zenith[up])
+    return ghi
+
+
+def _ar1(rng: np.random.Generator, n_steps: int, *, memory: float, scale: float) -> np.ndarray:
+    """A stationary AR(1) path with e-folding time ``memory`` steps and standard deviation ``scale``."""
+    phi = np.exp(-1.0 / max(memory, 1.0))
+    noise = rng.normal(0.0, scale * np.sqrt(1.0 - phi**2), n_steps)
+    path = np.empty(n_steps)
+    path[0] = rng.normal(0.0, scale)
+    for t in range(1, n_steps):
+        path[t] = phi * path[t - 1] + noise[t]
+    return path

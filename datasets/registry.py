@@ -15,6 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ENV_VAR = "TSFORMERS_DATA"
@@ -164,6 +165,8 @@ def load_dataset(
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)} or None")
     context = _non_negative_int(context, "context")
 
+    if "pv" in entry:
+        return load_pv(entry["name"], data_dir=data_dir, split=split, context=context)
     path = _locate(entry, data_dir)
     _verify_sha256(path, entry["sha256"])
     frame = _read_csv(path, entry["time_col"])
@@ -237,3 +240,180 @@ def _non_negative_int(value, what: str) -> int:
     if value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value}")
     return value
+
+
+# -- PV data sets: timestamps, weather alignment, gaps --------------------------------
+
+
+def load_pv(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    split: str | None = None,
+    context: int = 0,
+    fill_gaps: bool = True,
+) -> pd.DataFrame:
+    """Load a PV data set: plant telemetry with the NSRDB weather aligned to local time.
+
+    :func:`load_dataset` calls this for the PV entries (those with a ``"pv"``
+    block in the registry). Four things happen to the file:
+
+    1. **Timestamps.** ``timestamp`` is parsed as ``dd-mm-YYYY HH:MM``. Where
+       the registry says ``day_month_swap`` (``pv_golden``: days 1-12 of each
+       month are written ``mm-dd``), both readings are tried and the first
+       one later than the previous row is kept.
+    2. **Weather alignment by time.** The telemetry is labelled in local
+       standard time, the NSRDB columns in UTC; with ``utc_offset_hours`` =
+       -7 (Golden, CO) the weather for local time t is read from the row
+       labelled t + 7 h. This is done by timestamp (a reindex), not by
+       shifting rows, because the files have gaps.
+    3. **Static columns.** Helper columns repeating the timestamp and the
+       constant site metadata (location, capacity, tilt, ...) are dropped;
+       the metadata is in ``info(name)["pv"]["site"]`` and
+       ``frame.attrs["site"]``.
+    4. **Gaps** (``fill_gaps=True``). The frame is put on the regular hourly
+       grid. Runs of up to 6 missing steps inside the data are interpolated
+       linearly in time; longer runs and runs at the ends (the weather of the
+       last ``|utc_offset_hours|`` hours lies beyond the file) repeat the
+       value of the same hour one day earlier (one day later at the start).
+       ``frame.attrs["filled"]`` counts the filled cells per column. With
+       ``fill_gaps=False`` the rows of the file are returned as they are, with
+       NaN where the aligned weather is missing.
+
+    The negative night-time AC power (inverter consumption) is kept as
+    measured: clipping is a modelling decision. ``PVClientForecaster`` clips
+    its forecasts at zero; to train on clipped power, use
+    ``df[target].clip(lower=0)``.
+
+    Parameters
+    ----------
+    name : str
+        A PV data set name, e.g. ``"pv_golden"`` (aliases ``"golden"``,
+        ``"pv_golden_co_2020"``) or ``"pv_cocoa"``.
+    data_dir : str or path-like, optional
+        Folder holding the file; defaults to the ``TSFORMERS_DATA`` variable.
+    split : {"train", "val", "test"}, optional
+        The 70/10/20 split by time. Its borders are those of the file's rows
+        (golden: 5907 / 845 / 1687 rows), carried over to the regular grid by
+        timestamp.
+    context : int, default 0
+        For ``"val"`` and ``"test"``, also return up to ``context`` steps
+        before the split start.
+    fill_gaps : bool, default True
+        Return the regular hourly grid with gaps filled (above), or the
+        file's rows only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``timestamp`` (datetime64, local standard time, no zone), then the
+        telemetry columns and the aligned weather columns as float64.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`load_dataset`; ValueError also if ``name`` is not a PV data set.
+    """
+    entry = info(name)
+    if "pv" not in entry:
+        pv_names = [key for key, e in _registry()["datasets"].items() if "pv" in e]
+        raise ValueError(f"{entry['name']} is not a PV data set; choose one of {pv_names}")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)} or None")
+    context = _non_negative_int(context, "context")
+    path = _locate(entry, data_dir)
+    _verify_sha256(path, entry["sha256"])
+    raw = pd.read_csv(path)
+    frame = _pv_frame(raw, entry)
+    file_times = frame[entry["time_col"]]
+    if fill_gaps:
+        frame = _fill_pv_gaps(frame, entry)
+    frame.attrs["site"] = dict(entry["pv"]["site"], capacity_kw=entry["pv"]["capacity_kw"])
+    if split is None:
+        return frame
+    bounds = split_bounds(entry["name"], len(raw))[split]
+    start, stop = (int(np.searchsorted(frame[entry["time_col"]], file_times.iloc[b])) if b < len(raw) else len(frame)
+                   for b in bounds)
+    if split != "train":
+        start = max(0, start - context)
+    part = frame.iloc[start:stop].reset_index(drop=True)
+    part.attrs = frame.attrs
+    return part
+
+
+def parse_swapped_timestamps(text: pd.Series, fmt: str = "%d-%m-%Y %H:%M") -> pd.Series:
+    """Parse timestamps some of which have day and month swapped, keeping rows in time order.
+
+    Each string is read as ``fmt`` and with day and month exchanged; of the
+    valid readings, the earliest one later than the previous row's time is
+    kept (the first row takes the ``fmt`` reading if it is valid).
+
+    Raises
+    ------
+    ValueError
+        If a row has no reading later than the previous row.
+    """
+    swapped_fmt = fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+    plain = pd.to_datetime(text, format=fmt, errors="coerce")
+    swapped = pd.to_datetime(text, format=swapped_fmt, errors="coerce")
+    out = []
+    previous = None
+    for i, (a, b) in enumerate(zip(plain, swapped)):
+        options = sorted(t for t in (a, b) if not pd.isna(t) and (previous is None or t > previous))
+        if previous is None and not pd.isna(a):
+            options = [a]
+        if not options:
+            raise ValueError(f"row {i}: timestamp {text.iloc[i]!r} is not later than the previous row "
+                             f"({previous}) in either day/month reading")
+        previous = options[0]
+        out.append(previous)
+    return pd.Series(pd.DatetimeIndex(out), index=text.index, name=text.name)
+
+
+def _pv_frame(raw: pd.DataFrame, entry: dict) -> pd.DataFrame:
+    """Timestamps fixed, static columns dropped, weather aligned by time, everything else float64."""
+    pv, time_col = entry["pv"], entry["time_col"]
+    if pv["day_month_swap"]:
+        times = parse_swapped_timestamps(raw[time_col], pv["timestamp_format"])
+    else:
+        times = pd.to_datetime(raw[time_col], format=pv["timestamp_format"])
+    if not times.is_monotonic_increasing or times.duplicated().any():
+        raise ValueError(f"{entry['file']}: the timestamps are not strictly increasing after parsing")
+    telemetry = [c for c in raw.columns if c not in pv["drop"] and c not in pv["weather"] and c != time_col]
+    frame = raw[telemetry].astype("float64")
+    frame.insert(0, time_col, times.to_numpy())
+    # local time t <- the weather row labelled t - utc_offset (t + 7 h for UTC-7)
+    weather = raw[pv["weather"]].astype("float64").set_index(pd.DatetimeIndex(times))
+    shift = pd.Timedelta(hours=-pv["utc_offset_hours"])
+    aligned = weather.reindex(pd.DatetimeIndex(times) + shift)
+    frame[pv["weather"]] = aligned.to_numpy()
+    return frame
+
+
+_MAX_INTERPOLATED = 6  # missing steps in a row that are filled by linear interpolation; longer: the day before
+
+
+def _fill_pv_gaps(frame: pd.DataFrame, entry: dict) -> pd.DataFrame:
+    """The frame on its regular grid, gaps filled (see :func:`load_pv`), filled cells counted in attrs."""
+    time_col = entry["time_col"]
+    step = pd.tseries.frequencies.to_offset(entry["freq"])
+    indexed = frame.set_index(time_col)
+    grid = pd.date_range(indexed.index[0], indexed.index[-1], freq=step, name=time_col)
+    values = indexed.reindex(grid)
+    missing = values.isna()
+    per_day = int(pd.Timedelta(days=1) / pd.Timedelta(step))
+    short = values.interpolate(method="time", limit=_MAX_INTERPOLATED, limit_area="inside")
+    short = short.where(~_long_runs(missing, _MAX_INTERPOLATED), np.nan)
+    filled = short
+    for _ in range(len(grid) // per_day + 1):  # one day earlier, then one day later, until nothing is left
+        if not filled.isna().any().any():
+            break
+        filled = filled.fillna(filled.shift(per_day)).fillna(filled.shift(-per_day))
+    out = filled.reset_index()
+    out.attrs["filled"] = {c: int(n) for c, n in missing.sum().items() if n}
+    return out
+
+
+def _long_runs(missing: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """True inside runs of more than ``limit`` consecutive missing values, per column."""
+    lengths = missing.apply(lambda col: col.groupby((~col).cumsum()).transform("sum"))
+    return missing & (lengths > limit)
