@@ -1,5 +1,6 @@
 """The public estimators."""
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
+from tsformers.estimators.persistence import ModelFileError
 
-__all__ = ["BaseForecaster", "GateformerForecaster"]
+__all__ = ["BaseForecaster", "GateformerForecaster", "ModelFileError"]

@@ -7,10 +7,6 @@ inside ``fit`` only, so loading a model and forecasting stay light.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
@@ -27,10 +23,7 @@ from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.time import future_times
 from tsformers.data.windows import lead_future, split_train_val, validation_steps
-
-FORMAT = "tsformers-model"
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
+from tsformers.estimators.persistence import load_estimator, save_estimator
 
 
 class BaseForecaster(BaseEstimator):
@@ -326,8 +319,9 @@ class BaseForecaster(BaseEstimator):
     def save(self, path) -> Path:
         """Save the fitted forecaster to the directory ``path``, atomically.
 
-        The directory holds ``config.json`` (parameters, data schema, scaling
-        statistics) and ``weights.pt`` (tensors only, read back with
+        The directory holds ``config.json`` (format and package version,
+        parameters, data schema, scaling statistics, the checksum of the
+        weights) and ``weights.pt`` (tensors only, read back with
         ``weights_only=True``). An existing model directory is replaced.
 
         Returns
@@ -335,42 +329,15 @@ class BaseForecaster(BaseEstimator):
         pathlib.Path
         """
         check_is_fitted(self, "network_")
-        path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir()) and not (path / CONFIG_FILE).exists()):
-            raise FileExistsError(f"{path} exists and is not a tsformers model directory; choose another path.")
-        params = self.get_params()
-        try:
-            json.dumps(params)
-        except TypeError as err:
-            raise TypeError(f"the parameters cannot be written as JSON ({err}); set such parameters (e.g. "
-                            f"trainer_kwargs holding objects) to plain values before saving.") from None
-        config = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "estimator": type(self).__name__,
-            "params": params, "schema": self.schema_.to_dict(), "scaler": self.scaler_.to_dict(),
-            "last_time": _time_to_json(self.last_time_), "training_log": self.training_log_,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-            tensors = {"network": self.network_.state_dict(), "history": torch.from_numpy(self.history_)}
-            if self._tags["streaming"]:
-                tensors["state"] = self.state_
-            torch.save(tensors, staging / WEIGHTS_FILE)
-            if path.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, retired / "model")
-                os.replace(staging, path)
-                shutil.rmtree(retired)
-            else:
-                os.replace(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return path
+        return save_estimator(self, path)
 
     @classmethod
     def load(cls, path):
         """Load a forecaster saved with :meth:`save`; no pickled objects are read.
+
+        ``BaseForecaster.load`` returns whichever estimator the directory holds.
+        A damaged directory (missing file, edited or truncated weights, broken
+        JSON, a newer format) raises :class:`ModelFileError` saying so.
 
         Parameters
         ----------
@@ -380,57 +347,9 @@ class BaseForecaster(BaseEstimator):
         -------
         BaseForecaster
         """
-        path = Path(path)
-        if not (path / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a saved tsformers model (no {CONFIG_FILE} in it).")
-        config = json.loads((path / CONFIG_FILE).read_text())
-        if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} holds format {config.get('format')!r} version {config.get('format_version')}; "
-                             f"this tsformers reads {FORMAT!r} up to version {FORMAT_VERSION}: upgrade tsformers.")
-        estimator_cls = cls
-        if cls.__name__ != config["estimator"]:
-            estimator_cls = _registered(config["estimator"])
-            if not issubclass(estimator_cls, cls):
-                raise TypeError(f"{path} holds a {config['estimator']}, not a {cls.__name__}; load it with "
-                                f"{config['estimator']}.load or BaseForecaster.load.")
-        est = estimator_cls(**config["params"])
-        est.schema_ = PanelSchema.from_dict(config["schema"])
-        est.scaler_ = PanelScaler.from_dict(config["scaler"])
-        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        est.history_ = state["history"].numpy()
-        est.n_features_in_ = est.history_.shape[-1]
-        est.network_ = est._build_network(est.n_features_in_)
-        est.network_.load_state_dict(state["network"])
-        est.network_.eval()
-        est.last_time_ = _time_from_json(config["last_time"], est.schema_)
-        est.training_log_ = config.get("training_log", [])
-        if est._tags["streaming"]:
-            est.state_ = state["state"]
-        return est
+        return load_estimator(cls, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
-
-
-def _registered(name: str) -> type:
-    import tsformers
-
-    found = getattr(tsformers, name, None)
-    if not (isinstance(found, type) and issubclass(found, BaseForecaster)):
-        raise ValueError(f"unknown estimator {name!r} in the saved model.")
-    return found
-
-
-def _time_to_json(t):
-    if isinstance(t, pd.Timestamp):
-        return {"ns": int(t.as_unit("ns").value), "tz": str(t.tz) if t.tz is not None else None}
-    return {"int": int(t)}
-
-
-def _time_from_json(d, schema: PanelSchema):
-    if "int" in d:
-        return np.int64(d["int"])
-    t = pd.Timestamp(d["ns"], unit="ns", tz="UTC" if d["tz"] else None)
-    return t.tz_convert(d["tz"]) if d["tz"] else t
