@@ -221,3 +221,15 @@ def test_predict_frame_must_follow_the_fitted_step():
 def test_not_a_frame():
     with pytest.raises(TypeError, match="pandas or polars DataFrame"):
         as_pandas(np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("freq, next_two", [("QS-JAN", ["2025-04-01", "2025-07-01"]),
+                                            ("QE-DEC", ["2025-06-30", "2025-09-30"]),
+                                            ("YS-JAN", ["2029-01-01", "2030-01-01"]),
+                                            ("YE-DEC", ["2029-12-31", "2030-12-31"])])
+def test_quarterly_and_yearly_inputs_give_calendar_spaced_future_timestamps(freq, next_two):
+    start = "2024-01-01" if freq.startswith(("QS", "YS")) else "2024-03-31" if freq.startswith("Q") else "2024-12-31"
+    n = 5
+    panel, schema = panel_of(wide(n=n, start=start, freq=freq))
+    future = future_times(panel.times[-1], schema.step, 2)
+    assert [str(t.date()) for t in future] == next_two

@@ -59,3 +59,23 @@ def test_gradient_clipping_reaches_the_trainer():
     GateformerForecaster(**SMALL, max_epochs=1, gradient_clip=0.5, trainer_kwargs={"callbacks": [Spy()]}) \
         .fit(make_demo(n_steps=300))
     assert seen == [0.5]
+
+
+def test_a_diverging_loss_stops_with_epoch_step_and_advice():
+    df = make_demo(n_steps=300)
+    df["series_0"] *= 1e30  # squares overflow float32
+    with pytest.raises(FloatingPointError, match="epoch 0, step 0.*lower learning_rate"):
+        GateformerForecaster(**SMALL, max_epochs=1, scaler=None).fit(df)
+
+
+def test_predict_from_several_threads_equals_serial():
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = make_demo(n_steps=300)
+    f = GateformerForecaster(**SMALL, max_epochs=1).fit(df)
+    histories = [df.iloc[: 200 + 10 * k] for k in range(8)]
+    serial = [f.predict(h) for h in histories]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(f.predict, histories))
+    for a, b in zip(serial, threaded):
+        assert a.equals(b)

@@ -41,6 +41,11 @@ class ForecastingModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = self.loss_fn(self(x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                f"lower learning_rate (now {self.hparams.learning_rate}) or set gradient_clip."
+            )
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 
