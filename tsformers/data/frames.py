@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from tsformers.data.time import check_order, check_step, infer_step, parse_times
+from tsformers.data.time import check_order, check_step, infer_step, parse_times, regular_step, time_range
 
 TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
 
@@ -52,11 +52,15 @@ class PanelSchema:
 
 @dataclass
 class Panel:
-    """Values ``(n_series, n_time, n_vars)`` in float64 on one time grid."""
+    """Values ``(n_series, n_time, n_vars)`` in float64 on one time grid.
+
+    ``inserted`` counts, per series, the timestamps that ``fill_gaps`` added.
+    """
 
     values: np.ndarray
     times: pd.Index
     series: list
+    inserted: list = field(default_factory=list)
 
 
 def as_pandas(df) -> tuple[pd.DataFrame, str]:
@@ -128,11 +132,15 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
                        columns=columns, time_in_index=time_in_index)
 
 
-def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> Panel:
+def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allow_nan: bool = False,
+                   fill_gaps: bool = False) -> Panel:
     """Validate ``df`` against ``schema`` and return its panel.
 
     With ``fitting`` the time step is inferred and stored in ``schema``;
     otherwise the frame must have the fitted columns, layout and step.
+    ``allow_nan`` lets missing values through in targets and past covariates
+    (for interpolation or masking downstream); ``fill_gaps`` inserts the
+    missing timestamps of the regular grid as rows of missing values.
     """
     if len(df) == 0:
         raise ValueError("the frame is empty (0 rows); pass at least `lookback` rows of history.")
@@ -141,39 +149,58 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> P
     times = parse_times(df.index.to_series() if schema.time_in_index else df[schema.time_col], schema.time_col)
     names = schema.variables
     values = df[names].to_numpy(dtype=np.float64)
-    _check_finite(values, names, times)
-    rows = np.arange(len(df))
+    n_nan_ok = len(schema.targets) + len(schema.covariates) if allow_nan else 0
+    _check_finite(values, names, times, nan_allowed=n_nan_ok)
     if schema.layout == "wide":
-        groups = {None: rows}
+        groups = {None: np.arange(len(df))}
     else:
         groups = df.groupby(schema.id_col, sort=False, dropna=False).indices
-        missing_ids = [k for k in groups if pd.isna(k)]
-        if missing_ids:
+        if any(pd.isna(k) for k in groups):
             row = int(np.flatnonzero(df[schema.id_col].isna().to_numpy())[0])
             raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
-    grid, grid_rows = None, None
-    for key, idx in groups.items():
+    step = schema.step
+    series, inserted = {}, []
+    for key, rows in groups.items():
         where = "" if key is None else f" of series '{key}'"
-        check_order(times[idx], idx, where)
-        if grid is None:
-            grid, grid_rows, first = times[idx], idx, key
-        elif len(idx) != len(grid) or not (times[idx] == grid).all():
+        series_times = times[rows]
+        check_order(series_times, rows, where)
+        if fill_gaps:
+            if step is None:
+                step = regular_step(series_times)
+            grid = time_range(series_times[0], step, 1 + _steps_between(series_times[0], series_times[-1], step))
+            position = grid.get_indexer(series_times)
+            if (position < 0).any():
+                row = rows[int(np.flatnonzero(position < 0)[0])]
+                raise ValueError(f"row {row} ({times[row]}){where} is off the regular grid of step '{step}' "
+                                 f"that starts at {series_times[0]}; resample the data to one grid first.")
+            filled = np.full((len(grid), len(names)), np.nan)
+            filled[position] = values[rows]
+            full_rows = np.full(len(grid), -1)
+            full_rows[position] = rows
+            series[key] = (grid, filled, full_rows)
+            inserted.append(len(grid) - len(rows))
+        else:
+            series[key] = (series_times, values[rows], rows)
+            inserted.append(0)
+    (first, (grid, _, grid_rows)), *others = series.items()
+    for key, (other, _, _) in others:
+        if len(other) != len(grid) or not (other == grid).all():
             raise ValueError(
-                f"series '{key}' covers {times[idx][0]} to {times[idx][-1]} ({len(idx)} steps) but series "
+                f"series '{key}' covers {other[0]} to {other[-1]} ({len(other)} steps) but series "
                 f"'{first}' covers {grid[0]} to {grid[-1]} ({len(grid)} steps); all series of a long frame "
                 f"must share one time grid. Trim or align them to common timestamps first."
             )
     where = "" if schema.layout == "wide" else f" of series '{first}'"
     if fitting:
-        schema.step = infer_step(grid, grid_rows, where)
-        schema.series = [_plain(k) for k in groups]
+        schema.step = step if fill_gaps else infer_step(grid, grid_rows, where)
+        schema.series = [_plain(k) for k in series]
         if isinstance(grid, pd.DatetimeIndex):
             schema.time_unit = grid.unit
             schema.time_zone = str(grid.tz) if grid.tz is not None else None
-    else:
+    elif not fill_gaps:
         check_step(grid, schema.step, grid_rows, where)
-    stacked = np.stack([values[idx] for idx in groups.values()])  # (n_series, n_time, n_vars)
-    return Panel(values=stacked, times=grid, series=[_plain(k) for k in groups])
+    stacked = np.stack([v for _, v, _ in series.values()])  # (n_series, n_time, n_vars)
+    return Panel(values=stacked, times=grid, series=[_plain(k) for k in series], inserted=inserted)
 
 
 def future_values(df, schema: PanelSchema, series: list, expected: pd.Index) -> np.ndarray:
@@ -246,6 +273,12 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     return out
 
 
+def _steps_between(start, end, step) -> int:
+    if isinstance(step, int):
+        return int((end - start) // step)
+    return len(pd.date_range(start, end, freq=step)) - 1
+
+
 def _check_like_fit(df: pd.DataFrame, schema: PanelSchema) -> None:
     columns = list(df.columns)
     needed = [c for c in [schema.id_col, None if schema.time_in_index else schema.time_col] + schema.variables if c]
@@ -263,8 +296,10 @@ def _check_like_fit(df: pd.DataFrame, schema: PanelSchema) -> None:
         )
 
 
-def _check_finite(values: np.ndarray, names: list[str], times: pd.Index) -> None:
+def _check_finite(values: np.ndarray, names: list[str], times: pd.Index, nan_allowed: int = 0) -> None:
+    """Refuse inf anywhere, and NaN except in the first ``nan_allowed`` variables."""
     bad = ~np.isfinite(values)
+    bad[:, :nan_allowed] &= ~np.isnan(values[:, :nan_allowed])
     if not bad.any():
         return
     j = int(np.flatnonzero(bad.any(axis=0))[0])
@@ -272,8 +307,8 @@ def _check_finite(values: np.ndarray, names: list[str], times: pd.Index) -> None
     kind = "missing values (NaN)" if np.isnan(values[rows[0], j]) else "infinite values (inf)"
     raise ValueError(
         f"column '{names[j]}' has {len(rows)} {kind}/non-finite value(s), first at row {rows[0]} "
-        f"(time {times[rows[0]]}). Fill or interpolate them first (e.g. df['{names[j]}'].interpolate()), "
-        f"or leave the column out of target=."
+        f"(time {times[rows[0]]}). Fill them first, or let the estimator handle them with "
+        f"missing='interpolate' or missing='mask', or leave the column out of target=."
     )
 
 

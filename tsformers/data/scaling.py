@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 
 
@@ -23,9 +25,12 @@ class PanelScaler:
 
     @classmethod
     def fit(cls, values: np.ndarray) -> "PanelScaler":
-        """Statistics of ``values`` ``(n_series, n_time, n_vars)`` over time."""
-        mean = values.mean(axis=1)
-        scale = values.std(axis=1)
+        """Statistics of ``values`` ``(n_series, n_time, n_vars)`` over time, ignoring missing values."""
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: mean 0, scale 1 below
+            mean = np.nanmean(values, axis=1)
+            scale = np.nanstd(values, axis=1)
+        mean[np.isnan(mean)] = 0.0
         scale[~(scale > 1e-12)] = 1.0
         return cls(mean=mean, scale=scale)
 

@@ -75,6 +75,20 @@ def infer_step(times: pd.Index, rows: np.ndarray, where: str) -> Step:
     _raise_irregular(times.to_numpy(), times, rows, where, int)
 
 
+def regular_step(times: pd.Index) -> Step:
+    """The step of a time axis that may have gaps: its inferred frequency, else its most common spacing."""
+    if isinstance(times, pd.DatetimeIndex):
+        freq = _infer_freq(times) if len(times) >= 3 else None
+        if freq is not None:
+            return freq
+        diffs = np.diff(times.as_unit("ns").asi8)
+        values, counts = np.unique(diffs, return_counts=True)
+        return pd.tseries.frequencies.to_offset(pd.Timedelta(int(values[np.argmax(counts)]))).freqstr
+    diffs = np.diff(times.to_numpy())
+    values, counts = np.unique(diffs, return_counts=True)
+    return int(values[np.argmax(counts)]) if len(diffs) else 1
+
+
 def check_step(times: pd.Index, step: Step, rows: np.ndarray, where: str) -> None:
     """Check that a time axis follows the fitted step exactly."""
     expected = time_range(times[0], step, len(times))
@@ -86,7 +100,8 @@ def check_step(times: pd.Index, step: Step, rows: np.ndarray, where: str) -> Non
         i = int(mismatch[0])
         raise ValueError(
             f"irregular spacing{where}: row {rows[i]} has time {times[i]}, but the model's step "
-            f"'{step}' expects {expected[i]}. Resample the data to that regular grid first."
+            f"'{step}' expects {expected[i]}. Pass fill_gaps=True to insert missing timestamps, or resample "
+            f"the data to that regular grid first."
         )
 
 
@@ -117,6 +132,6 @@ def _raise_irregular(ticks: np.ndarray, times: pd.Index, rows: np.ndarray, where
     i = int(np.flatnonzero(diffs != usual)[0])
     raise ValueError(
         f"irregular spacing{where}: row {rows[i + 1]} ({times[i + 1]}) comes {unit(int(diffs[i]))} after "
-        f"the previous row, but the usual step is {unit(int(usual))}. Resample to a regular grid and fill "
-        f"the missing steps first (e.g. df.set_index(time).asfreq(...).interpolate())."
+        f"the previous row, but the usual step is {unit(int(usual))}. Pass fill_gaps=True to insert the missing "
+        f"timestamps (then handled by missing=), or resample to a regular grid first."
     )

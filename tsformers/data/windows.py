@@ -10,24 +10,31 @@ class WindowDataset(Dataset):
     """Every (input, target) window of a panel, made by ``unfold``: a view, no copy of the data.
 
     Window ``i`` of series ``s`` reads ``values[s, i : i + lookback]`` as input
-    (all variables) and ``values[s, i + lookback : i + lookback + horizon, :n_targets]``
-    as target. ``__getitems__`` gathers a whole batch with one indexing
+    (all channels) and ``targets[s, i + lookback : i + lookback + horizon]`` as
+    target. ``__getitems__`` gathers a whole batch with one indexing
     operation, so only the batch is ever copied.
 
     Parameters
     ----------
-    values : Tensor of shape (n_series, n_time, n_vars)
+    values : Tensor of shape (n_series, n_time, n_channels)
+        The network's input channels.
     lookback, horizon : int
     n_targets : int
-        The first ``n_targets`` variables are forecast; the rest are covariates.
+        Without ``targets``, the first ``n_targets`` channels of ``values`` are the targets.
+    targets : Tensor of shape (n_series, n_time, n_targets), optional
+        The targets, where they differ from the input channels (missing targets stay NaN here).
     """
 
-    def __init__(self, values: torch.Tensor, lookback: int, horizon: int, n_targets: int):
+    def __init__(self, values: torch.Tensor, lookback: int, horizon: int, n_targets: int,
+                 targets: torch.Tensor | None = None):
         assert values.ndim == 3, f"values must be (n_series, n_time, n_vars), got {tuple(values.shape)}"
         assert values.shape[1] >= lookback + horizon, "a series is shorter than lookback + horizon"
+        targets = values[..., :n_targets] if targets is None else targets
+        assert targets.shape[:2] == values.shape[:2], "targets and values must share series and time"
         self.lookback, self.horizon, self.n_targets = lookback, horizon, n_targets
-        self.windows = values.unfold(1, lookback + horizon, 1)  # (S, W, V, L + H), a view
-        self.n_windows = self.windows.shape[1]
+        self.windows = values.unfold(1, lookback, 1)                              # (S, W', C, L), a view
+        self.target_windows = targets[:, lookback:].unfold(1, horizon, 1)      # (S, W, n_targets, H), a view
+        self.n_windows = self.target_windows.shape[1]
 
     def __len__(self) -> int:
         return self.windows.shape[0] * self.n_windows
@@ -38,9 +45,9 @@ class WindowDataset(Dataset):
 
     def __getitems__(self, indices):
         index = torch.as_tensor(indices)
-        window = self.windows[index // self.n_windows, index % self.n_windows]  # (B, V, L + H)
-        x = window[:, :, : self.lookback].mT                                      # (B, L, V)
-        y = window[:, : self.n_targets, self.lookback:].mT                        # (B, H, n_targets)
+        series, start = index // self.n_windows, index % self.n_windows
+        x = self.windows[series, start].mT                                        # (B, L, C)
+        y = self.target_windows[series, start].mT                                 # (B, H, n_targets)
         return x.contiguous(), y.contiguous()
 
 

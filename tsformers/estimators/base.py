@@ -22,8 +22,15 @@ from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel
                                    panel_to_frame)
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.time import future_times
+from tsformers.data.missing import MODES as MISSING_MODES
+from tsformers.data.missing import interpolate_gaps, with_observed_mask
 from tsformers.data.windows import lead_future, split_train_val, validation_steps
 from tsformers.estimators.persistence import load_estimator, save_estimator
+
+#: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
+#: trainer_kwargs) -> trainer_kwargs`` may add Lightning loggers/callbacks to a copy of the Trainer
+#: settings; ``after_fit(estimator, df)`` sees the fitted estimator. Empty unless tracking is switched on.
+fit_listeners: list = []
 
 
 class BaseForecaster(BaseEstimator):
@@ -57,6 +64,9 @@ class BaseForecaster(BaseEstimator):
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
         "verbose": ["boolean"],
         "trainer_kwargs": [dict, None],
+        "missing": [StrOptions(set(MISSING_MODES))],
+        "max_gap": [Interval(Integral, 1, None, closed="left"), None],
+        "fill_gaps": ["boolean"],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -95,10 +105,11 @@ class BaseForecaster(BaseEstimator):
         schema = infer_schema(frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
                               covariates=self.covariates, future_covariates=self.future_covariates)
         self._check_future_covariates(schema)
-        panel = frame_to_panel(frame, schema, fitting=True)
-        self._check_length(panel, self.lookback + self.horizon, "fit")
+        raw = self._read(frame, schema, fitting=True)
+        self._check_length(raw, self.lookback + self.horizon, "fit")
+        panel = self._fill_missing(raw, schema)
 
-        n_vars, n_targets = panel.values.shape[-1], len(schema.targets)
+        n_targets = len(schema.targets)
         val_steps = validation_steps(panel.values.shape[1], self.lookback, self.horizon, self.val_size)
         if val_steps == 0 and self.val_size and self.max_epochs:
             warnings.warn(
@@ -107,10 +118,14 @@ class BaseForecaster(BaseEstimator):
                 UserWarning, stacklevel=2)
         train_part, _ = split_train_val(panel.values, self.lookback, val_steps)
         scaler = self._fit_scaler(train_part)
+        self.schema_, self.scaler_ = schema, scaler
         scaled = scaler.transform(panel.values)
-        n_future = len(schema.future_covariates)
-        inputs = torch.from_numpy(lead_future(scaled, n_future, self.horizon).astype(np.float32))
-        train, val = split_train_val(inputs, self.lookback, val_steps)
+        inputs = torch.from_numpy(self._network_inputs(scaled).astype(np.float32))
+        targets = torch.from_numpy(scaled[..., :n_targets].astype(np.float32))  # missing targets stay NaN
+        train = tuple(split_train_val(t, self.lookback, val_steps)[0] for t in (inputs, targets))
+        val = None if val_steps == 0 else tuple(split_train_val(t, self.lookback, val_steps)[1]
+                                                for t in (inputs, targets))
+        n_vars = inputs.shape[-1]
 
         torch.manual_seed(self.random_state)
         network = self._build_network(n_vars)
@@ -118,23 +133,27 @@ class BaseForecaster(BaseEstimator):
         if self.max_epochs > 0:
             from tsformers.training import fit_network  # Lightning only when training
 
+            trainer_kwargs = dict(self.trainer_kwargs or {})
+            for listener in fit_listeners:
+                trainer_kwargs = listener.before_training(self, trainer_kwargs)
             log = fit_network(network, train, val, lookback=self.lookback, horizon=self.horizon,
                               n_targets=n_targets, loss=self.loss, learning_rate=self.learning_rate,
                               weight_decay=self.weight_decay, lr_schedule=self.lr_schedule,
                               batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
                               gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
-                              trainer_kwargs=self.trainer_kwargs)
+                              trainer_kwargs=trainer_kwargs)
         network.eval()
 
         self.network_ = network
-        self.schema_ = schema
-        self.scaler_ = scaler
+        self.report_ = self._missing_report(raw, panel)
         self.history_ = panel.values[:, -self.lookback:].copy()  # raw values, for predict() without data
         self.last_time_ = panel.times[-1]
         self.training_log_ = log
         self.n_features_in_ = n_vars
         if self._tags["streaming"]:
             self.state_ = self._advance(network.init_state(scaled.shape[0]), scaled)
+        for listener in fit_listeners:
+            listener.after_fit(self, df)
         return self
 
     def _fit_scaler(self, values: np.ndarray) -> PanelScaler:
@@ -170,8 +189,9 @@ class BaseForecaster(BaseEstimator):
             panel, backend = self._stored_panel(), self.schema_.backend
         else:
             frame, backend = as_pandas(df)
-            panel = frame_to_panel(frame, self.schema_, fitting=False)
+            panel = self._read(frame, self.schema_, fitting=False)
             self._check_length(panel, self.lookback, "predict")
+            panel = self._fill_missing(panel)
         times = future_times(panel.times[-1], self.schema_.step, self.horizon)
         future = self._future_values(future_df, panel.series, times)
         forecast = self._forecast(panel, future, from_state=df is None)
@@ -197,7 +217,7 @@ class BaseForecaster(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         frame, _ = as_pandas(df)
-        panel = frame_to_panel(frame, self.schema_, fitting=False)
+        panel = self._fill_missing(self._read(frame, self.schema_, fitting=False))
         expected = future_times(self.last_time_, self.schema_.step, 1)[0]
         if panel.times[0] != expected:
             raise ValueError(f"update rows must continue the series: the first new timestamp should be {expected} "
@@ -210,6 +230,33 @@ class BaseForecaster(BaseEstimator):
         self.history_ = np.concatenate([self.history_, panel.values], axis=1)[:, -self.lookback:]
         self.last_time_ = panel.times[-1]
         return self
+
+    def _read(self, frame, schema: PanelSchema, *, fitting: bool) -> Panel:
+        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do."""
+        return frame_to_panel(frame, schema, fitting=fitting, allow_nan=self.missing != "error",
+                              fill_gaps=self.fill_gaps)
+
+    def _fill_missing(self, panel: Panel, schema: PanelSchema | None = None) -> Panel:
+        """Interpolate the gaps of ``panel`` when ``missing="interpolate"``; masking happens in the inputs."""
+        if self.missing != "interpolate" or not np.isnan(panel.values).any():
+            return panel
+        names = (schema or self.schema_).variables
+        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap)
+        return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted)
+
+    def _network_inputs(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
+        """The network's channels: observed-mask channels when masking, known-future covariates led by the horizon."""
+        n_masked = len(self.schema_.targets) + len(self.schema_.covariates) if self.missing == "mask" else 0
+        return lead_future(with_observed_mask(scaled, n_masked), len(self.schema_.future_covariates),
+                           self.horizon, future)
+
+    @staticmethod
+    def _missing_report(raw: Panel, filled: Panel) -> dict:
+        """Per series: timestamps inserted by fill_gaps, values interpolated, values left missing (masked)."""
+        before = np.isnan(raw.values).sum(axis=(1, 2))
+        after = np.isnan(filled.values).sum(axis=(1, 2))
+        return {"series": list(raw.series), "inserted_timestamps": [int(n) for n in raw.inserted],
+                "interpolated": [int(n) for n in before - after], "masked": [int(n) for n in after]}
 
     def _stored_panel(self) -> Panel:
         """The end of the training data (and of the updates since), as predict() without data sees it."""
@@ -232,14 +279,14 @@ class BaseForecaster(BaseEstimator):
                 scaled = scaler.transform(panel.values[:, -self.lookback:])
                 if n_future:
                     future = (future - scaler.mean[:, None, -n_future:]) / scaler.scale[:, None, -n_future:]
-                x = torch.from_numpy(lead_future(scaled, n_future, self.horizon, future).astype(np.float32))
+                x = torch.from_numpy(self._network_inputs(scaled, future).astype(np.float32))
                 out = torch.cat([self.network_(chunk) for chunk in x.split(1024)])
         return self._postprocess(scaler.inverse(out[..., :n_targets].double().numpy(), n_targets))
 
     def _advance(self, state: dict, scaled: np.ndarray) -> dict:
         """Advance a streaming network's state by scaled observations ``(n_series, n_time, n_vars)``."""
         with torch.no_grad():
-            return self.network_.advance(state, torch.from_numpy(scaled.astype(np.float32)))
+            return self.network_.advance(state, torch.from_numpy(self._network_inputs(scaled).astype(np.float32)))
 
     def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
         """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
@@ -295,14 +342,14 @@ class BaseForecaster(BaseEstimator):
         """
         check_is_fitted(self, "network_")
         frame, _ = as_pandas(df)
-        panel = frame_to_panel(frame, self.schema_, fitting=False)
-        self._check_length(panel, self.lookback + self.horizon, "score")
-        history = Panel(values=panel.values[:, : -self.horizon], times=panel.times[: -self.horizon],
-                        series=panel.series)
+        raw = self._read(frame, self.schema_, fitting=False)
+        self._check_length(raw, self.lookback + self.horizon, "score")
+        history = self._fill_missing(Panel(values=raw.values[:, : -self.horizon], times=raw.times[: -self.horizon],
+                                           series=raw.series))
         n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
-        future = panel.values[:, -self.horizon:, panel.values.shape[-1] - n_future:] if n_future else None
-        truth = panel.values[:, -self.horizon:, :n_targets]
-        return -float(np.mean((self._forecast(history, future) - truth) ** 2))
+        future = raw.values[:, -self.horizon:, raw.values.shape[-1] - n_future:] if n_future else None
+        truth = raw.values[:, -self.horizon:, :n_targets]  # observed values only: gaps do not count
+        return -float(np.nanmean((self._forecast(history, future) - truth) ** 2))
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
         n_time = panel.values.shape[1]

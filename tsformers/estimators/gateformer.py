@@ -64,6 +64,14 @@ class GateformerForecaster(BaseForecaster):
         Show Lightning's progress bar and model summary.
     trainer_kwargs : dict, optional
         Passed to ``lightning.Trainer`` (accelerator, devices, strategy, precision, logger, callbacks...).
+    missing : {"error", "interpolate", "mask"}, default="error"
+        What to do with missing values (NaN) in targets and past covariates: refuse them, interpolate
+        gaps of at most ``max_gap`` steps linearly in time, or mask them (an observed-mask channel per
+        variable goes into the network and missing targets are left out of the loss).
+    max_gap : int, optional
+        The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
+    fill_gaps : bool, default=False
+        Insert the missing timestamps of the regular time grid as missing values (then handled by ``missing``).
 
     Attributes
     ----------
@@ -76,7 +84,9 @@ class GateformerForecaster(BaseForecaster):
     history_ : ndarray of shape (n_series, lookback, n_vars)
         The last window of the fit data, forecast from by ``predict()``.
     training_log_ : list of dict
-        Train and validation loss per epoch.
+        Learning rate, train and validation loss per epoch.
+    report_ : dict
+        Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
 
     References
     ----------
@@ -109,7 +119,8 @@ class GateformerForecaster(BaseForecaster):
                  stride=8, dropout=0.1, variate_mixer="full", target=None, covariates=None, future_covariates=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
-                 random_state=0, verbose=False, trainer_kwargs=None):
+                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+                 fill_gaps=False):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -138,6 +149,9 @@ class GateformerForecaster(BaseForecaster):
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs
+        self.missing = missing
+        self.max_gap = max_gap
+        self.fill_gaps = fill_gaps
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:

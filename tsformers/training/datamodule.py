@@ -13,15 +13,16 @@ class WindowDataModule(L.LightningDataModule):
 
     Parameters
     ----------
-    train, val : Tensor of shape (n_series, n_time, n_vars)
+    train, val : tuple of Tensors ``(inputs, targets)``
+        Inputs ``(n_series, n_time, n_channels)`` and targets ``(n_series, n_time, n_targets)``;
         ``val`` carries ``lookback`` steps of context before its first target, or is None.
     """
 
-    def __init__(self, train: torch.Tensor, val: torch.Tensor | None, *, lookback: int, horizon: int,
+    def __init__(self, train: tuple, val: tuple | None, *, lookback: int, horizon: int,
                  n_targets: int, batch_size: int, seed: int):
         super().__init__()
-        self.train_set = WindowDataset(train, lookback, horizon, n_targets)
-        self.val_set = None if val is None else WindowDataset(val, lookback, horizon, n_targets)
+        self.train_set = WindowDataset(train[0], lookback, horizon, n_targets, targets=train[1])
+        self.val_set = None if val is None else WindowDataset(val[0], lookback, horizon, n_targets, targets=val[1])
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):

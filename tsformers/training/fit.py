@@ -29,11 +29,14 @@ class EpochLog(Callback):
         self.rows.append({"epoch": trainer.current_epoch, "lr": self.lr, **metrics})
 
 
-def fit_network(network: torch.nn.Module, train: torch.Tensor, val: torch.Tensor | None, *, lookback: int,
+def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
+
+    ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
+    series (``val`` with ``lookback`` steps of context, or None).
 
     With validation data, training stops when the validation loss has not
     improved for ``patience`` epochs and the weights of the best epoch are

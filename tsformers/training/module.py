@@ -38,9 +38,16 @@ class ForecastingModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)[..., : self.hparams.n_targets]
 
+    def masked_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss over the observed targets only: missing ones (NaN, with ``missing="mask"``) do not count."""
+        observed = ~torch.isnan(y)
+        if observed.all():
+            return self.loss_fn(pred, y)
+        return self.loss_fn(pred[observed], y[observed])
+
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.loss_fn(self(x), y)
+        loss = self.masked_loss(self(x), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
@@ -51,7 +58,7 @@ class ForecastingModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        self.log("val_loss", self.loss_fn(self(x), y), prog_bar=True, batch_size=len(x))
+        self.log("val_loss", self.masked_loss(self(x), y), prog_bar=True, batch_size=len(x))
 
     def configure_optimizers(self):
         hp = self.hparams

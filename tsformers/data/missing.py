@@ -1,0 +1,59 @@
+"""Missing values as an explicit choice: interpolate short gaps, or mask them and tell the network.
+
+``missing="interpolate"`` fills each gap of a series linearly in time (the grid
+is regular, so linear in position is linear in time) when it is at most
+``max_gap`` steps long, and refuses longer gaps and gaps at either end of a
+series, which have nothing to interpolate from. ``missing="mask"`` keeps the
+gaps: inputs get 0 there plus an observed-mask channel per masked variable
+(as GluonTS and neuralforecast's ``available_mask`` do), and missing targets
+are left out of the loss.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("error", "interpolate", "mask")
+
+
+def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, max_gap: int | None) -> np.ndarray:
+    """Fill the NaN gaps of ``values`` ``(n_series, n_time, n_vars)`` linearly; return a copy."""
+    out = values.copy()
+    steps = np.arange(values.shape[1])
+    for s, key in enumerate(series):
+        for j, name in enumerate(names):
+            column = out[s, :, j]
+            missing = np.isnan(column)
+            if not missing.any():
+                continue
+            where = f"column '{name}'" + ("" if key is None else f" of series '{key}'")
+            start, length = _longest_run(missing)
+            if missing[0] or missing[-1]:
+                edge = 0 if missing[0] else len(column) - 1
+                raise ValueError(f"{where} is missing at its {'start' if edge == 0 else 'end'} ({times[edge]}), "
+                                 f"where there is nothing to interpolate from; trim those rows or use missing='mask'.")
+            if max_gap is not None and length > max_gap:
+                raise ValueError(f"{where} has a gap of {length} steps from {times[start]}, longer than "
+                                 f"max_gap={max_gap}; raise max_gap, use missing='mask', or fill it yourself.")
+            column[missing] = np.interp(steps[missing], steps[~missing], column[~missing])
+    return out
+
+
+def with_observed_mask(values: np.ndarray, n_masked: int) -> np.ndarray:
+    """Zero the gaps of the first ``n_masked`` variables and insert one observed-mask channel for each after them.
+
+    ``(n_series, n_time, n_vars)`` -> ``(n_series, n_time, n_vars + n_masked)``, channel order:
+    the masked variables, their masks (1 = observed), the remaining variables.
+    """
+    if n_masked == 0:
+        return values
+    head, rest = values[..., :n_masked], values[..., n_masked:]
+    observed = ~np.isnan(head)
+    return np.concatenate([np.where(observed, head, 0.0), observed.astype(values.dtype), rest], axis=-1)
+
+
+def _longest_run(missing: np.ndarray) -> tuple[int, int]:
+    """Start and length of the longest run of True."""
+    edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k] - starts[k])
