@@ -177,6 +177,13 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
             filled[position] = values[rows]
             full_rows = np.full(len(grid), -1)
             full_rows[position] = rows
+            if not allow_nan and len(grid) > len(rows):
+                k = int(np.flatnonzero(full_rows < 0)[0])
+                raise ValueError(
+                    f"fill_gaps inserted {len(grid) - len(rows)} missing timestamp(s){where}, the first at "
+                    f"{grid[k]} after row {full_rows[k - 1]}; their values are missing, so choose "
+                    f"missing='interpolate' or missing='mask'."
+                )
             series[key] = (grid, filled, full_rows)
             inserted.append(len(grid) - len(rows))
         else:
