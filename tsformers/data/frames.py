@@ -37,6 +37,7 @@ class PanelSchema:
     time_unit: str | None = None     # "ns", "us", ... of datetime columns
     time_zone: str | None = None
     future_covariates: list[str] = field(default_factory=list)
+    static: list[str] = field(default_factory=list)   # per-series attributes of a long frame
 
     @property
     def variables(self) -> list[str]:
@@ -54,13 +55,15 @@ class PanelSchema:
 class Panel:
     """Values ``(n_series, n_time, n_vars)`` in float64 on one time grid.
 
-    ``inserted`` counts, per series, the timestamps that ``fill_gaps`` added.
+    ``inserted`` counts, per series, the timestamps that ``fill_gaps`` added;
+    ``static`` holds the encoded static attributes ``(n_series, n_channels)``.
     """
 
     values: np.ndarray
     times: pd.Index
     series: list
     inserted: list = field(default_factory=list)
+    static: np.ndarray | None = None
 
 
 def as_pandas(df) -> tuple[pd.DataFrame, str]:
@@ -79,7 +82,7 @@ def as_pandas(df) -> tuple[pd.DataFrame, str]:
 
 
 def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, target=None,
-                 covariates=None, future_covariates=None) -> PanelSchema:
+                 covariates=None, future_covariates=None, static=None, static_df=None) -> PanelSchema:
     """Detect the layout and the role of every column, refusing anything ambiguous."""
     if len(df) == 0:
         raise ValueError("the frame is empty (0 rows); pass the history to fit on.")
@@ -102,7 +105,16 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
     covariates, future_covariates = _as_list(covariates), _as_list(future_covariates)
     _require(columns, covariates, "covariates")
     _require(columns, future_covariates, "future_covariates")
+    static = _as_list(static)
+    if static and not id_col:
+        raise ValueError("static attributes describe the series of a long frame (with an id column); a wide "
+                         "frame holds one series: use its columns as covariates instead.")
+    extra = [] if static_df is None else list(static_df.columns)
+    unknown = [c for c in static if c not in columns and c not in extra]
+    if unknown:
+        raise ValueError(f"unknown static attribute(s) {unknown}: not columns of the frame{' or of static_df' if extra else ''}.")
     inputs = covariates + future_covariates
+    roles = roles | set(static)
     if target is None:
         candidates = [c for c in columns if c not in roles and c not in inputs]
         non_numeric = [c for c in candidates if not _is_numeric(df[c])]
@@ -128,7 +140,7 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
                 f"or leave it out of target=/covariates=/future_covariates=."
             )
     return PanelSchema(layout="long" if id_col else "wide", backend=backend, time_col=time_col, id_col=id_col,
-                       targets=targets, covariates=covariates, future_covariates=future_covariates,
+                       targets=targets, covariates=covariates, future_covariates=future_covariates, static=static,
                        columns=columns, time_in_index=time_in_index)
 
 

@@ -23,10 +23,12 @@ class WindowDataset(Dataset):
         Without ``targets``, the first ``n_targets`` channels of ``values`` are the targets.
     targets : Tensor of shape (n_series, n_time, n_targets), optional
         The targets, where they differ from the input channels (missing targets stay NaN here).
+    static : Tensor of shape (n_series, n_static), optional
+        Encoded static attributes; then a batch is ``(x, static, y)`` instead of ``(x, y)``.
     """
 
     def __init__(self, values: torch.Tensor, lookback: int, horizon: int, n_targets: int,
-                 targets: torch.Tensor | None = None):
+                 targets: torch.Tensor | None = None, static: torch.Tensor | None = None):
         assert values.ndim == 3, f"values must be (n_series, n_time, n_vars), got {tuple(values.shape)}"
         assert values.shape[1] >= lookback + horizon, "a series is shorter than lookback + horizon"
         targets = values[..., :n_targets] if targets is None else targets
@@ -35,20 +37,22 @@ class WindowDataset(Dataset):
         self.windows = values.unfold(1, lookback, 1)                              # (S, W', C, L), a view
         self.target_windows = targets[:, lookback:].unfold(1, horizon, 1)      # (S, W, n_targets, H), a view
         self.n_windows = self.target_windows.shape[1]
+        self.static = static
 
     def __len__(self) -> int:
         return self.windows.shape[0] * self.n_windows
 
     def __getitem__(self, index: int):
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
+        return tuple(part[0] for part in self.__getitems__([index]))
 
     def __getitems__(self, indices):
         index = torch.as_tensor(indices)
         series, start = index // self.n_windows, index % self.n_windows
         x = self.windows[series, start].mT                                        # (B, L, C)
         y = self.target_windows[series, start].mT                                 # (B, H, n_targets)
-        return x.contiguous(), y.contiguous()
+        if self.static is None:
+            return x.contiguous(), y.contiguous()
+        return x.contiguous(), self.static[series], y.contiguous()
 
 
 def lead_future(values, n_future: int, horizon: int, future=None):

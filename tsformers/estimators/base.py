@@ -24,6 +24,7 @@ from tsformers.data.scaling import PanelScaler
 from tsformers.data.time import future_times
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.missing import interpolate_gaps, with_observed_mask
+from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.windows import lead_future, split_train_val, validation_steps
 from tsformers.estimators.persistence import load_estimator, save_estimator
 
@@ -41,7 +42,7 @@ class BaseForecaster(BaseEstimator):
     ``_build_network(n_vars)``.
     """
 
-    _tags = {"multivariate": True, "future_covariates": False, "streaming": False, "quantiles": False}
+    _tags = {"multivariate": True, "streaming": False, "static": False, "quantiles": False}
 
     _parameter_constraints = {
         "horizon": [Interval(Integral, 1, None, closed="left")],
@@ -67,6 +68,8 @@ class BaseForecaster(BaseEstimator):
         "missing": [StrOptions(set(MISSING_MODES))],
         "max_gap": [Interval(Integral, 1, None, closed="left"), None],
         "fill_gaps": ["boolean"],
+        "static": [str, list, tuple, None],
+        "unknown_static": [StrOptions({"error", "zeros"})],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -82,7 +85,7 @@ class BaseForecaster(BaseEstimator):
 
     # -- fit -------------------------------------------------------------------------------
 
-    def fit(self, df, y=None):
+    def fit(self, df, y=None, static_df=None):
         """Fit the forecaster on the history in ``df``.
 
         Parameters
@@ -93,6 +96,9 @@ class BaseForecaster(BaseEstimator):
             is detected). Every series needs at least ``lookback + horizon`` rows.
         y : None
             Ignored; present for scikit-learn compatibility.
+        static_df : DataFrame, optional
+            Static attributes (``static=``) that are not columns of ``df``: the id
+            column and one row per series.
 
         Returns
         -------
@@ -102,10 +108,19 @@ class BaseForecaster(BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
         frame, backend = as_pandas(df)
+        static_frame = None if static_df is None else as_pandas(static_df)[0]
         schema = infer_schema(frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
-                              covariates=self.covariates, future_covariates=self.future_covariates)
+                              covariates=self.covariates, future_covariates=self.future_covariates,
+                              static=self.static, static_df=static_frame)
         self._check_future_covariates(schema)
+        if schema.static and not self._tags["static"]:
+            raise ValueError(f"{type(self).__name__} does not read static attributes; leave static= unset, or use "
+                             f"an estimator that does (GateformerForecaster).")
         raw = self._read(frame, schema, fitting=True)
+        encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
+            if schema.static else StaticEncoder()
+        raw.static = encoder.transform(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
+            if schema.static else None
         self._check_length(raw, self.lookback + self.horizon, "fit")
         panel = self._fill_missing(raw, schema)
 
@@ -118,7 +133,7 @@ class BaseForecaster(BaseEstimator):
                 UserWarning, stacklevel=2)
         train_part, _ = split_train_val(panel.values, self.lookback, val_steps)
         scaler = self._fit_scaler(train_part)
-        self.schema_, self.scaler_ = schema, scaler
+        self.schema_, self.scaler_, self.static_encoder_, self.static_ = schema, scaler, encoder, raw.static
         scaled = scaler.transform(panel.values)
         inputs = torch.from_numpy(self._network_inputs(scaled).astype(np.float32))
         targets = torch.from_numpy(scaled[..., :n_targets].astype(np.float32))  # missing targets stay NaN
@@ -141,7 +156,8 @@ class BaseForecaster(BaseEstimator):
                               weight_decay=self.weight_decay, lr_schedule=self.lr_schedule,
                               batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
                               gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
-                              trainer_kwargs=trainer_kwargs)
+                              trainer_kwargs=trainer_kwargs,
+                              static=None if raw.static is None else torch.from_numpy(raw.static.astype(np.float32)))
         network.eval()
 
         self.network_ = network
@@ -163,7 +179,7 @@ class BaseForecaster(BaseEstimator):
 
     # -- predict ---------------------------------------------------------------------------
 
-    def predict(self, df=None, future_df=None):
+    def predict(self, df=None, future_df=None, static_df=None):
         """Forecast the next ``horizon`` steps.
 
         Parameters
@@ -177,6 +193,8 @@ class BaseForecaster(BaseEstimator):
             The known-future covariates (``future_covariates``) at every step of
             the horizon: the time column (and id column of a long frame) and
             those columns. Required when the model has future covariates.
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
 
         Returns
         -------
@@ -189,7 +207,7 @@ class BaseForecaster(BaseEstimator):
             panel, backend = self._stored_panel(), self.schema_.backend
         else:
             frame, backend = as_pandas(df)
-            panel = self._read(frame, self.schema_, fitting=False)
+            panel = self._read(frame, self.schema_, fitting=False, static_df=static_df)
             self._check_length(panel, self.lookback, "predict")
             panel = self._fill_missing(panel)
         times = future_times(panel.times[-1], self.schema_.step, self.horizon)
@@ -231,10 +249,24 @@ class BaseForecaster(BaseEstimator):
         self.last_time_ = panel.times[-1]
         return self
 
-    def _read(self, frame, schema: PanelSchema, *, fitting: bool) -> Panel:
-        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do."""
-        return frame_to_panel(frame, schema, fitting=fitting, allow_nan=self.missing != "error",
-                              fill_gaps=self.fill_gaps)
+    def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
+        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do.
+
+        After fit, the panel also carries the encoded static attributes of its
+        series: the fitted ones, or for a new series its own from ``frame`` or ``static_df``.
+        """
+        panel = frame_to_panel(frame, schema, fitting=fitting, allow_nan=self.missing != "error",
+                               fill_gaps=self.fill_gaps)
+        if schema.static and not fitting:
+            known = {key: i for i, key in enumerate(schema.series)}
+            new = [key for key in panel.series if key not in known]
+            codes = {key: self.static_[i] for key, i in known.items()}
+            if new:
+                table = static_table(frame, schema.id_col, schema.static, new,
+                                     None if static_df is None else as_pandas(static_df)[0])
+                codes.update(zip(new, self.static_encoder_.transform(table, self.unknown_static)))
+            panel.static = np.stack([codes[key] for key in panel.series])
+        return panel
 
     def _fill_missing(self, panel: Panel, schema: PanelSchema | None = None) -> Panel:
         """Interpolate the gaps of ``panel`` when ``missing="interpolate"``; masking happens in the inputs."""
@@ -242,10 +274,12 @@ class BaseForecaster(BaseEstimator):
             return panel
         names = (schema or self.schema_).variables
         values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap)
-        return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted)
+        return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted,
+                     static=panel.static)
 
     def _network_inputs(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
-        """The network's channels: observed-mask channels when masking, known-future covariates led by the horizon."""
+        """The network's channels, in order: targets and past covariates, their observed masks (``missing="mask"``),
+        known-future covariates led by the horizon."""
         n_masked = len(self.schema_.targets) + len(self.schema_.covariates) if self.missing == "mask" else 0
         return lead_future(with_observed_mask(scaled, n_masked), len(self.schema_.future_covariates),
                            self.horizon, future)
@@ -260,7 +294,8 @@ class BaseForecaster(BaseEstimator):
 
     def _stored_panel(self) -> Panel:
         """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series)
+        return Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series,
+                     static=self.static_)
 
     def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False) -> np.ndarray:
         """Forecast ``(n_series, horizon, n_targets)`` in the original scale from the end of ``panel``.
@@ -280,13 +315,19 @@ class BaseForecaster(BaseEstimator):
                 if n_future:
                     future = (future - scaler.mean[:, None, -n_future:]) / scaler.scale[:, None, -n_future:]
                 x = torch.from_numpy(self._network_inputs(scaled, future).astype(np.float32))
-                out = torch.cat([self.network_(chunk) for chunk in x.split(1024)])
+                if panel.static is None:
+                    out = torch.cat([self.network_(chunk) for chunk in x.split(1024)])
+                else:
+                    static = torch.from_numpy(panel.static.astype(np.float32))
+                    out = torch.cat([self.network_(chunk, static=s) for chunk, s in zip(x.split(1024),
+                                                                                        static.split(1024))])
         return self._postprocess(scaler.inverse(out[..., :n_targets].double().numpy(), n_targets))
 
     def _advance(self, state: dict, scaled: np.ndarray) -> dict:
         """Advance a streaming network's state by scaled observations ``(n_series, n_time, n_vars)``."""
+        inputs = self._network_inputs(scaled)
         with torch.no_grad():
-            return self.network_.advance(state, torch.from_numpy(self._network_inputs(scaled).astype(np.float32)))
+            return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
 
     def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
         """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
@@ -345,7 +386,7 @@ class BaseForecaster(BaseEstimator):
         raw = self._read(frame, self.schema_, fitting=False)
         self._check_length(raw, self.lookback + self.horizon, "score")
         history = self._fill_missing(Panel(values=raw.values[:, : -self.horizon], times=raw.times[: -self.horizon],
-                                           series=raw.series))
+                                           series=raw.series, static=raw.static))
         n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
         future = raw.values[:, -self.horizon:, raw.values.shape[-1] - n_future:] if n_future else None
         truth = raw.values[:, -self.horizon:, :n_targets]  # observed values only: gaps do not count

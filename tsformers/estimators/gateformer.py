@@ -72,6 +72,12 @@ class GateformerForecaster(BaseForecaster):
         The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
     fill_gaps : bool, default=False
         Insert the missing timestamps of the regular time grid as missing values (then handled by ``missing``).
+    static : str or list of str, optional
+        Per-series attributes of a long frame (numeric or categorical, constant within a series), or
+        columns of the ``static_df`` given to ``fit``/``predict``: standardised or one-hot encoded
+        channels, constant over time, that every network reads.
+    unknown_static : {"error", "zeros"}, default="error"
+        A category not seen in fit: an error, or the all-zero code.
 
     Attributes
     ----------
@@ -103,6 +109,8 @@ class GateformerForecaster(BaseForecaster):
     (24, 4)
     """
 
+    _tags = {**BaseForecaster._tags, "static": True}
+
     _parameter_constraints = {
         **BaseForecaster._parameter_constraints,
         "d_model": [Interval(Integral, 1, None, closed="left")],
@@ -120,7 +128,7 @@ class GateformerForecaster(BaseForecaster):
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
-                 fill_gaps=False):
+                 fill_gaps=False, static=None, unknown_static="error"):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -152,13 +160,16 @@ class GateformerForecaster(BaseForecaster):
         self.missing = missing
         self.max_gap = max_gap
         self.fill_gaps = fill_gaps
+        self.static = static
+        self.unknown_static = unknown_static
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
         return Gateformer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                           n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
-                          stride=self.stride, dropout=self.dropout, variate_mixer=self.variate_mixer)
+                          stride=self.stride, dropout=self.dropout, variate_mixer=self.variate_mixer,
+                          n_static=self.static_encoder_.n_channels)
 
     @classmethod
     def get_test_params(cls):

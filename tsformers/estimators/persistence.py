@@ -22,6 +22,7 @@ import torch
 
 from tsformers.data.frames import PanelSchema
 from tsformers.data.scaling import PanelScaler
+from tsformers.data.static import StaticEncoder
 
 FORMAT = "tsformers-model"
 FORMAT_VERSION = 1
@@ -56,7 +57,9 @@ def save_estimator(est, path) -> Path:
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformers_version": __version__,
             "estimator": type(est).__name__, "params": params, "schema": est.schema_.to_dict(),
             "scaler": est.scaler_.to_dict(), "last_time": _time_to_json(est.last_time_),
-            "training_log": est.training_log_, "weights_sha256": _sha256(staging / WEIGHTS_FILE),
+            "n_features_in": est.n_features_in_, "training_log": est.training_log_, "weights_sha256": _sha256(staging / WEIGHTS_FILE),
+            "static": {"encoder": est.static_encoder_.to_dict(),
+                       "codes": None if est.static_ is None else est.static_.tolist()},
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         if path.exists():
@@ -96,8 +99,11 @@ def load_estimator(cls, path):
     est = estimator_cls(**config["params"])
     est.schema_ = PanelSchema.from_dict(config["schema"])
     est.scaler_ = PanelScaler.from_dict(config["scaler"])
+    static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
+    est.static_encoder_ = StaticEncoder.from_dict(static["encoder"])
+    est.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
     est.history_ = tensors["history"].numpy()
-    est.n_features_in_ = est.history_.shape[-1]
+    est.n_features_in_ = config.get("n_features_in", est.history_.shape[-1])
     est.network_ = est._build_network(est.n_features_in_)
     est.network_.load_state_dict(tensors["network"])
     est.network_.eval()

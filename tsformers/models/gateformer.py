@@ -26,8 +26,11 @@ class Gateformer(nn.Module):
     second gate decides per feature how much of that to take. The defaults are
     the paper's ETTh1 setting for H = 96.
 
-    ``forward(x)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars); every
-    variate is forecast, a caller that wants fewer selects them.
+    ``forward(x, static=None)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars);
+    every variate is forecast, a caller that wants fewer selects them. With
+    ``n_static`` > 0, ``static`` (batch, n_static) holds the series' encoded static
+    attributes (a tsformers extension, not in the paper), added as a context vector
+    to every variate token before the variate attention.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class Gateformer(nn.Module):
         stride: int = 8,
         dropout: float = 0.1,
         variate_mixer: str = "full",
+        n_static: int = 0,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -61,12 +65,14 @@ class Gateformer(nn.Module):
         self.temporal_encoder = TransformerEncoder(**encoder)
         self.temporal_head = nn.Sequential(nn.Linear(d_model * n_patches, d_model), nn.Dropout(dropout))
         self.time_gate = SigmoidGate(d_model)
+        # static attributes of the series (optional): one context vector added to every variate token
+        self.static_context = nn.Linear(n_static, d_model) if n_static else None
         # variate-wise attention over the N variate tokens (no positions: an unordered set)
         self.variate_encoder = TransformerEncoder(**encoder, mixer=variate_mixer)
         self.variate_gate = SigmoidGate(d_model)
         self.head = nn.Linear(d_model, horizon)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, static: Tensor | None = None) -> Tensor:
         assert x.ndim == 3 and x.shape[1:] == (self.lookback, self.n_vars), (
             f"Gateformer was built for (batch, {self.lookback}, {self.n_vars}) inputs, got {tuple(x.shape)}"
         )
@@ -79,6 +85,8 @@ class Gateformer(nn.Module):
         t = self.temporal_encoder(rearrange(t, "b n p d -> (b n) p d"))   # (B*N, P, D)
         t = self.temporal_head(rearrange(t, "(b n) p d -> b n (d p)", b=batch))  # (B, N, D)
         v = self.time_gate(g, t)                                          # (B, N, D)
+        if self.static_context is not None:
+            v = v + self.static_context(static)[:, None, :]               # (B, n_static) -> (B, 1, D)
 
         c = self.variate_encoder(v)                                       # (B, N, D)
         z = self.variate_gate(v, c)                                       # (B, N, D)

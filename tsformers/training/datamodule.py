@@ -16,13 +16,16 @@ class WindowDataModule(L.LightningDataModule):
     train, val : tuple of Tensors ``(inputs, targets)``
         Inputs ``(n_series, n_time, n_channels)`` and targets ``(n_series, n_time, n_targets)``;
         ``val`` carries ``lookback`` steps of context before its first target, or is None.
+    static : Tensor of shape (n_series, n_static), optional
+        Encoded static attributes of the series, passed to the network with each window.
     """
 
     def __init__(self, train: tuple, val: tuple | None, *, lookback: int, horizon: int,
-                 n_targets: int, batch_size: int, seed: int):
+                 n_targets: int, batch_size: int, seed: int, static: torch.Tensor | None = None):
         super().__init__()
-        self.train_set = WindowDataset(train[0], lookback, horizon, n_targets, targets=train[1])
-        self.val_set = None if val is None else WindowDataset(val[0], lookback, horizon, n_targets, targets=val[1])
+        self.train_set = WindowDataset(train[0], lookback, horizon, n_targets, targets=train[1], static=static)
+        self.val_set = None if val is None else WindowDataset(val[0], lookback, horizon, n_targets,
+                                                              targets=val[1], static=static)
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):

@@ -32,7 +32,8 @@ class EpochLog(Callback):
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
-                seed: int, verbose: bool, trainer_kwargs: dict | None = None) -> list[dict]:
+                seed: int, verbose: bool, trainer_kwargs: dict | None = None,
+                static: torch.Tensor | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -47,7 +48,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs)
     data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
-                            batch_size=batch_size, seed=seed)
+                            batch_size=batch_size, seed=seed, static=static)
     log = EpochLog()
     kwargs = dict(trainer_kwargs or {})
     callbacks = [log, *kwargs.pop("callbacks", [])]

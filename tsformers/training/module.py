@@ -35,8 +35,9 @@ class ForecastingModule(L.LightningModule):
         self.network = network
         self.loss_fn = make_loss(loss)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)[..., : self.hparams.n_targets]
+    def forward(self, x: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.network(x) if static is None else self.network(x, static=static)
+        return out[..., : self.hparams.n_targets]
 
     def masked_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss over the observed targets only: missing ones (NaN, with ``missing="mask"``) do not count."""
@@ -46,19 +47,19 @@ class ForecastingModule(L.LightningModule):
         return self.loss_fn(pred[observed], y[observed])
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.masked_loss(self(x), y)
+        *inputs, y = batch  # (x, y), or (x, static, y) with static attributes
+        loss = self.masked_loss(self(*inputs), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 f"lower learning_rate (now {self.hparams.learning_rate}) or set gradient_clip."
             )
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", self.masked_loss(self(x), y), prog_bar=True, batch_size=len(x))
+        *inputs, y = batch
+        self.log("val_loss", self.masked_loss(self(*inputs), y), prog_bar=True, batch_size=len(y))
 
     def configure_optimizers(self):
         hp = self.hparams
