@@ -1,4 +1,5 @@
 """The Lightning training module: losses against a reference, the learning-rate schedules, clipping."""
+import pandas as pd
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -79,3 +80,35 @@ def test_predict_from_several_threads_equals_serial():
         threaded = list(pool.map(f.predict, histories))
     for a, b in zip(serial, threaded):
         assert a.equals(b)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_fit_resumed_from_its_checkpoint_equals_an_uninterrupted_fit(tmp_path):
+    df = make_demo(n_steps=300)
+    straight = GateformerForecaster(**SMALL, max_epochs=4, patience=None).fit(df)
+
+    class CrashAfterEpoch(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise Crash
+
+    interrupted = GateformerForecaster(**SMALL, max_epochs=4, patience=None, checkpoint_dir=str(tmp_path),
+                                       trainer_kwargs={"callbacks": [CrashAfterEpoch()]})
+    with pytest.raises(Crash):
+        interrupted.fit(df)
+    assert (tmp_path / "last.ckpt").is_file()
+    resumed = interrupted.set_params(trainer_kwargs=None, resume=True).fit(df)
+    assert [row["epoch"] for row in resumed.training_log_] == [1, 2, 3]
+    for name, value in straight.network_.state_dict().items():
+        torch.testing.assert_close(resumed.network_.state_dict()[name], value, rtol=0, atol=0)
+    pd.testing.assert_frame_equal(resumed.predict(), straight.predict())
+
+
+def test_resume_needs_somewhere_to_resume_from():
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        GateformerForecaster(**SMALL, max_epochs=1, resume=True).fit(make_demo(n_steps=300))
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        GateformerForecaster(**SMALL, max_epochs=1, resume="nowhere.ckpt").fit(make_demo(n_steps=300))

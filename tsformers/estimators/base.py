@@ -7,6 +7,7 @@ inside ``fit`` only, so loading a model and forecasting stay light.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
@@ -70,6 +71,8 @@ class BaseForecaster(BaseEstimator):
         "fill_gaps": ["boolean"],
         "static": [str, list, tuple, None],
         "unknown_static": [StrOptions({"error", "zeros"})],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean", str, os.PathLike],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -157,7 +160,8 @@ class BaseForecaster(BaseEstimator):
                               batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
                               gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
                               trainer_kwargs=trainer_kwargs,
-                              static=None if raw.static is None else torch.from_numpy(raw.static.astype(np.float32)))
+                              static=None if raw.static is None else torch.from_numpy(raw.static.astype(np.float32)),
+                              checkpoint_dir=self.checkpoint_dir, resume=self.resume)
         network.eval()
 
         self.network_ = network

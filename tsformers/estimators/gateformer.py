@@ -78,6 +78,11 @@ class GateformerForecaster(BaseForecaster):
         channels, constant over time, that every network reads.
     unknown_static : {"error", "zeros"}, default="error"
         A category not seen in fit: an error, or the all-zero code.
+    checkpoint_dir : str, optional
+        Where training writes its full state (``last.ckpt``) after every epoch.
+    resume : bool or str, default=False
+        ``True`` continues an interrupted fit from ``checkpoint_dir/last.ckpt`` (a first run simply
+        starts); a path resumes from that checkpoint. The result equals an uninterrupted fit.
 
     Attributes
     ----------
@@ -128,7 +133,7 @@ class GateformerForecaster(BaseForecaster):
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
-                 fill_gaps=False, static=None, unknown_static="error"):
+                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -162,6 +167,8 @@ class GateformerForecaster(BaseForecaster):
         self.fill_gaps = fill_gaps
         self.static = static
         self.unknown_static = unknown_static
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:

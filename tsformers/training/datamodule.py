@@ -3,9 +3,31 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from tsformers.data.windows import WindowDataset, keep_batch
+
+
+class EpochShuffle(Sampler):
+    """A new permutation every epoch, drawn from ``seed + epoch``.
+
+    Lightning calls ``set_epoch`` at the start of each epoch, so the batches of
+    epoch k are the same whether training ran straight through or was resumed
+    from a checkpoint at epoch k.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -29,8 +51,8 @@ class WindowDataModule(L.LightningDataModule):
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator,
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set),
+                                                                                           self.seed),
                           collate_fn=keep_batch)
 
     def val_dataloader(self):

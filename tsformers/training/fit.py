@@ -5,6 +5,7 @@ import logging
 import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -29,11 +30,25 @@ class EpochLog(Callback):
         self.rows.append({"epoch": trainer.current_epoch, "lr": self.lr, **metrics})
 
 
+class SeedEachStep(Callback):
+    """Reseed torch's generator from ``seed`` and the global step before every training step.
+
+    Dropout then draws the same masks at step k whether training ran straight
+    through or resumed from a checkpoint, so both end with the same weights.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        torch.manual_seed(self.seed * 1_000_003 + trainer.global_step)
+
+
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
-                static: torch.Tensor | None = None) -> list[dict]:
+                static: torch.Tensor | None = None, checkpoint_dir=None, resume=False) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -44,6 +59,12 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     restored (Lightning's ``EarlyStopping`` and ``ModelCheckpoint``).
     ``trainer_kwargs`` go to ``lightning.Trainer`` as they are (accelerator,
     devices, strategy, precision, logger, callbacks...).
+
+    With ``checkpoint_dir``, the full training state is written there after
+    every epoch (``last.ckpt``); ``resume=True`` continues from it when it
+    exists (a first run simply starts), ``resume="path.ckpt"`` from that file.
+    Batches are drawn per epoch from ``seed + epoch``, so a resumed run ends
+    with the weights of an uninterrupted one.
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs)
@@ -51,24 +72,43 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                             batch_size=batch_size, seed=seed, static=static)
     log = EpochLog()
     kwargs = dict(trainer_kwargs or {})
-    callbacks = [log, *kwargs.pop("callbacks", [])]
-    with tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as ckpt_dir, _quiet(not verbose):
+    callbacks = [log, SeedEachStep(seed), *kwargs.pop("callbacks", [])]
+    with tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
+        ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
         best = None
+        if checkpoint_dir is not None:
+            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False))
         if val is not None:
-            best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", mode="min", save_weights_only=True)
+            best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
+                                   save_weights_only=True, enable_version_counter=False)
             callbacks.append(best)
             if patience is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
         settings = dict(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=best is not None,
+                        enable_progress_bar=verbose, enable_model_summary=verbose,
+                        enable_checkpointing=best is not None or checkpoint_dir is not None,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir)
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
         if best is not None and best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
     network.cpu()
     return log.rows
+
+
+def _resume_from(resume, checkpoint_dir):
+    """The checkpoint to resume from, or None to start afresh."""
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        if checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir=, where training writes last.ckpt after every epoch.")
+        last = Path(checkpoint_dir) / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"resume={resume!r}: no such checkpoint file.")
+    return str(resume)
 
 
 @contextmanager
