@@ -197,11 +197,23 @@ def test_unparseable_text_dates():
     assert "pd.to_datetime" in _error(df, TypeError)
 
 
-def test_long_series_on_different_grids_are_refused():
+def test_ragged_long_panel_keeps_each_series_span():
     df = wide().melt(id_vars="date", var_name="unique_id", value_name="y")
-    df = df.drop(index=df.index[(df.unique_id == "b") & (df.date == df.date.max())])
-    msg = _error(df)
-    assert "series 'b'" in msg and "one time grid" in msg
+    df = df[~((df.unique_id == "b") & (df.date > df.date.min() + pd.Timedelta(hours=50)))]  # b ends early
+    df = df[~((df.unique_id == "c") & (df.date < df.date.min() + pd.Timedelta(hours=10)))]  # c starts late
+    panel, _ = panel_of(df)
+    assert panel.values.shape == (3, 60, 1) and not panel.aligned
+    assert panel.first.tolist() == [0, 0, 10] and panel.last.tolist() == [59, 50, 59]
+    assert np.isnan(panel.values[1, 51:]).all() and np.isnan(panel.values[2, :10]).all()
+    np.testing.assert_array_equal(panel.tail(2)[:, :, 0], [[58, 59], [59, 60], [-58, -59]])
+    assert [str(t) for t in panel.ends] == ["2024-01-03 11:00:00", "2024-01-03 02:00:00", "2024-01-03 11:00:00"]
+
+
+def test_a_series_off_the_common_grid_is_refused():
+    df = wide().melt(id_vars="date", var_name="unique_id", value_name="y")
+    shifted = df.unique_id == "b"
+    df.loc[shifted, "date"] = df.loc[shifted, "date"] + pd.Timedelta(minutes=30)
+    assert "off the common time grid" in _error(df)
 
 
 def test_predict_frame_must_match_fit_columns():

@@ -67,6 +67,12 @@ def frames(draw):
             df = df.drop(index=i).reset_index(drop=True)
     if draw(st.booleans()):  # long layout, rows of the series interleaved or grouped
         df = df.melt(id_vars="date", var_name="unique_id", value_name="value")
+        if n and draw(st.booleans()):  # ragged: one series starts later and ends earlier
+            key = draw(st.sampled_from(names))
+            cut_head, cut_tail = draw(st.integers(0, n // 3)), draw(st.integers(0, n // 3))
+            mine = (df["unique_id"] == key).to_numpy()
+            order = np.cumsum(mine)
+            df = df[~(mine & ((order <= cut_head) | (order > n - cut_tail)))].reset_index(drop=True)
         if draw(st.booleans()):
             df = df.sort_values("date", kind="stable").reset_index(drop=True)
     order = draw(st.permutations(list(df.columns)))

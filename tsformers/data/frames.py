@@ -55,6 +55,8 @@ class PanelSchema:
 class Panel:
     """Values ``(n_series, n_time, n_vars)`` in float64 on one time grid.
 
+    Series may start and end at different times (a ragged panel): series ``s``
+    spans rows ``first[s]`` to ``last[s]`` (inclusive) and is NaN outside.
     ``inserted`` counts, per series, the timestamps that ``fill_gaps`` added;
     ``static`` holds the encoded static attributes ``(n_series, n_channels)``.
     """
@@ -64,6 +66,55 @@ class Panel:
     series: list
     inserted: list = field(default_factory=list)
     static: np.ndarray | None = None
+    first: np.ndarray | None = None
+    last: np.ndarray | None = None
+
+    def __post_init__(self):
+        n_series, n_time = self.values.shape[:2]
+        if self.first is None:
+            self.first = np.zeros(n_series, dtype=np.int64)
+        if self.last is None:
+            self.last = np.full(n_series, n_time - 1, dtype=np.int64)
+
+    @property
+    def aligned(self) -> bool:
+        return bool((self.first == 0).all() and (self.last == self.values.shape[1] - 1).all())
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.last - self.first + 1
+
+    @property
+    def ends(self) -> list:
+        """Each series' last timestamp."""
+        return [self.times[i] for i in self.last]
+
+    def span_values(self) -> np.ndarray:
+        """The values with NaN outside each series' span."""
+        if self.aligned:
+            return self.values
+        rows = np.arange(self.values.shape[1])[None, :]
+        inside = (rows >= self.first[:, None]) & (rows <= self.last[:, None])
+        return np.where(inside[..., None], self.values, np.nan)
+
+    def padding(self) -> np.ndarray:
+        """Per series, how many cells lie outside its span."""
+        return (self.values.shape[1] - self.lengths) * self.values.shape[2]
+
+    def tail(self, n: int) -> np.ndarray:
+        """The last ``n`` steps of every series, each from its own end: ``(n_series, n, n_vars)``."""
+        if self.aligned:
+            return self.values[:, self.values.shape[1] - n:]
+        rows = self.last[:, None] - np.arange(n - 1, -1, -1)[None, :]
+        return self.values[np.arange(len(self.series))[:, None], rows]
+
+    def drop_last(self, n: int) -> "Panel":
+        """The panel without the last ``n`` steps of every series."""
+        if self.aligned:
+            return Panel(values=self.values[:, : self.values.shape[1] - n], times=self.times[: len(self.times) - n],
+                         series=self.series, inserted=self.inserted, static=self.static)
+        return Panel(values=self.values, times=self.times, series=self.series, inserted=self.inserted,
+                     static=self.static, first=self.first, last=self.last - n)
 
 
 def as_pandas(df) -> tuple[pd.DataFrame, str]:
@@ -201,14 +252,7 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
         else:
             series[key] = (series_times, values[rows], rows)
             inserted.append(0)
-    (first, (grid, _, grid_rows)), *others = series.items()
-    for key, (other, _, _) in others:
-        if len(other) != len(grid) or not (other == grid).all():
-            raise ValueError(
-                f"series '{key}' covers {other[0]} to {other[-1]} ({len(other)} steps) but series "
-                f"'{first}' covers {grid[0]} to {grid[-1]} ({len(grid)} steps); all series of a long frame "
-                f"must share one time grid. Trim or align them to common timestamps first."
-            )
+    (first, (grid, _, grid_rows)), *_ = series.items()
     where = "" if schema.layout == "wide" else f" of series '{first}'"
     if fitting:
         schema.step = step if fill_gaps else infer_step(grid, grid_rows, where)
@@ -216,25 +260,50 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
         if isinstance(grid, pd.DatetimeIndex):
             schema.time_unit = grid.unit
             schema.time_zone = str(grid.tz) if grid.tz is not None else None
-    elif not fill_gaps:
-        check_step(grid, schema.step, grid_rows, where)
-    stacked = np.stack([v for _, v, _ in series.values()])  # (n_series, n_time, n_vars)
-    return Panel(values=stacked, times=grid, series=[_plain(k) for k in series], inserted=inserted)
+    if not fill_gaps:
+        for key, (own, _, own_rows) in series.items():
+            if not (fitting and key == first):
+                check_step(own, schema.step, own_rows, "" if key is None else f" of series '{key}'")
+    return _on_one_grid(series, schema.step, inserted)
 
 
-def future_values(df, schema: PanelSchema, series: list, expected: pd.Index) -> np.ndarray:
+def _on_one_grid(series: dict, step, inserted: list) -> Panel:
+    """Place every series on the grid from the earliest start to the latest end; NaN outside each one's span."""
+    grids = [g for g, _, _ in series.values()]
+    if all(len(g) == len(grids[0]) and (g == grids[0]).all() for g in grids[1:]):  # the usual case: aligned
+        stacked = np.stack([v for _, v, _ in series.values()])  # (n_series, n_time, n_vars)
+        n = stacked.shape[1]
+        return Panel(values=stacked, times=grids[0], series=[_plain(k) for k in series], inserted=inserted,
+                     first=np.zeros(len(series), dtype=np.int64), last=np.full(len(series), n - 1, dtype=np.int64))
+    start, end = min(g[0] for g in grids), max(g[-1] for g in grids)
+    grid = time_range(start, step, 1 + _steps_between(start, end, step))
+    firsts = grid.get_indexer([g[0] for g in grids])
+    if (firsts < 0).any():
+        key = list(series)[int(np.flatnonzero(firsts < 0)[0])]
+        raise ValueError(f"series '{key}' starts off the common time grid of step '{step}' from {start}; "
+                         f"align the series' timestamps to one grid first.")
+    n_vars = next(iter(series.values()))[1].shape[1]
+    values = np.full((len(series), len(grid), n_vars), np.nan)
+    for s, (own, own_values, _) in enumerate(series.values()):
+        values[s, firsts[s]: firsts[s] + len(own)] = own_values
+    lengths = np.array([len(g) for g in grids])
+    return Panel(values=values, times=grid, series=[_plain(k) for k in series], inserted=inserted,
+                 first=firsts.astype(np.int64), last=(firsts + lengths - 1).astype(np.int64))
+
+
+def future_values(df, schema: PanelSchema, series: list, expected: list) -> np.ndarray:
     """The known-future covariates over the forecast horizon, ``(n_series, horizon, n_future)``.
 
-    ``df`` must hold, for every series, a row at each timestamp of ``expected``
-    (the steps after the history); rows beyond the horizon are allowed.
+    ``df`` must hold, for every series, a row at each timestamp of its
+    ``expected`` index (the steps after its history); rows beyond the horizon are allowed.
     """
     frame, _ = as_pandas(df)
     names = schema.future_covariates
     needed = [c for c in [schema.id_col, None if schema.time_in_index else schema.time_col] + names if c]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise ValueError(f"future_df lacks column(s) {missing}; it needs {needed} over the {len(expected)} "
-                         f"steps from {expected[0]} to {expected[-1]}.")
+        raise ValueError(f"future_df lacks column(s) {missing}; it needs {needed} over the {len(expected[0])} "
+                         f"steps after the history.")
     times = parse_times(frame.index.to_series() if schema.time_in_index else frame[schema.time_col],
                         schema.time_col)
     values = frame[names].to_numpy(dtype=np.float64)
@@ -243,19 +312,19 @@ def future_values(df, schema: PanelSchema, series: list, expected: pd.Index) -> 
         groups = {None: np.arange(len(frame))}
     else:
         groups = frame.groupby(schema.id_col, sort=False).indices
-    out = np.empty((len(series), len(expected), len(names)))
-    for i, key in enumerate(series):
+    out = np.empty((len(series), len(expected[0]), len(names)))
+    for i, (key, steps) in enumerate(zip(series, expected)):
         where = "" if key is None else f" for series '{key}'"
         if key not in groups:
             raise ValueError(f"future_df has no rows{where}; give its future covariates {names} too.")
         rows = groups[key]
-        position = pd.Index(times[rows]).get_indexer(expected)
+        position = pd.Index(times[rows]).get_indexer(steps)
         if (position < 0).any():
-            first = expected[int(np.flatnonzero(position < 0)[0])]
+            first = steps[int(np.flatnonzero(position < 0)[0])]
             raise ValueError(
-                f"future_df covers {int((position >= 0).sum())} of the {len(expected)} forecast steps{where}: "
-                f"{first} is missing. Give the future covariates {names} at every step from {expected[0]} "
-                f"to {expected[-1]}."
+                f"future_df covers {int((position >= 0).sum())} of the {len(steps)} forecast steps{where}: "
+                f"{first} is missing. Give the future covariates {names} at every step from {steps[0]} "
+                f"to {steps[-1]}."
             )
         out[i] = values[rows[position]]
     return out
@@ -269,8 +338,10 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     (quantiles, interval bounds); they follow the point columns.
     """
     n_series, horizon, _ = forecast.shape
-    if isinstance(times, pd.DatetimeIndex) and schema.time_unit:
-        times = times.as_unit(schema.time_unit)
+    per_series = list(times) if isinstance(times, list) else [times] * n_series
+    if isinstance(per_series[0], pd.DatetimeIndex) and schema.time_unit:
+        per_series = [t.as_unit(schema.time_unit) for t in per_series]
+    times = per_series[0]
     blocks = {"": forecast, **(extra or {})}
     if schema.layout == "wide":
         out = pd.DataFrame({schema.time_col: times})
@@ -279,7 +350,8 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
                 out[name + suffix] = block[0, :, j]
     else:
         ids = np.repeat(np.array(series, dtype=object), horizon)
-        out = pd.DataFrame({schema.id_col: _restore_ids(ids, series), schema.time_col: np.tile(times, n_series)})
+        stacked_times = per_series[0].append(per_series[1:]) if n_series > 1 else per_series[0]
+        out = pd.DataFrame({schema.id_col: _restore_ids(ids, series), schema.time_col: stacked_times})
         for suffix, block in blocks.items():
             for j, name in enumerate(schema.targets):
                 out[name + suffix] = block[:, :, j].reshape(-1)

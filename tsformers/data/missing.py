@@ -15,13 +15,19 @@ import numpy as np
 MODES = ("error", "interpolate", "mask")
 
 
-def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, max_gap: int | None) -> np.ndarray:
-    """Fill the NaN gaps of ``values`` ``(n_series, n_time, n_vars)`` linearly; return a copy."""
+def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, max_gap: int | None,
+                     spans=None) -> np.ndarray:
+    """Fill the NaN gaps of ``values`` ``(n_series, n_time, n_vars)`` linearly; return a copy.
+
+    ``spans`` ``(first, last)`` limits each series to the rows it covers (a ragged panel).
+    """
     out = values.copy()
-    steps = np.arange(values.shape[1])
+    n_time = values.shape[1]
     for s, key in enumerate(series):
+        first, last = (0, n_time - 1) if spans is None else (int(spans[0][s]), int(spans[1][s]))
+        steps = np.arange(last - first + 1)
         for j, name in enumerate(names):
-            column = out[s, :, j]
+            column = out[s, first: last + 1, j]  # a view: filled in place
             missing = np.isnan(column)
             if not missing.any():
                 continue
@@ -29,10 +35,10 @@ def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, 
             start, length = _longest_run(missing)
             if missing[0] or missing[-1]:
                 edge = 0 if missing[0] else len(column) - 1
-                raise ValueError(f"{where} is missing at its {'start' if edge == 0 else 'end'} ({times[edge]}), "
+                raise ValueError(f"{where} is missing at its {'start' if edge == 0 else 'end'} ({times[first + edge]}), "
                                  f"where there is nothing to interpolate from; trim those rows or use missing='mask'.")
             if max_gap is not None and length > max_gap:
-                raise ValueError(f"{where} has a gap of {length} steps from {times[start]}, longer than "
+                raise ValueError(f"{where} has a gap of {length} steps from {times[first + start]}, longer than "
                                  f"max_gap={max_gap}; raise max_gap, use missing='mask', or fill it yourself.")
             column[missing] = np.interp(steps[missing], steps[~missing], column[~missing])
     return out

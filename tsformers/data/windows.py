@@ -25,10 +25,13 @@ class WindowDataset(Dataset):
         The targets, where they differ from the input channels (missing targets stay NaN here).
     static : Tensor of shape (n_series, n_static), optional
         Encoded static attributes; then a batch is ``(x, static, y)`` instead of ``(x, y)``.
+    spans : tuple of int arrays ``(first, last)``, optional
+        For a ragged panel: the rows each series spans (inclusive); only windows
+        inside a series' span are drawn.
     """
 
     def __init__(self, values: torch.Tensor, lookback: int, horizon: int, n_targets: int,
-                 targets: torch.Tensor | None = None, static: torch.Tensor | None = None):
+                 targets: torch.Tensor | None = None, static: torch.Tensor | None = None, spans=None):
         assert values.ndim == 3, f"values must be (n_series, n_time, n_vars), got {tuple(values.shape)}"
         assert values.shape[1] >= lookback + horizon, "a series is shorter than lookback + horizon"
         targets = values[..., :n_targets] if targets is None else targets
@@ -38,16 +41,26 @@ class WindowDataset(Dataset):
         self.target_windows = targets[:, lookback:].unfold(1, horizon, 1)      # (S, W, n_targets, H), a view
         self.n_windows = self.target_windows.shape[1]
         self.static = static
+        self.index = None  # window i -> (series, start) through arithmetic, or this table for ragged panels
+        if spans is not None:
+            first, last = (np.asarray(a) for a in spans)
+            starts = [np.arange(f, l - lookback - horizon + 2) for f, l in zip(first, last)]
+            self.index = torch.from_numpy(np.concatenate(
+                [np.stack([np.full(len(st), s), st], axis=1) for s, st in enumerate(starts)]
+                or [np.zeros((0, 2), dtype=np.int64)]).astype(np.int64))
 
     def __len__(self) -> int:
-        return self.windows.shape[0] * self.n_windows
+        return self.windows.shape[0] * self.n_windows if self.index is None else len(self.index)
 
     def __getitem__(self, index: int):
         return tuple(part[0] for part in self.__getitems__([index]))
 
     def __getitems__(self, indices):
         index = torch.as_tensor(indices)
-        series, start = index // self.n_windows, index % self.n_windows
+        if self.index is None:
+            series, start = index // self.n_windows, index % self.n_windows
+        else:
+            series, start = self.index[index].unbind(-1)
         x = self.windows[series, start].mT                                        # (B, L, C)
         y = self.target_windows[series, start].mT                                 # (B, H, n_targets)
         if self.static is None:
@@ -94,6 +107,14 @@ def validation_steps(n_time: int, lookback: int, horizon: int, val_size: float |
     if steps < horizon or n_time - steps < lookback + horizon:
         return 0
     return steps
+
+
+def split_spans(first, last, n_time: int, lookback: int, val_steps: int):
+    """The spans of a ragged panel's series in the parts :func:`split_train_val` cuts (None: no validation)."""
+    if val_steps == 0:
+        return (first, last), None
+    cut = n_time - val_steps
+    return (first, np.minimum(last, cut - 1)), (np.maximum(first - (cut - lookback), 0), last - (cut - lookback))
 
 
 def split_train_val(values: np.ndarray, lookback: int, val_steps: int) -> tuple[np.ndarray, np.ndarray | None]:

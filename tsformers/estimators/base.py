@@ -26,7 +26,7 @@ from tsformers.data.time import future_times
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.missing import interpolate_gaps, with_observed_mask
 from tsformers.data.static import StaticEncoder, static_table
-from tsformers.data.windows import lead_future, split_train_val, validation_steps
+from tsformers.data.windows import lead_future, split_spans, split_train_val, validation_steps
 from tsformers.estimators.persistence import load_estimator, save_estimator
 
 #: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
@@ -128,7 +128,8 @@ class BaseForecaster(BaseEstimator):
         panel = self._fill_missing(raw, schema)
 
         n_targets = len(schema.targets)
-        val_steps = validation_steps(panel.values.shape[1], self.lookback, self.horizon, self.val_size)
+        n_time = panel.values.shape[1]
+        val_steps = validation_steps(int(panel.lengths.max()), self.lookback, self.horizon, self.val_size)
         if val_steps == 0 and self.val_size and self.max_epochs:
             warnings.warn(
                 f"the series ({panel.values.shape[1]} steps) are too short for a validation part of "
@@ -143,6 +144,9 @@ class BaseForecaster(BaseEstimator):
         train = tuple(split_train_val(t, self.lookback, val_steps)[0] for t in (inputs, targets))
         val = None if val_steps == 0 else tuple(split_train_val(t, self.lookback, val_steps)[1]
                                                 for t in (inputs, targets))
+        if not panel.aligned:  # draw only windows inside each series' own span
+            train_spans, val_spans = split_spans(panel.first, panel.last, n_time, self.lookback, val_steps)
+            train, val = (*train, train_spans), None if val is None else (*val, val_spans)
         n_vars = inputs.shape[-1]
 
         torch.manual_seed(self.random_state)
@@ -166,12 +170,14 @@ class BaseForecaster(BaseEstimator):
 
         self.network_ = network
         self.report_ = self._missing_report(raw, panel)
-        self.history_ = panel.values[:, -self.lookback:].copy()  # raw values, for predict() without data
-        self.last_time_ = panel.times[-1]
+        self.history_ = panel.tail(self.lookback).copy()  # raw values, for predict() without data
+        self.ends_ = panel.ends
+        self.last_time_ = max(self.ends_)
         self.training_log_ = log
         self.n_features_in_ = n_vars
         if self._tags["streaming"]:
-            self.state_ = self._advance(network.init_state(scaled.shape[0]), scaled)
+            self.state_ = self._advance_panel(None, Panel(values=scaled, times=panel.times, series=panel.series,
+                                                          first=panel.first, last=panel.last))
         for listener in fit_listeners:
             listener.after_fit(self, df)
         return self
@@ -214,7 +220,8 @@ class BaseForecaster(BaseEstimator):
             panel = self._read(frame, self.schema_, fitting=False, static_df=static_df)
             self._check_length(panel, self.lookback, "predict")
             panel = self._fill_missing(panel)
-        times = future_times(panel.times[-1], self.schema_.step, self.horizon)
+        ends = self.ends_ if df is None else panel.ends
+        times = [future_times(end, self.schema_.step, self.horizon) for end in ends]
         future = self._future_values(future_df, panel.series, times)
         forecast = self._forecast(panel, future, from_state=df is None)
         return panel_to_frame(forecast, times, panel.series, self.schema_, backend)
@@ -240,17 +247,23 @@ class BaseForecaster(BaseEstimator):
         check_is_fitted(self, "network_")
         frame, _ = as_pandas(df)
         panel = self._fill_missing(self._read(frame, self.schema_, fitting=False))
-        expected = future_times(self.last_time_, self.schema_.step, 1)[0]
-        if panel.times[0] != expected:
-            raise ValueError(f"update rows must continue the series: the first new timestamp should be {expected} "
-                             f"(one step after {self.last_time_}), got {panel.times[0]}.")
         if list(panel.series) != list(self.schema_.series):
             raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series} in that order, "
                              f"got {panel.series}.")
+        for key, end, first in zip(panel.series, self.ends_, panel.first):
+            expected = future_times(end, self.schema_.step, 1)[0]
+            if panel.times[first] != expected:
+                where = "" if key is None else f" '{key}'"
+                raise ValueError(f"update rows must continue the series{where}: its first new timestamp should be "
+                                 f"{expected} (one step after {end}), got {panel.times[first]}.")
         if self._tags["streaming"]:
-            self.state_ = self._advance(self.state_, self.scaler_.transform(panel.values))
-        self.history_ = np.concatenate([self.history_, panel.values], axis=1)[:, -self.lookback:]
-        self.last_time_ = panel.times[-1]
+            scaled = Panel(values=self.scaler_.transform(panel.values), times=panel.times, series=panel.series,
+                           first=panel.first, last=panel.last)
+            self.state_ = self._advance_panel(self.state_, scaled)
+        new = [panel.values[s, f: l + 1] for s, (f, l) in enumerate(zip(panel.first, panel.last))]
+        self.history_ = np.stack([np.concatenate([old, rows])[-self.lookback:] for old, rows in zip(self.history_, new)])
+        self.ends_ = panel.ends
+        self.last_time_ = max(self.ends_)
         return self
 
     def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
@@ -277,9 +290,10 @@ class BaseForecaster(BaseEstimator):
         if self.missing != "interpolate" or not np.isnan(panel.values).any():
             return panel
         names = (schema or self.schema_).variables
-        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap)
+        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap,
+                                  spans=(panel.first, panel.last))
         return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted,
-                     static=panel.static)
+                     static=panel.static, first=panel.first, last=panel.last)
 
     def _network_inputs(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
         """The network's channels, in order: targets and past covariates, their observed masks (``missing="mask"``),
@@ -291,14 +305,14 @@ class BaseForecaster(BaseEstimator):
     @staticmethod
     def _missing_report(raw: Panel, filled: Panel) -> dict:
         """Per series: timestamps inserted by fill_gaps, values interpolated, values left missing (masked)."""
-        before = np.isnan(raw.values).sum(axis=(1, 2))
-        after = np.isnan(filled.values).sum(axis=(1, 2))
+        before = np.isnan(raw.span_values()).sum(axis=(1, 2)) - raw.padding()
+        after = np.isnan(filled.span_values()).sum(axis=(1, 2)) - raw.padding()
         return {"series": list(raw.series), "inserted_timestamps": [int(n) for n in raw.inserted],
                 "interpolated": [int(n) for n in before - after], "masked": [int(n) for n in after]}
 
     def _stored_panel(self) -> Panel:
         """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index([self.last_time_]), series=self.schema_.series,
+        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
                      static=self.static_)
 
     def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False) -> np.ndarray:
@@ -311,11 +325,12 @@ class BaseForecaster(BaseEstimator):
         n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
         with torch.no_grad():  # not inference_mode: a memory may take gradient steps at test time
             if self._tags["streaming"]:
-                state = self.state_ if from_state else self._advance(
-                    self.network_.init_state(len(panel.series)), scaler.transform(panel.values))
+                state = self.state_ if from_state else self._advance_panel(None, Panel(
+                    values=scaler.transform(panel.values), times=panel.times, series=panel.series,
+                    first=panel.first, last=panel.last))
                 out = self.network_.forecast(state)
             else:
-                scaled = scaler.transform(panel.values[:, -self.lookback:])
+                scaled = scaler.transform(panel.tail(self.lookback))
                 if n_future:
                     future = (future - scaler.mean[:, None, -n_future:]) / scaler.scale[:, None, -n_future:]
                 x = torch.from_numpy(self._network_inputs(scaled, future).astype(np.float32))
@@ -333,11 +348,33 @@ class BaseForecaster(BaseEstimator):
         with torch.no_grad():
             return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
 
+    def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
+        """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
+
+        Series that span the same rows advance together; a ragged panel takes one call per distinct span.
+        """
+        if scaled.aligned:
+            state = self.network_.init_state(len(scaled.series)) if state is None else state
+            return self._advance(state, scaled.values)
+        spans = {}
+        for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
+            spans.setdefault(span, []).append(s)
+        out = None
+        for (first, last), rows in spans.items():
+            rows_t = torch.as_tensor(rows)
+            start = self.network_.init_state(len(rows)) if state is None else {k: v[rows_t] for k, v in state.items()}
+            part = self._advance(start, scaled.values[rows, first: last + 1])
+            if out is None:
+                out = {k: v.new_zeros((len(scaled.series), *v.shape[1:])) for k, v in part.items()}
+            for k, v in part.items():
+                out[k][rows_t] = v
+        return out
+
     def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
         """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
         return forecast
 
-    def _future_values(self, future_df, series: list, times: pd.Index) -> np.ndarray | None:
+    def _future_values(self, future_df, series: list, times: list) -> np.ndarray | None:
         names = self.schema_.future_covariates
         if not names:
             if future_df is not None:
@@ -347,7 +384,7 @@ class BaseForecaster(BaseEstimator):
         if future_df is None:
             raise ValueError(
                 f"the model was fitted with future_covariates {names}: pass their values for the {self.horizon} "
-                f"steps from {times[0]} to {times[-1]} as future_df= (the time column and those columns)."
+                f"steps from {times[0][0]} to {times[0][-1]} as future_df= (the time column and those columns)."
             )
         return future_values(future_df, self.schema_, series, times)
 
@@ -367,7 +404,7 @@ class BaseForecaster(BaseEstimator):
         rows = [known.get(key) for key in panel.series]
         if all(r is not None for r in rows):
             return self.scaler_.select(np.asarray(rows))
-        own = self._fit_scaler(panel.values)
+        own = self._fit_scaler(panel.span_values())
         for i, r in enumerate(rows):
             if r is not None:
                 own.mean[i], own.scale[i] = self.scaler_.mean[r], self.scaler_.scale[r]
@@ -389,18 +426,19 @@ class BaseForecaster(BaseEstimator):
         frame, _ = as_pandas(df)
         raw = self._read(frame, self.schema_, fitting=False)
         self._check_length(raw, self.lookback + self.horizon, "score")
-        history = self._fill_missing(Panel(values=raw.values[:, : -self.horizon], times=raw.times[: -self.horizon],
-                                           series=raw.series, static=raw.static))
+        history = self._fill_missing(raw.drop_last(self.horizon))
         n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
-        future = raw.values[:, -self.horizon:, raw.values.shape[-1] - n_future:] if n_future else None
-        truth = raw.values[:, -self.horizon:, :n_targets]  # observed values only: gaps do not count
+        last = raw.tail(self.horizon)
+        future = last[..., last.shape[-1] - n_future:] if n_future else None
+        truth = last[..., :n_targets]  # observed values only: gaps do not count
         return -float(np.nanmean((self._forecast(history, future) - truth) ** 2))
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
-        n_time = panel.values.shape[1]
+        n_time = int(panel.lengths.min())
         if n_time < needed:
             what = "lookback + horizon" if needed == self.lookback + self.horizon else "lookback"
-            who = "the frame has" if panel.series == [None] else "each series has"
+            who = "the frame has" if panel.series == [None] else \
+                f"series '{panel.series[int(np.argmin(panel.lengths))]}' has"
             raise ValueError(
                 f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
                 f"(lookback={self.lookback}, horizon={self.horizon}). Pass a longer history or lower lookback."

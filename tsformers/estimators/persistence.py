@@ -57,6 +57,7 @@ def save_estimator(est, path) -> Path:
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformers_version": __version__,
             "estimator": type(est).__name__, "params": params, "schema": est.schema_.to_dict(),
             "scaler": est.scaler_.to_dict(), "last_time": _time_to_json(est.last_time_),
+            "ends": [_time_to_json(t) for t in est.ends_],
             "n_features_in": est.n_features_in_, "training_log": est.training_log_, "weights_sha256": _sha256(staging / WEIGHTS_FILE),
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
@@ -108,6 +109,8 @@ def load_estimator(cls, path):
     est.network_.load_state_dict(tensors["network"])
     est.network_.eval()
     est.last_time_ = _time_from_json(config["last_time"])
+    est.ends_ = [_time_from_json(t) for t in config["ends"]] if "ends" in config else \
+        [est.last_time_] * len(est.schema_.series)
     est.training_log_ = config.get("training_log", [])
     if est._tags["streaming"]:
         est.state_ = tensors["state"]

@@ -35,8 +35,9 @@ class WindowDataModule(L.LightningDataModule):
 
     Parameters
     ----------
-    train, val : tuple of Tensors ``(inputs, targets)``
-        Inputs ``(n_series, n_time, n_channels)`` and targets ``(n_series, n_time, n_targets)``;
+    train, val : tuple ``(inputs, targets)`` or ``(inputs, targets, spans)``
+        Inputs ``(n_series, n_time, n_channels)``, targets ``(n_series, n_time, n_targets)`` and, for a
+        ragged panel, the ``(first, last)`` rows each series spans;
         ``val`` carries ``lookback`` steps of context before its first target, or is None.
     static : Tensor of shape (n_series, n_static), optional
         Encoded static attributes of the series, passed to the network with each window.
@@ -45,9 +46,10 @@ class WindowDataModule(L.LightningDataModule):
     def __init__(self, train: tuple, val: tuple | None, *, lookback: int, horizon: int,
                  n_targets: int, batch_size: int, seed: int, static: torch.Tensor | None = None):
         super().__init__()
-        self.train_set = WindowDataset(train[0], lookback, horizon, n_targets, targets=train[1], static=static)
-        self.val_set = None if val is None else WindowDataset(val[0], lookback, horizon, n_targets,
-                                                              targets=val[1], static=static)
+        self.train_set = WindowDataset(train[0], lookback, horizon, n_targets, targets=train[1], static=static,
+                                       spans=train[2] if len(train) > 2 else None)
+        self.val_set = None if val is None else WindowDataset(val[0], lookback, horizon, n_targets, targets=val[1],
+                                                              static=static, spans=val[2] if len(val) > 2 else None)
         self.batch_size, self.seed = batch_size, seed
 
     def train_dataloader(self):
