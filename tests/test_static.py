@@ -65,3 +65,33 @@ def test_static_attributes_must_be_constant_and_belong_to_long_frames():
         GateformerForecaster(**SMALL, static=["series_0"]).fit(make_demo(n_steps=300))
     with pytest.raises(ValueError, match="unknown static attribute"):
         GateformerForecaster(**SMALL, static=["colour"]).fit(panel_with_attributes()[0])
+
+
+def test_networks_without_a_static_input_get_a_static_residual(tmp_path, monkeypatch):
+    import tsformers
+    from test_covariates_and_update import SmoothedLevelForecaster
+
+    from tsformers.backbone.heads import StaticResidual
+
+    monkeypatch.setattr(tsformers, "SmoothedLevelForecaster", SmoothedLevelForecaster, raising=False)
+    df, _ = panel_with_attributes()
+    f = SmoothedLevelForecaster(static=["region", "capacity"], max_epochs=2).fit(df)
+    assert isinstance(f.network_, StaticResidual)
+    assert f.network_.correction.weight.abs().sum() > 0, "the correction trained"
+    assert f.state_["static"].shape == (3, 3)
+    one = df[df.unique_id == "series_0"]
+    north, south = f.predict(one.assign(unique_id="twin")), f.predict(one.assign(unique_id="twin", region="south"))
+    assert not np.allclose(north["y"], south["y"])
+    loaded = SmoothedLevelForecaster.load(f.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.predict(), f.predict())
+
+
+def test_a_static_residual_starts_as_the_identity():
+    import torch
+
+    from tsformers.backbone.heads import StaticResidual
+
+    inner = torch.nn.Linear(5, 5)
+    wrapped = StaticResidual(inner, n_static=3, horizon=5, n_targets=2)
+    x, s = torch.randn(4, 5, 5), torch.randn(4, 3)
+    torch.testing.assert_close(wrapped(x, s), inner(x))

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from tsformers.backbone.heads import StaticResidual
 from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
                                    panel_to_frame)
 from tsformers.data.scaling import PanelScaler
@@ -81,6 +82,15 @@ class BaseForecaster(BaseEstimator):
         """The untrained network for ``n_vars`` input variables (targets first)."""
         raise NotImplementedError
 
+    def _network(self, n_vars: int) -> torch.nn.Module:
+        """The estimator's network; with static attributes and no static input of its own, behind a static residual."""
+        network = self._build_network(n_vars)
+        n_static = self.static_encoder_.n_channels
+        if n_static and not self._tags["static"]:
+            network = StaticResidual(network, n_static=n_static, horizon=self.horizon,
+                                     n_targets=len(self.schema_.targets))
+        return network
+
     @classmethod
     def get_test_params(cls) -> dict:
         """Small settings for the shared contract tests."""
@@ -116,9 +126,6 @@ class BaseForecaster(BaseEstimator):
                               covariates=self.covariates, future_covariates=self.future_covariates,
                               static=self.static, static_df=static_frame)
         self._check_future_covariates(schema)
-        if schema.static and not self._tags["static"]:
-            raise ValueError(f"{type(self).__name__} does not read static attributes; leave static= unset, or use "
-                             f"an estimator that does (GateformerForecaster).")
         raw = self._read(frame, schema, fitting=True)
         encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
             if schema.static else StaticEncoder()
@@ -150,7 +157,7 @@ class BaseForecaster(BaseEstimator):
         n_vars = inputs.shape[-1]
 
         torch.manual_seed(self.random_state)
-        network = self._build_network(n_vars)
+        network = self._network(n_vars)
         log = []
         if self.max_epochs > 0:
             from tsformers.training import fit_network  # Lightning only when training
@@ -177,7 +184,7 @@ class BaseForecaster(BaseEstimator):
         self.n_features_in_ = n_vars
         if self._tags["streaming"]:
             self.state_ = self._advance_panel(None, Panel(values=scaled, times=panel.times, series=panel.series,
-                                                          first=panel.first, last=panel.last))
+                                                          first=panel.first, last=panel.last, static=raw.static))
         for listener in fit_listeners:
             listener.after_fit(self, df)
         return self
@@ -327,7 +334,7 @@ class BaseForecaster(BaseEstimator):
             if self._tags["streaming"]:
                 state = self.state_ if from_state else self._advance_panel(None, Panel(
                     values=scaler.transform(panel.values), times=panel.times, series=panel.series,
-                    first=panel.first, last=panel.last))
+                    first=panel.first, last=panel.last, static=panel.static))
                 out = self.network_.forecast(state)
             else:
                 scaled = scaler.transform(panel.tail(self.lookback))
@@ -354,7 +361,7 @@ class BaseForecaster(BaseEstimator):
         Series that span the same rows advance together; a ragged panel takes one call per distinct span.
         """
         if scaled.aligned:
-            state = self.network_.init_state(len(scaled.series)) if state is None else state
+            state = self._init_state(scaled, np.arange(len(scaled.series))) if state is None else state
             return self._advance(state, scaled.values)
         spans = {}
         for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
@@ -362,13 +369,20 @@ class BaseForecaster(BaseEstimator):
         out = None
         for (first, last), rows in spans.items():
             rows_t = torch.as_tensor(rows)
-            start = self.network_.init_state(len(rows)) if state is None else {k: v[rows_t] for k, v in state.items()}
+            start = self._init_state(scaled, rows) if state is None else {k: v[rows_t] for k, v in state.items()}
             part = self._advance(start, scaled.values[rows, first: last + 1])
             if out is None:
                 out = {k: v.new_zeros((len(scaled.series), *v.shape[1:])) for k, v in part.items()}
             for k, v in part.items():
                 out[k][rows_t] = v
         return out
+
+    def _init_state(self, panel: Panel, rows) -> dict:
+        """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""
+        state = self.network_.init_state(len(rows))
+        if isinstance(self.network_, StaticResidual):
+            state["static"] = torch.from_numpy(panel.static[rows].astype(np.float32))
+        return state
 
     def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
         """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""

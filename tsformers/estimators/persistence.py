@@ -105,7 +105,7 @@ def load_estimator(cls, path):
     est.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
     est.history_ = tensors["history"].numpy()
     est.n_features_in_ = config.get("n_features_in", est.history_.shape[-1])
-    est.network_ = est._build_network(est.n_features_in_)
+    est.network_ = est._network(est.n_features_in_)
     est.network_.load_state_dict(tensors["network"])
     est.network_.eval()
     est.last_time_ = _time_from_json(config["last_time"])
