@@ -3,8 +3,8 @@
 >>> from tsformers import GateformerForecaster
 >>> from tsformers.datasets import load_dataset, make_demo
 """
-from tsformers.estimators import BaseForecaster, GateformerForecaster, ModelFileError
+from tsformers.estimators import BaseForecaster, GateformerForecaster, GTrXLForecaster, ModelFileError
 from tsformers.model_selection import RollingOriginSplit
 
 __version__ = "0.1.0"
-__all__ = ["BaseForecaster", "GateformerForecaster", "ModelFileError", "RollingOriginSplit", "__version__"]
+__all__ = ["BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "ModelFileError", "RollingOriginSplit", "__version__"]

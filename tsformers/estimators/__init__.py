@@ -1,6 +1,7 @@
 """The public estimators."""
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
+from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.persistence import ModelFileError
 
-__all__ = ["BaseForecaster", "GateformerForecaster", "ModelFileError"]
+__all__ = ["BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "ModelFileError"]

@@ -1,5 +1,6 @@
 """The networks: plain ``torch.nn.Module``s mapping (batch, lookback, n_vars) to (batch, horizon, n_targets)."""
 
 from .gateformer import Gateformer
+from .gtrxl import GTrXL
 
-__all__ = ["Gateformer"]
+__all__ = ["GTrXL", "Gateformer"]

@@ -1,0 +1,237 @@
+"""GTrXL: the gated Transformer-XL, read as a streaming forecaster over long histories.
+
+References
+----------
+Parisotto et al., "Stabilizing Transformers for Reinforcement Learning", ICML 2020,
+arXiv 1910.06764 (identity-map reordering, gating layers; no official code).
+Dai et al., "Transformer-XL: Attentive Language Models Beyond a Fixed-Length
+Context", ACL 2019 (segment recurrence, relative positional attention).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from tsformers.backbone import FeedForward, build
+from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it registers the gates
+from tsformers.backbone.memory.segment import SegmentMemory
+from tsformers.backbone.relative_attention import RelativeMultiHeadAttention
+
+__all__ = ["BLOCKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock"]
+
+
+def _gate(name: str, d_model: int, bias: float) -> nn.Module:
+    assert name in GATES, f"gating must be one of {GATES}, got {name!r}"
+    return build("gate", name, d_model=d_model, **({"bias": bias} if name in BIASED_GATES else {}))
+
+
+class _XLBlock(nn.Module):
+    """The parts of a Transformer-XL layer: relative attention, MLP, two gates (or residuals), two norms."""
+
+    def __init__(self, d_model: int, *, n_heads: int, d_ff: int, mem_len: int, dropout: float, gating: str,
+                 gate_bias: float):
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(d_model)
+        self.attn = RelativeMultiHeadAttention(d_model, n_heads=n_heads, dropout=dropout, window=mem_len)
+        self.gate_attn = _gate(gating, d_model, gate_bias)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, d_ff=d_ff, dropout=dropout)
+        self.gate_ff = _gate(gating, d_model, gate_bias)
+        self.dropout = nn.Dropout(dropout)
+
+
+class IdentityMapXLBlock(_XLBlock):
+    """GTrXL's layer (Parisotto et al., ICML 2020, eqs. for TrXL-I with gating), x: (B, S, D) -> (B, S, D).
+
+    Layer norm on the sub-layers' inputs only, a ReLU on their outputs, and a gate
+    g(x, y) in place of each residual ``+``::
+
+        Y     = g_attn(E, ReLU(RelMHA(LN([StopGrad(M); E]))))
+        E_out = g_ff(Y, ReLU(MLP(LN(Y))))
+
+    With gating "gru" this is GTrXL; with "residual" it is TrXL-I. The path from E to
+    E_out is an identity map when the gates are shut. ``memory``: (B, M, D), layer
+    inputs of the tokens just before x. Cost: the attention's O(S·(M + S)·D) plus
+    O(S·D·(d_ff + D)) for the MLP and the gates.
+    """
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        n_memory = memory.shape[1]
+        context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
+        attended = self.attn(context[:, n_memory:], kv=context[:, :n_memory])         # (B, S, D)
+        y = self.gate_attn(x, F.relu(self.dropout(attended)))
+        return self.gate_ff(y, F.relu(self.dropout(self.ff(self.norm_ff(y)))))
+
+
+class PostNormXLBlock(_XLBlock):
+    """The canonical Transformer-XL layer (Dai et al., ACL 2019), the "TrXL" baseline of GTrXL's paper.
+
+    Layer norm after each merge, no ReLU on the sub-layer outputs::
+
+        Y     = LN(g_attn(E, RelMHA([StopGrad(M); E])))
+        E_out = LN(g_ff(Y, MLP(Y)))
+
+    With gating "residual" this is Transformer-XL. x: (B, S, D) -> (B, S, D), same cost
+    as :class:`IdentityMapXLBlock`.
+    """
+
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        attended = self.attn(x, kv=memory.detach())                                    # (B, S, D)
+        y = self.norm_attn(self.gate_attn(x, self.dropout(attended)))
+        return self.norm_ff(self.gate_ff(y, self.dropout(self.ff(y))))
+
+
+BLOCKS = {"identity_map": IdentityMapXLBlock, "post_norm": PostNormXLBlock}
+
+
+class GTrXL(nn.Module):
+    """GTrXL (Parisotto et al., 2020) over a multivariate series: gated Transformer-XL layers, segment memory.
+
+    Data flow, one token per time step::
+
+        x_t (n_vars)  --Linear-->  token (D)  --n_layers x [gated XL block over memory + segment]-->
+        last token's state  --LN, Linear(D -> horizon·n_vars)-->  forecast (+ last observed value)
+
+    - **Tokens**: each time step's variates are projected to ``d_model``
+      (channel-mixing, no positional embedding: the attention is relative). One
+      token per step makes the state advance by any number of steps.
+    - **Segment recurrence**: a history is cut into segments of ``segment_len``
+      steps; each layer attends over its memory (its inputs for the ``mem_len``
+      previous tokens, gradients stopped) plus the segment. Each token attends to
+      itself and the ``mem_len`` tokens before it (Transformer-XL's same-length
+      attention), so the outputs do not depend on where the segments are cut: the
+      segment length only sets how many tokens are processed at once and where
+      backpropagation is truncated. The forecast depends on the last
+      ``receptive_field = n_layers·mem_len + 1`` steps; cost per step O((mem_len +
+      segment_len)·D) per layer, linear in the history.
+    - **Head**: the last token's final state (after a LayerNorm for the
+      identity-map block) -> Linear(D -> horizon·n_vars). With
+      ``last_value_anchor`` the head forecasts the change from the last observed
+      value (NLinear's last-value normalisation, applied to the output only so
+      that a streamed state stays exact). No instance normalisation: the estimator
+      scales each series with fitted statistics, and per-window statistics would
+      change every cached state whenever a step arrives.
+
+    Streaming protocol (``docs/extending.md``): the state holds each layer's
+    memory, the last token's final state and the last observed values.
+    ``forecast(advance(init_state(B), x))`` equals ``forward(x)`` for any x, and
+    ``advance`` costs O(T·(mem_len + segment_len)·D·n_layers) for T new steps,
+    whatever came before.
+
+    ``forward(x)``: x (batch, time, n_vars), any length >= 1 (``lookback`` is the
+    training window) -> (batch, horizon, n_vars); every variate is forecast.
+    """
+
+    def __init__(
+        self,
+        *,
+        lookback: int,
+        horizon: int,
+        n_vars: int,
+        d_model: int = 128,
+        n_heads: int = 8,
+        d_ff: int = 256,
+        n_layers: int = 3,
+        segment_len: int = 96,
+        mem_len: int = 256,
+        dropout: float = 0.1,
+        block: str = "identity_map",
+        gating: str = "gru",
+        gate_bias: float = 2.0,
+        last_value_anchor: bool = True,
+    ):
+        super().__init__()
+        assert lookback > 0 and horizon > 0 and n_vars > 0, (
+            f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
+        )
+        assert segment_len >= 1 and mem_len >= 1, f"segment_len and mem_len must be >= 1, got {segment_len}, {mem_len}"
+        assert block in BLOCKS, f"block must be one of {sorted(BLOCKS)}, got {block!r}"
+        self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
+        self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
+        self.last_value_anchor = last_value_anchor
+
+        self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
+        self.layers = nn.ModuleList(
+            BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout, gating=gating,
+                          gate_bias=gate_bias)
+            for _ in range(n_layers)
+        )
+        self.memory = SegmentMemory(n_layers=n_layers, mem_len=mem_len, d_model=d_model)
+        self.norm = nn.LayerNorm(d_model) if block == "identity_map" else nn.Identity()  # pre-LN stacks end with one
+        self.head = nn.Linear(d_model, horizon * n_vars)
+
+    @property
+    def receptive_field(self) -> int:
+        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1."""
+        return self.n_layers * self.mem_len + 1
+
+    # -- streaming protocol ---------------------------------------------------------------
+
+    def init_state(self, batch_size: int) -> dict[str, Tensor]:
+        """The state before any observation: empty memories, no last token."""
+        p = self.head.weight
+        d_model = p.shape[1]
+        return {
+            **self.memory.init(batch_size, device=p.device, dtype=p.dtype),     # "memory.<l>": (B, 0, D)
+            "last_hidden": p.new_zeros(batch_size, 0, d_model),                 # (B, 0 or 1, D)
+            "last_value": p.new_zeros(batch_size, 0, self.n_vars),              # (B, 0 or 1, N)
+        }
+
+    def advance(self, state: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
+        """Fold the new steps x (B, T, n_vars), T >= 1, into the state, ``segment_len`` steps at a time."""
+        _, state = self.encode(state, x)
+        return {key: value.detach().clone() for key, value in state.items()}  # no views of x or activations
+
+    def encode(self, state: dict[str, Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The final-layer states of the new steps x (B, T, n_vars): (B, T, D), and the advanced state."""
+        self._check(x)
+        hidden = []
+        for segment in x.split(self.segment_len, dim=1):
+            h, state = self._segment(state, segment)
+            hidden.append(h)
+        return torch.cat(hidden, dim=1), state
+
+    def forecast(self, state: dict[str, Tensor]) -> Tensor:
+        """The next ``horizon`` steps after the state's last observation: (B, horizon, n_vars)."""
+        hidden = state["last_hidden"]
+        assert hidden.shape[1] == 1, "the state has seen no observation yet: advance it by at least one step"
+        y = rearrange(self.head(self.norm(hidden[:, 0])), "b (h n) -> b h n", n=self.n_vars)  # (B, H, N)
+        return y + state["last_value"] if self.last_value_anchor else y
+
+    # -- training / batch forecasting ------------------------------------------------------
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Forecast from the history x (B, T, n_vars): the same as ``forecast(advance(init_state(B), x))``.
+
+        The segments are aligned to the end of x, so that the last one is complete;
+        all but the last run without gradients (their states enter the last one
+        as stopped-gradient memory only).
+        """
+        self._check(x)
+        state = self.init_state(x.shape[0])
+        first = x.shape[1] % self.segment_len or self.segment_len
+        segments = [x[:, :first], *(x[:, first:].split(self.segment_len, dim=1) if x.shape[1] > first else ())]
+        with torch.no_grad():
+            for segment in segments[:-1]:
+                _, state = self._segment(state, segment)
+        return self.forecast(self._segment(state, segments[-1])[1])
+
+    def _segment(self, state: dict[str, Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """One segment x (B, S, n_vars) through the stack, reading and writing the memories: (B, S, D), state."""
+        h = self.embed(x)                                                   # (B, S, D)
+        new_state = {}
+        for i, layer in enumerate(self.layers):
+            memory = self.memory.read(state, i)                              # (B, m, D), detached
+            new_state[self.memory.key(i)] = self.memory.update(memory, h)
+            h = layer(h, memory)                                             # (B, S, D)
+        new_state["last_hidden"] = h[:, -1:]                                 # (B, 1, D)
+        new_state["last_value"] = x[:, -1:]                                  # (B, 1, N)
+        return h, new_state
+
+    def _check(self, x: Tensor) -> None:
+        assert x.ndim == 3 and x.shape[1] >= 1 and x.shape[2] == self.n_vars, (
+            f"GTrXL was built for (batch, time >= 1, {self.n_vars}) inputs, got {tuple(x.shape)}"
+        )
