@@ -18,13 +18,23 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import tsformers
 from tsformers import GateformerForecaster
 
 pytestmark = pytest.mark.filterwarnings("ignore:Series.values returning an ndarray")  # polars.from_pandas on tz data
 
-EXAMPLES = int(os.environ.get("TSF_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("TSF_FUZZ_EXAMPLES", "25"))
 HORIZON, LOOKBACK = 3, 6
 TINY = dict(horizon=HORIZON, lookback=LOOKBACK, d_model=4, d_ff=4, n_heads=1, patch_len=2, stride=2, max_epochs=0)
+ESTIMATORS = sorted((getattr(tsformers, n) for n in dir(tsformers) if n.endswith("Forecaster") and n != "BaseForecaster"),
+                    key=lambda c: c.__name__)
+
+
+def tiny(cls, **params):
+    """The class's small test settings, untrained (max_epochs=0: the data path and the network are what is fuzzed)."""
+    if cls is GateformerForecaster:
+        return cls(**TINY, **params)
+    return cls(**{**cls.get_test_params(), "horizon": HORIZON, "lookback": LOOKBACK, "max_epochs": 0, **params})
 ZONES = [None, "UTC", "Asia/Kolkata", "America/New_York"]
 
 
@@ -83,9 +93,10 @@ def _names_a_column_or_row(message: str, df: pd.DataFrame) -> bool:
     return any(f"'{c}'" in message for c in df.columns) or "row" in message or "empty" in message
 
 
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda c: c.__name__)
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames(), st.sampled_from(["error", "interpolate", "mask"]), st.booleans())
-def test_fit_and_predict_give_a_clear_error_or_a_sound_forecast(case, missing, fill_gaps):
+@given(case=frames(), missing=st.sampled_from(["error", "interpolate", "mask"]), fill_gaps=st.booleans())
+def test_fit_and_predict_give_a_clear_error_or_a_sound_forecast(cls, case, missing, fill_gaps):
     df, library = case
     if library == "polars":
         try:
@@ -94,7 +105,7 @@ def test_fit_and_predict_give_a_clear_error_or_a_sound_forecast(case, missing, f
             assume(False)
     else:
         data = df
-    est = GateformerForecaster(**TINY, missing=missing, fill_gaps=fill_gaps)
+    est = tiny(cls, missing=missing, fill_gaps=fill_gaps)
     try:
         est.fit(data)
         out = est.predict()
