@@ -202,7 +202,7 @@ def make_pv_demo(
     cloud = 1.0 / (1.0 + np.exp(-_ar1(rng, n_steps, memory=12.0 * steps_per_hour, scale=1.6) + 0.4))
     ghi = clear * (1.0 - 0.75 * cloud**3.4) * rng.lognormal(0.0, 0.02, n_steps)
 
-    doy = dates.dayofyear.to_numpy()
+    doy = dates.day_of_year.to_numpy()
     hour = (dates.hour + dates.minute / 60.0).to_numpy()
     seasonal = 12.0 - 0.25 * (abs(latitude) - 30.0) - np.sign(latitude or 1.0) * 10.0 * np.cos(
         2 * np.pi * (doy - 15) / 365.0)
@@ -220,7 +220,7 @@ def make_pv_demo(
 def clear_sky_ghi(times, latitude: float) -> np.ndarray:
     """Clear-sky global horizontal irradiance (W/m2) at local solar ``times`` and ``latitude`` (Haurwitz, 1945)."""
     times = pd.DatetimeIndex(times)
-    doy = times.dayofyear.to_numpy()
+    doy = times.day_of_year.to_numpy()
     hour = (times.hour + times.minute / 60.0 + times.second / 3600.0).to_numpy()
     declination = np.deg2rad(23.45) * np.sin(2 * np.pi * (284 + doy) / 365.0)
     hour_angle = np.deg2rad(15.0 * (hour - 12.0))

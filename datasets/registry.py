@@ -345,7 +345,8 @@ def parse_swapped_timestamps(text: pd.Series, fmt: str = "%d-%m-%Y %H:%M") -> pd
 
     Each string is read as ``fmt`` and with day and month exchanged; of the
     valid readings, the earliest one later than the previous row's time is
-    kept (the first row takes the ``fmt`` reading if it is valid).
+    kept. The first row takes the latest reading that is not after the first
+    unambiguous row (one whose readings agree or only one of which is valid).
 
     Raises
     ------
@@ -355,12 +356,14 @@ def parse_swapped_timestamps(text: pd.Series, fmt: str = "%d-%m-%Y %H:%M") -> pd
     swapped_fmt = fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
     plain = pd.to_datetime(text, format=fmt, errors="coerce")
     swapped = pd.to_datetime(text, format=swapped_fmt, errors="coerce")
+    clear = plain.isna() | swapped.isna() | (plain == swapped)
+    anchor = plain.where(plain.notna(), swapped)[clear].iloc[0] if clear.any() else None
     out = []
     previous = None
     for i, (a, b) in enumerate(zip(plain, swapped)):
         options = sorted(t for t in (a, b) if not pd.isna(t) and (previous is None or t > previous))
-        if previous is None and not pd.isna(a):
-            options = [a]
+        if previous is None and anchor is not None:
+            options = sorted((t for t in options if t <= anchor), reverse=True) or options
         if not options:
             raise ValueError(f"row {i}: timestamp {text.iloc[i]!r} is not later than the previous row "
                              f"({previous}) in either day/month reading")

@@ -48,7 +48,7 @@ def write_fake(folder, name, n_rows, monkeypatch=None, freq="h"):
 
 
 def test_available_lists_benchmarks_only():
-    assert available() == ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange", "illness"]
+    assert available() == ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange", "illness", "pv_golden", "pv_cocoa"]
 
 
 @pytest.mark.parametrize("name", ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange", "illness"])

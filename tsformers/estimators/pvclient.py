@@ -98,6 +98,27 @@ class PVClientForecaster(BaseForecaster):
         Show Lightning's progress bar and model summary.
     trainer_kwargs : dict, optional
         Passed to ``lightning.Trainer`` (accelerator, devices, strategy, precision, logger, callbacks...).
+    missing : {"error", "interpolate", "mask"}, default="error"
+        What to do with missing values (NaN) in targets and past covariates: refuse them, interpolate
+        gaps of at most ``max_gap`` steps linearly in time, or mask them (an observed-mask channel per
+        variable goes into the network, one more token each, and missing targets are left out of the loss).
+    max_gap : int, optional
+        The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
+    fill_gaps : bool, default=False
+        Insert the missing timestamps of the regular time grid as missing values (then handled by
+        ``missing``); PV telemetry often has such gaps.
+    static : str or list of str, optional
+        Per-series attributes of a long frame (or of the ``static_df`` given to ``fit``/``predict``).
+        PV-Client's instance normalisation would erase them as input channels, so they enter as a
+        learned, zero-initialised correction of the forecast
+        (:class:`~tsformers.backbone.heads.StaticResidual`).
+    unknown_static : {"error", "zeros"}, default="error"
+        A category not seen in fit: an error, or the all-zero code.
+    checkpoint_dir : str, optional
+        Where training writes its full state (``last.ckpt``) after every epoch.
+    resume : bool or str, default=False
+        ``True`` continues an interrupted fit from ``checkpoint_dir/last.ckpt`` (a first run simply
+        starts); a path resumes from that checkpoint. The result equals an uninterrupted fit.
 
     Attributes
     ----------
@@ -110,7 +131,9 @@ class PVClientForecaster(BaseForecaster):
     history_ : ndarray of shape (n_series, lookback, n_vars)
         The last window of the fit data, forecast from by ``predict()``.
     training_log_ : list of dict
-        Train and validation loss per epoch.
+        Learning rate, train and validation loss per epoch.
+    report_ : dict
+        Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
 
     See Also
     --------
@@ -137,8 +160,6 @@ class PVClientForecaster(BaseForecaster):
     ((24, 2), True)
     """
 
-    _tags = {**BaseForecaster._tags, "future_covariates": True}
-
     _parameter_constraints = {
         **BaseForecaster._parameter_constraints,
         "n_heads": [Interval(Integral, 1, None, closed="left")],
@@ -154,7 +175,8 @@ class PVClientForecaster(BaseForecaster):
                  w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, time_col=None,
                  id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
-                 random_state=0, verbose=False, trainer_kwargs=None):
+                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False):
         self.horizon = horizon
         self.lookback = lookback
         self.n_heads = n_heads
@@ -182,6 +204,13 @@ class PVClientForecaster(BaseForecaster):
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs
+        self.missing = missing
+        self.max_gap = max_gap
+        self.fill_gaps = fill_gaps
+        self.static = static
+        self.unknown_static = unknown_static
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
 
     def _build_network(self, n_vars):
         if self.lookback % self.n_heads:

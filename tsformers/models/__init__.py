@@ -2,5 +2,6 @@
 
 from .gateformer import Gateformer
 from .gtrxl import GTrXL
+from .pvclient import PVClient
 
-__all__ = ["GTrXL", "Gateformer"]
+__all__ = ["GTrXL", "Gateformer", "PVClient"]
