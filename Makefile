@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch: installed first so that the torch range in pyproject.toml pulls no CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test test-spark bench bench-batch docs clean
 
 $(BIN)/tsformers: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,24 @@ install: $(BIN)/tsformers
 demo: install
 	$(BIN)/tsformers demo --out demo_forecast.csv
 
-test: install
-	$(BIN)/python -m pytest -q tests
+# The tests also cover MLflow tracking (the mlflow extra); the Spark ones need pyspark and run in test-spark.
+$(VENV)/.test-deps: $(BIN)/tsformers
+	$(BIN)/pip install --quiet -e ".[dev,mlflow]"
+	touch $@
+
+test: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -q -m "not spark" tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider ../shared/contract
+
+test-spark: $(VENV)/.test-deps
+	$(BIN)/pip install --quiet -e ".[spark]"
+	$(BIN)/python -m pytest -q -m spark tests
 
 bench: install
 	$(BIN)/python benchmarks/long_horizon.py --dataset ETTh1 --horizons 96
+
+bench-batch: install
+	$(BIN)/python benchmarks/batch.py --threads 1
 
 docs: install
 	$(BIN)/pip install --quiet -e ".[docs]"

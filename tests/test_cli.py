@@ -1,17 +1,39 @@
-"""The tsformers command: demo and forecast, atomic output, clear failures."""
+"""The tsformers command: train, forecast, backtest and demo; atomic, idempotent output; exit codes and messages."""
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from tsformers import GateformerForecaster
-from tsformers.cli import main
+from tsformers.cli import AtomicTable, Progress, build_parser, in_file_rows, main
 from tsformers.datasets import make_demo
+
+TINY = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64)
+CLI = [sys.executable, "-m", "tsformers.cli"]
+
+
+@pytest.fixture(scope="module")
+def long_history():
+    return make_demo(n_series=5, n_steps=120, layout="long", seed=7)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "model"
-    GateformerForecaster(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64,
-                         max_epochs=1).fit(make_demo(n_steps=300)).save(path)
+    GateformerForecaster(**TINY, max_epochs=1).fit(make_demo(n_steps=300)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-long") / "model"
+    GateformerForecaster(**TINY, max_epochs=0).fit(make_demo(n_series=3, n_steps=200, layout="long")).save(path)
     return path
 
 
@@ -36,10 +58,305 @@ def test_forecast_reads_history_and_writes_the_same_forecast_as_python(model_dir
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
 
 
-def test_bad_input_exits_2_with_a_message_and_writes_nothing(model_dir, tmp_path, capsys):
-    history = make_demo(n_steps=200).drop(columns="series_1")
-    history.to_csv(tmp_path / "bad.csv", index=False)
+def test_train_then_forecast_from_a_subprocess_matches_predict_in_process(tmp_path, long_history):
+    """The batch job end to end: a YAML job file, `tsformers train`, `tsformers forecast` on Parquet."""
+    make_demo(n_series=4, n_steps=240, layout="long", seed=1).to_parquet(tmp_path / "train.parquet")
+    long_history.to_parquet(tmp_path / "new.parquet")
+    (tmp_path / "job.yaml").write_text(
+        "data: train.parquet\nestimator: Gateformer\nmodel_dir: model\n"
+        "params: {horizon: 12, lookback: 48, d_model: 16, d_ff: 16, n_heads: 2, batch_size: 64, max_epochs: 1}\n"
+        "columns: {id_col: unique_id, time_col: ds, target: [y]}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()  # paths in the job file are relative to it, not to the working directory
+    train = subprocess.run(CLI + ["train", "--config", str(tmp_path / "job.yaml")], cwd=elsewhere,
+                           capture_output=True, text=True, env=env)
+    assert train.returncode == 0, train.stderr
+    assert json.loads(train.stdout)["model_dir"] == str(tmp_path / "model")
+    forecast = subprocess.run(CLI + ["forecast", "--model", str(tmp_path / "model"), "--input",
+                                     str(tmp_path / "new.parquet"), "--output", str(tmp_path / "f.parquet"),
+                                     "--chunk-size", "2"], capture_output=True, text=True, env=env)
+    assert forecast.returncode == 0, forecast.stderr
+    assert forecast.stdout == "" and "wrote 60 rows" in forecast.stderr  # logs go to stderr
+    expected = GateformerForecaster.load(tmp_path / "model").predict(long_history)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), expected, check_dtype=False)
+
+
+@pytest.mark.parametrize("chunk_size", ["1", "2", "1000"])
+def test_chunks_of_series_give_the_forecast_of_one_predict(long_model_dir, long_history, tmp_path, chunk_size):
+    long_history.to_parquet(tmp_path / "new.parquet")
+    args = ["forecast", "--model", str(long_model_dir), "--input", str(tmp_path / "new.parquet")]
+    assert main(args + ["--output", str(tmp_path / "f.csv"), "--chunk-size", chunk_size]) == 0
+    expected = GateformerForecaster.load(long_model_dir).predict(long_history)
+    written = pd.read_csv(tmp_path / "f.csv", parse_dates=["ds"])
+    # the network sees other batch sizes, so float32 rounding may differ in the last digits
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_same_input_gives_the_same_bytes(long_model_dir, long_history, tmp_path, suffix):
+    long_history.to_parquet(tmp_path / "new.parquet")
+    outputs = []
+    for k in range(2):
+        out = tmp_path / f"f{k}{suffix}"
+        assert main(["forecast", "--model", str(long_model_dir), "--input", str(tmp_path / "new.parquet"),
+                     "--output", str(out), "--chunk-size", "2"]) == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def _bad_inputs(history: pd.DataFrame) -> dict:
+    nan = history.copy()
+    nan.loc[503, "y"] = np.nan  # in the 5th series, so in the 3rd chunk of two series
+    gap = history.drop(index=[250, 370]).reset_index(drop=True)  # the 3rd and 4th series skip the same hour
+    daily = history.copy()
+    daily["ds"] = np.tile(pd.date_range("2024-01-01", periods=120, freq="D"), 5)
+    return {
+        "missing column": (history.drop(columns="y"), ["'y'", "missing"]),
+        "NaN": (nan, ["'y'", "NaN", "row 503"]),
+        "irregular spacing": (gap, ["irregular spacing", "series_2", "row 250"]),
+        "wrong frequency": (daily, ["'h'", "2024-01-02"]),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing column", "NaN", "irregular spacing", "wrong frequency"])
+def test_bad_input_exits_2_names_the_problem_and_keeps_the_old_output(long_model_dir, long_history, tmp_path,
+                                                                      capsys, case):
+    frame, expected = _bad_inputs(long_history)[case]
+    frame.to_parquet(tmp_path / "bad.parquet")
+    out = tmp_path / "forecast.parquet"
+    out.write_bytes(b"the previous good output")
+    code = main(["forecast", "--model", str(long_model_dir), "--input", str(tmp_path / "bad.parquet"),
+                 "--output", str(out), "--chunk-size", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert all(text in err for text in expected), err
+    assert err.startswith("tsformers forecast: error:") and err.count("\n") == 1, "one line, on stderr"
+    assert out.read_bytes() == b"the previous good output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "forecast.parquet"], "no temporary file"
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model", "no/such/model"], "no model at no/such/model"),
+    (["--input", "empty.parquet"], "the input has no rows"),
+    (["--input", "missing.parquet"], "no such file"),
+    (["--output", "forecast.txt"], "unknown file type '.txt'"),
+    (["--chunk-size", "0"], "--chunk-size"),
+])
+def test_missing_model_or_file_exits_2(long_model_dir, long_history, tmp_path, capsys, monkeypatch, args, expected):
+    monkeypatch.chdir(tmp_path)
+    long_history.to_parquet("new.parquet")
+    long_history.iloc[:0].to_parquet("empty.parquet")
+    base = {"--model": str(long_model_dir), "--input": "new.parquet", "--output": "forecast.parquet"}
+    base.update(dict(zip(args[::2], args[1::2])))
+    argv = ["forecast", *[x for kv in base.items() for x in kv]]
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_an_interrupted_write_leaves_the_old_output_and_exits_1(long_model_dir, long_history, tmp_path, capsys,
+                                                                monkeypatch):
+    long_history.to_parquet(tmp_path / "new.parquet")
+    out = tmp_path / "forecast.parquet"
+    argv = ["forecast", "--model", str(long_model_dir), "--input", str(tmp_path / "new.parquet"),
+            "--output", str(out), "--chunk-size", "2"]
+    assert main(argv) == 0
+    good = out.read_bytes()
+    write, calls = AtomicTable.write, []
+
+    def failing_write(self, frame):  # the disk fills up after the first chunk was written
+        calls.append(len(frame))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        write(self, frame)
+
+    monkeypatch.setattr(AtomicTable, "write", failing_write)
+    assert main(argv) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert len(calls) == 2 and out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forecast.parquet", "new.parquet"]
+
+
+def test_a_killed_run_never_touches_the_previous_output(long_model_dir, tmp_path):
+    """SIGKILL in the middle of writing: the output is replaced by a rename or not at all."""
+    big = make_demo(n_series=400, n_steps=60, layout="long")
+    big.to_parquet(tmp_path / "new.parquet")
     out = tmp_path / "forecast.csv"
-    assert main(["forecast", "--model", str(model_dir), "--data", str(tmp_path / "bad.csv"), "--out", str(out)]) == 2
-    assert "series_1" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"], "no output or temporary file left"
+    out.write_text("previous\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    code = "import os, tsformers.cli as c; w = c.AtomicTable.write\n" \
+           "def write(self, frame):\n    w(self, frame); os.kill(os.getpid(), 9)\n" \
+           "c.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
+    args = f"forecast --model {long_model_dir} --input {tmp_path / 'new.parquet'} --output {out} --chunk-size 100"
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "ARGS": args}, capture_output=True)
+    assert proc.returncode == -9
+    assert out.read_text() == "previous\n"
+
+
+def test_in_file_rows_maps_chunk_rows_to_input_rows():
+    index = pd.Index([10, 11, 40, 41])
+    assert in_file_rows("NaN first at row 2 (time x)", index) == "NaN first at row 40 (time x)"
+    assert in_file_rows("duplicate timestamp at rows 1 and 2 of series 'a'", index) == \
+        "duplicate timestamp at rows 11 and 40 of series 'a'"
+    assert in_file_rows("each series has 12 rows", index) == "each series has 12 rows"
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, expected in [(io.StringIO(), "tsformers forecast: 10/10 series (100%)"), (Terminal(), "\r[###")]:
+        progress = Progress("forecast", stream, min_interval=0.0)
+        progress.start(10)
+        progress.advance(4)
+        progress.advance(6)
+        progress.finish()
+        assert expected in stream.getvalue()
+        assert stream.getvalue().count("\n") == (2 if not stream.isatty() else 1)
+
+
+def test_train_with_flags_and_errors_in_the_job(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_demo(n_steps=200).to_csv("train.csv", index=False)
+    flags = ["train", "--data", "train.csv", "--estimator", "GateformerForecaster", "--model-dir", "m"]
+    small = [x for k, v in dict(TINY, max_epochs=0).items() for x in ("--param", f"{k}={v}")]
+    assert main(flags + small + ["--target", "series_0,series_2"]) == 0
+    model = GateformerForecaster.load("m")
+    assert model.schema_.targets == ["series_0", "series_2"] and model.d_model == 16
+    capsys.readouterr()
+    (tmp_path / "job.yaml").write_text("data: train.csv\nestimator: Gateformer\nmodel_dir: m\nepochs: 3\n")
+    cases = [
+        (["train", "--config", "job.yaml"], "unknown key(s) ['epochs']"),
+        (flags[:3] + ["--estimator", "Prophet", "--model-dir", "m"], "unknown estimator 'Prophet'"),
+        (flags + ["--param", "max_epochs=-1"], "max_epochs"),
+        (flags + ["--param", "epochs=2"], "'epochs'"),
+        (flags + ["--param", "horizon"], "NAME=VALUE"),
+        (flags[:5], "would not be kept"),
+        (flags + ["--target", "power"], "power"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_static_attributes_from_the_data_or_a_file(tmp_path, capsys):
+    df = make_demo(n_series=3, n_steps=150, layout="long")
+    attributes = pd.DataFrame({"unique_id": ["series_0", "series_1", "series_2"], "capacity": [1.0, 5.0, 2.0]})
+    df.to_parquet(tmp_path / "train.parquet")
+    attributes.to_csv(tmp_path / "static.csv", index=False)
+    small = [x for k, v in dict(TINY, max_epochs=0).items() for x in ("--param", f"{k}={v}")]
+    assert main(["train", "--data", str(tmp_path / "train.parquet"), "--static-data", str(tmp_path / "static.csv"),
+                 "--static", "capacity", "--estimator", "Gateformer", "--model-dir", str(tmp_path / "m")] + small) == 0
+    model = GateformerForecaster.load(tmp_path / "m")
+    assert model.schema_.static == ["capacity"]
+    new = df[df.unique_id == "series_2"].assign(unique_id="new")
+    new.to_parquet(tmp_path / "new.parquet")
+    argv = ["forecast", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "new.parquet"),
+            "--output", str(tmp_path / "f.parquet")]
+    assert main(argv) == 2 and "static_df" in capsys.readouterr().err  # an unseen series needs its attributes
+    extra = pd.DataFrame({"unique_id": ["new"], "capacity": [9.0]})
+    extra.to_parquet(tmp_path / "extra.parquet")
+    assert main(argv + ["--static-data", str(tmp_path / "extra.parquet")]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), model.predict(new, static_df=extra))
+
+
+def test_backtest_with_a_fixed_model_matches_forecasts_from_each_origin(long_model_dir, long_history, tmp_path):
+    long_history.to_parquet(tmp_path / "data.parquet")
+    out = tmp_path / "metrics.csv"
+    assert main(["backtest", "--model", str(long_model_dir), "--input", str(tmp_path / "data.parquet"),
+                 "--output", str(out), "--n-splits", "3", "--step", "6"]) == 0
+    metrics = pd.read_csv(out, parse_dates=["origin"])
+    assert len(metrics) == 3 * 5 and list(metrics.columns) == ["fold", "origin", "series", "target", "n", "mse",
+                                                               "mae", "rmse"]
+    model = GateformerForecaster.load(long_model_dir)
+    times = long_history["ds"].drop_duplicates().sort_values().reset_index(drop=True)
+    for fold in range(3):
+        origin = times[120 - 12 - (2 - fold) * 6]
+        pred = model.predict(long_history[long_history.ds < origin])
+        truth = long_history[(long_history.ds >= origin) & (long_history.ds < origin + pd.Timedelta(hours=12))]
+        error = pred["y"].to_numpy() - truth["y"].to_numpy()
+        rows = metrics[metrics.fold == fold]
+        assert (rows.origin == origin).all()
+        np.testing.assert_allclose(rows.mse, (error.reshape(5, 12) ** 2).mean(axis=1), rtol=1e-10)
+        np.testing.assert_allclose(rows.mae, np.abs(error.reshape(5, 12)).mean(axis=1), rtol=1e-10)
+
+
+def test_backtest_refits_the_job_at_every_origin(tmp_path):
+    data = make_demo(n_steps=150)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    job = {"data": "data.csv", "estimator": "Gateformer", "params": dict(TINY, max_epochs=0)}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    out = tmp_path / "metrics.parquet"
+    assert main(["backtest", "--config", str(tmp_path / "job.json"), "--output", str(out), "--n-splits", "2"]) == 0
+    metrics = pd.read_parquet(out)
+    assert len(metrics) == 2 * 3 and metrics.series.isna().all()
+    history = data.iloc[: 150 - 12]  # fold 1: fitted on everything before the last horizon
+    pred = GateformerForecaster(**TINY, max_epochs=0).fit(history).predict()
+    truth = data.iloc[-12:]
+    for target in ["series_0", "series_1", "series_2"]:
+        expected = np.mean((pred[target].to_numpy() - truth[target].to_numpy()) ** 2)
+        assert metrics[(metrics.fold == 1) & (metrics.target == target)].mse.item() == pytest.approx(expected)
+
+
+def test_forecast_from_a_model_directory_imports_neither_mlflow_nor_lightning(long_model_dir, long_history,
+                                                                              tmp_path):
+    long_history.to_parquet(tmp_path / "new.parquet")
+    probe = ("import sys; from tsformers.cli import main; "
+             f"assert main(['forecast', '--model', r'{long_model_dir}', '--input', r'{tmp_path / 'new.parquet'}', "
+             f"'--output', r'{tmp_path / 'f.csv'}']) == 0; "
+             "assert not {'mlflow', 'lightning'} & set(sys.modules), 'imported'")
+    subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_scheduling_examples_are_valid_commands(monkeypatch):
+    """The cron line and the Airflow DAG in docs/ run `tsformers` with arguments the parser accepts.
+
+    Airflow is not installed here: the DAG file runs against stand-ins for ``DAG`` and ``BashOperator``
+    that record each task's command.
+    """
+    import ast
+    import runpy
+    import shlex
+    import types
+
+    root = Path(__file__).resolve().parents[1]
+    dag_file = root / "docs" / "examples" / "airflow_dag.py"
+    ast.parse(dag_file.read_text())
+    tasks = []
+
+    class DAG:
+        def __init__(self, **settings):
+            assert settings["dag_id"] and settings["schedule"]
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class BashOperator:
+        def __init__(self, *, task_id, bash_command, **settings):
+            tasks.append((task_id, bash_command))
+
+        def __rshift__(self, other):
+            return other
+
+    modules = {"airflow": types.ModuleType("airflow"), "airflow.operators": types.ModuleType("airflow.operators"),
+               "airflow.operators.bash": types.ModuleType("airflow.operators.bash")}
+    modules["airflow"].DAG, modules["airflow.operators.bash"].BashOperator = DAG, BashOperator
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    runpy.run_path(str(dag_file))
+    docs = (root / "docs" / "scheduling.md").read_text()
+    cron = [line for block in docs.split("```cron")[1:] for line in block.split("```")[0].splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert [t for t, _ in tasks] == ["train_weekly", "forecast", "backtest"] and len(cron) == 1
+    parser = build_parser()
+    for text in [command for _, command in tasks] + cron:
+        words = shlex.split(text)
+        start = next(i for i, w in enumerate(words) if w.endswith("tsformers")) + 1
+        end = next((i for i, w in enumerate(words) if i > start and w in ("&&", "||", ">", ">>", "2>&1", "|")),
+                   len(words))
+        args = parser.parse_args(words[start:end])
+        assert args.command in ("train", "forecast", "backtest")

@@ -1,0 +1,244 @@
+"""``autolog()``: every ``fit`` of a tsformers forecaster logs itself to MLflow.
+
+One run per fit (or the active run, when the fit happens inside
+``with mlflow.start_run():``) receives
+
+- the estimator's parameters and its name (tag ``estimator``);
+- the data schema: layout, columns, frequency, number of series and rows
+  (params ``data_*``; the whole schema as ``data_schema.json``);
+- per-epoch ``train_loss`` / ``val_loss`` (and ``epoch``), through Lightning's
+  ``MLFlowLogger`` added to the Trainer;
+- the final validation metrics: ``best_val_loss`` (scaled, as trained) and,
+  in the data's units, ``val_mse`` / ``val_mae`` of forecasting the last
+  ``horizon`` steps of the fit data (inside the validation part) from the steps
+  before them; ``epochs_trained``;
+- the model, as a pyfunc model (see :func:`tsformers.tracking.log_model`);
+- ``forecast.png``: the last ``horizon`` steps of a few series, observed and forecast from
+  the ``lookback`` steps before them.
+
+It works through the estimators' fit listeners
+(``tsformers.estimators.base.fit_listeners``): without ``autolog()`` nothing
+is logged and MLflow is not imported.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from tsformers.data.frames import as_pandas
+from tsformers.tracking.frames import example_from_frame, holdout_forecast
+
+MAX_PARAM_CHARS = 500
+
+
+def autolog(*, log_models: bool = True, log_plot: bool = True, n_plot_series: int = 3,
+            registered_model_name: str | None = None, disable: bool = False) -> None:
+    """Log every tsformers ``fit`` from now on to the active MLflow tracking URI.
+
+    Parameters
+    ----------
+    log_models : bool, default=True
+        Log the fitted model as a pyfunc model named ``model``.
+    log_plot : bool, default=True
+        Log ``forecast.png``.
+    n_plot_series : int, default=3
+        How many series (or target columns of a wide frame) the plot shows.
+    registered_model_name : str, optional
+        Also register every logged model under this name (a new version per fit).
+    disable : bool, default=False
+        Stop logging (undo an earlier ``autolog()``).
+
+    Examples
+    --------
+    >>> import tsformers.mlflow
+    >>> tsformers.mlflow.autolog()            # doctest: +SKIP
+    >>> GateformerForecaster(horizon=24).fit(df)   # doctest: +SKIP
+    """
+    from tsformers.estimators import base
+
+    base.fit_listeners[:] = [x for x in base.fit_listeners if not isinstance(x, AutologListener)]
+    if not disable:
+        base.fit_listeners.append(AutologListener(log_models=log_models, log_plot=log_plot,
+                                                  n_plot_series=n_plot_series,
+                                                  registered_model_name=registered_model_name))
+
+
+class AutologListener:
+    """The fit listener of :func:`autolog`: opens the run, adds the Lightning logger, logs after the fit."""
+
+    def __init__(self, *, log_models: bool, log_plot: bool, n_plot_series: int, registered_model_name: str | None):
+        self.log_models, self.log_plot, self.n_plot_series = log_models, log_plot, n_plot_series
+        self.registered_model_name = registered_model_name
+        self._runs: dict[int, tuple[str, bool]] = {}  # id(estimator) -> (run id, whether this listener opened it)
+
+    def before_training(self, estimator, trainer_kwargs: dict) -> dict:
+        run_id, _ = self._open_run(estimator)
+        logger = _run_logger(run_id)
+        existing = trainer_kwargs.get("logger")
+        if existing in (None, True, False):
+            trainer_kwargs["logger"] = logger
+        else:
+            trainer_kwargs["logger"] = [*(existing if isinstance(existing, (list, tuple)) else [existing]), logger]
+        trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), _fail_run_callback(self, estimator)]
+        return trainer_kwargs
+
+    def after_fit(self, estimator, df) -> None:
+        run_id, opened = self._open_run(estimator)
+        del self._runs[id(estimator)]
+        try:
+            self._log(estimator, df)
+        finally:
+            if opened:
+                mlflow.end_run()
+
+    def fail(self, estimator) -> None:
+        """End the run this listener opened for ``estimator`` as FAILED (training raised)."""
+        run_id, opened = self._runs.pop(id(estimator), (None, False))
+        if opened and mlflow.active_run() is not None and mlflow.active_run().info.run_id == run_id:
+            mlflow.end_run(status="FAILED")
+
+    def _open_run(self, estimator) -> tuple[str, bool]:
+        if id(estimator) not in self._runs:
+            active = mlflow.active_run()
+            if active is not None:
+                self._runs[id(estimator)] = (active.info.run_id, False)
+            else:
+                run = mlflow.start_run(run_name=type(estimator).__name__)
+                self._runs[id(estimator)] = (run.info.run_id, True)
+        return self._runs[id(estimator)]
+
+    def _log(self, estimator, df) -> None:
+        frame, _ = as_pandas(df)
+        holdout = functools.cache(lambda: holdout_forecast(estimator, frame))  # shared by metrics and plot
+        steps = [("parameters", lambda: _log_params(estimator)),
+                 ("data schema", lambda: _log_schema(estimator, frame)),
+                 ("validation metrics", lambda: mlflow.log_metrics(final_metrics(estimator, holdout)))]
+        if self.log_models:
+            steps.append(("model", lambda: _log_model(estimator, frame, self.registered_model_name)))
+        if self.log_plot:
+            steps.append(("forecast plot", lambda: mlflow.log_figure(
+                forecast_figure(estimator, frame, holdout(), self.n_plot_series), "forecast.png")))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as err:  # tracking must not break a fit that succeeded
+                warnings.warn(f"tsformers autolog could not log the {what}: {type(err).__name__}: {err}",
+                              RuntimeWarning, stacklevel=2)
+
+
+def _log_params(estimator) -> None:
+    mlflow.set_tag("estimator", type(estimator).__name__)
+    mlflow.log_params({name: _param_value(value) for name, value in estimator.get_params().items()})
+
+
+def _log_schema(estimator, frame) -> None:
+    mlflow.log_params(data_params(estimator.schema_, n_rows=len(frame)))
+    mlflow.log_dict(estimator.schema_.to_dict(), "data_schema.json")
+
+
+def data_params(schema, n_rows: int) -> dict:
+    """The data schema as MLflow params: layout, columns, frequency, number of series and rows."""
+    return {
+        "data_layout": schema.layout,
+        "data_columns": _clip(",".join(schema.columns)),
+        "data_targets": _clip(",".join(schema.targets)),
+        "data_covariates": _clip(",".join(schema.covariates + schema.future_covariates)),
+        "data_time_col": schema.time_col,
+        "data_id_col": schema.id_col,
+        "data_frequency": schema.step,
+        "data_n_series": len(schema.series),
+        "data_n_rows": n_rows,
+    }
+
+
+def final_metrics(estimator, holdout) -> dict:
+    """The validation metrics of a finished fit (none but the epoch count when it had no validation part).
+
+    ``holdout()`` gives :func:`~tsformers.tracking.frames.holdout_forecast` of the fit data.
+    """
+    log = estimator.training_log_
+    metrics = {"epochs_trained": len(log)}
+    val = [row["val_loss"] for row in log if "val_loss" in row]
+    if not val:
+        return metrics
+    metrics["best_val_loss"] = float(min(val))
+    both, targets = holdout(), estimator.schema_.targets
+    error = (both[[f"{t}__forecast" for t in targets]].to_numpy(dtype=np.float64)
+             - both[targets].to_numpy(dtype=np.float64))
+    metrics["val_mse"] = float(np.nanmean(error ** 2))
+    metrics["val_mae"] = float(np.nanmean(np.abs(error)))
+    return metrics
+
+
+def forecast_figure(estimator, frame: pd.DataFrame, holdout: pd.DataFrame, n_series: int = 3):
+    """A matplotlib figure of the last ``horizon`` steps of the first ``n_series`` series, observed and
+    forecast from the ``lookback`` steps before them (``holdout``: :func:`holdout_forecast` of ``frame``)."""
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    schema, lookback, horizon = estimator.schema_, estimator.lookback, estimator.horizon
+    frame = frame.reset_index() if schema.time_in_index else frame
+    series = schema.series if schema.layout == "long" else [None]
+    panels = [(s, t) for s in series for t in schema.targets][:n_series]
+    fig = Figure(figsize=(8, 2.2 * len(panels)), layout="constrained")
+    for k, (key, target) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, k + 1)
+        rows = frame if key is None else frame[frame[schema.id_col] == key]
+        past = rows.iloc[-(lookback + horizon):]
+        pred = holdout if key is None else holdout[holdout[schema.id_col] == key]
+        ax.plot(past[schema.time_col], past[target], color="0.3", label="observed")
+        ax.plot(pred[schema.time_col], pred[f"{target}__forecast"], color="C1", label="forecast")
+        ax.set_title(target if key is None else f"{key}: {target}", fontsize=9, loc="left")
+        ax.tick_params(labelsize=7)
+    if panels:
+        fig.axes[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{type(estimator).__name__}: the last {horizon} steps, forecast from the {lookback} before",
+                 fontsize=10)
+    return fig
+
+
+def _log_model(estimator, frame, registered_model_name):
+    from tsformers.tracking.pyfunc import log_model
+
+    log_model(estimator, "model", registered_model_name, input_example=example_from_frame(estimator, frame))
+
+
+def _run_logger(run_id: str):
+    """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    class RunLogger(MLFlowLogger):
+        def log_hyperparams(self, params) -> None:  # autolog logs the estimator's own parameters
+            pass
+
+        def finalize(self, status: str = "success") -> None:  # the run outlives training
+            pass
+
+    return RunLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri())
+
+
+def _fail_run_callback(listener: AutologListener, estimator):
+    from lightning.pytorch.callbacks import Callback
+
+    class FailRun(Callback):
+        def on_exception(self, trainer, module, exception) -> None:
+            listener.fail(estimator)
+
+    return FailRun()
+
+
+def _param_value(value):
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return _clip(json.dumps(value))
+        except TypeError:
+            return _clip(repr(value))
+    return value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_PARAM_CHARS else text[: MAX_PARAM_CHARS - 3] + "..."
