@@ -6,10 +6,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
 from tsformers.models.pvclient import PVClient
 
 
+@shared_docs
 class PVClientForecaster(BaseForecaster):
     """PV-Client: photovoltaic power from its own history and weather, with attention across variables.
 
@@ -74,66 +76,18 @@ class PVClientForecaster(BaseForecaster):
         Known-future exogenous columns (a weather forecast, clear-sky
         irradiance, a calendar): their values over the horizon are passed to
         ``predict(df, future_df)``. Needs ``lookback >= horizon``.
-    time_col, id_col : str, optional
-        The time column (detected: a datetime column, ``ds``/``date``/..., or a
-        DatetimeIndex) and, for long frames, the series id (``unique_id`` is detected).
-    loss : {"mse", "mae", "huber"}, default="mse"
     learning_rate : float, default=1e-3
-    weight_decay : float, default=0.0
-        AdamW's weight decay (0 is the paper's Adam).
-    lr_schedule : {"halving", "cosine", "constant"}, default="halving"
     batch_size : int, default=32
     max_epochs : int, default=10
-    patience : int or None, default=3
-        Early-stopping patience on the validation loss; the best epoch's weights are kept.
-    val_size : float or int, default=0.1
-        The final part of each series held out for early stopping: a fraction or a number of steps.
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
-    gradient_clip : float or None, default=None
-        Clip the gradient norm at this value.
-    random_state : int, default=0
-        The same seed gives the same forecasts.
-    verbose : bool, default=False
-        Show Lightning's progress bar and model summary.
-    trainer_kwargs : dict, optional
-        Passed to ``lightning.Trainer`` (accelerator, devices, strategy, precision, logger, callbacks...).
-    missing : {"error", "interpolate", "mask"}, default="error"
-        What to do with missing values (NaN) in targets and past covariates: refuse them, interpolate
-        gaps of at most ``max_gap`` steps linearly in time, or mask them (an observed-mask channel per
-        variable goes into the network, one more token each, and missing targets are left out of the loss).
-    max_gap : int, optional
-        The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
-    fill_gaps : bool, default=False
-        Insert the missing timestamps of the regular time grid as missing values (then handled by
-        ``missing``); PV telemetry often has such gaps.
-    static : str or list of str, optional
-        Per-series attributes of a long frame (or of the ``static_df`` given to ``fit``/``predict``).
-        PV-Client's instance normalisation would erase them as input channels, so they enter as a
-        learned, zero-initialised correction of the forecast
-        (:class:`~tsformers.backbone.heads.StaticResidual`).
-    unknown_static : {"error", "zeros"}, default="error"
-        A category not seen in fit: an error, or the all-zero code.
-    checkpoint_dir : str, optional
-        Where training writes its full state (``last.ckpt``) after every epoch.
-    resume : bool or str, default=False
-        ``True`` continues an interrupted fit from ``checkpoint_dir/last.ckpt`` (a first run simply
-        starts); a path resumes from that checkpoint. The result equals an uninterrupted fit.
+    %(common_parameters)s
 
     Attributes
     ----------
     network_ : torch.nn.Module
         The trained :class:`~tsformers.models.pvclient.PVClient`.
-    schema_ : PanelSchema
-        Column roles, layout and time step of the fit data.
-    scaler_ : PanelScaler
-        Scaling statistics, shape (n_series, n_vars).
-    history_ : ndarray of shape (n_series, lookback, n_vars)
-        The last window of the fit data, forecast from by ``predict()``.
-    training_log_ : list of dict
-        Learning rate, train and validation loss per epoch.
-    report_ : dict
-        Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
+    %(common_attributes)s
 
     See Also
     --------

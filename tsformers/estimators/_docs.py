@@ -1,0 +1,74 @@
+"""The numpydoc entries every forecaster shares, written once.
+
+A forecaster's docstring lists its own parameters, then the line
+``%(common_parameters)s``; :func:`shared_docs` puts these entries there, so
+``help(GateformerForecaster)`` shows every parameter.
+"""
+from __future__ import annotations
+
+import textwrap
+
+COMMON_PARAMETERS = """\
+time_col, id_col : str, optional
+    The time column (detected: a datetime column, ``ds``/``date``/..., or a
+    DatetimeIndex) and, for long frames, the series id (``unique_id`` is detected).
+loss : {"mse", "mae", "huber"}, default="mse"
+weight_decay : float, default=0.0
+    AdamW's weight decay (0 is Adam).
+lr_schedule : {"halving", "cosine", "constant"}
+    ``"halving"`` halves the learning rate after every epoch (the Time-Series-Library recipe).
+patience : int or None, default=3
+    Early-stopping patience on the validation loss; the best epoch's weights are kept.
+val_size : float or int, default=0.1
+    The final part of each series held out for early stopping: a fraction or a number of steps.
+gradient_clip : float or None, default=None
+    Clip the gradient norm at this value.
+random_state : int, default=0
+    The same seed gives the same forecasts.
+verbose : bool, default=False
+    Show Lightning's progress bar and model summary.
+trainer_kwargs : dict, optional
+    Passed to ``lightning.Trainer`` (accelerator, devices, strategy, precision, logger, callbacks...).
+missing : {"error", "interpolate", "mask"}, default="error"
+    What to do with missing values (NaN) in targets and past covariates: refuse them, interpolate
+    gaps of at most ``max_gap`` steps linearly in time, or mask them (an observed-mask channel per
+    variable goes into the network and missing targets are left out of the loss).
+max_gap : int, optional
+    The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
+fill_gaps : bool, default=False
+    Insert the missing timestamps of the regular time grid as missing values (then handled by ``missing``).
+static : str or list of str, optional
+    Per-series attributes (numeric or categorical, constant within a series): columns of a long
+    frame, or of the ``static_df`` given to ``fit``/``predict``. Networks with a static input read
+    them directly; the others through a learned correction of their forecast.
+unknown_static : {"error", "zeros"}, default="error"
+    A category not seen in fit: an error, or the all-zero code.
+checkpoint_dir : str, optional
+    Where training writes its full state (``last.ckpt``) after every epoch.
+resume : bool or str, default=False
+    ``True`` continues an interrupted fit from ``checkpoint_dir/last.ckpt`` (a first run simply
+    starts); a path resumes from that checkpoint. The result equals an uninterrupted fit."""
+
+COMMON_ATTRIBUTES = """\
+schema_ : PanelSchema
+    Column roles, layout and time step of the fit data.
+scaler_ : PanelScaler
+    Scaling statistics, shape (n_series, n_vars).
+history_ : ndarray of shape (n_series, lookback, n_vars)
+    The last window of each series (of the fit data and of every ``update`` since).
+training_log_ : list of dict
+    Learning rate, train and validation loss per epoch.
+report_ : dict
+    Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked."""
+
+
+def shared_docs(cls: type) -> type:
+    """Fill ``%(common_parameters)s`` and ``%(common_attributes)s`` in the class docstring, at their indentation."""
+    doc = cls.__doc__ or ""
+    for marker, text in (("%(common_parameters)s", COMMON_PARAMETERS), ("%(common_attributes)s", COMMON_ATTRIBUTES)):
+        for line in doc.splitlines():
+            if line.strip() == marker:
+                indent = line[: len(line) - len(line.lstrip())]
+                doc = doc.replace(line, textwrap.indent(text, indent))
+    cls.__doc__ = doc
+    return cls
