@@ -88,7 +88,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                         enable_progress_bar=verbose, enable_model_summary=verbose,
                         enable_checkpointing=best is not None or checkpoint_dir is not None,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
-                        limit_val_batches=None if val is not None else 0)
+                        limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
         trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
         if best is not None and best.best_model_path:
