@@ -30,11 +30,18 @@ ESTIMATORS = sorted((getattr(tsformers, n) for n in dir(tsformers) if n.endswith
                     key=lambda c: c.__name__)
 
 
+# sizes that fit a lookback of 6, for the estimators that have such parameters
+SHORT = dict(patch_len=2, stride=2, conv_kernel=4, window=4, chunk_size=4, omega_window=4, segment_len=4, mem_len=4)
+
+
 def tiny(cls, **params):
     """The class's small test settings, untrained (max_epochs=0: the data path and the network are what is fuzzed)."""
     if cls is GateformerForecaster:
         return cls(**TINY, **params)
-    return cls(**{**cls.get_test_params(), "horizon": HORIZON, "lookback": LOOKBACK, "max_epochs": 0, **params})
+    names = cls().get_params()
+    short = {k: v for k, v in SHORT.items() if k in names}
+    return cls(**{**cls.get_test_params(), **short, "horizon": HORIZON, "lookback": LOOKBACK, "max_epochs": 0,
+                  **params})
 ZONES = [None, "UTC", "Asia/Kolkata", "America/New_York"]
 
 

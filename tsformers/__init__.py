@@ -3,10 +3,10 @@
 >>> from tsformers import GateformerForecaster
 >>> from tsformers.datasets import load_dataset, make_demo
 """
-from tsformers.estimators import (BaseForecaster, GateformerForecaster, GTrXLForecaster, ModelFileError,
-                                  PVClientForecaster)
+from tsformers.estimators import (AtlasForecaster, BaseForecaster, GateformerForecaster, GTrXLForecaster,
+                                  LMUFormerForecaster, ModelFileError, PVClientForecaster)
 from tsformers.model_selection import RollingOriginSplit
 
 __version__ = "0.1.0"
-__all__ = ["BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "ModelFileError", "PVClientForecaster",
-           "RollingOriginSplit", "__version__"]
+__all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
+           "ModelFileError", "PVClientForecaster", "RollingOriginSplit", "__version__"]

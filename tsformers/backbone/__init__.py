@@ -9,17 +9,24 @@ from .blocks import FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, Trans
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
 from .heads import StaticResidual
-from .memory.segment import SegmentMemory
+from .lmu import LegendreMemory, LMUCell
+from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
 from .registry import available, build, register
 from .relative_attention import RelativeMultiHeadAttention
+from .spiking import LIFNode
 
 __all__ = [
+    "DeepMemory",
     "FeedForward",
     "FullAttention",
     "GRUGate",
     "HighwayGate",
     "InputGate",
     "InstanceNorm",
+    "LIFNode",
+    "LMUCell",
+    "LegendreMemory",
+    "OmegaMemory",
     "OutputGate",
     "PatchEmbedding",
     "PostNormBlock",
@@ -30,6 +37,7 @@ __all__ = [
     "SigmoidGate",
     "SigmoidTanhGate",
     "SinusoidalPositionalEncoding",
+    "SlidingWindowAttention",
     "StaticResidual",
     "TransformerEncoder",
     "available",

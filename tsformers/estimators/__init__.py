@@ -1,8 +1,11 @@
 """The public estimators."""
+from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
+from tsformers.estimators.lmuformer import LMUFormerForecaster
 from tsformers.estimators.persistence import ModelFileError
 from tsformers.estimators.pvclient import PVClientForecaster
 
-__all__ = ["BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "ModelFileError", "PVClientForecaster"]
+__all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
+           "ModelFileError", "PVClientForecaster"]

@@ -1,7 +1,9 @@
 """The networks: plain ``torch.nn.Module``s mapping (batch, lookback, n_vars) to (batch, horizon, n_targets)."""
 
+from .atlas import Atlas
 from .gateformer import Gateformer
 from .gtrxl import GTrXL
+from .lmuformer import LMUFormer
 from .pvclient import PVClient
 
-__all__ = ["GTrXL", "Gateformer", "PVClient"]
+__all__ = ["Atlas", "GTrXL", "Gateformer", "LMUFormer", "PVClient"]
