@@ -16,7 +16,7 @@ Tasks (``--tasks``):
              after fit, test episodes use gaps of 48, 500 and 2000 steps. The models stream
              through the test series (``update``) and forecast at every recall cue; the score
              is the MSE of the signal over the horizon, relative to E[V^2] (forecasting 0, i.e.
-             no recall, scores 1).
+             no recall, scores 1, per gap).
 ``regime``   A series whose dynamics change after fit: trained on period 24 (a sine plus AR(1)
              noise); after fit the period becomes 37, with a sawtooth shape and 1.5x amplitude.
              Rolling-origin forecasts every 4 steps through 2,000 post-shift steps, with the
@@ -105,7 +105,6 @@ def task_recall(args) -> list[dict]:
     test, episodes = make_recall(test_gaps, rng, horizon, start=len(train), lead=lookback + 10)
     whole = pd.concat([train, test], ignore_index=True)
     offset = len(train)
-    v2 = np.mean([v**2 for _, v in episodes])
     rows = []
     for name in args.models:
         est = make_model(name, horizon=horizon, lookback=lookback, quick=args.quick, **args.common)
@@ -126,7 +125,8 @@ def task_recall(args) -> list[dict]:
             errors[gap].append(np.mean((pred["signal"].to_numpy(float) - value) ** 2))
         row = {"task": "recall", "model": name, "fit_s": fit_s, "eval_s": time.perf_counter() - t0,
                "epochs": len(est.training_log_), "n_params": n_parameters(est.network_)}
-        row |= {f"rel_mse_gap{g}": float(np.mean(e) / v2) for g, e in errors.items()}
+        v2 = {g: np.mean([v**2 for (_, v), gap in zip(episodes, test_gaps) if gap == g]) for g in errors}
+        row |= {f"rel_mse_gap{g}": float(np.mean(e) / v2[g]) for g, e in errors.items()}  # 1 = no recall
         rows.append(row)
         print(_fmt(row), flush=True)
     return rows
