@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
 from _protocol import evaluate_windows, load_protocol_data, n_parameters, scaled_values  # noqa: E402
-from long_horizon import gateformer  # noqa: E402  (Gateformer with its paper's ETTh1 settings)
+from long_horizon import _EpochTimer, gateformer  # noqa: E402  (Gateformer with its paper's ETTh1 settings)
 
 from tsformers.backbone.spiking import SpikeRateCounter  # noqa: E402
 from tsformers.datasets import load_dataset  # noqa: E402
@@ -134,7 +134,8 @@ def spike_rate(est, test_frame: pd.DataFrame, n: int = 256) -> float:
 
 def run_accuracy(model: str, data, full_frame: pd.DataFrame, seed: int, max_epochs: int | None) -> tuple:
     est = MODELS[model](data.name, HORIZON)
-    overrides = dict(random_state=seed, val_size=int(data.val_steps))
+    overrides = dict(random_state=seed, val_size=int(data.val_steps),
+                     trainer_kwargs={"callbacks": [_EpochTimer.make(f"[{model} seed={seed}]")]})
     if max_epochs is not None:
         overrides["max_epochs"] = max_epochs
     est.set_params(**overrides)
