@@ -4,16 +4,16 @@ Importing this package registers every part, so ``build("mixer", "full", ...)`` 
 and ``available()`` lists what there is.
 """
 
-from .attention import FullAttention
 from .blocks import FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
 from .heads import StaticResidual
 from .lmu import LegendreMemory, LMUCell
+from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
-from .registry import available, build, register
-from .relative_attention import RelativeMultiHeadAttention
+from .registry import available, build, build_class, register
 from .spiking import LIFNode
+from . import stacks  # noqa: E402,F401  (registers every stacking scheme)
 
 __all__ = [
     "DeepMemory",
@@ -42,5 +42,6 @@ __all__ = [
     "TransformerEncoder",
     "available",
     "build",
+    "build_class",
     "register",
 ]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import attention  # noqa: F401  (registers mixer "full", the default)
+from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
 from .registry import build, register
 
 __all__ = ["FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder"]
@@ -51,11 +51,13 @@ class _MixerFFNBlock(nn.Module):
         activation: str = "relu",
         mixer: str = "full",
         mixer_kwargs: dict[str, Any] | None = None,
+        causal: bool = False,
         eps: float = 1e-5,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model, eps=eps)
-        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, **(mixer_kwargs or {}))
+        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                           **(mixer_kwargs or {}))
         self.dropout1 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model, eps=eps)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation=activation)
@@ -91,10 +93,12 @@ class PostNormBlock(_MixerFFNBlock):
         return self.norm2(x + self.dropout2(self.ffn(x)))
 
 
+@register("stack", "standard")
 class TransformerEncoder(nn.Module):
     """A stack of ``n_layers`` pre-LN (or post-LN) blocks, optionally followed by a LayerNorm.
 
-    Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
+    The plain sequential stack of Vaswani et al. (NeurIPS 2017); the default of every
+    estimator's ``stack`` slot. Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class TransformerEncoder(nn.Module):
         activation: str = "relu",
         mixer: str = "full",
         mixer_kwargs: dict[str, Any] | None = None,
+        causal: bool = False,
         norm_first: bool = True,
         final_norm: bool = False,
     ):
@@ -123,6 +128,7 @@ class TransformerEncoder(nn.Module):
                 activation=activation,
                 mixer=mixer,
                 mixer_kwargs=mixer_kwargs,
+                causal=causal,
             )
             for _ in range(n_layers)
         )

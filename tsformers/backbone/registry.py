@@ -51,9 +51,14 @@ def available(kind: str | None = None) -> list[str] | dict[str, list[str]]:
     return sorted(_REGISTRY[kind])
 
 
-def build(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
+def build_class(kind: str, name: str) -> type:
+    """The class registered under ``(kind, name)``; an unknown name is a ValueError listing the valid ones."""
     names = available(kind)  # raises on an unknown kind
     if name not in names:
         raise ValueError(f"unknown {kind} {name!r}; available {kind} names: {', '.join(names)}")
-    return _REGISTRY[kind][name](**kwargs)
+    return _REGISTRY[kind][name]
+
+
+def build(kind: str, name: str, **kwargs: Any) -> Any:
+    """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
+    return build_class(kind, name)(**kwargs)

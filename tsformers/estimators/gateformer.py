@@ -32,9 +32,16 @@ class GateformerForecaster(BaseForecaster):
     patch_len, stride : int, default=8, 8
         Patches of the temporal encoder.
     dropout : float, default=0.1
+    temporal_mixer : str, default="full"
+        The token mixer over the patches of each variate (ordered time tokens), by
+        its name in ``tsformers.backbone.available("mixer")``.
     variate_mixer : str, default="full"
-        The token mixer of the variate encoder, by its name in
-        ``tsformers.backbone.available("mixer")``.
+        The token mixer over the variate tokens (an unordered set: mixers that
+        need ordered tokens are refused here).
+    stack : str, default="standard"
+        How both encoders' blocks are arranged, by its name in
+        ``tsformers.backbone.available("stack")`` (e.g. ``"sret"`` for weight-shared
+        recursion); ``"standard"`` is the paper's plain stack of ``e_layers`` blocks.
     target : str or list of str, optional
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional
@@ -81,11 +88,13 @@ class GateformerForecaster(BaseForecaster):
         "patch_len": [Interval(Integral, 1, None, closed="left")],
         "stride": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "temporal_mixer": [str],
         "variate_mixer": [str],
+        "stack": [str],
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
-                 stride=8, dropout=0.1, variate_mixer="full", target=None, covariates=None, future_covariates=None,
+                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", target=None, covariates=None, future_covariates=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -99,7 +108,9 @@ class GateformerForecaster(BaseForecaster):
         self.patch_len = patch_len
         self.stride = stride
         self.dropout = dropout
+        self.temporal_mixer = temporal_mixer
         self.variate_mixer = variate_mixer
+        self.stack = stack
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -131,7 +142,8 @@ class GateformerForecaster(BaseForecaster):
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
         return Gateformer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                           n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
-                          stride=self.stride, dropout=self.dropout, variate_mixer=self.variate_mixer,
+                          stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
+                          variate_mixer=self.variate_mixer, stack=self.stack,
                           n_static=self.static_encoder_.n_channels)
 
     @classmethod

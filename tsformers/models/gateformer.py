@@ -12,7 +12,8 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, TransformerEncoder
+from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, available, build
+from tsformers.backbone.registry import build_class
 
 __all__ = ["Gateformer"]
 
@@ -46,7 +47,9 @@ class Gateformer(nn.Module):
         patch_len: int = 8,
         stride: int = 8,
         dropout: float = 0.1,
+        temporal_mixer: str = "full",
         variate_mixer: str = "full",
+        stack: str = "standard",
         n_static: int = 0,
     ):
         super().__init__()
@@ -55,6 +58,10 @@ class Gateformer(nn.Module):
         )
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout)
+        if build_class("mixer", variate_mixer).requires_order:
+            raise ValueError(f"variate_mixer={variate_mixer!r} needs ordered tokens, but variates are an unordered "
+                             f"set; use it as temporal_mixer, or pick a variate mixer from "
+                             f"{[m for m in available('mixer') if not build_class('mixer', m).requires_order]}")
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)
@@ -62,13 +69,13 @@ class Gateformer(nn.Module):
         # temporal dependency embedding: patches -> pre-LN attention over time, per variate -> flatten head
         self.patch_embed = PatchEmbedding(d_model, patch_len=patch_len, stride=stride, dropout=dropout)
         n_patches = self.patch_embed.n_patches(lookback)
-        self.temporal_encoder = TransformerEncoder(**encoder)
+        self.temporal_encoder = build("stack", stack, **encoder, mixer=temporal_mixer)
         self.temporal_head = nn.Sequential(nn.Linear(d_model * n_patches, d_model), nn.Dropout(dropout))
         self.time_gate = SigmoidGate(d_model)
         # static attributes of the series (optional): one context vector added to every variate token
         self.static_context = nn.Linear(n_static, d_model) if n_static else None
         # variate-wise attention over the N variate tokens (no positions: an unordered set)
-        self.variate_encoder = TransformerEncoder(**encoder, mixer=variate_mixer)
+        self.variate_encoder = build("stack", stack, **encoder, mixer=variate_mixer)
         self.variate_gate = SigmoidGate(d_model)
         self.head = nn.Linear(d_model, horizon)
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tsformers.backbone import FeedForward, build
 from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it registers the gates
 from tsformers.backbone.memory.segment import SegmentMemory
-from tsformers.backbone.relative_attention import RelativeMultiHeadAttention
+from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention
 
 __all__ = ["BLOCKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock"]
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.attention import CAUSAL_SELF, SELF
+from tsformers.backbone.mixers._base import CAUSAL_SELF, SELF, check_cross
 from tsformers.backbone.registry import register
 
 __all__ = ["SlidingWindowAttention"]
@@ -60,7 +60,7 @@ class SlidingWindowAttention(nn.Module):
     # -- the mixer interface ---------------------------------------------------------------
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        assert kv is None, "sliding-window attention is self-attention over an ordered sequence: kv must be None"
+        check_cross(self, kv)
         n = x.shape[1]
         pos = torch.arange(n, device=x.device)
         distance = pos[:, None] - pos[None, :]                                    # (N, N)

@@ -1,12 +1,7 @@
-"""Token mixers built on attention.
+"""Full softmax attention, the reference every other mixer is measured against.
 
-Every mixer follows one interface (backbone-catalog.md, section 0):
-``Mixer(d_model, *, n_heads, dropout=0.0, causal=False, ...)`` and
-``forward(x, kv=None, mask=None) -> (B, N, D)``: self-attention over x when
-``kv`` is None, cross-attention from x to the tokens ``kv`` (B, M, D) otherwise.
-Class attributes describe the mixer for the shared tests and benchmarks:
-``complexity``, ``patterns`` (of the four CAB patterns), ``requires_order``,
-``mixes_tokens``, ``paper``.
+The mixer interface (``forward(x, kv=None, mask=None)``, the class attributes) is
+described in ``_base``.
 """
 
 from __future__ import annotations
@@ -16,12 +11,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .registry import register
+from ..registry import register
+from ._base import ALL_PATTERNS, check_causal
 
 __all__ = ["FullAttention"]
 
-# The four CAB patterns ("CAB: Comprehensive Attention Benchmarking on Long Sequence Modeling", ICML 2023).
-SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS = "self", "causal_self", "cross", "causal_cross"
 
 
 @register("mixer", "full")
@@ -39,7 +33,7 @@ class FullAttention(nn.Module):
     """
 
     complexity = "O(N^2)"
-    patterns = frozenset({SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS})
+    patterns = ALL_PATTERNS
     requires_order = False
     mixes_tokens = True
     paper = "Vaswani et al., Attention Is All You Need, NeurIPS 2017"

@@ -13,8 +13,14 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import CAUSAL_SELF
-from .registry import register
+from ..registry import register
+from ._base import CAUSAL_CROSS, CAUSAL_SELF
+
+
+def check_causal_only(causal: bool) -> None:
+    if not causal:
+        raise ValueError("Transformer-XL attention is causal only (its memory holds the past): build it with "
+                         "causal=True, or pick a mixer that supports 'self' (e.g. 'full')")
 
 __all__ = ["RelativeMultiHeadAttention", "relative_shift", "sinusoid"]
 
@@ -78,7 +84,7 @@ class RelativeMultiHeadAttention(nn.Module):
     """
 
     complexity = "O(N·(S+M))"
-    patterns = frozenset({CAUSAL_SELF})
+    patterns = frozenset({CAUSAL_SELF, CAUSAL_CROSS})  # cross: queries over [memory kv; x]
     requires_order = True
     mixes_tokens = True
     paper = "Dai et al., Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context, ACL 2019"
@@ -87,7 +93,7 @@ class RelativeMultiHeadAttention(nn.Module):
                  window: int | None = None):
         super().__init__()
         assert d_model % n_heads == 0, f"d_model={d_model} must be divisible by n_heads={n_heads}"
-        assert causal, "Transformer-XL attention is causal (its memory holds the past); causal=False is unsupported"
+        check_causal_only(causal)
         assert window is None or window >= 0, f"window must be None or >= 0, got {window}"
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.dropout = dropout
