@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register
-from ._base import ALL_PATTERNS, check_causal
+from ._base import ALL_PATTERNS
 
 __all__ = ["FullAttention"]
 
