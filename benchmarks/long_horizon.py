@@ -103,7 +103,8 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
-          "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "params"]
+          "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
+          "git_rev", "params"]
 
 
 class _EpochTimer:
@@ -131,7 +132,21 @@ class _EpochTimer:
         return EpochTimer()
 
 
+def git_rev() -> str:
+    """The commit the code under test comes from (``$TSFORMERS_GIT_REV`` for a snapshot outside the checkout)."""
+    if os.environ.get("TSFORMERS_GIT_REV"):
+        return os.environ["TSFORMERS_GIT_REV"]
+    try:
+        import subprocess
+
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return ""
+
+
 def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -> dict:
+    load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     est = MODELS[model](data.name, horizon)
     timer = _EpochTimer.make(f"[{data.name} H={horizon} {model} seed={seed}]")
@@ -163,6 +178,9 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -
         "peak_rss_mib": peak_rss_mib(), "n_params": n_parameters(est.network_),
         "torch_version": torch.__version__, "n_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        # 1-minute load average before and after the run: the machine is shared, so times are comparable only
+        # between rows with similar load (or as ratios measured in the same run).
+        "load_start": load_start, "load_end": os.getloadavg()[0], "git_rev": git_rev(),
         "params": json.dumps(params, sort_keys=True),
     }
 
