@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tsformers.backbone.gating import GATES
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gtrxl import BLOCKS, GTrXL
+from tsformers.models.gtrxl import BLOCKS, STACKS, GTrXL
 
 
 @shared_docs
@@ -51,6 +51,11 @@ class GTrXLForecaster(BaseForecaster):
     block : {"identity_map", "post_norm"}, default="identity_map"
         The layer ordering: the paper's identity-map reordering (layer norm on the
         sub-layer inputs, ReLU on their outputs) or Transformer-XL's post-norm layer.
+    stack : {"standard", "recursive"}, default="standard"
+        How the layers relate: independent weights (the paper), or one block's weights
+        applied at every layer (the weight-shared recursion of the Sliced Recursive
+        Transformer, Shen et al., ECCV 2022: the parameters of one layer, the depth of
+        ``n_layers``; each layer keeps its own segment memory).
     gating : {"gru", "input", "output", "highway", "sigmoid_tanh", "residual"}, default="gru"
         The gating layer in place of both residual connections (registered under the
         kind ``"gate"`` in :mod:`tsformers.backbone`); "residual" is no gate (TrXL-I).
@@ -118,13 +123,14 @@ class GTrXLForecaster(BaseForecaster):
         "mem_len": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "block": [StrOptions(set(BLOCKS))],
+        "stack": [StrOptions(set(STACKS))],
         "gating": [StrOptions(set(GATES))],
         "gate_bias": [Real],
         "last_value_anchor": ["boolean"],
     }
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
-                 mem_len=256, dropout=0.1, block="identity_map", gating="gru", gate_bias=2.0, last_value_anchor=True,
+                 mem_len=256, dropout=0.1, block="identity_map", stack="standard", gating="gru", gate_bias=2.0, last_value_anchor=True,
                  target=None, covariates=None, future_covariates=None, time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-4, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
                  patience=3, val_size=0.1, scaler="standard", gradient_clip=None, random_state=0, verbose=False,
@@ -140,6 +146,7 @@ class GTrXLForecaster(BaseForecaster):
         self.mem_len = mem_len
         self.dropout = dropout
         self.block = block
+        self.stack = stack
         self.gating = gating
         self.gate_bias = gate_bias
         self.last_value_anchor = last_value_anchor
@@ -174,7 +181,7 @@ class GTrXLForecaster(BaseForecaster):
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
         return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                      n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
-                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, gating=self.gating,
+                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack, gating=self.gating,
                      gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor)
 
     @classmethod

@@ -60,6 +60,13 @@ class PVClientForecaster(BaseForecaster):
     e_layers : int, default=2
         Encoder layers.
     dropout : float, default=0.1
+    mixer : str, default="full"
+        The token mixer of the cross-variable encoder, by its name in
+        ``tsformers.backbone.available("mixer")`` (variate tokens are an unordered
+        set: mixers that need ordered tokens are refused).
+    stack : str, default="standard"
+        How the encoder's blocks are arranged, by name in
+        ``tsformers.backbone.available("stack")``; "standard" is the paper's post-LN stack.
     w_trans, w_lin : float, default=1.0, 1.0
         Initial values of the learnable per-variable weights of the Transformer
         branch and of the linear branch (Client's scripts start ``w_lin`` at
@@ -120,13 +127,15 @@ class PVClientForecaster(BaseForecaster):
         "d_ff": [Interval(Integral, 1, None, closed="left")],
         "e_layers": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "mixer": [str],
+        "stack": [str],
         "w_trans": [Interval(Real, None, None, closed="neither")],
         "w_lin": [Interval(Real, None, None, closed="neither")],
         "capacity": [Interval(Real, 0, None, closed="neither"), None],
     }
 
-    def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, w_trans=1.0,
-                 w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, time_col=None,
+    def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
+                 stack="standard", w_trans=1.0, w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, time_col=None,
                  id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -137,6 +146,8 @@ class PVClientForecaster(BaseForecaster):
         self.d_ff = d_ff
         self.e_layers = e_layers
         self.dropout = dropout
+        self.mixer = mixer
+        self.stack = stack
         self.w_trans = w_trans
         self.w_lin = w_lin
         self.capacity = capacity
@@ -172,7 +183,7 @@ class PVClientForecaster(BaseForecaster):
                              f"n_heads={self.n_heads} must divide lookback={self.lookback}.")
         return PVClient(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, n_heads=self.n_heads,
                         d_ff=self.d_ff, e_layers=self.e_layers, dropout=self.dropout, w_trans=self.w_trans,
-                        w_lin=self.w_lin)
+                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack)
 
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity``."""

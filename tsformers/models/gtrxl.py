@@ -20,7 +20,7 @@ from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it regist
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention
 
-__all__ = ["BLOCKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock"]
+__all__ = ["BLOCKS", "STACKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock"]
 
 
 def _gate(name: str, d_model: int, bias: float) -> nn.Module:
@@ -85,6 +85,9 @@ class PostNormXLBlock(_XLBlock):
 
 
 BLOCKS = {"identity_map": IdentityMapXLBlock, "post_norm": PostNormXLBlock}
+# how the layers relate: independent weights, or one block's weights applied at every layer
+# (Zhiqiang Shen et al., "Sliced Recursive Transformer", ECCV 2022)
+STACKS = ("standard", "recursive")
 
 
 class GTrXL(nn.Module):
@@ -139,6 +142,7 @@ class GTrXL(nn.Module):
         mem_len: int = 256,
         dropout: float = 0.1,
         block: str = "identity_map",
+        stack: str = "standard",
         gating: str = "gru",
         gate_bias: float = 2.0,
         last_value_anchor: bool = True,
@@ -149,16 +153,20 @@ class GTrXL(nn.Module):
         )
         assert segment_len >= 1 and mem_len >= 1, f"segment_len and mem_len must be >= 1, got {segment_len}, {mem_len}"
         assert block in BLOCKS, f"block must be one of {sorted(BLOCKS)}, got {block!r}"
+        assert stack in STACKS, f"stack must be one of {sorted(STACKS)}, got {stack!r}"
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
         self.last_value_anchor = last_value_anchor
 
         self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
-        self.layers = nn.ModuleList(
-            BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout, gating=gating,
-                          gate_bias=gate_bias)
-            for _ in range(n_layers)
-        )
+        def new_block():
+            return BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout,
+                                 gating=gating, gate_bias=gate_bias)
+
+        # "recursive": one block applied n_layers times (SReT's weight-shared recursion); each
+        # application still keeps its own segment memory, so only the weights are shared
+        shared = new_block() if stack == "recursive" else None
+        self.layers = nn.ModuleList(shared if shared is not None else new_block() for _ in range(n_layers))
         self.memory = SegmentMemory(n_layers=n_layers, mem_len=mem_len, d_model=d_model)
         self.norm = nn.LayerNorm(d_model) if block == "identity_map" else nn.Identity()  # pre-LN stacks end with one
         self.head = nn.Linear(d_model, horizon * n_vars)

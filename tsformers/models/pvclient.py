@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, TransformerEncoder
+from tsformers.backbone import InstanceNorm, TransformerEncoder, available, build, build_class
 
 __all__ = ["PVClient"]
 
@@ -58,6 +58,8 @@ class PVClient(nn.Module):
         dropout: float = 0.1,
         w_trans: float = 1.0,
         w_lin: float = 1.0,
+        mixer: str = "full",
+        stack: str = "standard",
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -70,11 +72,16 @@ class PVClient(nn.Module):
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
 
         self.norm = InstanceNorm(n_vars=n_vars, affine=True)
+        if build_class("mixer", mixer).requires_order:
+            raise ValueError(f"mixer={mixer!r} needs ordered tokens, but PV-Client's tokens are variates (an "
+                             f"unordered set); pick one of "
+                             f"{[m for m in available('mixer') if not build_class('mixer', m).requires_order]}")
         # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L
-        self.encoder = TransformerEncoder(
-            d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout,
-            activation="gelu", norm_first=False, final_norm=True,
-        )
+        encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer)
+        if stack == "standard":
+            self.encoder = TransformerEncoder(**encoder, activation="gelu", norm_first=False, final_norm=True)
+        else:  # another arrangement of the blocks, with that scheme's own norms
+            self.encoder = build("stack", stack, **encoder)
         self.projection = nn.Linear(lookback, horizon)   # replaces a decoder, per variate token
         self.linear = nn.Linear(lookback, horizon)       # the trend module, shared across variates
         self.w_trans = nn.Parameter(torch.full((n_vars,), float(w_trans)))
