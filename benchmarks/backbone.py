@@ -1,0 +1,259 @@
+"""Backbone benchmark in the spirit of CAB: every mixer in the same model, and how each scales.
+
+1. **Accuracy** (``--part accuracy``): Gateformer with its paper's ETTh1 settings at horizon
+   96 under the literature protocol (``_protocol.py``: 12/4/4-month splits, scaler on the
+   training split, every stride-1 test window, MSE/MAE on scaled data), once per registered
+   mixer in the temporal slot (``temporal_mixer=name``: ordered patch tokens, so every
+   mixer fits) and once per registered stack (``stack=name``). Reported: MSE, MAE,
+   parameters, seconds per training epoch, epochs run. Mixers with no non-causal
+   self-attention form (e.g. Transformer-XL's) are listed as not applicable: Gateformer's
+   encoders are bidirectional.
+2. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
+   gradients, batch 1, d_model 64, 4 heads) and peak resident memory added by the call,
+   against the number of tokens from 256 to 16,384, for every mixer; the log-log slope of
+   time over the largest sizes says which mixers are really sub-quadratic (slope ~1) and
+   which are not (~2). A size is skipped once the previous one took longer than
+   ``--time-budget`` seconds or more than ``--memory-budget`` MiB (the next would be
+   about four times as much for a quadratic mixer).
+
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part scaling
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 4
+
+Rows are appended to ``benchmarks/results/backbone.csv``; ``--skip-done`` leaves out the
+(part, name) pairs that file already holds, so an interrupted run can be resumed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
+from _protocol import evaluate_windows, load_protocol_data, n_parameters  # noqa: E402
+from long_horizon import _EpochTimer, gateformer  # noqa: E402
+
+from tsformers.backbone import available, build, build_class  # noqa: E402
+from tsformers.backbone.mixers import SELF  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LOOKBACK, HORIZON, DATASET = 96, 96, "ETTh1"
+SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
+FIELDS = ["timestamp", "part", "kind", "name", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
+          "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
+          "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg"]
+
+
+def _stamp(row: dict) -> dict:
+    return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "torch_version": torch.__version__, "n_threads": torch.get_num_threads(),
+            "load_avg": round(os.getloadavg()[0], 2), **row}
+
+
+def append_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or not path.stat().st_size
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def done(path: Path, part: str) -> set[tuple[str, str]]:
+    if not path.exists():
+        return set()
+    with open(path) as fh:
+        return {(r["kind"], r["name"]) for r in csv.DictReader(fh) if r["part"] == part}
+
+
+def describe(kind: str, name: str) -> dict:
+    cls = build_class(kind, name)
+    return {"complexity": getattr(cls, "complexity", ""), "paper": getattr(cls, "paper", "")}
+
+
+# -- 1. accuracy: every part in the same model ----------------------------------------------------
+
+
+def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int) -> dict:
+    slot = {"mixer": "temporal_mixer", "stack": "stack"}[kind]
+    if kind == "mixer" and SELF not in build_class("mixer", name).patterns:
+        return {"part": "accuracy", "kind": kind, "name": name, "skipped": "causal only", **describe(kind, name)}
+    timer = _EpochTimer.make(f"[{kind} {name}]")
+    est = gateformer(DATASET, HORIZON).set_params(**{slot: name}, max_epochs=max_epochs, random_state=seed,
+                                                  val_size=int(data.val_steps), trainer_kwargs={"callbacks": [timer]})
+    t0 = time.perf_counter()
+    try:
+        est.fit(data.fit_frame)
+    except Exception as exc:  # a part that cannot run in this model is a result too: say why
+        return {"part": "accuracy", "kind": kind, "name": name, "skipped": f"{type(exc).__name__}: {exc}"[:200],
+                **describe(kind, name)}
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate_windows(est, data.test_frame)
+    eval_s = time.perf_counter() - t0
+    return {"part": "accuracy", "kind": kind, "name": name, "dataset": DATASET, "horizon": HORIZON,
+            "mse": scores["mse"], "mae": scores["mae"], "n_params": n_parameters(est.network_),
+            "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
+            "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"),
+            "fit_s": fit_s, "eval_s": eval_s, **describe(kind, name)}
+
+
+# -- 2. scaling: forward time and peak memory against the number of tokens ------------------------
+
+
+def _rss_mib(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as fh:  # "5" resets VmHWM, the peak resident set (Linux)
+        fh.write("5")
+
+
+def scale_one(name: str, time_budget: float, memory_budget: float, repeats: int = 3) -> list[dict]:
+    """Forward time and peak memory of one mixer at each size; run in its own process."""
+    torch.manual_seed(0)
+    causal = SELF not in build_class("mixer", name).patterns
+    mixer = build("mixer", name, d_model=64, n_heads=4, causal=causal).eval()
+    rows, skip = [], ""
+    for n in SIZES:
+        if skip:
+            rows.append({"tokens": n, "skipped": skip})
+            continue
+        x = torch.randn(1, n, 64)
+        with torch.no_grad():
+            mixer(x[:, :64])  # warm-up of any lazily built buffers
+            _reset_peak()
+            base = _rss_mib("VmRSS")
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                mixer(x)
+                times.append(time.perf_counter() - t0)
+            peak = _rss_mib("VmHWM") - base
+        ms = 1e3 * statistics.median(times)
+        rows.append({"tokens": n, "forward_ms": ms, "peak_mib": max(peak, 0.0)})
+        if ms / 1e3 > time_budget:
+            skip = f"previous size took {ms / 1e3:.1f}s > {time_budget}s"
+        elif peak > memory_budget:
+            skip = f"previous size used {peak:.0f} MiB > {memory_budget:.0f} MiB"
+    return rows
+
+
+def slope(rows: list[dict], key: str) -> float:
+    """The log-log slope of ``key`` against tokens over the (up to) three largest measured sizes."""
+    pts = [(r["tokens"], r[key]) for r in rows if r.get(key, 0) and r[key] > 0][-3:]
+    if len(pts) < 2:
+        return float("nan")
+    n, v = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(n, v, 1)[0])
+
+
+def run_scaling(name: str, args) -> list[dict]:
+    cmd = [sys.executable, __file__, "--scale-one", name, "--threads", str(args.threads),
+           "--time-budget", str(args.time_budget), "--memory-budget", str(args.memory_budget)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        return [{"part": "scaling", "kind": "mixer", "name": name, "skipped": f"failed: {out.stderr[-200:]}",
+                 **describe("mixer", name)}]
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    t_slope, m_slope = slope(rows, "forward_ms"), slope(rows, "peak_mib")
+    return [{"part": "scaling", "kind": "mixer", "name": name, **r, "time_slope": t_slope, "memory_slope": m_slope,
+             **describe("mixer", name)} for r in rows]
+
+
+def print_accuracy(rows: list[dict]) -> None:
+    head = f"{'kind':<6} {'name':<22} {'params':>8} {'MSE':>7} {'MAE':>7} {'s/epoch':>8} {'epochs':>6}  note"
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in sorted(rows, key=lambda r: (r["kind"], r.get("mse", math.inf))):
+        if r.get("skipped"):
+            print(f"{r['kind']:<6} {r['name']:<22} {'':>8} {'':>7} {'':>7} {'':>8} {'':>6}  {r['skipped']}")
+        else:
+            print(f"{r['kind']:<6} {r['name']:<22} {r['n_params']:>8} {r['mse']:7.4f} {r['mae']:7.4f} "
+                  f"{r['s_per_epoch']:8.1f} {r['epochs_run']:>6}")
+
+
+def print_scaling(rows: list[dict]) -> None:
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    head = f"{'mixer':<18} " + " ".join(f"{n:>9}" for n in SIZES) + f" {'slope t':>7} {'slope m':>7}"
+    print("\nforward ms (peak MiB) by tokens\n" + head + "\n" + "-" * len(head))
+    for name, rs in sorted(by_name.items(), key=lambda kv: kv[1][0].get("time_slope", 9) or 9):
+        cells = {r.get("tokens"): r for r in rs}
+        line = " ".join(f"{cells[n]['forward_ms']:9.1f}" if n in cells and cells[n].get("forward_ms") else f"{'-':>9}"
+                        for n in SIZES)
+        print(f"{name:<18} {line} {rs[0].get('time_slope', float('nan')):7.2f} "
+              f"{rs[0].get('memory_slope', float('nan')):7.2f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--part", choices=["accuracy", "scaling", "all"], default="all")
+    p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
+    p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
+    p.add_argument("--max-epochs", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--time-budget", type=float, default=10.0)
+    p.add_argument("--memory-budget", type=float, default=1024.0)
+    p.add_argument("--skip-done", action="store_true")
+    p.add_argument("--scale-one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", default=os.environ.get("TSFORMERS_DATA")
+                   or str((REPO / ".." / "shared" / "datasets").resolve()))
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "backbone.csv")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.scale_one:
+        print(json.dumps(scale_one(args.scale_one, args.time_budget, args.memory_budget)))
+        return 0
+
+    mixers = args.mixers or available("mixer")
+    stacks = args.stacks or available("stack")
+    if args.part in ("scaling", "all"):
+        skip = done(args.out, "scaling") if args.skip_done else set()
+        rows = []
+        for name in mixers:
+            if ("mixer", name) in skip:
+                continue
+            new = [_stamp(r) for r in run_scaling(name, args)]
+            append_csv(args.out, new)
+            rows += new
+            print(f"scaling {name}: done", flush=True)
+        print_scaling(rows)
+    if args.part in ("accuracy", "all"):
+        data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)
+        skip = done(args.out, "accuracy") if args.skip_done else set()
+        rows = []
+        for kind, names in (("mixer", mixers), ("stack", stacks)):
+            for name in names:
+                if (kind, name) in skip:
+                    continue
+                row = _stamp(run_accuracy(kind, name, data, args.max_epochs, args.seed))
+                append_csv(args.out, [row])
+                rows.append(row)
+                print(f"{kind} {name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
+        print_accuracy(rows)
+    print(f"\nappended to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
