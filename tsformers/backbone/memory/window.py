@@ -61,6 +61,12 @@ class SlidingWindowAttention(nn.Module):
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)
+        if mask is None and x.shape[1] > 4 * self.window:
+            return self._forward_blocked(x)
+        return self._forward_dense(x, mask)
+
+    def _forward_dense(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Every query against every key under a band mask: O(N^2), the reference for short sequences."""
         n = x.shape[1]
         pos = torch.arange(n, device=x.device)
         distance = pos[:, None] - pos[None, :]                                    # (N, N)
@@ -69,6 +75,31 @@ class SlidingWindowAttention(nn.Module):
         if mask is not None:
             allowed = allowed & mask
         return self._attend(x, x, distance.abs().clamp(max=self.window - 1), allowed)
+
+    def _forward_blocked(self, x: Tensor) -> Tensor:
+        """Queries in blocks of ``window``, each against its own key band only: O(N·window)."""
+        batch, n, d = x.shape
+        w = self.window
+        n_blocks = -(-n // w)
+        left, right = w - 1, (0 if self.causal else w - 1)
+        padded = F.pad(x, (0, 0, left, n_blocks * w - n + right))                 # (B, left + nb·w + right, D)
+        keys = padded.unfold(1, w + left + right, w)                              # (B, nb, D, w + left + right)
+        keys = rearrange(keys, "b k d m -> (b k) m d")                            # (B·nb, M, D)
+        queries = rearrange(F.pad(x, (0, 0, 0, n_blocks * w - n)), "b (k c) d -> (b k) c d", c=w)  # (B·nb, w, D)
+
+        q_pos = torch.arange(w, device=x.device) + left                           # within a block's key band
+        k_pos = torch.arange(w + left + right, device=x.device)
+        distance = q_pos[:, None] - k_pos[None, :]                                # (w, M)
+        band = (distance >= 0) & (distance < w) if self.causal else distance.abs() < w
+        start = torch.arange(n_blocks, device=x.device) * w - left                 # global index of each band's key 0
+        key_index = start[:, None] + k_pos[None, :]                               # (nb, M)
+        real_key = (key_index >= 0) & (key_index < n)
+        real_query = (start[:, None] + left + torch.arange(w, device=x.device)[None, :]) < n   # (nb, w)
+        # padding queries (cropped below) may see anything in their band, so that no row is empty
+        allowed = band[None] & (real_key[:, None, :] | ~real_query[:, :, None])   # (nb, w, M)
+        allowed = allowed.repeat(batch, 1, 1)[:, None]                            # (B·nb, 1, w, M)
+        y = self._attend(queries, keys, distance.abs().clamp(max=w - 1), allowed)  # (B·nb, w, D)
+        return rearrange(y, "(b k) c d -> b (k c) d", b=batch)[:, :n]             # (B, N, D)
 
     # -- streaming -------------------------------------------------------------------------
 
