@@ -1,0 +1,69 @@
+"""The neuralforecast virtual environment the side-by-side benchmarks compare against.
+
+``benchmarks/.venv-nf`` (git-ignored) holds its own torch and neuralforecast, so neither library's
+dependencies (Lightning versions, numpy, pandas) touch the other's. It is created on first use:
+the CPU torch wheel first (a plain ``torch`` requirement would pull the multi-GB CUDA build), then
+neuralforecast from the package index.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NF_VENV = Path(os.environ.get("TSFORMERS_NF_VENV", HERE / ".venv-nf"))
+NF_PYTHON = NF_VENV / "bin" / "python"
+WORKER = HERE / "_nf_worker.py"
+TORCH_VERSION = "2.13.0"
+
+
+def ensure_nf_venv(python: str = sys.executable) -> Path:
+    """Create ``benchmarks/.venv-nf`` with the CPU build of torch and neuralforecast unless it exists."""
+    if NF_PYTHON.exists():
+        probe = subprocess.run([str(NF_PYTHON), "-c", "import neuralforecast, torch"], capture_output=True)
+        if probe.returncode == 0:
+            return NF_PYTHON
+    print(f"creating {NF_VENV} (torch {TORCH_VERSION} CPU wheel, then neuralforecast) ...", flush=True)
+    subprocess.run([python, "-m", "venv", str(NF_VENV)], check=True)
+    pip = [str(NF_PYTHON), "-m", "pip", "install", "-q"]
+    local_wheels = sorted(Path("/opt/wheels").glob(f"torch-{TORCH_VERSION}+cpu-*.whl"))
+    if local_wheels:
+        subprocess.run([*pip, str(local_wheels[0])], check=True)
+    else:
+        subprocess.run([*pip, f"torch=={TORCH_VERSION}", "--index-url", "https://download.pytorch.org/whl/cpu"],
+                       check=True)
+    subprocess.run([*pip, "neuralforecast", "psutil"], check=True)
+    return NF_PYTHON
+
+
+def thread_env(threads: int = 1) -> dict:
+    """The environment every timed subprocess gets: the same thread settings for both libraries."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore",
+               TOKENIZERS_PARALLELISM="false", RAY_DISABLE_IMPORT_WARNING="1")
+    return env
+
+
+def run_worker(python, worker, spec: dict, *, log=None, timeout: float | None = None) -> dict:
+    """Run ``worker`` with ``spec`` (written to a temporary JSON file) under ``python``; return its RESULT line."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(spec, fh)
+        path = fh.name
+    try:
+        proc = subprocess.run([str(python), str(worker), path], capture_output=True, text=True,
+                              env=thread_env(spec.get("threads", 1)), timeout=timeout)
+    finally:
+        os.unlink(path)
+    if log is not None:
+        with open(log, "a") as fh:
+            fh.write(f"### {spec.get('task')} {spec.get('library', '')} {spec.get('model', '')}\n")
+            fh.write(proc.stdout[-20000:])
+            fh.write(proc.stderr[-20000:])
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"{worker} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
