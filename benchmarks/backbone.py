@@ -8,13 +8,20 @@
    parameters, seconds per training epoch, epochs run. Mixers with no non-causal
    self-attention form (e.g. Transformer-XL's) are listed as not applicable: Gateformer's
    encoders are bidirectional.
-2. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
+2. **Patterns** (``--part patterns``): for each mixer and each of CAB's four patterns
+   (non-causal self, causal self, non-causal cross, causal cross), "ok" or "FAIL" from a
+   correctness check (the output at t ignores inputs after t for the causal ones; cross
+   with a different number of query and key tokens), or "unsupported" for a pattern the
+   mixer does not declare (it is not run).
+3. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
    gradients, batch 1, d_model 64, 4 heads) and peak resident memory added by the call,
    against the number of tokens from 256 to 16,384, for every mixer; the log-log slope of
    time over the largest sizes says which mixers are really sub-quadratic (slope ~1) and
    which are not (~2). A size is skipped once the previous one took longer than
    ``--time-budget`` seconds or more than ``--memory-budget`` MiB (the next would be
-   about four times as much for a quadratic mixer).
+   about four times as much for a quadratic mixer). The "efficiency length" is the
+   smallest measured N from which the mixer is faster than full attention, and the one
+   from which it uses less memory.
 
     .venv/bin/python benchmarks/backbone.py --threads 1 --part scaling
     .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 4
@@ -44,12 +51,13 @@ from _protocol import evaluate_windows, load_protocol_data, n_parameters  # noqa
 from long_horizon import _EpochTimer, gateformer  # noqa: E402
 
 from tsformers.backbone import available, build, build_class  # noqa: E402
-from tsformers.backbone.mixers import SELF  # noqa: E402
+from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOOKBACK, HORIZON, DATASET = 96, 96, "ETTh1"
 SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
-FIELDS = ["timestamp", "part", "kind", "name", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
+PATTERNS = [SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS]
+FIELDS = ["timestamp", "part", "kind", "name", *PATTERNS, "faster_from", "smaller_from", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
           "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
           "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg"]
 
@@ -110,7 +118,45 @@ def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int) -> dict
             "fit_s": fit_s, "eval_s": eval_s, **describe(kind, name)}
 
 
-# -- 2. scaling: forward time and peak memory against the number of tokens ------------------------
+# -- 2. patterns: CAB's four, checked where declared ----------------------------------------------
+
+
+def check_pattern(mixer_cls: type, pattern: str, d_model: int = 32, seed: int = 0) -> str:
+    """"ok", "FAIL: why", or "unsupported" (an undeclared pattern is never run)."""
+    if pattern not in mixer_cls.patterns:
+        return "unsupported"
+    causal = pattern in (CAUSAL_SELF, CAUSAL_CROSS)
+    torch.manual_seed(seed)
+    try:
+        mixer = mixer_cls(d_model, n_heads=4, dropout=0.0, causal=causal).eval()
+        x = torch.randn(2, 24, d_model)
+        kv = torch.randn(2, 24 if causal else 17, d_model) if pattern in (CROSS, CAUSAL_CROSS) else None
+        with torch.no_grad():
+            y = mixer(x, kv)
+            if y.shape != x.shape or not torch.isfinite(y).all():
+                return f"FAIL: output {tuple(y.shape)}, finite={bool(torch.isfinite(y).all())}"
+            if causal:
+                t = 10
+                x2 = x.clone()
+                x2[:, t + 1:] += 3 * torch.randn_like(x2[:, t + 1:])
+                kv2 = None
+                if kv is not None:
+                    kv2 = kv.clone()
+                    kv2[:, t + 1:] += 3 * torch.randn_like(kv2[:, t + 1:])
+                if not torch.allclose(mixer(x2, kv2)[:, : t + 1], y[:, : t + 1], atol=1e-5, rtol=1e-4):
+                    return "FAIL: the output at t depends on inputs after t"
+    except Exception as exc:
+        return f"FAIL: {type(exc).__name__}: {exc}"[:200]
+    return "ok"
+
+
+def run_patterns(name: str) -> dict:
+    cls = build_class("mixer", name)
+    return {"part": "patterns", "kind": "mixer", "name": name, **{p: check_pattern(cls, p) for p in PATTERNS},
+            **describe("mixer", name)}
+
+
+# -- 3. scaling: forward time and peak memory against the number of tokens ------------------------
 
 
 def _rss_mib(field: str) -> float:
@@ -178,6 +224,29 @@ def run_scaling(name: str, args) -> list[dict]:
              **describe("mixer", name)} for r in rows]
 
 
+def efficiency_lengths(rows: list[dict]) -> None:
+    """Fill ``faster_from``/``smaller_from``: the smallest N from which a mixer beats full attention."""
+    full = {r["tokens"]: r for r in rows if r["name"] == "full" and r.get("forward_ms")}
+    by_name: dict[str, list[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    for name, rs in by_name.items():
+        measured = [r for r in rs if r.get("forward_ms") and r["tokens"] in full]
+        for key, field in (("forward_ms", "faster_from"), ("peak_mib", "smaller_from")):
+            wins = [r["tokens"] for r in measured if r[key] < full[r["tokens"]][key]]
+            first = next((n for n in sorted(wins) if all(w in wins for w in [m["tokens"] for m in measured
+                                                                              if m["tokens"] >= n])), "")
+            for r in rs:
+                r[field] = first
+
+
+def print_patterns(rows: list[dict]) -> None:
+    head = f"{'mixer':<18} " + " ".join(f"{p:>13}" for p in PATTERNS)
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r['name']:<18} " + " ".join(f"{r[p][:13]:>13}" for p in PATTERNS))
+
+
 def print_accuracy(rows: list[dict]) -> None:
     head = f"{'kind':<6} {'name':<22} {'params':>8} {'MSE':>7} {'MAE':>7} {'s/epoch':>8} {'epochs':>6}  note"
     print("\n" + head + "\n" + "-" * len(head))
@@ -193,19 +262,21 @@ def print_scaling(rows: list[dict]) -> None:
     by_name: dict[str, list[dict]] = {}
     for r in rows:
         by_name.setdefault(r["name"], []).append(r)
-    head = f"{'mixer':<18} " + " ".join(f"{n:>9}" for n in SIZES) + f" {'slope t':>7} {'slope m':>7}"
+    head = (f"{'mixer':<18} " + " ".join(f"{n:>9}" for n in SIZES) + f" {'slope t':>7} {'slope m':>7}"
+            f" {'faster':>7} {'smaller':>7}")
     print("\nforward ms (peak MiB) by tokens\n" + head + "\n" + "-" * len(head))
     for name, rs in sorted(by_name.items(), key=lambda kv: kv[1][0].get("time_slope", 9) or 9):
         cells = {r.get("tokens"): r for r in rs}
         line = " ".join(f"{cells[n]['forward_ms']:9.1f}" if n in cells and cells[n].get("forward_ms") else f"{'-':>9}"
                         for n in SIZES)
         print(f"{name:<18} {line} {rs[0].get('time_slope', float('nan')):7.2f} "
-              f"{rs[0].get('memory_slope', float('nan')):7.2f}")
+              f"{rs[0].get('memory_slope', float('nan')):7.2f} {rs[0].get('faster_from', ''):>7} "
+              f"{rs[0].get('smaller_from', ''):>7}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["accuracy", "scaling", "all"], default="all")
+    p.add_argument("--part", choices=["patterns", "accuracy", "scaling", "all"], default="all")
     p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
     p.add_argument("--max-epochs", type=int, default=4)
@@ -227,16 +298,20 @@ def main(argv=None) -> int:
 
     mixers = args.mixers or available("mixer")
     stacks = args.stacks or available("stack")
+    if args.part in ("patterns", "all"):
+        rows = [_stamp(run_patterns(name)) for name in mixers]
+        append_csv(args.out, rows)
+        print_patterns(rows)
     if args.part in ("scaling", "all"):
         skip = done(args.out, "scaling") if args.skip_done else set()
         rows = []
-        for name in mixers:
+        for name in (["full"] if "full" not in mixers else []) + mixers:
             if ("mixer", name) in skip:
                 continue
-            new = [_stamp(r) for r in run_scaling(name, args)]
-            append_csv(args.out, new)
-            rows += new
+            rows += [_stamp(r) for r in run_scaling(name, args)]
             print(f"scaling {name}: done", flush=True)
+        efficiency_lengths(rows)
+        append_csv(args.out, rows)
         print_scaling(rows)
     if args.part in ("accuracy", "all"):
         data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)

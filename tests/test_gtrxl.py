@@ -107,7 +107,7 @@ def test_relative_shift_moves_each_distance_under_its_key():
 def test_relative_attention_matches_the_per_pair_formula(window, n_memory):
     attn = randomised_attention(window=window).eval()
     x, memory = torch.randn(2, 5, D), torch.randn(2, n_memory, D)
-    torch.testing.assert_close(attn(x, kv=memory if n_memory else None), naive_attention(attn, x, memory),
+    torch.testing.assert_close(attn(x, memory=memory if n_memory else None), naive_attention(attn, x, memory),
                                atol=1e-5, rtol=1e-4)
 
 
@@ -129,7 +129,7 @@ def test_relative_attention_ignores_keys_beyond_the_window():
     memory, x = torch.randn(1, 6, D), torch.randn(1, 4, D)
     memory2 = memory.clone()
     memory2[:, :2] = torch.randn(1, 2, D)     # distances >= 4 from every query
-    torch.testing.assert_close(attn(x, kv=memory), attn(x, kv=memory2))
+    torch.testing.assert_close(attn(x, memory=memory), attn(x, memory=memory2))
 
 
 def test_shifting_a_sequence_in_time_leaves_attention_outputs_unchanged():

@@ -61,7 +61,7 @@ class IdentityMapXLBlock(_XLBlock):
     def forward(self, x: Tensor, memory: Tensor) -> Tensor:
         n_memory = memory.shape[1]
         context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
-        attended = self.attn(context[:, n_memory:], kv=context[:, :n_memory])         # (B, S, D)
+        attended = self.attn(context[:, n_memory:], memory=context[:, :n_memory])         # (B, S, D)
         y = self.gate_attn(x, F.relu(self.dropout(attended)))
         return self.gate_ff(y, F.relu(self.dropout(self.ff(self.norm_ff(y)))))
 
@@ -79,7 +79,7 @@ class PostNormXLBlock(_XLBlock):
     """
 
     def forward(self, x: Tensor, memory: Tensor) -> Tensor:
-        attended = self.attn(x, kv=memory.detach())                                    # (B, S, D)
+        attended = self.attn(x, memory=memory.detach())                                    # (B, S, D)
         y = self.norm_attn(self.gate_attn(x, self.dropout(attended)))
         return self.norm_ff(self.gate_ff(y, self.dropout(self.ff(y))))
 

@@ -14,7 +14,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register
-from ._base import CAUSAL_CROSS, CAUSAL_SELF
+from ._base import CAUSAL_SELF, check_cross
 
 
 def check_causal_only(causal: bool) -> None:
@@ -77,14 +77,16 @@ class RelativeMultiHeadAttention(nn.Module):
     Cost O(S·K·D) time and O(S·K) memory per head per segment: O(N·(S + M)·D)
     over a stream of N tokens, linear in N.
 
-    ``forward(x, kv=None, mask=None)``: x (B, S, D) the current tokens, ``kv``
-    (B, M, D) the memory, the tokens just before x (None: no memory), ``mask``
+    ``forward(x, kv=None, mask=None, memory=None)``: x (B, S, D) the current tokens,
+    ``memory`` (B, M, D) the cached tokens just before x (None: no memory; the memory
+    extends the sequence backwards, so this is causal self-attention, not a cross
+    pattern, and ``kv`` is refused), ``mask``
     boolean broadcastable to (B, n_heads, S, M + S), True where a query may attend,
     combined with the causal (and window) mask. Returns (B, S, D).
     """
 
     complexity = "O(N·(S+M))"
-    patterns = frozenset({CAUSAL_SELF, CAUSAL_CROSS})  # cross: queries over [memory kv; x]
+    patterns = frozenset({CAUSAL_SELF})  # the memory extends the sequence backwards: not a cross pattern
     requires_order = True
     mixes_tokens = True
     paper = "Dai et al., Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context, ACL 2019"
@@ -116,10 +118,12 @@ class RelativeMultiHeadAttention(nn.Module):
             ok = ok & (distance <= self.window)
         return ok
 
-    def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None,
+                memory: Tensor | None = None) -> Tensor:
+        check_cross(self, kv)
         assert x.ndim == 3, f"expected x: (batch, tokens, d_model), got shape {tuple(x.shape)}"
-        n_memory = 0 if kv is None else kv.shape[1]
-        context = x if kv is None else torch.cat([kv, x], dim=1)                   # (B, K, D), K = M + S
+        n_memory = 0 if memory is None else memory.shape[1]
+        context = x if memory is None else torch.cat([memory, x], dim=1)           # (B, K, D), K = M + S
         n_queries, n_keys = x.shape[1], context.shape[1]
 
         q = rearrange(self.to_q(x), "b s (h d) -> b h s d", h=self.n_heads)

@@ -1,0 +1,67 @@
+"""The CAB harness of benchmarks/backbone.py: undeclared patterns are not run, leaks are caught."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_harness():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("backbone_benchmark", BENCHMARKS / "backbone.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+class LeakyMixer(nn.Module):
+    """Claims a causal form but mixes every token with the mean of all of them."""
+
+    complexity, patterns, requires_order, mixes_tokens, paper = "O(N·D)", frozenset({SELF, CAUSAL_SELF}), False, True, "-"
+    runs = 0
+
+    def __init__(self, d_model, *, n_heads=1, dropout=0.0, causal=False):
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x, kv=None, mask=None):
+        type(self).runs += 1
+        return self.proj(x + x.mean(dim=1, keepdim=True))
+
+
+def test_an_undeclared_pattern_is_marked_unsupported_and_never_run():
+    harness = load_harness()
+    LeakyMixer.runs = 0
+    assert harness.check_pattern(LeakyMixer, CROSS) == "unsupported"
+    assert harness.check_pattern(LeakyMixer, CAUSAL_CROSS) == "unsupported"
+    assert LeakyMixer.runs == 0
+
+
+def test_a_leaky_mixer_fails_the_causal_check_and_full_attention_passes():
+    harness = load_harness()
+    assert harness.check_pattern(LeakyMixer, SELF) == "ok"
+    assert harness.check_pattern(LeakyMixer, CAUSAL_SELF).startswith("FAIL: the output at t depends")
+    from tsformers.backbone import FullAttention
+
+    assert {p: harness.check_pattern(FullAttention, p) for p in harness.PATTERNS} == dict.fromkeys(harness.PATTERNS,
+                                                                                                   "ok")
+
+
+def test_the_efficiency_length_is_where_a_mixer_starts_and_stays_ahead():
+    harness = load_harness()
+    rows = [{"name": "full", "tokens": n, "forward_ms": float(n * n), "peak_mib": float(n)} for n in (256, 512, 1024)]
+    rows += [{"name": "lin", "tokens": n, "forward_ms": float(300 * n), "peak_mib": float(2 * n)}
+             for n in (256, 512, 1024)]
+    harness.efficiency_lengths(rows)
+    lin = [r for r in rows if r["name"] == "lin"]
+    assert lin[0]["faster_from"] == 512 and lin[0]["smaller_from"] == ""
