@@ -114,7 +114,7 @@ class SmoothedLevelForecaster(BaseForecaster):
                  lr_schedule="constant", batch_size=64, max_epochs=2, patience=3, val_size=0.1, scaler="standard",
                  gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error",
                  max_gap=None, fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None,
-                 resume=False):
+                 resume=False, quantiles=None):
         for name, value in locals().items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)

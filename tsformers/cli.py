@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the metrics table (csv or parquet)")
     backtest.add_argument("--n-splits", type=int, default=3, help="number of forecast origins (default 3)")
     backtest.add_argument("--step", type=int, default=None, help="steps between origins (default: horizon)")
+    backtest.add_argument("--level", default=None, help="conformal interval levels in percent, comma-separated "
+                                                        "(e.g. 80,95): adds coverage_L and width_L columns")
     backtest.add_argument("--verbose", action="store_true", help="show tracebacks")
     return parser
 
@@ -627,7 +629,9 @@ def run_backtest(args) -> int:
             raise InputError("pass --input FILE: the data to evaluate the model on.")
         model = load_forecaster(args.model)
         data = read_table(args.input)
-    metrics = backtest(data.to_pandas(), model=model, job=job, n_splits=args.n_splits, step=args.step)
+    levels = [float(v) for v in args.level.split(",") if v.strip()] if args.level else None
+    metrics = backtest(data.to_pandas(), model=model, job=job, n_splits=args.n_splits, step=args.step,
+                       level=levels)
     write_frame(metrics, output)
     for fold, rows in metrics.groupby("fold", sort=True):
         _log("backtest", f"fold {fold} (origin {rows['origin'].iloc[0]}): MSE {rows['mse'].mean():.4g}, "
@@ -636,49 +640,37 @@ def run_backtest(args) -> int:
     return EXIT_OK
 
 
-def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None = None):
-    """Rolling-origin evaluation: at each origin, forecast ``horizon`` steps from the data before it.
+def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None = None, level=None):
+    """Rolling-origin evaluation (``Forecaster.backtest``): at each origin, forecast ``horizon`` steps from the data before it.
 
     With ``model`` the same fitted model forecasts at every origin; with
     ``job`` (a train job) a fresh estimator is fitted on the data before each
-    origin. Returns one row per fold, series and target: ``fold``, ``origin``,
-    ``series``, ``target``, ``n``, ``mse``, ``mae``, ``rmse`` (in the data's units).
+    origin. Returns one row per fold, series and target: ``fold``, ``origin``
+    (the first forecast step), ``series``, ``target``, ``n``, ``mse``, ``mae``,
+    ``rmse``, ``smape`` (in the data's units), then ``pinball`` for a quantile
+    model and ``coverage_L``/``width_L`` per interval ``level`` L
+    (:func:`tsformers.metrics.evaluate`).
     """
-    import numpy as np
-    import pandas as pd
+    from tsformers.metrics import evaluate
 
-    from tsformers.model_selection import RollingOriginSplit
-    from tsformers.tracking.frames import forecast_against
-
-    reference = model if model is not None else make_estimator(job)
-    schema = getattr(reference, "schema_", None)
-    time_col = schema.time_col if schema else job["columns"].get("time_col")
-    splitter = RollingOriginSplit(n_splits=n_splits, horizon=reference.horizon, lookback=reference.lookback,
-                                  step=step, time_col=time_col)
-    rows = []
-    for fold, (train_rows, test_rows) in enumerate(splitter.split(frame)):
-        history = frame.iloc[train_rows]
-        if model is None:
-            static = {"static_df": read_table(job["static_data"])} if job.get("static_data") else {}
-            fitted = make_estimator(job).fit(history, **static)
-            _log("backtest", f"fold {fold}: fitted on {len(history)} rows")
-        else:
-            fitted = model
-        schema = fitted.schema_
-        times = frame.iloc[test_rows][schema.time_col]
-        origin = np.sort(times.unique())[-fitted.horizon]
-        truth = frame.iloc[test_rows][times >= origin]
-        both = forecast_against(fitted, history, truth)
-        groups = both.groupby(schema.id_col, sort=False) if schema.id_col else [(None, both)]
-        for series, part in groups:
-            for target in schema.targets:
-                error = part[f"{target}__forecast"].to_numpy(float) - part[target].to_numpy(float)
-                mse = float(np.nanmean(error ** 2))
-                rows.append({"fold": fold, "origin": pd.Timestamp(origin) if isinstance(schema.step, str)
-                             else int(origin), "series": series, "target": target,
-                    "n": int(np.isfinite(error).sum()), "mse": mse,
-                    "mae": float(np.nanmean(np.abs(error))), "rmse": float(np.sqrt(mse))})
-    return pd.DataFrame(rows)
+    if model is not None:
+        frames = model.backtest(frame, n_windows=n_splits, step=step, level=level)
+    else:
+        static = read_table(job["static_data"]) if job.get("static_data") else None
+        frames = make_estimator(job).backtest(frame, n_windows=n_splits, step=step, refit=True, level=level,
+                                              static_df=static)
+        _log("backtest", f"fitted {n_splits} models, one per origin")
+    keys = list(frames.columns[: frames.columns.get_loc("target")])   # "window" and, for long data, the id
+    id_col = next((c for c in keys if c != "window"), None)
+    time_col = frames.columns[frames.columns.get_loc("cutoff") + 1]
+    by = ["window"] + ([id_col] if id_col else []) + ["target"]
+    metrics = evaluate(frames, by=by)
+    origins = frames.groupby(by, sort=False)[time_col].min().reset_index(drop=True)
+    metrics.insert(1, "origin", origins)
+    metrics = metrics.rename(columns={"window": "fold", **({id_col: "series"} if id_col else {})})
+    if not id_col:
+        metrics.insert(2, "series", None)
+    return metrics.sort_values(["fold"], kind="stable").reset_index(drop=True)
 
 
 COMMANDS = {"demo": run_demo, "train": run_train, "forecast": run_forecast, "backtest": run_backtest}

@@ -1,4 +1,4 @@
-"""Forecast error metrics on arrays (any shape; the mean is over every element)."""
+"""Forecast error metrics on arrays (any shape; the mean is over every element), and `evaluate` for backtest frames."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,3 +40,97 @@ def nmae(y_true, y_pred, capacity) -> float:
 def nrmse(y_true, y_pred, capacity) -> float:
     """Root mean squared error normalised by the plant capacity: RMSE / capacity (multiply by 100 for %)."""
     return rmse(y_true, y_pred) / _capacity(capacity)
+
+
+def mase(y_true, y_pred, y_train, season: int = 1) -> float:
+    """Mean absolute scaled error: MAE divided by the in-sample MAE of the seasonal naive forecast.
+
+    ``mean(|y_true - y_pred|) / mean(|y_train[t] - y_train[t - season]|)`` (Hyndman & Koehler,
+    2006); ``y_train`` is the history the forecast was made from (time on axis 0). Below 1: better
+    than repeating the value one season earlier, in sample.
+    """
+    train = np.asarray(y_train, dtype=float)
+    if season < 1 or train.shape[0] <= season:
+        raise ValueError(f"y_train needs more than season={season} steps (has {train.shape[0]}).")
+    scale = float(np.mean(np.abs(train[season:] - train[:-season])))
+    if not scale > 0:
+        raise ValueError("y_train is constant over each season: the naive error that scales MASE is 0.")
+    return mae(y_true, y_pred) / scale
+
+
+def smape(y_true, y_pred) -> float:
+    """Symmetric mean absolute percentage error, in percent (0 to 200), as in the M4 competition.
+
+    ``100 * mean(2 |y_pred - y_true| / (|y_true| + |y_pred|))``; a step where both are 0 counts as 0.
+    """
+    t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    denominator = np.abs(t) + np.abs(p)
+    ratio = np.divide(2 * np.abs(p - t), denominator, out=np.zeros(np.broadcast(t, p).shape),
+                      where=denominator > 0)
+    return float(100 * np.mean(ratio))
+
+
+def pinball_loss(y_true, y_quantiles, quantiles) -> float:
+    """Pinball (quantile) loss averaged over every element and level: the loss quantile models train on.
+
+    ``y_quantiles[..., k]`` forecasts level ``quantiles[k]`` of ``y_true``; per level,
+    ``max(q * e, (q - 1) * e)`` with ``e = y_true - y_quantiles[..., k]``.
+    """
+    levels = np.asarray(quantiles, dtype=float)
+    pred = np.asarray(y_quantiles, dtype=float)
+    if pred.shape[-1] != len(levels):
+        raise ValueError(f"y_quantiles has {pred.shape[-1]} levels on its last axis, quantiles {len(levels)}.")
+    error = np.asarray(y_true, dtype=float)[..., None] - pred
+    return float(np.mean(np.maximum(levels * error, (levels - 1) * error)))
+
+
+def coverage(y_true, lower, upper) -> float:
+    """The share of ``y_true`` inside ``[lower, upper]`` (an 80% interval should give about 0.8)."""
+    t = np.asarray(y_true, dtype=float)
+    return float(np.mean((t >= np.asarray(lower, dtype=float)) & (t <= np.asarray(upper, dtype=float))))
+
+
+def interval_width(lower, upper) -> float:
+    """The mean width ``upper - lower`` of prediction intervals."""
+    return float(np.mean(np.asarray(upper, dtype=float) - np.asarray(lower, dtype=float)))
+
+
+def evaluate(frame, by=None):
+    """Metrics of a ``Forecaster.backtest`` frame, per group of ``by`` columns (overall by default).
+
+    Per group: ``n`` (observed values), ``mse``, ``mae``, ``rmse``, ``smape``; with
+    quantile columns ``pinball``; per interval level L ``coverage_L`` and ``width_L``.
+    Missing actual values are left out.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        frame = frame.to_pandas()
+    q_cols = [c for c in frame.columns if c.startswith("q") and _number(c[1:]) is not None]
+    levels = sorted({c[2:] for c in frame.columns if c[:2] in ("lo", "hi") and _number(c[2:]) is not None},
+                    key=float)
+    by = [by] if isinstance(by, str) else list(by or [])
+    groups = frame.groupby(by, sort=False, dropna=False) if by else [((), frame)]
+    rows = []
+    for key, part in groups:
+        part = part[part["actual"].notna()]
+        y, f = part["actual"].to_numpy(float), part["forecast"].to_numpy(float)
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row.update(n=len(y), mse=mse(y, f) if len(y) else np.nan, mae=mae(y, f) if len(y) else np.nan)
+        row.update(rmse=float(np.sqrt(row["mse"])), smape=smape(y, f) if len(y) else np.nan)
+        if q_cols:
+            row["pinball"] = pinball_loss(y, part[q_cols].to_numpy(float), [_number(c[1:]) for c in q_cols]) \
+                if len(y) else np.nan
+        for level in levels:
+            lo, hi = part[f"lo{level}"].to_numpy(float), part[f"hi{level}"].to_numpy(float)
+            row[f"coverage_{level}"] = coverage(y, lo, hi) if len(y) else np.nan
+            row[f"width_{level}"] = interval_width(lo, hi) if len(y) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return None

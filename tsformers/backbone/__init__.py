@@ -7,7 +7,7 @@ and ``available()`` lists what there is.
 from .blocks import FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
-from .heads import StaticResidual
+from .heads import QuantileHead, StaticResidual
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
@@ -31,6 +31,7 @@ __all__ = [
     "PatchEmbedding",
     "PostNormBlock",
     "PreNormBlock",
+    "QuantileHead",
     "RelativeMultiHeadAttention",
     "ResidualGate",
     "SegmentMemory",

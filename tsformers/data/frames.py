@@ -335,7 +335,8 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     """Turn a forecast ``(n_series, horizon, n_targets)`` into a frame in the layout and library of the input.
 
     ``extra`` maps column-name suffixes to arrays shaped like ``forecast``
-    (quantiles, interval bounds); they follow the point columns.
+    (quantiles, interval bounds); each target's columns follow its point column
+    (``load``, ``load_q0.1``, ``load_q0.9``, ``load_lo80``, ``load_hi80``, ``temp``, ...).
     """
     n_series, horizon, _ = forecast.shape
     per_series = list(times) if isinstance(times, list) else [times] * n_series
@@ -345,15 +346,15 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     blocks = {"": forecast, **(extra or {})}
     if schema.layout == "wide":
         out = pd.DataFrame({schema.time_col: times})
-        for suffix, block in blocks.items():
-            for j, name in enumerate(schema.targets):
+        for j, name in enumerate(schema.targets):
+            for suffix, block in blocks.items():
                 out[name + suffix] = block[0, :, j]
     else:
         ids = np.repeat(np.array(series, dtype=object), horizon)
         stacked_times = per_series[0].append(per_series[1:]) if n_series > 1 else per_series[0]
         out = pd.DataFrame({schema.id_col: _restore_ids(ids, series), schema.time_col: stacked_times})
-        for suffix, block in blocks.items():
-            for j, name in enumerate(schema.targets):
+        for j, name in enumerate(schema.targets):
+            for suffix, block in blocks.items():
                 out[name + suffix] = block[:, :, j].reshape(-1)
     if backend == "polars":
         import polars as pl

@@ -47,7 +47,13 @@ checkpoint_dir : str, optional
     Where training writes its full state (``last.ckpt``) after every epoch.
 resume : bool or str, default=False
     ``True`` continues an interrupted fit from ``checkpoint_dir/last.ckpt`` (a first run simply
-    starts); a path resumes from that checkpoint. The result equals an uninterrupted fit."""
+    starts); a path resumes from that checkpoint. The result equals an uninterrupted fit.
+quantiles : list of float, optional
+    Forecast these quantile levels in (0, 1), e.g. ``[0.1, 0.5, 0.9]``: a head with one output per
+    level that never crosses, trained with the pinball loss (``loss`` is then not used). ``predict``
+    adds ``{target}_q{level}`` columns; the point column is the 0.5 quantile, or the mean of the
+    quantiles when 0.5 is not requested. Any model also gives conformal intervals,
+    ``predict(level=[80, 95])``. See :mod:`tsformers.estimators.evaluation`."""
 
 COMMON_ATTRIBUTES = """\
 schema_ : PanelSchema
@@ -59,7 +65,10 @@ history_ : ndarray of shape (n_series, lookback, n_vars)
 training_log_ : list of dict
     Learning rate, train and validation loss per epoch.
 report_ : dict
-    Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked."""
+    Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
+conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
+    Sorted absolute errors (in units of each series' scale) of rolling-origin forecasts over the tail
+    of the fit data: the calibration of ``predict(level=...)``."""
 
 
 def shared_docs(cls: type) -> type:

@@ -186,7 +186,8 @@ class AtlasForecaster(BaseForecaster):
                  weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
                  scaler="standard", gradient_clip=1.0, random_state=0, verbose=False, trainer_kwargs=None,
                  missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False):
+                 checkpoint_dir=None, resume=False,
+                 quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.channel_independent = channel_independent
@@ -235,6 +236,7 @@ class AtlasForecaster(BaseForecaster):
         self.unknown_static = unknown_static
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.quantiles = quantiles
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import StaticResidual
+from tsformers.backbone.heads import QuantileHead, StaticResidual
 from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
                                    panel_to_frame)
 from tsformers.data.scaling import PanelScaler
@@ -28,6 +28,7 @@ from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.missing import interpolate_gaps, with_observed_mask
 from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.windows import lead_future, split_spans, split_train_val, validation_steps
+from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 from tsformers.estimators.persistence import load_estimator, save_estimator
 
 #: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
@@ -36,12 +37,14 @@ from tsformers.estimators.persistence import load_estimator, save_estimator
 fit_listeners: list = []
 
 
-class BaseForecaster(BaseEstimator):
+class BaseForecaster(EvaluationMixin, BaseEstimator):
     """Base class of the tsformers forecasters (not used directly).
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
     signature), declare capabilities in ``_tags`` and implement
-    ``_build_network(n_vars)``.
+    ``_build_network(n_vars)``. Quantiles, conformal intervals, backtests and
+    plots come from :class:`~tsformers.estimators.evaluation.EvaluationMixin`
+    (its module documents them).
     """
 
     _tags = {"multivariate": True, "streaming": False, "static": False, "quantiles": False}
@@ -74,6 +77,7 @@ class BaseForecaster(BaseEstimator):
         "unknown_static": [StrOptions({"error", "zeros"})],
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean", str, os.PathLike],
+        "quantiles": [list, tuple, None],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -89,6 +93,10 @@ class BaseForecaster(BaseEstimator):
         if n_static and not self._tags["static"]:
             network = StaticResidual(network, n_static=n_static, horizon=self.horizon,
                                      n_targets=len(self.schema_.targets))
+        levels = self._quantile_levels()
+        if levels:  # any network's (B, H, N) forecast becomes non-crossing quantiles (B, H, n_targets, Q)
+            network = QuantileHead(network, quantiles=levels, horizon=self.horizon,
+                                   n_targets=len(self.schema_.targets))
         return network
 
     @classmethod
@@ -118,6 +126,7 @@ class BaseForecaster(BaseEstimator):
         self
         """
         self._validate_params()
+        check_quantiles(self.quantiles)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
         frame, backend = as_pandas(df)
@@ -172,7 +181,8 @@ class BaseForecaster(BaseEstimator):
                               gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
                               trainer_kwargs=trainer_kwargs,
                               static=None if raw.static is None else torch.from_numpy(raw.static.astype(np.float32)),
-                              checkpoint_dir=self.checkpoint_dir, resume=self.resume)
+                              checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+                              quantiles=self._quantile_levels())
         network.eval()
 
         self.network_ = network
@@ -185,6 +195,7 @@ class BaseForecaster(BaseEstimator):
         if self._tags["streaming"]:
             self.state_ = self._advance_panel(None, Panel(values=scaled, times=panel.times, series=panel.series,
                                                           first=panel.first, last=panel.last, static=raw.static))
+        self.conformal_ = self._calibrate(raw, val_steps)  # residuals for predict(level=...)
         for listener in fit_listeners:
             listener.after_fit(self, df)
         return self
@@ -196,7 +207,7 @@ class BaseForecaster(BaseEstimator):
 
     # -- predict ---------------------------------------------------------------------------
 
-    def predict(self, df=None, future_df=None, static_df=None):
+    def predict(self, df=None, future_df=None, static_df=None, level=None):
         """Forecast the next ``horizon`` steps.
 
         Parameters
@@ -212,14 +223,20 @@ class BaseForecaster(BaseEstimator):
             those columns. Required when the model has future covariates.
         static_df : DataFrame, optional
             Static attributes of series not seen in fit, when they are not columns of ``df``.
+        level : float or list of float, optional
+            Conformal prediction intervals to add, in percent (``level=[80, 95]``).
 
         Returns
         -------
         DataFrame
             In the library and layout of the input (of the fit data when
-            ``df`` is None): the future timestamps and one column per target.
+            ``df`` is None): the future timestamps and one column per target,
+            followed by ``{target}_q{q}`` per quantile (``quantiles=``) and
+            ``{target}_lo{level}``/``{target}_hi{level}`` per interval (see
+            :mod:`tsformers.estimators.evaluation`).
         """
         check_is_fitted(self, "network_")
+        levels = check_levels(level)
         if df is None:
             panel, backend = self._stored_panel(), self.schema_.backend
         else:
@@ -230,8 +247,9 @@ class BaseForecaster(BaseEstimator):
         ends = self.ends_ if df is None else panel.ends
         times = [future_times(end, self.schema_.step, self.horizon) for end in ends]
         future = self._future_values(future_df, panel.series, times)
-        forecast = self._forecast(panel, future, from_state=df is None)
-        return panel_to_frame(forecast, times, panel.series, self.schema_, backend)
+        forecast, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
+        extra = self._extra_columns(quantiles, self._intervals(forecast, scale, levels))
+        return panel_to_frame(forecast, times, panel.series, self.schema_, backend, extra=extra)
 
     def update(self, df):
         """Fold new observations into the fitted model, so that ``predict()`` forecasts after them.
@@ -322,11 +340,14 @@ class BaseForecaster(BaseEstimator):
         return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
                      static=self.static_)
 
-    def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False) -> np.ndarray:
+    def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False,
+                  full: bool = False):
         """Forecast ``(n_series, horizon, n_targets)`` in the original scale from the end of ``panel``.
 
         Windowed models read the last ``lookback`` steps; streaming models read
         their stored state (``from_state``) or run their recurrence over the whole panel.
+        With ``full``, also the quantiles ``(n_series, horizon, n_targets, Q)`` (None
+        without ``quantiles``) and the targets' scale per series ``(n_series, n_targets)``.
         """
         scaler = self._scaler_for(panel)
         n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
@@ -347,7 +368,8 @@ class BaseForecaster(BaseEstimator):
                     static = torch.from_numpy(panel.static.astype(np.float32))
                     out = torch.cat([self.network_(chunk, static=s) for chunk, s in zip(x.split(1024),
                                                                                         static.split(1024))])
-        return self._postprocess(scaler.inverse(out[..., :n_targets].double().numpy(), n_targets))
+        point, quantiles = self._to_original(out, scaler)
+        return (point, quantiles, scaler.scale[:, :n_targets]) if full else point
 
     def _advance(self, state: dict, scaled: np.ndarray) -> dict:
         """Advance a streaming network's state by scaled observations ``(n_series, n_time, n_vars)``."""
@@ -430,7 +452,8 @@ class BaseForecaster(BaseEstimator):
         The forecast is made from the rows before those steps (at least
         ``lookback`` of them), in the original scale of the data; known-future
         covariates are read from the last ``horizon`` rows. Higher is better, as
-        scikit-learn's model selection expects.
+        scikit-learn's model selection expects. It is the one-window
+        :meth:`backtest` (the point forecast: the median or mean of a quantile model).
 
         Returns
         -------
@@ -440,12 +463,8 @@ class BaseForecaster(BaseEstimator):
         frame, _ = as_pandas(df)
         raw = self._read(frame, self.schema_, fitting=False)
         self._check_length(raw, self.lookback + self.horizon, "score")
-        history = self._fill_missing(raw.drop_last(self.horizon))
-        n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
-        last = raw.tail(self.horizon)
-        future = last[..., last.shape[-1] - n_future:] if n_future else None
-        truth = last[..., :n_targets]  # observed values only: gaps do not count
-        return -float(np.nanmean((self._forecast(history, future) - truth) ** 2))
+        done = self._rolling_forecasts(raw, 1, self.horizon)
+        return -float(np.nanmean((done["point"] - done["truth"]) ** 2))  # observed values only: gaps do not count
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
         n_time = int(panel.lengths.min())

@@ -98,7 +98,8 @@ class GateformerForecaster(BaseForecaster):
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
-                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False):
+                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
+                 quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -136,6 +137,7 @@ class GateformerForecaster(BaseForecaster):
         self.unknown_static = unknown_static
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.quantiles = quantiles
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:

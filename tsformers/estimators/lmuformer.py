@@ -155,7 +155,8 @@ class LMUFormerForecaster(BaseForecaster):
                  lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
                  gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error",
                  max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False):
+                 checkpoint_dir=None, resume=False,
+                 quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -196,6 +197,7 @@ class LMUFormerForecaster(BaseForecaster):
         self.unknown_static = unknown_static
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.quantiles = quantiles
 
     def _build_network(self, n_vars):
         return LMUFormer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,

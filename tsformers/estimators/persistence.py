@@ -2,7 +2,8 @@
 
 ``config.json`` holds the format version, the package version, the estimator's
 name and parameters, the data schema, the scaling statistics and the SHA-256
-of ``weights.pt``; ``weights.pt`` holds tensors only and is read with
+of ``weights.pt``; ``weights.pt`` holds tensors only (the network's weights, the
+stored history, a streaming state, the conformal calibration errors) and is read with
 ``weights_only=True``. Writing is atomic (a staging directory renamed into
 place), and every way a directory can be damaged (a missing file, truncated or
 edited weights, broken JSON) gives an error that says so.
@@ -49,6 +50,8 @@ def save_estimator(est, path) -> Path:
     tensors = {"network": est.network_.state_dict(), "history": torch.from_numpy(est.history_)}
     if est._tags["streaming"]:
         tensors["state"] = est.state_
+    if getattr(est, "conformal_", None) is not None:  # calibration errors of the conformal intervals
+        tensors["conformal"] = torch.from_numpy(est.conformal_)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -114,6 +117,7 @@ def load_estimator(cls, path):
     est.training_log_ = config.get("training_log", [])
     if est._tags["streaming"]:
         est.state_ = tensors["state"]
+    est.conformal_ = tensors["conformal"].numpy() if "conformal" in tensors else None
     return est
 
 

@@ -14,7 +14,8 @@ One run per fit (or the active run, when the fit happens inside
   before them; ``epochs_trained``;
 - the model, as a pyfunc model (see :func:`tsformers.tracking.log_model`);
 - ``forecast.png``: the last ``horizon`` steps of a few series, observed and forecast from
-  the ``lookback`` steps before them.
+  the ``lookback`` steps before them (with the band of the outermost quantiles of a
+  quantile model).
 
 It works through the estimators' fit listeners
 (``tsformers.estimators.base.fit_listeners``): without ``autolog()`` nothing
@@ -192,6 +193,11 @@ def forecast_figure(estimator, frame: pd.DataFrame, holdout: pd.DataFrame, n_ser
         pred = holdout if key is None else holdout[holdout[schema.id_col] == key]
         ax.plot(past[schema.time_col], past[target], color="0.3", label="observed")
         ax.plot(pred[schema.time_col], pred[f"{target}__forecast"], color="C1", label="forecast")
+        levels = _quantile_columns(pred, target)
+        if len(levels) >= 2:  # a quantile model: the band between its outermost quantiles
+            (lo, lo_col), (hi, hi_col) = levels[0], levels[-1]
+            ax.fill_between(pred[schema.time_col], pred[lo_col], pred[hi_col], color="C1", alpha=0.25, lw=0,
+                            label=f"{lo:g}-{hi:g} quantiles")
         ax.set_title(target if key is None else f"{key}: {target}", fontsize=9, loc="left")
         ax.tick_params(labelsize=7)
     if panels:
@@ -199,6 +205,18 @@ def forecast_figure(estimator, frame: pd.DataFrame, holdout: pd.DataFrame, n_ser
     fig.suptitle(f"{type(estimator).__name__}: the last {horizon} steps, forecast from the {lookback} before",
                  fontsize=10)
     return fig
+
+
+def _quantile_columns(pred: pd.DataFrame, target: str) -> list[tuple[float, str]]:
+    """The ``(level, column)`` of each ``{target}_q{level}`` column, by level."""
+    found = []
+    for column in pred.columns:
+        if column.startswith(f"{target}_q"):
+            try:
+                found.append((float(column[len(target) + 2:]), column))
+            except ValueError:
+                pass
+    return sorted(found)
 
 
 def _log_model(estimator, frame, registered_model_name):

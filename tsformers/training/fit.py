@@ -48,7 +48,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
-                static: torch.Tensor | None = None, checkpoint_dir=None, resume=False) -> list[dict]:
+                static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
+                quantiles: list | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -65,9 +66,12 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     exists (a first run simply starts), ``resume="path.ckpt"`` from that file.
     Batches are drawn per epoch from ``seed + epoch``, so a resumed run ends
     with the weights of an uninterrupted one.
+
+    With ``quantiles``, ``network`` ends in a quantile head and trains on the pinball loss.
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
-                               weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs)
+                               weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
+                               quantiles=quantiles)
     data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
                             batch_size=batch_size, seed=seed, static=static)
     log = EpochLog()

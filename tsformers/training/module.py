@@ -26,23 +26,27 @@ class ForecastingModule(L.LightningModule):
         the Time-Series-Library papers); ``"cosine"`` anneals to 0 over ``max_epochs``.
     max_epochs : int
         Needed by the cosine schedule.
+    quantiles : list of float, optional
+        With a quantile head (``network`` returns ``(B, horizon, n_targets, Q)``): train on the
+        multi-quantile pinball loss over these levels instead of ``loss``.
     """
 
     def __init__(self, network: nn.Module, *, n_targets: int, loss: str = "mse", learning_rate: float = 1e-3,
-                 weight_decay: float = 0.0, lr_schedule: str = "halving", max_epochs: int = 10):
+                 weight_decay: float = 0.0, lr_schedule: str = "halving", max_epochs: int = 10,
+                 quantiles: list | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["network"])
         self.network = network
-        self.loss_fn = make_loss(loss)
+        self.loss_fn = make_loss(loss, quantiles)
 
     def forward(self, x: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
         out = self.network(x) if static is None else self.network(x, static=static)
-        return out[..., : self.hparams.n_targets]
+        return out if out.ndim == 4 else out[..., : self.hparams.n_targets]  # quantile heads: targets only
 
     def masked_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss over the observed targets only: missing ones (NaN, with ``missing="mask"``) do not count."""
         observed = ~torch.isnan(y)
-        if observed.all():
+        if observed.all():  # (pred has a last quantile axis more than y with a quantile head)
             return self.loss_fn(pred, y)
         return self.loss_fn(pred[observed], y[observed])
 

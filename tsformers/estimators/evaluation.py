@@ -1,0 +1,437 @@
+"""Probabilistic forecasts, conformal intervals, backtests and plots: what every forecaster shares.
+
+Probabilistic forecasting
+-------------------------
+Every estimator takes ``quantiles`` and every ``predict`` takes ``level``; both
+behave the same for all of them.
+
+**Quantiles** (``quantiles=[0.1, 0.5, 0.9]``, any distinct levels in (0, 1)).
+The network is wrapped in :class:`tsformers.backbone.QuantileHead`: its own
+forecast becomes the requested level closest to 0.5, and the others lie at
+cumulative sums of positive (softplus) gaps above and below it, so quantiles
+never cross. Training minimises the multi-quantile pinball loss
+(:class:`tsformers.training.losses.PinballLoss`; the ``loss`` parameter is then
+not used). The forecast frame holds one column per target and level,
+``{target}_q{level}`` (``load_q0.1``; in a long frame ``y_q0.1``), right after
+the target's point column. The point column is the 0.5 quantile when 0.5 is
+requested; otherwise it is the **mean of the requested quantiles**, the
+midpoint rule for the mean ``E[Y] = integral of q(tau) over (0, 1)``: a good
+estimate of the mean for evenly spaced levels, at least a central value for
+others. Physical constraints (``_postprocess``, e.g. PV clipping) apply to
+every quantile; being monotone, they keep the order.
+
+**Conformal intervals** (``predict(df, level=[80, 95])``), for any model,
+point- or quantile-trained. At the end of ``fit`` the model forecasts
+rolling origins (one step apart) over the tail of each training series (the
+validation part, ``val_size``, which training did not fit; without one, the
+last ``max(2 * horizon, 10%)`` steps, in-sample, which makes intervals too
+narrow) and keeps the absolute errors of its point forecast, divided by each
+series' scale, per horizon step and target: at most 1000 windows, pooled over
+series. A ``level`` interval at step ``h`` is ``point +- s * r``, with ``s``
+the series' scale and ``r`` the ``ceil((n + 1) * level / 100)``-th smallest
+of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al.
+2005; Lei et al. 2018); over exchangeable windows it covers at least
+``level`` percent. Columns ``{target}_lo{level}`` and ``{target}_hi{level}``.
+The errors are saved with the model (``weights.pt``, a tensor).
+
+Backtests and plots
+-------------------
+:meth:`EvaluationMixin.backtest` forecasts ``n_windows`` origins per series in
+batches and returns a tidy frame; :meth:`EvaluationMixin.plot` draws the
+forecast (matplotlib, imported only then); :mod:`tsformers.plotting` draws a backtest.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from tsformers.data.frames import Panel, as_pandas, infer_schema
+from tsformers.data.time import future_times
+
+#: At most this many windows are forecast at fit for the conformal calibration.
+MAX_CALIBRATION_WINDOWS = 1000
+#: Ragged panels of streaming models replay the whole history per calibration origin: at most this many.
+MAX_RAGGED_STREAMING_ORIGINS = 8
+_CHUNK = 1024
+
+
+def format_level(value: float) -> str:
+    """A level as it appears in column names: ``0.1`` -> ``"0.1"``, ``80.0`` -> ``"80"``."""
+    return np.format_float_positional(float(value), trim="-")
+
+
+def check_quantiles(quantiles) -> list[float] | None:
+    """The sorted levels of a ``quantiles`` parameter, or None; refuses levels outside (0, 1) and repeats."""
+    if quantiles is None:
+        return None
+    levels = [float(q) for q in quantiles]
+    if not levels:
+        raise ValueError("quantiles must hold at least one level in (0, 1), e.g. [0.1, 0.5, 0.9], or be None.")
+    bad = [q for q in levels if not 0 < q < 1]
+    if bad:
+        raise ValueError(f"quantiles must lie strictly between 0 and 1, got {bad}; e.g. quantiles=[0.1, 0.5, 0.9].")
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"quantiles {list(quantiles)} repeat a level; list each once.")
+    return sorted(levels)
+
+
+def check_levels(level) -> list[float]:
+    """The interval levels of ``predict(level=...)``: percentages in (1, 100)."""
+    if level is None:
+        return []
+    levels = [float(v) for v in (level if isinstance(level, (list, tuple, np.ndarray)) else [level])]
+    bad = [v for v in levels if not 1 < v < 100]
+    if bad:
+        raise ValueError(f"level holds interval coverages in percent, strictly between 1 and 100 (e.g. "
+                         f"level=[80, 95]), got {bad}.")
+    return sorted(set(levels))
+
+
+def conformal_radius(scores: np.ndarray, level: float) -> np.ndarray:
+    """The split-conformal radius ``(horizon, n_targets)`` at ``level`` percent from sorted scores ``(n, H, T)``.
+
+    The ``ceil((n + 1) * level / 100)``-th smallest finite score per step and
+    target (NaN scores, from missing targets, are left out); where ``n`` is too
+    small for ``level``, the largest, with a warning.
+    """
+    n = np.isfinite(scores).sum(axis=0)                                    # (H, T)
+    k = np.ceil((n + 1) * level / 100.0).astype(np.int64)
+    if (k > n).any():
+        warnings.warn(f"only {int(n.min())} calibration errors per step: too few for a {level:g}% interval, "
+                      f"which is widened to the largest error; fit on longer series (or a larger val_size).",
+                      UserWarning, stacklevel=3)
+    k = np.clip(k, 1, np.maximum(n, 1))
+    radius = np.take_along_axis(scores, (k - 1)[None], axis=0)[0].astype(np.float64)
+    return np.where(n > 0, radius, np.nan)
+
+
+class EvaluationMixin:
+    """Quantiles, conformal intervals, backtests and plots for :class:`~tsformers.estimators.base.BaseForecaster`."""
+
+    # -- network outputs in the data's units -----------------------------------------------
+
+    def _quantile_levels(self) -> list[float] | None:
+        return check_quantiles(getattr(self, "quantiles", None))
+
+    def _to_original(self, out: torch.Tensor, scaler) -> tuple[np.ndarray, np.ndarray | None]:
+        """Point forecasts ``(n, H, T)`` and quantiles ``(n, H, T, Q)`` (or None) in the data's units.
+
+        ``out`` is the network's scaled output: ``(n, H, >= T)``, or ``(n, H, T, Q)`` from a quantile head.
+        """
+        n_targets = len(self.schema_.targets)
+        values = out.double().numpy()
+        if values.ndim == 3:
+            return self._postprocess(scaler.inverse(values[..., :n_targets], n_targets)), None
+        levels = self._quantile_levels()
+        quantiles = np.stack([self._postprocess(scaler.inverse(values[..., k], n_targets))
+                              for k in range(values.shape[-1])], axis=-1)
+        quantiles = np.sort(quantiles, axis=-1)  # a no-op for the head's output; guards custom _postprocess hooks
+        point = quantiles[..., levels.index(0.5)] if 0.5 in levels else quantiles.mean(axis=-1)
+        return point, quantiles
+
+    def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
+        """``{"_lo80": lower, "_hi80": upper, ...}`` around ``point`` ``(n, H, T)``; ``scale`` is ``(n, T)``."""
+        if not levels:
+            return {}
+        scores = getattr(self, "conformal_", None)
+        if scores is None:
+            raise ValueError("this model has no conformal calibration: its series were too short for a "
+                             "calibration window (lookback + horizon steps in the tail), or it was saved by an "
+                             "older tsformers. Refit it to get intervals (level=...).")
+        out = {}
+        for level in levels:
+            radius = conformal_radius(scores, level)[None] * scale[:, None, :]   # (n, H, T)
+            out[f"_lo{format_level(level)}"] = self._postprocess(point - radius)
+            out[f"_hi{format_level(level)}"] = self._postprocess(point + radius)
+        return out
+
+    def _extra_columns(self, quantiles: np.ndarray | None, intervals: dict) -> dict:
+        """The column suffixes and blocks that follow the point forecast: quantiles, then intervals."""
+        extra = {}
+        if quantiles is not None:
+            for k, q in enumerate(self._quantile_levels()):
+                extra[f"_q{format_level(q)}"] = quantiles[..., k]
+        extra.update(intervals)
+        return extra
+
+    # -- forecasts from many origins, in batches --------------------------------------------
+
+    def _rolling_forecasts(self, raw: Panel, n_windows: int, step: int) -> dict:
+        """Forecast ``n_windows`` origins per series, ``step`` apart, the last ``horizon`` steps before its end.
+
+        Windowed networks read the ``lookback`` rows before each origin, all
+        origins of all series in batches. Streaming networks run their
+        recurrence over the history before each origin, as ``predict`` on that
+        history would: on an aligned panel in one pass, advancing the state from
+        origin to origin. Returns the series row and origin (row index of the
+        first forecast step) of each window, the point forecasts ``(n, H, T)``,
+        the quantiles ``(n, H, T, Q)`` or None, the observed targets ``(n, H, T)``
+        (NaN where missing) and the per-window scale ``(n, T)``.
+        """
+        lookback, horizon = self.lookback, self.horizon
+        n_targets = len(self.schema_.targets)
+        panel = self._fill_missing(raw)
+        n_series = len(panel.series)
+        offsets = horizon + step * np.arange(n_windows - 1, -1, -1, dtype=np.int64)   # steps before the end
+        origins = panel.last[:, None] + 1 - offsets[None, :]                         # (S, K)
+        context = origins[:, 0] - panel.first
+        if (context < lookback).any():
+            s = int(np.argmin(context))
+            who = "the series has" if panel.series == [None] else f"series '{panel.series[s]}' has"
+            raise ValueError(
+                f"too short for {n_windows} windows {step} steps apart: {who} {int(panel.lengths[s])} rows, but "
+                f"lookback + horizon + (n_windows - 1) * step = {lookback + horizon + (n_windows - 1) * step} "
+                f"are needed. Lower n_windows or step, or pass a longer history.")
+        scaler = self._scaler_for(panel)
+        scaled = scaler.transform(panel.values)
+        rows = np.repeat(np.arange(n_series), n_windows)
+        starts = origins.reshape(-1)
+        with torch.no_grad():
+            if self._tags["streaming"]:
+                out = self._streaming_origins(panel, scaled, offsets, origins)
+            else:
+                inputs = self._network_inputs(scaled)
+                static = None if panel.static is None else torch.from_numpy(panel.static.astype(np.float32))
+                parts = []
+                for chunk in range(0, len(rows), _CHUNK):
+                    r, o = rows[chunk: chunk + _CHUNK], starts[chunk: chunk + _CHUNK]
+                    x = torch.from_numpy(inputs[r[:, None], o[:, None] - lookback + np.arange(lookback)]
+                                         .astype(np.float32))                  # (n, L, C)
+                    parts.append(self.network_(x) if static is None else
+                                 self.network_(x, static=static[torch.from_numpy(r)]))
+                out = torch.cat(parts)
+        window_scaler = scaler.select(rows)
+        point, quantiles = self._to_original(out, window_scaler)
+        truth = raw.values[rows[:, None], starts[:, None] + np.arange(horizon), :n_targets]
+        return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
+                "scale": window_scaler.scale[:, :n_targets], "panel": panel}
+
+    def _streaming_origins(self, panel: Panel, scaled: np.ndarray, offsets: np.ndarray,
+                           origins: np.ndarray) -> torch.Tensor:
+        """A streaming network's forecasts at every origin, ``(S * K, H, ...)`` series-major."""
+        outs = []
+        if panel.aligned:
+            state, done = None, 0
+            for origin in origins[0]:
+                chunk = Panel(values=scaled[:, done:origin], times=panel.times[done:origin], series=panel.series,
+                              static=panel.static)
+                state, done = self._advance_panel(state, chunk), int(origin)
+                outs.append(self.network_.forecast(state))
+        else:
+            for offset in offsets:
+                history = Panel(values=scaled, times=panel.times, series=panel.series, static=panel.static,
+                                first=panel.first, last=panel.last - offset)
+                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+        return torch.stack(outs, dim=1).flatten(0, 1)
+
+    def _calibrate(self, raw: Panel, val_steps: int) -> np.ndarray | None:
+        """The sorted scaled absolute errors ``(n, H, T)`` of the point forecast over the tail of the fit data."""
+        lookback, horizon = self.lookback, self.horizon
+        tail = val_steps if val_steps >= horizon else max(2 * horizon, int(round(0.1 * int(raw.lengths.min()))))
+        possible = min(tail - horizon + 1, int(raw.lengths.min()) - lookback - horizon + 1)
+        if possible < 1:
+            return None
+        n_series = len(raw.series)
+        if n_series > MAX_CALIBRATION_WINDOWS:  # an evenly spread subset of the series, one window each
+            keep = np.unique(np.linspace(0, n_series - 1, MAX_CALIBRATION_WINDOWS).round().astype(np.int64))
+            raw = Panel(values=raw.values[keep], times=raw.times, series=[raw.series[i] for i in keep],
+                        static=None if raw.static is None else raw.static[keep], first=raw.first[keep],
+                        last=raw.last[keep])
+            n_series = len(keep)
+        step = max(1, math.ceil(n_series * possible / MAX_CALIBRATION_WINDOWS))
+        if self._tags["streaming"] and not raw.aligned:
+            step = max(step, math.ceil(possible / MAX_RAGGED_STREAMING_ORIGINS))
+        n_windows = (possible - 1) // step + 1
+        done = self._rolling_forecasts(raw, n_windows, step)
+        scores = np.abs(done["truth"] - done["point"]) / done["scale"][:, None, :]
+        return np.sort(scores, axis=0).astype(np.float32)   # NaN (missing targets) last
+
+    # -- backtest ---------------------------------------------------------------------------
+
+    def backtest(self, df, n_windows: int = 3, step: int | None = None, refit: bool = False, level=None,
+                 static_df=None):
+        """Rolling-origin evaluation: forecast ``n_windows`` origins per series and line them up with the truth.
+
+        The last window of each series forecasts its final ``horizon`` steps;
+        the earlier ones start ``step`` steps apart before it. Every window
+        reads only the data before its origin (its *cutoff* is the last
+        timestamp seen). Forecasts are computed in batches: windowed networks
+        read the ``lookback`` rows before each origin, streaming ones run their
+        recurrence over the history before each origin, in one pass.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            History with the columns of the fit data; known-future covariates are read from it.
+        n_windows : int, default=3
+            Forecast origins per series.
+        step : int, optional
+            Steps between origins; ``horizon`` by default (windows side by side).
+        refit : bool, default=False
+            False: one model forecasts every window; a fitted forecaster is used
+            as it is, an unfitted one is first fitted (once) on the data before
+            the first window. True: a clone is fitted on the data before each
+            window's origin (the forecaster itself is left as it is).
+        level : float or list of float, optional
+            Conformal interval levels in percent, as in :meth:`predict`.
+        static_df : DataFrame, optional
+            Static attributes that are not columns of ``df`` (for fitting and for new series).
+
+        Returns
+        -------
+        DataFrame
+            One row per window, target and horizon step, in the library of
+            ``df``: the id column (long frames), ``target``, ``cutoff``, the time
+            column, ``h`` (1 to horizon), ``actual``, ``forecast``, then
+            ``q{level}`` per quantile and ``lo{level}``/``hi{level}`` per interval.
+            :func:`tsformers.metrics.evaluate` summarises it;
+            :func:`tsformers.plotting.plot_backtest` draws it.
+        """
+        if isinstance(n_windows, bool) or not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+            raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}.")
+        step = self.horizon if step is None else step
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+            raise ValueError(f"step must be a positive integer (steps between origins), got {step!r}.")
+        levels = check_levels(level)
+        frame, backend = as_pandas(df)
+        static = {} if static_df is None else {"static_df": static_df}
+        if refit:
+            from sklearn.base import clone
+
+            parts = []
+            for k in range(n_windows):
+                later = (n_windows - 1 - k) * step
+                model = clone(self).fit(self._drop_last_steps(frame, backend, self.horizon + later), **static)
+                parts.append(model._backtest_part(frame, 1, step, levels, static_df, window_offset=k,
+                                                  drop=later))
+            out = pd.concat(parts, ignore_index=True)
+        else:
+            try:
+                check_is_fitted(self, "network_")
+            except Exception:  # noqa: BLE001 - NotFittedError: fit once, before the first window
+                self.fit(self._drop_last_steps(frame, backend, self.horizon + (n_windows - 1) * step), **static)
+            out = self._backtest_part(frame, n_windows, step, levels, static_df)
+        if backend == "polars":
+            import polars as pl
+
+            return pl.from_pandas(out)
+        return out
+
+    def _drop_last_steps(self, frame: pd.DataFrame, backend: str, n: int) -> pd.DataFrame:
+        """``frame`` without the last ``n`` rows of each series (the history before an origin)."""
+        schema = getattr(self, "schema_", None) or infer_schema(
+            frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
+            covariates=self.covariates, future_covariates=self.future_covariates, static=self.static)
+        if schema.layout == "long":
+            return frame.groupby(schema.id_col, sort=False, group_keys=False).head(-n) if n else frame
+        return frame.iloc[: len(frame) - n]
+
+    def _backtest_part(self, frame: pd.DataFrame, n_windows: int, step: int, levels: list, static_df,
+                       window_offset: int = 0, drop: int = 0) -> pd.DataFrame:
+        """The tidy backtest rows of ``n_windows`` windows ending ``drop`` steps before each series' end."""
+        schema = self.schema_
+        raw = self._read(frame, schema, fitting=False, static_df=static_df)
+        if drop:
+            raw = raw.drop_last(drop)
+        done = self._rolling_forecasts(raw, n_windows, step)
+        intervals = self._intervals(done["point"], done["scale"], levels)
+        extra = {k.lstrip("_"): v for k, v in self._extra_columns(done["quantiles"], intervals).items()}
+        rows, origins, horizon = done["rows"], done["origins"], self.horizon
+        n, _, n_targets = done["point"].shape
+        times = raw.times
+        if isinstance(times, pd.DatetimeIndex) and schema.time_unit:
+            times = times.as_unit(schema.time_unit)
+        shape = (n, n_targets, horizon)                          # window, target, step: the row order
+
+        def spread(block):                                       # (n, H, T) -> rows
+            return np.moveaxis(block, 2, 1).reshape(-1)
+
+        index = (origins[:, None, None] + np.arange(horizon)[None, None, :]) + np.zeros(shape, dtype=np.int64)
+        out = {}
+        if schema.layout == "long":
+            ids = np.empty(len(raw.series), dtype=object)
+            ids[:] = raw.series
+            out[schema.id_col] = np.broadcast_to(ids[rows][:, None, None], shape).reshape(-1)
+        out["target"] = np.broadcast_to(np.array(schema.targets, dtype=object)[None, :, None], shape).reshape(-1)
+        out["cutoff"] = times[np.broadcast_to((origins - 1)[:, None, None], shape).reshape(-1)]
+        out[schema.time_col] = times[index.reshape(-1)]
+        out["h"] = np.broadcast_to(np.arange(1, horizon + 1)[None, None, :], shape).reshape(-1)
+        out["actual"] = spread(done["truth"])
+        out["forecast"] = spread(done["point"])
+        for name, block in extra.items():
+            out[name] = spread(block)
+        result = pd.DataFrame(out)
+        if schema.layout == "long" and all(isinstance(s, (int, np.integer)) for s in raw.series):
+            result[schema.id_col] = result[schema.id_col].astype(np.int64)
+        result.insert(0, "window", np.repeat(np.tile(np.arange(n_windows), len(raw.series)) + window_offset,
+                                             n_targets * horizon))
+        return result
+
+    # -- plot -------------------------------------------------------------------------------
+
+    def plot(self, df=None, series=None, max_series: int = 4, level=None, future_df=None, static_df=None,
+             n_history: int | None = None):
+        """Draw the forecast after ``df`` (or after the training data): history tail, forecast and bands.
+
+        One panel per series (a long frame's id, a wide frame's target column;
+        each target of a multi-target long frame gets its own), with the last
+        ``n_history`` observed steps, the point forecast, a shaded band per
+        pair of quantiles (outermost lightest) and per conformal interval.
+
+        Parameters
+        ----------
+        df : DataFrame, optional
+            New history, as for :meth:`predict`; by default the end of the training data.
+        series : list, optional
+            The series ids (long) or target columns (wide) to draw; by default the first ``max_series``.
+        max_series : int, default=4
+            At most this many panels.
+        level : float or list of float, optional
+            Conformal intervals to draw, in percent.
+        future_df, static_df : DataFrame, optional
+            As for :meth:`predict`.
+        n_history : int, optional
+            Observed steps before the forecast; ``lookback`` by default.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not attached to pyplot (no global state); it displays itself in a notebook.
+        """
+        from tsformers.plotting import draw_forecast_panels
+
+        check_is_fitted(self, "network_")
+        levels = check_levels(level)
+        if df is None:
+            panel = self._stored_panel()
+            ends = self.ends_
+        else:
+            frame, _ = as_pandas(df)
+            panel = self._fill_missing(self._read(frame, self.schema_, fitting=False, static_df=static_df))
+            self._check_length(panel, self.lookback, "predict")
+            ends = panel.ends
+        times = [future_times(end, self.schema_.step, self.horizon) for end in ends]
+        future = self._future_values(future_df, panel.series, times)
+        point, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
+        intervals = self._intervals(point, scale, levels)
+        n_hist = min(self.lookback if n_history is None else int(n_history), self.lookback if df is None else
+                     int(panel.lengths.min()))
+        history = panel.tail(n_hist)[..., : len(self.schema_.targets)]
+        hist_times = [_times_before(end, self.schema_.step, n_hist) for end in ends]
+        return draw_forecast_panels(
+            schema=self.schema_, series_keys=list(panel.series), history=history, history_times=hist_times,
+            point=point, forecast_times=times, quantiles=quantiles, levels_q=self._quantile_levels(),
+            intervals=intervals, select=series, max_series=max_series,
+            title=f"{type(self).__name__}: {self.horizon}-step forecast")
+
+
+def _times_before(end, step, n: int) -> pd.Index:
+    """The ``n`` timestamps up to and including ``end`` on the grid of ``step``."""
+    if isinstance(step, str):
+        return pd.date_range(end=end, periods=n, freq=step)
+    return pd.Index(int(end) - step * np.arange(n - 1, -1, -1, dtype=np.int64))
