@@ -88,7 +88,8 @@ class CrossShapedWindowAttention(nn.Module):
     Each branch adds LePE: a depthwise ``lepe_kernel`` × ``lepe_kernel`` conv of V over
     the stripe (zero-padded at its border, so nothing leaks across stripes). A token
     therefore sees exactly the tokens of its two stripes. Grids whose sides are not
-    multiples of the stripe width are padded and the padding masked.
+    multiples of the stripe width are padded and the padding masked. (With
+    ``n_heads=1`` there is no time-stripe head: the one head uses variate stripes.)
 
     Without ``grid`` the tokens are one variate's time patches, grid (1, N): the time
     stripe is then the whole sequence and the variate stripes are windows of
