@@ -4,7 +4,8 @@
   Parquet file and save the model directory; ``--mlflow`` also logs the run
   and registers the model.
 - ``tsformers forecast --model DIR_OR_MODELS_URI --input new.parquet --output forecast.parquet``:
-  forecast every series, a chunk of series at a time.
+  forecast every series, a chunk of series at a time; ``--engine onnx`` runs the
+  directory's ``model.onnx`` (``Forecaster.export_onnx(DIR)``) on ONNX Runtime.
 - ``tsformers backtest``: rolling-origin evaluation, written as a metrics table.
 - ``tsformers demo``: fit a Gateformer on the built-in demo data next to a naive forecast.
 
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "are not columns of the input (csv or parquet)")
     forecast.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SERIES,
                           help=f"series forecast at a time (default {DEFAULT_CHUNK_SERIES})")
+    forecast.add_argument("--engine", choices=("torch", "onnx"), default="torch",
+                          help="torch (default), or onnx: ONNX Runtime on the model directory's model.onnx, "
+                               "written by Forecaster.export_onnx(DIR) (needs tsformers[onnx])")
     forecast.add_argument("--verbose", action="store_true", help="show tracebacks")
 
     backtest = commands.add_parser("backtest", help="rolling-origin evaluation written as a metrics table")
@@ -350,7 +354,7 @@ def run_forecast(args) -> int:
         raise InputError(f"--chunk-size must be a positive number of series, got {args.chunk_size}.")
     output = Path(args.output)
     _check_suffix(output)
-    model = load_forecaster(args.model)
+    model = load_forecaster(args.model, engine=args.engine)
     data = scan_table(args.input)
     future = read_table(args.future) if args.future else None
     static = read_table(args.static_data).to_pandas() if args.static_data else None
@@ -361,9 +365,15 @@ def run_forecast(args) -> int:
     return EXIT_OK
 
 
-def load_forecaster(spec: str):
-    """A fitted forecaster from a model directory or an MLflow model URI (``models:/name/1``, ``runs:/...``)."""
+def load_forecaster(spec: str, engine: str = "torch"):
+    """A fitted forecaster from a model directory or an MLflow model URI (``models:/name/1``, ``runs:/...``).
+
+    ``engine="onnx"``: forecast with the directory's ``model.onnx`` through ONNX Runtime (model directories only).
+    """
     if _is_uri(spec):
+        if engine != "torch":
+            raise InputError(f"--engine {engine} reads model.onnx from a model directory; {spec} is an MLflow URI. "
+                             f"Download the model directory, export it (Forecaster.export_onnx) and pass its path.")
         try:
             import tsformers.tracking as tracking
 
@@ -386,6 +396,11 @@ def load_forecaster(spec: str):
                          f"or an MLflow model URI such as models:/NAME/VERSION.")
     from tsformers.estimators.base import BaseForecaster
 
+    if engine == "onnx":
+        try:
+            return BaseForecaster.load(path, engine="onnx")
+        except ImportError as err:
+            raise InputError(str(err)) from None
     return BaseForecaster.load(path)
 
 

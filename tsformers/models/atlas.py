@@ -63,6 +63,10 @@ class Atlas(nn.Module):
     """
 
     segment_len = 256  # advance() cuts long inputs into pieces of this many steps (bounds the attention mask)
+    #: why ``BaseForecaster.export_onnx`` refuses this network (tsformers.runtime.onnx reads it)
+    onnx_unsupported = ("its forecast writes the test-time memories (Omega rule, Muon steps) once per chunk of "
+                        "chunk_size tokens, on a schedule read from the streaming state (`pending`): data-"
+                        "dependent control flow that a static ONNX graph cannot hold. Use the torch engine.")
 
     def __init__(self, *, lookback: int, horizon: int, n_vars: int, channel_independent: bool = True,
                  d_model: int = 32, n_layers: int = 1, n_heads: int = 2, d_ff: int = 64, layer: str = "mag",

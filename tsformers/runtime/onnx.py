@@ -1,0 +1,324 @@
+"""ONNX export of a fitted forecaster's network, and an ONNX Runtime stand-in for it.
+
+One file, ``model.onnx``, holds the graph; its metadata (``tsformers.onnx``, JSON)
+says how to drive it. The network's kind decides the graph:
+
+- ``window`` (Gateformer, PV-Client): ``y = network(x[, static])`` over the last
+  ``lookback`` steps, ``x: (batch, lookback, n_inputs)``.
+- ``stream`` (LMUFormer, any streaming network whose state has fixed shapes):
+  ``block`` steps of ``advance`` unrolled, each applied only where ``valid`` is
+  True, then ``forecast``: ``(x, valid, *state) -> (y, *state)``. A history of any
+  length (and rows of different lengths, left-padded with ``valid=False``) runs as
+  ceil(T / block) calls; O(1) state per series, as the torch stream.
+- ``receptive`` (GTrXL): the forecast depends on the last ``receptive_field``
+  steps only (n_layers·mem_len + 1), so the graph is ``forward`` over exactly
+  that many steps, and the stand-in keeps them as its state. A history shorter
+  than that cannot be run by this graph (a clear error; use the torch engine).
+
+Every graph has a dynamic batch axis. Networks that cannot be exported say why
+in a class attribute ``onnx_unsupported`` (ATLAS: its forecast writes the
+test-time memory on a chunk schedule read from its state, control flow a static
+graph cannot hold).
+
+Inside a saved model directory the graph is ``model.onnx`` beside
+``config.json`` and ``weights.pt``, written atomically (a temporary file, then a
+rename) and stamped with the ``weights_sha256`` of that directory, so a graph
+left from other weights is refused. ``save`` replaces the whole directory, so a
+re-saved model drops its old graph. onnx/onnxscript (export) and onnxruntime
+(inference) are imported only when used: ``pip install 'tsformers[onnx]'``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tsformers.backbone.heads import StaticResidual
+
+__all__ = ["ONNX_FILE", "OnnxExportError", "OnnxNetwork", "attach", "export_estimator", "export_network", "plan"]
+
+ONNX_FILE = "model.onnx"
+META_KEY = "tsformers.onnx"
+STREAM_BLOCK = 8  # steps unrolled in one stream graph
+OPSET = 18
+
+
+class OnnxExportError(ValueError):
+    """The network of this estimator cannot be expressed as an ONNX graph (the message says why)."""
+
+
+def _requires(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ImportError(f"ONNX export and inference need {module}: pip install 'tsformers[onnx]'.") from None
+
+
+def _inner(network: nn.Module) -> nn.Module:
+    return network.network if isinstance(network, StaticResidual) else network
+
+
+def plan(network: nn.Module) -> str:
+    """Which graph the network exports as: "window", "stream" or "receptive"; OnnxExportError when none."""
+    inner = _inner(network)
+    reason = getattr(inner, "onnx_unsupported", None)
+    if reason:
+        raise OnnxExportError(f"{type(inner).__name__} cannot be exported to ONNX: {reason}")
+    if hasattr(inner, "receptive_field"):
+        return "receptive"
+    if hasattr(inner, "advance") and hasattr(inner, "forecast"):
+        shapes = {k: v.shape for k, v in network.init_state(1).items()}
+        if any(0 in s for s in shapes.values()):
+            raise OnnxExportError(f"{type(inner).__name__} cannot be exported to ONNX: its streaming state "
+                                  f"changes shape as it fills ({shapes}), and a graph needs fixed shapes.")
+        return "stream"
+    return "window"
+
+
+# -- export -----------------------------------------------------------------------------------
+
+class _StreamBlock(nn.Module):
+    """``block`` masked steps of a streaming network, then its forecast (the exported stream graph)."""
+
+    def __init__(self, network: nn.Module, keys: list[str], block: int):
+        super().__init__()
+        self.network, self.keys, self.block = network, keys, block
+
+    def forward(self, x: Tensor, valid: Tensor, *state: Tensor):
+        current = dict(zip(self.keys, state))
+        for t in range(self.block):
+            new = self.network.advance(current, x[:, t:t + 1])
+            keep = valid[:, t]
+            current = {k: torch.where(keep.view(-1, *[1] * (v.ndim - 1)), new[k], v) for k, v in current.items()}
+        return (self.network.forecast(current), *[current[k] for k in self.keys])
+
+
+class _Window(nn.Module):
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor, static: Tensor | None = None):
+        return self.network(x) if static is None else self.network(x, static=static)
+
+
+def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_static: int = 0,
+                   metadata: dict | None = None, block: int | None = None) -> Path:
+    """Export ``network`` (eval mode) to the ONNX file ``path`` atomically; returns the path.
+
+    ``block``: steps per stream graph (default ``STREAM_BLOCK``): fewer calls per history, a longer export.
+    """
+    block = block or STREAM_BLOCK
+    _requires("onnx")
+    _requires("onnxscript")
+    import onnx
+
+    kind = plan(network)
+    network = network.eval()
+    batch = torch.export.Dim("batch", min=1)
+    meta = {"format": 1, "kind": kind, "lookback": lookback, "n_inputs": n_inputs, "n_static": n_static,
+            **(metadata or {})}
+    example = 2  # not 1: torch.export would specialise a batch of one
+    with_static = n_static > 0  # the estimator passes its series' static attributes whenever it has some
+    if kind == "stream":
+        state = network.init_state(example)
+        with_static = isinstance(network, StaticResidual)  # a streaming network carries them in its state
+        if with_static:
+            state["static"] = torch.zeros(example, n_static)
+        keys = sorted(state)
+        module = _StreamBlock(network, keys, block)
+        args = (torch.zeros(example, block, n_inputs), torch.ones(example, block, dtype=torch.bool),
+                *[state[k] for k in keys])
+        names = ["x", "valid", *[f"state.{k}" for k in keys]]
+        outputs = ["y", *[f"next.{k}" for k in keys]]
+        meta |= {"block": block, "state": {k: list(state[k].shape[1:]) for k in keys},
+                 "state_dtypes": {k: str(state[k].dtype).removeprefix("torch.") for k in keys}}
+    else:
+        steps = _inner(network).receptive_field if kind == "receptive" else lookback
+        module = _Window(network)
+        args = (torch.zeros(example, steps, n_inputs),) + ((torch.zeros(example, n_static),) if with_static else ())
+        names, outputs = ["x", "static"][:len(args)], ["y"]
+        meta |= {"steps": steps}
+    meta["inputs"], meta["outputs"], meta["static_input"] = names, outputs, with_static
+    dynamic = tuple({0: batch} for _ in args)
+    if kind == "stream":  # forward(x, valid, *state): the varargs are one entry
+        dynamic = (*dynamic[:2], dynamic[2:])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, tmp, input_names=names, output_names=outputs, dynamo=True,
+                              dynamic_shapes=dynamic, opset_version=OPSET, verbose=False, external_data=False)
+        model = onnx.load(tmp)
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(meta)
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# -- inference --------------------------------------------------------------------------------
+
+def _session(path: Path, threads: int | None = None):
+    ort = _requires("onnxruntime")
+    options = ort.SessionOptions()
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def read_metadata(path) -> dict:
+    """The tsformers metadata of an exported graph (without loading onnx: ONNX Runtime reads it)."""
+    session = _session(Path(path))
+    return _meta(session, path)
+
+
+def _meta(session, path) -> dict:
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if raw is None:
+        raise ValueError(f"{path} is not an ONNX graph exported by tsformers (no {META_KEY} metadata).")
+    return json.loads(raw)
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session in place of a forecaster's torch network (``estimator.network_``).
+
+    It speaks the protocol that ``BaseForecaster`` uses: ``network(x, static=None)``
+    for windowed models, ``init_state``/``advance``/``forecast`` for streaming ones,
+    with torch tensors in and out, so the estimator's validation, scaling and
+    output frame are the same as with the torch engine.
+    """
+
+    def __init__(self, path, threads: int | None = None):
+        self.path = Path(path)
+        self.session = _session(self.path, threads)
+        self.meta = _meta(self.session, self.path)
+        self.kind = self.meta["kind"]
+        self.needs_static = bool(self.meta["static_input"])
+        self.training = False
+
+    def eval(self):
+        return self
+
+    def _run(self, feeds: dict) -> list[np.ndarray]:
+        return self.session.run(None, feeds)
+
+    # windowed networks
+    def __call__(self, x: Tensor, static: Tensor | None = None) -> Tensor:
+        assert self.kind == "window", f"a {self.kind} graph is driven through init_state/advance/forecast"
+        feeds = {"x": _np(x)}
+        if self.needs_static:
+            feeds["static"] = _np(static)
+        return torch.from_numpy(self._run(feeds)[0])
+
+    # streaming networks
+    def init_state(self, rows: int) -> dict:
+        if self.kind == "receptive":
+            return {"inputs": torch.zeros(rows, 0, self.meta["n_inputs"])}
+        return {k: torch.zeros(rows, *shape, dtype=getattr(torch, self.meta["state_dtypes"][k]))
+                for k, shape in self.meta["state"].items() if k != "static"}
+
+    def advance(self, state: dict, x: Tensor) -> dict:
+        if self.kind == "receptive":
+            return {**state, "inputs": torch.cat([state["inputs"], x], dim=1)[:, -self.meta["steps"]:]}
+        block = self.meta["block"]
+        n_steps = x.shape[1]
+        pad = -n_steps % block
+        x = torch.cat([x.new_zeros(x.shape[0], pad, x.shape[2]), x], dim=1).float()
+        valid = torch.arange(x.shape[1]) >= pad
+        for start in range(0, x.shape[1], block):
+            state, _ = self._step(state, x[:, start:start + block],
+                                  valid[start:start + block].expand(x.shape[0], block))
+        return state
+
+    def forecast(self, state: dict) -> Tensor:
+        if self.kind == "receptive":
+            if "inputs" not in state:
+                raise ValueError("with the onnx engine this model forecasts from a history, not from the state saved "
+                                 "with it: pass the data (predict(df)), or load it with engine='torch'.")
+            inputs, steps = state["inputs"], self.meta["steps"]
+            if inputs.shape[1] < steps:
+                raise ValueError(f"the ONNX graph of this model reads the last {steps} steps (its receptive field), "
+                                 f"but only {inputs.shape[1]} were given; pass a longer history or use the torch "
+                                 f"engine.")
+            feeds = {"x": _np(inputs)}
+            if self.needs_static:
+                feeds["static"] = _np(state["static"])
+            return torch.from_numpy(self._run(feeds)[0])
+        block, rows = self.meta["block"], len(next(iter(state.values())))
+        _, y = self._step(state, torch.zeros(rows, block, self.meta["n_inputs"]),
+                          torch.zeros(rows, block, dtype=torch.bool))
+        return y
+
+    def _step(self, state: dict, x: Tensor, valid: Tensor) -> tuple[dict, Tensor]:
+        keys = list(self.meta["state"])
+        feeds = {"x": _np(x), "valid": valid.numpy()} | {f"state.{k}": _np(state[k]) for k in keys}
+        y, *new = self._run(feeds)
+        return dict(zip(keys, (torch.from_numpy(v) for v in new))), torch.from_numpy(y)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+def attach(estimator, model_dir, threads: int | None = None):
+    """Make ``estimator`` (loaded from ``model_dir``) forecast with the graph ``model_dir/model.onnx``.
+
+    Refuses a graph exported from other weights than the directory's.
+    """
+    from tsformers.estimators.persistence import read_config
+
+    model_dir = Path(model_dir)
+    file = model_dir / ONNX_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{model_dir} has no {ONNX_FILE}: export it first with "
+                                f"Forecaster.export_onnx('{model_dir}').")
+    network = OnnxNetwork(file, threads)
+    sha = read_config(model_dir)["weights_sha256"]
+    if network.meta.get("weights_sha256") != sha:
+        raise ValueError(f"{file} was exported from other weights than {model_dir}/weights.pt; export it again "
+                         f"with Forecaster.export_onnx('{model_dir}').")
+    estimator.network_ = network
+    return estimator
+
+
+def export_estimator(estimator, path) -> Path:
+    """``BaseForecaster.export_onnx``: into a saved model directory (as ``model.onnx``) or to a ``.onnx`` file."""
+    from tsformers.estimators.persistence import CONFIG_FILE, WEIGHTS_FILE, read_config
+
+    path = Path(path)
+    network = estimator.network_
+    if isinstance(network, OnnxNetwork):
+        raise ValueError("this forecaster runs on ONNX Runtime already; export from one loaded with engine='torch'.")
+    metadata = {"estimator": type(estimator).__name__, "horizon": estimator.horizon}
+    if path.suffix != ".onnx":
+        if not (path / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a saved model directory: save the model there first "
+                                    f"(f.save('{path}'); f.export_onnx('{path}')), or pass a file name ending "
+                                    f"in .onnx.")
+        config = read_config(path)
+        saved = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)["network"]
+        current = network.state_dict()
+        if config["estimator"] != type(estimator).__name__ or saved.keys() != current.keys() or not all(
+                torch.equal(saved[k], current[k]) for k in saved):
+            raise ValueError(f"{path} holds another model than this forecaster; save this one there first.")
+        metadata["weights_sha256"] = config["weights_sha256"]
+        path = path / ONNX_FILE
+    plan(network)  # the clear error before any work
+    return export_network(network, path, lookback=estimator.lookback, n_inputs=estimator.n_features_in_,
+                          n_static=estimator.static_encoder_.n_channels, metadata=metadata)
