@@ -71,3 +71,14 @@ def test_causal_fit_ignores_the_future():
         a, b = stack(x), stack(changed)
     torch.testing.assert_close(a[:, :7], b[:, :7])
     assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_any_registered_mixer_works_with_a_padded_group():
+    torch.manual_seed(0)
+    stack = build("stack", "fit", d_model=D, n_heads=4, d_ff=64, n_layers=1, group_size=4, mixer="mamba").eval()
+    x = torch.randn(2, 10, D)
+    with torch.no_grad():
+        y = stack(x)
+        changed = x.clone()
+        changed[:, 9] += torch.randn(2, D)                             # the last, short group
+        assert y.shape == x.shape and not torch.allclose(stack(changed)[:, 8:], y[:, 8:])

@@ -35,18 +35,29 @@ class _CrossBlock(nn.Module):
         return q if self.ffn is None else q + self.dropout(self.ffn(q))
 
 
-def _masked_block(block: PreNormBlock, x: Tensor, mask: Tensor | None) -> Tensor:
-    """A PreNormBlock whose mixer gets a key mask (padded tokens hidden)."""
-    x = x + block.dropout1(block.mixer(block.norm1(x), mask=mask) if mask is not None else block.mixer(block.norm1(x)))
-    return x + block.dropout2(block.ffn(block.norm2(x)))
+def _local(block: PreNormBlock, x: Tensor, b: int, g: int, last: int) -> Tensor:
+    """Run ``block`` inside every group of x (B·G, n, D); the last group holds only ``last`` real tokens.
+
+    The padded tail is never shown to the mixer (the last group runs on its own, unpadded),
+    so any registered mixer works without an attention mask.
+    """
+    size = x.shape[1]
+    if last == size:
+        return block(x)
+    x = x.reshape(b, g, size, -1)
+    head = block(x[:, :-1].flatten(0, 1)).reshape(b, g - 1, size, -1)           # full groups
+    tail = block(x[:, -1, :last])                                                 # (B, last, D)
+    tail = torch.cat([tail, x[:, -1, last:]], dim=1)[:, None]                     # padding kept as is
+    return torch.cat([head, tail], dim=1).flatten(0, 1)                           # (B·G, n, D)
 
 
 @register("stack", "fit")
 class FIT(nn.Module):
     """Far-reaching interleaved transformer (Chen & Li, arXiv 2305.12689, 2023).
 
-    Tokens are split into G = ceil(N / n) contiguous groups of ``group_size`` n (the
-    last group zero-padded and masked), and each group owns m = ``latents_per_group``
+    Tokens are split into G = ceil(N / n) contiguous groups of ``group_size`` n (a short
+    last group is zero-padded; the padding is masked in the cross-attention and never
+    reaches the local mixer, which runs that group unpadded), and each group owns m = ``latents_per_group``
     latent tokens (one learned initial set shared by all groups). Each of the
     ``n_layers`` units runs: ``n_local`` blocks of the mixer inside every group ->
     the group's latents cross-attend to its tokens -> ``n_global`` blocks of the mixer
@@ -104,7 +115,7 @@ class FIT(nn.Module):
         lat = init
         for local, read, glob, write in zip(self.local, self.read, self.glob, self.write):
             for layer in local:
-                x = _masked_block(layer, x, None if self.causal else mask)       # causal: pads are last, unseen
+                x = _local(layer, x, b, g, n - (g - 1) * size)
             lat = read(lat, x, mask)                                             # latents <- own group's tokens
             lat = lat.reshape(b, g * self.m, d)                                  # (B, G·m, D)
             for layer in glob:
