@@ -18,10 +18,10 @@ install: $(BIN)/tsformers
 demo: install
 	$(BIN)/tsformers demo --out demo_forecast.csv
 
-# The tests also cover MLflow tracking (the mlflow extra) and ONNX export (the onnx extra); the Spark ones
-# need pyspark and run in test-spark.
+# The tests also cover MLflow tracking (the mlflow extra), plots (the plot extra) and ONNX export (the onnx
+# extra); the Spark ones need pyspark and run in test-spark.
 $(VENV)/.test-deps: $(BIN)/tsformers
-	$(BIN)/pip install --quiet -e ".[dev,mlflow,onnx]"
+	$(BIN)/pip install --quiet -e ".[dev,mlflow,plot,onnx]"
 	touch $@
 
 test: $(VENV)/.test-deps

@@ -300,13 +300,13 @@ def test_backtest_refits_the_job_at_every_origin(tmp_path):
         assert metrics[(metrics.fold == 1) & (metrics.target == target)].mse.item() == pytest.approx(expected)
 
 
-def test_forecast_from_a_model_directory_imports_neither_mlflow_nor_lightning(long_model_dir, long_history,
+def test_forecast_from_a_model_directory_imports_neither_mlflow_nor_lightning_nor_matplotlib(long_model_dir, long_history,
                                                                               tmp_path):
     long_history.to_parquet(tmp_path / "new.parquet")
     probe = ("import sys; from tsformers.cli import main; "
              f"assert main(['forecast', '--model', r'{long_model_dir}', '--input', r'{tmp_path / 'new.parquet'}', "
              f"'--output', r'{tmp_path / 'f.csv'}']) == 0; "
-             "assert not {'mlflow', 'lightning'} & set(sys.modules), 'imported'")
+             "assert not {'mlflow', 'lightning', 'matplotlib'} & set(sys.modules), 'imported'")
     subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 

@@ -60,7 +60,12 @@ class QuantileHead(nn.Module):
     the spread may depend on the forecast level (PV power, say, is more
     uncertain around noon than at night). Strictly increasing in ``k`` by
     construction, so quantiles never cross. The gaps start at those of a
-    standard normal (the data are standardised), the slopes at zero. Trained
+    standard normal (the data are standardised), the slopes at zero. The bias
+    is stored divided by ``bias_gain`` (10): each bias gets the gradient of
+    its own few outputs only, and this lets an Adam-type optimiser move it ten
+    times as far per step, so that the spread settles within a few epochs
+    (from 1.28 standard deviations to the noise's 0.45 on a test signal: about
+    150 steps at learning rate 1e-3 instead of 1500). Trained
     with the multi-quantile pinball loss (``tsformers.training.losses``).
     A tsformers part, not from a paper (the non-crossing sum of positive
     increments is common practice); cost O(horizon * n_targets * Q) per series.
@@ -82,7 +87,8 @@ class QuantileHead(nn.Module):
         gaps = (z[1:] - z[:-1]).clamp_min(1e-3).float()                          # (Q - 1,)
         start = gaps + torch.log(-torch.expm1(-gaps))                            # softplus^-1(gaps)
         shape = (horizon, n_targets, len(levels) - 1)
-        self.gap_bias = nn.Parameter(start.expand(shape).clone())
+        self.bias_gain = 10.0
+        self.gap_bias = nn.Parameter(start.expand(shape).clone() / self.bias_gain)
         self.gap_slope = nn.Parameter(torch.zeros(shape))
         self.gap_level = nn.Parameter(torch.zeros(shape))
 
@@ -92,7 +98,8 @@ class QuantileHead(nn.Module):
         base = y.unsqueeze(-1)                                                   # (B, H, T, 1)
         if len(self.quantiles) == 1:
             return base
-        gaps = nn.functional.softplus(self.gap_bias + self.gap_slope * base + self.gap_level * base.abs())
+        gaps = nn.functional.softplus(self.bias_gain * self.gap_bias + self.gap_slope * base
+                                      + self.gap_level * base.abs())
         cumulative = torch.cat([torch.zeros_like(base), gaps.cumsum(-1)], dim=-1)  # (B, H, T, Q)
         return base + cumulative - cumulative[..., self.anchor: self.anchor + 1]
 
