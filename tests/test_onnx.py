@@ -1,0 +1,133 @@
+"""ONNX export: ONNX Runtime forecasts what torch does (1e-4), for every estimator whose graph allows it."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import tsformers.runtime.onnx as tsonnx  # noqa: E402
+from tsformers import (AtlasForecaster, BaseForecaster, GateformerForecaster, GTrXLForecaster,  # noqa: E402
+                       LMUFormerForecaster, PVClientForecaster)
+from tsformers.cli import main  # noqa: E402
+from tsformers.datasets import make_demo  # noqa: E402
+from tsformers.runtime.onnx import OnnxExportError, OnnxNetwork  # noqa: E402
+
+TINY = dict(horizon=4, lookback=16, batch_size=64, max_epochs=1, random_state=0)
+SETTINGS = {
+    GateformerForecaster: dict(d_model=8, d_ff=16, n_heads=2),
+    PVClientForecaster: dict(n_heads=2, d_ff=16, e_layers=1),
+    LMUFormerForecaster: dict(d_model=8, memory_size=8, embed_layers=1),
+    GTrXLForecaster: dict(d_model=8, n_heads=2, d_ff=16, n_layers=1, segment_len=8, mem_len=8),
+}
+
+
+def panel():
+    """Three series in long layout, with a static attribute."""
+    df = make_demo(n_series=3, n_steps=120, layout="long", seed=3)
+    return df.assign(capacity=df["unique_id"].map({"series_0": 1.0, "series_1": 2.0, "series_2": 4.0}))
+
+
+@pytest.fixture(scope="module", params=list(SETTINGS), ids=lambda c: c.__name__)
+def exported(request, tmp_path_factory, monkeypatch_module):
+    cls = request.param
+    monkeypatch_module.setattr(tsonnx, "STREAM_BLOCK", 3)  # a short stream graph: a quick export, odd remainders
+    static = ["capacity"] if cls is LMUFormerForecaster else None  # LMUFormer: a static residual in the state
+    f = cls(**TINY, **SETTINGS[cls], static=static).fit(panel())
+    if static:
+        import torch
+
+        torch.nn.init.normal_(f.network_.correction.weight)  # make the static path count
+    path = f.save(tmp_path_factory.mktemp("onnx") / "model")
+    f.export_onnx(path)
+    return f, path
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def _values(frame):
+    return frame.select_dtypes("number").to_numpy()
+
+
+def test_onnx_runtime_forecasts_as_torch(exported):
+    f, path = exported
+    onnx = BaseForecaster.load(path, engine="onnx")
+    assert isinstance(onnx.network_, OnnxNetwork) and type(onnx) is type(f)
+    history = panel()
+    for frame in (history, history[history.unique_id == "series_1"], history.groupby("unique_id").tail(40)):
+        expected, got = f.predict(frame), onnx.predict(frame)                 # 3 series, 1 series (dynamic batch)
+        pd.testing.assert_frame_equal(got.drop(columns="y"), expected.drop(columns="y"))
+        np.testing.assert_allclose(_values(got), _values(expected), atol=1e-4, rtol=1e-4)
+
+
+def test_ragged_histories_and_streaming_updates(exported):
+    f, path = exported
+    if not f._tags["streaming"]:
+        pytest.skip("windowed models read the last lookback steps only")
+    onnx = BaseForecaster.load(path, engine="onnx")
+    history = panel()
+    ragged = history[~((history.unique_id == "series_2") & (history.index % 120 < 23))]  # one series starts later
+    np.testing.assert_allclose(_values(onnx.predict(ragged)), _values(f.predict(ragged)), atol=1e-4, rtol=1e-4)
+    if isinstance(f, LMUFormerForecaster):  # a state graph: the saved state and updates work as in torch
+        np.testing.assert_allclose(_values(onnx.predict()), _values(f.predict()), atol=1e-4, rtol=1e-4)
+
+
+def test_the_graph_has_a_dynamic_batch_axis_and_says_how_to_drive_it(exported, tmp_path):
+    f, path = exported
+    meta = tsonnx.read_metadata(path / tsonnx.ONNX_FILE)
+    assert meta["estimator"] == type(f).__name__
+    assert meta["weights_sha256"] == json.loads((path / "config.json").read_text())["weights_sha256"]
+    assert meta["kind"] == {GTrXLForecaster: "receptive", LMUFormerForecaster: "stream"}.get(type(f), "window")
+    if isinstance(f, PVClientForecaster):  # a file of its own: no directory, no checksum
+        assert "weights_sha256" not in tsonnx.read_metadata(f.export_onnx(tmp_path / "standalone.onnx"))
+    network = OnnxNetwork(path / tsonnx.ONNX_FILE)
+    if meta["kind"] == "window":
+        for batch in (1, 7):
+            x = np.random.default_rng(0).normal(size=(batch, meta["lookback"], meta["n_inputs"])).astype(np.float32)
+            import torch
+
+            with torch.no_grad():
+                expected = f.network_(torch.from_numpy(x)).numpy()
+            np.testing.assert_allclose(network(torch.from_numpy(x)).numpy(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_forecast_command_with_the_onnx_engine_writes_the_torch_csv(exported, tmp_path):
+    f, path = exported
+    panel().to_csv(tmp_path / "new.csv", index=False)
+    args = ["forecast", "--model", str(path), "--input", str(tmp_path / "new.csv"), "--chunk-size", "2"]
+    assert main(args + ["--output", str(tmp_path / "torch.csv")]) == 0
+    assert main(args + ["--output", str(tmp_path / "onnx.csv"), "--engine", "onnx"]) == 0
+    a, b = pd.read_csv(tmp_path / "torch.csv"), pd.read_csv(tmp_path / "onnx.csv")
+    pd.testing.assert_frame_equal(a.drop(columns="y"), b.drop(columns="y"))
+    np.testing.assert_allclose(b["y"], a["y"], atol=1e-4, rtol=1e-4)
+
+
+def test_atlas_cannot_be_exported_and_says_why(tmp_path):
+    f = AtlasForecaster(**{**TINY, **AtlasForecaster.get_test_params(), "max_epochs": 0}).fit(panel())
+    with pytest.raises(OnnxExportError, match="test-time memories.*control flow"):
+        f.export_onnx(tmp_path / "atlas.onnx")
+    assert not (tmp_path / "atlas.onnx").exists()
+
+
+def test_a_graph_from_other_weights_or_none_is_refused(tmp_path, capsys):
+    f = PVClientForecaster(**{**TINY, "max_epochs": 0}, **SETTINGS[PVClientForecaster]).fit(panel())
+    path = f.save(tmp_path / "model")
+    panel().to_csv(tmp_path / "new.csv", index=False)
+    args = ["forecast", "--model", str(path), "--input", str(tmp_path / "new.csv"), "--output",
+            str(tmp_path / "f.csv"), "--engine", "onnx"]
+    assert main(args) == 2 and "export it first" in capsys.readouterr().err
+    other = PVClientForecaster(**{**TINY, "max_epochs": 0, "random_state": 1}, **SETTINGS[PVClientForecaster])
+    other.fit(panel())
+    with pytest.raises(ValueError, match="another model"):
+        other.export_onnx(path)
+    other.export_onnx(tmp_path / "other.onnx")
+    (tmp_path / "other.onnx").replace(path / tsonnx.ONNX_FILE)              # a stray graph copied in
+    assert main(args) == 2 and "other weights" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="save the model there first"):
+        f.export_onnx(tmp_path / "nowhere")
