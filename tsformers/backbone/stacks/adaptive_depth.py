@@ -43,7 +43,9 @@ class AdaptiveDepth(nn.Module):
     each window runs only its predicted number of blocks (windows that stop leave the batch)
     and returns that exit. ``forward(x, depth=k)`` or ``stack.forced_depth = k`` runs exactly
     k blocks. Redoing steps 2-3 with another tolerance changes the accuracy/compute
-    trade-off without retraining the blocks. Cost: the gate O(N·D + D·gate_hidden), plus
+    trade-off without retraining the blocks. With ``causal=True`` the blocks are causal, but
+    the gate reads the statistics of the whole window, so the chosen depth (not the tokens)
+    depends on the full window: fine for window-level forecasting. Cost: the gate O(N·D + D·gate_hidden), plus
     k blocks per window (mixer cost + O(N·D·d_ff) each). x: (B, N, D) -> (B, N, D).
     """
 
