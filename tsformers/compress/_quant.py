@@ -81,5 +81,10 @@ class QuantLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.dequantized(), self.bias)
 
+    def spec(self) -> dict:
+        """Constructor arguments (the ``tsformers.compress.structure`` edit record)."""
+        return {"in_features": self.in_features, "out_features": self.out_features, "bits": self.bits,
+                "bias": self.bias is not None}
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}"

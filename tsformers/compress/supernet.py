@@ -10,9 +10,10 @@ DynaBERT), so the slices keep the most important ones.
 
 Training follows the *sandwich rule*: every step trains the largest subnet on
 the targets and the smallest and ``n_random`` random subnets on the largest
-one's (detached) forecast, in-place distillation. It runs as a subclass of the
-project's :class:`~tsformers.training.ForecastingModule` (its loss, optimiser
-and schedule) under Lightning's ``Trainer``; only ``training_step`` differs.
+one's (detached) forecast, in-place distillation. It runs through the project's
+:class:`~tsformers.training.ForecastingModule` (its loss, optimiser, schedule,
+early stopping) under Lightning's ``Trainer``, with :class:`Sandwich` as its
+training objective.
 
 The space covers every :class:`~tsformers.backbone.blocks.TransformerEncoder`
 of plain full-attention/FFN blocks in the network: both encoders of Gateformer,
@@ -37,12 +38,13 @@ from torch import Tensor, nn
 
 from tsformers.backbone.blocks import FeedForward, TransformerEncoder
 from tsformers.backbone.mixers.full import FullAttention
-from tsformers.compress._lightning import frame_windows, module_kwargs, train_module, window_batches, with_network
-from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads, keep_layers
+from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads
 from tsformers.compress._quant import QuantLinear, fake_quant
-from tsformers.training.module import ForecastingModule
+from tsformers.compress.core import TaskData, derive, finetune, mse
+from tsformers.compress.structure import install
+from tsformers.compress.units import attention_units, mlp_units, prune_attention, prune_mlp
 
-__all__ = ["ElasticFFN", "ElasticFullAttention", "SandwichModule", "Supernet", "supernet"]
+__all__ = ["ElasticFFN", "ElasticFullAttention", "Sandwich", "Supernet", "supernet"]
 
 BITS = (32, 8, 4)
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -229,30 +231,50 @@ class Supernet(nn.Module):
             keep_ffn(ffn, torch.argsort(score, descending=True, stable=True).tolist())
 
     @torch.no_grad()
-    def extract(self, genome: dict) -> nn.Module:
-        """The subnet of ``genome`` as a plain, physically smaller network (weights copied from the slices)."""
+    def extract(self, genome: dict, edits: list | None = None) -> nn.Module:
+        """The subnet of ``genome`` as a plain, physically smaller network (weights copied from the slices).
+
+        The surgery is recorded in ``edits`` (the ``tsformers.compress.structure``
+        format that ``load`` replays): kept heads and neurons as new ``Linear``
+        layers, layers past an encoder's depth as ``Identity``, quantised layers
+        as ``QuantLinear``.
+        """
+        edits = [] if edits is None else edits
+        net = self._plain_copy()
+        atts = {u.path: u for u in attention_units(net)}
+        mlps = {u.path: u for u in mlp_units(net)}
+        for ref, gene, on in zip(find_blocks(net), genome["blocks"], self.active(genome)):
+            if not on:
+                install(net, ref.name, nn.Identity(), edits)       # past the encoder's depth
+                continue
+            if gene["heads"] < ref.block.mixer.n_heads:
+                prune_attention(net, atts[f"{ref.name}.mixer"], range(gene["heads"]), edits)
+            if gene["d_ff"] < ref.block.ffn.fc1.out_features:
+                prune_mlp(net, mlps[f"{ref.name}.ffn"], range(gene["d_ff"]), edits)
+            if gene["bits"] < 32:
+                quantize_block(net, ref.name, gene["bits"], edits)
+        return net.eval()
+
+    def _plain_copy(self) -> nn.Module:
         net = copy.deepcopy(self.network)
         for module in net.modules():
             _swap(module, _PLAIN)
             for attr in ("active_heads", "active_width", "active_depth", "bits"):
                 module.__dict__.pop(attr, None)
-        encoders = find_encoders(net)
-        refs = find_blocks(net)
-        for ref, gene in zip(refs, genome["blocks"]):
-            keep_heads(ref.block.mixer, range(gene["heads"]))
-            keep_ffn(ref.block.ffn, range(gene["d_ff"]))
-        for ref, gene, on in zip(refs, genome["blocks"], self.active(genome)):
-            if on and gene["bits"] < 32:
-                quantize_block(ref.block, gene["bits"])
-        for name, depth in genome["depth"].items():
-            keep_layers(encoders[name], depth)
-        return net.eval()
+        return net
 
-    def extract_estimator(self, genome: dict):
-        """A copy of the source estimator (see :func:`supernet`) with the subnet of ``genome`` as its network."""
+    def extract_estimator(self, genome: dict, record: dict | None = None):
+        """A new fitted estimator (see :func:`supernet`'s source) whose network is the subnet of ``genome``.
+
+        It saves and loads like any other (its edits are replayed at load); the
+        source estimator is left as it was. The rewiring (a permutation of heads
+        and neurons) is part of the subnet's weights, not an edit.
+        """
         if getattr(self, "estimator", None) is None:
             raise ValueError("this supernet was not built from an estimator; use extract(genome) for the network.")
-        return with_network(self.estimator, self.extract(genome))
+        edits: list = []
+        network = self.extract(genome, edits)
+        return derive(self.estimator, network, edits, {"method": "supernet", "genome": genome, **(record or {})})
 
     # -- measuring --------------------------------------------------------------------------------------
     def size_bits(self, genome: dict) -> int:
@@ -270,28 +292,22 @@ class Supernet(nn.Module):
             total += gene["bits"] * weights + 32 * (3 * rows + d_out + m + ffn.fc2.out_features + norms)
         return int(total)
 
-    @torch.no_grad()
-    def evaluate(self, genome: dict, batches: list, n_targets: int) -> float:
-        """MSE of the subnet on ``batches`` of ``(x, y)`` / ``(x, static, y)`` windows (scaled data)."""
-        was = self.training
-        self.eval()
-        self.set(genome)
-        err, count = 0.0, 0
-        for *inputs, y in batches:
-            pred = self(inputs[0]) if len(inputs) == 1 else self(inputs[0], static=inputs[1])
-            pred = pred[..., :n_targets] if pred.ndim == 3 else pred.median(dim=-1).values
-            ok = ~torch.isnan(y)
-            err += float(((pred - y)[ok] ** 2).sum())
-            count += int(ok.sum())
-        self.set(self.max_genome()).train(was)
-        return err / max(count, 1)
+    def evaluate(self, genome: dict, batch) -> float:
+        """MSE (scaled data) of the subnet of ``genome`` on a :class:`~tsformers.compress.core.Batch` of windows."""
+        was = self.genome
+        try:
+            return mse(self.set(genome), batch)
+        finally:
+            self.set(was)
 
 
-def quantize_block(block: nn.Module, bits: int) -> None:
-    """Replace the six Linear layers of a plain block (q, k, v, out, fc1, fc2) by ``bits``-bit ``QuantLinear``."""
-    for parent, names in ((block.mixer, ("to_q", "to_k", "to_v", "to_out")), (block.ffn, ("fc1", "fc2"))):
-        for name in names:
-            setattr(parent, name, QuantLinear.from_linear(getattr(parent, name), bits))
+def quantize_block(network: nn.Module, path: str, bits: int, edits: list | None = None) -> None:
+    """Replace the six Linear layers of the plain block at ``path`` (q, k, v, out, fc1, fc2) by ``QuantLinear``."""
+    for name in ("mixer.to_q", "mixer.to_k", "mixer.to_v", "mixer.to_out", "ffn.fc1", "ffn.fc2"):
+        layer = QuantLinear.from_linear(network.get_submodule(f"{path}.{name}"), bits)
+        network.set_submodule(f"{path}.{name}", layer)
+        if edits is not None:  # the record format of tsformers.compress.structure
+            edits.append({"op": "replace", "path": f"{path}.{name}", "type": "QuantLinear", "kwargs": layer.spec()})
 
 
 @torch.no_grad()
@@ -310,41 +326,36 @@ def cpu_latency(network: nn.Module, x: Tensor, reps: int = 5, static: Tensor | N
 
 # -- sandwich-rule training through the project's Lightning module --------------------------------------
 
-class SandwichModule(ForecastingModule):
-    """``ForecastingModule`` over a :class:`Supernet` whose training step follows the sandwich rule.
+class Sandwich:
+    """The sandwich-rule training objective for :class:`~tsformers.training.ForecastingModule` (``objective=``).
 
-    Each step: the largest subnet on the targets (the task loss), then the
-    smallest and ``n_random`` random subnets on the largest one's detached
-    forecast (in-place distillation, ``distill=True``) or on the targets. The
-    sampled subnets are drawn from ``seed`` and the step, so training is
-    reproducible. Validation runs the largest subnet.
+    The module's own forward (the supernet set to its largest subnet) gives the
+    task loss on the targets; the smallest and ``n_random`` random subnets are then
+    run on the same batch and trained on the largest one's detached forecast
+    (in-place distillation, ``distill=True``) or on the targets. The random
+    subnets are drawn from ``seed`` and the global step, so training is
+    reproducible; validation sees the largest subnet.
     """
 
-    def __init__(self, network: Supernet, *, n_random: int = 2, distill: bool = True, seed: int = 0, **kwargs):
-        super().__init__(network, **kwargs)
-        self.n_random, self.seed = n_random, seed
-        self.distill = distill and not kwargs.get("quantiles")  # quantile heads: every subnet on the targets
+    def __init__(self, net: Supernet, *, n_random: int = 2, distill: bool = True, seed: int = 0):
+        self.net, self.n_random, self.distill, self.seed = net, n_random, distill, seed
 
-    def training_step(self, batch, batch_idx):
-        *inputs, y = batch
-        net: Supernet = self.network
-        rng = random.Random(self.seed * 7919 + self.global_step)
-        net.set(net.max_genome())
-        pred = self(*inputs)
-        loss = self.masked_loss(pred, y)
+    def __call__(self, module, inputs, pred, y):
+        net = self.net
+        rng = random.Random(self.seed * 7919 + int(module.global_step))
+        loss = module.masked_loss(pred, y)
         teacher = pred.detach()
+        distill = self.distill and pred.ndim == y.ndim   # a quantile head trains every subnet on the targets
         for genome in [net.min_genome(), *(net.sample(rng) for _ in range(self.n_random))]:
             net.set(genome)
-            out = self(*inputs)
-            loss = loss + (self.loss_fn(out, teacher) if self.distill else self.masked_loss(out, y))
+            out = module(*inputs)
+            loss = loss + (module.loss_fn(out, teacher) if distill else module.masked_loss(out, y))
         net.set(net.max_genome())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
 
 def supernet(estimator, df, *, epochs: int = 2, n_random: int = 2, distill: bool = True, rewire: bool = True,
-             widths=WIDTHS, bits=BITS, learning_rate: float | None = None, batch_size: int | None = None,
-             max_steps: int = -1) -> Supernet:
+             widths=WIDTHS, bits=BITS, learning_rate: float | None = None, max_windows: int = 2048) -> Supernet:
     """Build a weight-sharing supernet from a fitted estimator and train it with the sandwich rule on ``df``.
 
     Parameters
@@ -353,38 +364,40 @@ def supernet(estimator, df, *, epochs: int = 2, n_random: int = 2, distill: bool
         Its network needs an encoder of full-attention/FFN blocks (Gateformer,
         PV-Client, ...); its weights initialise the supernet (the largest subnet).
     df : DataFrame
-        Training data with the fit columns (windows made as ``fit`` makes them,
-        scaled with the fitted statistics).
+        Training data with the fit columns (read as ``fit`` reads it, scaled with
+        the fitted statistics, its last ``val_size`` part for validation).
     epochs : int, default=2
-        Sandwich training epochs (0: no training, the rewired network as is).
+        Sandwich training epochs through :func:`tsformers.compress.core.finetune`
+        (the package's ``ForecastingModule`` and Lightning's Trainer, early stopping
+        on the largest subnet's validation loss); 0 keeps the rewired weights.
     n_random : int, default=2
         Random subnets per step besides the largest and the smallest.
     distill : bool, default=True
         Train the smaller subnets on the largest one's forecast (in-place distillation).
     rewire, widths, bits :
         See :class:`Supernet`.
-    learning_rate, batch_size : optional
-        Default: the estimator's (rate divided by 2: the weights are already trained).
-    max_steps : int, default=-1
-        A cap on the optimiser steps (for tests).
+    learning_rate : float, optional
+        Default: half the estimator's (the weights are already trained).
+    max_windows : int, default=2048
+        Validation windows kept in ``val_batch`` for evaluating subnets.
 
     Returns
     -------
     Supernet
-        With ``estimator`` (the source), ``training_log_`` and the data's
-        validation windows ``val_batches`` (or a seeded sample of training windows).
+        In eval mode, set to its largest subnet, with ``estimator`` (the source),
+        ``data`` (:class:`~tsformers.compress.core.TaskData` of ``df``),
+        ``val_batch`` (its validation windows) and ``training_log_``.
     """
     net = Supernet(estimator.network_, rewire=rewire, widths=widths, bits=bits)
-    train, val, static = frame_windows(estimator, df)
+    data = TaskData.from_frame(estimator, df)
     net.training_log_ = []
     if epochs:
         net.train()
-        module = SandwichModule(net, n_random=n_random, distill=distill, seed=estimator.random_state,
-                                **module_kwargs(estimator, max_epochs=epochs,
-                                                learning_rate=learning_rate or estimator.learning_rate / 2))
-        net.training_log_ = train_module(module, estimator, train, val, static=static, max_epochs=epochs,
-                                         batch_size=batch_size, max_steps=max_steps)
+        net.training_log_ = finetune(estimator, net, data, epochs=epochs,
+                                     learning_rate=learning_rate or estimator.learning_rate / 2,
+                                     objective=Sandwich(net, n_random=n_random, distill=distill,
+                                                        seed=estimator.random_state))
     net.eval().set(net.max_genome())
-    net.estimator = estimator
-    net.val_batches = window_batches(estimator, val if val is not None else train, static, max_windows=2048)
+    net.estimator, net.data = estimator, data
+    net.val_batch = data.windows("val", max_windows=max_windows)
     return net
