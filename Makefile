@@ -18,10 +18,11 @@ install: $(BIN)/tsformers
 demo: install
 	$(BIN)/tsformers demo --out demo_forecast.csv
 
-# The tests also cover MLflow tracking (the mlflow extra), plots (the plot extra) and ONNX export (the onnx
-# extra); the Spark ones need pyspark and run in test-spark.
+# The tests also cover MLflow tracking (the mlflow extra), plots (the plot extra), ONNX export (the onnx
+# extra), the documentation site and the notebooks (the docs extra; the browser test needs Debian's chromium,
+# which .ci/run installs); the Spark ones need pyspark and run in test-spark.
 $(VENV)/.test-deps: $(BIN)/tsformers
-	$(BIN)/pip install --quiet -e ".[dev,mlflow,plot,onnx]"
+	$(BIN)/pip install --quiet -e ".[dev,mlflow,plot,onnx,docs]"
 	touch $@
 
 test: $(VENV)/.test-deps
