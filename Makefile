@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch: installed first so that the torch range in pyproject.toml pulls no CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test test-spark bench bench-batch docs clean
+.PHONY: install demo test test-spark bench bench-batch docs notebooks clean
 
 $(BIN)/tsformers: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,15 @@ bench: install
 bench-batch: install
 	$(BIN)/python benchmarks/batch.py --threads 1
 
+# The site, into site/ (tests/test_docs.py builds it into a temporary folder and opens it in Chromium).
 docs: install
 	$(BIN)/pip install --quiet -e ".[docs]"
-	$(BIN)/mkdocs build --strict
+	DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Execute the notebooks and write their outputs in place, to commit them (tests/test_notebooks.py only checks).
+notebooks: install
+	$(BIN)/pip install --quiet -e ".[docs,mlflow,plot]"
+	OMP_NUM_THREADS=1 $(BIN)/python notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) site demo_forecast.csv
