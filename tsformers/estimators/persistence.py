@@ -1,8 +1,11 @@
 """Saving and loading fitted forecasters: a directory of JSON and tensors, never a pickle.
 
 ``config.json`` holds the format version, the package version, the estimator's
-name and parameters, the data schema, the scaling statistics and the SHA-256
-of ``weights.pt``; ``weights.pt`` holds tensors only (the network's weights, the
+name and parameters, the data schema, the scaling statistics, the SHA-256
+of ``weights.pt`` and, for a compressed network (``tsformers.compress``), the
+structural edits that turn the network built from the parameters into it
+(``network_edits``, replayed before the weights are loaded) and what was done
+(``compression``); ``weights.pt`` holds tensors only (the network's weights, the
 stored history, a streaming state, the conformal calibration errors) and is read with
 ``weights_only=True``. Writing is atomic (a staging directory renamed into
 place), and every way a directory can be damaged (a missing file, truncated or
@@ -65,6 +68,9 @@ def save_estimator(est, path) -> Path:
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
+        if getattr(est, "compression_", None):  # a compressed network (tsformers.compress): its surgery, as JSON
+            config["network_edits"] = getattr(est, "network_edits_", [])
+            config["compression"] = est.compression_
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
         if path.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
@@ -109,6 +115,11 @@ def load_estimator(cls, path):
     est.history_ = tensors["history"].numpy()
     est.n_features_in_ = config.get("n_features_in", est.history_.shape[-1])
     est.network_ = est._network(est.n_features_in_)
+    if config.get("compression"):  # replay the compression's structural edits before loading its weights
+        from tsformers.compress.structure import apply_edits
+
+        apply_edits(est.network_, config.get("network_edits", []))
+        est.network_edits_, est.compression_ = config.get("network_edits", []), config["compression"]
     est.network_.load_state_dict(tensors["network"])
     est.network_.eval()
     est.last_time_ = _time_from_json(config["last_time"])

@@ -49,7 +49,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
                 static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
-                quantiles: list | None = None) -> list[dict]:
+                quantiles: list | None = None, objective=None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -68,10 +68,12 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     with the weights of an uninterrupted one.
 
     With ``quantiles``, ``network`` ends in a quantile head and trains on the pinball loss.
+    ``objective(module, inputs, pred, y) -> loss``, if given, replaces the training loss
+    (see :class:`ForecastingModule`).
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
-                               quantiles=quantiles)
+                               quantiles=quantiles, objective=objective)
     data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
                             batch_size=batch_size, seed=seed, static=static)
     log = EpochLog()

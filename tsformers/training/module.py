@@ -29,15 +29,19 @@ class ForecastingModule(L.LightningModule):
     quantiles : list of float, optional
         With a quantile head (``network`` returns ``(B, horizon, n_targets, Q)``): train on the
         multi-quantile pinball loss over these levels instead of ``loss``.
+    objective : callable, optional
+        ``objective(module, inputs, pred, y) -> loss`` replaces the training loss (e.g. distillation
+        from a teacher, ``tsformers.compress``); validation still uses ``loss``. Not saved in checkpoints.
     """
 
     def __init__(self, network: nn.Module, *, n_targets: int, loss: str = "mse", learning_rate: float = 1e-3,
                  weight_decay: float = 0.0, lr_schedule: str = "halving", max_epochs: int = 10,
-                 quantiles: list | None = None):
+                 quantiles: list | None = None, objective=None):
         super().__init__()
-        self.save_hyperparameters(ignore=["network"])
+        self.save_hyperparameters(ignore=["network", "objective"])
         self.network = network
         self.loss_fn = make_loss(loss, quantiles)
+        self.objective = objective
 
     def forward(self, x: torch.Tensor, static: torch.Tensor | None = None) -> torch.Tensor:
         out = self.network(x) if static is None else self.network(x, static=static)
@@ -52,7 +56,8 @@ class ForecastingModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         *inputs, y = batch  # (x, y), or (x, static, y) with static attributes
-        loss = self.masked_loss(self(*inputs), y)
+        pred = self(*inputs)
+        loss = self.masked_loss(pred, y) if self.objective is None else self.objective(self, inputs, pred, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
