@@ -235,6 +235,7 @@ class OnnxNetwork:
 
     def advance(self, state: dict, x: Tensor) -> dict:
         if self.kind == "receptive":
+            self._check_window_state(state)
             return {**state, "inputs": torch.cat([state["inputs"], x], dim=1)[:, -self.meta["steps"]:]}
         block = self.meta["block"]
         n_steps = x.shape[1]
@@ -248,9 +249,7 @@ class OnnxNetwork:
 
     def forecast(self, state: dict) -> Tensor:
         if self.kind == "receptive":
-            if "inputs" not in state:
-                raise ValueError("with the onnx engine this model forecasts from a history, not from the state saved "
-                                 "with it: pass the data (predict(df)), or load it with engine='torch'.")
+            self._check_window_state(state)
             inputs, steps = state["inputs"], self.meta["steps"]
             if inputs.shape[1] < steps:
                 raise ValueError(f"the ONNX graph of this model reads the last {steps} steps (its receptive field), "
@@ -264,6 +263,13 @@ class OnnxNetwork:
         _, y = self._step(state, torch.zeros(rows, block, self.meta["n_inputs"]),
                           torch.zeros(rows, block, dtype=torch.bool))
         return y
+
+    @staticmethod
+    def _check_window_state(state: dict) -> None:
+        if "inputs" not in state:  # the torch state saved with the model: memories, not the last steps
+            raise ValueError("with the onnx engine this model forecasts from a history, not from the streaming "
+                             "state saved with it (predict() without data, update()): pass the data, "
+                             "predict(df), or load the model with engine='torch'.")
 
     def _step(self, state: dict, x: Tensor, valid: Tensor) -> tuple[dict, Tensor]:
         keys = list(self.meta["state"])
