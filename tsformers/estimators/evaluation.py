@@ -27,7 +27,8 @@ validation part, ``val_size``, which training did not fit; without one, the
 last ``max(2 * horizon, 10%)`` steps, in-sample, which makes intervals too
 narrow) and keeps the absolute errors of its point forecast, divided by each
 series' scale, per horizon step and target: at most 1000 windows, pooled over
-series. A ``level`` interval at step ``h`` is ``point +- s * r``, with ``s``
+series (origins further apart when there would be more; streaming models, which
+advance their state from origin to origin, at most 200 origins). A ``level`` interval at step ``h`` is ``point +- s * r``, with ``s``
 the series' scale and ``r`` the ``ceil((n + 1) * level / 100)``-th smallest
 of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al.
 2005; Lei et al. 2018); over exchangeable windows it covers at least
@@ -55,7 +56,9 @@ from tsformers.data.time import future_times
 
 #: At most this many windows are forecast at fit for the conformal calibration.
 MAX_CALIBRATION_WINDOWS = 1000
-#: Ragged panels of streaming models replay the whole history per calibration origin: at most this many.
+#: Streaming models advance their state from origin to origin (a call each): at most this many calibration origins;
+#: on ragged panels they replay the whole history per origin: at most this many there.
+MAX_STREAMING_ORIGINS = 200
 MAX_RAGGED_STREAMING_ORIGINS = 8
 _CHUNK = 1024
 
@@ -244,8 +247,9 @@ class EvaluationMixin:
                         last=raw.last[keep])
             n_series = len(keep)
         step = max(1, math.ceil(n_series * possible / MAX_CALIBRATION_WINDOWS))
-        if self._tags["streaming"] and not raw.aligned:
-            step = max(step, math.ceil(possible / MAX_RAGGED_STREAMING_ORIGINS))
+        if self._tags["streaming"]:
+            most = MAX_STREAMING_ORIGINS if raw.aligned else MAX_RAGGED_STREAMING_ORIGINS
+            step = max(step, math.ceil(possible / most))
         n_windows = (possible - 1) // step + 1
         done = self._rolling_forecasts(raw, n_windows, step)
         scores = np.abs(done["truth"] - done["point"]) / done["scale"][:, None, :]
@@ -306,7 +310,8 @@ class EvaluationMixin:
             parts = []
             for k in range(n_windows):
                 later = (n_windows - 1 - k) * step
-                model = clone(self).fit(self._drop_last_steps(frame, backend, self.horizon + later), **static)
+                model = clone(self).fit(self._drop_last_steps(frame, backend, self.horizon + later, static_df),
+                                        **static)
                 parts.append(model._backtest_part(frame, 1, step, levels, static_df, window_offset=k,
                                                   drop=later))
             out = pd.concat(parts, ignore_index=True)
@@ -314,7 +319,8 @@ class EvaluationMixin:
             try:
                 check_is_fitted(self, "network_")
             except Exception:  # noqa: BLE001 - NotFittedError: fit once, before the first window
-                self.fit(self._drop_last_steps(frame, backend, self.horizon + (n_windows - 1) * step), **static)
+                self.fit(self._drop_last_steps(frame, backend, self.horizon + (n_windows - 1) * step, static_df),
+                         **static)
             out = self._backtest_part(frame, n_windows, step, levels, static_df)
         if backend == "polars":
             import polars as pl
@@ -322,11 +328,12 @@ class EvaluationMixin:
             return pl.from_pandas(out)
         return out
 
-    def _drop_last_steps(self, frame: pd.DataFrame, backend: str, n: int) -> pd.DataFrame:
+    def _drop_last_steps(self, frame: pd.DataFrame, backend: str, n: int, static_df=None) -> pd.DataFrame:
         """``frame`` without the last ``n`` rows of each series (the history before an origin)."""
         schema = getattr(self, "schema_", None) or infer_schema(
             frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
-            covariates=self.covariates, future_covariates=self.future_covariates, static=self.static)
+            covariates=self.covariates, future_covariates=self.future_covariates, static=self.static,
+            static_df=None if static_df is None else as_pandas(static_df)[0])
         if schema.layout == "long":
             return frame.groupby(schema.id_col, sort=False, group_keys=False).head(-n) if n else frame
         return frame.iloc[: len(frame) - n]
@@ -403,7 +410,10 @@ class EvaluationMixin:
         matplotlib.figure.Figure
             Not attached to pyplot (no global state); it displays itself in a notebook.
         """
-        from tsformers.plotting import draw_forecast_panels
+        try:
+            from tsformers.plotting import draw_forecast_panels
+        except ImportError as err:
+            raise ImportError(f"plotting needs matplotlib ({err}): pip install 'tsformers[plot]'.") from None
 
         check_is_fitted(self, "network_")
         levels = check_levels(level)
