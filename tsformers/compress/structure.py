@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["Bias", "ChannelAffine", "FactorizedLinear", "HardTopKAttention", "Int8Linear", "Zero",
-           "apply_edits", "install", "module_spec", "set_attr", "wrap"]
+           "apply_edits", "install", "module_spec", "register_module_type", "set_attr", "wrap"]
 
 
 # -- modules that compression installs -------------------------------------------------------
@@ -255,6 +255,20 @@ def _layernorm_spec(m: nn.LayerNorm) -> dict:
             "elementwise_affine": m.elementwise_affine, "bias": m.bias is not None}
 
 
+_REGISTERED: dict = {}
+
+
+def register_module_type(cls: type, spec=None) -> type:
+    """Let edits install (and ``load`` rebuild) modules of ``cls``; usable as a class decorator.
+
+    ``spec(module) -> dict`` gives JSON constructor arguments; by default the module's own
+    ``spec()`` method. A wrapper type (``wrap``) takes the wrapped module first. The name
+    recorded is the class name, so it must be unique and stable across versions.
+    """
+    _REGISTERED[cls.__name__] = (cls, spec or (lambda m: m.spec()))
+    return cls
+
+
 def _types() -> dict:
     """Module types an edit may name: class and the function giving its constructor arguments."""
     from tsformers.backbone.lmu import TokenBatchNorm
@@ -263,7 +277,8 @@ def _types() -> dict:
                                                          HardTopKAttention)}
     return {"Linear": (nn.Linear, _linear_spec), "Conv1d": (nn.Conv1d, _conv1d_spec),
             "BatchNorm1d": (nn.BatchNorm1d, _bn_spec), "TokenBatchNorm": (TokenBatchNorm, _bn_spec),
-            "LayerNorm": (nn.LayerNorm, _layernorm_spec), "Identity": (nn.Identity, lambda m: {}), **own}
+            "LayerNorm": (nn.LayerNorm, _layernorm_spec), "Identity": (nn.Identity, lambda m: {}), **own,
+            **_REGISTERED}
 
 
 def module_spec(module: nn.Module) -> tuple[str, dict]:
