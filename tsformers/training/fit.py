@@ -41,7 +41,15 @@ class SeedEachStep(Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        torch.manual_seed(self.seed * 1_000_003 + trainer.global_step)
+        seed = self.seed * 1_000_003 + trainer.global_step
+        # Not torch.manual_seed: on a machine without CUDA/XPU/MTIA it queues a lazy seeding call, with a
+        # formatted stack trace, for each of them on every step (time and a queue that grows all fit long).
+        # Dropout on the CPU draws from the default generator, which is all manual_seed sets here.
+        torch.default_generator.manual_seed(seed)
+        if module.device.type == "cuda":
+            torch.cuda.manual_seed_all(seed)  # initialised by now: applied at once, nothing queued
+        elif module.device.type != "cpu":
+            torch.manual_seed(seed)
 
 
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
