@@ -30,9 +30,11 @@ models are averaged (``weights``), and the result optionally fine-tuned briefly
 through the package's Lightning module. When B is wider than A (more heads,
 neurons), the fused model has A's widths: heterogeneous fusion is compression.
 
-Supported: networks whose encoders are full-attention/FFN blocks with equal model
-width and head width across the models (Gateformer, PV-Client; the anchor may be
-a pruned one).
+Supported: the neurons of every ``FeedForward`` and the heads of every full
+attention found at the same path in both models (Gateformer, PV-Client, GTrXL,
+ATLAS; the anchor may be a pruned one, whose removed sub-layers stay removed),
+with equal model and head widths; the residual stream is aligned for Gateformer
+and kept for the others; all other parameters are averaged as they are.
 """
 from __future__ import annotations
 
@@ -43,8 +45,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tsformers.compress._parts import find_blocks, head_dim
+from tsformers.backbone.blocks import FeedForward
+from tsformers.compress._parts import head_dim
 from tsformers.compress.core import TaskData, derive, finetune, forecast
+from tsformers.compress.units import attention_units
 
 __all__ = ["align", "ot_fusion", "sinkhorn", "transport"]
 
@@ -204,29 +208,33 @@ def align(a: nn.Module, b: nn.Module, *, soft: bool = False, reg: float = 0.05, 
         for n in stream_b["in"]:
             _apply_in(b.get_submodule(n), plan)
 
-    blocks_a, blocks_b = find_blocks(a), find_blocks(b)
-    pairs = {(r.encoder, r.index): r for r in blocks_a}
-    if sorted(pairs) != sorted((r.encoder, r.index) for r in blocks_b):
-        raise ValueError("the models' encoders differ in depth or layout; fuse models of one architecture.")
+    # every FeedForward and full attention present at the same path in both (a pruned-away one stays the anchor's)
+    atts_a = {u.path: u.module for u in attention_units(a)}
+    atts_b = {u.path: u.module for u in attention_units(b)}
+    ffns_a = {p: m for p, m in a.named_modules() if type(m) is FeedForward}
+    ffns_b = {p: m for p, m in b.named_modules() if type(m) is FeedForward}
     if cost == "activation":
-        paths = [f"{r.name}.ffn.act" for r in blocks_a]
-        acts_a, acts_b = _activations(a, paths, batch), _activations(b, [f"{r.name}.ffn.act" for r in blocks_b], batch)
-    for rb in blocks_b:
-        ra = pairs[(rb.encoder, rb.index)]
-        # FFN neurons
-        fa, fb = ra.block.ffn, rb.block.ffn
+        acts_a = _activations(a, [f"{p}.act" for p in ffns_a if p in ffns_b], batch)
+        acts_b = _activations(b, [f"{p}.act" for p in ffns_b if p in ffns_a], batch)
+    for path, fb in ffns_b.items():
+        fa = ffns_a.get(path)
+        if fa is None:
+            continue
         if cost == "weight":
             feat = [torch.cat([f.fc1.weight, f.fc1.bias[:, None], f.fc2.weight.T], 1) for f in (fa, fb)]
         else:
-            feat = [acts_a[f"{ra.name}.ffn.act"], acts_b[f"{rb.name}.ffn.act"]]
-        plan, report[f"{rb.name}.ffn"] = transport(_cost(*feat), soft, reg)
+            feat = [acts_a[f"{path}.act"], acts_b[f"{path}.act"]]
+        plan, report[path] = transport(_cost(*feat), soft, reg)
         _apply_out(fb.fc1, plan)
         _apply_in(fb.fc2, plan)
+    for path, mb in atts_b.items():
+        ma = atts_a.get(path)
+        if ma is None:
+            continue
         # heads, and the dimensions inside each head
-        ma, mb = ra.block.mixer, rb.block.mixer
         dh = head_dim(ma)
         if head_dim(mb) != dh:
-            raise ValueError(f"{rb.name}: head widths differ ({dh} and {head_dim(mb)}); fusion needs equal ones.")
+            raise ValueError(f"{path}: head widths differ ({dh} and {head_dim(mb)}); fusion needs equal ones.")
         ha, hb = ma.n_heads, mb.n_heads
 
         def qk(m, h):
@@ -245,7 +253,7 @@ def align(a: nn.Module, b: nn.Module, *, soft: bool = False, reg: float = 0.05, 
                 p_v, c_v = transport(_cost(vo(ma, i), vo(mb, j)), soft, reg)
                 inner[i, j] = (p_qk, p_v)
                 head_cost[i, j] = c_qk + c_v
-        heads, report[f"{rb.name}.heads"] = transport(head_cost, soft, reg)
+        heads, report[f"{path}.heads"] = transport(head_cost, soft, reg)
         plan_qk = torch.zeros(ha * dh, hb * dh)
         plan_v = torch.zeros(ha * dh, hb * dh)
         for i in range(ha):
@@ -266,7 +274,7 @@ def _average(networks: list[nn.Module], weights: list[float]) -> nn.Module:
     states = [n.state_dict() for n in networks]
     merged = {}
     for key, value in states[0].items():
-        if value.is_floating_point() and all(s[key].shape == value.shape for s in states):
+        if value.is_floating_point() and all(key in s and s[key].shape == value.shape for s in states):
             merged[key] = sum(w * s[key] for w, s in zip(weights, states))
         else:
             merged[key] = value

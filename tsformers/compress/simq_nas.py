@@ -234,7 +234,8 @@ def simq_nas(estimator, df, *, net: Supernet | None = None, epochs: int = 2, n_s
     latency_batch : int, default=1
         The batch size at which CPU latency is measured.
     max_size : float, default=0.5
-        The chosen subnet's size (parameter bits) as a fraction of the original network's at most.
+        The chosen subnet's size (parameter bits) as a fraction of the original network's at most
+        (when no Pareto subnet is that small: a warning, and the smallest is chosen).
     max_latency : float, optional
         And its measured latency (seconds) at most.
     seed : int, default=0
@@ -277,10 +278,15 @@ def simq_nas(estimator, df, *, net: Supernet | None = None, epochs: int = 2, n_s
     pareto.sort(key=lambda p: (p["size_bits"], p["val_mse"]))
     fits = [i for i, p in enumerate(pareto) if p["size_ratio"] <= max_size
             and (max_latency is None or p["latency_s"] <= max_latency)]
-    if not fits:
-        raise ValueError(f"no Pareto subnet within max_size={max_size} (smallest: {pareto[0]['size_ratio']:.3f} "
-                         f"of the original) and max_latency={max_latency}; relax them or widen the space.")
-    chosen = min(fits, key=lambda i: pareto[i]["val_mse"])
+    if fits:
+        chosen = min(fits, key=lambda i: pareto[i]["val_mse"])
+    else:
+        import warnings
+
+        chosen = 0
+        warnings.warn(f"no Pareto subnet within max_size={max_size} and max_latency={max_latency} (the "
+                      f"smallest is {pareto[0]['size_ratio']:.3f} of the original: parameters outside the "
+                      f"encoders are not in the search space); extracting the smallest.", UserWarning, stacklevel=2)
     r2 = {"val_mse": float(acc.score(X, y_acc)), "latency": float(lat.score(X, y_lat))}
     best = pareto[chosen]
     est = net.extract_estimator(best["genome"], {"method": "simq_nas", "val_mse": best["val_mse"],
