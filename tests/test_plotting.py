@@ -94,3 +94,13 @@ def test_plot_backtest_of_a_long_polars_frame():
     fig = plot_backtest(frame)
     assert [ax.get_title(loc="left") for ax in fig.axes] == ["series_0", "series_1", "series_2"]
     assert all(len(by_gid(ax, "forecast")) == 2 and not ax.collections for ax in fig.axes)
+
+
+def test_the_autolog_forecast_figure_shows_the_quantile_band(wide_model):
+    pytest.importorskip("mlflow")
+    from tsformers.tracking.autologging import forecast_figure
+    from tsformers.tracking.frames import holdout_forecast
+
+    df = make_demo(n_steps=300)
+    fig = forecast_figure(wide_model, df, holdout_forecast(wide_model, df), n_series=2)
+    assert len(fig.axes) == 2 and all(len(ax.collections) == 1 for ax in fig.axes)   # the 0.05-0.95 band

@@ -1,8 +1,6 @@
 """Probabilistic forecasts, conformal intervals, backtests and plots: what every forecaster shares.
 
-Probabilistic forecasting
--------------------------
-Every estimator takes ``quantiles`` and every ``predict`` takes ``level``; both
+**Probabilistic forecasting.** Every estimator takes ``quantiles`` and every ``predict`` takes ``level``; both
 behave the same for all of them.
 
 **Quantiles** (``quantiles=[0.1, 0.5, 0.9]``, any distinct levels in (0, 1)).
@@ -35,9 +33,7 @@ of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al.
 ``level`` percent. Columns ``{target}_lo{level}`` and ``{target}_hi{level}``.
 The errors are saved with the model (``weights.pt``, a tensor).
 
-Backtests and plots
--------------------
-:meth:`EvaluationMixin.backtest` forecasts ``n_windows`` origins per series in
+**Backtests and plots.** :meth:`EvaluationMixin.backtest` forecasts ``n_windows`` origins per series in
 batches and returns a tidy frame; :meth:`EvaluationMixin.plot` draws the
 forecast (matplotlib, imported only then); :mod:`tsformers.plotting` draws a backtest.
 """
