@@ -63,18 +63,58 @@ def backbone_catalog() -> str:
     for kind, names in registry.items():
         out.append(f"| [{kind}](#{_anchor(kind)}) | {', '.join(f'`{n}`' for n in names)} |")
     out.append("")
+    measured = _backbone_measurements()
+    if measured:
+        out.append("Where `benchmarks/backbone.py` has measured a part (`benchmarks/results/backbone.csv`), its row "
+                   "also shows the attention patterns it supports, the slope of its forward time against the "
+                   "number of tokens on a log-log scale (1: linear, 2: quadratic; 256 to 16,384 tokens) and the "
+                   "ETTh1-96 test MSE of Gateformer with the part in its slot.\n")
     for kind, names in registry.items():
         out.append(f"## {kind}\n")
-        out.append("| name | class | paper | token cost | what it does |\n|---|---|---|---|---|")
+        extra = any((kind, name) in measured for name in names)
+        head = "| name | class | paper | token cost | what it does |"
+        out.append(head + (" patterns | time slope | ETTh1-96 MSE |" if extra else "")
+                   + "\n|" + "---|" * (8 if extra else 5))
         for name in names:
             cls = backbone.build_class(kind, name)
             paper = getattr(cls, "paper", None) or "—"
             cost = getattr(cls, "complexity", None)
             cost = f"`{cost}`" if cost else "—"
-            out.append(f"| `{name}` | `{cls.__module__}.{cls.__qualname__}` | {_cell(paper)} | {_cell(cost)} "
-                       f"| {_cell(_summary(cls))} |")
+            row = (f"| `{name}` | `{cls.__module__}.{cls.__qualname__}` | {_cell(paper)} | {_cell(cost)} "
+                   f"| {_cell(_summary(cls))} |")
+            if extra:
+                m = measured.get((kind, name), {})
+                row += " ".join(f" {_cell(m.get(k, ''))} |" for k in ("patterns", "time slope", "mse"))
+            out.append(row)
         out.append("")
     return "\n".join(out)
+
+
+def _backbone_measurements() -> dict:
+    """(kind, name) -> patterns / time slope / mse from benchmarks/results/backbone.csv, where present."""
+    path = RESULTS / "backbone.csv"
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path)
+    if not {"kind", "name", "part"} <= set(frame.columns):
+        return {}
+    out = {}
+    for (kind, name), group in frame.groupby(["kind", "name"], sort=False):
+        row = {}
+        patterns = group[group["part"] == "patterns"]
+        cols = [c for c in ("self", "causal_self", "cross", "causal_cross") if c in group]
+        if len(patterns) and cols:
+            last = patterns.iloc[-1]
+            row["patterns"] = ", ".join(c.replace("_", " ") for c in cols if last[c] == "ok") or "—"
+        scaling = group[group["part"] == "scaling"]
+        if "time_slope" in group and scaling["time_slope"].notna().any():
+            row["time slope"] = f"{scaling['time_slope'].dropna().iloc[-1]:.2f}"
+        accuracy = group[group["part"] == "accuracy"]
+        if "mse" in group and accuracy["mse"].notna().any():
+            row["mse"] = f"{accuracy['mse'].dropna().iloc[-1]:.4f}"
+        if row:
+            out[(str(kind), str(name))] = row
+    return out
 
 
 def _summary(cls) -> str:
@@ -82,7 +122,7 @@ def _summary(cls) -> str:
     if not doc:
         return "—"
     first = doc.split("\n\n")[0]
-    return " ".join(first.split())
+    return " ".join(first.split()).replace("``", "`")
 
 
 def _anchor(text: str) -> str:
@@ -122,8 +162,10 @@ def benchmark_results() -> str:
     out = []
     for stem, frame in _results().items():
         out.append(f"## {stem}\n")
-        out.append(f"`benchmarks/results/{stem}.csv`, {len(frame)} rows. "
-                   f"Produced by `benchmarks/{stem}.py` (see `benchmarks/README.md`).\n")
+        script = f"benchmarks/{stem}.py"
+        source = (f"Produced by `{script}` (see `benchmarks/README.md`)." if (ROOT / script).is_file()
+                  else "See `benchmarks/README.md` for the script that writes it.")
+        out.append(f"`benchmarks/results/{stem}.csv`, {len(frame)} rows. {source}\n")
         shown = _drop_long(frame)
         if len(shown) > MAX_ROWS and "lead_hours" in shown:
             summary = shown[shown["lead_hours"].astype(str) == "all"]
