@@ -37,7 +37,7 @@ DIAGRAMS = {
         [("inverse norm → forecast", "out")],
     ],
     "pvclient": [
-        [("PV power", "data"), ("weather\n(past / known-future, led by horizon)", "data")],
+        [("PV power", "data"), ("weather: past, or known-future\n(led by horizon)", "data")],
         [("instance norm per variable\n(token = a variable's window)", "norm")],
         [("cross-variable attention\npost-LN encoder × e_layers", "mix"), ("linear trend module", "mix")],
         [("w_trans · attention + w_lin · trend", "gate")],
@@ -50,12 +50,11 @@ DIAGRAMS = {
         [("Legendre Memory Unit\nFFT-parallel in fit, recurrent in update", "mix")],
         [("convolutional FFN", "mix")],
         [("linear head on the last token → horizon", "out")],
-        [("spiking=True: LIF neurons\nin embedding, LMU and FFN", "gate")],
     ],
     "gtrxl": [
         [("history in segments\n(segment_len steps)", "data")],
         [("token per step\nLinear(variables → d_model)", "norm")],
-        [("LayerNorm → relative attention\nover memory (mem_len) + segment", "mix"), ("cached memory\n(gradient stopped)", "data")],
+        [("LayerNorm → relative attention over the segment\nand the cached states of the last mem_len steps (no gradient)", "mix")],
         [("GRU gate (identity-map init)", "gate")],
         [("LayerNorm → FFN → GRU gate\n× n_layers", "mix")],
         [("linear head on the last step\n→ change from last value", "out")],
@@ -63,9 +62,9 @@ DIAGRAMS = {
     "atlas": [
         [("token per step\n(causal conv, per variable)", "data")],
         [("polynomial feature map\nof keys and queries", "norm")],
-        [("deep memory (MLP weights = state)\nOmega rule over omega_window tokens", "mix"),
+        [("deep memory (MLP weights = state):\nOmega rule + Muon step per chunk", "mix"),
          ("sliding-window attention\n(layer = mag / mal)", "mix")],
-        [("Muon-style update per chunk\n(Newton-Schulz momentum)", "gate")],
+        [("gate (mag) or one after the other (mal);\nlayer = deep: the memory alone", "gate")],
         [("linear head on the last token", "out"), ("linear path on the\nnormalised window", "out")],
         [("sum → forecast", "out")],
     ],
@@ -82,13 +81,13 @@ def diagram(rows, title: str) -> bytes:
     centres = []
     for i, row in enumerate(rows):
         y = (n - 1 - i) * row_h + 0.2
-        width = 9.0 / len(row) - 0.4 * (len(row) > 1)
+        width = 9.0 / len(row) - 0.2 * (len(row) > 1)
         xs = [0.5 + (9.0 / len(row)) * (j + 0.5) for j in range(len(row))]
         boxes = []
         for x, (text, role) in zip(xs, row):
             ax.add_patch(FancyBboxPatch((x - width / 2, y), width, box_h, boxstyle="round,pad=0.02,rounding_size=0.12",
                                         facecolor=COLOURS[role], edgecolor="#555555", linewidth=0.9))
-            ax.text(x, y + box_h / 2, text, ha="center", va="center", fontsize=8.2)
+            ax.text(x, y + box_h / 2, text, ha="center", va="center", fontsize=8.2 if len(row) == 1 else 7.6)
             boxes.append((x, y))
         centres.append(boxes)
     for upper, lower in zip(centres, centres[1:]):
