@@ -1,0 +1,110 @@
+"""Where a training step's time goes: Gateformer on ETTh1 (paper settings, batch 8), under cProfile.
+
+Fits for ``--steps`` optimiser steps (no validation) and splits the wall time of the fit into the
+model's work (forward, backward, optimiser step), data (fetching batches) and the rest (Lightning's
+loop, hooks, logging, callbacks: the framework's per-step cost). Prints the split and the top
+functions by own time, and appends one row to ``benchmarks/results/profile_training.csv``.
+
+    .venv/bin/python benchmarks/profile_training.py --steps 400
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import os
+import pstats
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def etth1_fit_frame(data_dir: str) -> pd.DataFrame:
+    frame = pd.read_csv(Path(data_dir) / "ETTh1.csv").iloc[:8640]
+    frame = frame.drop(columns=["date"])
+    frame.insert(0, "t", np.arange(len(frame)))
+    return frame
+
+
+def buckets(stats: pstats.Stats) -> dict:
+    """Cumulative seconds of the calls that do model work or fetch data (outermost call of each kind)."""
+    out = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0, "data": 0.0}
+    for (filename, _, name), (_, _, _, cum, _) in stats.stats.items():
+        if name == "forward" and "tsformers/models" in filename and "gateformer" in filename.lower():
+            out["forward"] += cum
+        elif name == "backward" and filename.endswith("torch/autograd/__init__.py"):
+            out["backward"] += cum
+        elif name == "step" and filename.endswith(("torch/optim/adamw.py", "torch/optim/adam.py")):
+            out["optimizer"] += cum
+        elif name == "__next__" and "torch/utils/data/dataloader.py" in filename:
+            out["data"] += cum
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--data-dir", default=os.environ.get("TSFORMERS_DATA") or str(HERE.parent.parent / "shared" /
+                                                                                   "datasets"))
+    p.add_argument("--label", default="")
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--out", type=Path, default=HERE / "results" / "profile_training.csv")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    from tsformers import GateformerForecaster
+
+    frame = etth1_fit_frame(args.data_dir)
+
+    def make(steps):
+        return GateformerForecaster(time_col="t", horizon=96, lookback=96, d_model=64, d_ff=64, e_layers=1,
+                                    n_heads=4, batch_size=args.batch, max_epochs=1, val_size=0, learning_rate=1e-4,
+                                    random_state=0, trainer_kwargs={"limit_train_batches": steps})
+
+    make(5).fit(frame)  # warm-up: imports, first-call costs
+    load_start = os.getloadavg()[0]
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    make(args.steps).fit(frame)
+    profiler.disable()
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(profiler)
+    b = buckets(stats)
+    model = b["forward"] + b["backward"] + b["optimizer"]
+    rest = wall - model - b["data"]
+    print(f"{args.steps} steps of batch {args.batch} in {wall:.2f}s under cProfile ({1e3 * wall / args.steps:.2f} ms "
+          f"per step; load {load_start:.1f})")
+    for k, v in {**b, "other (framework)": rest}.items():
+        print(f"  {k:<18} {v:7.2f}s  {100 * v / wall:5.1f}%  {1e3 * v / args.steps:6.2f} ms/step")
+    print("\ntop functions by own time:")
+    stats.sort_stats("tottime").print_stats(args.top)
+
+    # the same fit without the profiler: the real per-step time
+    t0 = time.perf_counter()
+    make(args.steps).fit(frame)
+    plain = time.perf_counter() - t0
+    print(f"without the profiler: {plain:.2f}s, {1e3 * plain / args.steps:.2f} ms per step (fixed cost included)")
+    row = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label": args.label,
+           "steps": args.steps, "batch": args.batch, "wall_profiled_s": wall, "wall_plain_s": plain,
+           **{f"{k}_s": v for k, v in b.items()}, "other_s": rest, "load_start": load_start,
+           "load_end": os.getloadavg()[0], "torch_version": torch.__version__}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    new = not args.out.exists()
+    with open(args.out, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
