@@ -83,16 +83,9 @@ MODELS = {
 # Published numbers (lookback 96, scaled data), printed next to ours; not recomputed here.
 # --------------------------------------------------------------------------------------------
 
-_ITRANSFORMER = "iTransformer paper, Table 10 (full results), lookback 96"
-REFERENCE = {
-    ("ETTh1", 96): [
-        ("iTransformer", 0.386, 0.405, _ITRANSFORMER),
-        ("PatchTST", 0.414, 0.419, _ITRANSFORMER),
-        ("DLinear", 0.386, 0.400, _ITRANSFORMER),
-        ("TimesNet", 0.384, 0.402, _ITRANSFORMER),
-        ("Client", 0.392, 0.409, "Client repo, result_of_Client.txt"),
-    ],
-}
+from _published import reference  # noqa: E402
+
+REFERENCE = reference()  # {(dataset, horizon): [(model, mse, mae, source), ...]}, see _published.py
 # Gateformer's own paper numbers were not recovered (its results table is an image and the
 # text available here ends before the tables): nothing is listed for it rather than a guess.
 REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)."
