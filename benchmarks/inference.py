@@ -8,7 +8,8 @@ heads; lookback 96, horizon 96) on synthetic univariate series, for 1 and 1,000 
   directory's ``model.onnx`` from ``export_onnx``);
 * ``network``: the network alone on the scaled input tensor: torch eager, ``torch.compile``
   (inductor; its compile time is reported apart) and ONNX Runtime;
-* neuralforecast's ``predict(df=...)`` on an iTransformer of about the same size, run in its own
+* neuralforecast's ``predict(df=...)`` on an iTransformer of about the same size (d_model 96, 2 layers:
+  129k parameters against 133k), run in its own
   virtual environment (``benchmarks/.venv-nf``, the one ``speed.py`` creates, through its worker
   ``_speed_worker.py``). Without that environment the column is skipped, and the table says so.
 
@@ -151,7 +152,7 @@ def neuralforecast_row(n_series: int, repeats: int) -> dict:
         if not NF_PYTHON.exists() or not worker.exists():
             raise FileNotFoundError(f"{NF_PYTHON} or {worker} is missing (run benchmarks/speed.py once)")
         spec = {"task": "predict", "library": "neuralforecast", "model": "itransformer", "n_series": n_series,
-                "hp": {"d_model": 64, "d_ff": 64, "e_layers": 2, "n_heads": 8}, "repeats": repeats, "threads": 1,
+                "hp": {"d_model": 96, "d_ff": 96, "e_layers": 2, "n_heads": 8}, "repeats": repeats, "threads": 1,
                 "fit_steps": 5}
         got = run_worker(NF_PYTHON, worker, spec, timeout=1800)
         return row("latency", "predict", "neuralforecast iTransformer", n_series, got["predict_first_s"] * 1e3,
