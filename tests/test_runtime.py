@@ -160,3 +160,14 @@ def test_a_mixer_without_a_recurrent_form_is_refused():
         Stream(FullAttention(D, n_heads=2))
     with pytest.raises(ValueError, match="causal=False"):
         Stream(SlidingWindowAttention(D, n_heads=2, causal=False))
+
+
+def test_packed_attention_sees_only_the_valid_tokens():
+    """The work scales with ΣN_i: the mixer is never given a padding token."""
+    encoder = TransformerEncoder(d_model=D, n_heads=2, d_ff=32, n_layers=1, dropout=0.0).eval()
+    seen = []
+    encoder.layers[0].mixer.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[:2].numel()))
+    lengths = [4, 30, 30, 2]
+    with torch.no_grad():
+        PackedEncoder(encoder)(pack([torch.randn(n, D) for n in lengths]))
+    assert sum(seen) == sum(lengths) and len(seen) == 3, "one call per distinct length"
