@@ -1,4 +1,4 @@
-"""tsformers.runtime: packed batches equal padded-and-masked ones, the sparse KV cache keeps its budget, streams equal parallel forms."""
+"""tsformers.runtime: packed = padded-and-masked, the sparse KV cache keeps its budget, streams = parallel forms."""
 import pytest
 import torch
 
