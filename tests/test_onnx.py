@@ -59,6 +59,8 @@ def test_onnx_runtime_forecasts_as_torch(exported):
     f, path = exported
     onnx = BaseForecaster.load(path, engine="onnx")
     assert isinstance(onnx.network_, OnnxNetwork) and type(onnx) is type(f)
+    with pytest.raises(ValueError, match="engine='torch'"):
+        onnx.save(path.parent / "copy")
     history = panel()
     for frame in (history, history[history.unique_id == "series_1"], history.groupby("unique_id").tail(40)):
         expected, got = f.predict(frame), onnx.predict(frame)                 # 3 series, 1 series (dynamic batch)

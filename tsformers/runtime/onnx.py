@@ -215,6 +215,10 @@ class OnnxNetwork:
     def eval(self):
         return self
 
+    def state_dict(self):
+        raise ValueError("this forecaster runs on ONNX Runtime and holds no torch weights; load the model directory "
+                         "with engine='torch' to save it again.")
+
     def _run(self, feeds: dict) -> list[np.ndarray]:
         return self.session.run(None, feeds)
 
