@@ -113,16 +113,8 @@ def test_sandwich_training_through_lightning(fitted):
     assert small.compression_[-1]["parameters_after"] < small.compression_[-1]["parameters_before"]
 
 
-def _quant_registered():
-    from tsformers.compress.structure import _types
-
-    return "QuantLinear" in _types()
-
-
 @pytest.mark.parametrize("bits", [32, 8, 4])
 def test_extracted_estimator_round_trips(fitted, tmp_path, bits):
-    if bits < 32 and not _quant_registered():
-        pytest.skip("QuantLinear is not registered in tsformers.compress.structure yet")
     est, _ = fitted
     net = Supernet(est.network_)
     net.estimator = est

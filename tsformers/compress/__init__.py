@@ -30,6 +30,14 @@ function                  what it removes                                  estim
 ``magnitude``             weights (global L1) or FFN neurons (L2)          all five
 ``quantize_dynamic``      float Linear weights → int8                      all five
 ``distill``               a smaller student of the same class              all five
+``supernet``              a weight-sharing supernet (elastic depth,        Gateformer, PV-Client (standard stacks
+                          heads, FFN width, bit-width), sandwich training  of full-attention blocks)
+``simq_nas``              NSGA-II over (val MSE, CPU latency, size) on     as supernet
+                          the supernet; the chosen subnet
+``ot_fusion``             two models aligned by optimal transport and      Gateformer, PV-Client, GTrXL, ATLAS
+                          averaged (heterogeneous: a smaller first one)
+``scalekd``               distillation to a small student: projector,      Gateformer (others with ``layers=``)
+                          feature + frequency views, teacher perception
 ========================  ==============================================  =========================================
 
 Tools: :func:`count_flops` (FLOPs of one forecast, attention included),
@@ -41,7 +49,12 @@ from tsformers.compress.baselines import distill, magnitude, quantize_dynamic
 from tsformers.compress.core import TaskData, count_flops, count_parameters, derive, finetune, model_size_bytes
 from tsformers.compress.dsformer import dsformer
 from tsformers.compress.fold import fold_bn
+from tsformers.compress.ot_fusion import ot_fusion
 from tsformers.compress.pruning import amp, nvit, optin
+from tsformers.compress.scalekd import scalekd
+from tsformers.compress.simq_nas import nsga2, simq_nas
+from tsformers.compress.supernet import Supernet, supernet
 
-__all__ = ["TaskData", "amp", "axformer", "count_flops", "count_parameters", "derive", "distill", "dsformer",
-           "finetune", "fold_bn", "magnitude", "model_size_bytes", "nvit", "optin", "quantize_dynamic"]
+__all__ = ["Supernet", "TaskData", "amp", "axformer", "count_flops", "count_parameters", "derive", "distill",
+           "dsformer", "finetune", "fold_bn", "magnitude", "model_size_bytes", "nsga2", "nvit", "optin",
+           "ot_fusion", "quantize_dynamic", "scalekd", "simq_nas", "supernet"]

@@ -144,15 +144,20 @@ def mse(network: nn.Module, batch: Batch, reference: Tensor | None = None) -> fl
 def count_parameters(obj, nonzero: bool = False) -> int:
     """Parameters of an estimator's network (or of a network): every element, or only the non-zero ones.
 
-    Integer buffers of compressed modules (the int8 weights of :class:`~tsformers.compress.structure.Int8Linear`)
-    count as parameters; index buffers (sparsity positions) and statistics do not.
+    Integer weights of quantised modules (:class:`~tsformers.compress.structure.Int8Linear`, the int8/int4
+    ``QuantLinear`` of SimQ-NAS subnets) count as parameters, one per weight however many share a byte;
+    index buffers (sparsity positions) and statistics do not.
     """
     network = _network_of(obj)
     tensors = list(network.parameters())
+    from tsformers.compress._quant import QuantLinear
     from tsformers.compress.structure import Int8Linear
 
-    tensors += [t for m in network.modules() if isinstance(m, Int8Linear)
-                for t in (m.weight_int8, m.bias) if t is not None]
+    tensors += [t for m in network.modules() if isinstance(m, Int8Linear) for t in (m.weight_int8, m.bias)
+                if t is not None]                                   # buffers there, so not in parameters()
+    # int4 weights are packed two per byte: count the logical weights, not the bytes
+    quantised = [m.dequantized() for m in network.modules() if isinstance(m, QuantLinear)]
+    tensors += quantised
     if nonzero:
         return int(sum(int((t != 0).sum()) for t in tensors))
     return int(sum(t.numel() for t in tensors))

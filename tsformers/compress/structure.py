@@ -272,9 +272,10 @@ def register_module_type(cls: type, spec=None) -> type:
 def _types() -> dict:
     """Module types an edit may name: class and the function giving its constructor arguments."""
     from tsformers.backbone.lmu import TokenBatchNorm
+    from tsformers.compress._quant import QuantLinear
 
     own = {c.__name__: (c, lambda m: m.spec()) for c in (Zero, Bias, ChannelAffine, FactorizedLinear, Int8Linear,
-                                                         HardTopKAttention)}
+                                                         HardTopKAttention, QuantLinear)}
     return {"Linear": (nn.Linear, _linear_spec), "Conv1d": (nn.Conv1d, _conv1d_spec),
             "BatchNorm1d": (nn.BatchNorm1d, _bn_spec), "TokenBatchNorm": (TokenBatchNorm, _bn_spec),
             "LayerNorm": (nn.LayerNorm, _layernorm_spec), "Identity": (nn.Identity, lambda m: {}), **own,
