@@ -114,9 +114,10 @@ def grid_section(model: str = "gateformer") -> list[str]:
 # -- 2. side by side ----------------------------------------------------------------------------------
 
 def side_by_side_section() -> list[str]:
-    sbs = _read("side_by_side.csv")
-    if sbs is None:
+    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
+    if not frames:
         return []
+    sbs = pd.concat(frames, ignore_index=True)
     sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one run, one protocol (the same rows, the same train-split scaling, "

@@ -3,8 +3,9 @@
 Gateformer with its ETTh1-96 paper settings (d_model 64, 1 layer, batch 8) on the ETTh1 train rows:
 each measurement is a fresh process (``_speed_worker.py``, task ``train``) that fits for SHORT and
 LONG steps; the difference gives the time of one step without the fixed cost of a fit. The trees
-are measured in turn, ``--repeats`` times (A B A B ...), so both see the same machine; on a shared
-machine the minimum over the repeats is the fairest figure, the median is printed too.
+are measured in turn, ``--repeats`` times (A B A B ...), so both see the same machine. Times are CPU
+seconds of the worker process (see ``_speed_worker.py``), which a shared machine inflates far less than
+wall time; the minimum over the repeats is the figure compared, the median is printed too.
 
     .venv/bin/python benchmarks/train_overhead.py --trees /tmp/before /tmp/after --labels before after
 
