@@ -13,6 +13,9 @@ heads; lookback 96, horizon 96) on synthetic univariate series, for 1 and 1,000 
   virtual environment (``benchmarks/.venv-nf``, the one ``speed.py`` creates, through its worker
   ``_speed_worker.py``). Without that environment the column is skipped, and the table says so.
 
+Then a streaming model: LMUFormer's ``predict(df)`` over 200 steps of history, torch (the
+Legendre memory by FFT over the whole history) against the ONNX stream graph (8 steps per call).
+
 Part 2, **packed against padded**: a panel of series whose lengths run from 100 to 10,000 steps
 (log-uniform), tokens = patches of 16 steps (6 to 625 tokens), a 2-layer pre-LN Transformer
 encoder (d_model 64). Padded: one batch padded to the longest series with a key mask (in
@@ -145,6 +148,34 @@ def latency(repeats: int, compile_: bool, nf: bool, workdir: Path) -> list[dict]
     return rows
 
 
+def stream_latency(repeats: int, workdir: Path, history: int = 200) -> list[dict]:
+    """LMUFormer (streaming, d_model 64): predict(df) over a history of ``history`` steps, torch vs ONNX.
+
+    Torch runs the Legendre memory over the whole history at once (FFT); the ONNX graph advances
+    ``STREAM_BLOCK`` steps per call, so a history costs ceil(T / block) calls.
+    """
+    from tsformers import BaseForecaster, LMUFormerForecaster
+
+    est = LMUFormerForecaster(horizon=HORIZON, lookback=LOOKBACK, max_epochs=1, val_size=0, batch_size=32,
+                              random_state=0, trainer_kwargs={"limit_train_batches": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(synthetic_panel(8, LOOKBACK + HORIZON + 104))
+    path = est.save(workdir / "lmuformer")
+    t0 = time.perf_counter()
+    est.export_onnx(path)
+    rows = [row("stream", "export_onnx", "onnx", 0, extra=f"LMUFormer export {time.perf_counter() - t0:.1f} s")]
+    onnx_est = BaseForecaster.load(path, engine="onnx")
+    for n_series in (1, 1000):
+        panel = synthetic_panel(n_series, history)
+        err = float(np.abs(est.predict(panel)["y"].to_numpy() - onnx_est.predict(panel)["y"].to_numpy()).max())
+        rows.append(row("stream", f"predict T={history}", "torch", n_series,
+                        *timed(lambda: est.predict(panel), repeats)))
+        rows.append(row("stream", f"predict T={history}", "onnx", n_series,
+                        *timed(lambda: onnx_est.predict(panel), repeats), extra=f"max |diff| {err:.1e}"))
+    return rows
+
+
 def neuralforecast_row(n_series: int, repeats: int) -> dict:
     try:
         from _nfenv import NF_PYTHON, run_worker
@@ -219,6 +250,7 @@ def main(argv=None) -> int:
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         rows = latency(args.repeats, not args.no_compile, not args.no_neuralforecast, Path(tmp))
+        rows += stream_latency(args.repeats, Path(tmp))
     rows += packing(args.repeats, args.pack_series, args.pad_chunk)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     load_end = os.getloadavg()[0]
