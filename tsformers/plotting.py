@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tsformers.estimators.evaluation import format_level
+from tsformers.data.frames import format_level
 
 __all__ = ["ForecastFigure", "plot_backtest"]
 

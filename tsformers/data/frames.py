@@ -447,3 +447,8 @@ def _restore_ids(ids: np.ndarray, series: list) -> np.ndarray:
     if all(isinstance(s, (int, np.integer)) for s in series):
         return ids.astype(np.int64)
     return ids
+
+
+def format_level(value: float) -> str:
+    """A quantile or interval level as it appears in column names: ``0.1`` -> ``"0.1"``, ``80.0`` -> ``"80"``."""
+    return np.format_float_positional(float(value), trim="-")

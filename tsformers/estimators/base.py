@@ -517,7 +517,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}.")
         estimator = load_estimator(cls, path)
         if engine == "onnx":
-            from tsformers.runtime.onnx import attach
+            from tsformers.estimators.onnx import attach
 
             attach(estimator, path)
         return estimator
@@ -546,7 +546,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             The ONNX file.
         """
         check_is_fitted(self, "network_")
-        from tsformers.runtime.onnx import export_estimator
+        from tsformers.estimators.onnx import export_estimator
 
         return export_estimator(self, path)
 

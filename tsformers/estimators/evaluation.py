@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.data.frames import Panel, as_pandas, infer_schema
+from tsformers.data.frames import Panel, as_pandas, format_level, infer_schema
 from tsformers.data.time import future_times
 
 #: At most this many windows are forecast at fit for the conformal calibration.
@@ -57,11 +57,6 @@ MAX_CALIBRATION_WINDOWS = 1000
 MAX_STREAMING_ORIGINS = 200
 MAX_RAGGED_STREAMING_ORIGINS = 8
 _CHUNK = 1024
-
-
-def format_level(value: float) -> str:
-    """A level as it appears in column names: ``0.1`` -> ``"0.1"``, ``80.0`` -> ``"80"``."""
-    return np.format_float_positional(float(value), trim="-")
 
 
 def check_quantiles(quantiles) -> list[float] | None:
