@@ -56,6 +56,16 @@ def grid_section(model: str = "gateformer") -> list[str]:
     if lh is not None:
         lh = latest(lh[(lh["model"] == model) & (lh["seed"] == 0)], ["dataset", "horizon"])
         runs = {(r.dataset, int(r.horizon)): r for r in lh.itertuples()}
+    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
+    if frames:  # cells run only by side_by_side.py (same protocol and settings) fill the gaps
+        sbs = pd.concat(frames, ignore_index=True)
+        sbs = latest(sbs[(sbs["library"] == "tsformers") & (sbs["model"] == model) & (sbs["seed"] == 0)],
+                     ["dataset", "horizon"])
+        for r in sbs.itertuples():
+            if (r.dataset, int(r.horizon)) not in runs:
+                runs[(r.dataset, int(r.horizon))] = r._replace(total_s=r.fit_test_s) if hasattr(r, "total_s") else \
+                    pd.Series({**r._asdict(), "total_s": r.fit_test_s, "best_epoch": np.nan,
+                               "from_sbs": True})
     estimates = {}
     if est is not None:
         est = latest(est[est["model"] == model], ["dataset", "horizon"])
@@ -80,7 +90,9 @@ def grid_section(model: str = "gateformer") -> list[str]:
                 rev = getattr(r, "git_rev", np.nan)
                 where = (f"load {r.load_start:.1f}, rev {rev}" if isinstance(rev, str) and rev
                          else "idle machine, an earlier rev")
-                run = f"{int(r.epochs_run)} ep ({int(r.best_epoch)}), {_secs(r.total_s)}, {where}"
+                best = "" if pd.isna(getattr(r, "best_epoch", np.nan)) else f" ({int(r.best_epoch)})"
+                origin = ", side_by_side.py" if getattr(r, "from_sbs", False) else ""
+                run = f"{int(r.epochs_run)} ep{best}, {_secs(r.total_s)}, {where}{origin}"
                 ours_cells.append((r.mse, r.mae))
             else:
                 e = estimates.get((dataset, h))
