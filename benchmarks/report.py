@@ -76,9 +76,11 @@ def grid_section(model: str = "gateformer") -> list[str]:
            f"with {NAMES[model]}'s paper settings, seed 0 (`benchmarks/results/long_horizon.csv`). MSE / MAE on "
            "the scaled data, every stride-1 test window. *Run* gives the epochs run (best epoch kept), the "
            "wall time of fit plus test and the 1-minute load average at the start (2 cores, shared). Cells "
-           "not run show the estimated cost of a full run from measured step times "
-           "(`benchmarks/results/epoch_estimates.csv`: ~ time per epoch x 10 epochs, an upper bound since "
-           "early stopping often ends sooner, measured under the load shown).", "",
+           "not run show the estimated cost of a full run on one idle core, from the CPU time of a training step "
+           "measured with the paper settings (`benchmarks/estimate_epochs.py`, "
+           "`benchmarks/results/epoch_estimates.csv`): time per epoch (training steps plus the validation "
+           "pass) and x 10 epochs, an upper bound since early stopping usually ends after 4 to 7. On the "
+           "shared machine the wall time was 5 to 8 times the CPU time.", "",
            "| data | H | " + f"{NAMES[model]} (ours) | run | " + " | ".join(peers) + " |",
            "|---|---|---|---|" + "---|" * len(peers)]
     for dataset in DATASETS:
@@ -141,7 +143,10 @@ def side_by_side_section() -> list[str]:
            "window, one torch thread each; *CPU s* the CPU seconds of the same (recorded from the ETTm1 run on); "
            "*x ours* is the CPU time over ours where known, else the wall time, in the same run. Epochs are "
            "not comparable one to one: Gateformer's recipe uses batches of 8 (1,057 steps per ETTh1 epoch), "
-           "the others batches of 32 (265).", "",
+           "the others batches of 32 (265). One protocol difference is left: neuralforecast's early stopping "
+           "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
+           "before the patience runs out (ETTm1: neuralforecast's iTransformer stopped after 8 epochs) that "
+           "costs it accuracy.", "",
            "| data | H | library | model | params | MSE | MAE | epochs | fit + test (wall) | CPU s | x ours | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
