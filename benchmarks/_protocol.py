@@ -14,9 +14,11 @@ Nothing here knows a particular model: any fitted ``BaseForecaster`` (it has
 """
 from __future__ import annotations
 
+import csv
 import resource
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,3 +109,15 @@ def peak_rss_mib() -> float:
     """Peak resident set size of this process so far, in MiB (never decreases: later runs include earlier ones)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
+    """Append ``rows`` to the CSV at ``path`` (header first when new); floats to 6 significant digits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or not path.stat().st_size
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

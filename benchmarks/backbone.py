@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
-from _protocol import evaluate_windows, load_protocol_data, n_parameters  # noqa: E402
+from _protocol import append_rows, evaluate_windows, load_protocol_data, n_parameters  # noqa: E402
 from long_horizon import _EpochTimer, gateformer  # noqa: E402
 
 from tsformers.backbone import available, build, build_class  # noqa: E402
@@ -71,14 +71,7 @@ def _stamp(row: dict) -> dict:
 
 
 def append_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or not path.stat().st_size
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_rows(path, rows, FIELDS)
 
 
 def done(path: Path, part: str) -> set[tuple[str, str]]:

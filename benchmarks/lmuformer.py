@@ -23,7 +23,6 @@ Rows are appended to ``benchmarks/results/lmuformer.csv`` (``kind`` = accuracy o
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -39,7 +38,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
-from _protocol import evaluate_windows, load_protocol_data, n_parameters, scaled_values  # noqa: E402
+from _protocol import append_rows, evaluate_windows, load_protocol_data, n_parameters, scaled_values  # noqa: E402
 from long_horizon import _EpochTimer, gateformer  # noqa: E402  (Gateformer with its paper's ETTh1 settings)
 
 from tsformers.backbone.spiking import SpikeRateCounter  # noqa: E402
@@ -243,14 +242,7 @@ def run_streaming(trained: LMUFormerForecaster, frame: pd.DataFrame, sizes: list
 # -- output ------------------------------------------------------------------------------------------
 
 def append_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or not path.stat().st_size
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_rows(path, rows, FIELDS)
 
 
 def _stamp(row: dict) -> dict:
