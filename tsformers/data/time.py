@@ -117,6 +117,35 @@ def future_times(last, step: Step, horizon: int) -> pd.Index:
     return time_range(last, step, horizon + 1)[1:]
 
 
+def future_times_of(ends, step: Step, horizon: int) -> list[pd.Index]:
+    """:func:`future_times` after each end; series that end together share one index (the usual panel)."""
+    by_end: dict = {}
+    return [by_end[end] if end in by_end else by_end.setdefault(end, future_times(end, step, horizon))
+            for end in ends]
+
+
+def fixed_step_ticks(times: pd.Index, step: Step) -> int | None:
+    """The step as a whole number of ``ticks(times)``, or None when its length varies (``"MS"``, ``"B"``,
+    calendar days in a time zone) or the kind of ``times`` (dates or steps) does not match the step's."""
+    if isinstance(step, str):
+        if not isinstance(times, pd.DatetimeIndex) or times.tz is not None:
+            return None
+        offset = pd.tseries.frequencies.to_offset(step)
+        if not isinstance(offset, pd.offsets.Tick):
+            return None
+        return int(offset.nanos)
+    if isinstance(times, pd.DatetimeIndex):
+        return None
+    return int(step)
+
+
+def ticks(times: pd.Index) -> np.ndarray:
+    """The time axis as int64: nanoseconds for dates, the steps themselves otherwise."""
+    if isinstance(times, pd.DatetimeIndex):
+        return times.as_unit("ns").asi8
+    return times.to_numpy(dtype=np.int64)
+
+
 def _infer_freq(times: pd.DatetimeIndex) -> str | None:
     """``pd.infer_freq`` as an alias string, on pandas versions that return a string or an offset."""
     with warnings.catch_warnings():

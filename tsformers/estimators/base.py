@@ -23,7 +23,7 @@ from tsformers.backbone.heads import QuantileHead, StaticResidual
 from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
                                    panel_to_frame)
 from tsformers.data.scaling import PanelScaler
-from tsformers.data.time import future_times
+from tsformers.data.time import future_times, future_times_of
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.missing import interpolate_gaps, with_observed_mask
 from tsformers.data.static import StaticEncoder, static_table
@@ -245,7 +245,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             self._check_length(panel, self.lookback, "predict")
             panel = self._fill_missing(panel)
         ends = self.ends_ if df is None else panel.ends
-        times = [future_times(end, self.schema_.step, self.horizon) for end in ends]
+        times = future_times_of(ends, self.schema_.step, self.horizon)
         future = self._future_values(future_df, panel.series, times)
         forecast, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
         extra = self._extra_columns(quantiles, self._intervals(forecast, scale, levels))

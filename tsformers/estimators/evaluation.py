@@ -48,7 +48,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.frames import Panel, as_pandas, format_level, infer_schema
-from tsformers.data.time import future_times
+from tsformers.data.time import future_times_of
 
 #: At most this many windows are forecast at fit for the conformal calibration.
 MAX_CALIBRATION_WINDOWS = 1000
@@ -416,7 +416,7 @@ class EvaluationMixin:
             panel = self._fill_missing(self._read(frame, self.schema_, fitting=False, static_df=static_df))
             self._check_length(panel, self.lookback, "predict")
             ends = panel.ends
-        times = [future_times(end, self.schema_.step, self.horizon) for end in ends]
+        times = future_times_of(ends, self.schema_.step, self.horizon)
         future = self._future_values(future_df, panel.series, times)
         point, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
         intervals = self._intervals(point, scale, levels)
