@@ -26,7 +26,7 @@ $(VENV)/.test-deps: $(BIN)/tsformers
 	touch $@
 
 test: $(VENV)/.test-deps
-	$(BIN)/python -m pytest -q -m "not spark" tests
+	$(BIN)/python -m pytest -q -rs -m "not spark" tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider ../shared/contract
 
 test-spark: $(VENV)/.test-deps

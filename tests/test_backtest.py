@@ -157,3 +157,33 @@ def test_interval_metrics_against_hand_computations():
     row = evaluate(frame).iloc[0]                          # the missing actual is left out
     assert row.n == 2 and row.mse == pytest.approx((0.25 + 1) / 2) and row.mae == pytest.approx(0.75)
     assert row.coverage_80 == pytest.approx(1.0) and row.width_80 == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("model", [GateformerForecaster, LMUFormerForecaster])
+def test_an_interpolated_gap_running_up_to_an_origin_never_reads_past_it(model):
+    # 60 rows, horizon 4, 3 windows 4 apart: origins 48, 52 and 56. A gap over rows 45-49 runs up to the first
+    # origin; interpolating it from both ends would read row 50, after that origin.
+    df = hourly(60)
+    df.loc[45:49, "a"] = np.nan
+    kw = dict(horizon=4, lookback=12, max_epochs=0, missing="interpolate", random_state=0)
+    kw.update(dict(d_model=16, d_ff=16, n_heads=2, patch_len=4, stride=4) if model is GateformerForecaster
+              else dict(d_model=8, memory_size=8))
+    f = model(**kw).fit(df.iloc[:40])
+    later = df.copy()
+    later.loc[50:, "a"] += 5.0                             # change only what comes after the first origin
+    before, after = f.backtest(df, n_windows=3, step=4), f.backtest(later, n_windows=3, step=4)
+    first = before.window == 0
+    np.testing.assert_array_equal(before[first].forecast, after[first].forecast)
+    # the gap's steps before the origin are held at the last value observed before it (row 44)
+    held = df.copy()
+    held.loc[45:47, "a"] = df.loc[44, "a"]
+    expected = f.predict(held.iloc[:48])
+    for target in ["a", "b"]:
+        np.testing.assert_allclose(before[first & (before.target == target)].forecast, expected[target],
+                                   rtol=1e-5, atol=1e-6)
+    # a window whose history holds the whole gap interpolates it, as predict on that history does
+    second = before.window == 1
+    expected = f.predict(df.iloc[:52])
+    for target in ["a", "b"]:
+        np.testing.assert_allclose(before[second & (before.target == target)].forecast, expected[target],
+                                   rtol=1e-5, atol=1e-6)

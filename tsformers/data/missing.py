@@ -44,6 +44,26 @@ def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, 
     return out
 
 
+def last_observed(values: np.ndarray) -> np.ndarray:
+    """For each step, the index of the last non-missing value at or before it (-1 where none).
+
+    ``(n_series, n_time, n_vars)`` -> the same shape, int64.
+    """
+    steps = np.arange(values.shape[1], dtype=np.int64)[None, :, None]
+    return np.maximum.accumulate(np.where(np.isnan(values), -1, steps), axis=1)
+
+
+def hold_trailing_gaps(window: np.ndarray, positions: np.ndarray, last: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Replace the values of ``window`` after ``last`` by ``held``: a gap that runs up to a forecast origin is
+    held at its last observed value, since interpolating it would read values after the origin.
+
+    ``window`` ``(n, L, G)``, the panel rows it covers ``positions`` ``(n, L)``, the last observed row before
+    each origin ``last`` ``(n, G)`` and the value there ``held`` ``(n, G)``; returns a copy.
+    """
+    trailing = positions[:, :, None] > last[:, None, :]
+    return np.where(trailing, held[:, None, :], window)
+
+
 def with_observed_mask(values: np.ndarray, n_masked: int) -> np.ndarray:
     """Zero the gaps of the first ``n_masked`` variables and insert one observed-mask channel for each after them.
 

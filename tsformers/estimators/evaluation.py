@@ -48,6 +48,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.frames import Panel, as_pandas, format_level, infer_schema
+from tsformers.data.missing import hold_trailing_gaps, last_observed
 from tsformers.data.time import future_times_of
 
 #: At most this many windows are forecast at fit for the conformal calibration.
@@ -185,17 +186,31 @@ class EvaluationMixin:
         scaled = scaler.transform(panel.values)
         rows = np.repeat(np.arange(n_series), n_windows)
         starts = origins.reshape(-1)
+        # Interpolation fills a gap from both of its ends; where a gap runs up to an origin, its far end lies
+        # after the origin, so those steps are held at the last value observed before it instead.
+        n_gappy = len(self.schema_.targets) + len(self.schema_.covariates)
+        last = None
+        if self.missing == "interpolate" and np.isnan(raw.values[..., :n_gappy]).any():
+            last = last_observed(raw.values[..., :n_gappy])[rows, starts - 1]        # (n, G)
+            if (last == (starts - 1)[:, None]).all():
+                last = None                                                      # no gap reaches an origin
         with torch.no_grad():
             if self._tags["streaming"]:
-                out = self._streaming_origins(panel, scaled, offsets, origins)
+                out = self._streaming_origins(panel, scaled, offsets, origins, last, n_gappy)
             else:
                 inputs = self._network_inputs(scaled)
                 static = None if panel.static is None else torch.from_numpy(panel.static.astype(np.float32))
                 parts = []
                 for chunk in range(0, len(rows), _CHUNK):
                     r, o = rows[chunk: chunk + _CHUNK], starts[chunk: chunk + _CHUNK]
-                    x = torch.from_numpy(inputs[r[:, None], o[:, None] - lookback + np.arange(lookback)]
-                                         .astype(np.float32))                  # (n, L, C)
+                    positions = o[:, None] - lookback + np.arange(lookback)           # (n, L)
+                    window = inputs[r[:, None], positions]                            # (n, L, C)
+                    if last is not None:
+                        held = last[chunk: chunk + _CHUNK]
+                        held_values = scaled[r[:, None], held, np.arange(n_gappy)]          # (n, G)
+                        window[..., :n_gappy] = hold_trailing_gaps(window[..., :n_gappy], positions, held,
+                                                                   held_values)
+                    x = torch.from_numpy(window.astype(np.float32))
                     parts.append(self.network_(x) if static is None else
                                  self.network_(x, static=static[torch.from_numpy(r)]))
                 out = torch.cat(parts)
@@ -205,10 +220,29 @@ class EvaluationMixin:
         return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
                 "scale": window_scaler.scale[:, :n_targets], "panel": panel}
 
-    def _streaming_origins(self, panel: Panel, scaled: np.ndarray, offsets: np.ndarray,
-                           origins: np.ndarray) -> torch.Tensor:
-        """A streaming network's forecasts at every origin, ``(S * K, H, ...)`` series-major."""
+    def _streaming_origins(self, panel: Panel, scaled: np.ndarray, offsets: np.ndarray, origins: np.ndarray,
+                           last: np.ndarray | None = None, n_gappy: int = 0) -> torch.Tensor:
+        """A streaming network's forecasts at every origin, ``(S * K, H, ...)`` series-major.
+
+        ``last`` ``(S * K, G)``, when given, is the last observed row before each origin of the first ``G``
+        variables: the steps after it are held at its value, so each origin's state is rebuilt from the start.
+        """
         outs = []
+        if last is not None:
+            n_series, n_time = scaled.shape[:2]
+            last = last.reshape(n_series, len(offsets), n_gappy)
+            series = np.arange(n_series)[:, None]
+            steps = np.arange(n_time)[None, :, None]
+            for k, offset in enumerate(offsets):
+                held = last[:, k]                                                     # (S, G)
+                values = scaled.copy()
+                values[..., :n_gappy] = hold_trailing_gaps(
+                    values[..., :n_gappy], np.broadcast_to(steps[..., 0], (n_series, n_time)), held,
+                    scaled[series, held, np.arange(n_gappy)])
+                history = Panel(values=values, times=panel.times, series=panel.series, static=panel.static,
+                                first=panel.first, last=panel.last - offset)
+                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+            return torch.stack(outs, dim=1).flatten(0, 1)
         if panel.aligned:
             state, done = None, 0
             for origin in origins[0]:
@@ -257,7 +291,10 @@ class EvaluationMixin:
         reads only the data before its origin (its *cutoff* is the last
         timestamp seen). Forecasts are computed in batches: windowed networks
         read the ``lookback`` rows before each origin, streaming ones run their
-        recurrence over the history before each origin, in one pass.
+        recurrence over the history before each origin, in one pass. With
+        ``missing="interpolate"``, a gap that runs up to an origin is held at
+        the last value observed before it, since interpolating it would read
+        values after the origin.
 
         Parameters
         ----------
