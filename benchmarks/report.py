@@ -148,7 +148,8 @@ def seeds_section(model: str = "gateformer") -> list[str]:
            f"{NAMES[model]} cells rerun with `--seeds 0 1 2` (the estimator's `random_state`: weight "
            "initialisation, dropout and the order of the training windows). MSE / MAE as mean ± sample "
            "standard deviation over the seeds; *range* is the lowest and highest MSE. The dataset average is "
-           "shown where every horizon has all its seeds.", "",
+           "shown where every horizon has all its seeds. The wall times span different machine loads (seed 0 "
+           "often ran while the 2 cores were shared by up to nine jobs; see each row of the CSV).", "",
            "| data | H | seeds | MSE | MAE | MSE range | epochs | fit + test per seed |",
            "|---|---|---|---|---|---|---|---|"]
     for dataset in DATASETS:
