@@ -193,6 +193,8 @@ def other_models_section() -> list[str]:
            "not; `benchmarks/pv.py` measures it on PV data. The Gateformer column repeats the grid's cell.", "",
            "| data | H | model | params | MSE | MAE | epochs (best) | fit + test | load | Gateformer |",
            "|---|---|---|---|---|---|---|---|---|---|"]
+    est = _read("epoch_estimates.csv")
+    est = None if est is None else latest(est[est["model"] != "gateformer"], ["dataset", "horizon", "model"])
     for dataset in DATASETS:
         for horizon in HORIZONS:
             rows = others[(others["dataset"] == dataset) & (others["horizon"] == horizon)]
@@ -202,7 +204,14 @@ def other_models_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
                            f"{r.mse:.3f} | {r.mae:.3f} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
                            f"{_secs(r.total_s)} | {r.load_start:.1f} | {ref} |")
-    out.append("")
+            if est is None:
+                continue
+            cell = est[(est["dataset"] == dataset) & (est["horizon"] == horizon) & ~est["model"].isin(rows["model"])]
+            for e in cell.sort_values("run_s_est").itertuples():
+                out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | {int(e.n_params):,} | not run | | "
+                           f"| est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} |")
+    out += ["", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
+            "(`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
 
 
