@@ -242,9 +242,10 @@ def test_causal_within_and_across_segments():
     assert change[41:].max() == 0
 
 
-def test_the_forecast_does_not_depend_on_absolute_time():
+@pytest.mark.parametrize("input_changes", [False, True])
+def test_the_forecast_does_not_depend_on_absolute_time(input_changes):
     """A stream that started earlier gives the same forecast once the receptive field is covered."""
-    model = small(gate_bias=0.0)
+    model = small(gate_bias=0.0, input_changes=input_changes)
     size = model.receptive_field
     x = torch.randn(2, size, 3)
     stream = torch.cat([torch.randn(2, 37, 3), x], dim=1)         # x delayed by 37 steps
@@ -260,8 +261,9 @@ def test_the_forecast_does_not_depend_on_absolute_time():
 
 # -- streaming protocol ------------------------------------------------------------------------------
 
-def test_forward_equals_forecast_of_advance_for_any_split():
-    model = small()
+@pytest.mark.parametrize("input_changes", [False, True])
+def test_forward_equals_forecast_of_advance_for_any_split(input_changes):
+    model = small(input_changes=input_changes)
     x = torch.randn(3, 64, 3)
     with torch.no_grad():
         expected = model(x)
@@ -274,6 +276,17 @@ def test_forward_equals_forecast_of_advance_for_any_split():
         for t in range(64):
             state = model.advance(state, x[:, t:t + 1])
         torch.testing.assert_close(model.forecast(state), expected, atol=2e-5, rtol=1e-4)
+
+
+def test_with_input_changes_the_forecast_moves_with_the_level_of_the_series():
+    x = torch.randn(2, 40, 3)
+    shift = torch.tensor([3.0, -7.0, 0.5])
+    with torch.no_grad():
+        model = small(input_changes=True)
+        torch.testing.assert_close(model(x + shift), model(x) + shift, atol=1e-5, rtol=1e-5)
+        # embedding the values themselves does not: a level the training never saw changes the forecast's shape
+        plain = small(input_changes=False)
+        assert ((plain(x + shift) - shift) - plain(x)).abs().max() > 1e-3
 
 
 def test_state_is_bounded_and_update_cost_does_not_grow_with_history():
@@ -372,6 +385,14 @@ def test_block_and_gating_are_chosen_by_name():
         GTrXLForecaster(**SMALL, gating="sigmoid").fit(frame())
     with pytest.raises(InvalidParameterError, match="block"):
         GTrXLForecaster(**SMALL, block="prenorm").fit(frame())
+
+
+def test_input_changes_reach_the_network_and_keep_update_exact():
+    df = frame()
+    est = GTrXLForecaster(**{**SMALL, "max_epochs": 1}, input_changes=True).fit(df.iloc[:250])
+    assert est.network_.input_changes and est.network_.receptive_field == 2 * 10 + 2
+    full = _values(est.predict(df))
+    np.testing.assert_allclose(_values(est.update(df.iloc[250:]).predict()), full, rtol=1e-4, atol=1e-5)
 
 
 def test_long_lookback_in_many_segments_trains():

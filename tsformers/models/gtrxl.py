@@ -117,6 +117,13 @@ class GTrXL(nn.Module):
       that a streamed state stays exact). No instance normalisation: the estimator
       scales each series with fitted statistics, and per-window statistics would
       change every cached state whenever a step arrives.
+    - **Input changes** (``input_changes``, a tsformers extension): each token embeds
+      the step's change from the step before (zero for the first step ever seen)
+      instead of its values. With the anchor, the forecast then moves with the level
+      of the series exactly (``forward(x + c) == forward(x) + c``), so a level never
+      seen in training (ETTh1's test period) reads like one that was; the change
+      needs only the last observed value, which the state keeps, so streaming stays
+      exact. The forecast then depends on one step more.
 
     Streaming protocol (``docs/extending.md``): the state holds each layer's
     memory, the last token's final state and the last observed values.
@@ -146,6 +153,7 @@ class GTrXL(nn.Module):
         gating: str = "gru",
         gate_bias: float = 2.0,
         last_value_anchor: bool = True,
+        input_changes: bool = False,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -157,6 +165,7 @@ class GTrXL(nn.Module):
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
         self.last_value_anchor = last_value_anchor
+        self.input_changes = input_changes
 
         self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
         def new_block():
@@ -173,8 +182,8 @@ class GTrXL(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1."""
-        return self.n_layers * self.mem_len + 1
+        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 with input changes)."""
+        return self.n_layers * self.mem_len + 1 + int(self.input_changes)
 
     # -- streaming protocol ---------------------------------------------------------------
 
@@ -229,7 +238,7 @@ class GTrXL(nn.Module):
 
     def _segment(self, state: dict[str, Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """One segment x (B, S, n_vars) through the stack, reading and writing the memories: (B, S, D), state."""
-        h = self.embed(x)                                                   # (B, S, D)
+        h = self.embed(self._changes(state, x) if self.input_changes else x)  # (B, S, D)
         new_state = {}
         for i, layer in enumerate(self.layers):
             memory = self.memory.read(state, i)                              # (B, m, D), detached
@@ -238,6 +247,12 @@ class GTrXL(nn.Module):
         new_state["last_hidden"] = h[:, -1:]                                 # (B, 1, D)
         new_state["last_value"] = x[:, -1:]                                  # (B, 1, N)
         return h, new_state
+
+    @staticmethod
+    def _changes(state: dict[str, Tensor], x: Tensor) -> Tensor:
+        """x (B, S, N) minus each step's predecessor; the state's last value precedes the first step."""
+        before = state["last_value"] if state["last_value"].shape[1] else x[:, :1]   # (B, 1, N)
+        return x - torch.cat([before, x[:, :-1]], dim=1)                         # (B, S, N)
 
     def _check(self, x: Tensor) -> None:
         assert x.ndim == 3 and x.shape[1] >= 1 and x.shape[2] == self.n_vars, (
