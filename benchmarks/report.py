@@ -240,6 +240,10 @@ def side_by_side_section() -> list[str]:
         return []
     sbs = pd.concat(frames, ignore_index=True)
     sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
+    order = {name: i for i, name in enumerate(DATASETS)}
+    order.update({"tsformers": 0, "neuralforecast": 1})
+    sbs = sbs.sort_values(["dataset", "horizon", "library"],
+                          key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one run, one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
