@@ -280,11 +280,13 @@ def _regular_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: Pa
     series-by-series path then finds the offending row and names it.
     """
     keys = list(groups)
+    series = [_plain(k) for k in keys]
     if fitting:
         rows = groups[keys[0]]
         where = "" if keys[0] is None else f" of series '{keys[0]}'"
-        check_order(times[rows], rows, where)
-        step = infer_step(times[rows], rows, where)
+        first_times = times[rows]
+        check_order(first_times, rows, where)
+        step = infer_step(first_times, rows, where)
     else:
         step = schema.step
     step_ticks = fixed_step_ticks(times, step)
@@ -303,13 +305,12 @@ def _regular_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: Pa
         return None
     if fitting:
         schema.step = step
-        schema.series = [_plain(k) for k in keys]
+        schema.series = list(series)
         if isinstance(times, pd.DatetimeIndex):
             schema.time_unit = times.unit
             schema.time_zone = None
     starts = np.cumsum(lengths) - lengths
     first_ticks = all_ticks[order[starts]]
-    series = [_plain(k) for k in keys]
     inserted = [0] * len(keys)
     if (first_ticks == first_ticks[0]).all() and (lengths == lengths[0]).all():  # aligned: the usual case
         n = int(lengths[0])

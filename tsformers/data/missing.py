@@ -53,13 +53,16 @@ def last_observed(values: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(np.isnan(values), -1, steps), axis=1)
 
 
-def hold_trailing_gaps(window: np.ndarray, positions: np.ndarray, last: np.ndarray, held: np.ndarray) -> np.ndarray:
-    """Replace the values of ``window`` after ``last`` by ``held``: a gap that runs up to a forecast origin is
-    held at its last observed value, since interpolating it would read values after the origin.
+def hold_trailing_gaps(window: np.ndarray, positions: np.ndarray, last: np.ndarray, values: np.ndarray,
+                       rows: np.ndarray) -> np.ndarray:
+    """Replace the values of ``window`` after ``last`` by the value at ``last``: a gap that runs up to a forecast
+    origin is held at its last observed value, since interpolating it would read values after the origin.
 
-    ``window`` ``(n, L, G)``, the panel rows it covers ``positions`` ``(n, L)``, the last observed row before
-    each origin ``last`` ``(n, G)`` and the value there ``held`` ``(n, G)``; returns a copy.
+    ``window`` ``(n, L, G)`` covers the panel rows ``positions`` ``(n, L)`` of the series ``rows`` ``(n,)`` of
+    ``values`` ``(n_series, n_time, >= G)``; ``last`` ``(n, G)`` is the last observed row before each origin.
+    Returns a copy.
     """
+    held = values[rows[:, None], last, np.arange(last.shape[1])]              # (n, G)
     trailing = positions[:, :, None] > last[:, None, :]
     return np.where(trailing, held[:, None, :], window)
 

@@ -206,10 +206,8 @@ class EvaluationMixin:
                     positions = o[:, None] - lookback + np.arange(lookback)           # (n, L)
                     window = inputs[r[:, None], positions]                            # (n, L, C)
                     if last is not None:
-                        held = last[chunk: chunk + _CHUNK]
-                        held_values = scaled[r[:, None], held, np.arange(n_gappy)]          # (n, G)
-                        window[..., :n_gappy] = hold_trailing_gaps(window[..., :n_gappy], positions, held,
-                                                                   held_values)
+                        window[..., :n_gappy] = hold_trailing_gaps(window[..., :n_gappy], positions,
+                                                                   last[chunk: chunk + _CHUNK], scaled, r)
                     x = torch.from_numpy(window.astype(np.float32))
                     parts.append(self.network_(x) if static is None else
                                  self.network_(x, static=static[torch.from_numpy(r)]))
@@ -231,14 +229,12 @@ class EvaluationMixin:
         if last is not None:
             n_series, n_time = scaled.shape[:2]
             last = last.reshape(n_series, len(offsets), n_gappy)
-            series = np.arange(n_series)[:, None]
-            steps = np.arange(n_time)[None, :, None]
+            series = np.arange(n_series)
+            positions = np.broadcast_to(np.arange(n_time), (n_series, n_time))          # (S, T)
             for k, offset in enumerate(offsets):
-                held = last[:, k]                                                     # (S, G)
                 values = scaled.copy()
-                values[..., :n_gappy] = hold_trailing_gaps(
-                    values[..., :n_gappy], np.broadcast_to(steps[..., 0], (n_series, n_time)), held,
-                    scaled[series, held, np.arange(n_gappy)])
+                values[..., :n_gappy] = hold_trailing_gaps(values[..., :n_gappy], positions, last[:, k], scaled,
+                                                           series)
                 history = Panel(values=values, times=panel.times, series=panel.series, static=panel.static,
                                 first=panel.first, last=panel.last - offset)
                 outs.append(self.network_.forecast(self._advance_panel(None, history)))

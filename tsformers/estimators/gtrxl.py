@@ -138,7 +138,6 @@ class GTrXLForecaster(BaseForecaster):
         "input_changes": ["boolean"],
     }
 
-
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", gating="gru", gate_bias=2.0, last_value_anchor=True,
                  input_changes=False, target=None, covariates=None, future_covariates=None, time_col=None, id_col=None, loss="mse",
