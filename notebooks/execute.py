@@ -30,8 +30,9 @@ def notebooks(patterns: list[str] | None = None) -> list[Path]:
     return found
 
 
-def execute(path: Path, *, write: bool) -> float:
-    """Run every cell of ``path`` in a fresh kernel; an error in a cell raises. Returns the seconds taken."""
+def execute(path: Path, *, write: bool) -> tuple[nbformat.NotebookNode, float]:
+    """Run every cell of ``path`` in a fresh kernel; an error in a cell raises. Returns the executed notebook
+    and the seconds taken."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3", record_timing=False,
@@ -42,7 +43,7 @@ def execute(path: Path, *, write: bool) -> float:
     if write:
         nb.metadata.pop("widgets", None)
         nbformat.write(nb, path)
-    return seconds
+    return nb, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     total = 0.0
     for path in notebooks(args.names):
-        seconds = execute(path, write=not args.check)
+        _, seconds = execute(path, write=not args.check)
         total += seconds
         print(f"{path.name}: {seconds:.1f} s", flush=True)
     print(f"total: {total:.1f} s")

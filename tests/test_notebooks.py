@@ -47,4 +47,10 @@ def test_notebook_executes(path):
     needed = NEEDS_DATA.get(path.name)
     if needed and not (DATA / needed).is_file():
         pytest.skip(f"{needed} not in {DATA}: set TSFORMERS_DATA")
-    _executor().execute(path, write=False)   # raises CellExecutionError with the cell and its traceback
+    executed, _ = _executor().execute(path, write=False)   # raises CellExecutionError with the cell and traceback
+    cells = [c for c in executed.cells if c.cell_type == "code"]
+    assert cells and all(c.execution_count for c in cells), f"{path.name}: a code cell did not run"
+    # every cell that shows something in the committed tutorial (a table, a plot, a number) still shows it
+    committed = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    silent = [i for i, (old, new) in enumerate(zip(committed, cells)) if old["outputs"] and not new.outputs]
+    assert not silent, f"{path.name}: code cells {silent} no longer produce their output"
