@@ -361,3 +361,28 @@ def test_scheduling_examples_are_valid_commands(monkeypatch):
                    len(words))
         args = parser.parse_args(words[start:end])
         assert args.command in ("train", "forecast", "backtest")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_forecast_refuses_to_write_over_its_input(long_model_dir, long_history, tmp_path, capsys, monkeypatch,
+                                                   suffix):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / f"history{suffix}"
+    long_history.to_csv(data, index=False) if suffix == ".csv" else long_history.to_parquet(data)
+    before = data.read_bytes()
+    code = main(["forecast", "--model", str(long_model_dir), "--input", str(data), "--output", f"./history{suffix}"])
+    assert code == 2
+    assert "would replace it" in capsys.readouterr().err
+    assert data.read_bytes() == before
+    (tmp_path / "link").symlink_to(data)
+    assert main(["forecast", "--model", str(long_model_dir), "--input", "link", "--output", str(data)]) == 2
+    assert data.read_bytes() == before
+
+
+def test_backtest_refuses_to_write_over_its_input(long_model_dir, long_history, tmp_path, capsys):
+    data = tmp_path / "history.parquet"
+    long_history.to_parquet(data)
+    before = data.read_bytes()
+    code = main(["backtest", "--model", str(long_model_dir), "--input", str(data), "--output", str(data)])
+    assert code == 2 and "--input file" in capsys.readouterr().err
+    assert data.read_bytes() == before

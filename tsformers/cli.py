@@ -179,6 +179,10 @@ def run_demo(args) -> int:
 def run_train(args) -> int:
     job = train_job(args)
     estimator = make_estimator(job)
+    if job["model_dir"]:
+        from tsformers.estimators.persistence import check_save_path
+
+        check_save_path(job["model_dir"])  # before the fit, not after it
     data = read_table(job["data"])
     static = {} if job["static_data"] is None else {"static_df": read_table(job["static_data"])}
     _log("train", f"fitting {type(estimator).__name__} on {job['data']} ({data.height} rows)")
@@ -354,6 +358,7 @@ def run_forecast(args) -> int:
         raise InputError(f"--chunk-size must be a positive number of series, got {args.chunk_size}.")
     output = Path(args.output)
     _check_suffix(output)
+    _check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
     model = load_forecaster(args.model, engine=args.engine)
     data = scan_table(args.input)
     future = read_table(args.future) if args.future else None
@@ -592,6 +597,24 @@ def _check_suffix(path: Path) -> None:
         raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv or .parquet.")
 
 
+def _check_not_an_input(output: Path, **inputs) -> None:
+    """Refuse an output path that is one of the run's input files: the output would replace the input."""
+    for flag, given in inputs.items():
+        if given is None or not _same_file(output, Path(given)):
+            continue
+        raise InputError(f"--output {output} is the --{flag.replace('_', '-')} file {given}: writing the result "
+                         f"would replace it. Choose another output path.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also through links
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
 class Progress:
     """Progress of a forecast over series: a bar redrawn in place on a terminal, plain log lines otherwise."""
 
@@ -635,8 +658,10 @@ def run_backtest(args) -> int:
     output = Path(args.output)
     _check_suffix(output)
     model = job = None
+    _check_not_an_input(output, input=args.input, config=args.config)
     if args.config:
         job = train_job(args)
+        _check_not_an_input(output, data=job["data"], static_data=job["static_data"])
         make_estimator(job)  # a bad estimator name or parameter fails before any fit
         data = read_table(job["data"])
     else:

@@ -485,11 +485,21 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         The directory holds ``config.json`` (format and package version,
         parameters, data schema, scaling statistics, the checksum of the
         weights) and ``weights.pt`` (tensors only, read back with
-        ``weights_only=True``). An existing model directory is replaced.
+        ``weights_only=True``). ``path`` may be new, empty, or a model
+        directory written by tsformers holding nothing but its model files
+        (``config.json``, ``weights.pt``, ``model.onnx``), which is replaced
+        whole. Any other existing path is refused with :class:`FileExistsError`
+        and left untouched: ``save`` never deletes a file it did not write.
 
         Returns
         -------
         pathlib.Path
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` is a file, or a directory holding files other than a
+            tsformers model's.
         """
         check_is_fitted(self, "network_")
         return save_estimator(self, path)

@@ -8,7 +8,8 @@ structural edits that turn the network built from the parameters into it
 (``compression``); ``weights.pt`` holds tensors only (the network's weights, the
 stored history, a streaming state, the conformal calibration errors) and is read with
 ``weights_only=True``. Writing is atomic (a staging directory renamed into
-place), and every way a directory can be damaged (a missing file, truncated or
+place). An existing directory is replaced only when it holds a tsformers model and nothing
+else (see :func:`save_estimator`); any other non-empty directory is refused, untouched. Every way a directory can be damaged (a missing file, truncated or
 edited weights, broken JSON) gives an error that says so.
 """
 from __future__ import annotations
@@ -27,10 +28,13 @@ import torch
 from tsformers.data.frames import PanelSchema
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
+from tsformers.runtime.onnx import ONNX_FILE
 
 FORMAT = "tsformers-model"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
+# Every file a model directory can hold: save() replaces a directory only if it holds nothing else.
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE})
 
 
 class ModelFileError(ValueError):
@@ -42,8 +46,7 @@ def save_estimator(est, path) -> Path:
     from tsformers import __version__
 
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir()) and not (path / CONFIG_FILE).exists()):
-        raise FileExistsError(f"{path} exists and is not a tsformers model directory; choose another path.")
+    check_save_path(path)
     params = est.get_params()
     try:
         json.dumps(params)
@@ -82,6 +85,47 @@ def save_estimator(est, path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def check_save_path(path: Path) -> None:
+    """Refuse to write over ``path`` unless it is absent, empty, or a model directory tsformers wrote.
+
+    A directory is replaced only when its ``config.json`` is a tsformers model configuration and every
+    entry in it is a file a model directory holds (:data:`MODEL_FILES`): a project folder that happens to
+    hold a ``config.json``, or a model directory someone put other files in, is never deleted.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory; choose another path to save the model.")
+    entries = sorted(entry.name for entry in path.iterdir())
+    if not entries:
+        return
+    if not _is_model_config(path / CONFIG_FILE):
+        raise FileExistsError(f"{path} exists and is not a tsformers model directory (it holds "
+                              f"{_named(entries)}); nothing was written. Choose another path, or an empty "
+                              f"or new directory.")
+    foreign = [name for name in entries if name not in MODEL_FILES or (path / name).is_symlink()
+               or not (path / name).is_file()]
+    if foreign:
+        raise FileExistsError(f"{path} holds a tsformers model and files tsformers did not write "
+                              f"({_named(foreign)}); saving would delete them, so nothing was written. Move "
+                              f"them out or choose another path.")
+
+
+def _is_model_config(file: Path) -> bool:
+    if file.is_symlink() or not file.is_file():
+        return False
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
+
+
+def _named(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def load_estimator(cls, path):
