@@ -48,6 +48,49 @@ def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values("timestamp").groupby(keys, as_index=False).tail(1)
 
 
+LOSS_MARK = "▼"  # beside a metric of ours that is worse than the last value's on the same windows
+LOSS_LEGEND = (f"**Bold**: the lowest MSE and the lowest MAE of the row, whoever owns them (the last value "
+               f"included). {LOSS_MARK}: worse than the last-value forecast on that metric, on the same windows.")
+
+
+def last_values() -> dict:
+    """``{(dataset, horizon): (mse, mae)}`` of the last-value forecast, from the runs that scored it."""
+    lh = _read("long_horizon.csv")
+    if lh is None or "naive_mse" not in lh:
+        return {}
+    lh = latest(lh.dropna(subset=["naive_mse"]), ["dataset", "horizon"])
+    return {(r.dataset, int(r.horizon)): (float(r.naive_mse), float(r.naive_mae)) for r in lh.itertuples()}
+
+
+def cells_with_best(scores: dict, ours=(), baseline=None) -> dict:
+    """Each entry of ``scores`` (name -> (mse, mae), or None) as ``"mse / mae"``, the row's best of each in bold.
+
+    The names in ``ours`` get :data:`LOSS_MARK` beside each metric that is worse than ``baseline``'s.
+    """
+    known = {name: v for name, v in scores.items() if v is not None}
+    best = [min(v[i] for v in known.values()) for i in (0, 1)] if known else [None, None]
+    cells = {}
+    for name, v in scores.items():
+        if v is None:
+            cells[name] = "–"
+            continue
+        parts = []
+        for i in (0, 1):
+            text = f"{v[i]:.3f}"
+            if round(v[i], 3) == round(best[i], 3):
+                text = f"**{text}**"
+            if name in ours and baseline is not None and round(v[i], 3) > round(baseline[i], 3):
+                text += f" {LOSS_MARK}"
+            parts.append(text)
+        cells[name] = " / ".join(parts)
+    return cells
+
+
+def skill(ours_mse: float, baseline_mse: float) -> str:
+    """MSE skill over the baseline, ``1 - ours / baseline``: above 0 we are better, below 0 worse."""
+    return f"{1 - ours_mse / baseline_mse:+.1%}"
+
+
 # -- 1. the grid --------------------------------------------------------------------------------------
 
 def grid_section(model: str = "gateformer") -> list[str]:
@@ -82,39 +125,53 @@ def grid_section(model: str = "gateformer") -> list[str]:
            "`benchmarks/results/epoch_estimates.csv`): time per epoch (training steps plus the validation "
            "pass) and x 10 epochs, an upper bound since early stopping usually ends after 4 to 7. On the "
            "shared machine the wall time was 5 to 8 times the CPU time.", "",
-           "| data | H | " + f"{NAMES[model]} (ours) | run | " + " | ".join(peers) + " |",
-           "|---|---|---|---|" + "---|" * len(peers)]
+           "The *last value* column is the naive forecast (every step of the horizon repeats the window's "
+           "last observation) on the same test windows; *skill* is Gateformer's MSE skill over it, "
+           "1 − MSE / MSE(last value): below zero, the last value is better. " + LOSS_LEGEND, "",
+           "| data | H | " + f"{NAMES[model]} (ours) | skill | run | last value | " + " | ".join(peers) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(peers)]
+    naive = last_values()
     for dataset in DATASETS:
-        ours_cells = []
+        ours_cells, naive_cells = [], []
         for h in HORIZONS:
             r = runs.get((dataset, h))
+            baseline = naive.get((dataset, h))
+            score = None
             if r is not None:
-                ours = f"**{r.mse:.3f}** / {r.mae:.3f}"
+                score = (float(r.mse), float(r.mae))
+                ours_cells.append(score)
+                if baseline is not None:
+                    naive_cells.append(baseline)
                 rev = getattr(r, "git_rev", np.nan)
                 where = (f"load {r.load_start:.1f}, rev {rev}" if isinstance(rev, str) and rev
                          else "idle machine, an earlier rev")
                 best = "" if pd.isna(getattr(r, "best_epoch", np.nan)) else f" ({int(r.best_epoch)})"
                 origin = ", side_by_side.py" if getattr(r, "from_sbs", False) else ""
                 run = f"{int(r.epochs_run)} ep{best}, {_secs(r.total_s)}, {where}{origin}"
-                ours_cells.append((r.mse, r.mae))
             else:
                 e = estimates.get((dataset, h))
-                ours = "not run"
                 run = (f"est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} "
                        f"(step {e.step_ms:.0f} ms, load {e.load_start:.1f})") if e is not None else "–"
-            cells = []
-            for peer in peers:
-                v = ITRANSFORMER_TABLE[peer].get(dataset, {}).get(h)
-                cells.append(f"{v[0]:.3f} / {v[1]:.3f}" if v else "–")
-            out.append(f"| {dataset} | {h} | {ours} | {run} | " + " | ".join(cells) + " |")
-        avg_ours = (f"**{np.mean([c[0] for c in ours_cells]):.3f}** / {np.mean([c[1] for c in ours_cells]):.3f}"
-                    if len(ours_cells) == len(HORIZONS) else f"({len(ours_cells)}/4 run)")
-        avg_peers = []
+            scores = {"ours": score, "last value": baseline,
+                      **{peer: ITRANSFORMER_TABLE[peer].get(dataset, {}).get(h) for peer in peers}}
+            cells = cells_with_best(scores, ours=("ours",), baseline=baseline)
+            if score is None:
+                cells["ours"] = "not run"
+            gain = skill(score[0], baseline[0]) if score is not None and baseline is not None else "–"
+            out.append(f"| {dataset} | {h} | {cells['ours']} | {gain} | {run} | {cells['last value']} | "
+                       + " | ".join(cells[peer] for peer in peers) + " |")
+        complete = len(ours_cells) == len(HORIZONS) and len(naive_cells) == len(HORIZONS)
+        avg = {"ours": tuple(np.mean(ours_cells, axis=0)) if complete else None,
+               "last value": tuple(np.mean(naive_cells, axis=0)) if complete else None}
         for peer in peers:
             cells = ITRANSFORMER_TABLE[peer].get(dataset, {})
-            avg_peers.append(f"{np.mean([v[0] for v in cells.values()]):.3f} / "
-                             f"{np.mean([v[1] for v in cells.values()]):.3f}" if len(cells) == 4 else "–")
-        out.append(f"| {dataset} | avg | {avg_ours} | | " + " | ".join(avg_peers) + " |")
+            avg[peer] = tuple(np.mean(list(cells.values()), axis=0)) if len(cells) == 4 else None
+        cells = cells_with_best(avg, ours=("ours",), baseline=avg["last value"])
+        if not complete:
+            cells["ours"] = f"({len(ours_cells)}/4 run)"
+        gain = skill(avg["ours"][0], avg["last value"][0]) if complete else ""
+        out.append(f"| {dataset} | avg | {cells['ours']} | {gain} | | {cells['last value']} | "
+                   + " | ".join(cells[peer] for peer in peers) + " |")
     out += ["", f"Published numbers: {SOURCE} (iTransformer, PatchTST, DLinear, TimesNet, all rerun by the "
             "iTransformer authors under this protocol), checked against a public transcription of that table; "
             f"Exchange: DLinear and TimesNet only ({SOURCE_EXCHANGE}); the iTransformer and PatchTST Exchange "
@@ -150,8 +207,16 @@ def seeds_section(model: str = "gateformer") -> list[str]:
            "standard deviation over the seeds; *range* is the lowest and highest MSE. The dataset average is "
            "shown where every horizon has all its seeds. The wall times span different machine loads (seed 0 "
            "often ran while the 2 cores were shared by up to nine jobs; see each row of the CSV).", "",
-           "| data | H | seeds | MSE | MAE | MSE range | epochs | fit + test per seed |",
-           "|---|---|---|---|---|---|---|---|"]
+           "*last value*: the naive forecast on the same windows; " + LOSS_MARK + " marks a mean worse than it.", "",
+           "| data | H | seeds | MSE | MAE | MSE range | last value | epochs | fit + test per seed |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    naive = last_values()
+
+    def versus(mse_mean, mae_mean, baseline):
+        if baseline is None:
+            return "", "", "–"
+        marks = [f" {LOSS_MARK}" if round(v, 3) > round(b, 3) else "" for v, b in zip((mse_mean, mae_mean), baseline)]
+        return marks[0], marks[1], f"{baseline[0]:.3f} / {baseline[1]:.3f}"
     for dataset in DATASETS:
         cells = seeded[seeded["dataset"] == dataset]
         if cells.empty:
@@ -160,17 +225,22 @@ def seeds_section(model: str = "gateformer") -> list[str]:
             g = cells[cells["horizon"] == horizon].sort_values("seed")
             if g.empty:
                 continue
+            m_mse, m_mae, last = versus(g["mse"].mean(), g["mae"].mean(), naive.get((dataset, horizon)))
             out.append(f"| {dataset} | {horizon} | {', '.join(str(int(x)) for x in g['seed'])} | "
-                       f"{mean_std(g['mse'])} | {mean_std(g['mae'])} | {g['mse'].min():.3f}–{g['mse'].max():.3f} | "
+                       f"{mean_std(g['mse'])}{m_mse} | {mean_std(g['mae'])}{m_mae} | "
+                       f"{g['mse'].min():.3f}–{g['mse'].max():.3f} | {last} | "
                        f"{', '.join(str(int(x)) for x in g['epochs_run'])} | "
                        f"{_secs(g['total_s'].min())}–{_secs(g['total_s'].max())} |")
         counts = cells.groupby("horizon")["seed"].nunique()
         if len(counts) == len(HORIZONS) and counts.min() == counts.max():
             # the average over horizons per seed, then the spread of those averages
             per_seed = cells.groupby("seed")[["mse", "mae"]].mean()
+            baselines = [naive.get((dataset, h)) for h in HORIZONS]
+            baseline = None if None in baselines else tuple(np.mean(baselines, axis=0))
+            m_mse, m_mae, last = versus(per_seed["mse"].mean(), per_seed["mae"].mean(), baseline)
             out.append(f"| {dataset} | avg | {', '.join(str(int(x)) for x in per_seed.index)} | "
-                       f"**{mean_std(per_seed['mse'])}** | {mean_std(per_seed['mae'])} | "
-                       f"{per_seed['mse'].min():.3f}–{per_seed['mse'].max():.3f} | | |")
+                       f"{mean_std(per_seed['mse'])}{m_mse} | {mean_std(per_seed['mae'])}{m_mae} | "
+                       f"{per_seed['mse'].min():.3f}–{per_seed['mse'].max():.3f} | {last} | | |")
     out.append("")
     return out
 
@@ -193,25 +263,36 @@ def other_models_section() -> list[str]:
            "an earlier row of the CSV), seed 0; the settings are in `long_horizon.MODELS`. "
            "PV-Client is not run here: it clips every target at zero, as PV power is, which these variables are "
            "not; `benchmarks/pv.py` measures it on PV data. The Gateformer column repeats the grid's cell.", "",
-           "| data | H | model | params | MSE | MAE | epochs (best) | fit + test | load | Gateformer |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "The *last value* column repeats the naive forecast's MSE / MAE on the same windows. " + LOSS_LEGEND,
+           "",
+           "| data | H | model | params | MSE | MAE | skill | epochs (best) | fit + test | load | Gateformer | last value |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    naive = last_values()
     est = _read("epoch_estimates.csv")
     est = None if est is None else latest(est[est["model"] != "gateformer"], ["dataset", "horizon", "model"])
     for dataset in DATASETS:
         for horizon in HORIZONS:
             rows = others[(others["dataset"] == dataset) & (others["horizon"] == horizon)]
             g = gate.get((dataset, horizon))
-            ref = f"{g.mse:.3f} / {g.mae:.3f}" if g is not None else "–"
+            baseline = naive.get((dataset, horizon))
+            last = "–" if baseline is None else f"{baseline[0]:.3f} / {baseline[1]:.3f}"
             for r in rows.sort_values("mse").itertuples():
+                scores = {"model": (float(r.mse), float(r.mae)), "last value": baseline,
+                          "gateformer": None if g is None else (float(g.mse), float(g.mae))}
+                cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
+                mse_cell, mae_cell = cells["model"].split(" / ")
+                gain = skill(r.mse, baseline[0]) if baseline is not None else "–"
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
-                           f"{r.mse:.3f} | {r.mae:.3f} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
-                           f"{_secs(r.total_s)} | {r.load_start:.1f} | {ref} |")
+                           f"{mse_cell} | {mae_cell} | {gain} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
+                           f"{_secs(r.total_s)} | {r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")
             if est is None:
                 continue
             cell = est[(est["dataset"] == dataset) & (est["horizon"] == horizon) & ~est["model"].isin(rows["model"])]
             for e in cell.sort_values("run_s_est").itertuples():
+                ref = "–" if g is None else f"{g.mse:.3f} / {g.mae:.3f}"
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | {int(e.n_params):,} | not run | | "
-                           f"| est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} |")
+                           f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
+                           f"| {last} |")
     out += ["", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
             "(`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
@@ -260,25 +341,47 @@ def side_by_side_section() -> list[str]:
            "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
            "before the patience runs out (ETTm1: neuralforecast's iTransformer stopped after 8 epochs) that "
            "costs it accuracy. " + patchtst_note(sbs), "",
+           "Each data set closes with the last-value forecast on the same test windows (from "
+           "`long_horizon.py`, which scores it there). " + LOSS_LEGEND, "",
            "| data | H | library | model | params | MSE | MAE | epochs | fit + test (wall) | CPU s | x ours | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    naive = last_values()
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
+        baseline = naive.get((dataset, int(horizon)))
+        published = {peer: ITRANSFORMER_TABLE[peer].get(dataset, {}).get(int(horizon)) for peer in ("iTransformer", "PatchTST")}
+        scores = {("run", i): (float(r.mse), float(r.mae)) for i, r in enumerate(group.itertuples())}
+        scores.update({("published", peer): v for peer, v in published.items() if v})
+        scores[("last value",)] = baseline
+        ours = tuple(("run", i) for i, r in enumerate(group.itertuples()) if r.library == "tsformers")
+        cells = cells_with_best(scores, ours=ours, baseline=baseline)
         ours_rows = group[group["library"] == "tsformers"]
         cpu_known = "fit_test_cpu_s" in group and group["fit_test_cpu_s"].notna().all()
         key = "fit_test_cpu_s" if cpu_known else "fit_test_s"
         base = float(ours_rows[key].iloc[0]) if len(ours_rows) else None
-        for r in group.itertuples():
+        for i, r in enumerate(group.itertuples()):
             ratio = f"{getattr(r, key) / base:.2f}" if base else "–"
             cpu_s = getattr(r, "fit_test_cpu_s", np.nan)
+            mse_cell, mae_cell = _four_digits(cells[("run", i)], r.mse, r.mae)
             out.append(f"| {dataset} | {horizon} | {r.library} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
-                       f"{r.mse:.4f} | {r.mae:.4f} | {r.epochs_run:.0f} | {_secs(r.fit_test_s)} | "
+                       f"{mse_cell} | {mae_cell} | {r.epochs_run:.0f} | {_secs(r.fit_test_s)} | "
                        f"{'–' if pd.isna(cpu_s) else f'{cpu_s:.0f}'} | {ratio} | {r.load_start:.1f}–{r.load_end:.1f} |")
-        for peer in ("iTransformer", "PatchTST"):
-            v = ITRANSFORMER_TABLE[peer].get(dataset, {}).get(int(horizon))
+        for peer, v in published.items():
             if v:
-                out.append(f"| {dataset} | {horizon} | published | {peer} | | {v[0]:.3f} | {v[1]:.3f} | | | | | |")
+                mse_cell, mae_cell = cells[("published", peer)].split(" / ")
+                out.append(f"| {dataset} | {horizon} | published | {peer} | | {mse_cell} | {mae_cell} | | | | | |")
+        if baseline is not None:
+            mse_cell, mae_cell = _four_digits(cells[("last value",)], *baseline)
+            out.append(f"| {dataset} | {horizon} | baseline | last value | 0 | {mse_cell} | {mae_cell} | | | | | |")
     out.append("")
     return out
+
+
+def _four_digits(cell: str, mse: float, mae: float) -> tuple[str, str]:
+    """The MSE and MAE cells of a measured row at four digits, keeping the bold and loss marks of ``cell``."""
+    out = []
+    for part, value in zip(cell.split(" / "), (mse, mae)):
+        out.append(part.replace(f"{value:.3f}", f"{value:.4f}", 1))
+    return out[0], out[1]
 
 
 # -- 3. speed -----------------------------------------------------------------------------------------

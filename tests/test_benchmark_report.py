@@ -24,8 +24,9 @@ def load_report(results: Path):
     return module
 
 
-def _row(model, dataset, horizon, seed, mse, mae, stamp="2026-01-01T00:00:00+00:00"):
+def _row(model, dataset, horizon, seed, mse, mae, stamp="2026-01-01T00:00:00+00:00", naive=(1.0, 1.0)):
     return dict(timestamp=stamp, dataset=dataset, horizon=horizon, model=model, seed=seed, mse=mse, mae=mae,
+                naive_mse=naive[0], naive_mae=naive[1],
                 epochs_run=5, best_epoch=2, total_s=100.0 + seed, load_start=1.0, n_params=1000,
                 git_rev="abc")
 
@@ -51,7 +52,7 @@ def test_seed_spread_is_the_sample_std_and_the_average_row_needs_every_horizon(t
     assert "9.9" not in text
     per_seed_avg = mse.mean(axis=0)
     avg_line = next(line for line in text.splitlines() if line.startswith("| ETTh1 | avg |"))
-    assert f"**{per_seed_avg.mean():.3f} ± {per_seed_avg.std(ddof=1):.3f}**" in avg_line
+    assert f"| {per_seed_avg.mean():.3f} ± {per_seed_avg.std(ddof=1):.3f} |" in avg_line
     assert "| ETTh2 | 96 |" in text and "| ETTh2 | avg |" not in text
     assert "ETTm1" not in text
 
@@ -64,4 +65,35 @@ def test_other_estimators_are_listed_next_to_the_gateformer_cell(tmp_path):
     body = [line for line in lines if line.startswith("| ETTh1 |")]
     # seed 0 only, sorted by MSE, each with the Gateformer cell for reference
     assert [line.split(" | ")[2] for line in body] == ["ATLAS", "LMUFormer"]
-    assert all(line.rstrip(" |").endswith("0.389 / 0.402") for line in body)
+    assert all(line.strip("|").split("|")[-2].strip() == "**0.389** / **0.402**" for line in body)
+
+
+def _grid_line(lines, dataset, horizon):
+    return next(line for line in lines if line.startswith(f"| {dataset} | {horizon} |"))
+
+
+def test_the_grid_shows_the_last_value_bolds_the_best_of_the_row_and_marks_our_losses(tmp_path):
+    rows = [_row("gateformer", "exchange", 192, 0, 0.172, 0.298, naive=(0.167, 0.289)),   # loses on both
+            _row("gateformer", "exchange", 96, 0, 0.0801, 0.1984, naive=(0.0811, 0.1964)),  # loses on MAE only
+            _row("gateformer", "ETTh2", 96, 0, 0.312, 0.356, naive=(0.432, 0.422))]        # a published peer wins
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    lines = load_report(tmp_path).grid_section()
+    cells = [c.strip() for c in _grid_line(lines, "exchange", 192).strip("|").split("|")]
+    assert cells[2] == "0.172 ▼ / 0.298 ▼", "our loss to the last value is marked, never bold"
+    assert cells[3] == "-3.0%", "skill over the last value, negative when it is better"
+    assert cells[5] == "**0.167** / **0.289**", "the last value owns the best cell"
+    cells = [c.strip() for c in _grid_line(lines, "exchange", 96).strip("|").split("|")]
+    assert cells[2] == "**0.080** / 0.198 ▼" and cells[5] == "0.081 / **0.196**"
+    cells = [c.strip() for c in _grid_line(lines, "ETTh2", 96).strip("|").split("|")]
+    assert cells[2] == "0.312 / 0.356", "ours is not bold when a published peer is better (iTransformer 0.297)"
+    assert "**0.297**" in cells[6] and "▼" not in cells[2]
+
+
+def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_path):
+    rows = [_row("gateformer", "ETTh2", 96, 0, 0.312, 0.356, naive=(0.432, 0.422)),
+            _row("lmuformer", "ETTh2", 96, 0, 0.447, 0.440, naive=(0.432, 0.422))]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    line = _grid_line(load_report(tmp_path).other_models_section(), "ETTh2", 96)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == "LMUFormer" and cells[4] == "0.447 ▼" and cells[5] == "0.440 ▼"
+    assert cells[6] == f"{1 - 0.447 / 0.432:+.1%}" and cells[-1] == "0.432 / 0.422"
