@@ -97,3 +97,20 @@ def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == "LMUFormer" and cells[4] == "0.447 ▼" and cells[5] == "0.440 ▼"
     assert cells[6] == f"{1 - 0.447 / 0.432:+.1%}" and cells[-1] == "0.432 / 0.422"
+
+
+def test_the_pv_table_shows_the_regression_and_marks_networks_that_lose_to_a_baseline(tmp_path):
+    def pv_row(model, seed, nmae, lead="all"):
+        return dict(model=model, seed=seed, lead_hours=lead, mse=nmae / 10, mae=nmae / 20, nmae_pct=nmae,
+                    nrmse_pct=2 * nmae, n_windows=10, epochs=None, cpu_seconds=1.0)
+
+    rows = [pv_row("pvclient", s, v) for s, v in enumerate([6.9, 7.0, 7.1])]
+    rows += [pv_row("gbm", None, 4.25), pv_row("persistence", None, 8.5), pv_row("persistence", None, 1.0, lead=1)]
+    pd.DataFrame(rows).to_csv(tmp_path / "pv.csv", index=False)
+    lines = load_report(tmp_path).pv_section()
+    ours = next(line for line in lines if line.startswith("| PV-Client (ours)"))
+    gbm = next(line for line in lines if line.startswith("| gradient-boosted regression"))
+    persistence = next(line for line in lines if line.startswith("| persistence"))
+    assert "| 3 | 7.00 ▼ |" in ours, "the mean of the seeds, marked as a loss to the regression"
+    assert "| 1 | **4.25** |" in gbm
+    assert "| 1 | 8.50 |" in persistence, "only the all-lead-times rows count"
