@@ -48,18 +48,42 @@ def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values("timestamp").groupby(keys, as_index=False).tail(1)
 
 
-LOSS_MARK = "▼"  # beside a metric of ours that is worse than the last value's on the same windows
-LOSS_LEGEND = (f"**Bold**: the lowest MSE and the lowest MAE of the row, whoever owns them (the last value "
-               f"included). {LOSS_MARK}: worse than the last-value forecast on that metric, on the same windows.")
+LOSS_MARK = "▼"  # beside a metric of ours that is worse than the best baseline's on the same windows
+BASELINES = {"last_value": "last value", "seasonal_naive": "seasonal naive", "linear": "linear"}
+LOSS_LEGEND = (f"**Bold**: the lowest MSE and the lowest MAE of the row, whoever owns them (the baselines "
+               f"included). {LOSS_MARK}: worse than the best of the baselines (last value, seasonal naive, "
+               f"linear) on that metric, on the same windows.")
+BASELINE_NOTE = ("The baselines, on the same test windows (`benchmarks/baselines.py`, "
+                 "`benchmarks/results/baselines.csv`): *last value* repeats the window's last observation; "
+                 "*seasonal naive* the last observed season (a day for the ETT data and weather, a week for "
+                 "Exchange); *linear* is a closed-form ridge map from the window to the horizon, shared by all "
+                 "variables and normalised by the window's last value, its penalty chosen on the validation "
+                 "windows.")
 
 
-def last_values() -> dict:
-    """``{(dataset, horizon): (mse, mae)}`` of the last-value forecast, from the runs that scored it."""
+def baselines() -> dict:
+    """``{(dataset, horizon): {label: (mse, mae)}}`` of the baselines on the grid's windows.
+
+    From ``baselines.csv``; the last value falls back to the ``naive_*`` columns that ``long_horizon.py``
+    records beside every run (the same windows).
+    """
+    out: dict = {}
     lh = _read("long_horizon.csv")
-    if lh is None or "naive_mse" not in lh:
-        return {}
-    lh = latest(lh.dropna(subset=["naive_mse"]), ["dataset", "horizon"])
-    return {(r.dataset, int(r.horizon)): (float(r.naive_mse), float(r.naive_mae)) for r in lh.itertuples()}
+    if lh is not None and "naive_mse" in lh:
+        for r in latest(lh.dropna(subset=["naive_mse"]), ["dataset", "horizon"]).itertuples():
+            out.setdefault((r.dataset, int(r.horizon)), {})["last value"] = (float(r.naive_mse), float(r.naive_mae))
+    bl = _read("baselines.csv")
+    if bl is not None:
+        for r in latest(bl[bl["lookback"] == 96], ["dataset", "horizon", "model"]).itertuples():
+            out.setdefault((r.dataset, int(r.horizon)), {})[BASELINES[r.model]] = (float(r.mse), float(r.mae))
+    return out
+
+
+def best_of(scores: dict | None):
+    """The lowest MSE and the lowest MAE among ``scores`` (label -> (mse, mae)), or None."""
+    if not scores:
+        return None
+    return tuple(min(v[i] for v in scores.values()) for i in (0, 1))
 
 
 def cells_with_best(scores: dict, ours=(), baseline=None) -> dict:
@@ -125,23 +149,24 @@ def grid_section(model: str = "gateformer") -> list[str]:
            "`benchmarks/results/epoch_estimates.csv`): time per epoch (training steps plus the validation "
            "pass) and x 10 epochs, an upper bound since early stopping usually ends after 4 to 7. On the "
            "shared machine the wall time was 5 to 8 times the CPU time.", "",
-           "The *last value* column is the naive forecast (every step of the horizon repeats the window's "
-           "last observation) on the same test windows; *skill* is Gateformer's MSE skill over it, "
-           "1 − MSE / MSE(last value): below zero, the last value is better. " + LOSS_LEGEND, "",
-           "| data | H | " + f"{NAMES[model]} (ours) | skill | run | last value | " + " | ".join(peers) + " |",
-           "|---|---|---|---|---|---|" + "---|" * len(peers)]
-    naive = last_values()
+           BASELINE_NOTE + " *Skill* is our MSE skill over the last value, 1 − MSE / MSE(last value) (for "
+           "Exchange, a near random walk, the figure that matters): below zero, the last value is better. "
+           + LOSS_LEGEND, "",
+           "| data | H | " + f"{NAMES[model]} (ours) | skill | run | " + " | ".join(BASELINES.values()) + " | "
+           + " | ".join(peers) + " |",
+           "|---|---|---|---|---|" + "---|" * (len(BASELINES) + len(peers))]
+    known = baselines()
     for dataset in DATASETS:
-        ours_cells, naive_cells = [], []
+        ours_cells, base_cells = [], []
         for h in HORIZONS:
             r = runs.get((dataset, h))
-            baseline = naive.get((dataset, h))
+            base = {label: known.get((dataset, h), {}).get(label) for label in BASELINES.values()}
+            baseline = base["last value"]
             score = None
+            base_cells.append(base)
             if r is not None:
                 score = (float(r.mse), float(r.mae))
                 ours_cells.append(score)
-                if baseline is not None:
-                    naive_cells.append(baseline)
                 rev = getattr(r, "git_rev", np.nan)
                 where = (f"load {r.load_start:.1f}, rev {rev}" if isinstance(rev, str) and rev
                          else "idle machine, an earlier rev")
@@ -152,25 +177,31 @@ def grid_section(model: str = "gateformer") -> list[str]:
                 e = estimates.get((dataset, h))
                 run = (f"est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} "
                        f"(step {e.step_ms:.0f} ms, load {e.load_start:.1f})") if e is not None else "–"
-            scores = {"ours": score, "last value": baseline,
+            scores = {"ours": score, **base,
                       **{peer: ITRANSFORMER_TABLE[peer].get(dataset, {}).get(h) for peer in peers}}
-            cells = cells_with_best(scores, ours=("ours",), baseline=baseline)
+            cells = cells_with_best(scores, ours=("ours",),
+                                    baseline=best_of({k: v for k, v in base.items() if v is not None}))
             if score is None:
                 cells["ours"] = "not run"
             gain = skill(score[0], baseline[0]) if score is not None and baseline is not None else "–"
-            out.append(f"| {dataset} | {h} | {cells['ours']} | {gain} | {run} | {cells['last value']} | "
+            out.append(f"| {dataset} | {h} | {cells['ours']} | {gain} | {run} | "
+                       + " | ".join(cells[label] for label in BASELINES.values()) + " | "
                        + " | ".join(cells[peer] for peer in peers) + " |")
-        complete = len(ours_cells) == len(HORIZONS) and len(naive_cells) == len(HORIZONS)
-        avg = {"ours": tuple(np.mean(ours_cells, axis=0)) if complete else None,
-               "last value": tuple(np.mean(naive_cells, axis=0)) if complete else None}
+        complete = len(ours_cells) == len(HORIZONS)
+        avg = {"ours": tuple(np.mean(ours_cells, axis=0)) if complete else None}
+        for label in BASELINES.values():
+            values = [b[label] for b in base_cells if b[label] is not None]
+            avg[label] = tuple(np.mean(values, axis=0)) if len(values) == len(HORIZONS) else None
         for peer in peers:
             cells = ITRANSFORMER_TABLE[peer].get(dataset, {})
             avg[peer] = tuple(np.mean(list(cells.values()), axis=0)) if len(cells) == 4 else None
-        cells = cells_with_best(avg, ours=("ours",), baseline=avg["last value"])
+        cells = cells_with_best(avg, ours=("ours",),
+                                baseline=best_of({k: avg[k] for k in BASELINES.values() if avg[k] is not None}))
         if not complete:
             cells["ours"] = f"({len(ours_cells)}/4 run)"
-        gain = skill(avg["ours"][0], avg["last value"][0]) if complete else ""
-        out.append(f"| {dataset} | avg | {cells['ours']} | {gain} | | {cells['last value']} | "
+        gain = skill(avg["ours"][0], avg["last value"][0]) if complete and avg["last value"] else ""
+        out.append(f"| {dataset} | avg | {cells['ours']} | {gain} | | "
+                   + " | ".join(cells[label] for label in BASELINES.values()) + " | "
                    + " | ".join(cells[peer] for peer in peers) + " |")
     out += ["", f"Published numbers: {SOURCE} (iTransformer, PatchTST, DLinear, TimesNet, all rerun by the "
             "iTransformer authors under this protocol), checked against a public transcription of that table; "
@@ -207,10 +238,11 @@ def seeds_section(model: str = "gateformer") -> list[str]:
            "standard deviation over the seeds; *range* is the lowest and highest MSE. The dataset average is "
            "shown where every horizon has all its seeds. The wall times span different machine loads (seed 0 "
            "often ran while the 2 cores were shared by up to nine jobs; see each row of the CSV).", "",
-           "*last value*: the naive forecast on the same windows; " + LOSS_MARK + " marks a mean worse than it.", "",
-           "| data | H | seeds | MSE | MAE | MSE range | last value | epochs | fit + test per seed |",
+           "*best baseline*: the lowest MSE / MAE of the baselines on the same windows (see the grid); "
+           + LOSS_MARK + " marks a mean worse than it.", "",
+           "| data | H | seeds | MSE | MAE | MSE range | best baseline | epochs | fit + test per seed |",
            "|---|---|---|---|---|---|---|---|---|"]
-    naive = last_values()
+    known = baselines()
 
     def versus(mse_mean, mae_mean, baseline):
         if baseline is None:
@@ -225,7 +257,7 @@ def seeds_section(model: str = "gateformer") -> list[str]:
             g = cells[cells["horizon"] == horizon].sort_values("seed")
             if g.empty:
                 continue
-            m_mse, m_mae, last = versus(g["mse"].mean(), g["mae"].mean(), naive.get((dataset, horizon)))
+            m_mse, m_mae, last = versus(g["mse"].mean(), g["mae"].mean(), best_of(known.get((dataset, horizon))))
             out.append(f"| {dataset} | {horizon} | {', '.join(str(int(x)) for x in g['seed'])} | "
                        f"{mean_std(g['mse'])}{m_mse} | {mean_std(g['mae'])}{m_mae} | "
                        f"{g['mse'].min():.3f}–{g['mse'].max():.3f} | {last} | "
@@ -235,8 +267,9 @@ def seeds_section(model: str = "gateformer") -> list[str]:
         if len(counts) == len(HORIZONS) and counts.min() == counts.max():
             # the average over horizons per seed, then the spread of those averages
             per_seed = cells.groupby("seed")[["mse", "mae"]].mean()
-            baselines = [naive.get((dataset, h)) for h in HORIZONS]
-            baseline = None if None in baselines else tuple(np.mean(baselines, axis=0))
+            per_horizon = [known.get((dataset, h), {}) for h in HORIZONS]
+            labels = set.intersection(*(set(b) for b in per_horizon))
+            baseline = best_of({label: tuple(np.mean([b[label] for b in per_horizon], axis=0)) for label in labels})
             m_mse, m_mae, last = versus(per_seed["mse"].mean(), per_seed["mae"].mean(), baseline)
             out.append(f"| {dataset} | avg | {', '.join(str(int(x)) for x in per_seed.index)} | "
                        f"{mean_std(per_seed['mse'])}{m_mse} | {mean_std(per_seed['mae'])}{m_mae} | "
@@ -263,25 +296,27 @@ def other_models_section() -> list[str]:
            "an earlier row of the CSV), seed 0; the settings are in `long_horizon.MODELS`. "
            "PV-Client is not run here: it clips every target at zero, as PV power is, which these variables are "
            "not; `benchmarks/pv.py` measures it on PV data. The Gateformer column repeats the grid's cell.", "",
-           "The *last value* column repeats the naive forecast's MSE / MAE on the same windows. " + LOSS_LEGEND,
-           "",
-           "| data | H | model | params | MSE | MAE | skill | epochs (best) | fit + test | load | Gateformer | last value |",
+           "*Skill* is the MSE skill over the last value; *best baseline* the lowest MSE / MAE of the grid's "
+           "baselines on the same windows. " + LOSS_LEGEND, "",
+           "| data | H | model | params | MSE | MAE | skill | epochs (best) | fit + test | load | Gateformer | "
+           "best baseline |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    naive = last_values()
+    known = baselines()
     est = _read("epoch_estimates.csv")
     est = None if est is None else latest(est[est["model"] != "gateformer"], ["dataset", "horizon", "model"])
     for dataset in DATASETS:
         for horizon in HORIZONS:
             rows = others[(others["dataset"] == dataset) & (others["horizon"] == horizon)]
             g = gate.get((dataset, horizon))
-            baseline = naive.get((dataset, horizon))
+            base = known.get((dataset, horizon), {})
+            baseline = best_of(base)
             last = "–" if baseline is None else f"{baseline[0]:.3f} / {baseline[1]:.3f}"
             for r in rows.sort_values("mse").itertuples():
                 scores = {"model": (float(r.mse), float(r.mae)), "last value": baseline,
                           "gateformer": None if g is None else (float(g.mse), float(g.mae))}
                 cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
                 mse_cell, mae_cell = cells["model"].split(" / ")
-                gain = skill(r.mse, baseline[0]) if baseline is not None else "–"
+                gain = skill(r.mse, base["last value"][0]) if "last value" in base else "–"
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
                            f"{mse_cell} | {mae_cell} | {gain} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
                            f"{_secs(r.total_s)} | {r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")
@@ -341,17 +376,18 @@ def side_by_side_section() -> list[str]:
            "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
            "before the patience runs out (ETTm1: neuralforecast's iTransformer stopped after 8 epochs) that "
            "costs it accuracy. " + patchtst_note(sbs), "",
-           "Each data set closes with the last-value forecast on the same test windows (from "
-           "`long_horizon.py`, which scores it there). " + LOSS_LEGEND, "",
+           "Each data set closes with the baselines on the same test windows. " + BASELINE_NOTE + " "
+           + LOSS_LEGEND, "",
            "| data | H | library | model | params | MSE | MAE | epochs | fit + test (wall) | CPU s | x ours | load |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    naive = last_values()
+    known = baselines()
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
-        baseline = naive.get((dataset, int(horizon)))
+        base_scores = known.get((dataset, int(horizon)), {})
+        baseline = best_of(base_scores)
         published = {peer: ITRANSFORMER_TABLE[peer].get(dataset, {}).get(int(horizon)) for peer in ("iTransformer", "PatchTST")}
         scores = {("run", i): (float(r.mse), float(r.mae)) for i, r in enumerate(group.itertuples())}
         scores.update({("published", peer): v for peer, v in published.items() if v})
-        scores[("last value",)] = baseline
+        scores.update({("baseline", label): v for label, v in base_scores.items()})
         ours = tuple(("run", i) for i, r in enumerate(group.itertuples()) if r.library == "tsformers")
         cells = cells_with_best(scores, ours=ours, baseline=baseline)
         ours_rows = group[group["library"] == "tsformers"]
@@ -369,9 +405,10 @@ def side_by_side_section() -> list[str]:
             if v:
                 mse_cell, mae_cell = cells[("published", peer)].split(" / ")
                 out.append(f"| {dataset} | {horizon} | published | {peer} | | {mse_cell} | {mae_cell} | | | | | |")
-        if baseline is not None:
-            mse_cell, mae_cell = _four_digits(cells[("last value",)], *baseline)
-            out.append(f"| {dataset} | {horizon} | baseline | last value | 0 | {mse_cell} | {mae_cell} | | | | | |")
+        for label in BASELINES.values():
+            if label in base_scores:
+                mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
+                out.append(f"| {dataset} | {horizon} | baseline | {label} | | {mse_cell} | {mae_cell} | | | | | |")
     out.append("")
     return out
 

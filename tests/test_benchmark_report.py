@@ -86,7 +86,7 @@ def test_the_grid_shows_the_last_value_bolds_the_best_of_the_row_and_marks_our_l
     assert cells[2] == "**0.080** / 0.198 ▼" and cells[5] == "0.081 / **0.196**"
     cells = [c.strip() for c in _grid_line(lines, "ETTh2", 96).strip("|").split("|")]
     assert cells[2] == "0.312 / 0.356", "ours is not bold when a published peer is better (iTransformer 0.297)"
-    assert "**0.297**" in cells[6] and "▼" not in cells[2]
+    assert "**0.297**" in cells[8] and "▼" not in cells[2]
 
 
 def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_path):
@@ -114,3 +114,26 @@ def test_the_pv_table_shows_the_regression_and_marks_networks_that_lose_to_a_bas
     assert "| 3 | 7.00 ▼ |" in ours, "the mean of the seeds, marked as a loss to the regression"
     assert "| 1 | **4.25** |" in gbm
     assert "| 1 | 8.50 |" in persistence, "only the all-lead-times rows count"
+
+
+def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
+    pd.DataFrame([_row("gateformer", "ETTh1", 96, 0, 0.3896, 0.4017, naive=(1.294, 0.713))]).to_csv(
+        tmp_path / "long_horizon.csv", index=False)
+    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, lookback=96, model=m, mse=v[0],
+                 mae=v[1], n_windows=2785, setting="", cpu_s=0.1, git_rev="abc")
+            for m, v in [("last_value", (1.294, 0.713)), ("seasonal_naive", (0.512, 0.433)), ("linear", (0.383, 0.392))]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    report = load_report(tmp_path)
+    cells = [c.strip() for c in _grid_line(report.grid_section(), "ETTh1", 96).strip("|").split("|")]
+    assert cells[2] == "0.390 ▼ / 0.402 ▼", "beaten by the closed-form linear map"
+    assert cells[3] == f"{1 - 0.3896 / 1.294:+.1%}"
+    assert cells[5:8] == ["1.294 / 0.713", "0.512 / 0.433", "**0.383** / **0.392**"], "the linear map owns the row"
+    assert cells[11].startswith("0.384 / "), "published TimesNet (0.384) is not bold next to 0.383"
+    sbs = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, library="tsformers",
+                model="gateformer", seed=0, mse=0.3896, mae=0.4017, n_windows=2785, epochs_run=6, fit_test_s=95.0,
+                fit_test_cpu_s=67.0, n_params=133344, peak_rss_mib=500.0, load_start=1.0, load_end=1.0)]
+    pd.DataFrame(sbs).to_csv(tmp_path / "side_by_side.csv", index=False)
+    lines = report.side_by_side_section()
+    ours = next(line for line in lines if "| tsformers |" in line)
+    linear = next(line for line in lines if "| baseline | linear |" in line)
+    assert "| 0.3896 ▼ | 0.4017 ▼ |" in ours and "| **0.3830** | **0.3920** |" in linear
