@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from tsformers.seeding import SEEDED_LOCK
 from tsformers.training.datamodule import WindowDataModule
 from tsformers.training.module import ForecastingModule
 
@@ -73,7 +74,9 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     every epoch (``last.ckpt``); ``resume=True`` continues from it when it
     exists (a first run simply starts), ``resume="path.ckpt"`` from that file.
     Batches are drawn per epoch from ``seed + epoch``, so a resumed run ends
-    with the weights of an uninterrupted one.
+    with the weights of an uninterrupted one. Training holds
+    :data:`tsformers.seeding.SEEDED_LOCK`, so fits in other threads cannot
+    change its dropout draws: a seed gives the same weights in any thread.
 
     With ``quantiles``, ``network`` ends in a quantile head and trains on the pinball loss.
     ``objective(module, inputs, pred, y) -> loss``, if given, replaces the training loss
@@ -104,7 +107,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
                         limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
-        trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
+        with SEEDED_LOCK:  # dropout draws from torch's global generator: no other fit may reseed it meanwhile
+            trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
         if best is not None and best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
