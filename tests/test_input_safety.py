@@ -62,6 +62,14 @@ def test_predict_refuses_what_fit_refuses_with_the_same_message(fitted, bad):
     assert str(at_fit.value).startswith(f"column 'y' has dtype {df['y'].dtype}, not numbers")
 
 
+def test_nullable_numbers_read_their_missing_values_as_missing(fitted):
+    df = long_frame()
+    df["y"] = df["y"].astype("Float64")
+    df.loc[7, "y"] = pd.NA
+    with pytest.raises(ValueError, match="column 'y' has 1 missing values \\(NaN\\).*first at row 7"):
+        fitted.predict(df)
+
+
 def test_future_covariates_must_be_numbers():
     df = long_frame().assign(temp=1.0)
     model = G(**KW, target="y", future_covariates=["temp"]).fit(df)

@@ -198,8 +198,11 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
     With ``fitting`` the time step is inferred and stored in ``schema``;
     otherwise the frame must have the fitted columns, layout and step.
     ``allow_nan`` lets missing values through in targets and past covariates
-    (for interpolation or masking downstream); ``fill_gaps`` inserts the
-    missing timestamps of the regular grid as rows of missing values.
+    (for interpolation or masking downstream), but not a target that a series
+    never observes; ``fill_gaps`` inserts the missing timestamps of the regular
+    grid as rows of missing values. Fit and predict read by the same rules:
+    numbers only (:func:`check_numeric`), ids of one type, and after fit the
+    fitted time zone.
     """
     if len(df) == 0:
         raise ValueError("the frame is empty (0 rows); pass at least `lookback` rows of history.")
