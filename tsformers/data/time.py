@@ -210,8 +210,8 @@ def _raise_mixed_offsets(column: pd.Series, name: str) -> None:
     example = "" if not len(differ) else (
         f" ('{column.iloc[0]}' at row 0, '{column.iloc[int(differ[0])]}' at row {int(differ[0])})")
     raise ValueError(
-        f"time column '{name}' holds ISO dates with mixed UTC offsets{example}, as local times across a "
-        f"daylight-saving change have (a date without offset counts as another one); they have no single time "
-        f"zone. Convert them to one: df['{name}'] = pd.to_datetime(df['{name}'], utc=True), then "
+        f"time column '{name}' holds ISO dates with mixed UTC offsets{example}, like local times across a "
+        f"daylight-saving change (or dates with and without an offset), so they have no single time zone. "
+        f"Convert them to one first: df['{name}'] = pd.to_datetime(df['{name}'], utc=True), then "
         f".dt.tz_convert('<zone>') for local time."
     )

@@ -90,7 +90,9 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     log = EpochLog()
     kwargs = dict(trainer_kwargs or {})
     callbacks = [log, SeedEachStep(seed), *kwargs.pop("callbacks", [])]
-    with tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
+    # Under the lock: dropout draws from torch's global generator, which no other fit may reseed meanwhile;
+    # it also keeps _quiet's changes to the process-wide warning filters and log levels from interleaving.
+    with SEEDED_LOCK, tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
         ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
         best = None
         if checkpoint_dir is not None:
@@ -107,8 +109,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
                         limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
-        with SEEDED_LOCK:  # dropout draws from torch's global generator: no other fit may reseed it meanwhile
-            trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
+        trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
         if best is not None and best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
