@@ -196,6 +196,10 @@ def test_a_target_never_observed_in_a_series_is_refused():
     new = long_frame(ids=["d"]).assign(y=np.nan)
     with pytest.raises(ValueError, match="target 'y' of series 'd' has no observed value"):
         model.predict(new)
+    # a fitted series was observed in the fit data: new rows may all be missing, and are masked
+    gap = long_frame(n=61).groupby("unique_id").tail(1).assign(y=np.nan)
+    model.update(gap)
+    assert np.isfinite(model.predict()["y"]).all()
 
 
 # 12: ids -----------------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
     otherwise the frame must have the fitted columns, layout and step.
     ``allow_nan`` lets missing values through in targets and past covariates
     (for interpolation or masking downstream), but not a target that a series
-    never observes; ``fill_gaps`` inserts the missing timestamps of the regular
+    never observes (in the fit data, or in ``df`` for a series new to the
+    model); ``fill_gaps`` inserts the missing timestamps of the regular
     grid as rows of missing values. Fit and predict read by the same rules:
     numbers only (:func:`check_numeric`), ids of one type, and after fit the
     fitted time zone.
@@ -226,7 +227,7 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
             raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
     panel = _to_panel(times, values, groups, schema, fitting=fitting, allow_nan=allow_nan, fill_gaps=fill_gaps)
     if allow_nan:
-        _check_targets_observed(panel, schema)
+        _check_targets_observed(panel, schema, fitting=fitting)
     return panel
 
 
@@ -523,9 +524,16 @@ def _check_ids(ids: pd.Series, id_col: str) -> None:
     )
 
 
-def _check_targets_observed(panel: Panel, schema: PanelSchema) -> None:
-    """Refuse a target with no observed value in a series (NaN throughout): its forecast would be invented."""
+def _check_targets_observed(panel: Panel, schema: PanelSchema, *, fitting: bool) -> None:
+    """Refuse a target with no observed value in a series (NaN throughout): its forecast would be invented.
+
+    After fit, only series new to the model: a fitted series was observed in the fit data, which gave its
+    scale, so new rows (``update``, a history) may all be missing and masked.
+    """
     never = np.isnan(panel.values[..., : len(schema.targets)]).all(axis=1)  # NaN outside the spans too
+    if not fitting and never.any():
+        fitted = set(schema.series)
+        never[[key in fitted for key in panel.series]] = False
     if not never.any():
         return
     s, j = (int(i) for i in np.argwhere(never)[0])
