@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from tsformers.data.time import (check_order, check_step, fixed_step_ticks, infer_step, parse_times, regular_step,
-                                 ticks, time_range)
+from tsformers.data.time import (check_order, check_step, check_time_zone, fixed_step_ticks, infer_step, parse_times,
+                                 regular_step, ticks, time_range)
 
 TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
 
@@ -185,12 +185,7 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
         raise ValueError(f"column(s) {overlap} are given more than one role (time, id, target, covariate).")
     if not targets:
         raise ValueError("there is no numeric column to forecast; name one with target=.")
-    for name in named:
-        if not _is_numeric(df[name]):
-            raise TypeError(
-                f"column '{name}' has dtype {df[name].dtype}, not numbers; convert it (pd.to_numeric) "
-                f"or leave it out of target=/covariates=/future_covariates=."
-            )
+    check_numeric(df, named)
     return PanelSchema(layout="long" if id_col else "wide", backend=backend, time_col=time_col, id_col=id_col,
                        targets=targets, covariates=covariates, future_covariates=future_covariates, static=static,
                        columns=columns, time_in_index=time_in_index)
@@ -203,25 +198,43 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
     With ``fitting`` the time step is inferred and stored in ``schema``;
     otherwise the frame must have the fitted columns, layout and step.
     ``allow_nan`` lets missing values through in targets and past covariates
-    (for interpolation or masking downstream); ``fill_gaps`` inserts the
-    missing timestamps of the regular grid as rows of missing values.
+    (for interpolation or masking downstream), but not a target that a series
+    never observes (in the fit data, or in ``df`` for a series new to the
+    model); ``fill_gaps`` inserts the missing timestamps of the regular
+    grid as rows of missing values. Fit and predict read by the same rules:
+    numbers only (:func:`check_numeric`), ids of one type, and after fit the
+    fitted time zone.
     """
     if len(df) == 0:
         raise ValueError("the frame is empty (0 rows); pass at least `lookback` rows of history.")
     if not fitting:
         _check_like_fit(df, schema)
     times = parse_times(df.index.to_series() if schema.time_in_index else df[schema.time_col], schema.time_col)
+    if not fitting:
+        check_time_zone(times, schema.time_zone, schema.time_col)
     names = schema.variables
-    values = df[names].to_numpy(dtype=np.float64)
+    check_numeric(df, names)
+    values = df[names].to_numpy(dtype=np.float64, na_value=np.nan)
     n_nan_ok = len(schema.targets) + len(schema.covariates) if allow_nan else 0
     _check_finite(values, names, times, nan_allowed=n_nan_ok)
     if schema.layout == "wide":
         groups = {None: np.arange(len(df))}
     else:
+        _check_ids(df[schema.id_col], schema.id_col)
         groups = df.groupby(schema.id_col, sort=False, dropna=False).indices
         if any(pd.isna(k) for k in groups):
             row = int(np.flatnonzero(df[schema.id_col].isna().to_numpy())[0])
             raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
+    panel = _to_panel(times, values, groups, schema, fitting=fitting, allow_nan=allow_nan, fill_gaps=fill_gaps)
+    if allow_nan:
+        _check_targets_observed(panel, schema, fitting=fitting)
+    return panel
+
+
+def _to_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: PanelSchema, *, fitting: bool,
+              allow_nan: bool, fill_gaps: bool) -> Panel:
+    """The panel of validated times and values, grouped by series; see :func:`frame_to_panel`."""
+    names = schema.variables
     if not fill_gaps:
         panel = _regular_panel(times, values, groups, schema, fitting=fitting)
         if panel is not None:
@@ -308,7 +321,7 @@ def _regular_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: Pa
         schema.series = list(series)
         if isinstance(times, pd.DatetimeIndex):
             schema.time_unit = times.unit
-            schema.time_zone = None
+            schema.time_zone = str(times.tz) if times.tz is not None else None
     starts = np.cumsum(lengths) - lengths
     first_ticks = all_ticks[order[starts]]
     inserted = [0] * len(keys)
@@ -370,11 +383,14 @@ def future_values(df, schema: PanelSchema, series: list, expected: list) -> np.n
                          f"steps after the history.")
     times = parse_times(frame.index.to_series() if schema.time_in_index else frame[schema.time_col],
                         schema.time_col)
-    values = frame[names].to_numpy(dtype=np.float64)
+    check_time_zone(times, schema.time_zone, schema.time_col)
+    check_numeric(frame, names)
+    values = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
     _check_finite(values, names, times)
     if schema.layout == "wide":
         groups = {None: np.arange(len(frame))}
     else:
+        _check_ids(frame[schema.id_col], schema.id_col)
         groups = frame.groupby(schema.id_col, sort=False).indices
     out = np.empty((len(series), len(expected[0]), len(names)))
     for i, (key, steps) in enumerate(zip(series, expected)):
@@ -416,7 +432,7 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     else:
         ids = np.repeat(np.array(series, dtype=object), horizon)
         stacked_times = per_series[0].append(per_series[1:]) if n_series > 1 else per_series[0]
-        out = pd.DataFrame({schema.id_col: _restore_ids(ids, series), schema.time_col: stacked_times})
+        out = pd.DataFrame({schema.id_col: restore_ids(ids, series), schema.time_col: stacked_times})
         for j, name in enumerate(schema.targets):
             for suffix, block in blocks.items():
                 out[name + suffix] = block[:, :, j].reshape(-1)
@@ -450,6 +466,82 @@ def _check_like_fit(df: pd.DataFrame, schema: PanelSchema) -> None:
             f"column(s) {unknown} were not in the data the model was fitted on (columns {schema.columns}); "
             f"drop them, or refit with them."
         )
+
+
+def check_numeric(df: pd.DataFrame, names: list[str]) -> None:
+    """Refuse value columns that are not numbers (bool, text, dates), naming the column: the one rule of fit and predict.
+
+    ``to_numpy(float)`` would otherwise turn ``True`` into 1 and the text ``"1.5"`` into 1.5 at predict.
+    """
+    for name in names:
+        if not _is_numeric(df[name]):
+            raise TypeError(
+                f"column '{name}' has dtype {df[name].dtype}, not numbers; convert it (pd.to_numeric) "
+                f"or leave it out of target=/covariates=/future_covariates=."
+            )
+
+
+def output_columns(schema: PanelSchema, quantiles=(), levels=()) -> list[str]:
+    """The value columns of a forecast frame: per target its point, quantile and interval columns.
+
+    Refuses names that collide: a generated column (``y_q0.1``, ``y_lo80``)
+    that is also a column of the fit data, the id or time column, or another
+    generated column would overwrite it, or be mistaken for it.
+    """
+    suffixes = [f"_q{format_level(q)}" for q in quantiles]
+    suffixes += [f"_{side}{format_level(v)}" for v in levels for side in ("lo", "hi")]
+    generated = [(name + suffix, name, suffix) for name in schema.targets for suffix in suffixes]
+    taken = {c: f"column '{c}' of the fit data" for c in [*schema.columns, schema.time_col, schema.id_col] if c}
+    for column, target, suffix in generated:
+        if column in taken:
+            quantile = suffix.startswith("_q")
+            what = f"quantile {suffix[2:]}" if quantile else f"{suffix[3:]}% interval"
+            other = "" if quantile else ", or ask for another level"
+            raise ValueError(
+                f"the forecast's {what} column of target '{target}' would be named '{column}', which is already "
+                f"the {taken[column]}. Rename one of them and refit{other}, e.g. "
+                f"df.rename(columns={{'{column}': '{column}_input'}})."
+            )
+        taken[column] = f"{suffix} column of target '{target}'"
+    return [name + suffix for name in schema.targets for suffix in ["", *suffixes]]
+
+
+def _check_ids(ids: pd.Series, id_col: str) -> None:
+    """Refuse ids of mixed types: ``1``, ``1.0`` and ``True`` would be merged into one series, ``"1"`` kept apart."""
+    categorical = isinstance(ids.dtype, pd.CategoricalDtype)
+    values = pd.Series(ids.cat.categories) if categorical else ids
+    if not pd.api.types.is_object_dtype(values) or not pd.api.types.infer_dtype(values, skipna=True).startswith("mixed"):
+        return
+    kinds = [type(v).__name__ for v in values.to_numpy()]  # only on the way to the error: a pass in Python
+    first = {kind: i for i, kind in reversed(list(enumerate(kinds)))}
+    place = "category" if categorical else "row"
+    examples = ", ".join(f"{values.iloc[i]!r} ({kind}) at {place} {i}" for kind, i in sorted(first.items(),
+                                                                                          key=lambda item: item[1]))
+    raise TypeError(
+        f"id column '{id_col}' mixes {'categories' if categorical else 'values'} of types {sorted(first)}: "
+        f"{examples}. Ids of different types that compare equal (1, 1.0, True) would be merged into one series; "
+        f"convert them to one type first, e.g. df['{id_col}'] = df['{id_col}'].astype(str)."
+    )
+
+
+def _check_targets_observed(panel: Panel, schema: PanelSchema, *, fitting: bool) -> None:
+    """Refuse a target with no observed value in a series (NaN throughout): its forecast would be invented.
+
+    After fit, only series new to the model: a fitted series was observed in the fit data, which gave its
+    scale, so new rows (``update``, a history) may all be missing and masked.
+    """
+    never = np.isnan(panel.values[..., : len(schema.targets)]).all(axis=1)  # NaN outside the spans too
+    if not fitting and never.any():
+        fitted = set(schema.series)
+        never[[key in fitted for key in panel.series]] = False
+    if not never.any():
+        return
+    s, j = (int(i) for i in np.argwhere(never)[0])
+    where = "" if panel.series[s] is None else f" of series '{panel.series[s]}'"
+    raise ValueError(
+        f"target '{schema.targets[j]}'{where} has no observed value (all {int(panel.lengths[s])} are missing), so "
+        f"there is nothing to forecast it from; drop that series, or leave '{schema.targets[j]}' out of target=."
+    )
 
 
 def _check_finite(values: np.ndarray, names: list[str], times: pd.Index, nan_allowed: int = 0) -> None:
@@ -507,9 +599,14 @@ def _plain(key):
     return key.item() if isinstance(key, np.generic) else key
 
 
-def _restore_ids(ids: np.ndarray, series: list) -> np.ndarray:
-    if all(isinstance(s, (int, np.integer)) for s in series):
+def restore_ids(ids: np.ndarray, series: list) -> np.ndarray:
+    """The object array ``ids`` (values of ``series``) in the type of the ids: bool, int64, float64, else object."""
+    if all(isinstance(s, (bool, np.bool_)) for s in series):  # before int: True is an int to isinstance
+        return ids.astype(bool)
+    if all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in series):
         return ids.astype(np.int64)
+    if all(isinstance(s, (float, np.floating)) for s in series):
+        return ids.astype(np.float64)
     return ids
 
 

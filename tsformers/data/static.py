@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tsformers.data.scaling import safe_scale
+
 
 def static_table(df: pd.DataFrame, id_col: str, names: list[str], series: list,
                  static_df: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -64,8 +66,8 @@ class StaticEncoder:
             column = table[name]
             if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
                 values = column.to_numpy(dtype=float)
-                scale = float(values.std())
-                enc.numeric[name] = [float(values.mean()), scale if scale > 1e-12 else 1.0]
+                scale = safe_scale(values.std(), np.abs(values).max(), len(values))
+                enc.numeric[name] = [float(values.mean()), float(scale)]
             else:
                 enc.categories[name] = sorted({str(v) for v in column})
         return enc

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 Step = "str | int"
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def parse_times(column: pd.Series, name: str) -> pd.Index:
@@ -28,6 +29,7 @@ def parse_times(column: pd.Series, name: str) -> pd.Index:
         try:
             times = pd.DatetimeIndex(pd.to_datetime(column, format="ISO8601"))
         except (ValueError, TypeError) as err:
+            _raise_mixed_offsets(column, name)
             raise TypeError(
                 f"time column '{name}' holds text that is not ISO dates ({err}). Parse it first, "
                 f"e.g. df['{name}'] = pd.to_datetime(df['{name}'], format=...), or pass integer steps."
@@ -41,6 +43,30 @@ def parse_times(column: pd.Series, name: str) -> pd.Index:
         row = int(np.flatnonzero(times.isna())[0])
         raise ValueError(f"time column '{name}' has a missing timestamp (NaT) at row {row}; drop or fill that row.")
     return times
+
+
+def check_time_zone(times: pd.Index, fitted_zone: str | None, name: str) -> None:
+    """Refuse dates in another time zone than the fit data's (``fitted_zone``, None for naive dates).
+
+    The forecast's timestamps continue the given ones, so a frame in another
+    zone would silently change the zone of the output (or shift local times).
+    """
+    if not isinstance(times, pd.DatetimeIndex):
+        return
+    zone = None if times.tz is None else str(times.tz)
+    if zone == fitted_zone:
+        return
+    if fitted_zone is None:
+        raise ValueError(
+            f"time column '{name}' is in time zone '{zone}', but the model was fitted on timestamps without a time "
+            f"zone (naive). Give naive timestamps in the fit data's local time, e.g. "
+            f"df['{name}'] = df['{name}'].dt.tz_convert(<fit zone>).dt.tz_localize(None), or refit on zoned data."
+        )
+    fix = (f"df['{name}'] = df['{name}'].dt.tz_localize('{fitted_zone}')" if zone is None
+           else f"df['{name}'] = df['{name}'].dt.tz_convert('{fitted_zone}')")
+    found = "has no time zone (naive)" if zone is None else f"is in time zone '{zone}'"
+    raise ValueError(f"time column '{name}' {found}, but the model was fitted on time zone '{fitted_zone}'. "
+                     f"Convert it first, e.g. {fix}.")
 
 
 def check_order(times: pd.Index, rows: np.ndarray, where: str) -> None:
@@ -109,6 +135,13 @@ def time_range(start, step: Step, periods: int) -> pd.Index:
     """``periods`` timestamps from ``start`` (inclusive) on the grid of ``step``."""
     if isinstance(step, str):
         return pd.date_range(start, periods=periods, freq=step)
+    last = int(start) + int(step) * (periods - 1)  # Python ints: numpy's int64 would wrap around silently
+    if not INT64_MIN <= last <= INT64_MAX:
+        raise ValueError(
+            f"the integer time axis runs past int64's range: {periods} steps of {step} from {int(start)} end at "
+            f"{last}, beyond {INT64_MAX if last > 0 else INT64_MIN}, so the timestamps would wrap around. Number "
+            f"the time steps from a smaller origin, e.g. df[time_col] -= df[time_col].min()."
+        )
     return pd.Index(int(start) + step * np.arange(periods, dtype=np.int64))
 
 
@@ -163,4 +196,22 @@ def _raise_irregular(ticks: np.ndarray, times: pd.Index, rows: np.ndarray, where
         f"irregular spacing{where}: row {rows[i + 1]} ({times[i + 1]}) comes {unit(int(diffs[i]))} after "
         f"the previous row, but the usual step is {unit(int(usual))}. Pass fill_gaps=True to insert the missing "
         f"timestamps (then handled by missing=), or resample to a regular grid first."
+    )
+
+
+def _raise_mixed_offsets(column: pd.Series, name: str) -> None:
+    """Say so when ISO dates fail to parse only because their UTC offsets differ (e.g. across a DST change)."""
+    try:
+        pd.to_datetime(column, format="ISO8601", utc=True)
+    except (ValueError, TypeError):
+        return  # not ISO dates at all: the caller says so
+    offsets = column.astype(str).str.extract(r"(Z|[+-]\d{2}(?::?\d{2})?)$", expand=False).fillna("none")
+    differ = np.flatnonzero((offsets != offsets.iloc[0]).to_numpy())
+    example = "" if not len(differ) else (
+        f" ('{column.iloc[0]}' at row 0, '{column.iloc[int(differ[0])]}' at row {int(differ[0])})")
+    raise ValueError(
+        f"time column '{name}' holds ISO dates with mixed UTC offsets{example}, like local times across a "
+        f"daylight-saving change (or dates with and without an offset), so they have no single time zone. "
+        f"Convert them to one first: df['{name}'] = pd.to_datetime(df['{name}'], utc=True), then "
+        f".dt.tz_convert('<zone>') for local time."
     )

@@ -24,7 +24,8 @@ val_size : float or int, default=0.1
 gradient_clip : float or None, default=None
     Clip the gradient norm at this value.
 random_state : int, default=0
-    The same seed gives the same forecasts.
+    The same seed gives the same forecasts, whatever other fits run in other threads
+    meanwhile (see :mod:`tsformers.seeding`).
 verbose : bool, default=False
     Show Lightning's progress bar and model summary.
 trainer_kwargs : dict, optional

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import QuantileHead, StaticResidual
 from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
-                                   panel_to_frame)
+                                   output_columns, panel_to_frame)
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.time import future_times, future_times_of
 from tsformers.data.missing import MODES as MISSING_MODES
@@ -30,6 +30,7 @@ from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.windows import lead_future, split_spans, split_train_val, validation_steps
 from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 from tsformers.estimators.persistence import load_estimator, save_estimator
+from tsformers.seeding import seeded_call
 
 #: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
 #: trainer_kwargs) -> trainer_kwargs`` may add Lightning loggers/callbacks to a copy of the Trainer
@@ -134,6 +135,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         schema = infer_schema(frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
                               covariates=self.covariates, future_covariates=self.future_covariates,
                               static=self.static, static_df=static_frame)
+        output_columns(schema, quantiles=self._quantile_levels() or ())  # refuses names the forecast would reuse
         self._check_future_covariates(schema)
         raw = self._read(frame, schema, fitting=True)
         encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
@@ -165,8 +167,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             train, val = (*train, train_spans), None if val is None else (*val, val_spans)
         n_vars = inputs.shape[-1]
 
-        torch.manual_seed(self.random_state)
-        network = self._network(n_vars)
+        network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
         log = []
         if self.max_epochs > 0:
             from tsformers.training import fit_network  # Lightning only when training
@@ -237,6 +238,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         levels = check_levels(level)
+        output_columns(self.schema_, quantiles=self._quantile_levels() or (), levels=levels)
         if df is None:
             panel, backend = self._stored_panel(), self.schema_.backend
         else:

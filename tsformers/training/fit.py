@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from tsformers.seeding import SEEDED_LOCK
 from tsformers.training.datamodule import WindowDataModule
 from tsformers.training.module import ForecastingModule
 
@@ -73,7 +74,9 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     every epoch (``last.ckpt``); ``resume=True`` continues from it when it
     exists (a first run simply starts), ``resume="path.ckpt"`` from that file.
     Batches are drawn per epoch from ``seed + epoch``, so a resumed run ends
-    with the weights of an uninterrupted one.
+    with the weights of an uninterrupted one. Training holds
+    :data:`tsformers.seeding.SEEDED_LOCK`, so fits in other threads cannot
+    change its dropout draws: a seed gives the same weights in any thread.
 
     With ``quantiles``, ``network`` ends in a quantile head and trains on the pinball loss.
     ``objective(module, inputs, pred, y) -> loss``, if given, replaces the training loss
@@ -87,7 +90,9 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     log = EpochLog()
     kwargs = dict(trainer_kwargs or {})
     callbacks = [log, SeedEachStep(seed), *kwargs.pop("callbacks", [])]
-    with tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
+    # Under the lock: dropout draws from torch's global generator, which no other fit may reseed meanwhile;
+    # it also keeps _quiet's changes to the process-wide warning filters and log levels from interleaving.
+    with SEEDED_LOCK, tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
         ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
         best = None
         if checkpoint_dir is not None:
