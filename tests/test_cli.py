@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from tsformers import GateformerForecaster
-from tsformers.cli import AtomicTable, Progress, build_parser, in_file_rows, main
+from tsformers.batch.progress import Progress
+from tsformers.batch.tables import AtomicTable
+from tsformers.cli import build_parser, in_file_rows, main
 from tsformers.datasets import make_demo
 
 TINY = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64)
