@@ -189,7 +189,7 @@ def run_train(args) -> int:
     check_trainer_settings(estimator)
     if job["model_dir"]:
         _check_model_dir(job["model_dir"], "--model-dir")  # before the fit, not after it
-    id_col = job["columns"].get("id_col")
+    id_col = job_id_col(job)
     data = read_table(job["data"], text_columns=[id_col])
     static = {} if job["static_data"] is None else \
         {"static_df": read_table(job["static_data"], text_columns=[id_col])}
@@ -223,6 +223,11 @@ def estimator_class(name: str):
     raise InputError(f"unknown estimator {name!r}; choose one of {sorted(found)}.")
 
 
+def job_id_col(job: dict) -> str:
+    """The id column of a job's data, read from CSV as text: a CSV file has no types, and ids are names."""
+    return job["columns"].get("id_col") or "unique_id"  # the id column the estimators find without id_col
+
+
 def _check_model_dir(path: Path, flag: str) -> None:
     """Refuse, before the fit, a model directory that saving would not replace or could not create."""
     from tsformers.estimators.persistence import check_save_path
@@ -249,7 +254,7 @@ def check_trainer_settings(estimator) -> None:
     try:
         L.Trainer(**{"accelerator": "cpu", "devices": 1, **wanted}, logger=False, enable_checkpointing=False,
                   enable_progress_bar=False, enable_model_summary=False)
-    except (MisconfigurationException, ValueError, RuntimeError) as err:
+    except (MisconfigurationException, ValueError, RuntimeError, ImportError) as err:
         message = " ".join(str(err).split())
         raise InputError(f"trainer_kwargs {wanted} cannot run on this machine: {message} Pass settings it "
                          f"supports (e.g. accelerator='cpu').") from None
@@ -478,7 +483,7 @@ def run_backtest(args) -> int:
         job = train_job(args)
         check_not_an_input(output, data=job["data"], static_data=job["static_data"])
         check_trainer_settings(make_estimator(job))  # a bad estimator, parameter or device fails before any fit
-        id_col, time_col = job["columns"].get("id_col"), job["columns"].get("time_col")
+        id_col, time_col = job_id_col(job), job["columns"].get("time_col")
         data = read_table(job["data"], text_columns=[id_col])
     else:
         if not args.input:
@@ -523,7 +528,7 @@ def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None
     if model is not None:
         frames = model.backtest(frame, n_windows=n_splits, step=step, level=level)
     else:
-        static = read_table(job["static_data"], text_columns=[job["columns"].get("id_col")]) \
+        static = read_table(job["static_data"], text_columns=[job_id_col(job)]) \
             if job.get("static_data") else None
         frames = make_estimator(job).backtest(frame, n_windows=n_splits, step=step, refit=True, level=level,
                                               static_df=static)
