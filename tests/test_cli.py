@@ -186,9 +186,9 @@ def test_a_killed_run_never_touches_the_previous_output(long_model_dir, tmp_path
     out = tmp_path / "forecast.csv"
     out.write_text("previous\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = "import os, tsformers.cli as c; w = c.AtomicTable.write\n" \
+    code = "import os, tsformers.cli as c, tsformers.batch.tables as t; w = t.AtomicTable.write\n" \
            "def write(self, frame):\n    w(self, frame); os.kill(os.getpid(), 9)\n" \
-           "c.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
+           "t.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
     args = f"forecast --model {long_model_dir} --input {tmp_path / 'new.parquet'} --output {out} --chunk-size 100"
     proc = subprocess.run([sys.executable, "-c", code], env={**env, "ARGS": args}, capture_output=True)
     assert proc.returncode == -9
@@ -449,9 +449,9 @@ def test_the_next_run_removes_the_temporary_file_of_a_killed_run(long_model_dir,
     """Issue 21 item 14: `kill -9` cannot clean up; the next run writing the same output does."""
     make_demo(n_series=40, n_steps=60, layout="long").to_parquet(tmp_path / "new.parquet")
     out = tmp_path / "forecast.parquet"
-    code = "import os, tsformers.cli as c; w = c.AtomicTable.write\n" \
+    code = "import os, tsformers.cli as c, tsformers.batch.tables as t; w = t.AtomicTable.write\n" \
            "def write(self, frame):\n    w(self, frame); os.kill(os.getpid(), 9)\n" \
-           "c.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
+           "t.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
     args = f"forecast --model {long_model_dir} --input {tmp_path / 'new.parquet'} --output {out} --chunk-size 10"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGS": args}
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == -9

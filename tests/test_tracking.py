@@ -18,10 +18,10 @@ mlflow = pytest.importorskip("mlflow")
 
 import tsformers.tracking as tsf_tracking  # noqa: E402
 from tsformers import GateformerForecaster  # noqa: E402
+from tsformers.batch.frames import example_from_frame, forecast_frame  # noqa: E402
 from tsformers.cli import main  # noqa: E402
 from tsformers.datasets import make_demo  # noqa: E402
 from tsformers.estimators import base  # noqa: E402
-from tsformers.batch.frames import example_from_frame, forecast_frame  # noqa: E402
 
 TINY = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64)
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
@@ -142,6 +142,21 @@ def test_autolog_logs_into_the_active_run_and_marks_a_failed_fit(experiment, lon
     assert mlflow.active_run() is None
     failed = [r for r in _runs(experiment) if r.info.run_id != outer.info.run_id]
     assert [r.info.status for r in failed] == ["FAILED"]
+
+
+def test_a_logged_model_forecasts_polars_frames_like_pandas(experiment, fitted, long_df):
+    """Issue 21 item 17: polars goes in where tsformers reads the frame (MLflow's own pyfunc check takes pandas)."""
+    import polars as pl
+
+    with mlflow.start_run():
+        info = tsf_tracking.log_model(fitted, "model")
+    expected = mlflow.pyfunc.load_model(info.model_uri).predict(long_df)
+    frame = pl.from_pandas(long_df)
+    native = tsf_tracking.load_model(info.model_uri).predict(frame)
+    assert isinstance(native, pl.DataFrame)
+    pd.testing.assert_frame_equal(native.to_pandas(), expected, check_dtype=False)
+    wrapper = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model()
+    pd.testing.assert_frame_equal(wrapper.predict(None, frame), expected)
 
 
 def test_log_model_is_a_pyfunc_model_from_code_with_signature_and_example(experiment, fitted, long_df, tmp_path):

@@ -38,7 +38,9 @@ class ForecasterModel(PythonModel):
     """The pyfunc face of a saved tsformers forecaster (any ``BaseForecaster``).
 
     ``predict(context, model_input)`` returns :func:`forecast_frame` of the
-    frame: the forecast of every series in it.
+    frame: the forecast of every series in it. It takes pandas or polars, but
+    ``mlflow.pyfunc`` models check their input against the signature first,
+    and that check takes pandas only.
     """
 
     def load_context(self, context):
