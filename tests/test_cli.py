@@ -552,3 +552,19 @@ def test_rows_in_any_order_give_the_forecast_and_backtest_of_sorted_rows(long_mo
             written[command, name] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
     for command in ("forecast", "backtest"):
         pd.testing.assert_frame_equal(written[command, "shuffled"], written[command, "sorted"])
+
+
+def test_known_future_covariates_from_a_shuffled_future_file(tmp_path):
+    """`--future` rows need no order (predict lines them up by series and time): the forecast of `predict`."""
+    frame = make_demo(n_series=3, n_steps=132, layout="long", seed=4)
+    frame["c"] = np.sin(np.arange(len(frame)) / 5.0)
+    history = frame.groupby("unique_id").head(120).reset_index(drop=True)
+    future = frame.groupby("unique_id").tail(12)[["unique_id", "ds", "c"]].reset_index(drop=True)
+    model = GateformerForecaster(**TINY, max_epochs=0, target="y", future_covariates=["c"]).fit(history)
+    model.save(tmp_path / "m")
+    history.to_parquet(tmp_path / "history.parquet")
+    future.sample(frac=1.0, random_state=1).reset_index(drop=True).to_parquet(tmp_path / "future.parquet")
+    assert main(["forecast", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "history.parquet"),
+                 "--future", str(tmp_path / "future.parquet"), "--output", str(tmp_path / "f.parquet")]) == 0
+    expected = GateformerForecaster.load(tmp_path / "m").predict(history, future_df=future)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), expected, check_dtype=False)
