@@ -457,15 +457,14 @@ def test_the_next_run_removes_the_temporary_file_of_a_killed_run(long_model_dir,
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == -9
     left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(left) == 1 and left[0].startswith(".forecast.parquet.tsformers-"), left
-    # temporary files that are not this output's, or whose run is alive, stay
-    alive = tmp_path / f".forecast.parquet.tsformers-{os.getpid()}-0123abcd.tmp"
-    other = tmp_path / left[0].replace("forecast.parquet", "other.parquet")
-    foreign = tmp_path / ".forecast.parquet.x1y2z3.tmp"
-    for path in (alive, other, foreign):
-        path.write_text("")
+    # temporary files of another output, of a live run, of another machine or not ours stay
+    pid = left[0].split("-")[-2]
+    kept = [left[0].replace("forecast.parquet", "other.parquet"), left[0].replace(f"-{pid}-", f"-{os.getpid()}-"),
+            f".forecast.parquet.tsformers-another.host-{pid}-0123abcd.tmp", ".forecast.parquet.x1y2z3.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("")
     assert main(args.split()) == 0
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == \
-        sorted([alive.name, other.name, foreign.name])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(kept)
     assert len(pd.read_parquet(out)) == 40 * 12
 
 

@@ -1,10 +1,12 @@
 """CSV and Parquet files of a batch job: read whole or lazily, written atomically.
 
-Every output file is written to a temporary file beside it (``.NAME.tsformers-PID-RANDOM.tmp``)
-and renamed over ``NAME`` once complete, so a failed run leaves no partial
-file and keeps the previous output. A run killed outright (``kill -9``, a lost
-machine) cannot remove its temporary file: the next run writing the same
-output removes the temporary files of that output whose process is gone.
+Every output file is written to a temporary file beside it
+(``.NAME.tsformers-HOST-PID-RANDOM.tmp``) and renamed over ``NAME`` once
+complete, so a failed run leaves no partial file and keeps the previous output.
+A run killed outright (``kill -9``, out of memory) cannot remove its temporary
+file: the next run on the same machine writing the same output removes the
+temporary files of that output whose process is gone. Those of other machines
+(an output on a shared file system) are left alone: their process cannot be checked.
 Files are created as ``open`` creates them (mode 0666 less the umask); a
 replaced output keeps its permission bits.
 """
@@ -14,6 +16,7 @@ import errno
 import os
 import re
 import secrets
+import socket
 import stat
 from pathlib import Path
 
@@ -55,18 +58,23 @@ def check_writable_location(path: Path, flag: str) -> None:
 
 
 def temp_name(path: Path) -> str:
-    """The name of a temporary file for ``path``: hidden, and carrying the pid of the process that owns it."""
-    return f".{path.name}.tsformers-{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    """The name of a temporary file for ``path``: hidden, naming the machine and process that own it."""
+    return f".{path.name}.tsformers-{_host()}-{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "_"
 
 
 def remove_stale_temp_files(path: Path) -> list[Path]:
     """Remove the temporary files of ``path`` left by runs whose process is gone (killed, crashed machine).
 
-    Only files named by :func:`temp_name` for this very output are considered,
-    and only those whose pid no longer runs on this machine. Returns the removed files.
+    Only files named by :func:`temp_name` for this very output on this machine
+    are considered, and only those whose process no longer runs. Returns the removed files.
     """
     path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}.tsformers-") + r"(\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
+    pattern = re.compile(re.escape(f".{path.name}.tsformers-{_host()}-") + r"(\d+)-[0-9a-f]{8}"
+                         + re.escape(TEMP_SUFFIX))
     removed = []
     try:
         entries = list(path.parent.iterdir())
