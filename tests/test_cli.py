@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from tsformers import GateformerForecaster
-from tsformers.cli import AtomicTable, Progress, build_parser, in_file_rows, main
+from tsformers.batch.progress import Progress
+from tsformers.batch.tables import AtomicTable
+from tsformers.cli import build_parser, in_file_rows, main
 from tsformers.datasets import make_demo
 
 TINY = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64)
@@ -184,9 +186,9 @@ def test_a_killed_run_never_touches_the_previous_output(long_model_dir, tmp_path
     out = tmp_path / "forecast.csv"
     out.write_text("previous\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = "import os, tsformers.cli as c; w = c.AtomicTable.write\n" \
+    code = "import os, tsformers.cli as c, tsformers.batch.tables as t; w = t.AtomicTable.write\n" \
            "def write(self, frame):\n    w(self, frame); os.kill(os.getpid(), 9)\n" \
-           "c.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
+           "t.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
     args = f"forecast --model {long_model_dir} --input {tmp_path / 'new.parquet'} --output {out} --chunk-size 100"
     proc = subprocess.run([sys.executable, "-c", code], env={**env, "ARGS": args}, capture_output=True)
     assert proc.returncode == -9
@@ -386,3 +388,182 @@ def test_backtest_refuses_to_write_over_its_input(long_model_dir, long_history, 
     code = main(["backtest", "--model", str(long_model_dir), "--input", str(data), "--output", str(data)])
     assert code == 2 and "--input file" in capsys.readouterr().err
     assert data.read_bytes() == before
+
+
+def _small_params(**extra) -> list[str]:
+    return [x for k, v in dict(TINY, max_epochs=0, **extra).items() for x in ("--param", f"{k}={v}")]
+
+
+def test_csv_ids_are_text_so_leading_zeros_name_the_same_series(tmp_path):
+    """Issue 21 item 6: "001" in a CSV file is the series "001", not the integer 1 (a new series)."""
+    history = make_demo(n_series=3, n_steps=120, layout="long", seed=3)
+    history["unique_id"] = history["unique_id"].map({"series_0": "001", "series_1": "002", "series_2": "010"})
+    history.to_csv(tmp_path / "history.csv", index=False)
+    GateformerForecaster(**TINY, max_epochs=0).fit(history).save(tmp_path / "fitted_in_python")
+    assert main(["train", "--data", str(tmp_path / "history.csv"), "--estimator", "Gateformer", "--id-col",
+                 "unique_id", "--time-col", "ds", "--model-dir", str(tmp_path / "trained_by_cli")]
+                + _small_params()) == 0
+    assert GateformerForecaster.load(tmp_path / "trained_by_cli").schema_.series == ["001", "002", "010"]
+    for model in ["fitted_in_python", "trained_by_cli"]:
+        out = tmp_path / f"{model}.csv"
+        assert main(["forecast", "--model", str(tmp_path / model), "--input", str(tmp_path / "history.csv"),
+                     "--output", str(out)]) == 0
+        written = pd.read_csv(out, dtype={"unique_id": str}, parse_dates=["ds"])
+        expected = GateformerForecaster.load(tmp_path / model).predict(history)
+        pd.testing.assert_frame_equal(written, expected, check_dtype=False)
+
+
+def test_csv_integer_ids_still_match_a_model_fitted_on_integers(tmp_path):
+    history = make_demo(n_series=2, n_steps=120, layout="long", seed=3)
+    history["unique_id"] = history["unique_id"].map({"series_0": 7, "series_1": 12})
+    history.to_csv(tmp_path / "history.csv", index=False)
+    GateformerForecaster(**TINY, max_epochs=0).fit(history).save(tmp_path / "m")
+    assert main(["forecast", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "history.csv"),
+                 "--output", str(tmp_path / "f.csv")]) == 0
+    assert pd.read_csv(tmp_path / "f.csv")["unique_id"].unique().tolist() == [7, 12]
+
+
+def test_output_files_respect_the_umask_and_a_replaced_file_keeps_its_mode(tmp_path, long_model_dir, long_history):
+    """Issue 21 item 13: files are created as `open` creates them, not always 0600."""
+    from tsformers.batch.tables import write_frame
+
+    frame = pd.DataFrame({"a": [1.0, 2.0]})
+    previous = os.umask(0o022)
+    try:
+        write_frame(frame, tmp_path / "shared.csv")
+        long_history.to_parquet(tmp_path / "new.parquet")
+        assert main(["forecast", "--model", str(long_model_dir), "--input", str(tmp_path / "new.parquet"),
+                     "--output", str(tmp_path / "forecast.parquet")]) == 0
+        os.umask(0o077)
+        write_frame(frame, tmp_path / "private.parquet")
+        os.chmod(tmp_path / "shared.csv", 0o640)
+        write_frame(frame, tmp_path / "shared.csv")  # replaced: keeps the mode someone gave it
+    finally:
+        os.umask(previous)
+    mode = {name: (tmp_path / name).stat().st_mode & 0o777 for name in
+            ["forecast.parquet", "private.parquet", "shared.csv"]}
+    assert mode == {"forecast.parquet": 0o644, "private.parquet": 0o600, "shared.csv": 0o640}
+
+
+def test_the_next_run_removes_the_temporary_file_of_a_killed_run(long_model_dir, tmp_path):
+    """Issue 21 item 14: `kill -9` cannot clean up; the next run writing the same output does."""
+    make_demo(n_series=40, n_steps=60, layout="long").to_parquet(tmp_path / "new.parquet")
+    out = tmp_path / "forecast.parquet"
+    code = "import os, tsformers.cli as c, tsformers.batch.tables as t; w = t.AtomicTable.write\n" \
+           "def write(self, frame):\n    w(self, frame); os.kill(os.getpid(), 9)\n" \
+           "t.AtomicTable.write = write; c.main(os.environ['ARGS'].split())"
+    args = f"forecast --model {long_model_dir} --input {tmp_path / 'new.parquet'} --output {out} --chunk-size 10"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARGS": args}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == -9
+    left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(left) == 1 and left[0].startswith(".forecast.parquet.tsformers-"), left
+    # temporary files of another output, of a live run, of another machine or not ours stay
+    pid = left[0].split("-")[-2]
+    kept = [left[0].replace("forecast.parquet", "other.parquet"), left[0].replace(f"-{pid}-", f"-{os.getpid()}-"),
+            f".forecast.parquet.tsformers-another.host-{pid}-0123abcd.tmp", ".forecast.parquet.x1y2z3.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("")
+    assert main(args.split()) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(kept)
+    assert len(pd.read_parquet(out)) == 40 * 12
+
+
+def test_a_directory_as_output_is_refused_before_any_work(tmp_path, capsys, long_history):
+    """Issue 21 item 16: exit 2 naming the flag, before the model is even loaded."""
+    (tmp_path / "out.parquet").mkdir()
+    long_history.to_parquet(tmp_path / "new.parquet")
+    runs = {
+        "forecast": ["forecast", "--model", "no/such/model", "--input", str(tmp_path / "new.parquet"),
+                     "--output", str(tmp_path / "out.parquet")],
+        "backtest": ["backtest", "--model", "no/such/model", "--input", str(tmp_path / "new.parquet"),
+                     "--output", str(tmp_path / "out.parquet")],
+        "demo": ["demo", "--out", str(tmp_path / "out.parquet")],
+    }
+    for command, argv in runs.items():
+        assert main(argv) == 2, command
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'out.parquet'} is a directory" in err and err.count("\n") == 1, err
+
+
+def test_an_unwritable_model_dir_is_refused_before_the_fit(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_demo(n_steps=200).to_csv("train.csv", index=False)
+    Path("a_file").write_text("")
+    flags = ["train", "--data", "train.csv", "--estimator", "Gateformer"] + _small_params()
+    fitted = []
+    monkeypatch.setattr(GateformerForecaster, "fit", lambda self, *a, **k: fitted.append(1))
+    assert main(flags + ["--model-dir", "a_file/model"]) == 2
+    assert "a_file is not a directory" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        Path("locked").mkdir(mode=0o555)
+        assert main(flags + ["--model-dir", "locked/model"]) == 2
+        assert "not writable" in capsys.readouterr().err
+    assert fitted == []
+
+
+def test_an_accelerator_this_machine_lacks_is_a_configuration_error(tmp_path, capsys, monkeypatch):
+    """Issue 21 item 16: `accelerator=gpu` without a GPU exits 2 (not retryable) before any work."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    make_demo(n_steps=200).to_csv("train.csv", index=False)
+    accelerator = "tpu" if torch.cuda.is_available() else "gpu"
+    argv = ["train", "--data", "train.csv", "--estimator", "Gateformer", "--model-dir", "m",
+            "--param", f"trainer_kwargs={{accelerator: {accelerator}}}"] + _small_params()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"trainer_kwargs {{'accelerator': '{accelerator}'}} cannot run on this machine" in err
+    assert err.count("\n") == 1 and not Path("m").exists()
+
+
+def test_a_bad_level_names_the_flag(long_model_dir, long_history, tmp_path, capsys):
+    long_history.to_parquet(tmp_path / "new.parquet")
+    assert main(["backtest", "--model", str(long_model_dir), "--input", str(tmp_path / "new.parquet"),
+                 "--output", str(tmp_path / "m.csv"), "--level", "80,abc"]) == 2
+    err = capsys.readouterr().err
+    assert "--level '80,abc' is not a comma-separated list of percentages" in err and err.count("\n") == 1
+
+
+def test_a_yaml_error_is_one_line_with_the_file_and_line(tmp_path, capsys):
+    job = tmp_path / "job.yaml"
+    job.write_text("data: train.csv\nestimator: Gateformer\nparams: {horizon: 12, lookback: [48}\n")
+    assert main(["train", "--config", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{job}, line 3, column" in err and "not valid YAML" in err
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_rows_in_any_order_give_the_forecast_and_backtest_of_sorted_rows(long_model_dir, long_history, tmp_path,
+                                                                        suffix):
+    """Issue 21 item 17: the docs say a file's rows need no order; a shuffled file forecasts the same."""
+    shuffled = long_history.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    written = {}
+    for name, frame in [("sorted", long_history), ("shuffled", shuffled)]:
+        data = tmp_path / f"{name}{suffix}"
+        frame.to_csv(data, index=False) if suffix == ".csv" else frame.to_parquet(data)
+        for command, extra, keys in [("forecast", ["--chunk-size", "2"], ["unique_id", "ds"]),
+                                     ("backtest", [], ["fold", "series"])]:
+            out = tmp_path / f"{command}-{name}{suffix}"
+            assert main([command, "--model", str(long_model_dir), "--input", str(data), "--output", str(out)]
+                        + extra) == 0
+            frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+            written[command, name] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    for command in ("forecast", "backtest"):
+        pd.testing.assert_frame_equal(written[command, "shuffled"], written[command, "sorted"])
+
+
+def test_known_future_covariates_from_a_shuffled_future_file(tmp_path):
+    """`--future` rows need no order (predict lines them up by series and time): the forecast of `predict`."""
+    frame = make_demo(n_series=3, n_steps=132, layout="long", seed=4)
+    frame["c"] = np.sin(np.arange(len(frame)) / 5.0)
+    history = frame.groupby("unique_id").head(120).reset_index(drop=True)
+    future = frame.groupby("unique_id").tail(12)[["unique_id", "ds", "c"]].reset_index(drop=True)
+    model = GateformerForecaster(**TINY, max_epochs=0, target="y", future_covariates=["c"]).fit(history)
+    model.save(tmp_path / "m")
+    history.to_parquet(tmp_path / "history.parquet")
+    future.sample(frac=1.0, random_state=1).reset_index(drop=True).to_parquet(tmp_path / "future.parquet")
+    assert main(["forecast", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "history.parquet"),
+                 "--future", str(tmp_path / "future.parquet"), "--output", str(tmp_path / "f.parquet")]) == 0
+    expected = GateformerForecaster.load(tmp_path / "m").predict(history, future_df=future)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), expected, check_dtype=False)

@@ -99,7 +99,7 @@ def test_plot_backtest_of_a_long_polars_frame():
 def test_the_autolog_forecast_figure_shows_the_quantile_band(wide_model):
     pytest.importorskip("mlflow")
     from tsformers.tracking.autologging import forecast_figure
-    from tsformers.tracking.frames import holdout_forecast
+    from tsformers.batch.frames import holdout_forecast
 
     df = make_demo(n_steps=300)
     fig = forecast_figure(wide_model, df, holdout_forecast(wide_model, df), n_series=2)

@@ -16,12 +16,12 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-import tsformers.mlflow as tsf_mlflow  # noqa: E402
+import tsformers.tracking as tsf_tracking  # noqa: E402
 from tsformers import GateformerForecaster  # noqa: E402
+from tsformers.batch.frames import example_from_frame, forecast_frame  # noqa: E402
 from tsformers.cli import main  # noqa: E402
 from tsformers.datasets import make_demo  # noqa: E402
 from tsformers.estimators import base  # noqa: E402
-from tsformers.tracking.frames import example_from_frame, forecast_frame  # noqa: E402
 
 TINY = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64)
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
@@ -34,7 +34,7 @@ def store(tmp_path_factory):
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     yield root
-    tsf_mlflow.autolog(disable=True)
+    tsf_tracking.autolog(disable=True)
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(previous)
@@ -46,7 +46,7 @@ def experiment(store, request):
     name = request.node.name
     mlflow.set_experiment(experiment_id=mlflow.create_experiment(name, (store / name).as_uri()))
     yield mlflow.get_experiment_by_name(name)
-    tsf_mlflow.autolog(disable=True)
+    tsf_tracking.autolog(disable=True)
     while mlflow.active_run():
         mlflow.end_run()
 
@@ -72,7 +72,7 @@ def _packed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_autolog_logs_params_schema_losses_metrics_model_and_plot(experiment, long_df, tmp_path):
-    tsf_mlflow.autolog()
+    tsf_tracking.autolog()
     f = GateformerForecaster(**TINY, max_epochs=3, patience=None).fit(long_df)
     [run] = _runs(experiment)
     assert run.info.status == "FINISHED" and mlflow.active_run() is None
@@ -106,8 +106,8 @@ def test_autolog_logs_params_schema_losses_metrics_model_and_plot(experiment, lo
 
 
 def test_without_autolog_nothing_is_logged(experiment, long_df):
-    tsf_mlflow.autolog()
-    tsf_mlflow.autolog(disable=True)
+    tsf_tracking.autolog()
+    tsf_tracking.autolog(disable=True)
     assert base.fit_listeners == []
     GateformerForecaster(**TINY, max_epochs=1).fit(long_df)
     assert _runs(experiment) == []
@@ -124,7 +124,7 @@ def test_import_and_predict_import_no_mlflow(fitted, tmp_path):
 def test_autolog_logs_into_the_active_run_and_marks_a_failed_fit(experiment, long_df):
     from lightning.pytorch.callbacks import Callback
 
-    tsf_mlflow.autolog(log_models=False, log_plot=False)
+    tsf_tracking.autolog(log_models=False, log_plot=False)
     with mlflow.start_run() as outer:
         GateformerForecaster(**TINY, max_epochs=1).fit(long_df)
         assert mlflow.active_run().info.run_id == outer.info.run_id  # not ended by autolog
@@ -144,9 +144,24 @@ def test_autolog_logs_into_the_active_run_and_marks_a_failed_fit(experiment, lon
     assert [r.info.status for r in failed] == ["FAILED"]
 
 
+def test_a_logged_model_forecasts_polars_frames_like_pandas(experiment, fitted, long_df):
+    """Issue 21 item 17: polars goes in where tsformers reads the frame (MLflow's own pyfunc check takes pandas)."""
+    import polars as pl
+
+    with mlflow.start_run():
+        info = tsf_tracking.log_model(fitted, "model")
+    expected = mlflow.pyfunc.load_model(info.model_uri).predict(long_df)
+    frame = pl.from_pandas(long_df)
+    native = tsf_tracking.load_model(info.model_uri).predict(frame)
+    assert isinstance(native, pl.DataFrame)
+    pd.testing.assert_frame_equal(native.to_pandas(), expected, check_dtype=False)
+    wrapper = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model()
+    pd.testing.assert_frame_equal(wrapper.predict(None, frame), expected)
+
+
 def test_log_model_is_a_pyfunc_model_from_code_with_signature_and_example(experiment, fitted, long_df, tmp_path):
     with mlflow.start_run():
-        info = tsf_mlflow.log_model(fitted, "model", registered_model_name="tiny")
+        info = tsf_tracking.log_model(fitted, "model", registered_model_name="tiny")
     files = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path)))
     assert not list(files.rglob("*.pkl")), "nothing is pickled"
     flavor = mlflow.models.Model.load(files / "MLmodel").flavors["python_function"]
@@ -160,7 +175,7 @@ def test_log_model_is_a_pyfunc_model_from_code_with_signature_and_example(experi
 
     model = mlflow.pyfunc.load_model("models:/tiny/1")
     pd.testing.assert_frame_equal(model.predict(long_df), fitted.predict(long_df))
-    native = tsf_mlflow.load_model("models:/tiny/1")
+    native = tsf_tracking.load_model("models:/tiny/1")
     assert type(native) is GateformerForecaster
     pd.testing.assert_frame_equal(native.predict(long_df), fitted.predict(long_df))
 
@@ -176,7 +191,7 @@ def test_future_covariates_travel_as_rows_after_the_history(experiment):
     df["hour"] = df.ds.dt.hour.astype(float)
     f = GateformerForecaster(**TINY, max_epochs=0, target="y", future_covariates="hour").fit(df)
     with pytest.raises(ValueError, match="input_example="):
-        tsf_mlflow.log_model(f, "model")
+        tsf_tracking.log_model(f, "model")
     history, truth = df.groupby("unique_id").head(-12), df.groupby("unique_id").tail(12)
     expected = f.predict(history, future_df=truth[["unique_id", "ds", "hour"]])
     with_future_rows = pd.concat([history, truth.assign(y=np.nan)]).sort_values(["unique_id", "ds"])
@@ -184,10 +199,10 @@ def test_future_covariates_travel_as_rows_after_the_history(experiment):
     example = example_from_frame(f, df)
     assert example.groupby("unique_id").y.apply(lambda y: y.isna().sum()).tolist() == [12, 12]
     with mlflow.start_run():
-        info = tsf_mlflow.log_model(f, "model", input_example=example)
+        info = tsf_tracking.log_model(f, "model", input_example=example)
     pd.testing.assert_frame_equal(mlflow.pyfunc.load_model(info.model_uri).predict(with_future_rows), expected)
 
-    tsf_mlflow.autolog()  # the plot and the validation metrics forecast with the future rows too
+    tsf_tracking.autolog()  # the plot and the validation metrics forecast with the future rows too
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         GateformerForecaster(**TINY, max_epochs=1, target="y", future_covariates="hour").fit(df)
@@ -203,7 +218,7 @@ def test_static_attributes_are_optional_inputs_also_when_packed(experiment):
     df = df.merge(attributes, on="unique_id")
     f = GateformerForecaster(**TINY, max_epochs=0, static=["region"]).fit(df)
     with mlflow.start_run():
-        info = tsf_mlflow.log_model(f, "model")
+        info = tsf_tracking.log_model(f, "model")
     inputs = mlflow.models.get_model_info(info.model_uri).signature.inputs
     assert [(c.name, c.required) for c in inputs.inputs][-1] == ("region", False)
     model = mlflow.pyfunc.load_model(info.model_uri)
@@ -218,7 +233,7 @@ def test_a_wide_model_round_trips_through_pyfunc(experiment):
     wide = make_demo(n_series=3, n_steps=150)
     f = GateformerForecaster(**TINY, max_epochs=0).fit(wide)
     with mlflow.start_run():
-        info = tsf_mlflow.log_model(f, "model")
+        info = tsf_tracking.log_model(f, "model")
     assert mlflow.models.get_model_info(info.model_uri).signature.inputs.input_names() == list(wide.columns)
     pd.testing.assert_frame_equal(mlflow.pyfunc.load_model(info.model_uri).predict(wide), f.predict(wide))
 
@@ -288,7 +303,7 @@ def on_server(server, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     mlflow.set_tracking_uri(server)
     yield server
-    tsf_mlflow.autolog(disable=True)
+    tsf_tracking.autolog(disable=True)
     mlflow.set_tracking_uri(previous)
 
 
@@ -319,7 +334,7 @@ def test_train_logs_and_registers_on_a_tracking_server_and_forecast_reads_it_bac
 def test_mlflow_models_serve_answers_with_the_forecast(on_server, fitted, long_df, tmp_path):
     mlflow.set_experiment("serve")
     with mlflow.start_run():
-        info = tsf_mlflow.log_model(fitted, "model", registered_model_name="served")
+        info = tsf_tracking.log_model(fitted, "model", registered_model_name="served")
     port = _free_port()
     proc = subprocess.Popen([str(MLFLOW_BIN), "models", "serve", "-m", "models:/served/1", "--env-manager", "local",
                              "--host", "127.0.0.1", "--port", str(port)],

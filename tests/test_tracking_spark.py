@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.spark,
               pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")]
 mlflow = pytest.importorskip("mlflow")
 
-import tsformers.mlflow as tsf_mlflow  # noqa: E402
+import tsformers.tracking as tsf_tracking  # noqa: E402
 from tsformers import GateformerForecaster  # noqa: E402
 from tsformers.datasets import make_demo  # noqa: E402
 from tsformers.tracking.spark import pack_series, spark_forecast, spark_udf  # noqa: E402
@@ -43,7 +43,7 @@ def logged(tmp_path_factory):
     train = make_demo(n_series=4, n_steps=200, layout="long")
     model = GateformerForecaster(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, max_epochs=0).fit(train)
     with mlflow.start_run():
-        tsf_mlflow.log_model(model, "model", registered_model_name="spark-demo")
+        tsf_tracking.log_model(model, "model", registered_model_name="spark-demo")
     yield model, "models:/spark-demo/1"
     mlflow.set_tracking_uri(previous)
 
@@ -82,7 +82,7 @@ def test_static_attributes_travel_once_per_series(spark, logged):
     model = GateformerForecaster(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, max_epochs=0,
                                  static="capacity").fit(df)
     with mlflow.start_run():
-        tsf_mlflow.log_model(model, "model", registered_model_name="spark-static")
+        tsf_tracking.log_model(model, "model", registered_model_name="spark-static")
     new = df.assign(unique_id=df.unique_id + "-new", capacity=df.capacity * 2)  # unseen series: their own capacity
     forecast = spark_forecast(spark.createDataFrame(new), "models:/spark-static/1").toPandas()
     forecast = forecast.sort_values(["unique_id", "ds"]).reset_index(drop=True)

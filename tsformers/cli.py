@@ -9,11 +9,11 @@
 - ``tsformers backtest``: rolling-origin evaluation, written as a metrics table.
 - ``tsformers demo``: fit a Gateformer on the built-in demo data next to a naive forecast.
 
-Every output file is written atomically (a temporary file beside it, then a
-rename): a failed run leaves no partial file and keeps the previous output.
-The same input gives the same bytes. Exit status: 0 success, 2 bad input or
-configuration (a message naming the column or row and the fix), 1 anything
-else. Messages go to stderr.
+Outputs and configuration are checked before any work. Every output file is
+written atomically (:mod:`tsformers.batch.tables`): a failed run leaves no
+partial file and keeps the previous output. The same input gives the same
+bytes. Exit status: 0 success, 2 bad input or configuration (a message naming
+the column or row and the fix), 1 anything else. Messages go to stderr.
 """
 from __future__ import annotations
 
@@ -21,25 +21,29 @@ import argparse
 import contextlib
 import inspect
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from tsformers.batch import InputError
+from tsformers.batch.frames import in_time_order
+from tsformers.batch.jobs import train_job
+from tsformers.batch.progress import Progress
+from tsformers.batch.tables import (
+    AtomicTable,
+    check_not_an_input,
+    check_output,
+    check_writable_location,
+    read_table,
+    scan_table,
+    write_frame,
+)
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_CHUNK_SERIES = 5000
 ROW_INDEX = "__tsformers_row__"  # the input file's row numbers, carried through the chunks for error messages
-TABLE_SUFFIXES = (".csv", ".parquet")
-CONFIG_KEYS = {"data", "static_data", "estimator", "params", "columns", "model_dir", "mlflow"}
-COLUMN_KEYS = {"time_col", "id_col", "target", "covariates", "future_covariates", "static"}
-MLFLOW_KEYS = {"experiment", "registered_model_name", "tracking_uri", "run_name"}
-
-
-class InputError(Exception):
-    """Bad input or configuration: exit status 2 with this message."""
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -151,6 +155,9 @@ def run_demo(args) -> int:
     from tsformers.datasets import make_demo
     from tsformers.metrics import mae, mse
 
+    check_output(Path(args.out), "--out")
+    if args.save:
+        _check_model_dir(Path(args.save), "--save")
     df = make_demo()
     train, test = df.iloc[: -args.horizon], df.iloc[-args.horizon:]
     columns = [c for c in df.columns if c != "date"]
@@ -179,12 +186,13 @@ def run_demo(args) -> int:
 def run_train(args) -> int:
     job = train_job(args)
     estimator = make_estimator(job)
+    check_trainer_settings(estimator)
     if job["model_dir"]:
-        from tsformers.estimators.persistence import check_save_path
-
-        check_save_path(job["model_dir"])  # before the fit, not after it
-    data = read_table(job["data"])
-    static = {} if job["static_data"] is None else {"static_df": read_table(job["static_data"])}
+        _check_model_dir(job["model_dir"], "--model-dir")  # before the fit, not after it
+    id_col = job_id_col(job)
+    data = read_table(job["data"], text_columns=[id_col])
+    static = {} if job["static_data"] is None else \
+        {"static_df": read_table(job["static_data"], text_columns=[id_col])}
     _log("train", f"fitting {type(estimator).__name__} on {job['data']} ({data.height} rows)")
     started = time.perf_counter()
     summary = {"estimator": type(estimator).__name__}
@@ -201,97 +209,6 @@ def run_train(args) -> int:
     return EXIT_OK
 
 
-def train_job(args) -> dict:
-    """The training job: the config file (if any) overridden by the flags, checked for completeness."""
-    job = _read_config(Path(args.config)) if getattr(args, "config", None) else {}
-    base = Path(args.config).resolve().parent if getattr(args, "config", None) else Path.cwd()
-    columns = dict(job.get("columns") or {})
-    for key in COLUMN_KEYS:
-        value = getattr(args, key, None)
-        if value is not None:
-            columns[key] = value if key in ("time_col", "id_col") else [v.strip() for v in value.split(",")
-                                                                        if v.strip()]
-    params = dict(job.get("params") or {})
-    for item in getattr(args, "param", []) or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise InputError(f"--param {item!r} is not NAME=VALUE, e.g. --param max_epochs=10.")
-        params[name.strip()] = _parse_value(value)
-    mlflow_settings = job.get("mlflow")
-    if getattr(args, "mlflow", False) or any(getattr(args, k, None) for k in
-                                             ("experiment", "registered_model_name", "tracking_uri")):
-        mlflow_settings = dict(mlflow_settings or {})
-    if mlflow_settings is not None:
-        for key in ("experiment", "registered_model_name", "tracking_uri"):
-            if getattr(args, key, None):
-                mlflow_settings[key] = getattr(args, key)
-    data = getattr(args, "input", None) or getattr(args, "data", None) or job.get("data")
-    model_dir = getattr(args, "model_dir", None) or job.get("model_dir")
-    static_data = getattr(args, "static_data", None) or job.get("static_data")
-    estimator = getattr(args, "estimator", None) or job.get("estimator")
-    if not data:
-        raise InputError("no training data: pass --data FILE or set 'data:' in the config.")
-    if not estimator:
-        raise InputError("no estimator: pass --estimator NAME (e.g. GateformerForecaster) or set 'estimator:'.")
-    if args.command == "train" and not model_dir and mlflow_settings is None:
-        raise InputError("the fitted model would not be kept: pass --model-dir DIR and/or --mlflow.")
-    return {"data": _resolve(data, base), "estimator": estimator, "params": params, "columns": columns,
-            "model_dir": _resolve(model_dir, base) if model_dir else None, "mlflow": mlflow_settings,
-            "static_data": _resolve(static_data, base) if static_data else None}
-
-
-def _read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"no such config file: {path}")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            config = json.loads(text)
-        else:
-            import yaml
-
-            config = yaml.safe_load(text)
-    except ImportError:
-        raise InputError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or write the job as JSON.")
-    except Exception as err:
-        raise InputError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path} must hold a mapping of keys {sorted(CONFIG_KEYS)}.")
-    for key, allowed, where in [(None, CONFIG_KEYS, ""), ("columns", COLUMN_KEYS, "columns."),
-                                ("mlflow", MLFLOW_KEYS, "mlflow.")]:
-        section = config if key is None else (config.get(key) or {})
-        if not isinstance(section, dict):
-            raise InputError(f"{path}: '{key}' must be a mapping with keys among {sorted(allowed)}.")
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise InputError(f"{path}: unknown key(s) {[where + k for k in unknown]}; allowed: "
-                             f"{[where + k for k in sorted(allowed)]}.")
-    if config.get("params") is not None and not isinstance(config["params"], dict):
-        raise InputError(f"{path}: 'params' must be a mapping of estimator parameters.")
-    if "mlflow" in config and config["mlflow"] is None:
-        config["mlflow"] = {}
-    return config
-
-
-def _parse_value(text: str):
-    try:
-        import yaml
-
-        return yaml.safe_load(text)
-    except ImportError:
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    except Exception:
-        return text
-
-
-def _resolve(path, base: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else base / path
-
-
 def estimator_class(name: str):
     """The exported ``BaseForecaster`` subclass called ``name`` (``Gateformer`` finds ``GateformerForecaster``)."""
     import tsformers
@@ -304,6 +221,46 @@ def estimator_class(name: str):
         if n.lower().removesuffix("forecaster") == wanted:
             return cls
     raise InputError(f"unknown estimator {name!r}; choose one of {sorted(found)}.")
+
+
+def job_id_col(job: dict) -> str:
+    """The id column of a job's data, read from CSV as text: a CSV file has no types, and ids are names."""
+    return job["columns"].get("id_col") or "unique_id"  # the id column the estimators find without id_col
+
+
+def _check_model_dir(path: Path, flag: str) -> None:
+    """Refuse, before the fit, a model directory that saving would not replace or could not create."""
+    from tsformers.estimators.persistence import check_save_path
+
+    check_save_path(Path(path))
+    check_writable_location(Path(path), flag)
+
+
+def check_trainer_settings(estimator) -> None:
+    """Refuse, before any work, Lightning settings this machine cannot run (``accelerator="gpu"`` without one)."""
+    wanted = {key: value for key, value in (getattr(estimator, "trainer_kwargs", None) or {}).items()
+              if key in ("accelerator", "devices", "strategy", "num_nodes", "precision")}
+    if not wanted:
+        return
+    import logging
+
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # the trial Trainer's start-up chatter ("GPU available: ...")
+        logger.setLevel(logging.WARNING)
+    try:
+        L.Trainer(**{"accelerator": "cpu", "devices": 1, **wanted}, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, RuntimeError, ImportError) as err:
+        message = " ".join(str(err).split())
+        raise InputError(f"trainer_kwargs {wanted} cannot run on this machine: {message} Pass settings it "
+                         f"supports (e.g. accelerator='cpu').") from None
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def make_estimator(job: dict):
@@ -357,12 +314,13 @@ def run_forecast(args) -> int:
     if args.chunk_size < 1:
         raise InputError(f"--chunk-size must be a positive number of series, got {args.chunk_size}.")
     output = Path(args.output)
-    _check_suffix(output)
-    _check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
+    check_output(output)
+    check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
     model = load_forecaster(args.model, engine=args.engine)
-    data = scan_table(args.input)
-    future = read_table(args.future) if args.future else None
-    static = read_table(args.static_data).to_pandas() if args.static_data else None
+    ids = id_columns(model.schema_)
+    data = scan_table(args.input, text_columns=ids)
+    future = read_table(args.future, text_columns=ids) if args.future else None
+    static = read_table(args.static_data, text_columns=ids).to_pandas() if args.static_data else None
     started = time.perf_counter()
     n_rows = forecast_file(model, data, output, future=future, static=static, chunk_size=args.chunk_size,
                            progress=Progress("forecast", sys.stderr))
@@ -409,6 +367,16 @@ def load_forecaster(spec: str, engine: str = "torch"):
     return BaseForecaster.load(path)
 
 
+def id_columns(schema) -> list[str]:
+    """The id column to read as text from CSV: that of a model fitted on text ids (``"001"`` stays ``"001"``).
+
+    A model fitted on integer ids gets them as CSV's integers, so it recognises its series.
+    """
+    if schema.layout != "long" or all(isinstance(s, (int, bool)) for s in schema.series):
+        return []
+    return [schema.id_col]
+
+
 def _is_uri(spec: str) -> bool:
     return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", spec) is not None
 
@@ -425,7 +393,7 @@ def forecast_file(model, data, output: Path, *, future=None, static=None, chunk_
     """
     import polars as pl
 
-    from tsformers.tracking.frames import forecast_frame
+    from tsformers.batch.frames import forecast_frame
 
     schema = model.schema_
     data = data.lazy().with_row_index(ROW_INDEX)
@@ -444,7 +412,7 @@ def forecast_file(model, data, output: Path, *, future=None, static=None, chunk_
     with AtomicTable(output) as table:
         for chunk in chunks:
             selected = data if chunk is None else data.filter(pl.col(schema.id_col).is_in(chunk.implode()))
-            frame = _indexed_pandas(_collect(selected.collect))
+            frame = in_time_order(_indexed_pandas(_collect(selected.collect)), schema.id_col, schema.time_col)
             if len(frame) == 0:
                 raise InputError("the input has no rows; pass at least `lookback` rows of every series.")
             future_part = None
@@ -465,7 +433,7 @@ def forecast_file(model, data, output: Path, *, future=None, static=None, chunk_
 
 def _check_columns(names: list[str], schema) -> None:
     """The columns the model needs, before any work (the chunks are cut along the id column)."""
-    from tsformers.tracking.frames import model_columns
+    from tsformers.batch.frames import model_columns
 
     needed = model_columns(schema)  # in a file, the time is a column even for a model fitted on a DatetimeIndex
     missing = [c for c in needed if c not in names]
@@ -501,183 +469,47 @@ def in_file_rows(message: str, index) -> str:
     return re.sub(r"\b(rows?) (\d+)( and (\d+))?\b", file_row, message)
 
 
-class AtomicTable:
-    """A CSV or Parquet file written chunk by chunk to a temporary file, renamed into place on success."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        _check_suffix(self.path)
-        self.tmp, self._writer, self._file = None, None, None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self
-
-    def write(self, frame) -> None:
-        import pandas as pd
-
-        if not isinstance(frame, pd.DataFrame):
-            frame = frame.to_pandas()
-        if self.path.suffix == ".csv":
-            if self._file is None:
-                self._file = open(self.tmp, "w", newline="")
-                frame.to_csv(self._file, index=False)
-            else:
-                frame.to_csv(self._file, index=False, header=False)
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.tmp, table.schema)
-        self._writer.write_table(table.cast(self._writer.schema))
-
-    def __exit__(self, kind, error, tb):
-        try:
-            if self._writer is not None:
-                self._writer.close()
-            if self._file is not None:
-                self._file.close()
-            if kind is None:
-                if self._writer is None and self._file is None:
-                    raise RuntimeError(f"nothing was written to {self.path}.")
-                with open(self.tmp, "rb") as written:  # on disk before it takes the place of the old file
-                    os.fsync(written.fileno())
-                os.replace(self.tmp, self.path)
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
-        return False
-
-
-def write_frame(frame, path: Path) -> None:
-    """Write a pandas or polars frame to CSV or Parquet atomically."""
-    with AtomicTable(Path(path)) as table:
-        table.write(frame)
-
-
-def read_table(path):
-    """A CSV (dates parsed) or Parquet file as a polars frame; a missing or unreadable file is bad input."""
-    import polars as pl
-
-    path = Path(path)
-    _check_suffix(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
-    try:
-        if path.suffix == ".parquet":
-            return pl.read_parquet(path)
-        return pl.read_csv(path, try_parse_dates=True)
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise InputError(f"cannot read {path}: {err}") from None
-
-
-def scan_table(path):
-    """A Parquet file as a polars LazyFrame (read later, chunk by chunk); a CSV file is read whole."""
-    import polars as pl
-
-    path = Path(path)
-    _check_suffix(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
-    if path.suffix == ".csv":
-        return read_table(path).lazy()
-    try:
-        return pl.scan_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise InputError(f"cannot read {path}: {err}") from None
-
-
-def _check_suffix(path: Path) -> None:
-    if path.suffix not in TABLE_SUFFIXES:
-        raise InputError(f"{path}: unknown file type '{path.suffix}'; use .csv or .parquet.")
-
-
-def _check_not_an_input(output: Path, **inputs) -> None:
-    """Refuse an output path that is one of the run's input files: the output would replace the input."""
-    for flag, given in inputs.items():
-        if given is None or not _same_file(output, Path(given)):
-            continue
-        raise InputError(f"--output {output} is the --{flag.replace('_', '-')} file {given}: writing the result "
-                         f"would replace it. Choose another output path.")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)  # also through links
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-class Progress:
-    """Progress of a forecast over series: a bar redrawn in place on a terminal, plain log lines otherwise."""
-
-    def __init__(self, command: str, stream, min_interval: float = 1.0):
-        self.command, self.stream, self.min_interval = command, stream, min_interval
-        self.tty = stream is not None and hasattr(stream, "isatty") and stream.isatty()
-        self.total = self.done = 0
-        self.started = self.last = 0.0
-
-    def start(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.started = self.last = time.perf_counter()
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.stream is None or (now - self.last < self.min_interval and self.done < self.total):
-            return
-        self.last = now
-        rate = self.done / max(now - self.started, 1e-9)
-        share = self.done / max(self.total, 1)
-        if self.tty:
-            bar = "#" * int(30 * share)
-            self.stream.write(f"\r[{bar:<30}] {self.done}/{self.total} series, {rate:,.0f}/s")
-        else:
-            self.stream.write(f"tsformers {self.command}: {self.done}/{self.total} series ({share:.0%}), "
-                              f"{rate:,.0f} series/s\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 # -- backtest -----------------------------------------------------------------------------------
 
 def run_backtest(args) -> int:
     if args.n_splits < 1:
         raise InputError(f"--n-splits must be at least 1, got {args.n_splits}.")
     output = Path(args.output)
-    _check_suffix(output)
+    check_output(output)
+    levels = parse_levels(args.level)
     model = job = None
-    _check_not_an_input(output, input=args.input, config=args.config)
+    check_not_an_input(output, input=args.input, config=args.config)
     if args.config:
         job = train_job(args)
-        _check_not_an_input(output, data=job["data"], static_data=job["static_data"])
-        make_estimator(job)  # a bad estimator name or parameter fails before any fit
-        data = read_table(job["data"])
+        check_not_an_input(output, data=job["data"], static_data=job["static_data"])
+        check_trainer_settings(make_estimator(job))  # a bad estimator, parameter or device fails before any fit
+        id_col, time_col = job_id_col(job), job["columns"].get("time_col")
+        data = read_table(job["data"], text_columns=[id_col])
     else:
         if not args.input:
             raise InputError("pass --input FILE: the data to evaluate the model on.")
         model = load_forecaster(args.model)
-        data = read_table(args.input)
-    levels = [float(v) for v in args.level.split(",") if v.strip()] if args.level else None
-    metrics = backtest(data.to_pandas(), model=model, job=job, n_splits=args.n_splits, step=args.step,
-                       level=levels)
+        id_col, time_col = model.schema_.id_col, model.schema_.time_col
+        data = read_table(args.input, text_columns=id_columns(model.schema_))
+    frame = in_time_order(data.to_pandas(), id_col, time_col)
+    metrics = backtest(frame, model=model, job=job, n_splits=args.n_splits, step=args.step, level=levels)
     write_frame(metrics, output)
     for fold, rows in metrics.groupby("fold", sort=True):
         _log("backtest", f"fold {fold} (origin {rows['origin'].iloc[0]}): MSE {rows['mse'].mean():.4g}, "
                          f"MAE {rows['mae'].mean():.4g}")
     _log("backtest", f"wrote {len(metrics)} rows to {output}")
     return EXIT_OK
+
+
+def parse_levels(text: str | None) -> list[float] | None:
+    """The ``--level`` percentages (``"80,95"``), or None when not given."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()] or None
+    except ValueError:
+        raise InputError(f"--level {text!r} is not a comma-separated list of percentages; pass e.g. "
+                         f"--level 80,95.") from None
 
 
 def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None = None, level=None):
@@ -696,7 +528,8 @@ def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None
     if model is not None:
         frames = model.backtest(frame, n_windows=n_splits, step=step, level=level)
     else:
-        static = read_table(job["static_data"]) if job.get("static_data") else None
+        static = read_table(job["static_data"], text_columns=[job_id_col(job)]) \
+            if job.get("static_data") else None
         frames = make_estimator(job).backtest(frame, n_windows=n_splits, step=step, refit=True, level=level,
                                               static_df=static)
         _log("backtest", f"fitted {n_splits} models, one per origin")

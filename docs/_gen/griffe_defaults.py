@@ -51,9 +51,9 @@ def rewrite(doc: str) -> str:
 
 class SignatureDefaults(griffe.Extension):
     def on_class_instance(self, *, cls: griffe.Class, **kwargs) -> None:
-        if cls.docstring and cls.path.startswith(("tsformers", "datasets")) and "Parameters" in cls.docstring.value:
+        if cls.docstring and cls.path.startswith("tsformers") and "Parameters" in cls.docstring.value:
             cls.docstring.value = rewrite(cls.docstring.value)
 
     def on_function_instance(self, *, func: griffe.Function, **kwargs) -> None:
-        if func.docstring and func.path.startswith(("tsformers", "datasets")) and "Parameters" in func.docstring.value:
+        if func.docstring and func.path.startswith("tsformers") and "Parameters" in func.docstring.value:
             func.docstring.value = rewrite(func.docstring.value)

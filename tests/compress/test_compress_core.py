@@ -117,7 +117,7 @@ def test_other_estimators_round_trip(cls, method, df, tmp_path):
 
 def test_a_compressed_estimator_logs_to_mlflow(fitted, df, tmp_path):
     mlflow = pytest.importorskip("mlflow")
-    import tsformers.mlflow as tsf_mlflow
+    import tsformers.tracking as tsf_tracking
 
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -125,8 +125,8 @@ def test_a_compressed_estimator_logs_to_mlflow(fitted, df, tmp_path):
         mlflow.set_experiment(experiment_id=mlflow.create_experiment("compress", (tmp_path / "art").as_uri()))
         small = compress.optin(fitted, df, flop_budget=0.7, max_windows=32)
         with mlflow.start_run():
-            info = tsf_mlflow.log_model(small, "model")
-        loaded = tsf_mlflow.load_model(info.model_uri)
+            info = tsf_tracking.log_model(small, "model")
+        loaded = tsf_tracking.load_model(info.model_uri)
         np.testing.assert_array_equal(_values(loaded.predict()), _values(small.predict()))
     finally:
         while mlflow.active_run():

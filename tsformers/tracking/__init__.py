@@ -1,13 +1,13 @@
 """MLflow tracking for tsformers (the ``mlflow`` extra): autolog, pyfunc models, Spark scoring.
 
->>> import tsformers.mlflow                       # the same functions, under the name the docs use
->>> tsformers.mlflow.autolog()                    # doctest: +SKIP
->>> info = tsformers.mlflow.log_model(forecaster, "model", registered_model_name="pv")  # doctest: +SKIP
->>> mlflow.pyfunc.load_model("models:/pv/1").predict(df)                                 # doctest: +SKIP
+>>> import tsformers.tracking
+>>> tsformers.tracking.autolog()                    # doctest: +SKIP
+>>> info = tsformers.tracking.log_model(forecaster, "model", registered_model_name="pv")  # doctest: +SKIP
+>>> mlflow.pyfunc.load_model("models:/pv/1").predict(df)                                   # doctest: +SKIP
 
 Importing ``tsformers`` never imports this subpackage, and importing it imports
-MLflow only when one of these functions is first used (``tsformers.tracking.frames``,
-which the ``tsformers`` command uses, needs no MLflow).
+MLflow only when one of these functions is first used. The frames the models
+take and return are built by :mod:`tsformers.batch.frames`, which needs no MLflow.
 """
 import importlib
 
@@ -16,7 +16,6 @@ _EXPORTS = {
     "ForecasterModel": "tsformers.tracking.pyfunc",
     "log_model": "tsformers.tracking.pyfunc",
     "load_model": "tsformers.tracking.pyfunc",
-    "forecast_frame": "tsformers.tracking.frames",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tsformers.data.frames import as_pandas
-from tsformers.tracking.frames import example_from_frame, holdout_forecast
+from tsformers.batch.frames import example_from_frame, holdout_forecast
 
 MAX_PARAM_CHARS = 500
 
@@ -56,8 +56,8 @@ def autolog(*, log_models: bool = True, log_plot: bool = True, n_plot_series: in
 
     Examples
     --------
-    >>> import tsformers.mlflow
-    >>> tsformers.mlflow.autolog()            # doctest: +SKIP
+    >>> import tsformers.tracking
+    >>> tsformers.tracking.autolog()            # doctest: +SKIP
     >>> GateformerForecaster(horizon=24).fit(df)   # doctest: +SKIP
     """
     from tsformers.estimators import base
@@ -160,7 +160,7 @@ def data_params(schema, n_rows: int) -> dict:
 def final_metrics(estimator, holdout) -> dict:
     """The validation metrics of a finished fit (none but the epoch count when it had no validation part).
 
-    ``holdout()`` gives :func:`~tsformers.tracking.frames.holdout_forecast` of the fit data.
+    ``holdout()`` gives :func:`~tsformers.batch.frames.holdout_forecast` of the fit data.
     """
     log = estimator.training_log_
     metrics = {"epochs_trained": len(log)}

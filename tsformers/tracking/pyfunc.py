@@ -11,7 +11,7 @@ The model's input is the frame ``predict`` takes (wide or long, in the layout of
 the fit data); for a model with known-future covariates the rows after the
 history with empty targets carry them; a frame with one row per series and
 arrays in its cells (the shape a Spark UDF needs) gets one row per series back.
-See :mod:`tsformers.tracking.frames`.
+See :mod:`tsformers.batch.frames`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from mlflow.types.schema import AnyType, ColSpec, Schema
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.frames import as_pandas
-from tsformers.tracking.frames import example_from_history, forecast_frame, schema_static
+from tsformers.batch.frames import example_from_history, forecast_frame, schema_static
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 ARTIFACT = "forecaster"
@@ -38,7 +38,9 @@ class ForecasterModel(PythonModel):
     """The pyfunc face of a saved tsformers forecaster (any ``BaseForecaster``).
 
     ``predict(context, model_input)`` returns :func:`forecast_frame` of the
-    frame: the forecast of every series in it.
+    frame: the forecast of every series in it. It takes pandas or polars, but
+    ``mlflow.pyfunc`` models check their input against the signature first,
+    and that check takes pandas only.
     """
 
     def load_context(self, context):

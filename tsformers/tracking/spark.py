@@ -93,5 +93,5 @@ def _describe(model_uri: str) -> tuple[dict, list[str]]:
     meta = info.metadata or {}
     if "tsformers_estimator" not in meta:
         raise ValueError(f"{model_uri} was not logged by tsformers.tracking.log_model (its metadata lacks "
-                         f"'tsformers_estimator'); log the forecaster with tsformers.mlflow.log_model.")
+                         f"'tsformers_estimator'); log the forecaster with tsformers.tracking.log_model.")
     return meta, info.signature.inputs.input_names()

@@ -7,8 +7,6 @@ from torch import nn
 
 from tsformers.training.losses import make_loss
 
-LR_SCHEDULES = ("halving", "cosine", "constant")
-
 
 class ForecastingModule(L.LightningModule):
     """Train a forecasting network: ``network(x)`` maps ``(B, lookback, n_vars)`` to ``(B, horizon, >= n_targets)``.

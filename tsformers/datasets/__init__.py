@@ -1,4 +1,4 @@
-"""Benchmark data sets and demo data (installed as ``tsformers.datasets``).
+"""Benchmark data sets and demo data.
 
 >>> from tsformers.datasets import available, load_dataset, make_demo, make_pv_demo
 >>> available()
@@ -8,9 +8,10 @@
 >>> demo = make_demo(n_series=2, layout="long")
 >>> plant = make_pv_demo(n_steps=24 * 7, latitude=40.0, capacity=5.0)
 
-The registered files are not shipped: see ``datasets/README.md`` for their
-sources, splits and checksums, and set ``TSFORMERS_DATA`` (or pass
-``data_dir=``) to the folder that holds them.
+The registry (``registry.json`` beside this module, linked from the repository's
+top-level ``datasets/`` folder) ships with the package; the registered files do
+not: see ``datasets/README.md`` for their sources, splits and checksums, and
+set ``TSFORMERS_DATA`` (or pass ``data_dir=``) to the folder that holds them.
 """
 
 from .demo import clear_sky_ghi, make_demo, make_pv_demo

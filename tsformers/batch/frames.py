@@ -1,4 +1,4 @@
-"""Frames in and out of a saved model, shared by the pyfunc model, autolog and the ``tsformers`` command.
+"""Frames in and out of a saved model, shared by the ``tsformers`` command and :mod:`tsformers.tracking`.
 
 A pyfunc model has one input, a DataFrame, so two things that ``predict`` takes
 as separate arguments or shapes travel inside it:
@@ -16,8 +16,9 @@ as separate arguments or shapes travel inside it:
 
 ``forecast_frame`` is the pyfunc model's ``predict``; ``forecast_against``
 lines a forecast up with what was observed (autolog's validation metrics,
-``tsformers backtest``); ``example_from_*`` build input examples. Nothing here
-imports MLflow.
+``tsformers backtest``); ``example_from_*`` build input examples;
+``in_time_order`` puts the rows of a file in series and time order. Nothing
+here imports MLflow.
 """
 from __future__ import annotations
 
@@ -160,6 +161,29 @@ def holdout_forecast(forecaster, frame: pd.DataFrame) -> pd.DataFrame:
         groups = frame.groupby(schema.id_col, sort=False)
         return forecast_against(forecaster, groups.head(-h), groups.tail(h))
     return forecast_against(forecaster, frame.iloc[:-h], frame.iloc[-h:])
+
+
+def in_time_order(frame: pd.DataFrame, id_col: str | None, time_col: str | None) -> pd.DataFrame:
+    """``frame`` with the rows of each series in time order, the series in the order they first appear.
+
+    A file's rows need no order: Parquet files written by parallel jobs are often
+    shuffled. The sort is stable (rows with equal times keep their order, for the
+    duplicate check to name them) and keeps the index (the input's row numbers).
+    Times that do not compare (mixed types) are left for the validation to name.
+    """
+    if not time_col or time_col not in frame.columns or len(frame) < 2:
+        return frame
+    times = frame[time_col].to_numpy()
+    try:
+        if id_col and id_col in frame.columns:
+            order = np.lexsort((times, pd.factorize(frame[id_col])[0]))
+        else:
+            order = np.argsort(times, kind="stable")
+    except TypeError:
+        return frame
+    if (order == np.arange(len(order))).all():
+        return frame
+    return frame.iloc[order]
 
 
 def example_from_history(est, n_series: int = 2) -> pd.DataFrame:
