@@ -140,7 +140,7 @@ def test_save_replaces_its_own_model_directory_with_its_onnx_graph(small_model, 
     model = small_model.save(tmp_path / "model")
     (model / "model.onnx").write_bytes(b"an old graph")  # a file tsformers writes into model directories
     small_model.save(model)
-    assert sorted(p.name for p in model.iterdir()) == ["config.json", "weights.pt"]
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "manifest.json", "weights.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
