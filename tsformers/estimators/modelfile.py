@@ -275,6 +275,12 @@ class ModelDirectory:
         if version == 1 and manifest is not None:
             raise ModelFileError(f"{path} mixes formats: a format-1 {CONFIG_FILE} beside a {MANIFEST_FILE}. "
                                  f"Save the model again.")
+        if manifest is not None:
+            for name in sorted(MODEL_FILES - {MANIFEST_FILE}):
+                if (path / name).exists():
+                    _check_listed(path / name, manifest)
+                elif name in manifest:
+                    raise ModelFileError(f"{path} is incomplete: {name} is missing. Save the model again.")
         return cls(path=path, config=config, manifest=manifest)
 
     @property
@@ -341,10 +347,15 @@ def _read_manifest(path: Path) -> dict:
     return files
 
 
-def _check(file: Path, data: bytes, entry: dict | None) -> None:
-    if entry is None:
+def _check_listed(file: Path, manifest: dict) -> None:
+    if file.name not in manifest:
         raise ModelFileError(f"{file} is not in {MANIFEST_FILE}: it was not written with this model (a file "
                              f"copied in?). Remove it, or export or save the model again.")
+
+
+def _check(file: Path, data: bytes, entry: dict | None) -> None:
+    if entry is None:
+        _check_listed(file, {})
     if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise ModelFileError(f"{file} does not match the checksum recorded in {MANIFEST_FILE}: the file is "
                              f"truncated, corrupted or was modified. Restore it or save the model again.")

@@ -36,6 +36,7 @@ from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION,
                                             ModelFileError, write_model_directory)
 from tsformers.estimators.modelfile import check_save_path  # noqa: F401 - the CLI's name for it, until it imports modelfile
 from tsformers.runtime.edits import apply_edits
+from tsformers.runtime.onnx import ONNX_FILE
 
 __all__ = ["load_estimator", "save_estimator"]
 
@@ -97,6 +98,8 @@ def load_estimator(cls, path):
     config = model.config
     estimator_cls = _estimator_class(cls, config["estimator"], model.path)
     tensors = _read_tensors(model)
+    if model.manifest is not None and (model.path / ONNX_FILE).exists():
+        model.verify(ONNX_FILE)  # unused by the torch engine, but a changed file is damage all the same
     try:
         est = _rebuild(estimator_cls, config, tensors)
     except ModelFileError:
