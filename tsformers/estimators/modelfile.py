@@ -40,8 +40,8 @@ from pathlib import Path
 from tsformers.runtime.onnx import ONNX_FILE
 
 __all__ = ["CONFIG_FILE", "CONFIG_SCHEMA", "FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILES",
-           "ModelDirectory", "ModelFileError", "WEIGHTS_FILE", "check_save_path", "update_model_directory",
-           "write_model_directory"]
+           "ModelDirectory", "ModelFileError", "WEIGHTS_FILE", "check_save_path", "sha256_of",
+           "update_model_directory", "write_model_directory"]
 
 FORMAT = "tsformers-model"
 FORMAT_VERSION = 2  # 2: manifest.json checksums every file; 1: config.json holds the weights' checksum only
@@ -152,13 +152,18 @@ def _new_directory(parent: Path, prefix: str) -> Path:
 
 
 def _write_manifest(directory: Path) -> None:
-    files = {}
-    for entry in sorted(directory.iterdir()):
-        if entry.name == MANIFEST_FILE:
-            continue
-        data = entry.read_bytes()
-        files[entry.name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    files = {entry.name: {"sha256": sha256_of(entry), "size": entry.stat().st_size}
+             for entry in sorted(directory.iterdir()) if entry.name != MANIFEST_FILE}
     (directory / MANIFEST_FILE).write_text(_manifest_text({"format": MANIFEST_FORMAT, "files": files}))
+
+
+def sha256_of(file: Path) -> str:
+    """The SHA-256 of a file, read a block at a time."""
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _manifest_text(manifest: dict) -> str:

@@ -20,9 +20,9 @@ far larger than its weights, or whose shapes do not match them, is a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from tsformers.data.frames import PanelSchema
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
 from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
-                                            ModelFileError, write_model_directory)
+                                            ModelFileError, sha256_of, write_model_directory)
 from tsformers.estimators.modelfile import check_save_path  # noqa: F401 - the CLI's name for it, until it imports modelfile
 from tsformers.runtime.edits import apply_edits
 from tsformers.runtime.onnx import ONNX_FILE
@@ -61,9 +61,7 @@ def save_estimator(est, path) -> Path:
         tensors["conformal"] = torch.from_numpy(est.conformal_)
 
     def write(directory: Path) -> None:
-        weights = io.BytesIO()
-        torch.save(tensors, weights)
-        (directory / WEIGHTS_FILE).write_bytes(weights.getvalue())
+        torch.save(tensors, directory / WEIGHTS_FILE)
         config = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformers_version": __version__,
             "estimator": type(est).__name__, "params": params, "schema": est.schema_.to_dict(),
@@ -71,7 +69,7 @@ def save_estimator(est, path) -> Path:
             "ends": [_time_to_json(t) for t in est.ends_],
             "n_features_in": est.n_features_in_, "training_log": est.training_log_,
             # also in the manifest; kept here as the stamp an exported ONNX graph carries
-            "weights_sha256": _sha256(weights.getvalue()),
+            "weights_sha256": sha256_of(directory / WEIGHTS_FILE),
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
@@ -194,16 +192,20 @@ def _check_network_size(est, edits: list, weights: dict) -> None:
                              f"; the model directory is damaged.")
 
 
+_DISTRIBUTION_CHECKS = threading.Lock()  # the switch below is global: one load at a time flips it
+
+
 @contextlib.contextmanager
 def _without_distribution_checks():
     """Distributions built at construction (the quantile head's normal) check their arguments' values,
-    which meta tensors do not have."""
-    checking = torch.distributions.Distribution._validate_args
-    torch.distributions.Distribution.set_default_validate_args(False)
-    try:
-        yield
-    finally:
-        torch.distributions.Distribution.set_default_validate_args(checking)
+    which meta tensors do not have; the switch is restored afterwards, also when loads run in threads."""
+    with _DISTRIBUTION_CHECKS:
+        checking = torch.distributions.Distribution._validate_args
+        torch.distributions.Distribution.set_default_validate_args(False)
+        try:
+            yield
+        finally:
+            torch.distributions.Distribution.set_default_validate_args(checking)
 
 
 def _estimator_class(cls: type, name: str, path: Path) -> type:
@@ -230,10 +232,6 @@ def _subclasses(cls: type) -> list[type]:
     for sub in cls.__subclasses__():
         found += [sub, *_subclasses(sub)]
     return found
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _time_to_json(t) -> dict:
