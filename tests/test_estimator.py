@@ -92,7 +92,7 @@ def test_same_random_state_gives_identical_forecasts_and_another_seed_does_not(d
 
 def test_save_load_is_bit_identical_and_pickle_free(fitted, demo, tmp_path):
     path = fitted.save(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "weights.pt"]
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "manifest.json", "weights.pt"]
     config = json.loads((path / "config.json").read_text())
     assert config["estimator"] == "GateformerForecaster" and config["params"]["d_model"] == 16
     torch.load(path / "weights.pt", weights_only=True)  # tensors only

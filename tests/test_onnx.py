@@ -1,5 +1,9 @@
 """ONNX export: ONNX Runtime forecasts what torch does (1e-4), for every estimator whose graph allows it."""
 import json
+import os
+import shutil
+import stat
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +14,7 @@ pytest.importorskip("onnxscript")
 
 import tsformers.runtime.onnx as tsonnx  # noqa: E402
 from tsformers import (AtlasForecaster, BaseForecaster, GateformerForecaster, GTrXLForecaster,  # noqa: E402
-                       LMUFormerForecaster, PVClientForecaster)
+                       LMUFormerForecaster, ModelFileError, PVClientForecaster)
 from tsformers.cli import main  # noqa: E402
 from tsformers.datasets import make_demo  # noqa: E402
 from tsformers.runtime.onnx import OnnxExportError, OnnxNetwork  # noqa: E402
@@ -131,6 +135,49 @@ def test_a_graph_from_other_weights_or_none_is_refused(tmp_path, capsys):
         other.export_onnx(path)
     other.export_onnx(tmp_path / "other.onnx")
     (tmp_path / "other.onnx").replace(path / tsonnx.ONNX_FILE)              # a stray graph copied in
-    assert main(args) == 2 and "other weights" in capsys.readouterr().err
+    assert main(args) == 2 and "model.onnx is not in manifest.json" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="save the model there first"):
         f.export_onnx(tmp_path / "nowhere")
+
+
+def test_the_manifest_covers_the_graph_and_any_change_to_it_is_refused(exported, tmp_path):
+    f, path = exported
+    model = Path(shutil.copytree(path, tmp_path / "model"))
+    assert sorted(json.loads((model / "manifest.json").read_text())["files"]) == ["config.json", "model.onnx",
+                                                                                  "weights.pt"]
+    graph = model / tsonnx.ONNX_FILE
+    original = graph.read_bytes()
+    for position in np.random.default_rng(0).choice(len(original) * 8, size=20, replace=False):
+        damaged = bytearray(original)
+        damaged[position // 8] ^= 1 << (position % 8)
+        graph.write_bytes(bytes(damaged))
+        for engine in ("onnx", "torch"):
+            with pytest.raises(ModelFileError, match="model.onnx does not match the checksum"):
+                BaseForecaster.load(model, engine=engine)
+
+
+def test_a_graph_replaced_with_its_stamp_kept_is_refused(tmp_path):
+    f = PVClientForecaster(**{**TINY, "max_epochs": 0}, **SETTINGS[PVClientForecaster]).fit(panel())
+    path = f.export_onnx(f.save(tmp_path / "model")).parent
+    other = PVClientForecaster(**{**TINY, "max_epochs": 0, "random_state": 1}, **SETTINGS[PVClientForecaster])
+    other.fit(panel())
+    stamp = json.loads((path / "config.json").read_text())["weights_sha256"]
+    tsonnx.export_network(other.network_, path / tsonnx.ONNX_FILE, lookback=other.lookback,
+                          n_inputs=other.n_features_in_, metadata={"weights_sha256": stamp})  # a forged stamp
+    with pytest.raises(ModelFileError, match="model.onnx does not match the checksum"):
+        BaseForecaster.load(path, engine="onnx")
+
+
+def test_export_into_a_model_directory_respects_the_umask_and_keeps_format_1(tmp_path):
+    fixture = Path(__file__).parent / "fixtures" / "models" / "format1_gateformer"
+    model = Path(shutil.copytree(fixture, tmp_path / "format1"))
+    previous = os.umask(0o022)
+    try:
+        BaseForecaster.load(model).export_onnx(model)
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "model.onnx", "weights.pt"]  # no manifest
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in model.iterdir()}["model.onnx"] == 0o644
+    assert stat.S_IMODE(model.stat().st_mode) == 0o755
+    torch_engine, onnx_engine = BaseForecaster.load(model), BaseForecaster.load(model, engine="onnx")
+    np.testing.assert_allclose(_values(onnx_engine.predict()), _values(torch_engine.predict()), atol=1e-4, rtol=1e-4)

@@ -140,7 +140,7 @@ def test_save_replaces_its_own_model_directory_with_its_onnx_graph(small_model, 
     model = small_model.save(tmp_path / "model")
     (model / "model.onnx").write_bytes(b"an old graph")  # a file tsformers writes into model directories
     small_model.save(model)
-    assert sorted(p.name for p in model.iterdir()) == ["config.json", "weights.pt"]
+    assert sorted(p.name for p in model.iterdir()) == ["config.json", "manifest.json", "weights.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
@@ -171,3 +171,173 @@ def test_train_model_dir_keeps_a_project_with_a_config_json(tmp_path, capsys):
     assert code == 2
     assert "not a tsformers model directory" in capsys.readouterr().err
     assert _tree(project) == before
+
+
+# -- every file checksummed (format 2), damaged configurations, links, permissions --------------------
+
+def _manifest(directory: Path) -> str:
+    """The manifest tsformers writes for the files of ``directory`` (to stage a crafted model directory)."""
+    import hashlib
+
+    files = {p.name: {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "size": p.stat().st_size}
+             for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
+    return json.dumps({"files": files, "format": "tsformers-model-manifest"}, indent=2, sort_keys=True) + "\n"
+
+
+def test_a_saved_model_lists_every_file_in_its_manifest(small_model, tmp_path):
+    model = small_model.save(tmp_path / "model")
+    config = json.loads((model / "config.json").read_text())
+    assert config["format_version"] == 2
+    assert (model / "manifest.json").read_text() == _manifest(model)
+    assert sorted(json.loads((model / "manifest.json").read_text())["files"]) == ["config.json", "weights.pt"]
+
+
+def test_every_sampled_bit_flip_in_any_file_is_a_model_file_error(small_model, tmp_path):
+    model = small_model.save(tmp_path / "model")
+    files = sorted(p for p in model.iterdir())
+    rng = np.random.default_rng(0)
+    for file in files:
+        original = file.read_bytes()
+        # every file, 100 bits each, spread over the whole file
+        for position in rng.choice(len(original) * 8, size=min(100, len(original) * 8), replace=False):
+            damaged = bytearray(original)
+            damaged[position // 8] ^= 1 << (position % 8)
+            file.write_bytes(bytes(damaged))
+            with pytest.raises(ModelFileError, match=file.name):
+                BaseForecaster.load(model)
+        file.write_bytes(original)
+    pd.testing.assert_frame_equal(BaseForecaster.load(model).predict(), small_model.predict())
+
+
+def test_a_file_copied_into_the_model_or_removed_from_it_is_named(small_model, tmp_path):
+    model = small_model.save(tmp_path / "model")
+    (model / "model.onnx").write_bytes(b"a graph from elsewhere")
+    with pytest.raises(ModelFileError, match="model.onnx is not in manifest.json"):
+        BaseForecaster.load(model)
+    (model / "model.onnx").unlink()
+    (model / "manifest.json").unlink()
+    with pytest.raises(ModelFileError, match="manifest.json is missing"):
+        BaseForecaster.load(model)
+
+
+@pytest.mark.parametrize("version", [0, -3, True, 2.0, "2", None])
+def test_format_version_must_be_a_known_positive_integer(model_dir, version):
+    file = model_dir / "config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), "format_version": version}))
+    with pytest.raises(ModelFileError, match="format_version is .*not a model format version"):
+        BaseForecaster.load(model_dir)
+
+
+@pytest.mark.parametrize("damage", [
+    {"n_features_in": True}, {"n_features_in": -1}, {"params": {"horizon": "4"}}, {"params": {"horizon": -4}},
+    {"params": {"no_such_parameter": 1}}, {"last_time": {"ns": "soon"}}, {"last_time": {}}, {"ends": [7]},
+    {"schema": {"targets": 3}}, {"scaler": {"mean": [1.0]}}, {"static": {"codes": None}}, {"training_log": {}},
+    {"compression": [{}], "network_edits": [{"op": "replace", "path": "no.such.layer", "type": "Linear",
+                                             "kwargs": {"in_features": 1, "out_features": 1}}]},
+    {"compression": [{}], "network_edits": [{"op": "attr", "path": "", "name": "forward", "value": 3}]},
+    {"compression": [{}], "network_edits": [{"op": "replace", "path": "", "type": "os.system", "kwargs": {}}]},
+    {"compression": [{}], "network_edits": "all"},
+], ids=lambda d: json.dumps(d)[:60])
+def test_a_damaged_configuration_is_a_model_file_error_never_a_raw_error(model_dir, damage):
+    file = model_dir / "config.json"  # format 1: the configuration has no checksum, so its values are checked
+    config = json.loads(file.read_text())
+    file.write_text(json.dumps({**config, **{k: ({**config[k], **v} if k == "params" else v) for k, v in damage.items()}}))
+    with pytest.raises(ModelFileError):
+        BaseForecaster.load(model_dir)
+
+
+def _first_linear(model_dir: Path) -> str:
+    import torch
+
+    network = BaseForecaster.load(model_dir).network_
+    return next(name for name, m in network.named_modules() if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize("where", ["network_edits", "params"])
+def test_a_configuration_asking_for_a_huge_network_is_refused_before_any_allocation(small_model, tmp_path, where):
+    model = small_model.save(tmp_path / "model")
+    file = model / "config.json"
+    config = json.loads(file.read_text())
+    if where == "network_edits":  # a 160 GB Linear, as a crafted or damaged edit may ask
+        config |= {"compression": [{"method": "test"}], "network_edits": [{
+            "op": "replace", "path": _first_linear(model), "type": "Linear",
+            "kwargs": {"in_features": 200_000, "out_features": 200_000, "bias": True}}]}
+    else:
+        config["params"]["d_model"] = 1 << 20
+    file.write_text(json.dumps(config))
+    (model / "manifest.json").write_text(_manifest(model))  # even with a matching manifest
+    with pytest.raises(ModelFileError, match="far more than its weights hold"):
+        BaseForecaster.load(model)
+
+
+@pytest.mark.parametrize("name", ["weights.pt", "config.json", "manifest.json"])
+def test_a_symbolic_link_in_a_model_directory_is_refused(small_model, tmp_path, name):
+    model = small_model.save(tmp_path / "model")
+    outside = tmp_path / "outside"
+    (model / name).rename(outside)
+    (model / name).symlink_to(outside)
+    with pytest.raises(ModelFileError, match=f"{name} is a symbolic link"):
+        BaseForecaster.load(model)
+
+
+@pytest.mark.parametrize("umask, directory_mode, file_mode", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_a_model_directory_gets_the_permissions_of_the_umask(small_model, tmp_path, umask, directory_mode,
+                                                              file_mode):
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        model = small_model.save(tmp_path / "model")
+        small_model.save(model)  # replacing a model directory: the same
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(model.stat().st_mode) == directory_mode
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in model.iterdir()} == {
+        name: file_mode for name in ("config.json", "manifest.json", "weights.pt")}
+
+
+def test_a_streaming_state_is_saved_when_the_estimator_has_one(small_model, tmp_path):
+    import torch
+
+    streaming = GateformerForecaster(**small_model.get_params())
+    streaming.__dict__.update({k: v for k, v in vars(small_model).items() if k.endswith("_")})
+    streaming.state_ = {"memory": torch.arange(6.0).view(2, 3)}
+    loaded = BaseForecaster.load(streaming.save(tmp_path / "model"))
+    torch.testing.assert_close(loaded.state_, streaming.state_)
+    assert getattr(BaseForecaster.load(small_model.save(tmp_path / "plain")), "state_", None) is None
+
+
+def test_flipped_bits_in_a_format_1_configuration_load_or_are_model_file_errors(model_dir):
+    file = model_dir / "config.json"  # no checksum in format 1: a flip may go unseen, but never crash
+    original = file.read_bytes()
+    rng = np.random.default_rng(1)
+    for position in rng.choice(len(original) * 8, size=120, replace=False):
+        damaged = bytearray(original)
+        damaged[position // 8] ^= 1 << (position % 8)
+        file.write_bytes(bytes(damaged))
+        try:
+            BaseForecaster.load(model_dir)
+        except ModelFileError:
+            pass
+    file.write_bytes(original)
+
+
+def test_the_registry_finds_every_exported_forecaster_by_name():
+    import tsformers
+    from tsformers.estimators.registry import ESTIMATOR_NAMES, estimator_class
+
+    exported = sorted(n for n in tsformers.__all__ if n.endswith("Forecaster") and n != "BaseForecaster")
+    assert list(ESTIMATOR_NAMES) == exported
+    for name in exported:
+        assert estimator_class(name) is getattr(tsformers, name)
+        assert estimator_class(name.removesuffix("Forecaster").lower()) is getattr(tsformers, name)
+    with pytest.raises(ValueError, match="unknown estimator 'Prophet'; choose one of \\['AtlasForecaster'"):
+        estimator_class("Prophet")
+
+
+def test_a_model_of_another_estimator_is_refused_by_name(small_model, tmp_path):
+    from tsformers import LMUFormerForecaster
+
+    with pytest.raises(TypeError, match="holds a GateformerForecaster, not a LMUFormerForecaster"):
+        LMUFormerForecaster.load(small_model.save(tmp_path / "model"))

@@ -5,8 +5,8 @@
 """
 from tsformers.estimators import (AtlasForecaster, BaseForecaster, GateformerForecaster, GTrXLForecaster,
                                   LMUFormerForecaster, ModelFileError, PVClientForecaster)
+from tsformers._version import __version__
 from tsformers.model_selection import RollingOriginSplit
 
-__version__ = "0.1.0"
 __all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
            "ModelFileError", "PVClientForecaster", "RollingOriginSplit", "__version__"]

@@ -50,7 +50,5 @@ def test_simq_nas_returns_pareto_and_a_smaller_estimator(tmp_path):
     n_quant = sum(isinstance(m, QuantLinear) for m in small.network_.modules())
     assert n_quant == 6 * sum(b["bits"] < 32 and on for b, on in zip(chosen["genome"]["blocks"],
                                                                      res.supernet.active(chosen["genome"])))
-    from tsformers.compress.structure import _types
-    if "QuantLinear" in _types() or n_quant == 0:
-        small.save(tmp_path / "m")
-        assert type(est).load(tmp_path / "m").predict().equals(small.predict())
+    small.save(tmp_path / "m")  # its QuantLinear layers are rebuilt by load (tsformers.runtime.edits)
+    assert type(est).load(tmp_path / "m").predict().equals(small.predict())

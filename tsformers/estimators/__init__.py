@@ -4,7 +4,7 @@ from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.lmuformer import LMUFormerForecaster
-from tsformers.estimators.persistence import ModelFileError
+from tsformers.estimators.modelfile import ModelFileError
 from tsformers.estimators.pvclient import PVClientForecaster
 
 __all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",

@@ -1,52 +1,53 @@
 """Saving and loading fitted forecasters: a directory of JSON and tensors, never a pickle.
 
 ``config.json`` holds the format version, the package version, the estimator's
-name and parameters, the data schema, the scaling statistics, the SHA-256
-of ``weights.pt`` and, for a compressed network (``tsformers.compress``), the
-structural edits that turn the network built from the parameters into it
-(``network_edits``, replayed before the weights are loaded) and what was done
-(``compression``); ``weights.pt`` holds tensors only (the network's weights, the
-stored history, a streaming state, the conformal calibration errors) and is read with
-``weights_only=True``. Writing is atomic (a staging directory renamed into
-place). An existing directory is replaced only when it holds a tsformers model and nothing
-else (see :func:`save_estimator`); any other non-empty directory is refused, untouched. Every way a directory can be damaged (a missing file, truncated or
-edited weights, broken JSON) gives an error that says so.
+name and parameters, the data schema, the scaling statistics and, for a
+compressed network (``tsformers.compress``), the structural edits that turn the
+network built from the parameters into it (``network_edits``, replayed before
+the weights are loaded) and what was done (``compression``); ``weights.pt``
+holds tensors only (the network's weights, the stored history, a streaming
+state when the estimator has one, the conformal calibration errors) and is read
+with ``weights_only=True``. The directory itself (checksums of every file,
+atomic writes, what may be overwritten, links and versions) is the model-file
+format of :mod:`tsformers.estimators.modelfile`; this module turns an
+estimator into its files and back.
+
+Loading checks before it allocates: the network is first built on PyTorch's
+``meta`` device (shapes, no memory), so a configuration asking for a network
+far larger than its weights, or whose shapes do not match them, is a
+:class:`ModelFileError` rather than a huge allocation.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import json
-import os
-import shutil
-import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from tsformers._version import __version__
 from tsformers.data.frames import PanelSchema
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
+from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
+                                            ModelFileError, sha256_of, write_model_directory)
+from tsformers.estimators.modelfile import check_save_path  # noqa: F401 - the CLI's name for it, until it imports modelfile
+from tsformers.runtime.edits import apply_edits
 from tsformers.runtime.onnx import ONNX_FILE
 
-FORMAT = "tsformers-model"
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
-# Every file a model directory can hold: save() replaces a directory only if it holds nothing else.
-MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE})
+__all__ = ["load_estimator", "save_estimator"]
 
-
-class ModelFileError(ValueError):
-    """A saved model directory is incomplete, damaged or of an unknown format."""
+# A network built from a configuration may hold this many times the elements of its saved weights (compression
+# shrinks a network: pruned heads, factorised or quantised layers) or NETWORK_FLOOR elements, whichever is more.
+NETWORK_GROWTH, NETWORK_FLOOR = 64, 1 << 24
 
 
 def save_estimator(est, path) -> Path:
     """Write the fitted estimator ``est`` to the directory ``path`` atomically; return the path."""
-    from tsformers import __version__
-
-    path = Path(path)
-    check_save_path(path)
     params = est.get_params()
     try:
         json.dumps(params)
@@ -54,103 +55,81 @@ def save_estimator(est, path) -> Path:
         raise TypeError(f"the parameters cannot be written as JSON ({err}); set such parameters (e.g. "
                         f"trainer_kwargs holding objects) to plain values before saving.") from None
     tensors = {"network": est.network_.state_dict(), "history": torch.from_numpy(est.history_)}
-    if est._tags["streaming"]:
+    if getattr(est, "state_", None) is not None:  # a streaming forecaster's state after its history
         tensors["state"] = est.state_
     if getattr(est, "conformal_", None) is not None:  # calibration errors of the conformal intervals
         tensors["conformal"] = torch.from_numpy(est.conformal_)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        torch.save(tensors, staging / WEIGHTS_FILE)
+
+    def write(directory: Path) -> None:
+        torch.save(tensors, directory / WEIGHTS_FILE)
         config = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "tsformers_version": __version__,
             "estimator": type(est).__name__, "params": params, "schema": est.schema_.to_dict(),
             "scaler": est.scaler_.to_dict(), "last_time": _time_to_json(est.last_time_),
             "ends": [_time_to_json(t) for t in est.ends_],
-            "n_features_in": est.n_features_in_, "training_log": est.training_log_, "weights_sha256": _sha256(staging / WEIGHTS_FILE),
+            "n_features_in": est.n_features_in_, "training_log": est.training_log_,
+            # also in the manifest; kept here as the stamp an exported ONNX graph carries
+            "weights_sha256": sha256_of(directory / WEIGHTS_FILE),
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
         if getattr(est, "compression_", None):  # a compressed network (tsformers.compress): its surgery, as JSON
             config["network_edits"] = getattr(est, "network_edits_", [])
             config["compression"] = est.compression_
-        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, retired / "model")
-            os.replace(staging, path)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
-
-def check_save_path(path: Path) -> None:
-    """Refuse to write over ``path`` unless it is absent, empty, or a model directory tsformers wrote.
-
-    A directory is replaced only when its ``config.json`` is a tsformers model configuration and every
-    entry in it is a file a model directory holds (:data:`MODEL_FILES`): a project folder that happens to
-    hold a ``config.json``, or a model directory someone put other files in, is never deleted.
-    """
-    if not path.exists() and not path.is_symlink():
-        return
-    if path.is_symlink() or not path.is_dir():
-        raise FileExistsError(f"{path} exists and is not a directory; choose another path to save the model.")
-    entries = sorted(entry.name for entry in path.iterdir())
-    if not entries:
-        return
-    if not _is_model_config(path / CONFIG_FILE):
-        raise FileExistsError(f"{path} exists and is not a tsformers model directory (it holds "
-                              f"{_named(entries)}); nothing was written. Choose another path, or an empty "
-                              f"or new directory.")
-    foreign = [name for name in entries if name not in MODEL_FILES or (path / name).is_symlink()
-               or not (path / name).is_file()]
-    if foreign:
-        raise FileExistsError(f"{path} holds a tsformers model and files tsformers did not write "
-                              f"({_named(foreign)}); saving would delete them, so nothing was written. Move "
-                              f"them out or choose another path.")
-
-
-def _is_model_config(file: Path) -> bool:
-    if file.is_symlink() or not file.is_file():
-        return False
-    try:
-        config = json.loads(file.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("format") == FORMAT
-
-
-def _named(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+    return write_model_directory(path, write)
 
 
 def load_estimator(cls, path):
-    """Read a directory written by :func:`save_estimator` as an instance of ``cls`` (or of a subclass it names)."""
-    path = Path(path)
-    config = read_config(path)
-    estimator_cls = cls
-    if cls.__name__ != config["estimator"]:
-        estimator_cls = _registered(config["estimator"])
-        if not issubclass(estimator_cls, cls):
-            raise TypeError(f"{path} holds a {config['estimator']}, not a {cls.__name__}; load it with "
-                            f"{config['estimator']}.load or BaseForecaster.load.")
-    weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFileError(f"{path} is incomplete: {WEIGHTS_FILE} is missing. Save the model again.")
-    if _sha256(weights) != config["weights_sha256"]:
-        raise ModelFileError(f"{weights} does not match the checksum recorded in {CONFIG_FILE}: the file is "
-                             f"truncated, corrupted or was modified. Restore it or save the model again.")
+    """Read a directory written by :func:`save_estimator` as an instance of ``cls`` (or of a subclass it names).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` holds no saved model.
+    ModelFileError
+        The directory is damaged, of an unknown format, or names an estimator this tsformers does not know.
+    TypeError
+        The directory holds an estimator that is not a ``cls``.
+    """
+    model = ModelDirectory.open(path)
+    config = model.config
+    estimator_cls = _estimator_class(cls, config["estimator"], model.path)
+    tensors = _read_tensors(model)
+    if model.manifest is not None and (model.path / ONNX_FILE).exists():
+        model.verify(ONNX_FILE)  # unused by the torch engine, but a changed file is damage all the same
     try:
-        tensors = torch.load(weights, map_location="cpu", weights_only=True)
-        assert isinstance(tensors, dict) and {"network", "history"} <= set(tensors)
+        est = _rebuild(estimator_cls, config, tensors)
+    except ModelFileError:
+        raise
+    except (AssertionError, AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError,
+            ValueError) as err:  # any failure here means the configuration does not describe these weights
+        raise ModelFileError(f"{model.path / CONFIG_FILE} does not describe a model this tsformers can rebuild "
+                             f"({type(err).__name__}: {err}); the model directory is damaged. Save the model "
+                             f"again.") from None
+    return est
+
+
+def _read_tensors(model: ModelDirectory) -> dict:
+    data = model.read_bytes(WEIGHTS_FILE)
+    file = model.path / WEIGHTS_FILE
+    try:
+        tensors = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means the file is not our tensors
-        raise ModelFileError(f"{weights} does not hold tsformers weights ({type(err).__name__}); only tensors "
+        raise ModelFileError(f"{file} does not hold tsformers weights ({type(err).__name__}); only tensors "
                              f"are ever read from it. Restore the file or save the model again.") from None
+    if not (isinstance(tensors, dict) and {"network", "history"} <= set(tensors)
+            and isinstance(tensors["network"], dict) and isinstance(tensors["history"], torch.Tensor)
+            and all(isinstance(t, torch.Tensor) for t in tensors["network"].values())):
+        raise ModelFileError(f"{file} does not hold tsformers weights (no network and history tensors); only "
+                             f"tensors are ever read from it. Restore the file or save the model again.")
+    return tensors
+
+
+def _rebuild(estimator_cls, config: dict, tensors: dict):
     est = estimator_cls(**config["params"])
+    est._validate_params()
     est.schema_ = PanelSchema.from_dict(config["schema"])
     est.scaler_ = PanelScaler.from_dict(config["scaler"])
     static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
@@ -158,65 +137,100 @@ def load_estimator(cls, path):
     est.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
     est.history_ = tensors["history"].numpy()
     est.n_features_in_ = config.get("n_features_in", est.history_.shape[-1])
+    edits = config.get("network_edits", []) if config.get("compression") else []
+    _check_network_size(est, edits, tensors["network"])
     est.network_ = est._network(est.n_features_in_)
     if config.get("compression"):  # replay the compression's structural edits before loading its weights
-        from tsformers.compress.structure import apply_edits
-
-        apply_edits(est.network_, config.get("network_edits", []))
-        est.network_edits_, est.compression_ = config.get("network_edits", []), config["compression"]
+        apply_edits(est.network_, edits)
+        est.network_edits_, est.compression_ = edits, config["compression"]
     est.network_.load_state_dict(tensors["network"])
     est.network_.eval()
     est.last_time_ = _time_from_json(config["last_time"])
     est.ends_ = [_time_from_json(t) for t in config["ends"]] if "ends" in config else \
         [est.last_time_] * len(est.schema_.series)
     est.training_log_ = config.get("training_log", [])
-    if est._tags["streaming"]:
+    if "state" in tensors:
         est.state_ = tensors["state"]
     est.conformal_ = tensors["conformal"].numpy() if "conformal" in tensors else None
     return est
 
 
-def read_config(path: Path) -> dict:
-    """The checked ``config.json`` of a model directory."""
-    file = path / CONFIG_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{path} is not a saved tsformers model (no {CONFIG_FILE} in it).")
+def _check_network_size(est, edits: list, weights: dict) -> None:
+    """Build the network (and replay its edits) on the meta device first: sizes and shapes, no memory.
+
+    The configuration decides how large a network is built before the weights are loaded into it, so a
+    damaged or hostile one could ask for any allocation: refuse a network far larger than its weights
+    (:data:`NETWORK_GROWTH`), and one whose shapes are not those of the weights.
+    """
+    limit = max(NETWORK_GROWTH * sum(t.numel() for t in weights.values()), NETWORK_FLOOR)
+
+    def check(network: torch.nn.Module, when: str) -> None:
+        elements = sum(t.numel() for t in network.state_dict().values())
+        if elements > limit:
+            raise ModelFileError(f"the configuration asks for a network of {elements} elements {when}, far more "
+                                 f"than its weights hold (at most {limit} would be built); the model directory "
+                                 f"is damaged.")
+
     try:
-        config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{file} is not valid JSON ({err}); the model directory is damaged.") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ModelFileError(f"{file} is not a tsformers model configuration.")
-    version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} was saved in model format version {version} by tsformers "
-            f"{config.get('tsformers_version', '?')}; this tsformers reads versions up to {FORMAT_VERSION}: "
-            f"install tsformers>={config.get('tsformers_version', 'that version')} to load it."
-        )
-    missing = [k for k in ("estimator", "params", "schema", "scaler", "last_time", "weights_sha256")
-               if k not in config]
-    if missing:
-        raise ModelFileError(f"{file} lacks {missing}; the model directory is damaged. Save the model again.")
-    return config
+        with torch.device("meta"), _without_distribution_checks():
+            network = est._network(est.n_features_in_)
+    except (NotImplementedError, RuntimeError) as err:
+        if "meta" not in str(err):
+            raise
+        return  # a network that cannot be built without memory (none of tsformers' own): built for real, unchecked
+    check(network, "from its parameters")
+    with torch.device("meta"):
+        for number, edit in enumerate(edits):
+            apply_edits(network, [edit])
+            check(network, f"after network edit {number}")
+    shapes = {name: tuple(t.shape) for name, t in network.state_dict().items()}
+    saved = {name: tuple(t.shape) for name, t in weights.items()}
+    if shapes != saved:
+        different = sorted(set(shapes) ^ set(saved)) or sorted(k for k in shapes if shapes[k] != saved[k])
+        raise ModelFileError(f"the configuration describes a network whose tensors are not those of "
+                             f"{WEIGHTS_FILE} ({', '.join(different[:3])}{' ...' if len(different) > 3 else ''})"
+                             f"; the model directory is damaged.")
 
 
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_DISTRIBUTION_CHECKS = threading.Lock()  # the switch below is global: one load at a time flips it
 
 
-def _registered(name: str) -> type:
-    import tsformers
-    from tsformers.estimators.base import BaseForecaster
+@contextlib.contextmanager
+def _without_distribution_checks():
+    """Distributions built at construction (the quantile head's normal) check their arguments' values,
+    which meta tensors do not have; the switch is restored afterwards, also when loads run in threads."""
+    with _DISTRIBUTION_CHECKS:
+        checking = torch.distributions.Distribution._validate_args
+        torch.distributions.Distribution.set_default_validate_args(False)
+        try:
+            yield
+        finally:
+            torch.distributions.Distribution.set_default_validate_args(checking)
 
-    found = getattr(tsformers, name, None)
-    if not (isinstance(found, type) and issubclass(found, BaseForecaster)):
-        raise ModelFileError(f"the saved model is a {name!r}, which this tsformers does not know; "
-                             f"upgrade tsformers or load it with the package that defines it.")
+
+def _estimator_class(cls: type, name: str, path: Path) -> type:
+    """``cls``, or its subclass called ``name``: the class hierarchy is the registry, no import needed here."""
+    if cls.__name__ == name:
+        return cls
+    # the class that defines load() (BaseForecaster) roots the hierarchy in which the saved name is looked up
+    root = next(c for c in reversed(cls.__mro__) if "load" in vars(c))
+    found = {c for c in _subclasses(root) if c.__name__ == name}
+    if len(found) != 1:
+        known = sorted({c.__name__ for c in _subclasses(root)})
+        raise ModelFileError(f"{path} holds a {name!r}, which this tsformers does not know "
+                             f"{'(several classes have that name)' if found else f'(it knows {known})'}; upgrade "
+                             f"tsformers or import the package that defines it, then load again.")
+    estimator_cls = found.pop()
+    if not issubclass(estimator_cls, cls):
+        raise TypeError(f"{path} holds a {name}, not a {cls.__name__}; load it with {name}.load or "
+                        f"{root.__name__}.load.")
+    return estimator_cls
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
     return found
 
 
@@ -227,7 +241,9 @@ def _time_to_json(t) -> dict:
 
 
 def _time_from_json(d: dict):
-    if "int" in d:
+    if set(d) == {"int"} and type(d["int"]) is int:
         return np.int64(d["int"])
-    t = pd.Timestamp(d["ns"], unit="ns", tz="UTC" if d["tz"] else None)
-    return t.tz_convert(d["tz"]) if d["tz"] else t
+    if set(d) == {"ns", "tz"} and type(d["ns"]) is int and (d["tz"] is None or isinstance(d["tz"], str)):
+        t = pd.Timestamp(d["ns"], unit="ns", tz="UTC" if d["tz"] else None)
+        return t.tz_convert(d["tz"]) if d["tz"] else t
+    raise ValueError(f"{d!r} is not a saved time ({{'int': ...}} or {{'ns': ..., 'tz': ...}})")

@@ -21,17 +21,19 @@ test-time memory on a chunk schedule read from its state, control flow a static
 graph cannot hold).
 
 Inside a saved model directory the graph is ``model.onnx`` beside
-``config.json`` and ``weights.pt``, written atomically (a temporary file, then a
-rename) and stamped with the ``weights_sha256`` of that directory, so a graph
-left from other weights is refused. ``save`` replaces the whole directory, so a
-re-saved model drops its old graph. onnx/onnxscript (export) and onnxruntime
+``config.json`` and ``weights.pt``, stamped with the ``weights_sha256`` of that
+directory, so a graph left from other weights is refused, and listed in its
+manifest (:mod:`tsformers.estimators.modelfile`). The file is written
+atomically (a temporary file, then a rename) with the permissions the umask
+gives. ``save`` replaces the whole directory, so a re-saved model drops its
+old graph. onnx/onnxscript (export) and onnxruntime
 (inference) are imported only when used: ``pip install 'tsformers[onnx]'``.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
@@ -151,8 +153,7 @@ def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_
         dynamic = (*dynamic[:2], dynamic[2:])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_file(path.parent, f".{path.name}.", ".tmp")
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -168,6 +169,20 @@ def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _new_file(directory: Path, prefix: str, suffix: str) -> str:
+    """A new empty file with a random name, made by ``open``: the umask decides who may read it.
+
+    (``tempfile.mkstemp`` would make it 0600 whatever the umask, and the graph is this file renamed.)
+    """
+    while True:
+        candidate = directory / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(candidate)
+        except FileExistsError:
+            continue
 
 
 # -- inference --------------------------------------------------------------------------------

@@ -1,0 +1,2 @@
+"""The package version, in a module of its own so that any module can read it without importing the package's estimators."""
+__version__ = "0.1.0"
