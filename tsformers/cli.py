@@ -209,20 +209,6 @@ def run_train(args) -> int:
     return EXIT_OK
 
 
-def estimator_class(name: str):
-    """The exported ``BaseForecaster`` subclass called ``name`` (``Gateformer`` finds ``GateformerForecaster``)."""
-    import tsformers
-    from tsformers.estimators.base import BaseForecaster
-
-    found = {n: c for n, c in vars(tsformers).items()
-             if isinstance(c, type) and issubclass(c, BaseForecaster) and c is not BaseForecaster}
-    wanted = name.lower().removesuffix("forecaster")
-    for n, cls in found.items():
-        if n.lower().removesuffix("forecaster") == wanted:
-            return cls
-    raise InputError(f"unknown estimator {name!r}; choose one of {sorted(found)}.")
-
-
 def job_id_col(job: dict) -> str:
     """The id column of a job's data, read from CSV as text: a CSV file has no types, and ids are names."""
     return job["columns"].get("id_col") or "unique_id"  # the id column the estimators find without id_col
@@ -230,7 +216,7 @@ def job_id_col(job: dict) -> str:
 
 def _check_model_dir(path: Path, flag: str) -> None:
     """Refuse, before the fit, a model directory that saving would not replace or could not create."""
-    from tsformers.estimators.persistence import check_save_path
+    from tsformers.estimators.modelfile import check_save_path
 
     check_save_path(Path(path))
     check_writable_location(Path(path), flag)
@@ -264,6 +250,8 @@ def check_trainer_settings(estimator) -> None:
 
 
 def make_estimator(job: dict):
+    from tsformers.estimators.registry import estimator_class
+
     cls = estimator_class(job["estimator"])
     params = {**job["params"], **{k: v for k, v in job["columns"].items() if v is not None}}
     try:

@@ -35,7 +35,6 @@ from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
 from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
                                             ModelFileError, sha256_of, write_model_directory)
-from tsformers.estimators.modelfile import check_save_path  # noqa: F401 - the CLI's name for it, until it imports modelfile
 from tsformers.runtime.edits import apply_edits
 from tsformers.runtime.onnx import ONNX_FILE
 
