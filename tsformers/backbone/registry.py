@@ -59,6 +59,15 @@ def build_class(kind: str, name: str) -> type:
     return _REGISTRY[kind][name]
 
 
+def order_free(kind: str) -> list[str]:
+    """Sorted names under ``kind`` whose part does not depend on token order (class attribute ``requires_order`` False).
+
+    These are the parts a slot over variate tokens (an unordered set) accepts; mixers and
+    stacks declare ``requires_order``.
+    """
+    return [name for name in available(kind) if not _REGISTRY[kind][name].requires_order]
+
+
 def build(kind: str, name: str, **kwargs: Any) -> Any:
     """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
     return build_class(kind, name)(**kwargs)
