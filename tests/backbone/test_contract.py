@@ -49,6 +49,13 @@ def test_an_unknown_name_lists_the_valid_ones():
         build("stack", "no_such_stack", d_model=D)
 
 
+def test_order_free_answers_for_the_kinds_that_declare_it():
+    assert "full" in order_free("mixer") and "sliding_window" not in order_free("mixer")
+    assert "standard" in order_free("stack") and "sret" not in order_free("stack")
+    with pytest.raises(ValueError, match=r"gate parts .* do not declare requires_order.*declare it: .*mixer.*stack"):
+        order_free("gate")
+
+
 @pytest.mark.parametrize("name", MIXERS)
 def test_mixer_describes_itself(name):
     cls = build_class("mixer", name)
