@@ -54,9 +54,16 @@ def values(forecast: pd.DataFrame) -> np.ndarray:
     return forecast[COLUMNS].to_numpy(dtype=float)
 
 
+@functools.cache
+def _fit(cls) -> tuple[BaseForecaster, object]:
+    """A ``cls`` fitted on the first FIT_ROWS rows, once per session, and what its ``fit`` returned."""
+    estimator = small(cls)
+    return estimator, estimator.fit(frame().iloc[:FIT_ROWS])
+
+
 ESTIMATORS = _exported_forecasters()
-# the stream state is what a streaming forecaster fits besides its weights: fit each once, untrained, to see
-STREAMING = [cls for cls in ESTIMATORS if hasattr(small(cls, max_epochs=0).fit(frame(LOOKBACK + HORIZON)), "state_")]
+# the stream state is what a streaming forecaster fits besides its weights (the fits are the ones the tests use)
+STREAMING = [cls for cls in ESTIMATORS if hasattr(_fit(cls)[0], "state_")]
 
 
 def test_every_exported_forecaster_is_checked():
@@ -65,16 +72,11 @@ def test_every_exported_forecaster_is_checked():
     assert {cls.__name__ for cls in STREAMING} == {"AtlasForecaster", "GTrXLForecaster", "LMUFormerForecaster"}
 
 
-@functools.cache
-def _fitted(cls) -> BaseForecaster:
-    return small(cls).fit(frame().iloc[:FIT_ROWS])
-
-
 @pytest.fixture(params=ESTIMATORS, ids=lambda cls: cls.__name__)
 def fitted(request):
     """One fitted forecaster per class (trained once), on the first FIT_ROWS rows; tests that change it
     take a copy."""
-    return _fitted(request.param)
+    return _fit(request.param)[0]
 
 
 # -- the estimator contract ---------------------------------------------------------------------
@@ -88,8 +90,7 @@ def test_predict_before_fit_raises_not_fitted(cls):
 
 def test_fit_returns_self_and_the_forecast_continues_the_series_in_its_scale(fitted):
     history = frame().iloc[:FIT_ROWS]
-    untrained = small(type(fitted), max_epochs=0)
-    assert untrained.fit(history) is untrained
+    assert _fit(type(fitted))[1] is fitted
     for forecast, last in ((fitted.predict(), history["date"].iloc[-1]),
                            (fitted.predict(frame().iloc[:150]), frame()["date"].iloc[149])):
         assert list(forecast.columns) == ["date", *COLUMNS] and forecast.shape == (HORIZON, 4)
@@ -140,7 +141,7 @@ def test_score_is_the_negative_mse_of_the_last_horizon_in_the_original_scale(fit
 @pytest.fixture(params=STREAMING, ids=lambda cls: cls.__name__)
 def streaming(request):
     """The fitted forecaster of a streaming class (the one ``fitted`` gives); tests that update it take a copy."""
-    return _fitted(request.param)
+    return _fit(request.param)[0]
 
 
 def test_predict_after_fit_forecasts_from_the_state_of_the_fit_data(streaming):
