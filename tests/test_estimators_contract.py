@@ -84,7 +84,7 @@ def fitted(request):
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
 def test_predict_before_fit_raises_not_fitted(cls):
-    with pytest.raises(NotFittedError):
+    with pytest.raises(NotFittedError, match=f"This {cls.__name__} instance is not fitted yet. Call 'fit'"):
         small(cls).predict()
 
 
