@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from tsformers import GateformerForecaster, GTrXLForecaster, PVClientForecaster
+from tsformers.backbone import available, order_free
 from tsformers.datasets import make_demo
 from tsformers.models.gateformer import Gateformer
 from tsformers.models.gtrxl import GTrXL
@@ -35,6 +39,60 @@ def test_an_ordered_mixer_is_refused_over_variate_tokens():
         PVClient(lookback=48, horizon=12, n_vars=3, mixer="sliding_window")
 
 
+ORDERED_STACKS = sorted(set(available("stack")) - set(order_free("stack")))
+
+
+def test_the_stacks_that_read_token_order_are_the_ones_that_group_scan_or_position_tokens():
+    assert ORDERED_STACKS == ["fca_stage", "fit", "hybrid", "mixed", "sret", "three_phase"]
+
+
+@pytest.mark.parametrize("stack", ORDERED_STACKS)
+def test_an_ordered_stack_is_refused_over_variate_tokens(stack):
+    accepted = re.escape(str(order_free("stack")))
+    with pytest.raises(ValueError, match=rf"stack='{stack}' needs ordered tokens.*Gateformer.*{accepted}"):
+        Gateformer(lookback=48, horizon=12, n_vars=3, stack=stack)
+    with pytest.raises(ValueError, match=rf"stack='{stack}' needs ordered tokens.*PV-Client.*{accepted}"):
+        PVClient(lookback=48, horizon=12, n_vars=3, stack=stack)
+
+
+def _permuted_variates(model, n_vars):
+    """A copy of ``model`` whose per-variate parameters (shape (n_vars,)) follow a permutation of the variates."""
+    perm = torch.randperm(n_vars, generator=torch.Generator().manual_seed(2))
+    permuted = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, param in permuted.named_parameters():
+            if param.shape == (n_vars,):
+                param.copy_(dict(model.named_parameters())[name][perm])
+    return perm, permuted
+
+
+def _variate_slot_cases():
+    shape = dict(lookback=32, horizon=8, n_vars=5, n_heads=2, d_ff=16, e_layers=2, dropout=0.0)
+    gateformer = dict(shape, d_model=16, patch_len=8, stride=8)
+    for mixer in order_free("mixer"):
+        yield pytest.param(Gateformer, {**gateformer, "variate_mixer": mixer}, id=f"gateformer-variate_mixer-{mixer}")
+        yield pytest.param(PVClient, {**shape, "mixer": mixer}, id=f"pvclient-mixer-{mixer}")
+    for stack in order_free("stack"):
+        yield pytest.param(Gateformer, {**gateformer, "stack": stack}, id=f"gateformer-stack-{stack}")
+        yield pytest.param(PVClient, {**shape, "stack": stack}, id=f"pvclient-stack-{stack}")
+
+
+@pytest.mark.parametrize("network, kwargs", list(_variate_slot_cases()))
+def test_permuting_the_variates_permutes_the_forecast(network, kwargs):
+    """Variate tokens are an unordered set: with every mixer and stack these slots accept, the forecast
+    of permuted columns is the permuted forecast (per-variate weights follow their variate)."""
+    torch.manual_seed(0)
+    model = network(**kwargs).eval()
+    with torch.no_grad():   # per-variate weights away from their equal initial values, so that they matter
+        for param in model.parameters():
+            if param.shape == (kwargs["n_vars"],):
+                param.add_(torch.rand_like(param))
+    perm, permuted = _permuted_variates(model, kwargs["n_vars"])
+    x = torch.randn(3, kwargs["lookback"], kwargs["n_vars"])
+    with torch.no_grad():
+        torch.testing.assert_close(permuted(x[..., perm]), model(x)[..., perm], atol=1e-5, rtol=1e-4)
+
+
 def test_an_unknown_part_name_lists_the_valid_ones():
     df = make_demo(n_steps=300)
     with pytest.raises(ValueError, match="available mixer names: .*full"):
@@ -43,18 +101,30 @@ def test_an_unknown_part_name_lists_the_valid_ones():
         GateformerForecaster(horizon=12, lookback=48, stack="nope", max_epochs=1).fit(df)
 
 
-def test_recursive_gtrxl_shares_one_layer_and_keeps_streaming_exact():
+def test_looped_gtrxl_shares_one_layer_and_keeps_streaming_exact():
     kwargs = dict(lookback=32, horizon=8, n_vars=2, d_model=16, n_heads=2, d_ff=32, segment_len=8, mem_len=8)
     one = GTrXL(**kwargs, n_layers=1)
-    recursive = GTrXL(**kwargs, n_layers=3, stack="recursive").eval()
-    assert n_params(recursive) == n_params(one)
+    looped = GTrXL(**kwargs, n_layers=3, stack="looped").eval()
+    assert n_params(looped) == n_params(one)
     assert n_params(GTrXL(**kwargs, n_layers=3)) > 2 * n_params(one)
     x = torch.randn(2, 40, 2)
     with torch.no_grad():
-        whole = recursive(x)
-        stepped = recursive.forecast(recursive.advance(recursive.advance(recursive.init_state(2), x[:, :13]),
-                                                       x[:, 13:]))
+        whole = looped(x)
+        stepped = looped.forecast(looped.advance(looped.advance(looped.init_state(2), x[:, :13]), x[:, 13:]))
     torch.testing.assert_close(whole, stepped, atol=1e-5, rtol=1e-4)
+
+
+def test_gtrxl_takes_registry_stack_names_and_refuses_the_others():
+    from tsformers.models.gtrxl import STACKS
+
+    assert set(STACKS) == {"standard", "looped"} and set(STACKS) <= set(available("stack"))
+    kwargs = dict(lookback=32, horizon=8, n_vars=2, d_model=16, n_heads=2, d_ff=32, segment_len=8, mem_len=8)
+    for other in ("recursive", "sret"):
+        with pytest.raises(ValueError, match=rf"stacks \['looped', 'standard'\] only, got stack='{other}'"):
+            GTrXL(**kwargs, stack=other)
+        with pytest.raises(ValueError, match=rf"'stack' parameter of GTrXLForecaster must be a str among "
+                                             rf"{{'(standard|looped)', '(standard|looped)'}}. Got '{other}'"):
+            GTrXLForecaster(horizon=8, lookback=32, stack=other, max_epochs=1).fit(make_demo(n_steps=200))
 
 
 def test_a_slot_survives_save_and_load(tmp_path):
@@ -69,7 +139,7 @@ def test_a_slot_survives_save_and_load(tmp_path):
 
 
 @pytest.mark.parametrize("estimator, kwargs", [
-    (GTrXLForecaster, {"stack": "recursive"}),
+    (GTrXLForecaster, {"stack": "looped"}),
     (PVClientForecaster, {"mixer": "full", "stack": "standard"}),
 ])
 def test_the_other_slots_fit_and_predict(estimator, kwargs):

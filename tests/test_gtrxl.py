@@ -346,22 +346,20 @@ def _values(out):
     return out[["load", "temp", "price"]].to_numpy(dtype=float)
 
 
-def test_estimator_is_streaming_and_builds_the_network(fitted):
-    assert GTrXLForecaster._tags["streaming"] is True
+def test_estimator_builds_the_network_and_its_stream_state(fitted):
     assert isinstance(fitted.network_, GTrXL)
     assert fitted.network_.receptive_field <= LOOKBACK
     assert set(fitted.state_) == {"memory.0", "memory.1", "last_hidden", "last_value"}
     assert fitted.state_["memory.0"].shape == (1, 10, D)
 
 
-def test_streaming_update_then_predict_equals_the_full_history_forecast(fitted):
+def test_the_streamed_forecast_reads_only_the_last_receptive_field_steps(fitted):
     est = GTrXLForecaster(**SMALL)
     est.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})  # same fitted model, own state
     df = frame()
-    est.update(df.iloc[250:251]).update(df.iloc[251:270]).update(df.iloc[270:])
+    est.update(df.iloc[250:])   # update == predicting from the full history: tests/test_estimators_contract.py
     streamed = _values(est.predict())
-    np.testing.assert_allclose(streamed, _values(est.predict(df)), rtol=1e-4, atol=1e-5)
-    # the forecast reads the last receptive_field steps: a window of lookback rows gives it too
+    # a window of lookback rows (>= receptive_field) gives the forecast of the whole history
     np.testing.assert_allclose(streamed, _values(est.predict(df.iloc[-LOOKBACK:])), rtol=1e-4, atol=1e-5)
     # and so does the windowed network that training uses
     window = est.scaler_.transform(df[["load", "temp", "price"]].to_numpy()[None, -LOOKBACK:])
@@ -369,11 +367,6 @@ def test_streaming_update_then_predict_equals_the_full_history_forecast(fitted):
         y = est.network_(torch.from_numpy(window.astype(np.float32))).double().numpy()
     np.testing.assert_allclose(streamed, est.scaler_.inverse(y, 3)[0], rtol=1e-4, atol=1e-5)
     assert not np.allclose(streamed, _values(fitted.predict()))  # the update did move the forecast
-
-
-def test_update_must_continue_the_series(fitted):
-    with pytest.raises(ValueError, match="continue"):
-        GTrXLForecaster(**SMALL).fit(frame().iloc[:250]).update(frame().iloc[260:270])
 
 
 def test_block_and_gating_are_chosen_by_name():

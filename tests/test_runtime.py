@@ -10,8 +10,45 @@ from tsformers.runtime.packed import masked_forward
 D = 16
 
 
-def test_the_runtime_tools_are_registered():
-    assert {"packed", "sparse_kv", "stream"} <= set(available("runtime"))
+def test_every_registered_part_is_defined_in_the_backbone():
+    """The backbone imports all of its modules, so a part defined there is listed whatever was imported;
+    a module above it (runtime, estimators) registering a part would make ``available()`` depend on
+    which modules a process happened to import."""
+    import tsformers.runtime  # noqa: F401  (its tools run networks; they fill no slot and are not parts)
+
+    for kind, names in available().items():
+        for name in names:
+            assert build_class(kind, name).__module__.startswith("tsformers.backbone."), (kind, name)
+    assert "runtime" not in available()
+
+
+_AVAILABLE_AFTER = """
+import importlib, json, sys, types
+if {backbone_alone}:   # import the backbone without tsformers/__init__.py (which imports the estimators)
+    spec = importlib.util.find_spec("tsformers")
+    package = types.ModuleType("tsformers")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["tsformers"] = package
+for module in {modules}:
+    importlib.import_module(module)
+from tsformers.backbone import available
+print(json.dumps(available()))
+"""
+
+
+def test_available_is_the_same_in_a_fresh_interpreter_whatever_was_imported():
+    import json
+    import subprocess
+    import sys
+
+    def available_after(modules, backbone_alone=False):
+        code = _AVAILABLE_AFTER.format(modules=modules, backbone_alone=backbone_alone)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    everything = available_after(["tsformers", "tsformers.runtime", "tsformers.compress", "tsformers.models"])
+    assert available_after(["tsformers.backbone"], backbone_alone=True) == everything
+    assert available_after(["tsformers.backbone"]) == everything
 
 
 # -- packed ------------------------------------------------------------------------------------

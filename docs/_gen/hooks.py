@@ -56,7 +56,6 @@ def _render(name: str, args: dict, where: str) -> str:
 
 def backbone_catalog() -> str:
     import tsformers.backbone as backbone
-    import tsformers.runtime  # noqa: F401  (registers the runtime parts: packed, sparse_kv, stream)
 
     registry = backbone.available()
     out = [f"{sum(map(len, registry.values()))} parts of {len(registry)} kinds are registered.\n"]

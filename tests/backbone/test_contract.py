@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tsformers.backbone import available, build, build_class
+from tsformers.backbone import available, build, build_class, order_free
 from tsformers.backbone.embeddings import InstanceNorm, PatchEmbedding
 from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF
 
@@ -47,6 +47,13 @@ def test_an_unknown_name_lists_the_valid_ones():
         build("mixer", "no_such_mixer", d_model=D)
     with pytest.raises(ValueError, match="available stack names: .*standard"):
         build("stack", "no_such_stack", d_model=D)
+
+
+def test_order_free_answers_for_the_kinds_that_declare_it():
+    assert "full" in order_free("mixer") and "sliding_window" not in order_free("mixer")
+    assert "standard" in order_free("stack") and "sret" not in order_free("stack")
+    with pytest.raises(ValueError, match=r"gate parts .* do not declare requires_order.*declare it: .*mixer.*stack"):
+        order_free("gate")
 
 
 @pytest.mark.parametrize("name", MIXERS)
@@ -152,6 +159,21 @@ def test_stack_keeps_the_shape_and_trains(name):
     assert y.shape == x.shape
     y.square().mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_stack_declares_whether_it_reads_token_order_and_means_it(name):
+    """``requires_order`` False: permutation-equivariant with an order-free mixer (variate tokens may
+    use it); True: permuting the tokens changes more than their order (variate slots refuse it)."""
+    assert isinstance(build_class("stack", name).requires_order, bool)
+    torch.manual_seed(0)
+    stack = build("stack", name, d_model=D, n_heads=HEADS, d_ff=2 * D, n_layers=2, dropout=0.0).eval()
+    x = torch.randn(2, 8, D)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        equivariant = torch.allclose(stack(x)[:, perm], stack(x[:, perm]), atol=1e-5, rtol=1e-4)
+    assert equivariant != build_class("stack", name).requires_order
+    assert (name in order_free("stack")) == equivariant
 
 
 # ------------------------------------------------------------------- learning in a small forecaster

@@ -1,5 +1,6 @@
 """tsformers.compress core: FLOP counting (attention included), and every compressed estimator
 saves, loads (and logs to MLflow) with identical forecasts."""
+import copy
 import json
 
 import numpy as np
@@ -9,20 +10,8 @@ import torch
 from tsformers import GateformerForecaster, LMUFormerForecaster, PVClientForecaster, GTrXLForecaster, compress
 from tsformers.backbone.blocks import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
-from tsformers.datasets import make_demo
 
-TINY = dict(horizon=8, lookback=32, d_model=16, d_ff=32, n_heads=4, batch_size=32, learning_rate=1e-3,
-            max_epochs=2, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def df():
-    return make_demo(n_series=3, n_steps=300, seed=0)
-
-
-@pytest.fixture(scope="module")
-def fitted(df):
-    return GateformerForecaster(**TINY).fit(df)
+# the fixtures df, fitted (a small Gateformer) and fitted_as(cls) are in conftest.py
 
 
 def _values(frame):
@@ -107,9 +96,8 @@ def test_refit_of_a_compressed_estimator_trains_the_full_network(fitted, df):
     (GTrXLForecaster, lambda f, df: compress.dsformer(f, df, rank=4, nnz_per_col=1, epochs=0)),
     (GTrXLForecaster, lambda f, df: compress.quantize_dynamic(f)),
 ], ids=["lmuformer-fold_bn", "lmuformer-amp", "pvclient-optin", "gtrxl-dsformer", "gtrxl-int8"])
-def test_other_estimators_round_trip(cls, method, df, tmp_path):
-    f = cls(horizon=8, lookback=32, **{**cls.get_test_params(), "max_epochs": 1}).fit(df)
-    small = method(f, df)
+def test_other_estimators_round_trip(cls, method, df, fitted_as, tmp_path):
+    small = method(copy.deepcopy(fitted_as(cls)), df)
     forecast = small.predict()
     small.save(tmp_path / "m")
     np.testing.assert_array_equal(_values(cls.load(tmp_path / "m").predict()), _values(forecast))

@@ -4,8 +4,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
-from tsformers import GateformerForecaster, LMUFormerForecaster, compress
+from tsformers import LMUFormerForecaster, compress
 from tsformers.backbone.lmu import TokenBatchNorm
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.backbone.mixers.metaformer import MetaFormerBlock
@@ -18,27 +19,17 @@ from tsformers.compress.units import attention_units, mlp_units, remove
 from tsformers.datasets import make_demo
 from tsformers.models.lmuformer import LMUFormer
 
-TINY = dict(horizon=8, lookback=32, d_model=16, d_ff=32, n_heads=4, batch_size=32, learning_rate=1e-3,
-            max_epochs=2, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def df():
-    return make_demo(n_series=3, n_steps=300, seed=0)
-
-
-@pytest.fixture(scope="module")
-def fitted(df):
-    return GateformerForecaster(**TINY).fit(df)
+# the fixtures df, fitted (a small Gateformer) and fitted_as(cls) are in conftest.py
 
 
 # -- OPTIN -------------------------------------------------------------------------------------
 
 
-def test_optin_meets_the_flop_budget_and_beats_random_head_removal():
+def test_optin_meets_the_flop_budget_and_beats_random_head_removal(fitted):
     # a longer demo and a few more epochs than the other tests, so that the heads matter at all
     df = make_demo(n_series=3, n_steps=600, seed=0)
-    fitted = GateformerForecaster(**{**TINY, "max_epochs": 4, "learning_rate": 3e-3}).fit(df)
+    # its own model: the shared one, trained longer on more data, so that heads differ in importance
+    fitted = clone(fitted).set_params(max_epochs=4, learning_rate=3e-3).fit(df)
     small = compress.optin(fitted, df, flop_budget=0.85, structures=("heads",), max_windows=64)
     record = small.compression_[-1]
     assert compress.count_flops(small) <= record["budget_flops"] <= 0.85 * compress.count_flops(fitted)
@@ -231,14 +222,14 @@ def test_fold_bn_of_prepbn_after_its_decay():
     torch.testing.assert_close(block(x), before, atol=1e-5, rtol=1e-5)
 
 
-def test_fold_bn_through_the_estimator(df):
-    f = LMUFormerForecaster(horizon=8, lookback=32, **{**LMUFormerForecaster.get_test_params(), "max_epochs": 1}).fit(df)
+def test_fold_bn_through_the_estimator(fitted, fitted_as):
+    f = copy.deepcopy(fitted_as(LMUFormerForecaster))
     _randomise_norms(f.network_)
     small = compress.fold_bn(f)
     np.testing.assert_allclose(small.predict().select_dtypes("number").to_numpy(),
                                f.predict().select_dtypes("number").to_numpy(), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="no eval-mode batch norm"):
-        compress.fold_bn(GateformerForecaster(**{**TINY, "max_epochs": 0}).fit(df))
+        compress.fold_bn(fitted)
 
 
 # -- baselines ------------------------------------------------------------------------------------

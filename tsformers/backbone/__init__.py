@@ -11,7 +11,7 @@ from .heads import QuantileHead, StaticResidual
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
-from .registry import available, build, build_class, register
+from .registry import available, build, build_class, order_free, register
 from .spiking import LIFNode
 from . import stacks  # noqa: E402,F401  (registers every stacking scheme)
 
@@ -44,5 +44,6 @@ __all__ = [
     "available",
     "build",
     "build_class",
+    "order_free",
     "register",
 ]

@@ -101,6 +101,8 @@ class TransformerEncoder(nn.Module):
     estimator's ``stack`` slot. Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = False  # its blocks add no positions: order comes only from the mixer
+
     def __init__(
         self,
         *,

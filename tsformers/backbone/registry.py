@@ -59,6 +59,25 @@ def build_class(kind: str, name: str) -> type:
     return _REGISTRY[kind][name]
 
 
+def _declares_order(cls: type) -> bool:
+    return isinstance(getattr(cls, "requires_order", None), bool)
+
+
+def order_free(kind: str) -> list[str]:
+    """Sorted names under ``kind`` whose part does not depend on token order (``requires_order`` False).
+
+    These are the parts a slot over variate tokens (an unordered set) accepts; mixers and
+    stacks declare ``requires_order``.
+    """
+    names = available(kind)  # raises on an unknown kind
+    undeclared = [name for name in names if not _declares_order(_REGISTRY[kind][name])]
+    if undeclared:
+        declaring = [k for k, parts in sorted(_REGISTRY.items()) if all(map(_declares_order, parts.values()))]
+        raise ValueError(f"the {kind} parts {undeclared} do not declare requires_order, so order_free({kind!r}) "
+                         f"cannot tell; the kinds whose parts all declare it: {', '.join(declaring)}")
+    return [name for name in names if not _REGISTRY[kind][name].requires_order]
+
+
 def build(kind: str, name: str, **kwargs: Any) -> Any:
     """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
     return build_class(kind, name)(**kwargs)

@@ -37,11 +37,14 @@ class GateformerForecaster(BaseForecaster):
         its name in ``tsformers.backbone.available("mixer")``.
     variate_mixer : str, default="full"
         The token mixer over the variate tokens (an unordered set: mixers that
-        need ordered tokens are refused here).
+        need ordered tokens are refused here), one of
+        ``tsformers.backbone.order_free("mixer")``.
     stack : str, default="standard"
         How both encoders' blocks are arranged, by its name in
-        ``tsformers.backbone.available("stack")`` (e.g. ``"sret"`` for weight-shared
-        recursion); ``"standard"`` is the paper's plain stack of ``e_layers`` blocks.
+        ``tsformers.backbone.order_free("stack")`` (e.g. ``"looped"`` for one block
+        applied ``e_layers`` times); ``"standard"`` is the paper's plain stack of
+        ``e_layers`` blocks. The stack also runs over the variate tokens, so stacks
+        that need ordered tokens (``"sret"``, ``"fit"``, ...) are refused.
     target : str or list of str, optional
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional

@@ -51,11 +51,13 @@ class GTrXLForecaster(BaseForecaster):
     block : {"identity_map", "post_norm"}, default="identity_map"
         The layer ordering: the paper's identity-map reordering (layer norm on the
         sub-layer inputs, ReLU on their outputs) or Transformer-XL's post-norm layer.
-    stack : {"standard", "recursive"}, default="standard"
-        How the layers relate: independent weights (the paper), or one block's weights
-        applied at every layer (the weight-shared recursion of the Sliced Recursive
-        Transformer, Shen et al., ECCV 2022: the parameters of one layer, the depth of
-        ``n_layers``; each layer keeps its own segment memory).
+    stack : {"standard", "looped"}, default="standard"
+        How the layers relate, by the names of ``tsformers.backbone.available("stack")``:
+        independent weights (``"standard"``, the paper), or one block's weights applied
+        at every layer (``"looped"``, the looped transformer's weight sharing without its
+        pre- and post-blocks: the parameters of one layer, the depth of ``n_layers``; each
+        layer keeps its own segment memory). Other stacks are refused: their blocks
+        carry no segment memory.
     gating : {"gru", "input", "output", "highway", "sigmoid_tanh", "residual"}, default="gru"
         The gating layer in place of both residual connections (registered under the
         kind ``"gate"`` in :mod:`tsformers.backbone`); "residual" is no gate (TrXL-I).

@@ -62,11 +62,12 @@ class PVClientForecaster(BaseForecaster):
     dropout : float, default=0.1
     mixer : str, default="full"
         The token mixer of the cross-variable encoder, by its name in
-        ``tsformers.backbone.available("mixer")`` (variate tokens are an unordered
+        ``tsformers.backbone.order_free("mixer")`` (variate tokens are an unordered
         set: mixers that need ordered tokens are refused).
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
-        ``tsformers.backbone.available("stack")``; "standard" is the paper's post-LN stack.
+        ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
+        are refused, as mixers are); "standard" is the paper's post-LN stack.
     w_trans, w_lin : float, default=1.0, 1.0
         Initial values of the learnable per-variable weights of the Transformer
         branch and of the linear branch (Client's scripts start ``w_lin`` at

@@ -12,8 +12,7 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, available, build
-from tsformers.backbone.registry import build_class
+from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class, order_free
 
 __all__ = ["Gateformer"]
 
@@ -58,10 +57,14 @@ class Gateformer(nn.Module):
         )
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout)
+        # the variate tokens are an unordered set: a part that reads their order would make the
+        # forecast depend on the order of the columns
         if build_class("mixer", variate_mixer).requires_order:
             raise ValueError(f"variate_mixer={variate_mixer!r} needs ordered tokens, but variates are an unordered "
-                             f"set; use it as temporal_mixer, or pick a variate mixer from "
-                             f"{[m for m in available('mixer') if not build_class('mixer', m).requires_order]}")
+                             f"set; use it as temporal_mixer, or pick a variate mixer from {order_free('mixer')}")
+        if build_class("stack", stack).requires_order:
+            raise ValueError(f"stack={stack!r} needs ordered tokens, but Gateformer stacks its blocks over the "
+                             f"variates too, an unordered set; pick a stack from {order_free('stack')}")
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)

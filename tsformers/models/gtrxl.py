@@ -85,9 +85,9 @@ class PostNormXLBlock(_XLBlock):
 
 
 BLOCKS = {"identity_map": IdentityMapXLBlock, "post_norm": PostNormXLBlock}
-# how the layers relate: independent weights, or one block's weights applied at every layer
-# (Zhiqiang Shen et al., "Sliced Recursive Transformer", ECCV 2022)
-STACKS = ("standard", "recursive")
+# how the layers relate, by the registry's names for the two schemes a memory-carrying XL stack can
+# follow: "standard" (independent weights) and "looped" (one block's weights applied at every layer)
+STACKS = ("standard", "looped")
 
 
 class GTrXL(nn.Module):
@@ -161,7 +161,9 @@ class GTrXL(nn.Module):
         )
         assert segment_len >= 1 and mem_len >= 1, f"segment_len and mem_len must be >= 1, got {segment_len}, {mem_len}"
         assert block in BLOCKS, f"block must be one of {sorted(BLOCKS)}, got {block!r}"
-        assert stack in STACKS, f"stack must be one of {sorted(STACKS)}, got {stack!r}"
+        if stack not in STACKS:
+            raise ValueError(f"GTrXL arranges its gated Transformer-XL layers (each with a segment memory) as the "
+                             f"stacks {sorted(STACKS)} only, got stack={stack!r}")
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
         self.last_value_anchor = last_value_anchor
@@ -172,9 +174,10 @@ class GTrXL(nn.Module):
             return BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout,
                                  gating=gating, gate_bias=gate_bias)
 
-        # "recursive": one block applied n_layers times (SReT's weight-shared recursion); each
-        # application still keeps its own segment memory, so only the weights are shared
-        shared = new_block() if stack == "recursive" else None
+        # "looped": one block applied n_layers times (the registry's "looped" scheme without pre- and
+        # post-blocks or input injection); each application keeps its own segment memory, so only
+        # the weights are shared
+        shared = new_block() if stack == "looped" else None
         self.layers = nn.ModuleList(shared if shared is not None else new_block() for _ in range(n_layers))
         self.memory = SegmentMemory(n_layers=n_layers, mem_len=mem_len, d_model=d_model)
         self.norm = nn.LayerNorm(d_model) if block == "identity_map" else nn.Identity()  # pre-LN stacks end with one

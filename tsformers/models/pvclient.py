@@ -14,7 +14,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, TransformerEncoder, available, build, build_class
+from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_class, order_free
 
 __all__ = ["PVClient"]
 
@@ -72,10 +72,11 @@ class PVClient(nn.Module):
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
 
         self.norm = InstanceNorm(n_vars=n_vars, affine=True)
-        if build_class("mixer", mixer).requires_order:
-            raise ValueError(f"mixer={mixer!r} needs ordered tokens, but PV-Client's tokens are variates (an "
-                             f"unordered set); pick one of "
-                             f"{[m for m in available('mixer') if not build_class('mixer', m).requires_order]}")
+        # the tokens are variates, an unordered set: no part may read their order
+        for slot, name in (("mixer", mixer), ("stack", stack)):
+            if build_class(slot, name).requires_order:
+                raise ValueError(f"{slot}={name!r} needs ordered tokens, but PV-Client's tokens are variates (an "
+                                 f"unordered set); pick one of {order_free(slot)}")
         # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L
         encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer)
         if stack == "standard":

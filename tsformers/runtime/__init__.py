@@ -6,7 +6,9 @@
 - :mod:`~tsformers.runtime.onnx`: ONNX export and an ONNX Runtime engine (imported on use:
   it needs ``tsformers[onnx]``).
 
-Importing this package registers the first three under kind ``"runtime"``.
+They are tools that run a network, not parts that fill a slot, so they are not in the backbone
+registry (``tsformers.backbone.available()`` lists only parts the backbone defines, whatever was
+imported).
 """
 from .packed import PackedBatch, PackedEncoder, pack, packed_attention, unpack
 from .sparse_kv import SparseKVAttention, SparseKVCache

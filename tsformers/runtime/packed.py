@@ -28,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from tsformers.backbone.blocks import PostNormBlock, PreNormBlock, TransformerEncoder
-from tsformers.backbone.registry import register
 
 __all__ = ["PackedBatch", "PackedEncoder", "masked_forward", "pack", "packed_attention", "unpack"]
 
@@ -120,7 +119,6 @@ def _layers(encoder: nn.Module):
         yield layer
 
 
-@register("runtime", "packed")
 class PackedEncoder(nn.Module):
     """A standard encoder stack run on a packed batch: token-wise parts on the buffer, attention per sequence.
 

@@ -20,14 +20,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.registry import register
-
 __all__ = ["SparseKVAttention", "SparseKVCache"]
 
 State = dict[str, Tensor]
 
 
-@register("runtime", "sparse_kv")
 class SparseKVCache:
     """The cache policy: append a token's keys/values, accumulate attention, evict beyond the budget.
 

@@ -22,12 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from tsformers.backbone.lmu import LegendreMemory, LMUCell
-from tsformers.backbone.registry import register
 
 __all__ = ["Stream"]
 
 
-@register("runtime", "stream")
 class Stream:
     """One-token-at-a-time driver of a recurrent part (the part keeps its weights; this holds no state).
 

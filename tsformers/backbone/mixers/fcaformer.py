@@ -184,6 +184,8 @@ class FcaStage(nn.Module):
     O(N·(N + min(l, max_sources)·N/s)·D) plus the FFN. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = True  # the token merger is a strided convolution over positions
+
     def __init__(self, *, d_model: int, n_heads: int, d_ff: int, n_layers: int, dropout: float = 0.1,
                  activation: str = "relu", mixer: str = "full", mixer_kwargs: dict[str, Any] | None = None,
                  causal: bool = False, merge_stride: int = 4, merge_kernel: int = 7, max_sources: int = 12,

@@ -49,6 +49,8 @@ class AdaptiveDepth(nn.Module):
     k blocks per window (mixer cost + O(N·D·d_ff) each). x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = False  # halting is decided per token, from that token alone
+
     def __init__(
         self,
         *,

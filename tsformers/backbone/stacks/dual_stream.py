@@ -129,6 +129,8 @@ class DualStream(nn.Module):
     Cost O(N²·D) + O(N·D·d_ff) per layer. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = False  # its attention has no positions; the FFNs act per token
+
     def __init__(
         self,
         *,

@@ -71,6 +71,8 @@ class FIT(nn.Module):
     x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = True  # tokens are grouped by position into contiguous local groups
+
     def __init__(
         self,
         *,

@@ -45,6 +45,8 @@ class Hybrid(nn.Module):
     attention) + FFN. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = True  # the Mamba blocks scan the tokens in order
+
     def __init__(
         self,
         *,

@@ -35,6 +35,8 @@ class LoopedTransformer(nn.Module):
     parameters of n_pre + 1 + n_post blocks. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = False  # plain pre-norm blocks: order comes only from the mixer
+
     def __init__(
         self,
         *,

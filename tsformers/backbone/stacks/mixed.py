@@ -30,6 +30,8 @@ class Mixed(nn.Module):
     per FFN. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = True  # the linear blocks' mixer (``sla``) runs a convolution over positions
+
     def __init__(
         self,
         *,

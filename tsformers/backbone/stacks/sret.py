@@ -94,6 +94,8 @@ class SReT(nn.Module):
     with ``causal=True``.
     """
 
+    requires_order = True  # sliced group attention groups the tokens by position
+
     def __init__(
         self,
         *,

@@ -109,6 +109,8 @@ class ThreePhase(nn.Module):
     Cost O(N²·D) + O(N·D·d_ff) per block. x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = True  # the horn side channel (on by default) adds each token's position
+
     def __init__(
         self,
         *,

@@ -106,6 +106,8 @@ class WideAttention(_AspectRatio):
     x: (B, N, D) -> (B, N, D).
     """
 
+    requires_order = False  # its heads and projections act per token: order comes only from the mixer
+
     def __init__(self, *, d_model: int, n_heads: int, d_ff: int, n_layers: int, dropout: float = 0.0,
                  mixer: str = "full", mixer_kwargs: dict[str, Any] | None = None, causal: bool = False,
                  total_heads: int | None = None, head_dim: int | None = None, wide_layers: int = 1):
@@ -124,6 +126,8 @@ class DeepAttention(_AspectRatio):
     compare aspect ratios at an equal attention computation. Cost: n_layers times
     (O(N²·D) + O(N·D·d_ff)) at the defaults. x: (B, N, D) -> (B, N, D).
     """
+
+    requires_order = False  # its heads and projections act per token: order comes only from the mixer
 
     def __init__(self, *, d_model: int, n_heads: int, d_ff: int, n_layers: int, dropout: float = 0.0,
                  mixer: str = "full", mixer_kwargs: dict[str, Any] | None = None, causal: bool = False,
