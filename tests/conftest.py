@@ -1,8 +1,9 @@
 """With ``TSFORMERS_NO_SKIPS=1`` a skipped test fails.
 
-``make test`` and ``make test-spark`` set it: they install every extra the tests need, so a skip there means
-a package, a browser or a data file went missing, and the docs, notebook, ONNX or Spark tests would otherwise
-pass without running. Run pytest without it to let such tests skip on a machine that lacks them.
+``.ci/run`` exports it for ``make test`` and ``make test-spark``: CI installs every extra, Chromium and the
+benchmark data, so a skip there means something went missing, and the docs, notebook, ONNX or Spark tests would
+otherwise pass without running. Without it (``make test`` on a fresh clone) such tests skip, and ``-rs`` prints
+why.
 """
 from __future__ import annotations
 
