@@ -39,7 +39,7 @@ def test_windows_match_a_hand_computed_example():
 def test_windows_are_views_and_batches_index_across_series():
     v = torch.arange(2 * 6 * 1, dtype=torch.float32).reshape(2, 6, 1)  # series 0: 0..5, series 1: 6..11
     ds = WindowDataset(v, lookback=2, horizon=1, n_targets=1)
-    assert ds.values.untyped_storage().data_ptr() == v.untyped_storage().data_ptr(), "no copy of the panel"
+    assert ds.windows.untyped_storage().data_ptr() == v.untyped_storage().data_ptr(), "windows must be a view"
     x, y = ds.__getitems__([0, 4, 5])  # 4 windows per series
     assert x.shape == (3, 2, 1) and y.shape == (3, 1, 1)
     assert x[:, :, 0].tolist() == [[0, 1], [6, 7], [7, 8]]
