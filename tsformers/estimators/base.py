@@ -120,6 +120,19 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                                    n_targets=len(self.schema_.targets))
         return network
 
+    def new_network(self, **params) -> torch.nn.Module:
+        """An untrained network for the fitted data, built from this estimator's parameters with ``params`` replacing some.
+
+        Seeded with ``random_state`` as :meth:`fit` seeds it, for the fitted
+        schema, static attributes and input channels: :mod:`tsformers.compress`
+        builds a smaller student this way (``new_network(d_model=16)``).
+        """
+        check_is_fitted(self, "network_")
+        builder = type(self)(**{**self.get_params(), **params})
+        builder.schema_, builder.static_encoder_ = self.schema_, self.static_encoder_
+        torch.manual_seed(self.random_state)
+        return builder._network(self.n_features_in_)
+
     @classmethod
     def get_test_params(cls) -> dict:
         """Small settings for the shared contract tests."""

@@ -44,7 +44,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.frames import as_pandas, format_level, infer_schema
@@ -100,7 +99,12 @@ def conformal_radius(scores: np.ndarray, level: float) -> np.ndarray:
 
 
 class EvaluationMixin:
-    """Quantiles, conformal intervals, backtests and plots for :class:`~tsformers.estimators.base.BaseForecaster`."""
+    """Conformal intervals, backtests and plots for :class:`~tsformers.estimators.base.BaseForecaster`.
+
+    Every forecast here comes from the estimator's own data path and forecasting methods: the rows before
+    each origin (``_rolling_forecasts``, the calibration and the backtest) and the forecast after the data
+    (``_forecast_after``, as ``predict`` makes it).
+    """
 
     # -- conformal intervals -----------------------------------------------------------------
 
