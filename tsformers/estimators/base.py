@@ -1,9 +1,13 @@
-"""The estimator contract shared by every forecaster: fit, predict, score, save and load.
+"""The estimator contract shared by every forecaster: fit, predict, update, score, save and load.
 
-Validation, scaling, windowing, the Trainer, saving and the output frame live
-here once; a concrete forecaster only stores its hyperparameters and builds its
-network from the fitted data schema (``_build_network``). Lightning is imported
-inside ``fit`` only, so loading a model and forecasting stay light.
+Data reaches a network through one path, :mod:`tsformers.data.prepare`
+(read, gaps, scaling, channels, windows; :meth:`BaseForecaster.prepare`);
+networks are trained in one place (:meth:`BaseForecaster.train_network`); the
+output frame, saving and loading live here once. A concrete forecaster only
+stores its hyperparameters and builds its network from the fitted data schema
+(``_build_network``); one with a recurrent state derives from
+:class:`~tsformers.estimators.streaming.StreamingForecaster`. Lightning is
+imported only to train, so loading a model and forecasting stay light.
 """
 from __future__ import annotations
 
