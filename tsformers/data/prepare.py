@@ -108,10 +108,6 @@ class Prepared:
             self._cache["inputs"] = self.channels(self.scaled)
         return self._cache["inputs"]
 
-    @property
-    def n_channels(self) -> int:
-        return self.channels(self.scaled[:, :0]).shape[-1]
-
     def channels(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
         """The network's channels of scaled values (:func:`network_channels`)."""
         return network_channels(scaled, self.schema, self.policy, self.horizon, future)
