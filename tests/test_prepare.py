@@ -74,10 +74,10 @@ def test_the_report_counts_interpolated_and_masked_values_per_series():
 
 
 def test_fit_scaler_standardises_or_is_the_identity():
-    values = np.array([[[1.0], [3.0]], [[10.0], [10.0]]])
+    values = np.array([[[1.0], [3.0]], [[0.0], [0.0]]])
     scaler = fit_scaler(values, "standard")
-    np.testing.assert_array_equal(scaler.mean, [[2.0], [10.0]])
-    np.testing.assert_array_equal(scaler.scale, [[1.0], [1.0]])    # std 1, and a constant series keeps scale 1
+    np.testing.assert_array_equal(scaler.mean, [[2.0], [0.0]])
+    np.testing.assert_array_equal(scaler.scale, [[1.0], [1.0]])    # std 1, and an all-zero series keeps scale 1
     identity = fit_scaler(values, None)
     np.testing.assert_array_equal(identity.transform(values), values)
 
