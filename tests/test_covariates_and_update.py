@@ -9,6 +9,7 @@ from tsformers import GateformerForecaster
 from tsformers.data.windows import lead_future
 from tsformers.datasets import make_demo
 from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 
 SMALL = dict(horizon=12, lookback=24, d_model=16, d_ff=32, n_heads=2, batch_size=32, learning_rate=3e-3,
              random_state=0)
@@ -106,9 +107,7 @@ class SmoothedLevel(nn.Module):
         return self.forecast(self.advance(self.init_state(x.shape[0]), x))
 
 
-class SmoothedLevelForecaster(BaseForecaster):
-    _tags = {**BaseForecaster._tags, "streaming": True}
-
+class SmoothedLevelForecaster(StreamingForecaster):
     def __init__(self, horizon=12, lookback=24, *, target=None, covariates=None, future_covariates=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=0.05, weight_decay=0.0,
                  lr_schedule="constant", batch_size=64, max_epochs=2, patience=3, val_size=0.1, scaler="standard",

@@ -162,3 +162,16 @@ def test_lightning_stays_out_of_import_and_predict(code, fitted, tmp_path):
     fitted.save(tmp_path / "m")
     probe = code + "; import sys; assert 'lightning' not in sys.modules, 'lightning was imported'"
     subprocess.run([sys.executable, "-c", probe, str(tmp_path / "m")], check=True)
+
+
+def test_new_network_is_the_untrained_network_fit_builds_with_the_given_parameters_replaced():
+    df = make_demo(n_steps=120)
+    f = GateformerForecaster(horizon=6, lookback=24, max_epochs=0, d_model=16, d_ff=32, n_heads=2).fit(df)
+    same = f.new_network().state_dict()
+    assert same.keys() == f.network_.state_dict().keys()
+    assert all(torch.equal(same[k], v) for k, v in f.network_.state_dict().items())   # seeded as fit seeds it
+    smaller = f.new_network(d_model=8)
+    assert sum(p.numel() for p in smaller.parameters()) < sum(p.numel() for p in f.network_.parameters())
+    assert f.d_model == 16, "the estimator itself keeps its parameters"
+    with pytest.raises(NotFittedError):
+        GateformerForecaster().new_network()

@@ -20,6 +20,7 @@ from tsformers.backbone import available, build
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention, relative_shift, sinusoid
 from tsformers.estimators.gtrxl import GTrXLForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.gtrxl import GTrXL, IdentityMapXLBlock, PostNormXLBlock
 
 D, HEADS = 16, 2
@@ -346,7 +347,8 @@ def _values(out):
     return out[["load", "temp", "price"]].to_numpy(dtype=float)
 
 
-def test_estimator_builds_the_network_and_its_stream_state(fitted):
+def test_estimator_is_streaming_and_builds_the_network(fitted):
+    assert issubclass(GTrXLForecaster, StreamingForecaster)
     assert isinstance(fitted.network_, GTrXL)
     assert fitted.network_.receptive_field <= LOOKBACK
     assert set(fitted.state_) == {"memory.0", "memory.1", "last_hidden", "last_value"}

@@ -7,6 +7,7 @@ import torch
 
 from tsformers.backbone.spiking import SpikeRateCounter
 from tsformers.estimators.lmuformer import LMUFormerForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.lmuformer import CausalConv1d, LMUFormer
 
 
@@ -213,7 +214,7 @@ def test_estimator_builds_the_configured_network():
     f = LMUFormerForecaster(horizon=6, lookback=24, d_model=8, spiking=True, theta=12.0, max_epochs=0).fit(_frame(200))
     memory = f.network_.blocks[0].lmu.memory
     assert (memory.order, memory.theta) == (16, 12.0)
-    assert set(f.state_) >= {"readout", "blocks.0.lmu.memory"}
+    assert isinstance(f, StreamingForecaster) and set(f.state_) >= {"readout", "blocks.0.lmu.memory"}
 
 
 @pytest.mark.parametrize("channel_independent", [True, False])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tsformers import GateformerForecaster
-from tsformers.compress._quant import QuantLinear
+from tsformers.runtime.quant import QuantLinear
 from tsformers.compress.simq_nas import crowding_distance, non_dominated_sort, nsga2, simq_nas
 from tsformers.datasets import make_demo
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from tsformers import GateformerForecaster
 from tsformers.compress._parts import find_blocks
-from tsformers.compress._quant import QuantLinear
+from tsformers.runtime.quant import QuantLinear
 from tsformers.compress.supernet import Supernet, supernet
 from tsformers.datasets import make_demo
 

@@ -109,10 +109,7 @@ def distill(estimator, df, alpha: float = 0.5, epochs: int | None = None, learni
     if not smaller_params:
         raise ValueError("name the student's smaller parameters, e.g. distill(f, df, d_model=16, d_ff=32).")
     data = TaskData.from_frame(estimator, df, static_df)
-    student = type(estimator)(**{**estimator.get_params(), **smaller_params})
-    student.static_encoder_, student.schema_ = estimator.static_encoder_, estimator.schema_
-    torch.manual_seed(estimator.random_state)
-    network = student._network(estimator.n_features_in_)
+    network = estimator.new_network(**smaller_params)
     log = finetune(estimator, network, data, epochs=estimator.max_epochs if epochs is None else epochs,
                    learning_rate=learning_rate, objective=DistillObjective(copy.deepcopy(estimator.network_), alpha))
     record = {"method": "distill", "alpha": alpha, "student": smaller_params,

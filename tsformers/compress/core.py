@@ -20,8 +20,9 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
-from tsformers.data.frames import Panel, as_pandas
-from tsformers.data.windows import WindowDataset, split_spans, split_train_val, validation_steps
+from tsformers.data.frames import Panel
+from tsformers.data.prepare import Prepared
+from tsformers.data.windows import WindowDataset
 
 __all__ = ["Batch", "TaskData", "count_flops", "count_parameters", "derive", "finetune", "forecast",
            "model_size_bytes", "mse", "resolve_budget"]
@@ -51,39 +52,39 @@ class Batch:
 class TaskData:
     """A frame as the estimator trains on it: scaled series split into training and validation parts.
 
-    ``train`` and ``val`` are what :func:`tsformers.training.fit_network` takes
-    (``(inputs, targets)`` or ``(inputs, targets, spans)``, ``val`` None when the
-    series are too short for one); ``panel`` is the read (unscaled) panel.
+    ``prepared`` is the frame readied by the estimator's own data path
+    (:meth:`~tsformers.estimators.base.BaseForecaster.prepare`: its validation,
+    scaling, covariates, masks); ``train`` and ``val`` are its parts as
+    :func:`tsformers.training.fit_network` takes them (``(inputs, targets)`` or
+    ``(inputs, targets, spans)``, ``val`` None when the series are too short for
+    one); ``panel`` is the read panel with its gaps handled (unscaled).
     """
 
     estimator: object
-    panel: Panel
+    prepared: Prepared
     train: tuple
     val: tuple | None
-    static: Tensor | None
-    val_steps: int
+
+    @property
+    def panel(self) -> Panel:
+        return self.prepared.panel
+
+    @property
+    def static(self) -> Tensor | None:
+        return self.prepared.static_tensor()
+
+    @property
+    def val_steps(self) -> int:
+        return self.prepared.validation_steps(self.estimator.val_size)
 
     @classmethod
     def from_frame(cls, estimator, df, static_df=None) -> TaskData:
         """Read ``df`` (columns of the fit data, at least lookback + horizon rows a series) with ``estimator``'s schema and scaling."""
         check_is_fitted(estimator, "network_")
-        f = estimator
-        frame, _ = as_pandas(df)
-        raw = f._read(frame, f.schema_, fitting=False, static_df=static_df)
-        f._check_length(raw, f.lookback + f.horizon, "compress with")
-        panel = f._fill_missing(raw)
-        scaled = f._scaler_for(panel).transform(panel.values)
-        n_targets = len(f.schema_.targets)
-        inputs = torch.from_numpy(f._network_inputs(scaled).astype(np.float32))
-        targets = torch.from_numpy(scaled[..., :n_targets].astype(np.float32))
-        val_steps = validation_steps(int(panel.lengths.max()), f.lookback, f.horizon, f.val_size)
-        train = tuple(split_train_val(t, f.lookback, val_steps)[0] for t in (inputs, targets))
-        val = None if val_steps == 0 else tuple(split_train_val(t, f.lookback, val_steps)[1] for t in (inputs, targets))
-        if not panel.aligned:
-            train_spans, val_spans = split_spans(panel.first, panel.last, panel.values.shape[1], f.lookback, val_steps)
-            train, val = (*train, train_spans), None if val is None else (*val, val_spans)
-        static = None if panel.static is None else torch.from_numpy(panel.static.astype(np.float32))
-        return cls(estimator=f, panel=panel, train=train, val=val, static=static, val_steps=val_steps)
+        prepared = estimator.prepare(df, static_df, min_rows=estimator.lookback + estimator.horizon,
+                                     action="compress with")
+        train, val = prepared.split(estimator.val_size)
+        return cls(estimator=estimator, prepared=prepared, train=train, val=val)
 
     def windows(self, part: str = "train", max_windows: int | None = 256) -> Batch:
         """Up to ``max_windows`` windows of ``part`` ("train", "val" or "all"), evenly spread, deterministic.
@@ -150,7 +151,7 @@ def count_parameters(obj, nonzero: bool = False) -> int:
     """
     network = _network_of(obj)
     tensors = list(network.parameters())
-    from tsformers.compress._quant import QuantLinear
+    from tsformers.runtime.quant import QuantLinear
     from tsformers.compress.structure import Int8Linear
 
     tensors += [t for m in network.modules() if isinstance(m, Int8Linear) for t in (m.weight_int8, m.bias)
@@ -265,26 +266,8 @@ def derive(estimator, network: nn.Module, edits: list, record: dict, data: TaskD
         {**record, "parameters_before": before["parameters"], "parameters_after": after["parameters"],
          "flops_before": before["flops"], "flops_after": after["flops"]}]
     if data is not None:
-        _refresh(new, data)
+        new.refresh(data.prepared)  # the streaming state and conformal errors of the new network
     return new
-
-
-def _refresh(f, data: TaskData) -> None:
-    """State (streaming) and conformal errors of the new network, from the compression frame."""
-    panel = data.panel
-    if f._tags["streaming"]:
-        scaler = f._scaler_for(panel)
-        scaled = Panel(values=scaler.transform(panel.values), times=panel.times, series=panel.series,
-                       first=panel.first, last=panel.last, static=panel.static)
-        if list(panel.series) != list(f.schema_.series):
-            raise ValueError("a streaming estimator is compressed with a frame of its fitted series (its state "
-                             "is recomputed from it); pass the training frame.")
-        f.state_ = f._advance_panel(None, scaled)
-        f.history_ = panel.tail(f.lookback).copy()
-        f.ends_ = panel.ends
-        f.last_time_ = max(f.ends_)
-    if getattr(f, "conformal_", None) is not None and list(panel.series) == list(f.schema_.series):
-        f.conformal_ = f._calibrate(panel, data.val_steps)
 
 
 # -- fine-tuning (through the Lightning module that trains every estimator) -----------------------------
@@ -294,26 +277,18 @@ def finetune(estimator, network: nn.Module, data: TaskData, *, epochs: int, lear
              objective=None) -> list[dict]:
     """Train ``network`` in place for ``epochs`` on ``data`` with the estimator's training settings.
 
-    Runs :func:`tsformers.training.fit_network` (Lightning's Trainer and the
-    package's ``ForecastingModule``): the estimator's loss, optimiser, schedule,
+    Runs the estimator's :meth:`~tsformers.estimators.base.BaseForecaster.train_network`
+    (Lightning's Trainer and the package's ``ForecastingModule``): the estimator's loss, optimiser, schedule,
     batch size, clipping, seed, early stopping with best weights restored when the
     frame has a validation part. ``objective(module, inputs, pred, y) -> loss``
     replaces the training loss (distillation). Returns the per-epoch log.
     """
     if epochs <= 0:
         return []
-    from tsformers.training import fit_network
-
-    f = estimator
     network.train()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        log = fit_network(network, data.train, data.val, lookback=f.lookback, horizon=f.horizon,
-                          n_targets=len(f.schema_.targets), loss=f.loss,
-                          learning_rate=learning_rate or f.learning_rate, weight_decay=f.weight_decay,
-                          lr_schedule=f.lr_schedule, batch_size=f.batch_size, max_epochs=epochs,
-                          patience=f.patience, gradient_clip=f.gradient_clip, seed=f.random_state, verbose=False,
-                          trainer_kwargs=dict(f.trainer_kwargs or {}), static=data.static,
-                          quantiles=f._quantile_levels(), objective=objective)
+        log = estimator.train_network(network, data.prepared, max_epochs=epochs, learning_rate=learning_rate,
+                                      objective=objective, verbose=False)
     network.eval()
     return log

@@ -227,10 +227,7 @@ def scalekd(teacher, df, *, layers=None, weights: dict | None = None, epochs: in
         layers = [f"{prefix}.temporal_encoder" if prefix else "temporal_encoder"]
     layers = dict(layers) if isinstance(layers, dict) else {p: p for p in layers}
     data = TaskData.from_frame(teacher, df, static_df)
-    student = type(teacher)(**{**teacher.get_params(), **student_params})
-    student.static_encoder_, student.schema_ = teacher.static_encoder_, teacher.schema_
-    torch.manual_seed(teacher.random_state)
-    network = student._network(teacher.n_features_in_)
+    network = teacher.new_network(**student_params)
     probe = data.windows("train", max_windows=2)
     t_shapes = _shapes(teacher.network_, list(layers), probe.x, probe.static)
     s_shapes = _shapes(network, list(layers.values()), probe.x, probe.static)

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from tsformers.backbone.blocks import FeedForward, TransformerEncoder
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads
-from tsformers.compress._quant import QuantLinear, fake_quant
+from tsformers.runtime.quant import QuantLinear, fake_quant
 from tsformers.compress.core import TaskData, derive, finetune, mse
 from tsformers.compress.structure import install
 from tsformers.compress.units import attention_units, mlp_units, prune_attention, prune_mlp
@@ -116,7 +116,7 @@ class Supernet(nn.Module):
     an encoder's depth are inactive). ``set(genome)`` selects the subnet that
     ``forward`` runs; ``extract(genome)`` returns it as a physically smaller
     plain network whose weights are the slices (quantised layers as
-    :class:`~tsformers.compress._quant.QuantLinear`).
+    :class:`~tsformers.runtime.quant.QuantLinear`).
 
     Parameters
     ----------

@@ -7,12 +7,96 @@ series, which have nothing to interpolate from. ``missing="mask"`` keeps the
 gaps: inputs get 0 there plus an observed-mask channel per masked variable
 (as GluonTS and neuralforecast's ``available_mask`` do), and missing targets
 are left out of the loss.
+
+:class:`MissingPolicy` is the one place that says what each choice means at
+each step of the data path (:mod:`tsformers.data.prepare`): whether a frame may
+hold gaps when it is read, how they are filled, which channels the network gets,
+and what a forecast origin inside a gap sees.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from tsformers.data.frames import Panel
+
 MODES = ("error", "interpolate", "mask")
+
+
+@dataclass(frozen=True)
+class MissingPolicy:
+    """What one ``missing=`` choice does to a panel, step by step.
+
+    Parameters
+    ----------
+    mode : {"error", "interpolate", "mask"}
+        "error": a missing value in a target or past covariate is refused when
+        the frame is read. "interpolate": gaps are read, then filled linearly
+        (:meth:`fill`); at a forecast origin inside a gap, the gap is held at the
+        last value observed before it (:meth:`last_observed_before`).
+        "mask": gaps are read and kept; the network gets them as 0 plus an
+        observed-mask channel per variable (:meth:`with_masks`), and missing
+        targets are left out of the loss.
+    max_gap : int, optional
+        The longest gap, in steps, that "interpolate" fills; longer ones are refused.
+    """
+
+    mode: str = "error"
+    max_gap: int | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"missing must be one of {list(MODES)}, got {self.mode!r}.")
+
+    @property
+    def allows_gaps(self) -> bool:
+        """Whether a frame may hold missing values in its targets and past covariates when it is read."""
+        return self.mode != "error"
+
+    def fill(self, panel: Panel, names: list[str]) -> Panel:
+        """The panel with its gaps interpolated ("interpolate"); any other mode returns ``panel`` itself.
+
+        ``names`` are the panel's variables, for the messages.
+        """
+        if self.mode != "interpolate" or not np.isnan(panel.values).any():
+            return panel
+        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap,
+                                  spans=(panel.first, panel.last))
+        return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted,
+                     static=panel.static, first=panel.first, last=panel.last)
+
+    def with_masks(self, values: np.ndarray, n_gappy: int) -> np.ndarray:
+        """The network's view of the first ``n_gappy`` variables (those that may hold gaps).
+
+        "mask": ``(n_series, n_time, n_vars)`` -> ``(n_series, n_time, n_vars + n_gappy)``, gaps zeroed and
+        an observed-mask channel per gappy variable after them (:func:`with_observed_mask`). Otherwise
+        ``values`` itself.
+        """
+        return with_observed_mask(values, n_gappy if self.mode == "mask" else 0)
+
+    def last_observed_before(self, raw_values: np.ndarray, rows: np.ndarray, origins: np.ndarray,
+                             n_gappy: int) -> np.ndarray | None:
+        """Per forecast window, the last row observed before its origin, where a filled gap runs up to it.
+
+        Interpolation fills a gap from both of its ends; where a gap runs up to an origin, its far end lies
+        after the origin, so a forecast from there must hold those steps at the last value observed before
+        it instead. ``raw_values`` ``(n_series, n_time, >= n_gappy)`` are the values as read (gaps NaN);
+        window ``i`` forecasts series ``rows[i]`` from row ``origins[i]``. Returns ``(n, n_gappy)`` row
+        indices, or None when nothing needs holding (no "interpolate", or no gap reaches an origin).
+        """
+        if self.mode != "interpolate" or not np.isnan(raw_values[..., :n_gappy]).any():
+            return None
+        last = last_observed(raw_values[..., :n_gappy])[rows, origins - 1]        # (n, G)
+        return None if (last == (origins - 1)[:, None]).all() else last
+
+    @staticmethod
+    def report(raw: Panel, filled: Panel) -> dict:
+        """Per series: timestamps inserted by fill_gaps, values interpolated, values left missing (masked)."""
+        before = np.isnan(raw.span_values()).sum(axis=(1, 2)) - raw.padding()
+        after = np.isnan(filled.span_values()).sum(axis=(1, 2)) - raw.padding()
+        return {"series": list(raw.series), "inserted_timestamps": [int(n) for n in raw.inserted],
+                "interpolated": [int(n) for n in before - after], "masked": [int(n) for n in after]}
 
 
 def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, max_gap: int | None,

@@ -7,12 +7,12 @@ from torch.utils.data import Dataset
 
 
 class WindowDataset(Dataset):
-    """Every (input, target) window of a panel, made by ``unfold``: a view, no copy of the data.
+    """Every (input, target) window of a panel, as views: no copy of the data, only of each batch.
 
     Window ``i`` of series ``s`` reads ``values[s, i : i + lookback]`` as input
     (all channels) and ``targets[s, i + lookback : i + lookback + horizon]`` as
     target. ``__getitems__`` gathers a whole batch with one indexing
-    operation, so only the batch is ever copied.
+    operation (:func:`cut_windows`), so only the batch is ever copied.
 
     Parameters
     ----------
@@ -37,8 +37,8 @@ class WindowDataset(Dataset):
         targets = values[..., :n_targets] if targets is None else targets
         assert targets.shape[:2] == values.shape[:2], "targets and values must share series and time"
         self.lookback, self.horizon, self.n_targets = lookback, horizon, n_targets
-        self.windows = values.unfold(1, lookback, 1)                              # (S, W', C, L), a view
-        self.target_windows = targets[:, lookback:].unfold(1, horizon, 1)      # (S, W, n_targets, H), a view
+        self.windows = sliding_windows(values, lookback)                          # (S, W', C, L), a view
+        self.target_windows = sliding_windows(targets[:, lookback:], horizon)    # (S, W, n_targets, H), a view
         self.n_windows = self.target_windows.shape[1]
         self.static = static
         self.index = None  # window i -> (series, start) through arithmetic, or this table for ragged panels
@@ -61,11 +61,11 @@ class WindowDataset(Dataset):
             series, start = index // self.n_windows, index % self.n_windows
         else:
             series, start = self.index[index].unbind(-1)
-        x = self.windows[series, start].mT                                        # (B, L, C)
-        y = self.target_windows[series, start].mT                                 # (B, H, n_targets)
+        x = cut_windows(self.windows, series, start)                              # (B, L, C)
+        y = cut_windows(self.target_windows, series, start)                       # (B, H, n_targets)
         if self.static is None:
-            return x.contiguous(), y.contiguous()
-        return x.contiguous(), self.static[series], y.contiguous()
+            return x, y
+        return x, self.static[series], y
 
 
 def lead_future(values, n_future: int, horizon: int, future=None):
@@ -123,3 +123,33 @@ def split_train_val(values: np.ndarray, lookback: int, val_steps: int) -> tuple[
         return values, None
     cut = values.shape[1] - val_steps
     return values[:, :cut], values[:, cut - lookback:]
+
+
+def sliding_windows(values, length: int):
+    """Every window of ``length`` steps of each series, as a view: ``(n_series, n_time - length + 1, C, length)``.
+
+    ``values`` ``(n_series, n_time, C)`` is a numpy array or a torch tensor; nothing is copied.
+    """
+    if isinstance(values, np.ndarray):
+        return np.lib.stride_tricks.sliding_window_view(values, length, axis=1)
+    return values.unfold(1, length, 1)
+
+
+def cut_windows(windows, rows, starts):
+    """The windows ``(n, length, C)`` that start at ``starts`` in the series ``rows`` of :func:`sliding_windows`.
+
+    The one place the package cuts windows from a panel: training batches, the last window of each series and
+    the windows before each backtest origin. Only the selected windows are copied.
+    """
+    if isinstance(windows, np.ndarray):
+        return np.ascontiguousarray(windows[rows, starts].swapaxes(1, 2))
+    return windows[rows, starts].mT.contiguous()
+
+
+def windows_before(values, rows, ends, length: int):
+    """The ``length`` rows before each end: window ``i`` is ``values[rows[i], ends[i] - length : ends[i]]``.
+
+    ``values`` ``(n_series, n_time, C)``, a numpy array or a torch tensor; ``rows`` and ``ends`` ``(n,)``
+    integer arrays of the same library. Returns ``(n, length, C)``, a copy (:func:`cut_windows`).
+    """
+    return cut_windows(sliding_windows(values, length), rows, ends - length)

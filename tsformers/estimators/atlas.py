@@ -7,12 +7,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.backbone.registry import available
 from tsformers.estimators._docs import shared_docs
-from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.atlas import LAYERS, Atlas
 
 
 @shared_docs
-class AtlasForecaster(BaseForecaster):
+class AtlasForecaster(StreamingForecaster):
     """ATLAS: deep memories that keep learning at test time, by the Omega rule and a Muon-style optimiser.
 
     Every time step becomes a token (a causal convolution over the last
@@ -150,10 +150,8 @@ class AtlasForecaster(BaseForecaster):
     (24, 4)
     """
 
-    _tags = {**BaseForecaster._tags, "streaming": True}
-
     _parameter_constraints = {
-        **BaseForecaster._parameter_constraints,
+        **StreamingForecaster._parameter_constraints,
         "channel_independent": ["boolean"],
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],

@@ -1,9 +1,13 @@
-"""The estimator contract shared by every forecaster: fit, predict, score, save and load.
+"""The estimator contract shared by every forecaster: fit, predict, update, score, save and load.
 
-Validation, scaling, windowing, the Trainer, saving and the output frame live
-here once; a concrete forecaster only stores its hyperparameters and builds its
-network from the fitted data schema (``_build_network``). Lightning is imported
-inside ``fit`` only, so loading a model and forecasting stay light.
+Data reaches a network through one path, :mod:`tsformers.data.prepare`
+(read, gaps, scaling, channels, windows; :meth:`BaseForecaster.prepare`);
+networks are trained in one place (:meth:`BaseForecaster.train_network`); the
+output frame, saving and loading live here once. A concrete forecaster only
+stores its hyperparameters and builds its network from the fitted data schema
+(``_build_network``); one with a recurrent state derives from
+:class:`~tsformers.estimators.streaming.StreamingForecaster`. Lightning is
+imported only to train, so loading a model and forecasting stay light.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,14 +25,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import QuantileHead, StaticResidual
-from tsformers.data.frames import (Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema,
-                                   output_columns, panel_to_frame)
-from tsformers.data.scaling import PanelScaler
-from tsformers.data.time import future_times, future_times_of
+from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema, \
+    output_columns, panel_to_frame
 from tsformers.data.missing import MODES as MISSING_MODES
-from tsformers.data.missing import interpolate_gaps, with_observed_mask
+from tsformers.data.missing import MissingPolicy
+from tsformers.data.prepare import Prepared, fit_scaler, prepare, scaler_for
+from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
-from tsformers.data.windows import lead_future, split_spans, split_train_val, validation_steps
+from tsformers.data.time import future_times, future_times_of
+from tsformers.data.windows import split_train_val, validation_steps
 from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.seeding import seeded_call
@@ -37,18 +43,36 @@ from tsformers.seeding import seeded_call
 #: settings; ``after_fit(estimator, df)`` sees the fitted estimator. Empty unless tracking is switched on.
 fit_listeners: list = []
 
+#: Windows per network call when forecasting.
+_CHUNK = 1024
+
+
+class ForecastAfter(NamedTuple):
+    """A forecast after the end of the data: what ``predict`` and ``plot`` draw from."""
+
+    data: Prepared            # the history, readied
+    ends: list                # each series' last timestamp
+    times: list               # each series' forecast timestamps
+    point: np.ndarray         # (n_series, horizon, n_targets), the data's units
+    quantiles: np.ndarray | None   # (n_series, horizon, n_targets, Q)
+    intervals: dict           # {"_lo80": (n_series, horizon, n_targets), ...}
+
 
 class BaseForecaster(EvaluationMixin, BaseEstimator):
     """Base class of the tsformers forecasters (not used directly).
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
-    signature), declare capabilities in ``_tags`` and implement
-    ``_build_network(n_vars)``. Quantiles, conformal intervals, backtests and
-    plots come from :class:`~tsformers.estimators.evaluation.EvaluationMixin`
-    (its module documents them).
+    signature), declare in ``_tags`` whether their network reads static
+    attributes itself (``"static"``) and implement ``_build_network(n_vars)``.
+    Every step that readies data goes through :mod:`tsformers.data.prepare`
+    (:meth:`prepare`); forecasters with a recurrent state derive from
+    :class:`~tsformers.estimators.streaming.StreamingForecaster`. Conformal
+    intervals, backtests and plots come from
+    :class:`~tsformers.estimators.evaluation.EvaluationMixin` (its module documents them).
     """
 
-    _tags = {"multivariate": True, "streaming": False, "static": False, "quantiles": False}
+    #: "static": the network takes static attributes itself (else a StaticResidual adds them).
+    _tags = {"static": False}
 
     _parameter_constraints = {
         "horizon": [Interval(Integral, 1, None, closed="left")],
@@ -100,6 +124,18 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                                    n_targets=len(self.schema_.targets))
         return network
 
+    def new_network(self, **params) -> torch.nn.Module:
+        """An untrained network for the fitted data, built from this estimator's parameters with ``params`` replacing some.
+
+        Seeded with ``random_state`` as :meth:`fit` seeds it, for the fitted
+        schema, static attributes and input channels: :mod:`tsformers.compress`
+        builds a smaller student this way (``new_network(d_model=16)``).
+        """
+        check_is_fitted(self, "network_")
+        builder = type(self)(**{**self.get_params(), **params})
+        builder.schema_, builder.static_encoder_ = self.schema_, self.static_encoder_
+        return seeded_call(self.random_state, builder._network, self.n_features_in_)
+
     @classmethod
     def get_test_params(cls) -> dict:
         """Small settings for the shared contract tests."""
@@ -143,68 +179,154 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         raw.static = encoder.transform(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
             if schema.static else None
         self._check_length(raw, self.lookback + self.horizon, "fit")
-        panel = self._fill_missing(raw, schema)
-
-        n_targets = len(schema.targets)
-        n_time = panel.values.shape[1]
-        val_steps = validation_steps(int(panel.lengths.max()), self.lookback, self.horizon, self.val_size)
+        data = prepare(raw, schema, self._missing_policy(), self._training_scaler, lookback=self.lookback,
+                       horizon=self.horizon)
+        val_steps = data.validation_steps(self.val_size)
         if val_steps == 0 and self.val_size and self.max_epochs:
             warnings.warn(
-                f"the series ({panel.values.shape[1]} steps) are too short for a validation part of "
+                f"the series ({data.panel.values.shape[1]} steps) are too short for a validation part of "
                 f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
                 UserWarning, stacklevel=2)
-        train_part, _ = split_train_val(panel.values, self.lookback, val_steps)
-        scaler = self._fit_scaler(train_part)
-        self.schema_, self.scaler_, self.static_encoder_, self.static_ = schema, scaler, encoder, raw.static
-        scaled = scaler.transform(panel.values)
-        inputs = torch.from_numpy(self._network_inputs(scaled).astype(np.float32))
-        targets = torch.from_numpy(scaled[..., :n_targets].astype(np.float32))  # missing targets stay NaN
-        train = tuple(split_train_val(t, self.lookback, val_steps)[0] for t in (inputs, targets))
-        val = None if val_steps == 0 else tuple(split_train_val(t, self.lookback, val_steps)[1]
-                                                for t in (inputs, targets))
-        if not panel.aligned:  # draw only windows inside each series' own span
-            train_spans, val_spans = split_spans(panel.first, panel.last, n_time, self.lookback, val_steps)
-            train, val = (*train, train_spans), None if val is None else (*val, val_spans)
-        n_vars = inputs.shape[-1]
+        self.schema_, self.scaler_, self.static_encoder_, self.static_ = schema, data.scaler, encoder, raw.static
+        n_vars = data.inputs.shape[-1]
 
         network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
         log = []
         if self.max_epochs > 0:
-            from tsformers.training import fit_network  # Lightning only when training
-
             trainer_kwargs = dict(self.trainer_kwargs or {})
             for listener in fit_listeners:
                 trainer_kwargs = listener.before_training(self, trainer_kwargs)
-            log = fit_network(network, train, val, lookback=self.lookback, horizon=self.horizon,
-                              n_targets=n_targets, loss=self.loss, learning_rate=self.learning_rate,
-                              weight_decay=self.weight_decay, lr_schedule=self.lr_schedule,
-                              batch_size=self.batch_size, max_epochs=self.max_epochs, patience=self.patience,
-                              gradient_clip=self.gradient_clip, seed=self.random_state, verbose=self.verbose,
-                              trainer_kwargs=trainer_kwargs,
-                              static=None if raw.static is None else torch.from_numpy(raw.static.astype(np.float32)),
-                              checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                              quantiles=self._quantile_levels())
+            log = self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
         network.eval()
 
         self.network_ = network
-        self.report_ = self._missing_report(raw, panel)
-        self.history_ = panel.tail(self.lookback).copy()  # raw values, for predict() without data
-        self.ends_ = panel.ends
+        self.report_ = data.missing_report()
+        self.history_ = data.panel.tail(self.lookback).copy()  # raw values, for predict() without data
+        self.ends_ = data.panel.ends
         self.last_time_ = max(self.ends_)
         self.training_log_ = log
         self.n_features_in_ = n_vars
-        if self._tags["streaming"]:
-            self.state_ = self._advance_panel(None, Panel(values=scaled, times=panel.times, series=panel.series,
-                                                          first=panel.first, last=panel.last, static=raw.static))
-        self.conformal_ = self._calibrate(raw, val_steps)  # residuals for predict(level=...)
+        self._after_training(data)
+        self.conformal_ = self._calibrate(data, val_steps)  # residuals for predict(level=...)
         for listener in fit_listeners:
             listener.after_fit(self, df)
         return self
 
-    def _fit_scaler(self, values: np.ndarray) -> PanelScaler:
-        if self.scaler is None:
-            return PanelScaler.identity(values.shape[0], values.shape[2])
-        return PanelScaler.fit(values)
+    def _training_scaler(self, filled: Panel) -> PanelScaler:
+        """Statistics of each series' training part only, so that the validation part stays unseen."""
+        val_steps = validation_steps(int(filled.lengths.max()), self.lookback, self.horizon, self.val_size)
+        return fit_scaler(split_train_val(filled.values, self.lookback, val_steps)[0], self.scaler)
+
+    def _after_training(self, data: Prepared) -> None:
+        """Hook: what a model derives from its training data once the network is trained (a streaming state)."""
+
+    def train_network(self, network: torch.nn.Module, data: Prepared, *, max_epochs: int | None = None,
+                      learning_rate: float | None = None, objective=None, verbose: bool | None = None,
+                      trainer_kwargs: dict | None = None, checkpoints: bool = False) -> list[dict]:
+        """Train ``network`` in place on the windows of ``data`` with this estimator's training settings.
+
+        The one place a network is trained: :meth:`fit` and :mod:`tsformers.compress` (fine-tuning) call it.
+        Runs :func:`tsformers.training.fit_network` (Lightning's Trainer) with the estimator's loss,
+        quantiles, optimiser, schedule, batch size, clipping, seed and early stopping on the validation
+        part of ``data`` (:meth:`~tsformers.data.prepare.Prepared.split` by ``val_size``).
+
+        Parameters
+        ----------
+        network : torch.nn.Module
+            A network for this estimator's data (built like ``network_``).
+        data : Prepared
+            From :meth:`prepare` (or the fit data).
+        max_epochs, learning_rate, verbose, trainer_kwargs : optional
+            Replace the estimator's settings of those names.
+        objective : callable, optional
+            ``objective(module, inputs, pred, y) -> loss`` replaces the training loss (distillation).
+        checkpoints : bool, default=False
+            Write and resume from ``checkpoint_dir`` / ``resume`` (as ``fit`` does).
+
+        Returns
+        -------
+        list of dict
+            The per-epoch log (``training_log_``).
+        """
+        from tsformers.training import fit_network  # Lightning only when training
+
+        train, val = data.split(self.val_size)
+        return fit_network(network, train, val, lookback=self.lookback, horizon=self.horizon,
+                           n_targets=len(data.schema.targets), loss=self.loss,
+                           learning_rate=learning_rate or self.learning_rate, weight_decay=self.weight_decay,
+                           lr_schedule=self.lr_schedule, batch_size=self.batch_size,
+                           max_epochs=self.max_epochs if max_epochs is None else max_epochs, patience=self.patience,
+                           gradient_clip=self.gradient_clip, seed=self.random_state,
+                           verbose=self.verbose if verbose is None else verbose,
+                           trainer_kwargs=dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs,
+                           static=data.static_tensor(), checkpoint_dir=self.checkpoint_dir if checkpoints else None,
+                           resume=self.resume if checkpoints else False, quantiles=self._quantile_levels(),
+                           objective=objective)
+
+    # -- the data path ----------------------------------------------------------------------
+
+    def _missing_policy(self) -> MissingPolicy:
+        return MissingPolicy(self.missing, self.max_gap)
+
+    def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
+        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do.
+
+        After fit, the panel also carries the encoded static attributes of its
+        series: the fitted ones, or for a new series its own from ``frame`` or ``static_df``.
+        """
+        panel = frame_to_panel(frame, schema, fitting=fitting, allow_nan=self._missing_policy().allows_gaps,
+                               fill_gaps=self.fill_gaps)
+        if schema.static and not fitting:
+            known = {key: i for i, key in enumerate(schema.series)}
+            new = [key for key in panel.series if key not in known]
+            codes = {key: self.static_[i] for key, i in known.items()}
+            if new:
+                table = static_table(frame, schema.id_col, schema.static, new,
+                                     None if static_df is None else as_pandas(static_df)[0])
+                codes.update(zip(new, self.static_encoder_.transform(table, self.unknown_static)))
+            panel.static = np.stack([codes[key] for key in panel.series])
+        return panel
+
+    def _prepare(self, raw: Panel) -> Prepared:
+        """``raw`` readied with the fitted policy and statistics (a series unseen in fit by its own history)."""
+        return prepare(raw, self.schema_, self._missing_policy(),
+                       lambda panel: scaler_for(panel, self.scaler_, self.schema_.series, self.scaler),
+                       lookback=self.lookback, horizon=self.horizon)
+
+    def prepare(self, df, static_df=None, *, min_rows: int | None = None, action: str = "predict") -> Prepared:
+        """Read ``df`` and ready it for the fitted network, as ``predict``, ``update`` and ``score`` do.
+
+        The data path of :mod:`tsformers.data.prepare` with this model's fitted
+        schema, missing policy and scaling statistics (a series unseen in fit is
+        scaled by its own history); :mod:`tsformers.compress` reads its
+        calibration and fine-tuning frames through it.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            Rows with the columns of the fit data.
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
+        min_rows : int, optional
+            Refuse a series with fewer rows, saying "too short to {action}".
+        action : str, default="predict"
+            What the rows are for, in that message.
+
+        Returns
+        -------
+        tsformers.data.prepare.Prepared
+        """
+        check_is_fitted(self, "network_")
+        frame, _ = as_pandas(df)
+        raw = self._read(frame, self.schema_, fitting=False, static_df=static_df)
+        if min_rows is not None:
+            self._check_length(raw, min_rows, action)
+        return self._prepare(raw)
+
+    def _stored_panel(self) -> Panel:
+        """The end of the training data (and of the updates since), as predict() without data sees it."""
+        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
+                     static=self.static_)
 
     # -- predict ---------------------------------------------------------------------------
 
@@ -239,19 +361,23 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         check_is_fitted(self, "network_")
         levels = check_levels(level)
         output_columns(self.schema_, quantiles=self._quantile_levels() or (), levels=levels)
+        backend = self.schema_.backend if df is None else as_pandas(df)[1]
+        done = self._forecast_after(df, future_df, static_df, levels)
+        extra = self._extra_columns(done.quantiles, done.intervals)
+        return panel_to_frame(done.point, done.times, done.data.panel.series, self.schema_, backend, extra=extra)
+
+    def _forecast_after(self, df, future_df, static_df, levels: list[float]) -> ForecastAfter:
+        """The forecast after the end of ``df`` (of the training data and updates when None), for predict and plot."""
         if df is None:
-            panel, backend = self._stored_panel(), self.schema_.backend
+            data, ends = self._prepare(self._stored_panel()), self.ends_
         else:
-            frame, backend = as_pandas(df)
-            panel = self._read(frame, self.schema_, fitting=False, static_df=static_df)
-            self._check_length(panel, self.lookback, "predict")
-            panel = self._fill_missing(panel)
-        ends = self.ends_ if df is None else panel.ends
+            data = self.prepare(df, static_df, min_rows=self.lookback, action="predict")
+            ends = data.panel.ends
         times = future_times_of(ends, self.schema_.step, self.horizon)
-        future = self._future_values(future_df, panel.series, times)
-        forecast, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
-        extra = self._extra_columns(quantiles, self._intervals(forecast, scale, levels))
-        return panel_to_frame(forecast, times, panel.series, self.schema_, backend, extra=extra)
+        future = self._future_values(future_df, data.panel.series, times)
+        point, quantiles, scale = self._forecast(data, future, from_state=df is None)
+        return ForecastAfter(data=data, ends=ends, times=times, point=point, quantiles=quantiles,
+                             intervals=self._intervals(point, scale, levels))
 
     def update(self, df):
         """Fold new observations into the fitted model, so that ``predict()`` forecasts after them.
@@ -272,8 +398,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         self
         """
         check_is_fitted(self, "network_")
-        frame, _ = as_pandas(df)
-        panel = self._fill_missing(self._read(frame, self.schema_, fitting=False))
+        data = self.prepare(df)
+        panel = data.panel
         if list(panel.series) != list(self.schema_.series):
             raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series} in that order, "
                              f"got {panel.series}.")
@@ -283,130 +409,124 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                 where = "" if key is None else f" '{key}'"
                 raise ValueError(f"update rows must continue the series{where}: its first new timestamp should be "
                                  f"{expected} (one step after {end}), got {panel.times[first]}.")
-        if self._tags["streaming"]:
-            scaled = Panel(values=self.scaler_.transform(panel.values), times=panel.times, series=panel.series,
-                           first=panel.first, last=panel.last)
-            self.state_ = self._advance_panel(self.state_, scaled)
+        self._advance_state(data)
         new = [panel.values[s, f: l + 1] for s, (f, l) in enumerate(zip(panel.first, panel.last))]
         self.history_ = np.stack([np.concatenate([old, rows])[-self.lookback:] for old, rows in zip(self.history_, new)])
         self.ends_ = panel.ends
         self.last_time_ = max(self.ends_)
         return self
 
-    def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
-        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do.
+    def _advance_state(self, new: Prepared) -> None:
+        """Hook: fold the new rows of :meth:`update` into what the model carries besides its history (a state)."""
 
-        After fit, the panel also carries the encoded static attributes of its
-        series: the fitted ones, or for a new series its own from ``frame`` or ``static_df``.
+    def refresh(self, data: Prepared) -> None:
+        """Recompute what a fitted model derives from its network, for a ``network_`` that was replaced.
+
+        :mod:`tsformers.compress` calls it on the estimator it derives, with its
+        calibration frame (:meth:`prepare`): when that frame holds the fitted
+        series, the conformal errors of ``predict(level=...)`` are recomputed
+        from it (a streaming model also recomputes its state from it).
         """
-        panel = frame_to_panel(frame, schema, fitting=fitting, allow_nan=self.missing != "error",
-                               fill_gaps=self.fill_gaps)
-        if schema.static and not fitting:
-            known = {key: i for i, key in enumerate(schema.series)}
-            new = [key for key in panel.series if key not in known]
-            codes = {key: self.static_[i] for key, i in known.items()}
-            if new:
-                table = static_table(frame, schema.id_col, schema.static, new,
-                                     None if static_df is None else as_pandas(static_df)[0])
-                codes.update(zip(new, self.static_encoder_.transform(table, self.unknown_static)))
-            panel.static = np.stack([codes[key] for key in panel.series])
-        return panel
+        if getattr(self, "conformal_", None) is not None and list(data.panel.series) == list(self.schema_.series):
+            self.conformal_ = self._calibrate(data, data.validation_steps(self.val_size))
 
-    def _fill_missing(self, panel: Panel, schema: PanelSchema | None = None) -> Panel:
-        """Interpolate the gaps of ``panel`` when ``missing="interpolate"``; masking happens in the inputs."""
-        if self.missing != "interpolate" or not np.isnan(panel.values).any():
-            return panel
-        names = (schema or self.schema_).variables
-        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap,
-                                  spans=(panel.first, panel.last))
-        return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted,
-                     static=panel.static, first=panel.first, last=panel.last)
+    # -- forecasts -------------------------------------------------------------------------
 
-    def _network_inputs(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
-        """The network's channels, in order: targets and past covariates, their observed masks (``missing="mask"``),
-        known-future covariates led by the horizon."""
-        n_masked = len(self.schema_.targets) + len(self.schema_.covariates) if self.missing == "mask" else 0
-        return lead_future(with_observed_mask(scaled, n_masked), len(self.schema_.future_covariates),
-                           self.horizon, future)
+    def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):
+        """The forecast after the end of each series of ``data``, in the data's units.
 
-    @staticmethod
-    def _missing_report(raw: Panel, filled: Panel) -> dict:
-        """Per series: timestamps inserted by fill_gaps, values interpolated, values left missing (masked)."""
-        before = np.isnan(raw.span_values()).sum(axis=(1, 2)) - raw.padding()
-        after = np.isnan(filled.span_values()).sum(axis=(1, 2)) - raw.padding()
-        return {"series": list(raw.series), "inserted_timestamps": [int(n) for n in raw.inserted],
-                "interpolated": [int(n) for n in before - after], "masked": [int(n) for n in after]}
-
-    def _stored_panel(self) -> Panel:
-        """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
-                     static=self.static_)
-
-    def _forecast(self, panel: Panel, future: np.ndarray | None = None, from_state: bool = False,
-                  full: bool = False):
-        """Forecast ``(n_series, horizon, n_targets)`` in the original scale from the end of ``panel``.
-
-        Windowed models read the last ``lookback`` steps; streaming models read
-        their stored state (``from_state``) or run their recurrence over the whole panel.
-        With ``full``, also the quantiles ``(n_series, horizon, n_targets, Q)`` (None
-        without ``quantiles``) and the targets' scale per series ``(n_series, n_targets)``.
+        Returns the point forecast ``(n_series, horizon, n_targets)``, the
+        quantiles ``(n_series, horizon, n_targets, Q)`` (None without
+        ``quantiles``) and the targets' scale per series ``(n_series, n_targets)``.
+        ``from_state``: the data is the stored end of the training data and updates.
         """
-        scaler = self._scaler_for(panel)
-        n_targets, n_future = len(self.schema_.targets), len(self.schema_.future_covariates)
         with torch.no_grad():  # not inference_mode: a memory may take gradient steps at test time
-            if self._tags["streaming"]:
-                state = self.state_ if from_state else self._advance_panel(None, Panel(
-                    values=scaler.transform(panel.values), times=panel.times, series=panel.series,
-                    first=panel.first, last=panel.last, static=panel.static))
-                out = self.network_.forecast(state)
-            else:
-                scaled = scaler.transform(panel.tail(self.lookback))
-                if n_future:
-                    future = (future - scaler.mean[:, None, -n_future:]) / scaler.scale[:, None, -n_future:]
-                x = torch.from_numpy(self._network_inputs(scaled, future).astype(np.float32))
-                if panel.static is None:
-                    out = torch.cat([self.network_(chunk) for chunk in x.split(1024)])
-                else:
-                    static = torch.from_numpy(panel.static.astype(np.float32))
-                    out = torch.cat([self.network_(chunk, static=s) for chunk, s in zip(x.split(1024),
-                                                                                        static.split(1024))])
-        point, quantiles = self._to_original(out, scaler)
-        return (point, quantiles, scaler.scale[:, :n_targets]) if full else point
+            out = self._network_output(data, future, from_state)
+        point, quantiles = self._to_original(out, data.scaler)
+        return point, quantiles, data.scaler.scale[:, : len(self.schema_.targets)]
 
-    def _advance(self, state: dict, scaled: np.ndarray) -> dict:
-        """Advance a streaming network's state by scaled observations ``(n_series, n_time, n_vars)``."""
-        inputs = self._network_inputs(scaled)
-        with torch.no_grad():
-            return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
+    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
+        """The network's scaled output after the end of each series: a windowed network reads the last window."""
+        x = torch.from_numpy(data.last_windows(future).astype(np.float32))
+        return self._run_network(x, data.static_tensor())
 
-    def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
-        """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
+    def _run_network(self, x: torch.Tensor, static: torch.Tensor | None) -> torch.Tensor:
+        """The network on windows ``(n, lookback, n_channels)``, in chunks, with their static attributes."""
+        if static is None:
+            return torch.cat([self.network_(chunk) for chunk in x.split(_CHUNK)])
+        return torch.cat([self.network_(chunk, static=s) for chunk, s in zip(x.split(_CHUNK), static.split(_CHUNK))])
 
-        Series that span the same rows advance together; a ragged panel takes one call per distinct span.
+    def _rolling_forecasts(self, data: Prepared, n_windows: int, step: int) -> dict:
+        """Forecast ``n_windows`` origins per series, ``step`` apart, the last ``horizon`` steps before its end.
+
+        Windowed networks read the ``lookback`` rows before each origin, all
+        origins of all series in batches; streaming networks run their recurrence
+        over the history before each origin (:meth:`_origin_forecasts`). Returns the
+        series row and origin (row index of the first forecast step) of each window,
+        the point forecasts ``(n, H, T)``, the quantiles ``(n, H, T, Q)`` or None, the
+        observed targets ``(n, H, T)`` (NaN where missing) and the per-window scale ``(n, T)``.
         """
-        if scaled.aligned:
-            state = self._init_state(scaled, np.arange(len(scaled.series))) if state is None else state
-            return self._advance(state, scaled.values)
-        spans = {}
-        for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
-            spans.setdefault(span, []).append(s)
-        out = None
-        for (first, last), rows in spans.items():
-            rows_t = torch.as_tensor(rows)
-            start = self._init_state(scaled, rows) if state is None else {k: v[rows_t] for k, v in state.items()}
-            part = self._advance(start, scaled.values[rows, first: last + 1])
-            if out is None:
-                out = {k: v.new_zeros((len(scaled.series), *v.shape[1:])) for k, v in part.items()}
-            for k, v in part.items():
-                out[k][rows_t] = v
-        return out
+        lookback, horizon = self.lookback, self.horizon
+        panel = data.panel
+        n_series = len(panel.series)
+        offsets = horizon + step * np.arange(n_windows - 1, -1, -1, dtype=np.int64)   # steps before the end
+        origins = panel.last[:, None] + 1 - offsets[None, :]                         # (S, K)
+        context = origins[:, 0] - panel.first
+        if (context < lookback).any():
+            s = int(np.argmin(context))
+            who = "the series has" if panel.series == [None] else f"series '{panel.series[s]}' has"
+            raise ValueError(
+                f"too short for {n_windows} windows {step} steps apart: {who} {int(panel.lengths[s])} rows, but "
+                f"lookback + horizon + (n_windows - 1) * step = {lookback + horizon + (n_windows - 1) * step} "
+                f"are needed. Lower n_windows or step, or pass a longer history.")
+        rows = np.repeat(np.arange(n_series), n_windows)
+        starts = origins.reshape(-1)
+        held = data.last_observed_before(rows, starts)
+        with torch.no_grad():
+            out = self._origin_forecasts(data, rows, starts, held)
+        window_scaler = data.scaler.select(rows)
+        point, quantiles = self._to_original(out, window_scaler)
+        truth = data.raw.values[rows[:, None], starts[:, None] + np.arange(horizon), : len(self.schema_.targets)]
+        return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
+                "scale": window_scaler.scale[:, : len(self.schema_.targets)]}
 
-    def _init_state(self, panel: Panel, rows) -> dict:
-        """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""
-        state = self.network_.init_state(len(rows))
-        if isinstance(self.network_, StaticResidual) or getattr(self.network_, "needs_static", False):
-            state["static"] = torch.from_numpy(panel.static[rows].astype(np.float32))
-        return state
+    def _origin_forecasts(self, data: Prepared, rows: np.ndarray, origins: np.ndarray,
+                          held: np.ndarray | None) -> torch.Tensor:
+        """The network's scaled output at each origin ``(n, H, ...)``: window ``i`` ends before ``origins[i]`` of
+        series ``rows[i]`` (series-major, ``n_windows`` per series); ``held`` as in ``Prepared.windows_before``."""
+        static = data.static_tensor()
+        parts = []
+        for chunk in range(0, len(rows), _CHUNK):
+            r, o = rows[chunk: chunk + _CHUNK], origins[chunk: chunk + _CHUNK]
+            window = data.windows_before(r, o, None if held is None else held[chunk: chunk + _CHUNK])
+            x = torch.from_numpy(window.astype(np.float32))
+            parts.append(self._run_network(x, None if static is None else static[torch.from_numpy(r)]))
+        return torch.cat(parts)
+
+    def _calibration_origins_at_most(self, aligned: bool) -> int | None:
+        """Hook: a cap on the calibration origins per series (None: only the window budget caps them)."""
+        return None
+
+    # -- network outputs in the data's units -------------------------------------------------
+
+    def _quantile_levels(self) -> list[float] | None:
+        return check_quantiles(getattr(self, "quantiles", None))
+
+    def _to_original(self, out: torch.Tensor, scaler: PanelScaler) -> tuple[np.ndarray, np.ndarray | None]:
+        """Point forecasts ``(n, H, T)`` and quantiles ``(n, H, T, Q)`` (or None) in the data's units.
+
+        ``out`` is the network's scaled output: ``(n, H, >= T)``, or ``(n, H, T, Q)`` from a quantile head.
+        """
+        n_targets = len(self.schema_.targets)
+        values = out.double().numpy()
+        if values.ndim == 3:
+            return self._postprocess(scaler.inverse(values[..., :n_targets], n_targets)), None
+        levels = self._quantile_levels()
+        quantiles = np.stack([self._postprocess(scaler.inverse(values[..., k], n_targets))
+                              for k in range(values.shape[-1])], axis=-1)
+        quantiles = np.sort(quantiles, axis=-1)  # a no-op for the head's output; guards custom _postprocess hooks
+        point = quantiles[..., levels.index(0.5)] if 0.5 in levels else quantiles.mean(axis=-1)
+        return point, quantiles
 
     def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
         """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
@@ -427,26 +547,9 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         return future_values(future_df, self.schema_, series, times)
 
     def _check_future_covariates(self, schema: PanelSchema) -> None:
-        if not schema.future_covariates:
-            return
-        if self._tags["streaming"]:
-            raise ValueError(f"{type(self).__name__} forecasts from a streaming state and takes no "
-                             f"future_covariates; pass them as covariates= (past-observed) instead.")
-        if self.horizon > self.lookback:
+        if schema.future_covariates and self.horizon > self.lookback:
             raise ValueError(f"future_covariates enter the network led by horizon={self.horizon} steps, which "
                              f"needs lookback >= horizon; got lookback={self.lookback}.")
-
-    def _scaler_for(self, panel: Panel) -> PanelScaler:
-        """The fitted statistics of each series; a series unseen in fit is scaled by its own history."""
-        known = {key: i for i, key in enumerate(self.schema_.series)}
-        rows = [known.get(key) for key in panel.series]
-        if all(r is not None for r in rows):
-            return self.scaler_.select(np.asarray(rows))
-        own = self._fit_scaler(panel.span_values())
-        for i, r in enumerate(rows):
-            if r is not None:
-                own.mean[i], own.scale[i] = self.scaler_.mean[r], self.scaler_.scale[r]
-        return own
 
     def score(self, df, y=None) -> float:
         """Negative mean squared error of forecasting the last ``horizon`` steps of each series in ``df``.
@@ -461,11 +564,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         -------
         float
         """
-        check_is_fitted(self, "network_")
-        frame, _ = as_pandas(df)
-        raw = self._read(frame, self.schema_, fitting=False)
-        self._check_length(raw, self.lookback + self.horizon, "score")
-        done = self._rolling_forecasts(raw, 1, self.horizon)
+        data = self.prepare(df, min_rows=self.lookback + self.horizon, action="score")
+        done = self._rolling_forecasts(data, 1, self.horizon)
         return -float(np.nanmean((done["point"] - done["truth"]) ** 2))  # observed values only: gaps do not count
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
@@ -485,11 +585,12 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """Save the fitted forecaster to the directory ``path``, atomically.
 
         The directory holds ``config.json`` (format and package version,
-        parameters, data schema, scaling statistics, the checksum of the
-        weights) and ``weights.pt`` (tensors only, read back with
-        ``weights_only=True``). ``path`` may be new, empty, or a model
-        directory written by tsformers holding nothing but its model files
-        (``config.json``, ``weights.pt``, ``model.onnx``), which is replaced
+        parameters, data schema, scaling statistics), ``weights.pt`` (tensors
+        only, read back with ``weights_only=True``) and ``manifest.json`` (the
+        SHA-256 and size of every other file, so :meth:`load` refuses any
+        changed file). ``path`` may be new, empty, or a model directory written
+        by tsformers holding nothing but its model files (``config.json``,
+        ``weights.pt``, ``manifest.json``, ``model.onnx``), which is replaced
         whole. Any other existing path is refused with :class:`FileExistsError`
         and left untouched: ``save`` never deletes a file it did not write.
 
@@ -511,8 +612,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """Load a forecaster saved with :meth:`save`; no pickled objects are read.
 
         ``BaseForecaster.load`` returns whichever estimator the directory holds.
-        A damaged directory (missing file, edited or truncated weights, broken
-        JSON, a newer format) raises :class:`ModelFileError` saying so.
+        A damaged directory (a missing, changed, truncated or linked file,
+        broken JSON, a newer format) raises :class:`ModelFileError` naming it.
 
         Parameters
         ----------

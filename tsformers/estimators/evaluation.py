@@ -44,20 +44,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.data.frames import Panel, as_pandas, format_level, infer_schema
-from tsformers.data.missing import hold_trailing_gaps, last_observed
-from tsformers.data.time import future_times_of
+from tsformers.data.frames import as_pandas, format_level, infer_schema
+from tsformers.data.prepare import Prepared
 
 #: At most this many windows are forecast at fit for the conformal calibration.
 MAX_CALIBRATION_WINDOWS = 1000
-#: Streaming models advance their state from origin to origin (a call each): at most this many calibration origins;
-#: on ragged panels they replay the whole history per origin: at most this many there.
-MAX_STREAMING_ORIGINS = 200
-MAX_RAGGED_STREAMING_ORIGINS = 8
-_CHUNK = 1024
 
 
 def check_quantiles(quantiles) -> list[float] | None:
@@ -106,28 +99,14 @@ def conformal_radius(scores: np.ndarray, level: float) -> np.ndarray:
 
 
 class EvaluationMixin:
-    """Quantiles, conformal intervals, backtests and plots for :class:`~tsformers.estimators.base.BaseForecaster`."""
+    """Conformal intervals, backtests and plots for :class:`~tsformers.estimators.base.BaseForecaster`.
 
-    # -- network outputs in the data's units -----------------------------------------------
+    Every forecast here comes from the estimator's own data path and forecasting methods: the rows before
+    each origin (``_rolling_forecasts``, the calibration and the backtest) and the forecast after the data
+    (``_forecast_after``, as ``predict`` makes it).
+    """
 
-    def _quantile_levels(self) -> list[float] | None:
-        return check_quantiles(getattr(self, "quantiles", None))
-
-    def _to_original(self, out: torch.Tensor, scaler) -> tuple[np.ndarray, np.ndarray | None]:
-        """Point forecasts ``(n, H, T)`` and quantiles ``(n, H, T, Q)`` (or None) in the data's units.
-
-        ``out`` is the network's scaled output: ``(n, H, >= T)``, or ``(n, H, T, Q)`` from a quantile head.
-        """
-        n_targets = len(self.schema_.targets)
-        values = out.double().numpy()
-        if values.ndim == 3:
-            return self._postprocess(scaler.inverse(values[..., :n_targets], n_targets)), None
-        levels = self._quantile_levels()
-        quantiles = np.stack([self._postprocess(scaler.inverse(values[..., k], n_targets))
-                              for k in range(values.shape[-1])], axis=-1)
-        quantiles = np.sort(quantiles, axis=-1)  # a no-op for the head's output; guards custom _postprocess hooks
-        point = quantiles[..., levels.index(0.5)] if 0.5 in levels else quantiles.mean(axis=-1)
-        return point, quantiles
+    # -- conformal intervals -----------------------------------------------------------------
 
     def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
         """``{"_lo80": lower, "_hi80": upper, ...}`` around ``point`` ``(n, H, T)``; ``scale`` is ``(n, T)``."""
@@ -154,125 +133,25 @@ class EvaluationMixin:
         extra.update(intervals)
         return extra
 
-    # -- forecasts from many origins, in batches --------------------------------------------
-
-    def _rolling_forecasts(self, raw: Panel, n_windows: int, step: int) -> dict:
-        """Forecast ``n_windows`` origins per series, ``step`` apart, the last ``horizon`` steps before its end.
-
-        Windowed networks read the ``lookback`` rows before each origin, all
-        origins of all series in batches. Streaming networks run their
-        recurrence over the history before each origin, as ``predict`` on that
-        history would: on an aligned panel in one pass, advancing the state from
-        origin to origin. Returns the series row and origin (row index of the
-        first forecast step) of each window, the point forecasts ``(n, H, T)``,
-        the quantiles ``(n, H, T, Q)`` or None, the observed targets ``(n, H, T)``
-        (NaN where missing) and the per-window scale ``(n, T)``.
-        """
-        lookback, horizon = self.lookback, self.horizon
-        n_targets = len(self.schema_.targets)
-        panel = self._fill_missing(raw)
-        n_series = len(panel.series)
-        offsets = horizon + step * np.arange(n_windows - 1, -1, -1, dtype=np.int64)   # steps before the end
-        origins = panel.last[:, None] + 1 - offsets[None, :]                         # (S, K)
-        context = origins[:, 0] - panel.first
-        if (context < lookback).any():
-            s = int(np.argmin(context))
-            who = "the series has" if panel.series == [None] else f"series '{panel.series[s]}' has"
-            raise ValueError(
-                f"too short for {n_windows} windows {step} steps apart: {who} {int(panel.lengths[s])} rows, but "
-                f"lookback + horizon + (n_windows - 1) * step = {lookback + horizon + (n_windows - 1) * step} "
-                f"are needed. Lower n_windows or step, or pass a longer history.")
-        scaler = self._scaler_for(panel)
-        scaled = scaler.transform(panel.values)
-        rows = np.repeat(np.arange(n_series), n_windows)
-        starts = origins.reshape(-1)
-        # Interpolation fills a gap from both of its ends; where a gap runs up to an origin, its far end lies
-        # after the origin, so those steps are held at the last value observed before it instead.
-        n_gappy = len(self.schema_.targets) + len(self.schema_.covariates)
-        last = None
-        if self.missing == "interpolate" and np.isnan(raw.values[..., :n_gappy]).any():
-            last = last_observed(raw.values[..., :n_gappy])[rows, starts - 1]        # (n, G)
-            if (last == (starts - 1)[:, None]).all():
-                last = None                                                      # no gap reaches an origin
-        with torch.no_grad():
-            if self._tags["streaming"]:
-                out = self._streaming_origins(panel, scaled, offsets, origins, last, n_gappy)
-            else:
-                inputs = self._network_inputs(scaled)
-                static = None if panel.static is None else torch.from_numpy(panel.static.astype(np.float32))
-                parts = []
-                for chunk in range(0, len(rows), _CHUNK):
-                    r, o = rows[chunk: chunk + _CHUNK], starts[chunk: chunk + _CHUNK]
-                    positions = o[:, None] - lookback + np.arange(lookback)           # (n, L)
-                    window = inputs[r[:, None], positions]                            # (n, L, C)
-                    if last is not None:
-                        window[..., :n_gappy] = hold_trailing_gaps(window[..., :n_gappy], positions,
-                                                                   last[chunk: chunk + _CHUNK], scaled, r)
-                    x = torch.from_numpy(window.astype(np.float32))
-                    parts.append(self.network_(x) if static is None else
-                                 self.network_(x, static=static[torch.from_numpy(r)]))
-                out = torch.cat(parts)
-        window_scaler = scaler.select(rows)
-        point, quantiles = self._to_original(out, window_scaler)
-        truth = raw.values[rows[:, None], starts[:, None] + np.arange(horizon), :n_targets]
-        return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
-                "scale": window_scaler.scale[:, :n_targets], "panel": panel}
-
-    def _streaming_origins(self, panel: Panel, scaled: np.ndarray, offsets: np.ndarray, origins: np.ndarray,
-                           last: np.ndarray | None = None, n_gappy: int = 0) -> torch.Tensor:
-        """A streaming network's forecasts at every origin, ``(S * K, H, ...)`` series-major.
-
-        ``last`` ``(S * K, G)``, when given, is the last observed row before each origin of the first ``G``
-        variables: the steps after it are held at its value, so each origin's state is rebuilt from the start.
-        """
-        outs = []
-        if last is not None:
-            n_series, n_time = scaled.shape[:2]
-            last = last.reshape(n_series, len(offsets), n_gappy)
-            series = np.arange(n_series)
-            positions = np.broadcast_to(np.arange(n_time), (n_series, n_time))          # (S, T)
-            for k, offset in enumerate(offsets):
-                values = scaled.copy()
-                values[..., :n_gappy] = hold_trailing_gaps(values[..., :n_gappy], positions, last[:, k], scaled,
-                                                           series)
-                history = Panel(values=values, times=panel.times, series=panel.series, static=panel.static,
-                                first=panel.first, last=panel.last - offset)
-                outs.append(self.network_.forecast(self._advance_panel(None, history)))
-            return torch.stack(outs, dim=1).flatten(0, 1)
-        if panel.aligned:
-            state, done = None, 0
-            for origin in origins[0]:
-                chunk = Panel(values=scaled[:, done:origin], times=panel.times[done:origin], series=panel.series,
-                              static=panel.static)
-                state, done = self._advance_panel(state, chunk), int(origin)
-                outs.append(self.network_.forecast(state))
-        else:
-            for offset in offsets:
-                history = Panel(values=scaled, times=panel.times, series=panel.series, static=panel.static,
-                                first=panel.first, last=panel.last - offset)
-                outs.append(self.network_.forecast(self._advance_panel(None, history)))
-        return torch.stack(outs, dim=1).flatten(0, 1)
-
-    def _calibrate(self, raw: Panel, val_steps: int) -> np.ndarray | None:
+    def _calibrate(self, data: Prepared, val_steps: int) -> np.ndarray | None:
         """The sorted scaled absolute errors ``(n, H, T)`` of the point forecast over the tail of the fit data."""
         lookback, horizon = self.lookback, self.horizon
-        tail = val_steps if val_steps >= horizon else max(2 * horizon, int(round(0.1 * int(raw.lengths.min()))))
-        possible = min(tail - horizon + 1, int(raw.lengths.min()) - lookback - horizon + 1)
+        shortest = int(data.raw.lengths.min())
+        tail = val_steps if val_steps >= horizon else max(2 * horizon, int(round(0.1 * shortest)))
+        possible = min(tail - horizon + 1, shortest - lookback - horizon + 1)
         if possible < 1:
             return None
-        n_series = len(raw.series)
+        n_series = len(data.raw.series)
         if n_series > MAX_CALIBRATION_WINDOWS:  # an evenly spread subset of the series, one window each
             keep = np.unique(np.linspace(0, n_series - 1, MAX_CALIBRATION_WINDOWS).round().astype(np.int64))
-            raw = Panel(values=raw.values[keep], times=raw.times, series=[raw.series[i] for i in keep],
-                        static=None if raw.static is None else raw.static[keep], first=raw.first[keep],
-                        last=raw.last[keep])
+            data = data.select(keep)
             n_series = len(keep)
         step = max(1, math.ceil(n_series * possible / MAX_CALIBRATION_WINDOWS))
-        if self._tags["streaming"]:
-            most = MAX_STREAMING_ORIGINS if raw.aligned else MAX_RAGGED_STREAMING_ORIGINS
+        most = self._calibration_origins_at_most(data.raw.aligned)
+        if most is not None:
             step = max(step, math.ceil(possible / most))
         n_windows = (possible - 1) // step + 1
-        done = self._rolling_forecasts(raw, n_windows, step)
+        done = self._rolling_forecasts(data, n_windows, step)
         scores = np.abs(done["truth"] - done["point"]) / done["scale"][:, None, :]
         return np.sort(scores, axis=0).astype(np.float32)   # NaN (missing targets) last
 
@@ -369,7 +248,7 @@ class EvaluationMixin:
         raw = self._read(frame, schema, fitting=False, static_df=static_df)
         if drop:
             raw = raw.drop_last(drop)
-        done = self._rolling_forecasts(raw, n_windows, step)
+        done = self._rolling_forecasts(self._prepare(raw), n_windows, step)
         intervals = self._intervals(done["point"], done["scale"], levels)
         extra = {k.lstrip("_"): v for k, v in self._extra_columns(done["quantiles"], intervals).items()}
         rows, origins, horizon = done["rows"], done["origins"], self.horizon
@@ -440,27 +319,16 @@ class EvaluationMixin:
             raise ImportError(f"plotting needs matplotlib ({err}): pip install 'tsformers[plot]'.") from None
 
         check_is_fitted(self, "network_")
-        levels = check_levels(level)
-        if df is None:
-            panel = self._stored_panel()
-            ends = self.ends_
-        else:
-            frame, _ = as_pandas(df)
-            panel = self._fill_missing(self._read(frame, self.schema_, fitting=False, static_df=static_df))
-            self._check_length(panel, self.lookback, "predict")
-            ends = panel.ends
-        times = future_times_of(ends, self.schema_.step, self.horizon)
-        future = self._future_values(future_df, panel.series, times)
-        point, quantiles, scale = self._forecast(panel, future, from_state=df is None, full=True)
-        intervals = self._intervals(point, scale, levels)
+        done = self._forecast_after(df, future_df, static_df, check_levels(level))
+        panel = done.data.panel
         n_hist = min(self.lookback if n_history is None else int(n_history), self.lookback if df is None else
                      int(panel.lengths.min()))
         history = panel.tail(n_hist)[..., : len(self.schema_.targets)]
-        hist_times = [_times_before(end, self.schema_.step, n_hist) for end in ends]
+        hist_times = [_times_before(end, self.schema_.step, n_hist) for end in done.ends]
         return draw_forecast_panels(
             schema=self.schema_, series_keys=list(panel.series), history=history, history_times=hist_times,
-            point=point, forecast_times=times, quantiles=quantiles, levels_q=self._quantile_levels(),
-            intervals=intervals, select=series, max_series=max_series,
+            point=done.point, forecast_times=done.times, quantiles=done.quantiles, levels_q=self._quantile_levels(),
+            intervals=done.intervals, select=series, max_series=max_series,
             title=f"{type(self).__name__}: {self.horizon}-step forecast")
 
 

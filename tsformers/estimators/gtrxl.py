@@ -7,12 +7,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.backbone.gating import GATES
 from tsformers.estimators._docs import shared_docs
-from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.gtrxl import BLOCKS, STACKS, GTrXL
 
 
 @shared_docs
-class GTrXLForecaster(BaseForecaster):
+class GTrXLForecaster(StreamingForecaster):
     """Gated Transformer-XL: segment recurrence over long histories, gated layers, streaming updates.
 
     Every time step becomes a token (its variables projected to ``d_model``).
@@ -121,10 +121,8 @@ class GTrXLForecaster(BaseForecaster):
     (24, 4)
     """
 
-    _tags = {**BaseForecaster._tags, "streaming": True}
-
     _parameter_constraints = {
-        **BaseForecaster._parameter_constraints,
+        **StreamingForecaster._parameter_constraints,
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "d_ff": [Interval(Integral, 1, None, closed="left")],

@@ -6,12 +6,12 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval
 
 from tsformers.estimators._docs import shared_docs
-from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.lmuformer import LMUFormer
 
 
 @shared_docs
-class LMUFormerForecaster(BaseForecaster):
+class LMUFormerForecaster(StreamingForecaster):
     """LMUFormer: Legendre Memory Units with parallel training and streaming inference.
 
     Each time step is a token: causal convolutions embed it, a Legendre Memory
@@ -129,10 +129,8 @@ class LMUFormerForecaster(BaseForecaster):
     (24, 4)
     """
 
-    _tags = {**BaseForecaster._tags, "streaming": True}
-
     _parameter_constraints = {
-        **BaseForecaster._parameter_constraints,
+        **StreamingForecaster._parameter_constraints,
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "memory_size": [Interval(Integral, 1, None, closed="left"), None],
         "theta": [Interval(Real, 0, None, closed="neither"), None],

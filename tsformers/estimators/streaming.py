@@ -1,0 +1,150 @@
+"""StreamingForecaster: the forecasters that carry a recurrent state (LMUFormer, GTrXL, ATLAS).
+
+A streaming network trains on windows like any other, but forecasts from a
+state: ``init_state(batch_size)``, ``advance(state, x)`` over the channels of
+new steps ``(B, T, n_channels)`` and ``forecast(state) -> (B, horizon, ...)``.
+What that changes, and only that, lives here:
+
+- ``fit`` ends by running the recurrence over the whole training history
+  (``state_``); :meth:`~StreamingForecaster.update` advances it by new rows
+  only, so ``predict()`` after updates costs what one step costs;
+- ``predict(df)`` runs the recurrence over all of ``df`` (not its last window);
+- backtests and conformal calibration advance the state from origin to origin
+  (at most :data:`MAX_STREAMING_ORIGINS` calibration origins; on a ragged
+  panel every origin replays its series from the start, at most
+  :data:`MAX_RAGGED_STREAMING_ORIGINS`);
+- known-future covariates are refused: a state holds no values after its end.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tsformers.backbone.heads import StaticResidual
+from tsformers.data.frames import Panel, PanelSchema
+from tsformers.data.prepare import Prepared, network_channels
+from tsformers.estimators.base import BaseForecaster
+
+#: Calibration origins per series at most: each costs a call that advances the state to it.
+MAX_STREAMING_ORIGINS = 200
+#: On a ragged panel each origin replays the whole history: at most this many there.
+MAX_RAGGED_STREAMING_ORIGINS = 8
+
+
+class StreamingForecaster(BaseForecaster):
+    """Base class of the forecasters whose network carries a recurrent state (not used directly).
+
+    Subclasses build a network with ``init_state``, ``advance`` and
+    ``forecast`` (see the module). The fitted ``state_`` holds, per series, the
+    network's state after the training data and every :meth:`update` since.
+    """
+
+    # -- what fit and update carry besides the history ----------------------------------------
+
+    def _check_future_covariates(self, schema: PanelSchema) -> None:
+        if schema.future_covariates:
+            raise ValueError(f"{type(self).__name__} forecasts from a streaming state and takes no "
+                             f"future_covariates; pass them as covariates= (past-observed) instead.")
+
+    def _after_training(self, data: Prepared) -> None:
+        self.state_ = self._advance_panel(None, data.scaled_panel())
+
+    def _advance_state(self, new: Prepared) -> None:
+        self.state_ = self._advance_panel(self.state_, new.scaled_panel())
+
+    def refresh(self, data: Prepared) -> None:
+        """Recompute the state (from ``data``, which must hold the fitted series) and the conformal errors.
+
+        ``predict()`` without data then forecasts after the end of ``data``.
+        """
+        if list(data.panel.series) != list(self.schema_.series):
+            raise ValueError("a streaming estimator is compressed with a frame of its fitted series (its state "
+                             "is recomputed from it); pass the training frame.")
+        self.state_ = self._advance_panel(None, data.scaled_panel())
+        self.history_ = data.panel.tail(self.lookback).copy()
+        self.ends_ = data.panel.ends
+        self.last_time_ = max(self.ends_)
+        super().refresh(data)
+
+    # -- forecasts from a state ----------------------------------------------------------------
+
+    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
+        """From the stored state (``from_state``), or from the recurrence over the whole of ``data``."""
+        state = self.state_ if from_state else self._advance_panel(None, data.scaled_panel())
+        return self.network_.forecast(state)
+
+    def _origin_forecasts(self, data: Prepared, rows: np.ndarray, origins: np.ndarray,
+                          held: np.ndarray | None) -> torch.Tensor:
+        """The forecasts at every origin, ``(S * K, H, ...)`` series-major, from the state before each.
+
+        On an aligned panel the state advances from origin to origin in one
+        pass; on a ragged one, or when ``held`` (gaps held at an origin, as in
+        ``Prepared.windows_before``) changes the history per origin, each
+        origin's state is rebuilt from the start.
+        """
+        panel = data.panel
+        n_series = len(panel.series)
+        starts = origins.reshape(n_series, -1)                                   # (S, K)
+        offsets = panel.last[0] + 1 - starts[0]                                  # steps before each series' end
+        outs = []
+        if held is not None:
+            held = held.reshape(n_series, len(offsets), -1)
+            for k, offset in enumerate(offsets):
+                history = Panel(values=data.held_history(held[:, k]), times=panel.times, series=panel.series,
+                                static=panel.static, first=panel.first, last=panel.last - offset)
+                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+            return torch.stack(outs, dim=1).flatten(0, 1)
+        scaled = data.scaled
+        if panel.aligned:
+            state, done = None, 0
+            for origin in starts[0]:
+                chunk = Panel(values=scaled[:, done:origin], times=panel.times[done:origin], series=panel.series,
+                              static=panel.static)
+                state, done = self._advance_panel(state, chunk), int(origin)
+                outs.append(self.network_.forecast(state))
+        else:
+            for offset in offsets:
+                history = Panel(values=scaled, times=panel.times, series=panel.series, static=panel.static,
+                                first=panel.first, last=panel.last - offset)
+                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+        return torch.stack(outs, dim=1).flatten(0, 1)
+
+    def _calibration_origins_at_most(self, aligned: bool) -> int:
+        return MAX_STREAMING_ORIGINS if aligned else MAX_RAGGED_STREAMING_ORIGINS
+
+    # -- the recurrence ------------------------------------------------------------------------
+
+    def _advance(self, state: dict, scaled: np.ndarray) -> dict:
+        """Advance the state by scaled observations ``(n_series, n_time, n_vars)`` (their network channels)."""
+        inputs = network_channels(scaled, self.schema_, self._missing_policy(), self.horizon)
+        with torch.no_grad():
+            return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
+
+    def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
+        """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
+
+        Series that span the same rows advance together; a ragged panel takes one call per distinct span.
+        """
+        if scaled.aligned:
+            state = self._init_state(scaled, np.arange(len(scaled.series))) if state is None else state
+            return self._advance(state, scaled.values)
+        spans = {}
+        for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
+            spans.setdefault(span, []).append(s)
+        out = None
+        for (first, last), rows in spans.items():
+            rows_t = torch.as_tensor(rows)
+            start = self._init_state(scaled, rows) if state is None else {k: v[rows_t] for k, v in state.items()}
+            part = self._advance(start, scaled.values[rows, first: last + 1])
+            if out is None:
+                out = {k: v.new_zeros((len(scaled.series), *v.shape[1:])) for k, v in part.items()}
+            for k, v in part.items():
+                out[k][rows_t] = v
+        return out
+
+    def _init_state(self, panel: Panel, rows) -> dict:
+        """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""
+        state = self.network_.init_state(len(rows))
+        if isinstance(self.network_, StaticResidual) or getattr(self.network_, "needs_static", False):
+            state["static"] = torch.from_numpy(panel.static[rows].astype(np.float32))
+        return state
