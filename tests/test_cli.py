@@ -567,3 +567,20 @@ def test_known_future_covariates_from_a_shuffled_future_file(tmp_path):
                  "--future", str(tmp_path / "future.parquet"), "--output", str(tmp_path / "f.parquet")]) == 0
     expected = GateformerForecaster.load(tmp_path / "m").predict(history, future_df=future)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), expected, check_dtype=False)
+
+
+def test_csv_dates_with_one_utc_offset_keep_it_through_forecast(tmp_path):
+    times = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC+02:00")
+    history = pd.DataFrame({"unique_id": np.repeat(["a", "b"], 60), "ds": np.tile(times, 2),
+                            "y": np.random.default_rng(1).normal(size=120)})
+    history.to_csv(tmp_path / "history.csv", index=False)
+    model = GateformerForecaster(**TINY, max_epochs=0).fit(history)
+    model.save(tmp_path / "model")
+    out = tmp_path / "forecast.csv"
+    assert main(["forecast", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "history.csv"),
+                 "--output", str(out)]) == 0
+    written = pd.read_csv(out)
+    expected = model.predict(history)
+    assert written["ds"].str.endswith("+02:00").all(), "the offset of the input, not UTC"
+    assert (pd.to_datetime(written["ds"]) == expected["ds"]).all()
+    np.testing.assert_allclose(written["y"], expected["y"], rtol=1e-6)

@@ -12,6 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from tsformers import GateformerForecaster, RollingOriginSplit

@@ -225,3 +225,24 @@ def test_ids_of_mixed_types_are_refused(ids):
     with pytest.raises(TypeError, match=r"id column 'unique_id' mixes (values|categories) of types .*"
                                         r"convert them to one type first"):
         G(**KW).fit(df)
+
+
+@pytest.mark.parametrize("ids, dtype", [([True, False], bool), ([1.5, 2.5], np.float64), ([3, 4], np.int64)])
+def test_ids_keep_their_type_in_the_backtest(ids, dtype):
+    df = long_frame(ids=ids)
+    frames = G(**KW).fit(df).backtest(df, n_windows=2)
+    assert frames["unique_id"].dtype == dtype and set(frames["unique_id"]) == set(ids)
+
+
+# 5, through the packed (pyfunc) form: the same refusal, naming the column -------------------------
+
+@pytest.mark.parametrize("value", ["abc", True])
+def test_a_packed_frame_refuses_values_that_are_not_numbers_naming_the_column(fitted, value):
+    from tsformers.batch.frames import unpack
+
+    packed = pd.DataFrame({"unique_id": ["a"], "ds": [["2024-01-01T00:00:00", "2024-01-01T01:00:00"]],
+                           "y": [[1.0, value]]})
+    with pytest.raises(TypeError, match=r"column 'y' holds .* not numbers"):
+        unpack(packed, fitted.schema_)
+    packed["y"] = [[1.0, None]]
+    assert np.isnan(unpack(packed, fitted.schema_)["y"].to_numpy()[1])

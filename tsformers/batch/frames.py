@@ -85,12 +85,27 @@ def unpack(frame: pd.DataFrame, schema) -> pd.DataFrame:
             raise ValueError(f"packed row {bad[0]}: column '{name}' holds {sizes[bad[0]]} values but "
                              f"'{schema.time_col}' holds {lengths[bad[0]]}; every array of a row covers the same "
                              f"time steps.")
-        values = np.concatenate([np.asarray(v) for v in cells]) if len(cells) else np.array([])
         if name == schema.time_col:
+            values = np.concatenate([np.asarray(v) for v in cells]) if len(cells) else np.array([])
             out[name] = _as_times(values)
-        else:
-            out[name] = pd.to_numeric(pd.Series(values, dtype=object), errors="raise").astype(np.float64).to_numpy()
+        else:  # lists stay objects: np.asarray would turn [1.0, True] into numbers before they are checked
+            values = np.concatenate([v if isinstance(v, np.ndarray) else np.asarray(v, dtype=object) for v in cells]) \
+                if len(cells) else np.array([])
+            out[name] = _numbers(name, values)
     return pd.DataFrame(out)
+
+
+def _numbers(name: str, values: np.ndarray) -> np.ndarray:
+    """The values of a packed column as float64, refusing what predict refuses: bools and text, named."""
+    if values.dtype.kind in "iuf":
+        return values.astype(np.float64)
+    wrong = next((v for v in values if v is not None and not (isinstance(v, (int, float, np.integer, np.floating))
+                                                               and not isinstance(v, (bool, np.bool_)))), None)
+    if wrong is not None or values.dtype.kind == "b":
+        example = values[0] if wrong is None else wrong
+        raise TypeError(f"column '{name}' holds {type(example).__name__} values such as {example!r}, not numbers; "
+                        f"convert it (pd.to_numeric) before forecasting.")
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
 def pack(forecast: pd.DataFrame, schema, horizon: int) -> pd.DataFrame:

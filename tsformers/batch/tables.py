@@ -192,10 +192,35 @@ def read_table(path, text_columns=()):
     try:
         if path.suffix == ".parquet":
             return pl.read_parquet(path)
-        return pl.read_csv(path, try_parse_dates=True,
-                           schema_overrides={name: pl.String for name in text_columns if name})
+        text = {name: pl.String for name in text_columns if name}
+        frame = pl.read_csv(path, try_parse_dates=True, schema_overrides=text)
+        offsets = _fixed_offset_columns(path, frame, text)
+        if offsets:  # parsed later (pandas) with their offset, instead of polars' conversion to UTC
+            frame = pl.read_csv(path, try_parse_dates=True, schema_overrides={**text, **offsets})
+        return frame
     except (pl.exceptions.PolarsError, OSError) as err:
         raise InputError(f"cannot read {path}: {err}") from None
+
+
+def _fixed_offset_columns(path: Path, frame, text: dict) -> dict:
+    """The CSV columns of dates written with one UTC offset other than zero (``+02:00``), to keep as text.
+
+    polars reads every offset date in UTC, which would forecast a model fitted on ``+02:00`` dates in UTC
+    (refused) and write the forecast in another zone than the input. Dates whose offset changes
+    (daylight saving time) stay in UTC: one zone cannot hold them without a zone name.
+    """
+    import polars as pl
+
+    zoned = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone]
+    if not zoned:
+        return {}
+    raw = pl.read_csv(path, columns=zoned, schema_overrides={name: pl.String for name in zoned})
+    keep = {}
+    for name in zoned:
+        found = raw[name].drop_nulls().str.extract(r"(Z|[+-]\d{2}:?\d{2})$").unique().to_list()
+        if len(found) == 1 and found[0] not in (None, "Z", "+00:00", "+0000", "-00:00"):
+            keep[name] = pl.String
+    return keep
 
 
 def scan_table(path, text_columns=()):

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.data.frames import as_pandas, format_level, infer_schema
+from tsformers.data.frames import as_pandas, format_level, infer_schema, restore_ids
 from tsformers.data.prepare import Prepared
 
 #: At most this many windows are forecast at fit for the conformal calibration.
@@ -276,8 +276,8 @@ class EvaluationMixin:
         for name, block in extra.items():
             out[name] = spread(block)
         result = pd.DataFrame(out)
-        if schema.layout == "long" and all(isinstance(s, (int, np.integer)) for s in raw.series):
-            result[schema.id_col] = result[schema.id_col].astype(np.int64)
+        if schema.layout == "long":  # ids keep their type (bool, int, float, text), as in predict
+            result[schema.id_col] = restore_ids(result[schema.id_col].to_numpy(dtype=object), raw.series)
         result.insert(0, "window", np.repeat(np.tile(np.arange(n_windows), len(raw.series)) + window_offset,
                                              n_targets * horizon))
         return result
