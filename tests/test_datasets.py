@@ -189,7 +189,8 @@ def test_missing_file_message(tmp_path):
 def test_no_download_url_message(monkeypatch):
     # illness has no direct URL (upstream it is inside a zip): say where to get it and where to put it
     monkeypatch.delenv(datasets.URL_ENV_VAR)
-    with pytest.raises(FileNotFoundError, match="national_illness.csv.*no direct download URL.*Autoformer") as err:
+    wanted = "national_illness.csv.*no direct download URL.*Autoformer.*aspire-zero"
+    with pytest.raises(FileNotFoundError, match=wanted) as err:
         load_dataset("illness")
     msg = str(err.value)
     for part in (str(cache_folder()), "TSFORMERS_DATA environment", "data_dir=", "TSFORMERS_DATA_URL"):
@@ -388,6 +389,7 @@ def test_download_into_cache_then_read_from_cache(server, monkeypatch):
     assert server.requests == ["/mirror/ETTh1.csv"]
     assert files_in(cache_folder()) == ["ETTh1.csv"]  # no temporary file left next to it
     assert (cache_folder() / "ETTh1.csv").read_bytes() == served.read_bytes()
+    assert (cache_folder() / "ETTh1.csv").stat().st_mode & 0o777 == 0o644
     assert datasets.data_home() == cache_folder()
 
     again = load_dataset("etth1")  # from the cache: no second request
@@ -469,7 +471,8 @@ def test_offline_message_names_url_and_folder(monkeypatch):
 
 
 def test_http_error_is_reported(server):
-    with pytest.raises(datasets.DownloadError, match=r"ETTh1.csv from http://127.0.0.1:\d+/mirror/ETTh1.csv \(HTTP 404"):
+    wanted = r"ETTh1.csv from http://127.0.0.1:\d+/mirror/ETTh1.csv \(HTTP 404"
+    with pytest.raises(datasets.DownloadError, match=wanted):
         load_dataset("ETTh1")
     assert files_in(cache_folder()) == []
 

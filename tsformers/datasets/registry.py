@@ -270,8 +270,9 @@ def _download_url(entry: dict) -> str | None:
 def _by_hand(entry: dict, folder: Path) -> str:
     """How to get the file without the downloader: the source, and the folder to put it in."""
     where = entry.get("download_url") or entry["url"]
+    copy = f" or its copy in {entry['mirror']}" if entry.get("mirror") else ""
     return (
-        f"Download {entry['file']} from {entry['source']} ({where}) and put it in {folder}, "
+        f"Download {entry['file']} from {entry['source']} ({where}){copy} and put it in {folder}, "
         f"or pass the folder that holds it as data_dir=... or set the {ENV_VAR} environment variable to it."
     )
 
@@ -290,8 +291,8 @@ def _locate(entry: dict, data_dir: str | os.PathLike | None, download_if_missing
     url = _download_url(entry)
     if url is None:
         raise FileNotFoundError(
-            f"{entry['name']}: {entry['file']} not found in {folder}, and it has no direct download URL "
-            f"(the upstream copy is inside an archive). {_by_hand(entry, folder)} "
+            f"{entry['name']}: {entry['file']} not found in {folder}, and the registry has no direct "
+            f"download URL for it. {_by_hand(entry, folder)} "
             f"Or set {URL_ENV_VAR} to a mirror that serves {entry['file']}."
         )
     return _fetch(entry, url, folder)
@@ -393,6 +394,7 @@ def _fetch(entry: dict, url: str, folder: Path) -> Path:
                 f"different version or the transfer was corrupted: try again, or set {URL_ENV_VAR} to a "
                 f"mirror of the registered file, or put the registered file in {folder} by hand."
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared data folder must stay readable
         os.replace(tmp, target)
     except BaseException:
         # a failed, corrupt or interrupted (Ctrl-C) download leaves nothing behind
