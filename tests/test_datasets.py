@@ -8,6 +8,7 @@ local port, so no test reaches the internet or the real cache.
 """
 
 import http.server
+import io
 import socket
 import threading
 import urllib.parse
@@ -542,3 +543,34 @@ def test_pv_files_download_from_a_mirror(server):
     with pytest.raises(datasets.DownloadError, match="pv_cocoa_fl_2019.csv.*HTTP 404"):
         load_dataset("pv_cocoa")
     assert server.requests == ["/mirror/pv_cocoa_fl_2019.csv"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_only_on_a_terminal(server, monkeypatch, capsys):
+    write_fake(server.folder, "ETTh1", 40, monkeypatch)
+    size = (server.folder / "ETTh1.csv").stat().st_size
+    load_dataset("ETTh1")
+    assert capsys.readouterr().err == ""  # not a terminal: quiet (logs, CI)
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    load_dataset("ETTh1", data_dir=server.folder.parent / "second")
+    assert terminal.getvalue() == f"\rtsformers: downloading ETTh1.csv: {size / 1e6:.1f} of {size / 1e6:.1f} MB\n"
+
+
+@pytest.mark.skipif(not REAL_ETTH1.exists(), reason=f"{REAL_ETTH1} not present")
+def test_real_etth1_downloads_with_the_registered_hash(monkeypatch):
+    # the shared copy is byte-identical to upstream: served locally, it must pass the real registry hash
+    srv = FileServer(REAL_ETTH1.parent)
+    try:
+        monkeypatch.setenv(datasets.URL_ENV_VAR, srv.url)
+        frame = load_dataset("ETTh1")
+    finally:
+        srv.close()
+    assert frame.shape == (17420, 8)
+    assert file_sha256(cache_folder() / "ETTh1.csv") == datasets.info("ETTh1")["sha256"]
+    assert srv.requests == ["/mirror/ETTh1.csv"]
