@@ -2,8 +2,16 @@
 
 Everything runs on small fake CSV files in ``tmp_path`` whose hash is patched
 into the registry; only the last test reads a real file, and only if present.
+Downloads are served by a local ``http.server`` on 127.0.0.1; every test starts
+with ``HOME`` in a temporary folder and ``TSFORMERS_DATA_URL`` at a closed
+local port, so no test reaches the internet or the real cache.
 """
 
+import http.server
+import io
+import socket
+import threading
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +20,94 @@ import pytest
 
 from tsformers import datasets
 from tsformers.datasets import available, file_sha256, load_dataset, make_demo, split_bounds
+from tsformers.datasets import registry
 from tsformers.datasets.registry import _registry
 
 REAL_ETTH1 = Path("/work/shared/datasets/ETTh1.csv")
 
 
+def closed_port_url():
+    """A URL on 127.0.0.1 where nothing listens (the port was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/data"
+
+
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    """Start every test without TSFORMERS_DATA, whatever the caller's shell has."""
+def _no_env(monkeypatch, tmp_path_factory):
+    """Start every test without TSFORMERS_DATA, with a temporary HOME (so the cache is
+    ``HOME/.cache/tsformers``) and downloads aimed at a closed local port, whatever the
+    caller's shell has: a test that downloads by mistake fails instead of using the network."""
     monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv(datasets.URL_ENV_VAR, closed_port_url())
+
+
+def cache_folder():
+    """The default cache under the test's HOME."""
+    return Path.home() / ".cache" / "tsformers"
+
+
+class FileServer:
+    """Serve ``folder`` on 127.0.0.1 from a background thread, counting the requests.
+
+    ``mode`` changes what a GET answers: ``"ok"`` the file, ``"short"`` the full
+    Content-Length but half the body and then a closed connection, ``"stall"``
+    nothing until the test ends (for timeouts).
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.requests = []
+        self.mode = "ok"
+        self.release = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if server.mode == "stall":
+                    server.release.wait(10)
+                    return
+                path = server.folder / urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.mode == "short":
+                    body = body[: len(body) // 2]
+                    self.close_connection = True
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/mirror"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A local mirror serving ``tmp_path / "served"``, set as ``TSFORMERS_DATA_URL``."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    srv = FileServer(folder)
+    monkeypatch.setenv(datasets.URL_ENV_VAR, srv.url)
+    yield srv
+    srv.close()
 
 
 def write_fake(folder, name, n_rows, monkeypatch=None, freq="h"):
@@ -62,6 +149,21 @@ def test_registry_entries_are_complete(name):
         assert entry[key]
 
 
+def test_download_urls_are_direct_file_urls():
+    # ETT: raw files of zhouhaoyi/ETDataset at a fixed commit, so the registered hashes stay valid;
+    # the Autoformer files and the PV files have no direct per-file URL and must not pretend to
+    for name in available():
+        entry = datasets.info(name)
+        if name.startswith("ETT"):
+            prefix = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/"
+            assert entry["download_url"].startswith(prefix)
+            commit, folder, file = entry["download_url"][len(prefix):].split("/")
+            assert len(commit) == 40 and int(commit, 16) >= 0
+            assert (folder, file) == ("ETT-small", entry["file"])
+        else:
+            assert "download_url" not in entry
+
+
 def test_names_are_case_insensitive_and_aliases_work():
     assert datasets.info("etth1")["name"] == "ETTh1"
     assert datasets.info("WEATHER")["name"] == "weather"
@@ -79,18 +181,27 @@ def test_unknown_dataset_lists_choices(tmp_path):
 
 def test_missing_file_message(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
-        load_dataset("ETTh1", data_dir=tmp_path)
+        load_dataset("ETTh1", data_dir=tmp_path, download_if_missing=False)
     msg = str(err.value)
     for part in ("ETTh1.csv", str(tmp_path), "TSFORMERS_DATA", "data_dir=", "zhouhaoyi/ETDataset", "ETT-small"):
         assert part in msg
 
 
-def test_no_directory_message():
-    with pytest.raises(FileNotFoundError, match="national_illness.csv.*TSFORMERS_DATA.*Autoformer"):
+def test_no_download_url_message(monkeypatch):
+    # illness has no direct URL (upstream it is inside a zip): say where to get it and where to put it
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
+    wanted = "national_illness.csv.*no direct download URL.*Autoformer.*aspire-zero"
+    with pytest.raises(FileNotFoundError, match=wanted) as err:
         load_dataset("illness")
+    msg = str(err.value)
+    for part in (str(cache_folder()), "TSFORMERS_DATA environment", "data_dir=", "TSFORMERS_DATA_URL"):
+        assert part in msg
+    assert not isinstance(err.value, datasets.DownloadError)
+    assert not cache_folder().exists()
 
 
-def test_exchange_message_names_both_sources(tmp_path):
+def test_exchange_message_names_both_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
     with pytest.raises(FileNotFoundError, match="exchange_rate.csv") as err:
         load_dataset("exchange", data_dir=tmp_path)
     assert "thuml/Autoformer" in str(err.value)
@@ -259,3 +370,207 @@ def test_real_etth1():
     assert frame.shape == (17420, 8)
     assert frame["date"].iloc[0] == pd.Timestamp("2016-07-01 00:00")
     assert len(load_dataset("ETTh1", data_dir=REAL_ETTH1.parent, split="train")) == 8640
+
+
+# --- downloads from a local server -----------------------------------------------
+
+
+def files_in(folder):
+    """Every entry of ``folder``, hidden temporary files included."""
+    return sorted(p.name for p in Path(folder).iterdir()) if Path(folder).exists() else []
+
+
+def test_download_into_cache_then_read_from_cache(server, monkeypatch):
+    served = write_fake(server.folder, "ETTh1", 30, monkeypatch)
+    reference = load_dataset("ETTh1", data_dir=server.folder, download_if_missing=False)
+    assert server.requests == []
+
+    frame = load_dataset("ETTh1")
+    pd.testing.assert_frame_equal(frame, reference)
+    assert server.requests == ["/mirror/ETTh1.csv"]
+    assert files_in(cache_folder()) == ["ETTh1.csv"]  # no temporary file left next to it
+    assert (cache_folder() / "ETTh1.csv").read_bytes() == served.read_bytes()
+    assert (cache_folder() / "ETTh1.csv").stat().st_mode & 0o777 == 0o644
+    assert datasets.data_home() == cache_folder()
+
+    again = load_dataset("etth1")  # from the cache: no second request
+    pd.testing.assert_frame_equal(again, reference)
+    assert server.requests == ["/mirror/ETTh1.csv"]
+
+
+def test_folder_precedence_data_dir_then_env_then_cache(server, monkeypatch, tmp_path):
+    write_fake(server.folder, "ETTh1", 12, monkeypatch)
+    explicit, env, xdg = tmp_path / "explicit", tmp_path / "env", tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    monkeypatch.setenv(datasets.ENV_VAR, str(env))
+    assert datasets.data_home(explicit) == explicit
+
+    assert len(load_dataset("ETTh1", data_dir=explicit)) == 12
+    assert files_in(explicit) == ["ETTh1.csv"] and files_in(env) == [] and files_in(xdg) == []
+
+    assert datasets.data_home() == env
+    assert len(load_dataset("ETTh1")) == 12
+    assert files_in(env) == ["ETTh1.csv"] and files_in(xdg) == []
+
+    monkeypatch.delenv(datasets.ENV_VAR)
+    assert datasets.data_home() == xdg / "tsformers"
+    assert len(load_dataset("ETTh1")) == 12
+    assert files_in(xdg / "tsformers") == ["ETTh1.csv"]
+    assert not cache_folder().exists()  # XDG_CACHE_HOME replaced ~/.cache
+    assert len(server.requests) == 3
+
+
+def test_registry_download_url_is_used_without_a_mirror(server, monkeypatch):
+    write_fake(server.folder, "ETTh2", 5, monkeypatch)
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
+    monkeypatch.setitem(_registry()["datasets"]["ETTh2"], "download_url", server.url + "/ETTh2.csv")
+    assert len(load_dataset("ETTh2")) == 5
+    assert server.requests == ["/mirror/ETTh2.csv"]
+
+
+def test_present_file_is_read_without_a_request(server, monkeypatch, tmp_path):
+    write_fake(tmp_path, "ETTh1", 8, monkeypatch)
+    assert len(load_dataset("ETTh1", data_dir=tmp_path)) == 8
+    assert datasets.download("ETTh1", data_dir=tmp_path) == tmp_path / "ETTh1.csv"
+    assert server.requests == []
+
+
+def test_download_function_returns_the_verified_file(server, monkeypatch):
+    served = write_fake(server.folder, "ETTm1", 6, monkeypatch, freq="15min")
+    path = datasets.download("ettm1")
+    assert path == cache_folder() / "ETTm1.csv"
+    assert file_sha256(path) == file_sha256(served)
+    path.write_text("date,OT\n")  # a cached file that no longer matches is refused, not re-fetched
+    with pytest.raises(ValueError, match="checksum mismatch.*delete it"):
+        datasets.download("ETTm1")
+    assert server.requests == ["/mirror/ETTm1.csv"]
+
+
+def test_corrupt_download_is_deleted_and_reported(server, monkeypatch):
+    write_fake(server.folder, "ETTh1", 20, monkeypatch)
+    served = server.folder / "ETTh1.csv"
+    with open(served, "a") as handle:  # the server now holds a different file than the registry's
+        handle.write("2016-07-01 20:00:00,1,20.0\n")
+    with pytest.raises(ValueError, match="checksum mismatch") as err:
+        load_dataset("ETTh1")
+    msg = str(err.value)
+    assert datasets.info("ETTh1")["sha256"] in msg and file_sha256(served) in msg
+    assert server.url + "/ETTh1.csv" in msg
+    assert files_in(cache_folder()) == []
+
+
+def test_offline_message_names_url_and_folder(monkeypatch):
+    url = closed_port_url()
+    monkeypatch.setenv(datasets.URL_ENV_VAR, url)
+    with pytest.raises(datasets.DownloadError) as err:
+        load_dataset("ETTh1")
+    assert isinstance(err.value, FileNotFoundError)  # callers that caught a missing file still do
+    msg = str(err.value)
+    assert f"could not download ETTh1.csv from {url}/ETTh1.csv" in msg
+    assert f"put it in {cache_folder()}" in msg and "TSFORMERS_DATA_URL" in msg
+    assert files_in(cache_folder()) == []
+
+
+def test_http_error_is_reported(server):
+    wanted = r"ETTh1.csv from http://127.0.0.1:\d+/mirror/ETTh1.csv \(HTTP 404"
+    with pytest.raises(datasets.DownloadError, match=wanted):
+        load_dataset("ETTh1")
+    assert files_in(cache_folder()) == []
+
+
+def test_interrupted_download_leaves_no_partial_file(server, monkeypatch):
+    write_fake(server.folder, "ETTh1", 200, monkeypatch)
+    size = (server.folder / "ETTh1.csv").stat().st_size
+    server.mode = "short"
+    with pytest.raises(datasets.DownloadError, match=f"closed after {size // 2} of {size} bytes"):
+        load_dataset("ETTh1")
+    assert files_in(cache_folder()) == []
+    server.mode = "ok"  # the next try starts from scratch and succeeds
+    assert len(load_dataset("ETTh1")) == 200
+    assert files_in(cache_folder()) == ["ETTh1.csv"]
+
+
+def test_stalled_server_times_out(server, monkeypatch):
+    write_fake(server.folder, "ETTh1", 5, monkeypatch)
+    server.mode = "stall"
+    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT", 0.3)
+    with pytest.raises(datasets.DownloadError, match="timed out"):
+        load_dataset("ETTh1")
+    assert files_in(cache_folder()) == []
+
+
+def test_ctrl_c_during_download_leaves_no_partial_file(server, monkeypatch):
+    write_fake(server.folder, "ETTh1", 50, monkeypatch)
+
+    def interrupt(file, size):
+        def show(received):
+            if received:
+                raise KeyboardInterrupt
+        return show
+
+    monkeypatch.setattr(registry, "_progress", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset("ETTh1")
+    assert files_in(cache_folder()) == []
+
+
+def test_unwritable_folder_is_reported(server, monkeypatch, tmp_path):
+    write_fake(server.folder, "ETTh1", 5, monkeypatch)
+    not_a_folder = tmp_path / "plain_file"
+    not_a_folder.write_text("x")
+    with pytest.raises(datasets.DownloadError, match="cannot write to the folder.*writable folder"):
+        load_dataset("ETTh1", data_dir=not_a_folder)
+    assert server.requests == []
+
+
+def test_bad_mirror_url_is_refused(monkeypatch):
+    monkeypatch.setenv(datasets.URL_ENV_VAR, "example.org/tsformers")
+    with pytest.raises(ValueError, match="TSFORMERS_DATA_URL='example.org/tsformers' is not an http"):
+        load_dataset("ETTh1")
+
+
+def test_download_if_missing_false_makes_no_request(server, monkeypatch):
+    write_fake(server.folder, "ETTh1", 5, monkeypatch)
+    with pytest.raises(FileNotFoundError, match="download_if_missing=False"):
+        load_dataset("ETTh1", download_if_missing=False)
+    with pytest.raises(FileNotFoundError, match="pv_golden_co_2020.csv"):
+        datasets.load_pv("pv_golden", download_if_missing=False)
+    assert server.requests == []
+
+
+def test_pv_files_download_from_a_mirror(server):
+    # no registry URL for PV, but a mirror is used; here it lacks the file
+    with pytest.raises(datasets.DownloadError, match="pv_cocoa_fl_2019.csv.*HTTP 404"):
+        load_dataset("pv_cocoa")
+    assert server.requests == ["/mirror/pv_cocoa_fl_2019.csv"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_only_on_a_terminal(server, monkeypatch, capsys):
+    write_fake(server.folder, "ETTh1", 40, monkeypatch)
+    size = (server.folder / "ETTh1.csv").stat().st_size
+    load_dataset("ETTh1")
+    assert capsys.readouterr().err == ""  # not a terminal: quiet (logs, CI)
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    load_dataset("ETTh1", data_dir=server.folder.parent / "second")
+    assert terminal.getvalue() == f"\rtsformers: downloading ETTh1.csv: {size / 1e6:.1f} of {size / 1e6:.1f} MB\n"
+
+
+@pytest.mark.skipif(not REAL_ETTH1.exists(), reason=f"{REAL_ETTH1} not present")
+def test_real_etth1_downloads_with_the_registered_hash(monkeypatch):
+    # the shared copy is byte-identical to upstream: served locally, it must pass the real registry hash
+    srv = FileServer(REAL_ETTH1.parent)
+    try:
+        monkeypatch.setenv(datasets.URL_ENV_VAR, srv.url)
+        frame = load_dataset("ETTh1")
+    finally:
+        srv.close()
+    assert frame.shape == (17420, 8)
+    assert file_sha256(cache_folder() / "ETTh1.csv") == datasets.info("ETTh1")["sha256"]
+    assert srv.requests == ["/mirror/ETTh1.csv"]

@@ -1,17 +1,35 @@
-"""Registry of the benchmark data sets and the loader for their CSV files.
+"""Registry of the benchmark data sets, the loader for their CSV files and their download.
 
 The facts about each data set (file name, SHA-256, frequency, split rule,
-public source, licence) live in ``registry.json`` next to this module. The
-files themselves are not shipped: point :func:`load_dataset` at a folder that
-holds them with ``data_dir=`` or the ``TSFORMERS_DATA`` environment variable.
+public source, direct download URL, licence) live in ``registry.json`` next
+to this module. The files are not part of the package: :func:`load_dataset`
+looks for a file in one folder, chosen in this order,
+
+1. ``data_dir=``, when given;
+2. the ``TSFORMERS_DATA`` environment variable, when set;
+3. the cache, ``$XDG_CACHE_HOME/tsformers`` (``~/.cache/tsformers`` when
+   ``XDG_CACHE_HOME`` is not set),
+
+(:func:`data_home` returns it) and, when the file is not there, downloads it
+into that folder from the registry's ``download_url`` (or from
+``$TSFORMERS_DATA_URL`` + file name, for a mirror), checks its SHA-256 and
+only then moves it into place. Files without a direct URL (the Autoformer
+collection: ``weather``, ``exchange``, ``illness``; the PV files) are put in
+the folder by hand; the error says where to get them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import operator
 import os
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,8 +37,21 @@ import numpy as np
 import pandas as pd
 
 ENV_VAR = "TSFORMERS_DATA"
+URL_ENV_VAR = "TSFORMERS_DATA_URL"
 SPLITS = ("train", "val", "test")
-_CHUNK = 1 << 20  # bytes read at a time when hashing
+DOWNLOAD_TIMEOUT = 60.0  # seconds a connection or a read may stall before a download gives up
+_CHUNK = 1 << 20  # bytes read at a time when hashing or downloading
+_URL_SCHEMES = ("http", "https", "file")
+
+
+class DownloadError(FileNotFoundError):
+    """A data set file is not on disk and could not be downloaded.
+
+    A subclass of :class:`FileNotFoundError`, the error :func:`load_dataset`
+    raised before it downloaded anything, so code that catches a missing
+    file keeps working. The message names the URL and the folder to put the
+    file in by hand.
+    """
 
 
 @lru_cache(maxsize=1)
@@ -54,8 +85,9 @@ def info(name: str) -> dict:
     -------
     dict
         A copy of the entry: ``file``, ``sha256``, ``freq``, ``time_col``,
-        ``target``, ``split``, ``source``, ``url``, ``license``, ...
-        plus ``name`` (the canonical name).
+        ``target``, ``split``, ``source``, ``url`` (the source's page),
+        ``license``, ``download_url`` (a direct file URL, only where one is
+        known), ... plus ``name`` (the canonical name).
 
     Raises
     ------
@@ -127,16 +159,22 @@ def load_dataset(
     data_dir: str | os.PathLike | None = None,
     split: str | None = None,
     context: int = 0,
+    download_if_missing: bool = True,
 ) -> pd.DataFrame:
     """Load a registered benchmark data set as a wide frame.
+
+    The file is read from :func:`data_home` (``data_dir``, else
+    ``$TSFORMERS_DATA``, else ``~/.cache/tsformers``); when it is not there,
+    it is downloaded into that folder first (see :func:`download`).
 
     Parameters
     ----------
     name : str
         Data set name (see :func:`available`), case-insensitive.
     data_dir : str or path-like, optional
-        Folder holding the file. Defaults to the ``TSFORMERS_DATA``
-        environment variable.
+        Folder holding the file, and receiving it when it is downloaded.
+        Defaults to the ``TSFORMERS_DATA`` environment variable, then to the
+        cache folder.
     split : {"train", "val", "test"}, optional
         Return only that part of the standard split (see
         :func:`split_bounds`). ``None`` returns all rows.
@@ -144,6 +182,9 @@ def load_dataset(
         For ``"val"`` and ``"test"``, also return up to ``context`` rows
         before the split start (the look-back window, ``border1 = start -
         L``); never reaches before row 0. Ignored otherwise.
+    download_if_missing : bool, default True
+        Download the file when it is not in the folder. ``False`` raises
+        FileNotFoundError instead and never touches the network.
 
     Returns
     -------
@@ -154,11 +195,16 @@ def load_dataset(
     Raises
     ------
     FileNotFoundError
-        If no folder is given or the file is not in it; the message says
-        where to download the file and how to point the loader at it.
+        If the file is not in the folder and is not downloaded (no direct
+        URL known, or ``download_if_missing=False``); the message says where
+        to get the file and which folder to put it in.
+    DownloadError
+        (a FileNotFoundError) If the download fails: offline, HTTP error,
+        timeout, or a connection closed mid-file. The message names the URL
+        and the folder.
     ValueError
-        If the name, split or context is invalid, or the file's SHA-256
-        differs from the registry.
+        If the name, split or context is invalid, or the SHA-256 of the file
+        (on disk or just downloaded) differs from the registry.
     """
     entry = info(name)
     if split is not None and split not in SPLITS:
@@ -166,8 +212,11 @@ def load_dataset(
     context = _non_negative_int(context, "context")
 
     if "pv" in entry:
-        return load_pv(entry["name"], data_dir=data_dir, split=split, context=context)
-    path = _locate(entry, data_dir)
+        return load_pv(
+            entry["name"], data_dir=data_dir, split=split, context=context,
+            download_if_missing=download_if_missing,
+        )
+    path = _locate(entry, data_dir, download_if_missing)
     _verify_sha256(path, entry["sha256"])
     frame = _read_csv(path, entry["time_col"])
     if split is None:
@@ -179,24 +228,198 @@ def load_dataset(
     return frame.iloc[start:stop].reset_index(drop=True)
 
 
-def _locate(entry: dict, data_dir: str | os.PathLike | None) -> Path:
-    """Find the data set file, or raise a FileNotFoundError that says how to get it."""
-    folder = data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None
-    how = (
-        f"Download {entry['file']} from {entry['source']} ({entry['url']}) and "
-        f"pass its folder as data_dir=... or set the {ENV_VAR} environment variable to it."
+def data_home(data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder where data set files are looked for and downloaded to.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, optional
+        An explicit folder; returned as it is (with ``~`` expanded).
+
+    Returns
+    -------
+    pathlib.Path
+        ``data_dir`` when given; else ``$TSFORMERS_DATA`` when set and not
+        empty; else the cache, ``$XDG_CACHE_HOME/tsformers`` or
+        ``~/.cache/tsformers``. The folder need not exist yet.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    folder = os.environ.get(ENV_VAR)
+    if folder:
+        return Path(folder).expanduser()
+    # XDG_CACHE_HOME is where Linux desktops and CI images move caches to; ~/.cache otherwise
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "tsformers"
+
+
+def _download_url(entry: dict) -> str | None:
+    """The URL to fetch the entry's file from: the mirror when set, else the registry's, else None."""
+    base = os.environ.get(URL_ENV_VAR)
+    if base:
+        if urllib.parse.urlsplit(base).scheme not in _URL_SCHEMES:
+            raise ValueError(
+                f"{URL_ENV_VAR}={base!r} is not an http://, https:// or file:// URL. Set it to the "
+                f"base URL of a mirror (the file name is appended, e.g. {base.rstrip('/')}/{entry['file']} "
+                f"needs https://...), or unset it to download from the registry's URLs."
+            )
+        return base.rstrip("/") + "/" + urllib.parse.quote(entry["file"])
+    return entry.get("download_url")
+
+
+def _by_hand(entry: dict, folder: Path) -> str:
+    """How to get the file without the downloader: the source, and the folder to put it in."""
+    where = entry.get("download_url") or entry["url"]
+    copy = f" or its copy in {entry['mirror']}" if entry.get("mirror") else ""
+    return (
+        f"Download {entry['file']} from {entry['source']} ({where}){copy} and put it in {folder}, "
+        f"or pass the folder that holds it as data_dir=... or set the {ENV_VAR} environment variable to it."
     )
-    if folder is None:
+
+
+def _locate(entry: dict, data_dir: str | os.PathLike | None, download_if_missing: bool = True) -> Path:
+    """Find the data set file, downloading it when missing, or raise an error that says how to get it."""
+    folder = data_home(data_dir)
+    path = folder / entry["file"]
+    if path.is_file():
+        return path
+    if not download_if_missing:
         raise FileNotFoundError(
-            f"{entry['name']}: cannot look for {entry['file']}: no data directory "
-            f"given (data_dir=None and {ENV_VAR} is not set). {how}"
+            f"{entry['name']}: {entry['file']} not found in {folder} (download_if_missing=False). "
+            f"{_by_hand(entry, folder)}"
         )
-    path = Path(folder).expanduser() / entry["file"]
-    if not path.is_file():
+    url = _download_url(entry)
+    if url is None:
         raise FileNotFoundError(
-            f"{entry['name']}: {entry['file']} not found in {path.parent}. {how}"
+            f"{entry['name']}: {entry['file']} not found in {folder}, and the registry has no direct "
+            f"download URL for it. {_by_hand(entry, folder)} "
+            f"Or set {URL_ENV_VAR} to a mirror that serves {entry['file']}."
         )
+    return _fetch(entry, url, folder)
+
+
+def download(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """Make sure a data set file is on disk and return its path, downloading it if needed.
+
+    A file already in the folder is checked and kept. A missing one is
+    fetched from the registry's ``download_url`` (or from
+    ``$TSFORMERS_DATA_URL`` followed by the file name, for a mirror) into a
+    temporary file in the same folder; its SHA-256 is checked against the
+    registry and only then is it renamed into place, so an interrupted or
+    corrupt download never leaves a file behind. A progress line is written
+    to stderr when stderr is a terminal.
+
+    Parameters
+    ----------
+    name : str
+        Data set name or alias, case-insensitive.
+    data_dir : str or path-like, optional
+        Target folder; defaults as in :func:`data_home` (``$TSFORMERS_DATA``,
+        then ``~/.cache/tsformers``). Created when missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The verified file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing and no direct URL is known for it.
+    DownloadError
+        If the download fails (offline, HTTP error, timeout after
+        ``DOWNLOAD_TIMEOUT`` seconds, connection closed mid-file, folder not
+        writable); the message names the URL and the folder.
+    ValueError
+        If the SHA-256 differs from the registry (the download is deleted
+        first), or ``$TSFORMERS_DATA_URL`` is not a URL.
+    """
+    entry = info(name)
+    path = _locate(entry, data_dir, download_if_missing=True)
+    _verify_sha256(path, entry["sha256"])
     return path
+
+
+def _fetch(entry: dict, url: str, folder: Path) -> Path:
+    """Download ``url`` to ``folder / entry['file']`` through a verified temporary file."""
+    target = folder / entry["file"]
+
+    def failed(reason: object) -> DownloadError:
+        return DownloadError(
+            f"{entry['name']}: could not download {entry['file']} from {url} ({reason}). "
+            f"Check the network connection and try again, or download the file by hand and put it in "
+            f"{folder} (it is read from there), or set {URL_ENV_VAR} to a mirror that serves it."
+        )
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # same folder as the target, so the final rename is atomic (one file system)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{entry['file']}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise failed(f"cannot write to the folder: {exc}; pass data_dir=... or set {ENV_VAR} "
+                     "to a writable folder") from exc
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        out = os.fdopen(handle, "wb")  # owns the descriptor from here on, closed by the with below
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "tsformers"})
+            with out, urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT) as response:
+                size = response.headers.get("Content-Length")
+                size = int(size) if size and size.isdigit() else None
+                show = _progress(entry["file"], size)
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    show(received)
+                show(None)
+                out.flush()
+                os.fsync(out.fileno())  # the bytes are on disk before the name points at them
+        except urllib.error.HTTPError as exc:
+            raise failed(f"HTTP {exc.code} {exc.reason}") from exc
+        except urllib.error.URLError as exc:
+            raise failed(exc.reason) from exc
+        except (http.client.HTTPException, OSError) as exc:  # timeouts, resets, truncated chunked bodies
+            raise failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+        # http.client returns a short body without complaint when the server closes early
+        if size is not None and received != size:
+            raise failed(f"the connection closed after {received} of {size} bytes")
+        actual = digest.hexdigest()
+        if actual != entry["sha256"]:
+            raise ValueError(
+                f"{entry['name']}: checksum mismatch for {entry['file']} downloaded from {url}: expected "
+                f"SHA-256 {entry['sha256']}, got {actual}. The download was deleted. The server holds a "
+                f"different version or the transfer was corrupted: try again, or set {URL_ENV_VAR} to a "
+                f"mirror of the registered file, or put the registered file in {folder} by hand."
+            )
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared data folder must stay readable
+        os.replace(tmp, target)
+    except BaseException:
+        # a failed, corrupt or interrupted (Ctrl-C) download leaves nothing behind
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _progress(file: str, size: int | None):
+    """A callback that redraws one progress line on stderr, only when stderr is a terminal."""
+    stream = sys.stderr
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        return lambda received: None
+    state = {"last": 0}
+
+    def show(received: int | None) -> None:
+        if received is None:
+            stream.write("\n")
+        elif received - state["last"] >= _CHUNK or received == size:
+            state["last"] = received
+            total = f" of {size / 1e6:.1f}" if size else ""
+            stream.write(f"\rtsformers: downloading {file}: {received / 1e6:.1f}{total} MB")
+        stream.flush()
+
+    return show
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -214,7 +437,8 @@ def _verify_sha256(path: Path, expected: str) -> None:
     if actual != expected:
         raise ValueError(
             f"checksum mismatch for {path}: expected SHA-256 {expected}, got {actual}. "
-            "The file is corrupt or a different version; download it again."
+            "The file is corrupt or a different version: delete it (load_dataset then downloads "
+            "the registered file where a URL is known) or replace it with the registered file."
         )
 
 
@@ -251,6 +475,7 @@ def load_pv(
     split: str | None = None,
     context: int = 0,
     fill_gaps: bool = True,
+    download_if_missing: bool = True,
 ) -> pd.DataFrame:
     """Load a PV data set: plant telemetry with the NSRDB weather aligned to local time.
 
@@ -290,7 +515,8 @@ def load_pv(
         A PV data set name, e.g. ``"pv_golden"`` (aliases ``"golden"``,
         ``"pv_golden_co_2020"``) or ``"pv_cocoa"``.
     data_dir : str or path-like, optional
-        Folder holding the file; defaults to the ``TSFORMERS_DATA`` variable.
+        Folder holding the file; defaults as in :func:`data_home`
+        (``TSFORMERS_DATA``, then the cache folder).
     split : {"train", "val", "test"}, optional
         The 70/10/20 split by time. Its borders are those of the file's rows
         (golden: 5907 / 845 / 1687 rows), carried over to the regular grid by
@@ -301,6 +527,10 @@ def load_pv(
     fill_gaps : bool, default True
         Return the regular hourly grid with gaps filled (above), or the
         file's rows only.
+    download_if_missing : bool, default True
+        As in :func:`load_dataset`: fetch a missing file when a URL is known
+        (the PV files have none in the registry; ``$TSFORMERS_DATA_URL``
+        can name a mirror).
 
     Returns
     -------
@@ -310,7 +540,7 @@ def load_pv(
 
     Raises
     ------
-    FileNotFoundError, ValueError
+    FileNotFoundError, DownloadError, ValueError
         As :func:`load_dataset`; ValueError also if ``name`` is not a PV data set.
     """
     entry = info(name)
@@ -320,7 +550,7 @@ def load_pv(
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)} or None")
     context = _non_negative_int(context, "context")
-    path = _locate(entry, data_dir)
+    path = _locate(entry, data_dir, download_if_missing)
     _verify_sha256(path, entry["sha256"])
     raw = pd.read_csv(path)
     frame = _pv_frame(raw, entry)
