@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import pandas as pd
+
+from tsformers.datasets.registry import _int_at_least
 
 DAY = 24  # daily period, in steps
 WEEK = 7 * DAY  # weekly period, in steps
@@ -52,8 +52,8 @@ def make_demo(
         If a count is not a positive integer, ``freq`` is not a pandas
         frequency, or ``layout`` is unknown.
     """
-    n_series = _positive_int(n_series, "n_series")
-    n_steps = _positive_int(n_steps, "n_steps")
+    n_series = _int_at_least(n_series, "n_series", 1)
+    n_steps = _int_at_least(n_steps, "n_steps", 1)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
     dates = _timestamps(n_steps, freq)
@@ -92,17 +92,6 @@ def _to_long(wide: pd.DataFrame) -> pd.DataFrame:
     return long.reset_index(drop=True)
 
 
-def _positive_int(value, what: str) -> int:
-    """Check that ``value`` is a positive integer (bools rejected)."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value}")
-    return value
 
 
 # -- PV scenario ---------------------------------------------------------------------------
@@ -185,7 +174,7 @@ def make_pv_demo(
     >>> bool((df["power"] >= 0).all()), float(df["power"].iloc[0])  # midnight
     (True, 0.0)
     """
-    n_steps = _positive_int(n_steps, "n_steps")
+    n_steps = _int_at_least(n_steps, "n_steps", 1)
     if not (isinstance(latitude, (int, float)) and -66.0 <= latitude <= 66.0):
         raise ValueError(f"latitude must be a number of degrees in [-66, 66], got {latitude!r}")
     if not (isinstance(capacity, (int, float)) and np.isfinite(capacity) and capacity > 0):

@@ -135,7 +135,7 @@ def split_bounds(name: str, n_rows: int) -> dict[str, tuple[int, int]]:
         short for a fixed split.
     """
     entry = info(name)
-    n_rows = _non_negative_int(n_rows, "n_rows")
+    n_rows = _int_at_least(n_rows, "n_rows", 0)
     rule = _registry()["splits"][entry["split"]]
     if rule["kind"] == "fixed":
         bounds = {part: tuple(rule[part]) for part in SPLITS}
@@ -209,7 +209,7 @@ def load_dataset(
     entry = info(name)
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)} or None")
-    context = _non_negative_int(context, "context")
+    context = _int_at_least(context, "context", 0)
 
     if "pv" in entry:
         return load_pv(
@@ -453,16 +453,17 @@ def _read_csv(path: Path, time_col: str) -> pd.DataFrame:
     return frame
 
 
-def _non_negative_int(value, what: str) -> int:
-    """Check that ``value`` is a non-negative integer (bools rejected)."""
+def _int_at_least(value, what: str, low: int) -> int:
+    """Check that ``value`` is an integer of at least ``low`` (bools rejected)."""
+    kind = "positive" if low == 1 else "non-negative"
     try:
         if isinstance(value, bool):
             raise TypeError
         value = operator.index(value)
     except TypeError:
-        raise ValueError(f"{what} must be a non-negative integer, got {value!r}") from None
-    if value < 0:
-        raise ValueError(f"{what} must be a non-negative integer, got {value}")
+        raise ValueError(f"{what} must be a {kind} integer, got {value!r}") from None
+    if value < low:
+        raise ValueError(f"{what} must be a {kind} integer, got {value}")
     return value
 
 
@@ -549,7 +550,7 @@ def load_pv(
         raise ValueError(f"{entry['name']} is not a PV data set; choose one of {pv_names}")
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)} or None")
-    context = _non_negative_int(context, "context")
+    context = _int_at_least(context, "context", 0)
     path = _locate(entry, data_dir, download_if_missing)
     _verify_sha256(path, entry["sha256"])
     raw = pd.read_csv(path)
