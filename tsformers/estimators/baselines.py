@@ -253,9 +253,6 @@ class LinearForecaster(_TargetsOnly):
         The fitted :class:`~tsformers.models.baselines.Linear`.
     alpha_ : float
         The penalty of the fitted map: ``alpha``, or the one chosen on the validation windows.
-    training_log_ : list of dict
-        With ``alpha=None``, the validation mean squared error (scaled data) of every penalty of the grid,
-        ``{"alpha": ..., "val_mse": ...}``; else empty.
     %(attributes)s
 
     References
@@ -306,11 +303,9 @@ class LinearForecaster(_TargetsOnly):
                 f"needs horizon={self.horizon} steps besides lookback + horizon for training). Pass alpha= (e.g. "
                 f"alpha=1.0), a larger val_size or a longer history.")
         gram, cross = self._normal_equations(train)
-        log = []
         if self.alpha is None:
-            for alpha in ALPHA_GRID:
-                log.append({"alpha": alpha, "val_mse": self._mse(_ridge(gram, cross, alpha), val)})
-            alpha = min(log, key=lambda row: row["val_mse"])["alpha"]   # the first of equal scores: the smaller
+            scores = [self._mse(_ridge(gram, cross, alpha), val) for alpha in ALPHA_GRID]
+            alpha = ALPHA_GRID[int(np.argmin(scores))]                    # the first of equal scores: the smaller
         else:
             alpha = float(self.alpha)
         weights = _ridge(gram, cross, alpha)                             # (L + 1, H): the map, then the intercept
@@ -319,7 +314,7 @@ class LinearForecaster(_TargetsOnly):
             network.map.weight.copy_(torch.from_numpy(weights[:-1].T))
             network.map.bias.copy_(torch.from_numpy(weights[-1]))
             network.alpha.fill_(alpha)
-        return network, log
+        return network, []   # no epochs: training_log_ counts epochs wherever it is read (CLI, MLflow)
 
     def _windows(self, part: tuple):
         """The (inputs, targets) windows of a part of :meth:`Prepared.split`, float64 rows ``(windows * targets, L or H)``,
