@@ -301,8 +301,8 @@ class LinearForecaster(_TargetsOnly):
         if self.alpha is None and val is None:
             raise ValueError(
                 f"alpha=None chooses the ridge penalty on validation windows, but the series "
-                f"({data.panel.values.shape[1]} steps) leave none at val_size={self.val_size} (a validation part "
-                f"needs horizon={self.horizon} steps besides lookback + horizon for training). Pass alpha= (e.g. "
+                f"({data.panel.values.shape[1]} rows) leave none at val_size={self.val_size} (a validation part "
+                f"needs horizon={self.horizon} rows besides lookback + horizon for training). Pass alpha= (e.g. "
                 f"alpha=1.0), a larger val_size or a longer history.")
         gram, cross = self._normal_equations(train)
         if self.alpha is None:
