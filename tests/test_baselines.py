@@ -126,6 +126,8 @@ def _reference_windows(scaled: np.ndarray, lookback: int, horizon: int) -> tuple
     for series in scaled:
         for start in range(series.shape[0] - lookback - horizon + 1):
             x, y = series[start:start + lookback], series[start + lookback:start + lookback + horizon]
+            if np.isnan(x).any() or np.isnan(y).any():                     # before a ragged series starts
+                continue
             for v in range(series.shape[1]):
                 rows.append(np.append(x[:, v] - x[-1, v], 1.0))
                 outs.append(y[:, v] - x[-1, v])
@@ -138,28 +140,33 @@ def _reference_ridge(design: np.ndarray, out: np.ndarray, alpha: float) -> np.nd
     return np.linalg.solve(design.T @ design + penalty, design.T @ out)
 
 
-def _long(n: int = 300) -> pd.DataFrame:
-    """Two series at very different levels, so the per-series scaling matters."""
-    a, b = wide(n, seed=1), wide(n, seed=2)
+def _long(n: int = 300, late_start: int = 0) -> pd.DataFrame:
+    """Two series at very different levels, so the per-series scaling matters; ``b`` starts ``late_start`` rows
+    after ``a`` (a ragged panel) and both end together."""
+    a, b = wide(n, seed=1), wide(n, seed=2).iloc[late_start:]
     return pd.concat([pd.DataFrame({"unique_id": "a", "ds": a["date"], "y": a["load"]}),
                       pd.DataFrame({"unique_id": "b", "ds": b["date"], "y": 1000 + 40 * b["temp"]})],
                      ignore_index=True)
 
 
 def _scaled(est, df: pd.DataFrame) -> np.ndarray:
-    values = np.stack([group["y"].to_numpy() for _, group in df.groupby("unique_id")])[..., None]
+    """The panel ``(2, n, 1)`` scaled with the fitted statistics, NaN before a series starts."""
+    n = df.groupby("unique_id").size().max()
+    values = np.stack([np.concatenate([np.full(n - len(group), np.nan), group["y"].to_numpy()])
+                       for _, group in df.groupby("unique_id")])[..., None]
     return est.scaler_.transform(values)
 
 
-def test_the_ridge_map_is_the_numpy_solve_of_the_same_problem(monkeypatch):
+@pytest.mark.parametrize("late_start", [0, 70], ids=["aligned", "ragged"])
+def test_the_ridge_map_is_the_numpy_solve_of_the_same_problem(monkeypatch, late_start):
     monkeypatch.setattr(baselines, "_WINDOW_CHUNK", 7)                    # many chunks of the Gram matrix
-    df, lookback, horizon, alpha = _long(), 36, 12, 3.0
+    df, lookback, horizon, alpha = _long(late_start=late_start), 36, 12, 3.0
     est = LinearForecaster(horizon=horizon, lookback=lookback, alpha=alpha).fit(df)
     n = 300
     cut = n - validation_steps(n, lookback, horizon, 0.1)
     scaled = _scaled(est, df)
     # the scaler: each series' training part standardised
-    np.testing.assert_allclose(scaled[:, :cut].mean(axis=1), 0, atol=1e-9)
+    np.testing.assert_allclose(np.nanmean(scaled[:, :cut], axis=1), 0, atol=1e-9)
     design, out = _reference_windows(scaled[:, :cut], lookback, horizon)
     weights = _reference_ridge(design, out, alpha)
     np.testing.assert_allclose(est.network_.map.weight.detach().double().numpy(), weights[:-1].T, rtol=1e-4,
