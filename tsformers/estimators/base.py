@@ -63,7 +63,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
     signature), declare in ``_tags`` whether their network reads static
-    attributes itself (``"static"``) and implement ``_build_network(n_vars)``.
+    attributes itself (``"static"``) and implement ``_build_network(n_vars)``; a
+    model fitted without gradient training (the baselines) overrides ``_fit_network``.
     Every step that readies data goes through :mod:`tsformers.data.prepare`
     (:meth:`prepare`); forecasters with a recurrent state derive from
     :class:`~tsformers.estimators.streaming.StreamingForecaster`. Conformal
