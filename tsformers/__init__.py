@@ -4,9 +4,11 @@
 >>> from tsformers.datasets import load_dataset, make_demo
 """
 from tsformers.estimators import (AtlasForecaster, BaseForecaster, GateformerForecaster, GTrXLForecaster,
-                                  LMUFormerForecaster, ModelFileError, PVClientForecaster)
+                                  LinearForecaster, LMUFormerForecaster, ModelFileError, NaiveForecaster,
+                                  PVClientForecaster, SeasonalNaiveForecaster)
 from tsformers._version import __version__
 from tsformers.model_selection import RollingOriginSplit
 
 __all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
-           "ModelFileError", "PVClientForecaster", "RollingOriginSplit", "__version__"]
+           "LinearForecaster", "ModelFileError", "NaiveForecaster", "PVClientForecaster", "RollingOriginSplit",
+           "SeasonalNaiveForecaster", "__version__"]

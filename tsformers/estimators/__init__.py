@@ -1,6 +1,7 @@
 """The public estimators."""
 from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.baselines import LinearForecaster, NaiveForecaster, SeasonalNaiveForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.lmuformer import LMUFormerForecaster
@@ -8,4 +9,4 @@ from tsformers.estimators.modelfile import ModelFileError
 from tsformers.estimators.pvclient import PVClientForecaster
 
 __all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
-           "ModelFileError", "PVClientForecaster"]
+           "LinearForecaster", "ModelFileError", "NaiveForecaster", "PVClientForecaster", "SeasonalNaiveForecaster"]

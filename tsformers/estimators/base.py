@@ -63,7 +63,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
     signature), declare in ``_tags`` whether their network reads static
-    attributes itself (``"static"``) and implement ``_build_network(n_vars)``.
+    attributes itself (``"static"``) and implement ``_build_network(n_vars)``; a
+    model fitted without gradient training (the baselines) overrides ``_fit_network``.
     Every step that readies data goes through :mod:`tsformers.data.prepare`
     (:meth:`prepare`); forecasters with a recurrent state derive from
     :class:`~tsformers.estimators.streaming.StreamingForecaster`. Conformal
@@ -72,7 +73,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
     """
 
     #: "static": the network takes static attributes itself (else a StaticResidual adds them).
-    _tags = {"static": False}
+    #: "trainable": fit learns the network from the data (False for the last-value and seasonal baselines).
+    _tags = {"static": False, "trainable": True}
 
     _parameter_constraints = {
         "horizon": [Interval(Integral, 1, None, closed="left")],
@@ -163,7 +165,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         self
         """
         self._validate_params()
-        check_quantiles(self.quantiles)
+        self._quantile_levels()  # refuses bad levels before any work
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
         frame, backend = as_pandas(df)
@@ -182,21 +184,10 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         data = prepare(raw, schema, self._missing_policy(), self._training_scaler, lookback=self.lookback,
                        horizon=self.horizon)
         val_steps = data.validation_steps(self.val_size)
-        if val_steps == 0 and self.val_size and self.max_epochs:
-            warnings.warn(
-                f"the series ({data.panel.values.shape[1]} steps) are too short for a validation part of "
-                f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
-                UserWarning, stacklevel=2)
         self.schema_, self.scaler_, self.static_encoder_, self.static_ = schema, data.scaler, encoder, raw.static
         n_vars = data.inputs.shape[-1]
 
-        network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
-        log = []
-        if self.max_epochs > 0:
-            trainer_kwargs = dict(self.trainer_kwargs or {})
-            for listener in fit_listeners:
-                trainer_kwargs = listener.before_training(self, trainer_kwargs)
-            log = self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
+        network, log = self._fit_network(data, n_vars)
         network.eval()
 
         self.network_ = network
@@ -211,6 +202,28 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         for listener in fit_listeners:
             listener.after_fit(self, df)
         return self
+
+    def _fit_network(self, data: Prepared, n_vars: int) -> tuple[torch.nn.Module, list[dict]]:
+        """The network fitted to ``data`` (``n_vars`` input channels) and its log: the step of :meth:`fit` that learns.
+
+        Here the network is built under ``random_state`` and trained by :meth:`train_network`
+        (Lightning, early stopping on the validation part). A model fitted otherwise (a closed-form
+        solve, or nothing to fit) overrides this method and only this; everything before (reading,
+        gaps, scaling, windows) and after (history, conformal calibration, saving) stays shared.
+        """
+        if data.validation_steps(self.val_size) == 0 and self.val_size and self.max_epochs:
+            warnings.warn(
+                f"the series ({data.panel.values.shape[1]} steps) are too short for a validation part of "
+                f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
+                UserWarning, stacklevel=3)
+        network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
+        log = []
+        if self.max_epochs > 0:
+            trainer_kwargs = dict(self.trainer_kwargs or {})
+            for listener in fit_listeners:
+                trainer_kwargs = listener.before_training(self, trainer_kwargs)
+            log = self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
+        return network, log
 
     def _training_scaler(self, filled: Panel) -> PanelScaler:
         """Statistics of each series' training part only, so that the validation part stays unseen."""
