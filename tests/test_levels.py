@@ -137,4 +137,5 @@ def test_normalize_is_validated_in_fit():
     # GTrXL's head reference: the changes always forecast from the last value
     with pytest.raises(ValueError, match="last_value_anchor=False needs normalize='none'"):
         estimator("gtrxl", max_epochs=1, last_value_anchor=False).fit(df)
-    assert estimator("gtrxl", max_epochs=1, normalize="none", last_value_anchor=False).fit(df).network_.normalize == "none"
+    plain = estimator("gtrxl", max_epochs=1, normalize="none", last_value_anchor=False).fit(df)
+    assert plain.network_.normalize == "none" and not plain.network_.last_value_anchor

@@ -141,7 +141,8 @@ class Atlas(nn.Module):
             before = state["seen"] * state["inputs"][:, -1:] + (1 - state["seen"]) * x[:, :1]   # (B, 1, N)
             changes = x - torch.cat([before, x[:, :-1]], dim=1)                                  # (B, T, N)
             context = torch.cat([state["changes"], changes], dim=1)                             # (B, L + T, N)
-            new_state |= {"changes": context[:, -self.lookback:], "seen": torch.ones_like(state["seen"]) if n_new else state["seen"]}
+            seen = torch.ones_like(state["seen"]) if n_new else state["seen"]
+            new_state |= {"changes": context[:, -self.lookback:], "seen": seen}
         recent = context[:, context.shape[1] - n_new - kernel + 1:]            # (B, K - 1 + T, N)
         patches = recent.unfold(1, kernel, 1)                                  # (B, T, N, K)
         pattern = "b t n k -> (b n) t k" if self.channel_independent else "b t n k -> b t (k n)"

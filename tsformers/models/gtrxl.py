@@ -166,7 +166,7 @@ class GTrXL(nn.Module):
         assert block in BLOCKS, f"block must be one of {sorted(BLOCKS)}, got {block!r}"
         assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
         assert last_value_anchor or normalize == "none", (
-            "normalize='last_value' forecasts from the last observed value: last_value_anchor=False needs normalize='none'"
+            "normalize='last_value' forecasts from the last observed value: last_value_anchor=False needs 'none'"
         )
         if stack not in STACKS:
             raise ValueError(f"GTrXL arranges its gated Transformer-XL layers (each with a segment memory) as the "
@@ -192,7 +192,7 @@ class GTrXL(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for the changes' predecessor)."""
+        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for a change's predecessor)."""
         return self.n_layers * self.mem_len + 1 + int(self.normalize == "last_value")
 
     # -- streaming protocol ---------------------------------------------------------------
