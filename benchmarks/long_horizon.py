@@ -76,24 +76,27 @@ def gateformer(dataset: str, horizon: int) -> GateformerForecaster:
 def lmuformer(dataset: str, horizon: int) -> LMUFormerForecaster:
     """LMUFormer with the estimator's defaults: the paper's model (d_model 64, one LMU block, four
     convolutional embedding layers, memory size = lookback) and its training recipe (batch 32, lr 1e-3
-    halved every epoch, 10 epochs, patience 3). The paper has no long-horizon table, so no per-dataset
-    settings exist to follow."""
+    halved every epoch, 10 epochs, patience 3), with the default causal normalisation (each step's
+    change in, the forecast added onto the last value: ``normalize="last_value"``, a tsformers
+    extension; rows before it read the values). The paper has no long-horizon table, so no
+    per-dataset settings exist to follow."""
     return LMUFormerForecaster(horizon=horizon, lookback=LOOKBACK)
 
 
 def gtrxl(dataset: str, horizon: int) -> GTrXLForecaster:
-    """GTrXL at lookback 96 in one segment (memory 96), embedding each step's change (``input_changes``:
-    these series drift in level between the training and the test period), otherwise the estimator's
-    defaults (d_model 128, 8 heads, d_ff 256, 3 layers, GRU gate with bias 2, lr 1e-3 halved every epoch,
-    batch 32). Lookback 96 is the literature's, so that the row compares with the others
-    (``benchmarks/gtrxl.py`` also runs its long-memory setting)."""
-    return GTrXLForecaster(horizon=horizon, lookback=LOOKBACK, segment_len=LOOKBACK, mem_len=LOOKBACK,
-                           input_changes=True)
+    """GTrXL at lookback 96 in one segment (memory 96), otherwise the estimator's defaults (d_model 128,
+    8 heads, d_ff 256, 3 layers, GRU gate with bias 2, lr 1e-3 halved every epoch, batch 32), which embed
+    each step's change and forecast from the last value (``normalize="last_value"``: these series drift
+    in level between the training and the test period). Lookback 96 is the literature's, so that the
+    row compares with the others (``benchmarks/gtrxl.py`` also runs its long-memory setting)."""
+    return GTrXLForecaster(horizon=horizon, lookback=LOOKBACK, segment_len=LOOKBACK, mem_len=LOOKBACK)
 
 
 def atlas(dataset: str, horizon: int) -> AtlasForecaster:
     """ATLAS with the estimator's defaults (MAG layer, window 32, polynomial degree 2, Muon inner
-    optimiser, channel-independent, lr 1e-3 halved every epoch, batch 32)."""
+    optimiser, channel-independent, lr 1e-3 halved every epoch, batch 32, each step's change in and the
+    forecast from the last value: ``normalize="last_value"``; rows before it read the values and
+    normalised the output by the window's mean)."""
     return AtlasForecaster(horizon=horizon, lookback=LOOKBACK)
 
 

@@ -99,14 +99,20 @@ def test_memory_carries_information_beyond_every_window():
             assert moved > 1e-4
 
 
-def test_output_normalisation_uses_the_window_statistics():
-    """y = (head(z) + linear(norm(window))) * std + mean with the last lookback steps' mean and std."""
-    model = small(linear_path=False)
+@pytest.mark.parametrize("normalize", ["last_value", "none"])
+def test_output_normalisation_uses_the_window_statistics(normalize):
+    """y = (head(z) + linear((window - ref) / std)) * std + ref, ref the last value ("last_value") or the mean."""
+    model = small(normalize=normalize)
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
         x = torch.randn(2, 24, 3) * 4 + 7
-        torch.testing.assert_close(model(x), x.mean(dim=1, keepdim=True).expand(2, 6, 3))
+        ref = x[:, -1:] if normalize == "last_value" else x.mean(dim=1, keepdim=True)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + 1e-5)
+        expected = (x - ref).div(std).mT @ model.linear.weight.T + model.linear.bias     # (B, N, H)
+        torch.testing.assert_close(model(x), expected.mT * std + ref)
+        model.linear = None                                                              # linear_path=False
+        torch.testing.assert_close(model(x), ref.expand(2, 6, 3))
 
 
 # ---------------------------------------------------------------- the estimator

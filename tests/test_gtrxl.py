@@ -32,9 +32,12 @@ def _seed():
 
 
 def small(**kw):
-    """A small GTrXL: receptive field 2 * 10 + 1 = 21 steps, segments of 8."""
+    """A small GTrXL: receptive field 2 * 10 + 1 = 21 steps, segments of 8; it embeds the values unless told.
+
+    The references below embed the values, the paper's tokens (``normalize="none"``).
+    """
     kw = dict(lookback=64, horizon=6, n_vars=3, d_model=D, n_heads=HEADS, d_ff=32, n_layers=2, segment_len=8,
-              mem_len=10, dropout=0.0) | kw
+              mem_len=10, dropout=0.0, normalize="none") | kw
     return GTrXL(**kw).eval()
 
 
@@ -243,10 +246,10 @@ def test_causal_within_and_across_segments():
     assert change[41:].max() == 0
 
 
-@pytest.mark.parametrize("input_changes", [False, True])
-def test_the_forecast_does_not_depend_on_absolute_time(input_changes):
+@pytest.mark.parametrize("normalize", ["none", "last_value"])
+def test_the_forecast_does_not_depend_on_absolute_time(normalize):
     """A stream that started earlier gives the same forecast once the receptive field is covered."""
-    model = small(gate_bias=0.0, input_changes=input_changes)
+    model = small(gate_bias=0.0, normalize=normalize)
     size = model.receptive_field
     x = torch.randn(2, size, 3)
     stream = torch.cat([torch.randn(2, 37, 3), x], dim=1)         # x delayed by 37 steps
@@ -262,9 +265,9 @@ def test_the_forecast_does_not_depend_on_absolute_time(input_changes):
 
 # -- streaming protocol ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("input_changes", [False, True])
-def test_forward_equals_forecast_of_advance_for_any_split(input_changes):
-    model = small(input_changes=input_changes)
+@pytest.mark.parametrize("normalize", ["none", "last_value"])
+def test_forward_equals_forecast_of_advance_for_any_split(normalize):
+    model = small(normalize=normalize)
     x = torch.randn(3, 64, 3)
     with torch.no_grad():
         expected = model(x)
@@ -279,14 +282,14 @@ def test_forward_equals_forecast_of_advance_for_any_split(input_changes):
         torch.testing.assert_close(model.forecast(state), expected, atol=2e-5, rtol=1e-4)
 
 
-def test_with_input_changes_the_forecast_moves_with_the_level_of_the_series():
+def test_with_last_value_normalisation_the_forecast_moves_with_the_level_of_the_series():
     x = torch.randn(2, 40, 3)
     shift = torch.tensor([3.0, -7.0, 0.5])
     with torch.no_grad():
-        model = small(input_changes=True)
+        model = small(normalize="last_value")
         torch.testing.assert_close(model(x + shift), model(x) + shift, atol=1e-5, rtol=1e-5)
         # embedding the values themselves does not: a level the training never saw changes the forecast's shape
-        plain = small(input_changes=False)
+        plain = small(normalize="none")
         assert ((plain(x + shift) - shift) - plain(x)).abs().max() > 1e-3
 
 
@@ -382,10 +385,10 @@ def test_block_and_gating_are_chosen_by_name():
         GTrXLForecaster(**SMALL, block="prenorm").fit(frame())
 
 
-def test_input_changes_reach_the_network_and_keep_update_exact():
+def test_the_default_normalisation_reaches_the_network_and_keeps_update_exact():
     df = frame()
-    est = GTrXLForecaster(**{**SMALL, "max_epochs": 1}, input_changes=True).fit(df.iloc[:250])
-    assert est.network_.input_changes and est.network_.receptive_field == 2 * 10 + 2
+    est = GTrXLForecaster(**{**SMALL, "max_epochs": 1}).fit(df.iloc[:250])
+    assert est.network_.normalize == "last_value" and est.network_.receptive_field == 2 * 10 + 2
     full = _values(est.predict(df))
     np.testing.assert_allclose(_values(est.update(df.iloc[250:]).predict()), full, rtol=1e-4, atol=1e-5)
 

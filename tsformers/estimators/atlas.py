@@ -29,8 +29,9 @@ class AtlasForecaster(StreamingForecaster):
     how the memory meets attention: ``"deep"`` (memory in place of attention),
     ``"mag"`` (memory beside sliding-window attention, gated) or ``"mal"``
     (memory, then sliding-window attention). A linear head on the last token and
-    a linear map of the instance-normalised last ``lookback`` steps forecast the
-    horizon.
+    a linear map of the normalised last ``lookback`` steps forecast the horizon.
+    By default the tokens read each step's change and the forecast is made from
+    the last observed value (``normalize``).
 
     The model is **streaming**: ``fit`` trains the outer weights on windows of
     ``lookback`` steps (each starting from the learned initial memory), then runs
@@ -81,7 +82,18 @@ class AtlasForecaster(StreamingForecaster):
         Never write the memories (an ablation: they stay at their trained initial weights).
     dropout : float, default=0.1
     linear_path : bool, default=True
-        Add a linear map of the instance-normalised last ``lookback`` steps to the forecast.
+        Add a linear map of the normalised last ``lookback`` steps to the forecast.
+    normalize : {"last_value", "none"}, default="last_value"
+        The causal normalisation (a tsformers extension, not in the paper; the same
+        parameter and meaning as in LMUFormer and GTrXL). ``"last_value"``: the tokens
+        read each step's change from the step before, the linear path reads the window
+        minus its last value (over the window's spread), and the forecast is added onto
+        the last observed value, so it moves exactly with the series' level (adding c to
+        the history adds c to the forecast) and a trend or a level never seen in training
+        does not throw it; the state keeps the last values and changes, so streaming
+        stays exact. ``"none"``: the tokens read the values, and the output is
+        instance-normalised with the window's mean and spread (RevIN at the output only;
+        on Exchange at H = 96 this lost to the last value, MSE 0.088 vs 0.081).
     target : str or list of str, optional
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional
@@ -94,9 +106,9 @@ class AtlasForecaster(StreamingForecaster):
     max_epochs : int, default=10
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only. The tokens see
-        the data scaled so; instance normalisation acts on the output only, with
-        the statistics of the last ``lookback`` steps (per-window statistics at the
-        input would change every token the memories have already stored).
+        the data scaled so (its changes, by default); the output's normalisation
+        uses the last ``lookback`` steps only (per-window statistics at the input
+        would change every token the memories have already stored).
     %(common_parameters)s
 
     Attributes
@@ -109,8 +121,10 @@ class AtlasForecaster(StreamingForecaster):
         ``"block<i>.memory.w<j>"`` and momenta ``"block<i>.memory.s<j>"``
         (n_series, streams, n_heads, d_in, d_out) with streams = n_vars when
         channel independent (else 1), the Omega window's keys, values and gates,
-        the attention cache, ``"inputs"`` (the last ``lookback`` scaled steps) and
-        ``"last"`` (n_series, streams, d_model), the last token of each stream.
+        the attention cache, ``"inputs"`` (the last ``lookback`` scaled steps),
+        ``"last"`` (n_series, streams, d_model), the last token of each stream, and with
+        ``normalize="last_value"`` ``"changes"`` (the last ``lookback`` steps' changes) and
+        ``"seen"`` (n_series, 1, 1; 1 once a step was read).
     %(common_attributes)s
 
     Notes
@@ -151,7 +165,7 @@ class AtlasForecaster(StreamingForecaster):
     """
 
     _parameter_constraints = {
-        **StreamingForecaster._parameter_constraints,
+        **StreamingForecaster._parameter_constraints,  # with normalize
         "channel_independent": ["boolean"],
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
@@ -179,7 +193,8 @@ class AtlasForecaster(StreamingForecaster):
                  d_ff=64, layer="mag", window=32, n_persistent=4, conv_kernel=16, d_key=4, memory_depth=2,
                  memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon", ns_steps=5,
                  max_lr=0.1,
-                 frozen_memory=False, dropout=0.1, linear_path=True, target=None, covariates=None,
+                 frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", target=None,
+                 covariates=None,
                  future_covariates=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
                  weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
                  scaler="standard", gradient_clip=1.0, random_state=0, verbose=False, trainer_kwargs=None,
@@ -209,6 +224,7 @@ class AtlasForecaster(StreamingForecaster):
         self.frozen_memory = frozen_memory
         self.dropout = dropout
         self.linear_path = linear_path
+        self.normalize = normalize
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -250,7 +266,8 @@ class AtlasForecaster(StreamingForecaster):
                      d_key=self.d_key, memory_depth=self.memory_depth, memory_expansion=self.memory_expansion,
                      poly_degree=self.poly_degree, omega_window=self.omega_window, chunk_size=self.chunk_size,
                      optimizer=self.optimizer, ns_steps=self.ns_steps, max_lr=self.max_lr,
-                     frozen_memory=self.frozen_memory, dropout=self.dropout, linear_path=self.linear_path)
+                     frozen_memory=self.frozen_memory, dropout=self.dropout, linear_path=self.linear_path,
+                     normalize=self.normalize)
 
     @classmethod
     def get_test_params(cls):

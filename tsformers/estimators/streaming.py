@@ -21,9 +21,17 @@ import numpy as np
 import torch
 
 from tsformers.backbone.heads import StaticResidual
+from sklearn.utils._param_validation import StrOptions
+
 from tsformers.data.frames import Panel, PanelSchema
 from tsformers.data.prepare import Prepared, network_channels
 from tsformers.estimators.base import BaseForecaster
+
+#: The causal normalisations of the streaming networks, one meaning in each (a tsformers extension):
+#: "last_value" feeds the network each step's change from the step before and adds its forecast onto
+#: the last observed value, so the forecast moves with the series' level and the state stays exact;
+#: "none" feeds the values, as the papers do.
+NORMALIZE = ("last_value", "none")
 
 #: Calibration origins per series at most: each costs a call that advances the state to it.
 MAX_STREAMING_ORIGINS = 200
@@ -37,7 +45,10 @@ class StreamingForecaster(BaseForecaster):
     Subclasses build a network with ``init_state``, ``advance`` and
     ``forecast`` (see the module). The fitted ``state_`` holds, per series, the
     network's state after the training data and every :meth:`update` since.
+    Every subclass takes ``normalize`` (:data:`NORMALIZE`).
     """
+
+    _parameter_constraints = {**BaseForecaster._parameter_constraints, "normalize": [StrOptions(set(NORMALIZE))]}
 
     # -- what fit and update carry besides the history ----------------------------------------
 

@@ -30,13 +30,15 @@ class Atlas(nn.Module):
     streams per series, weights shared, as PatchTST found best for such data);
     otherwise each series is one stream whose tokens mix all variables (S = 1)::
 
-        tokens_t = Linear(x_{t-K+1..t})                       a causal convolution of width K over time
+        u_t      = x_t - x_{t-1} (u_0 = 0), or x_t             ``normalize``: "last_value" or "none"
+        tokens_t = Linear(u_{t-K+1..t})                       a causal convolution of width K over time
         tokens   = block_1 ... block_n(tokens)                ATLAS blocks, ``layer`` picks the variant:
                    "deep": memory in place of attention (DeepTransformer-style)
                    "mag":  memory alongside sliding-window attention, gated (Titans' MAG)
                    "mal":  memory, then sliding-window attention (Titans' MAL)
         z        = LN(tokens_T)                               the last token of each stream
-        y        = (Linear(z) + Linear_L->H(norm(window))) * std + mean
+        y        = (Linear(z) + Linear_L->H((window - ref) / std)) * std + ref
+                   ref = x_T (the last value) for "last_value", the window's mean for "none"
 
     Each block's :class:`~tsformers.backbone.memory.omega.OmegaMemory` is a deep MLP
     written at test time by the Omega rule (window ``omega_window``) with the
@@ -45,13 +47,18 @@ class Atlas(nn.Module):
     the outer weights (projections, gates, the memories' initial weights) are
     only trained by ``fit``.
 
-    **Normalisation**: the tokens see the data as given (the estimator's fitted
-    per-series scaling), never per-window statistics, because the memories are
-    written once per token and a moving window's statistics would change every
-    past token. Instance normalisation (RevIN without affine) is applied at the
-    output only: ``mean``/``std`` are the statistics of the last ``lookback``
-    steps, which the state keeps, and the optional linear path (RLinear) reads
-    that normalised window.
+    **Normalisation**: the tokens never see per-window statistics, because the
+    memories are written once per token and a moving window's statistics would
+    change every past token. With ``normalize="last_value"`` (the default; a
+    tsformers extension) they read each step's change from the step before (the
+    state keeps the last value, so this is causal and exact), and the forecast is
+    made relative to the last observed value: the linear path (NLinear-style) reads
+    the window minus its last value over its spread, and everything is added back
+    onto the last value, so ``forward(x + c) == forward(x) + c``. With ``"none"`` the
+    tokens read the values as given (the estimator's fitted per-series scaling) and
+    instance normalisation (RevIN without affine) is applied at the output only:
+    ``mean``/``std`` are the statistics of the last ``lookback`` steps, which the
+    state keeps, and the linear path (RLinear) reads that normalised window.
 
     **Streaming** (the ``docs/extending.md`` protocol): ``init_state``, ``advance``
     (any number of steps; split-invariant), ``forecast``; ``forward(x)`` is
@@ -73,8 +80,10 @@ class Atlas(nn.Module):
                  window: int = 32, n_persistent: int = 4, conv_kernel: int = 16, d_key: int = 4,
                  memory_depth: int = 2, memory_expansion: int = 1, poly_degree: int = 2, omega_window: int = 8,
                  chunk_size: int = 16, optimizer: str = "muon", ns_steps: int = 5, max_lr: float = 0.1,
-                 frozen_memory: bool = False, dropout: float = 0.1, linear_path: bool = True):
+                 frozen_memory: bool = False, dropout: float = 0.1, linear_path: bool = True,
+                 normalize: str = "last_value"):
         super().__init__()
+        assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
             f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
         )
@@ -82,6 +91,7 @@ class Atlas(nn.Module):
         assert 1 <= conv_kernel <= lookback + 1, f"conv_kernel must be in [1, lookback + 1], got {conv_kernel}"
         self.lookback, self.horizon, self.n_vars, self.conv_kernel = lookback, horizon, n_vars, conv_kernel
         self.channel_independent = channel_independent
+        self.normalize = normalize
         self.n_streams = n_vars if channel_independent else 1   # token streams (with their own memories) per series
         width = 1 if channel_independent else n_vars             # variables in one token
         memory = dict(d_key=d_key, depth=memory_depth, expansion=memory_expansion, poly_degree=poly_degree,
@@ -105,6 +115,9 @@ class Atlas(nn.Module):
         like, streams = self.head.weight, self.n_streams
         state = {"inputs": like.new_zeros(batch_size, self.lookback, self.n_vars),    # the last lookback steps
                  "last": like.new_zeros(batch_size, streams, like.shape[1])}          # LN(last token) per stream
+        if self.normalize == "last_value":
+            state["changes"] = like.new_zeros(batch_size, self.lookback, self.n_vars)  # the last steps' changes
+            state["seen"] = like.new_zeros(batch_size, 1, 1)                          # 1 once a step was read
         for i, block in enumerate(self.blocks):
             state |= {f"block{i}.{k}": v.unflatten(0, (batch_size, streams))          # (B, S, ...)
                       for k, v in block.init_state(batch_size * streams).items()}
@@ -122,11 +135,18 @@ class Atlas(nn.Module):
     def _advance(self, state: State, x: Tensor) -> State:
         batch, n_new, kernel = x.shape[0], x.shape[1], self.conv_kernel
         context = torch.cat([state["inputs"], x], dim=1)                      # (B, L + T, N)
+        new_state = {"inputs": context[:, -self.lookback:]}
+        if self.normalize == "last_value":
+            # the step before x: the last one read, or x's first (whose change is then zero, as in a window)
+            before = state["seen"] * state["inputs"][:, -1:] + (1 - state["seen"]) * x[:, :1]   # (B, 1, N)
+            changes = x - torch.cat([before, x[:, :-1]], dim=1)                                  # (B, T, N)
+            context = torch.cat([state["changes"], changes], dim=1)                             # (B, L + T, N)
+            seen = torch.ones_like(state["seen"]) if n_new else state["seen"]
+            new_state |= {"changes": context[:, -self.lookback:], "seen": seen}
         recent = context[:, context.shape[1] - n_new - kernel + 1:]            # (B, K - 1 + T, N)
         patches = recent.unfold(1, kernel, 1)                                  # (B, T, N, K)
         pattern = "b t n k -> (b n) t k" if self.channel_independent else "b t n k -> b t (k n)"
         tokens = self.embed(rearrange(patches, pattern))                       # (B*S, T, D)
-        new_state = {"inputs": context[:, -self.lookback:]}
         for i, block in enumerate(self.blocks):
             prefix = f"block{i}."
             own = {key[len(prefix):]: value.flatten(0, 1) for key, value in state.items() if key.startswith(prefix)}
@@ -139,13 +159,14 @@ class Atlas(nn.Module):
     def forecast(self, state: State) -> Tensor:
         """The forecast after the state's last step: (batch, horizon, n_vars)."""
         window = state["inputs"]                                               # (B, L, N)
-        mean = window.mean(dim=1, keepdim=True)                                # (B, 1, N)
-        std = torch.sqrt(window.var(dim=1, keepdim=True, unbiased=False) + self.eps)
+        # the reference the forecast is relative to: the last value (shifts with the level), or the mean
+        ref = window[:, -1:] if self.normalize == "last_value" else window.mean(dim=1, keepdim=True)  # (B, 1, N)
+        std = torch.sqrt(window.var(dim=1, keepdim=True, unbiased=False) + self.eps)                   # (B, 1, N)
         pattern = "b n h -> b h n" if self.channel_independent else "b 1 (h n) -> b h n"
         y = rearrange(self.head(state["last"]), pattern, n=self.n_vars)       # (B, H, N)
         if self.linear is not None:
-            y = y + self.linear(((window - mean) / std).mT).mT                  # (B, H, N)
-        return y * std + mean
+            y = y + self.linear(((window - ref) / std).mT).mT                   # (B, H, N)
+        return y * std + ref
 
     # -- the network contract -------------------------------------------------------------------
 

@@ -117,13 +117,16 @@ class GTrXL(nn.Module):
       that a streamed state stays exact). No instance normalisation: the estimator
       scales each series with fitted statistics, and per-window statistics would
       change every cached state whenever a step arrives.
-    - **Input changes** (``input_changes``, a tsformers extension): each token embeds
-      the step's change from the step before (zero for the first step ever seen)
-      instead of its values. With the anchor, the forecast then moves with the level
-      of the series exactly (``forward(x + c) == forward(x) + c``), so a level never
-      seen in training (ETTh1's test period) reads like one that was; the change
-      needs only the last observed value, which the state keeps, so streaming stays
-      exact. The forecast then depends on one step more.
+    - **Causal normalisation** (``normalize="last_value"``, the default; a tsformers
+      extension): each token embeds the step's change from the step before (zero
+      for the first step ever seen) instead of its values, and the head's output is
+      added onto the last observed value (the anchor is then always on). The
+      forecast moves with the level of the series exactly (``forward(x + c) ==
+      forward(x) + c``), so a level never seen in training (ETTh1's test period, a
+      trend) reads like one that was; the change needs only the last observed
+      value, which the state keeps, so streaming stays exact. The forecast then
+      depends on one step more. ``normalize="none"`` embeds the values (the
+      paper's tokens), with ``last_value_anchor`` choosing the head's reference.
 
     Streaming protocol (``docs/extending.md``): the state holds each layer's
     memory, the last token's final state and the last observed values.
@@ -153,7 +156,7 @@ class GTrXL(nn.Module):
         gating: str = "gru",
         gate_bias: float = 2.0,
         last_value_anchor: bool = True,
-        input_changes: bool = False,
+        normalize: str = "last_value",
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -161,13 +164,17 @@ class GTrXL(nn.Module):
         )
         assert segment_len >= 1 and mem_len >= 1, f"segment_len and mem_len must be >= 1, got {segment_len}, {mem_len}"
         assert block in BLOCKS, f"block must be one of {sorted(BLOCKS)}, got {block!r}"
+        assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
+        assert last_value_anchor or normalize == "none", (
+            "normalize='last_value' forecasts from the last observed value: last_value_anchor=False needs 'none'"
+        )
         if stack not in STACKS:
             raise ValueError(f"GTrXL arranges its gated Transformer-XL layers (each with a segment memory) as the "
                              f"stacks {sorted(STACKS)} only, got stack={stack!r}")
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
+        self.normalize = normalize
         self.last_value_anchor = last_value_anchor
-        self.input_changes = input_changes
 
         self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
         def new_block():
@@ -185,8 +192,8 @@ class GTrXL(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 with input changes)."""
-        return self.n_layers * self.mem_len + 1 + int(self.input_changes)
+        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for a change's predecessor)."""
+        return self.n_layers * self.mem_len + 1 + int(self.normalize == "last_value")
 
     # -- streaming protocol ---------------------------------------------------------------
 
@@ -241,7 +248,7 @@ class GTrXL(nn.Module):
 
     def _segment(self, state: dict[str, Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """One segment x (B, S, n_vars) through the stack, reading and writing the memories: (B, S, D), state."""
-        h = self.embed(self._changes(state, x) if self.input_changes else x)  # (B, S, D)
+        h = self.embed(self._changes(state, x) if self.normalize == "last_value" else x)  # (B, S, D)
         new_state = {}
         for i, layer in enumerate(self.layers):
             memory = self.memory.read(state, i)                              # (B, m, D), detached

@@ -184,6 +184,19 @@ class LMUFormer(nn.Module):
     paper). There is no instance normalisation (its window statistics cannot be
     streamed); the estimator standardises each series with fitted statistics.
 
+    Causal normalisation (``normalize="last_value"``, the default; a tsformers extension,
+    not in the paper): the tokenizer reads each step's change from the step before
+    (zero for the first step ever seen) instead of its value, and the head's forecast
+    is added onto the last observed value::
+
+        x (B, T, N) -> sequences (B·G, T, C) -> changes dx_t = x_t - x_{t-1} (dx_0 = 0)
+          -> tokenizer, blocks -> last token (B·G, D) -> head -> (B, H, N) + x_T
+
+    so ``forward(x + c) == forward(x) + c``: a level or a trend never seen in training
+    reads like one that was. The change needs only the previous value, which the state
+    keeps (``last_value``, and ``seen``: 0 before the first step), so streaming stays
+    exact. ``normalize="none"`` reads the values and forecasts them (the paper's form).
+
     A state that has seen more than ``lookback`` steps differs from a window in two
     ways: the first (embed_layers + 1)·(kernel_size - 1) tokens of a window are embedded
     from zero padding, and the memory keeps a tail beyond ``theta`` (about 1% of its
@@ -218,6 +231,8 @@ class LMUFormer(nn.Module):
         Embed, memorise and forecast each variate on its own with shared weights
         (batch x n_vars sequences of one channel); False mixes all variates in the
         tokenizer, as the paper's mel-bin channels, and forecasts them jointly.
+    normalize : {"last_value", "none"}, default="last_value"
+        Changes in and the forecast added onto the last value, or the values (see above).
 
     ``forward(x)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars).
     """
@@ -228,14 +243,16 @@ class LMUFormer(nn.Module):
                  memory_size: int | None = None, theta: float | None = None, n_layers: int = 1,
                  embed_layers: int = 4, kernel_size: int = 3, mlp_ratio: int = 4, dropout: float = 0.1,
                  spiking: bool = False, tau: float = 2.0, v_threshold: float = 1.0, surrogate_alpha: float = 4.0,
-                 channel_independent: bool = True):
+                 channel_independent: bool = True, normalize: str = "last_value"):
         super().__init__()
+        assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
             f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
         )
         assert n_layers >= 1, f"n_layers must be at least 1, got {n_layers}"
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.channel_independent = channel_independent
+        self.normalize = normalize
         self.d_model = d_model
         memory_size = memory_size or (2 * d_model if spiking else d_model)
         # the first `padded` tokens of a window see the convolutions' zero padding, which a stream does not
@@ -260,8 +277,9 @@ class LMUFormer(nn.Module):
         assert x.ndim == 3 and x.shape[2] == self.n_vars, (
             f"LMUFormer was built for (batch, time, {self.n_vars}) inputs, got {tuple(x.shape)}"
         )
-        z, _ = self._run(self._tokens_in(x), None)                              # (B·G, T, D)
-        return self._head(z[:, -1], x.shape[0])
+        values = self._tokens_in(x)                                             # (B·G, T, C)
+        z, _ = self._run(self._inputs(values, None), None)                     # (B·G, T, D)
+        return self._head(z[:, -1], x.shape[0], values[:, -1:])                 # (B, H, N)
 
     # -- the streaming protocol ------------------------------------------------------------
 
@@ -272,6 +290,9 @@ class LMUFormer(nn.Module):
         for i, block in enumerate(self.blocks):
             state.update(_prefixed(f"blocks.{i}", block.init_state(rows)))
         state["readout"] = torch.zeros(rows, self.d_model)
+        if self.normalize == "last_value":  # fixed shapes (an exported graph needs them): a flag, not an empty tensor
+            state["last_value"] = torch.zeros(rows, self._channels())           # the previous step's values
+            state["seen"] = torch.zeros(rows, 1)                                # 1 once a step has been read
         device = next(self.parameters()).device
         return self._external({k: v.to(device) for k, v in state.items()}, batch_size)
 
@@ -284,14 +305,15 @@ class LMUFormer(nn.Module):
         inner = self._internal(state)
         tokens = self._tokens_in(x)                                             # (B·G, T, C)
         for piece in tokens.split(self.stream_chunk, dim=1):
-            z, new = self._run(piece, inner)
-            inner = {**new, "readout": z[:, -1]}                                 # (B·G, D): the head's input
+            z, new = self._run(self._inputs(piece, inner), inner)
+            inner = {**new, "readout": z[:, -1], **self._last(piece)}           # (B·G, D): the head's input
         return self._external(inner, batch)
 
     def forecast(self, state: State) -> Tensor:
         """The forecast from a state: (batch, horizon, n_vars)."""
-        readout = self._internal(state)["readout"]                              # (B·G, D)
-        return self._head(readout, state["readout"].shape[0])
+        inner = self._internal(state)
+        last = inner["last_value"][:, None] if self.normalize == "last_value" else None   # (B·G, 1, C)
+        return self._head(inner["readout"], state["readout"].shape[0], last)     # (B, H, N)
 
     def forecast_every_step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """The forecast after each step of x, from all the history before it (the paper's "with states").
@@ -303,9 +325,9 @@ class LMUFormer(nn.Module):
         inner = self._internal(state if state is not None else self.init_state(batch))
         out = []
         for piece in self._tokens_in(x).split(self.stream_chunk, dim=1):
-            z, new = self._run(piece, inner)                                    # (B·G, t, D)
-            inner = {**new, "readout": z[:, -1]}
-            out.append(self._head(z, batch))                                    # (B, t, H, N)
+            z, new = self._run(self._inputs(piece, inner), inner)               # (B·G, t, D)
+            inner = {**new, "readout": z[:, -1], **self._last(piece)}
+            out.append(self._head(z, batch, piece))                             # (B, t, H, N)
         return torch.cat(out, dim=1), self._external(inner, batch)
 
     # -- internals -----------------------------------------------------------------------
@@ -322,16 +344,48 @@ class LMUFormer(nn.Module):
     def _groups(self) -> int:
         return self.n_vars if self.channel_independent else 1
 
+    def _channels(self) -> int:
+        return 1 if self.channel_independent else self.n_vars
+
+    def _inputs(self, values: Tensor, state: State | None) -> Tensor:
+        """What the tokenizer reads from values (B·G, T, C): the values, or their changes from the step before.
+
+        The step before the first is the state's last value once it has seen one (``seen`` = 1),
+        else the first step itself, whose change is then zero (as at the start of a window).
+        """
+        if self.normalize == "none":
+            return values
+        first = values[:, 0]                                                    # (B·G, C)
+        if state is not None:  # arithmetic, not a branch on the flag: the exported graph has no control flow
+            first = state["seen"] * state["last_value"] + (1 - state["seen"]) * first
+        return values - torch.cat([first[:, None], values[:, :-1]], dim=1)     # (B·G, T, C)
+
+    def _last(self, values: Tensor) -> State:
+        """The state entries that the changes and the anchor of the next steps need."""
+        if self.normalize == "none":
+            return {}
+        return {"last_value": values[:, -1], "seen": values.new_ones(values.shape[0], 1)}
+
     def _tokens_in(self, x: Tensor) -> Tensor:
         if self.channel_independent:
             return rearrange(x, "b t n -> (b n) t 1")                         # each variate its own sequence
         return x                                                                # (B, T, N): variates as channels
 
-    def _head(self, readout: Tensor, batch: int) -> Tensor:
+    def _head(self, readout: Tensor, batch: int, last: Tensor | None) -> Tensor:
+        """readout (B·G, [t,] D) -> forecast (B, [t,] H, N), added onto ``last`` (B·G, [t or 1,] C) when normalised.
+
+        ``last``: the values the forecasts start from (the last observed, or each step's own).
+        """
         y = self.head(readout)                                                  # (B·G, ..., H) or (B, ..., H·N)
         if self.channel_independent:
-            return rearrange(y, "(b n) ... h -> b ... h n", b=batch)
-        return rearrange(y, "b ... (h n) -> b ... h n", n=self.n_vars)
+            y = rearrange(y, "(b n) ... h -> b ... h n", b=batch)
+        else:
+            y = rearrange(y, "b ... (h n) -> b ... h n", n=self.n_vars)
+        if self.normalize == "none":
+            return y
+        pattern = "(b n) t 1 -> b t 1 n" if self.channel_independent else "b t n -> b t 1 n"
+        level = rearrange(last, pattern, b=batch)                               # (B, t or 1, 1, N)
+        return y + (level if readout.ndim == 3 else level[:, 0])
 
     def _external(self, state: State, batch: int) -> State:
         """(B·G, ...) -> (B, G, ...): the state's leading dimension is the series."""
