@@ -10,6 +10,7 @@ side by side, and the training-loop before/after.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -280,6 +281,13 @@ def seeds_section(model: str = "gateformer") -> list[str]:
 
 # -- 1c. the other estimators -------------------------------------------------------------------------
 
+def levels_read(row) -> str:
+    """How a streaming estimator's run read the series' levels, from its recorded parameters."""
+    params = json.loads(row.params) if isinstance(getattr(row, "params", None), str) else {}
+    changes = params.get("normalize") == "last_value" or params.get("input_changes") is True
+    return "changes" if changes else "values"
+
+
 def other_models_section() -> list[str]:
     lh = _read("long_horizon.csv")
     if lh is None:
@@ -291,9 +299,11 @@ def other_models_section() -> list[str]:
     gate = {(r.dataset, int(r.horizon)): r for r in lh[lh["model"] == "gateformer"].itertuples()}
     out = ["## The other estimators on the grid", "",
            "The same protocol and script (`benchmarks/long_horizon.py --models lmuformer gtrxl atlas`), each "
-           "estimator with its defaults at lookback 96 except that GTrXL embeds each step's change "
-           "(`input_changes=True`; with the values and the earlier learning rate 1e-4 it scored 0.790 on ETTh1, "
-           "an earlier row of the CSV), seed 0; the settings are in `long_horizon.MODELS`. "
+           "estimator with its defaults at lookback 96, seed 0; the settings are in `long_horizon.MODELS`. "
+           "The model cell says how each run read the levels: *changes* is `normalize=\"last_value\"` (each "
+           "step's change in, the forecast added onto the last value; today's default, and GTrXL's former "
+           "`input_changes=True`), *values* the papers' form from before that option (GTrXL on values with "
+           "the earlier learning rate 1e-4 scored 0.790 on ETTh1, an earlier row of the CSV). "
            "PV-Client is not run here: it clips every target at zero, as PV power is, which these variables are "
            "not; `benchmarks/pv.py` measures it on PV data. The Gateformer column repeats the grid's cell.", "",
            "*Skill* is the MSE skill over the last value; *best baseline* the lowest MSE / MAE of the grid's "
@@ -317,7 +327,8 @@ def other_models_section() -> list[str]:
                 cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
                 mse_cell, mae_cell = cells["model"].split(" / ")
                 gain = skill(r.mse, base["last value"][0]) if "last value" in base else "–"
-                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
+                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} ({levels_read(r)}) | "
+                           f"{int(r.n_params):,} | "
                            f"{mse_cell} | {mae_cell} | {gain} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
                            f"{_secs(r.total_s)} | {r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")
             if est is None:

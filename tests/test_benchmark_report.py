@@ -64,7 +64,7 @@ def test_other_estimators_are_listed_next_to_the_gateformer_cell(tmp_path):
     lines = load_report(tmp_path).other_models_section()
     body = [line for line in lines if line.startswith("| ETTh1 |")]
     # seed 0 only, sorted by MSE, each with the Gateformer cell for reference
-    assert [line.split(" | ")[2] for line in body] == ["ATLAS", "LMUFormer"]
+    assert [line.split(" | ")[2] for line in body] == ["ATLAS (values)", "LMUFormer (values)"]
     assert all(line.strip("|").split("|")[-2].strip() == "**0.389** / **0.402**" for line in body)
 
 
@@ -91,11 +91,12 @@ def test_the_grid_shows_the_last_value_bolds_the_best_of_the_row_and_marks_our_l
 
 def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_path):
     rows = [_row("gateformer", "ETTh2", 96, 0, 0.312, 0.356, naive=(0.432, 0.422)),
-            _row("lmuformer", "ETTh2", 96, 0, 0.447, 0.440, naive=(0.432, 0.422))]
+            {**_row("lmuformer", "ETTh2", 96, 0, 0.447, 0.440, naive=(0.432, 0.422)),
+             "params": '{"normalize": "last_value"}'}]
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     line = _grid_line(load_report(tmp_path).other_models_section(), "ETTh2", 96)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "LMUFormer" and cells[4] == "0.447 ▼" and cells[5] == "0.440 ▼"
+    assert cells[2] == "LMUFormer (changes)" and cells[4] == "0.447 ▼" and cells[5] == "0.440 ▼"
     assert cells[6] == f"{1 - 0.447 / 0.432:+.1%}" and cells[-1] == "0.432 / 0.422"
 
 

@@ -341,3 +341,15 @@ def test_a_model_of_another_estimator_is_refused_by_name(small_model, tmp_path):
 
     with pytest.raises(TypeError, match="holds a GateformerForecaster, not a LMUFormerForecaster"):
         LMUFormerForecaster.load(small_model.save(tmp_path / "model"))
+
+
+@pytest.mark.parametrize("name, normalize", [("lmuformer", "none"), ("gtrxl", "last_value"), ("atlas", "none")])
+def test_streaming_models_saved_before_normalize_load_in_the_form_they_were_trained(name, normalize):
+    """Saved by tsformers before the streaming estimators took ``normalize`` (GTrXL with input_changes=True)."""
+    model = BaseForecaster.load(FIXTURES / f"before_normalize_{name}")
+    expected = pd.read_csv(FIXTURES / f"before_normalize_{name}.expected.csv", parse_dates=["date"])
+    assert model.normalize == normalize
+    got = model.predict()
+    assert (got["date"].to_numpy() == expected["date"].to_numpy()).all()
+    np.testing.assert_allclose(got.drop(columns="date").to_numpy(), expected.drop(columns="date").to_numpy(),
+                               rtol=1e-6)

@@ -20,6 +20,7 @@ far larger than its weights, or whose shapes do not match them, is a
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import json
 import threading
@@ -126,8 +127,21 @@ def _read_tensors(model: ModelDirectory) -> dict:
     return tensors
 
 
+def saved_params(estimator_cls, params: dict) -> dict:
+    """The saved parameters as this tsformers reads them.
+
+    Models saved before the streaming estimators took ``normalize`` (tsformers 0.1.0 before the
+    level-shift change) were trained on values: they load with ``normalize="none"``, the form they
+    were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``.
+    """
+    params = dict(params)
+    if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:
+        params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
+    return params
+
+
 def _rebuild(estimator_cls, config: dict, tensors: dict):
-    est = estimator_cls(**config["params"])
+    est = estimator_cls(**saved_params(estimator_cls, config["params"]))
     est._validate_params()
     est.schema_ = PanelSchema.from_dict(config["schema"])
     est.scaler_ = PanelScaler.from_dict(config["scaler"])
