@@ -207,5 +207,8 @@ class GTrXLForecaster(StreamingForecaster):
 
     @classmethod
     def get_test_params(cls):
+        # 3e-3: the halving schedule leaves eight epochs of 1e-3 too little for this small network to learn a
+        # daily cycle from the step changes it reads (normalize="last_value"); measured on the contract's
+        # seasonal frame, seeds 0-2: MSE 0.38-0.75 of the last value's at 1e-3, 0.06-0.11 at 3e-3
         return {"d_model": 16, "n_heads": 2, "d_ff": 32, "n_layers": 2, "segment_len": 16, "mem_len": 16,
-                "batch_size": 32, "learning_rate": 1e-3}
+                "batch_size": 32, "learning_rate": 3e-3}
