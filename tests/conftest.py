@@ -29,3 +29,21 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_skips(outcome.get_result())
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A Spark session in local mode (the ``spark`` tests: ``make test-spark``)."""
+    # checked here, not at import: `make test` deselects the spark tests without installing pyspark
+    pytest.importorskip("pyspark")
+    import sys
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers need this environment's packages
+    session = (SparkSession.builder.master("local[1]").appName("tsformers-test")
+               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+               .config("spark.sql.shuffle.partitions", "3").config("spark.driver.memory", "1g").getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -2,9 +2,6 @@
 
 Marked ``spark``: `make test` leaves it out, `make test-spark` (a separate CI step that installs pyspark) runs it.
 """
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,21 +14,6 @@ import tsformers.tracking as tsf_tracking  # noqa: E402
 from tsformers import GateformerForecaster  # noqa: E402
 from tsformers.datasets import make_demo  # noqa: E402
 from tsformers.tracking.spark import pack_series, spark_forecast, spark_udf  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def spark():
-    # checked here, not at import: `make test` deselects these tests without installing pyspark
-    pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers need this environment's packages
-    session = (SparkSession.builder.master("local[1]").appName("tsformers-test")
-               .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
-               .config("spark.sql.shuffle.partitions", "3").config("spark.driver.memory", "1g").getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="module")
