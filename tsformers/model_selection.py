@@ -18,6 +18,11 @@ class RollingOriginSplit:
     the future rows.) Rows are selected by their timestamp, so long frames
     with several series interleaved work as well as wide ones.
 
+    ``GridSearchCV`` ranks by the estimator's ``score`` (negative MSE) unless
+    given ``scoring=``: pass a scorer of :func:`make_forecast_scorer` or
+    :func:`forecast_scoring` (scikit-learn's own string scorers need a ``y``
+    that forecasters do not have, and score NaN).
+
     Parameters
     ----------
     n_splits : int, default=3
