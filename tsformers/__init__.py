@@ -8,6 +8,7 @@ from tsformers.estimators import (AtlasForecaster, BaseForecaster, GateformerFor
                                   PVClientForecaster, SeasonalNaiveForecaster)
 from tsformers._version import __version__
 from tsformers.model_selection import RollingOriginSplit
+from tsformers import metrics, model_selection  # noqa: F401 - tsformers.metrics.mase after import tsformers
 
 __all__ = ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster",
            "LinearForecaster", "ModelFileError", "NaiveForecaster", "PVClientForecaster", "RollingOriginSplit",

@@ -95,12 +95,34 @@ def interval_width(lower, upper) -> float:
     return float(np.mean(np.asarray(upper, dtype=float) - np.asarray(lower, dtype=float)))
 
 
-def evaluate(frame, by=None):
+def evaluate(frame, by=None, *, history=None, season: int = 1):
     """Metrics of a ``Forecaster.backtest`` frame, per group of ``by`` columns (overall by default).
 
     Per group: ``n`` (observed values), ``mse``, ``mae``, ``rmse``, ``smape``; with
-    quantile columns ``pinball``; per interval level L ``coverage_L`` and ``width_L``.
-    Missing actual values are left out.
+    ``history``, ``mase``; with quantile columns ``pinball``; per interval level L
+    ``coverage_L`` and ``width_L``. Missing actual values are left out.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame or polars.DataFrame
+        The output of ``backtest``.
+    by : str or list of str, optional
+        Columns to group by (``"h"``, ``"window"``, the id column, ``"target"``).
+    history : DataFrame, optional
+        The frame the backtest was run on (or the training data), to scale
+        MASE: per series and target, the in-sample MAE of the seasonal naive
+        forecast over its rows up to that series' first cutoff in ``frame``.
+        ``mase`` is then the mean of the absolute errors divided by their
+        series' scale: for one series and target it is :func:`mase`, and on a
+        panel every series counts by its number of forecast values, whatever
+        its units.
+    season : int, default=1
+        The seasonal period of the MASE scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per group.
     """
     import pandas as pd
 
@@ -109,6 +131,8 @@ def evaluate(frame, by=None):
     q_cols = [c for c in frame.columns if c.startswith("q") and _number(c[1:]) is not None]
     levels = sorted({c[2:] for c in frame.columns if c[:2] in ("lo", "hi") and _number(c[2:]) is not None},
                     key=float)
+    if history is not None:
+        frame = frame.assign(_mase_scale=_mase_scales(frame, history, season))
     by = [by] if isinstance(by, str) else list(by or [])
     groups = frame.groupby(by, sort=False, dropna=False) if by else [((), frame)]
     rows = []
@@ -118,6 +142,8 @@ def evaluate(frame, by=None):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         row.update(n=len(y), mse=mse(y, f) if len(y) else np.nan, mae=mae(y, f) if len(y) else np.nan)
         row.update(rmse=float(np.sqrt(row["mse"])), smape=smape(y, f) if len(y) else np.nan)
+        if history is not None:
+            row["mase"] = float(np.mean(np.abs(y - f) / part["_mase_scale"].to_numpy(float))) if len(y) else np.nan
         if q_cols:
             row["pinball"] = pinball_loss(y, part[q_cols].to_numpy(float), [_number(c[1:]) for c in q_cols]) \
                 if len(y) else np.nan
@@ -127,6 +153,48 @@ def evaluate(frame, by=None):
             row[f"width_{level}"] = interval_width(lo, hi) if len(y) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _mase_scales(frame, history, season: int) -> np.ndarray:
+    """Per row of a backtest ``frame``, its series' and target's seasonal naive MAE over ``history`` up to the
+    series' first cutoff (the MASE denominator)."""
+    import pandas as pd
+
+    if isinstance(season, bool) or not isinstance(season, (int, np.integer)) or season < 1:
+        raise ValueError(f"season must be a positive integer (the seasonal period of MASE), got {season!r}.")
+    if not isinstance(history, pd.DataFrame):
+        history = history.to_pandas()
+    columns = list(frame.columns)
+    time_col = columns[columns.index("cutoff") + 1]                   # backtest: ..., cutoff, <time>, h, ...
+    id_col = columns[columns.index("target") - 1] if columns.index("target") > 1 else None
+    if id_col is not None and id_col not in history.columns:
+        raise ValueError(f"history has no id column '{id_col}', which the backtest frame has: pass the frame the "
+                         f"backtest was run on.")
+    times = history.index.to_series(index=history.index) if time_col not in history.columns else history[time_col]
+    history = history.assign(_time=pd.Index(times).to_numpy())
+    parts = {None: history} if id_col is None else dict(tuple(history.groupby(id_col, sort=False)))
+    group_cols = ["target"] if id_col is None else [id_col, "target"]
+    scales = np.full(len(frame), np.nan)
+    for group, rows in frame.groupby(group_cols, sort=False).indices.items():
+        key, target = (None, group) if id_col is None else group
+        if isinstance(target, tuple):  # pandas gives 1-tuples for a one-column list
+            target = target[0]
+        where = f"target '{target}'" + ("" if key is None else f" of series '{key}'")
+        part = parts.get(key)
+        if part is None or target not in part.columns:
+            raise ValueError(f"history has no values of {where}: pass the frame the backtest was run on.")
+        cutoff = frame["cutoff"].to_numpy()[rows].min()
+        past = part.loc[part["_time"] <= cutoff].sort_values("_time")[target].to_numpy(float)
+        naive = np.abs(past[season:] - past[:-season]) if len(past) > season else past[:0]
+        if not np.isfinite(naive).any():
+            raise ValueError(f"history holds {len(past)} values of {where} up to its first cutoff {cutoff}: MASE "
+                             f"with season={season} needs two observed values {season} steps apart.")
+        scale = float(np.nanmean(naive))
+        if not scale > 0:
+            raise ValueError(f"{where} is constant over each season of history up to {cutoff}: the seasonal naive "
+                             f"error that scales MASE is 0.")
+        scales[rows] = scale
+    return scales
 
 
 def _number(text: str):

@@ -34,7 +34,8 @@ from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.time import future_times, future_times_of
 from tsformers.data.windows import split_train_val, validation_steps
-from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
+from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles, \
+    check_score_metric
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.seeding import seeded_call
 
@@ -564,22 +565,114 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             raise ValueError(f"future_covariates enter the network led by horizon={self.horizon} steps, which "
                              f"needs lookback >= horizon; got lookback={self.lookback}.")
 
-    def score(self, df, y=None) -> float:
-        """Negative mean squared error of forecasting the last ``horizon`` steps of each series in ``df``.
+    def score(self, df, y=None, *, history=None, metric: str = "mse", season: int = 1, level=None,
+              static_df=None) -> float:
+        """How well the model forecasts the last ``horizon`` steps of each series in ``df``; higher is better.
 
         The forecast is made from the rows before those steps (at least
-        ``lookback`` of them), in the original scale of the data; known-future
-        covariates are read from the last ``horizon`` rows. Higher is better, as
-        scikit-learn's model selection expects. It is the one-window
-        :meth:`backtest` (the point forecast: the median or mean of a quantile model).
+        ``lookback`` of them, counting ``history``), in the original scale of the
+        data; known-future covariates are read from the last ``horizon`` rows.
+        It is the one-window :meth:`backtest` (the point forecast: the median or
+        mean of a quantile model), summarised by ``metric`` and negated, as
+        scikit-learn's model selection expects. For ``GridSearchCV`` scoring by
+        another metric, see :func:`tsformers.model_selection.make_forecast_scorer`.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            Rows with the columns of the fit data; the last ``horizon`` steps of
+            each series are forecast and scored.
+        y : None
+            Ignored; present for scikit-learn compatibility (the targets are columns of ``df``).
+        history : DataFrame, optional
+            Rows that precede ``df`` (same columns; each series ending before its
+            first row in ``df``): the forecast reads them as context, so ``df`` may
+            hold only held-out rows. ``score(test, history=train)`` equals
+            ``score(concat([train, test]))``.
+        metric : {"mse", "mae", "rmse", "mase", "smape", "pinball", "coverage"}, default="mse"
+            What is negated, over the observed values of the scored steps (gaps do not count):
+
+            - ``"mse"``, ``"mae"``, ``"rmse"``, ``"smape"``: pooled over every series,
+              target and step, in the data's units (``"smape"`` in percent): on a
+              panel the series with the largest values weigh the most.
+            - ``"mase"``: per series and target, the MAE divided by the in-sample MAE
+              of the seasonal naive forecast (``season`` steps back) over the rows
+              before the scored steps, then averaged with every series and target
+              weighing the same. Scale-free: the choice for panels of series of
+              different sizes.
+            - ``"pinball"``: the pinball loss of the quantiles (a model fitted with ``quantiles=``).
+            - ``"coverage"``: the calibration error ``|coverage - level / 100|`` of the
+              conformal ``level`` % intervals (``predict(level=...)``).
+        season : int, default=1
+            The seasonal period of ``"mase"`` (1: the last value; 24: a day of hourly data).
+        level : float, optional
+            The interval level in percent of ``"coverage"`` (e.g. 80).
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
 
         Returns
         -------
         float
+            ``-loss``; 0 is a perfect forecast.
         """
-        data = self.prepare(df, min_rows=self.lookback + self.horizon, action="score")
+        return self._score_last_horizon(df, history=history, metric=metric, season=season, level=level,
+                                        static_df=static_df)
+
+    def _score_last_horizon(self, df, *, history, metric: str, season: int, level, static_df,
+                            held_out: bool = False) -> float:
+        """:meth:`score`; ``held_out``: refuse a frame whose scored steps the model was fitted on, or series it
+        was not fitted on (the symptoms of a cross-validation split that does not follow time)."""
+        check_is_fitted(self, "network_")
+        levels = check_score_metric(metric, season, level)
+        frame = df if history is None else self._prepend_history(history, df)
+        data = self.prepare(frame, static_df, min_rows=self.lookback + self.horizon, action="score")
         done = self._rolling_forecasts(data, 1, self.horizon)
-        return -float(np.nanmean((done["point"] - done["truth"]) ** 2))  # observed values only: gaps do not count
+        if held_out:
+            self._check_held_out(data, done["origins"])
+        return -self._window_loss(data, done, metric, season, levels)
+
+    def _prepend_history(self, history, df) -> pd.DataFrame:
+        """``history`` followed by ``df`` (one pandas frame), refusing a history that does not end before ``df``."""
+        past, _ = as_pandas(history)
+        rows, _ = as_pandas(df)
+        schema = self.schema_
+
+        def last_and_first(frame):
+            times = frame.index if schema.time_in_index else frame[schema.time_col]
+            times = pd.Series(pd.Index(times), index=frame.index)
+            if schema.layout == "wide":
+                return {None: (times.max(), times.min())}
+            grouped = times.groupby(frame[schema.id_col].to_numpy(), sort=False)
+            return {key: (part.max(), part.min()) for key, part in grouped}
+
+        before, after = last_and_first(past), last_and_first(rows)
+        for key, (_, first) in after.items():
+            if key in before and not before[key][0] < first:
+                where = "" if key is None else f" of series '{key}'"
+                raise ValueError(f"history must end before df starts: the history{where} runs to "
+                                 f"{before[key][0]}, but df starts at {first}. Pass as history only the rows "
+                                 f"before df.")
+        return pd.concat([past, rows], ignore_index=not schema.time_in_index)
+
+    def _check_held_out(self, data: Prepared, origins: np.ndarray) -> None:
+        """Refuse a scored window that starts within the fitted data, or a series that was not fitted."""
+        fitted_end = dict(zip(self.schema_.series, self.ends_))
+        for key, origin in zip(data.panel.series, origins):
+            where = "the frame" if key is None else f"series '{key}'"
+            if key not in fitted_end:
+                raise ValueError(
+                    f"the test fold holds {where}, which is not in the training fold: the split does not follow "
+                    f"time series by series (scikit-learn's TimeSeriesSplit and KFold split the rows of a long "
+                    f"frame, mixing series). Use cv=tsformers.RollingOriginSplit(horizon=..., lookback=...), "
+                    f"which splits every series at the same forecast origin.")
+            start = data.raw.times[origin]
+            if not start > fitted_end[key]:
+                raise ValueError(
+                    f"the forecast scored for {where} starts at {start}, but the model was fitted on data up to "
+                    f"{fitted_end[key]}: it would be scored on values it was trained on. The split does not "
+                    f"follow time (scikit-learn's KFold or ShuffleSplit train on rows after the test fold). Use "
+                    f"cv=tsformers.RollingOriginSplit(horizon=..., lookback=...), whose training folds end where "
+                    f"the forecast starts.")
 
     def _check_length(self, panel: Panel, needed: int, action: str) -> None:
         n_time = int(panel.lengths.min())
@@ -587,9 +680,15 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             what = "lookback + horizon" if needed == self.lookback + self.horizon else "lookback"
             who = "the frame has" if panel.series == [None] else \
                 f"series '{panel.series[int(np.argmin(panel.lengths))]}' has"
+            hint = " Pass a longer history or lower lookback."
+            if action == "score":
+                hint = (" Pass a longer frame, or the rows before it as history=. In model selection: the test "
+                        "folds of scikit-learn's TimeSeriesSplit and KFold hold only the rows to forecast, without "
+                        "the lookback rows before them; use cv=tsformers.RollingOriginSplit(horizon=..., "
+                        "lookback=...), whose test folds carry them.")
             raise ValueError(
                 f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
-                f"(lookback={self.lookback}, horizon={self.horizon}). Pass a longer history or lower lookback."
+                f"(lookback={self.lookback}, horizon={self.horizon}).{hint}"
             )
 
     # -- persistence -----------------------------------------------------------------------

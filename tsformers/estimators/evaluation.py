@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from tsformers import metrics
 from tsformers.data.frames import as_pandas, format_level, infer_schema, restore_ids
 from tsformers.data.prepare import Prepared
 
@@ -78,6 +79,26 @@ def check_levels(level) -> list[float]:
         raise ValueError(f"level holds interval coverages in percent, strictly between 1 and 100 (e.g. "
                          f"level=[80, 95]), got {bad}.")
     return sorted(set(levels))
+
+
+#: The metrics of ``score`` and of :func:`tsformers.model_selection.make_forecast_scorer`.
+SCORE_METRICS = ("mse", "mae", "rmse", "mase", "smape", "pinball", "coverage")
+
+
+def check_score_metric(metric, season, level) -> list[float]:
+    """Refuse a ``score`` metric, ``season`` or ``level`` that does not fit; the interval levels it needs."""
+    if metric not in SCORE_METRICS:
+        raise ValueError(f"metric must be one of {list(SCORE_METRICS)}, got {metric!r}.")
+    if isinstance(season, bool) or not isinstance(season, (int, np.integer)) or season < 1:
+        raise ValueError(f"season must be a positive integer (the seasonal period of MASE), got {season!r}.")
+    if metric == "coverage":
+        if level is None or isinstance(level, (list, tuple, np.ndarray)):
+            raise ValueError("metric='coverage' scores the conformal intervals of one level: pass level= in "
+                             f"percent, e.g. level=80; got {level!r}.")
+        return check_levels(level)
+    if level is not None:
+        raise ValueError(f"level is the interval level of metric='coverage'; metric={metric!r} does not use it.")
+    return []
 
 
 def conformal_radius(scores: np.ndarray, level: float) -> np.ndarray:
@@ -154,6 +175,56 @@ class EvaluationMixin:
         done = self._rolling_forecasts(data, n_windows, step)
         scores = np.abs(done["truth"] - done["point"]) / done["scale"][:, None, :]
         return np.sort(scores, axis=0).astype(np.float32)   # NaN (missing targets) last
+
+    # -- score ------------------------------------------------------------------------------
+
+    def _window_loss(self, data: Prepared, done: dict, metric: str, season: int, levels: list[float]) -> float:
+        """The ``metric`` loss of one forecast window per series (``_rolling_forecasts`` output ``done``) over
+        its observed values; ``data`` holds the rows before each window (the MASE scale)."""
+        truth, point = done["truth"], done["point"]                      # (S, H, T)
+        observed = ~np.isnan(truth)
+        if not observed.any():
+            raise ValueError("no target value is observed in the scored steps (the last horizon of each series); "
+                             "nothing to score.")
+        if metric in ("mse", "mae", "rmse", "smape"):
+            return getattr(metrics, metric)(truth[observed], point[observed])
+        if metric == "pinball":
+            if done["quantiles"] is None:
+                raise ValueError("metric='pinball' scores quantile forecasts: fit the model with quantiles=[...] "
+                                 "(e.g. [0.1, 0.5, 0.9]).")
+            return metrics.pinball_loss(truth[observed], done["quantiles"][observed], self._quantile_levels())
+        if metric == "coverage":
+            intervals = self._intervals(point, done["scale"], levels)
+            name = format_level(levels[0])
+            share = metrics.coverage(truth[observed], intervals[f"_lo{name}"][observed],
+                                     intervals[f"_hi{name}"][observed])
+            return abs(share - levels[0] / 100)
+        return self._panel_mase(data, done, season)
+
+    def _panel_mase(self, data: Prepared, done: dict, season: int) -> float:
+        """MASE per series and target (scaled by the seasonal naive error of the rows before the window),
+        averaged with each series and target weighing the same."""
+        raw, n_targets = data.raw, len(self.schema_.targets)
+        values = raw.span_values()
+        ratios = []
+        for s, (row, origin) in enumerate(zip(done["rows"], done["origins"])):
+            before = values[row, raw.first[row]: origin, :n_targets]                    # (n, T)
+            naive = np.abs(before[season:] - before[:-season]) if len(before) > season else before[:0]
+            for t, target in enumerate(self.schema_.targets):
+                errors = np.abs(done["truth"][s, :, t] - done["point"][s, :, t])
+                if np.isnan(errors).all():
+                    continue
+                scale = np.nanmean(naive[:, t]) if np.isfinite(naive[:, t]).any() else np.nan
+                if not scale > 0:
+                    key = raw.series[row]
+                    who = f"target '{target}'" + ("" if key is None else f" of series '{key}'")
+                    raise ValueError(
+                        f"MASE cannot scale {who}: the {len(before)} rows before the scored steps have no "
+                        f"{'nonzero ' if scale == 0 else ''}seasonal naive error for season={season} (a constant "
+                        f"or too short history). Pass more rows before the scored steps (history=, or a "
+                        f"larger lookback in RollingOriginSplit), or score another metric.")
+                ratios.append(np.nanmean(errors) / scale)
+        return float(np.mean(ratios))
 
     # -- backtest ---------------------------------------------------------------------------
 
