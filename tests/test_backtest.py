@@ -165,7 +165,7 @@ def test_an_interpolated_gap_running_up_to_an_origin_never_reads_past_it(model):
     # origin; interpolating it from both ends would read row 50, after that origin.
     df = hourly(60)
     df.loc[45:49, "a"] = np.nan
-    kw = dict(horizon=4, lookback=12, max_epochs=0, missing="interpolate", random_state=0)
+    kw = dict(horizon=4, lookback=12, max_epochs=0, missing="interpolate", max_gap=5, random_state=0)
     kw.update(dict(d_model=16, d_ff=16, n_heads=2, patch_len=4, stride=4) if model is GateformerForecaster
               else dict(d_model=8, memory_size=8))
     f = model(**kw).fit(df.iloc[:40])

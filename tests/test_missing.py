@@ -88,3 +88,21 @@ def test_mask_mode_trained_on_20_percent_missing_targets_is_nearly_as_good_as_co
     assert err["masked"] < 1.5 * err["complete"] and err["masked"] < 0.5 * naive, (err, naive)
     forecast = masked.predict(with_gaps(train, 0.2, seed=1))
     assert np.isfinite(forecast[cols].to_numpy()).all(), "a forecast never contains NaN"
+
+
+def test_interpolate_without_max_gap_fills_short_gaps_and_refuses_long_ones():
+    """The default limit (DEFAULT_MAX_GAP = 3): a 3-step gap is filled, a 4-step outage is refused, naming the fix."""
+    from tsformers import LinearForecaster
+    from tsformers.data.missing import DEFAULT_MAX_GAP
+
+    assert DEFAULT_MAX_GAP == 3
+    df = make_demo(n_series=1, n_steps=300)
+    short, long_ = df.copy(), df.copy()
+    short.iloc[100:103, 1] = np.nan
+    long_.iloc[100:104, 1] = np.nan
+    f = LinearForecaster(horizon=6, lookback=24, missing="interpolate").fit(short)
+    assert f.report_["interpolated"] == [3]
+    with pytest.raises(ValueError, match=r"gap of 4 steps.*max_gap=3 \(the default\); pass max_gap=4"):
+        LinearForecaster(horizon=6, lookback=24, missing="interpolate").fit(long_)
+    assert LinearForecaster(horizon=6, lookback=24, missing="interpolate", max_gap=4).fit(long_).report_[
+        "interpolated"] == [4]

@@ -2,7 +2,7 @@
 
 ``missing="interpolate"`` fills each gap of a series linearly in time (the grid
 is regular, so linear in position is linear in time) when it is at most
-``max_gap`` steps long, and refuses longer gaps and gaps at either end of a
+``max_gap`` steps long (:data:`DEFAULT_MAX_GAP` unless told), and refuses longer gaps and gaps at either end of a
 series, which have nothing to interpolate from. ``missing="mask"`` keeps the
 gaps: inputs get 0 there plus an observed-mask channel per masked variable
 (as GluonTS and neuralforecast's ``available_mask`` do), and missing targets
@@ -23,6 +23,11 @@ from tsformers.data.frames import Panel
 
 MODES = ("error", "interpolate", "mask")
 
+#: The longest gap ``missing="interpolate"`` fills when ``max_gap`` is not given. A straight line through a
+#: longer outage invents a stretch of the series the model then trains on and forecasts from, so a longer
+#: gap is refused with its length, and filling it is an explicit choice (``max_gap=k`` or ``missing="mask"``).
+DEFAULT_MAX_GAP = 3
+
 
 @dataclass(frozen=True)
 class MissingPolicy:
@@ -39,7 +44,8 @@ class MissingPolicy:
         observed-mask channel per variable (:meth:`with_masks`), and missing
         targets are left out of the loss.
     max_gap : int, optional
-        The longest gap, in steps, that "interpolate" fills; longer ones are refused.
+        The longest gap, in steps, that "interpolate" fills (:data:`DEFAULT_MAX_GAP` when None);
+        longer ones are refused.
     """
 
     mode: str = "error"
@@ -48,6 +54,11 @@ class MissingPolicy:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"missing must be one of {list(MODES)}, got {self.mode!r}.")
+
+    @property
+    def gap_limit(self) -> int:
+        """The longest gap "interpolate" fills: ``max_gap``, or :data:`DEFAULT_MAX_GAP` when it is None."""
+        return DEFAULT_MAX_GAP if self.max_gap is None else self.max_gap
 
     @property
     def allows_gaps(self) -> bool:
@@ -61,8 +72,8 @@ class MissingPolicy:
         """
         if self.mode != "interpolate" or not np.isnan(panel.values).any():
             return panel
-        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.max_gap,
-                                  spans=(panel.first, panel.last))
+        values = interpolate_gaps(panel.values, names, panel.series, panel.times, self.gap_limit,
+                                  spans=(panel.first, panel.last), limit_is_default=self.max_gap is None)
         return Panel(values=values, times=panel.times, series=panel.series, inserted=panel.inserted,
                      static=panel.static, first=panel.first, last=panel.last)
 
@@ -100,10 +111,12 @@ class MissingPolicy:
 
 
 def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, max_gap: int | None,
-                     spans=None) -> np.ndarray:
+                     spans=None, limit_is_default: bool = False) -> np.ndarray:
     """Fill the NaN gaps of ``values`` ``(n_series, n_time, n_vars)`` linearly; return a copy.
 
-    ``spans`` ``(first, last)`` limits each series to the rows it covers (a ragged panel).
+    Gaps longer than ``max_gap`` steps are refused (None: no limit). ``spans`` ``(first, last)`` limits
+    each series to the rows it covers (a ragged panel); ``limit_is_default`` says in the message that the
+    user did not choose the limit.
     """
     out = values.copy()
     n_time = values.shape[1]
@@ -122,8 +135,10 @@ def interpolate_gaps(values: np.ndarray, names: list[str], series: list, times, 
                 raise ValueError(f"{where} is missing at its {'start' if edge == 0 else 'end'} ({times[first + edge]}), "
                                  f"where there is nothing to interpolate from; trim those rows or use missing='mask'.")
             if max_gap is not None and length > max_gap:
+                chosen = " (the default)" if limit_is_default else ""
                 raise ValueError(f"{where} has a gap of {length} steps from {times[first + start]}, longer than "
-                                 f"max_gap={max_gap}; raise max_gap, use missing='mask', or fill it yourself.")
+                                 f"max_gap={max_gap}{chosen}; pass max_gap={length} or more to interpolate it, "
+                                 f"use missing='mask', or fill it yourself.")
             column[missing] = np.interp(steps[missing], steps[~missing], column[~missing])
     return out
 

@@ -35,7 +35,8 @@ missing : {"error", "interpolate", "mask"}, default="error"
     gaps of at most ``max_gap`` steps linearly in time, or mask them (an observed-mask channel per
     variable goes into the network and missing targets are left out of the loss).
 max_gap : int, optional
-    The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
+    The longest gap ``missing="interpolate"`` fills; a longer one is refused, naming its
+    length. None: 3 steps (``tsformers.data.missing.DEFAULT_MAX_GAP``), so filling a longer outage is a choice.
 fill_gaps : bool, default=False
     Insert the missing timestamps of the regular time grid as missing values (then handled by ``missing``).
 static : str or list of str, optional

@@ -48,7 +48,8 @@ _MISSING_PARAMETERS = """\
         Missing values (NaN) in the targets: refuse them, or interpolate gaps of at most
         ``max_gap`` steps linearly in time.
     max_gap : int, optional
-        The longest gap ``missing="interpolate"`` fills; longer gaps are refused.
+        The longest gap ``missing="interpolate"`` fills; a longer one is refused, naming its
+        length. None: 3 steps (``tsformers.data.missing.DEFAULT_MAX_GAP``), so filling a longer outage is a choice.
     fill_gaps : bool, default=False
         Insert the missing timestamps of the regular time grid as missing values (then handled by ``missing``)."""
 
