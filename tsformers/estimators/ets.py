@@ -113,10 +113,10 @@ class ETSForecaster(_TargetsOnly):
     >>> from tsformers.datasets import make_demo
     >>> df = make_demo(n_steps=600)
     >>> f = ETSForecaster(horizon=24, lookback=96, season_length=24).fit(df)
-    >>> f.selected_["model"].str.startswith("ETS(A,").all()
-    True
-    >>> f.predict().shape == (24, df.shape[1])
-    True
+    >>> list(f.selected_.columns)
+    ['target', 'model', 'smoothing_level', 'smoothing_trend', 'smoothing_seasonal', 'damping_trend', 'aicc']
+    >>> f.predict().shape
+    (24, 4)
     """
 
     _parameter_constraints = {
