@@ -67,8 +67,8 @@ class ETSForecaster(_TargetsOnly):
         Number of steps to forecast.
     lookback : int, default=96
         The rows the recursion runs over; at least ``season_length`` when seasonal forms are
-        candidates (two seasons to start from a fitted trend). Longer windows forget the initial
-        state better (96 rows are four seasons of hourly data).
+        candidates. A longer window brings the forecast closer to statsmodels' from the whole
+        history (96 rows are four days of hourly data).
     season_length : int, optional
         The period of the seasonal forms in steps (24 for a daily cycle of hourly data, 7 for a
         weekly one of daily data). None or 1: no seasonal forms (statsforecast's default of 1).
@@ -162,9 +162,9 @@ class ETSForecaster(_TargetsOnly):
                              f"season_length= (e.g. 24 for a daily cycle of hourly data), or seasonal='auto'.")
         if self._period() > self.lookback:
             raise ValueError(f"season_length={self.season_length} is longer than lookback={self.lookback}: the "
-                             f"seasonal recursion starts from the window's first season. Pass lookback >= "
-                             f"{self.season_length} ({2 * self.season_length} or more also starts it from a "
-                             f"fitted trend), or seasonal=None.")
+                             f"forecast estimates the seasonal terms it starts from on the window, which must hold "
+                             f"a whole season. Pass lookback >= {self.season_length} (several seasons forget that "
+                             f"start better), or seasonal=None.")
         if self.trend is None and self.damped is True:
             raise ValueError("damped=True damps a trend, but trend=None fits none. Pass trend='add' or "
                              "trend='auto', or damped='auto'.")
