@@ -144,6 +144,10 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """Small settings for the shared contract tests."""
         return {}
 
+    def _network_static_width(self) -> int:
+        """Columns of the per-series ``static`` input the network takes (0: none): the encoded static attributes."""
+        return self.static_encoder_.n_channels
+
     # -- fit -------------------------------------------------------------------------------
 
     def fit(self, df, y=None, static_df=None):

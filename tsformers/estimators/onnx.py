@@ -50,7 +50,7 @@ def export_estimator(estimator, path) -> Path:
         raise ValueError("this forecaster runs on ONNX Runtime already; export from one loaded with engine='torch'.")
     metadata = {"estimator": type(estimator).__name__, "horizon": estimator.horizon}
     graph = dict(lookback=estimator.lookback, n_inputs=estimator.n_features_in_,
-                 n_static=estimator.static_encoder_.n_channels)
+                 n_static=estimator._network_static_width())
     if path.suffix == ".onnx":
         plan(network)  # the clear error before any work
         return export_network(network, path, metadata=metadata, **graph)

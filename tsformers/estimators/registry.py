@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.estimators.baselines import LinearForecaster, NaiveForecaster, SeasonalNaiveForecaster
+from tsformers.estimators.ets import ETSForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.lmuformer import LMUFormerForecaster
@@ -14,8 +15,8 @@ from tsformers.estimators.pvclient import PVClientForecaster
 
 __all__ = ["ESTIMATORS", "ESTIMATOR_NAMES", "estimator_class"]
 
-ESTIMATORS = (AtlasForecaster, GTrXLForecaster, GateformerForecaster, LMUFormerForecaster, LinearForecaster,
-              NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
+ESTIMATORS = (AtlasForecaster, ETSForecaster, GTrXLForecaster, GateformerForecaster, LMUFormerForecaster,
+              LinearForecaster, NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
 ESTIMATOR_NAMES = tuple(sorted(cls.__name__ for cls in ESTIMATORS))
 
 
