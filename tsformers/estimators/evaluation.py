@@ -264,8 +264,10 @@ class EvaluationMixin:
         -------
         DataFrame
             One row per window, target and horizon step, in the library of
-            ``df``: the id column (long frames), ``target``, ``cutoff``, the time
-            column, ``h`` (1 to horizon), ``actual``, ``forecast``, then
+            ``df``: ``window`` (0 for the earliest origin to ``n_windows - 1`` for
+            the one that forecasts the final steps), the id column (long frames),
+            ``target``, ``cutoff``, the time column, ``h`` (1 to horizon),
+            ``actual``, ``forecast``, then
             ``q{level}`` per quantile and ``lo{level}``/``hi{level}`` per interval.
             :func:`tsformers.metrics.evaluate` summarises it;
             :func:`tsformers.plotting.plot_backtest` draws it.
