@@ -8,14 +8,15 @@ from __future__ import annotations
 from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.estimators.baselines import LinearForecaster, NaiveForecaster, SeasonalNaiveForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
+from tsformers.estimators.gbm import GBMForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.lmuformer import LMUFormerForecaster
 from tsformers.estimators.pvclient import PVClientForecaster
 
 __all__ = ["ESTIMATORS", "ESTIMATOR_NAMES", "estimator_class"]
 
-ESTIMATORS = (AtlasForecaster, GTrXLForecaster, GateformerForecaster, LMUFormerForecaster, LinearForecaster,
-              NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
+ESTIMATORS = (AtlasForecaster, GBMForecaster, GTrXLForecaster, GateformerForecaster, LMUFormerForecaster,
+              LinearForecaster, NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
 ESTIMATOR_NAMES = tuple(sorted(cls.__name__ for cls in ESTIMATORS))
 
 
