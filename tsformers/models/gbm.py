@@ -125,7 +125,8 @@ class TreeEnsemble(nn.Module):
         n_columns, n_per_column = per_column.shape
         max_nodes = self.feature.shape[1]
         feature, threshold = self.feature.reshape(-1), self.threshold.reshape(-1)
-        left, right = self.child[0].reshape(-1), self.child[1].reshape(-1)
+        child = self.child.reshape(-1)                                        # the left children, then the right
+        n_flat = feature.numel()
         value = self.value.reshape(-1)
         column = torch.arange(n_columns, device=shared.device).view(1, n_columns, 1) * n_per_column
         per_column = per_column.reshape(-1)
@@ -140,7 +141,7 @@ class TreeEnsemble(nn.Module):
                 if n_per_column:
                     x = torch.where(f < n_shared, x, per_column[column + (f - n_shared).clamp(min=0)])
                 # the children are numbered within their tree: back to the flat arrays
-                node = torch.where(x <= threshold[node], left[node], right[node]) + offset
+                node = child[node + (x > threshold[node]).long() * n_flat] + offset
             total = total + value[node].sum(-1)
         return total
 
