@@ -128,21 +128,23 @@ class TreeEnsemble(nn.Module):
         child = self.child.reshape(-1)                                        # the left children, then the right
         n_flat = feature.numel()
         value = self.value.reshape(-1)
-        column = torch.arange(n_columns, device=shared.device).view(1, n_columns, 1) * n_per_column
-        per_column = per_column.reshape(-1)
+        column_values = [per_column[:, p].view(1, n_columns, 1) for p in range(n_per_column)]
         total = torch.zeros(n_rows, n_columns, dtype=torch.float64, device=shared.device) + self.baseline
         for first in range(0, self.n_trees_, TREE_GROUP):
             trees = torch.arange(first, min(first + TREE_GROUP, self.n_trees_), device=shared.device)
             offset = trees * max_nodes                                        # the group's nodes in the flat arrays
             node = torch.zeros(n_rows, n_columns, len(trees), dtype=torch.long, device=shared.device) + offset
+            # Per level: the node's feature, its value (from the row, or from the column: blended in by arithmetic,
+            # which torch runs several times faster than where), the comparison, the child. torch.take, not
+            # tensor[index]: the same gather, without the overhead of advanced indexing.
             for _ in range(self.depth_):
-                f = feature[node]                                             # (R, C, G)
+                f = torch.take(feature, node)                                 # (R, C, G)
                 x = shared.gather(1, f.clamp(max=n_shared - 1).reshape(n_rows, -1)).view(f.shape)
-                if n_per_column:
-                    x = torch.where(f < n_shared, x, per_column[column + (f - n_shared).clamp(min=0)])
+                for p, column_value in enumerate(column_values):
+                    x = x + (f == n_shared + p).double() * (column_value - x)
                 # the children are numbered within their tree: back to the flat arrays
-                node = child[node + (x > threshold[node]).long() * n_flat] + offset
-            total = total + value[node].sum(-1)
+                node = torch.take(child, node + (x > torch.take(threshold, node)).long() * n_flat) + offset
+            total = total + torch.take(value, node).sum(-1)
         return total
 
 
