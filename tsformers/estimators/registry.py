@@ -9,14 +9,15 @@ from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.estimators.baselines import LinearForecaster, NaiveForecaster, SeasonalNaiveForecaster
 from tsformers.estimators.ets import ETSForecaster
 from tsformers.estimators.gateformer import GateformerForecaster
+from tsformers.estimators.gbm import GBMForecaster
 from tsformers.estimators.gtrxl import GTrXLForecaster
 from tsformers.estimators.lmuformer import LMUFormerForecaster
 from tsformers.estimators.pvclient import PVClientForecaster
 
 __all__ = ["ESTIMATORS", "ESTIMATOR_NAMES", "estimator_class"]
 
-ESTIMATORS = (AtlasForecaster, ETSForecaster, GTrXLForecaster, GateformerForecaster, LMUFormerForecaster,
-              LinearForecaster, NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
+ESTIMATORS = (AtlasForecaster, ETSForecaster, GBMForecaster, GTrXLForecaster, GateformerForecaster,
+              LMUFormerForecaster, LinearForecaster, NaiveForecaster, PVClientForecaster, SeasonalNaiveForecaster)
 ESTIMATOR_NAMES = tuple(sorted(cls.__name__ for cls in ESTIMATORS))
 
 

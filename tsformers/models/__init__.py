@@ -3,8 +3,10 @@
 from .atlas import Atlas
 from .baselines import ETS, Linear, Naive, SeasonalNaive
 from .gateformer import Gateformer
+from .gbm import GBMWindow, TreeEnsemble
 from .gtrxl import GTrXL
 from .lmuformer import LMUFormer
 from .pvclient import PVClient
 
-__all__ = ["Atlas", "ETS", "GTrXL", "Gateformer", "LMUFormer", "Linear", "Naive", "PVClient", "SeasonalNaive"]
+__all__ = ["Atlas", "ETS", "GBMWindow", "GTrXL", "Gateformer", "LMUFormer", "Linear", "Naive", "PVClient",
+           "SeasonalNaive", "TreeEnsemble"]
