@@ -34,7 +34,7 @@ from _protocol import append_rows, load_protocol_data  # noqa: E402
 from long_horizon import default_data_dir, git_rev  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
-from tsformers.datasets import info  # noqa: E402
+from tsformers.datasets import info, load_dataset  # noqa: E402
 
 RESULTS = HERE / "results" / "baselines.csv"
 FIELDS = ["timestamp", "dataset", "horizon", "lookback", "model", "mse", "mae", "n_windows", "setting", "cpu_s",
@@ -110,6 +110,22 @@ def scored_in_chunks(forecast, x: np.ndarray, y: np.ndarray, chunk: int = 1024) 
     return sq / y.size, ab / y.size
 
 
+def seasonal_windows(name: str, data_dir, scaler, columns, season: int, lookback: int, horizon: int,
+                     x_test: np.ndarray, y_test: np.ndarray):
+    """The seasonal naive's test windows: the same targets, read from at least a season of history.
+
+    With ``lookback`` shorter than the season (ILI: 36 weeks, a season of 52) the value one season back
+    lies before the window; the test split's rows are then read with ``season`` rows of context instead,
+    so the forecast targets (and their number) are the same as every other model's.
+    """
+    if lookback >= season:
+        return x_test, y_test
+    longer = load_dataset(name, data_dir=data_dir, split="test", context=season)[columns].to_numpy(dtype=np.float64)
+    x, y = windows(scaler.transform(longer[None])[0], season, horizon)
+    assert y.shape == y_test.shape and np.allclose(y, y_test), "the seasonal windows must forecast the same targets"
+    return x, y
+
+
 def run_dataset(name: str, horizons: list[int], lookback: int, data_dir) -> list[dict]:
     data = load_protocol_data(name, data_dir, lookback)
     columns = [c for c in data.fit_frame.columns if c != info(name)["time_col"]]
@@ -130,7 +146,9 @@ def run_dataset(name: str, horizons: list[int], lookback: int, data_dir) -> list
         started = time.process_time()
         results["last_value"] = (*scored_in_chunks(lambda x: last_value(x, horizon), x_test, y_test), "")
         results["seasonal_naive"] = (*scored_in_chunks(lambda x: seasonal_naive(x, horizon, season=season),
-                                                       x_test, y_test), f"season {season}")
+                                                       *seasonal_windows(name, data_dir, scaler, columns, season,
+                                                                         lookback, horizon, x_test, y_test)),
+                                     f"season {season}")
         ridge = ChannelIndependentRidge(x_train, y_train)
         val_mse = {penalty: scored_in_chunks(ridge.solve(penalty).predict, x_val, y_val)[0] for penalty in RIDGE_GRID}
         chosen = min(val_mse, key=val_mse.get)
