@@ -68,13 +68,26 @@ def scaled_values(estimator, frame: pd.DataFrame) -> np.ndarray:
     return estimator.scaler_.transform(raw)[0]
 
 
-def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256) -> dict:
+def mase_scale(train_values: np.ndarray) -> np.ndarray:
+    """Per variable, the mean absolute one-step change over the training rows ``(T, N)``: MASE's denominator.
+
+    The non-seasonal scale (the in-sample error of the last-value forecast, Hyndman & Koehler 2006), so that a
+    MASE below 1 reads "smaller errors than a one-step random walk makes in sample" on every data set alike.
+    """
+    return np.abs(np.diff(train_values, axis=0)).mean(axis=0)
+
+
+def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256,
+                     scale: np.ndarray | None = None) -> dict:
     """MSE/MAE of the network and of the last-value forecast over every stride-1 test window, scaled data.
+
+    With ``scale`` (:func:`mase_scale` of the training rows, one per target) also the MASE: each absolute
+    error divided by its variable's scale, averaged like the MAE.
 
     Returns
     -------
     dict
-        ``mse``, ``mae``, ``naive_mse``, ``naive_mae`` and ``n_windows``.
+        ``mse``, ``mae``, ``naive_mse``, ``naive_mae``, ``n_windows``, and ``mase`` with ``scale``.
     """
     lookback, horizon = estimator.lookback, estimator.horizon
     n_targets = len(estimator.schema_.targets)
@@ -83,7 +96,8 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     n_windows = windows.shape[0]
     network = estimator.network_
     network.eval()
-    sq = ab = naive_sq = naive_ab = 0.0
+    sq = ab = naive_sq = naive_ab = scaled_ab = 0.0
+    per_variable = None if scale is None else torch.as_tensor(np.asarray(scale, dtype=np.float64)[:n_targets])
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
             chunk = windows[start:start + batch_size]
@@ -93,12 +107,17 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
             err = pred - y
             sq += float((err ** 2).sum())
             ab += float(err.abs().sum())
+            if per_variable is not None:
+                scaled_ab += float((err.abs() / per_variable).sum())
             naive_err = x[:, -1:, :n_targets] - y                        # last value, repeated over H
             naive_sq += float((naive_err ** 2).sum())
             naive_ab += float(naive_err.abs().sum())
     count = n_windows * horizon * n_targets
-    return {"mse": sq / count, "mae": ab / count, "naive_mse": naive_sq / count, "naive_mae": naive_ab / count,
-            "n_windows": n_windows}
+    out = {"mse": sq / count, "mae": ab / count, "naive_mse": naive_sq / count, "naive_mae": naive_ab / count,
+           "n_windows": n_windows}
+    if per_variable is not None:
+        out["mase"] = scaled_ab / count
+    return out
 
 
 def n_parameters(module: torch.nn.Module) -> int:
@@ -112,9 +131,25 @@ def peak_rss_mib() -> float:
 
 
 def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
-    """Append ``rows`` to the CSV at ``path`` (header first when new); floats to 6 significant digits."""
+    """Append ``rows`` to the CSV at ``path`` (header first when new); floats to 6 significant digits.
+
+    A file written with other columns (before a column was added to ``fields``) is rewritten once with
+    ``fields`` and its own extra columns, its earlier rows kept (empty in the new columns).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or not path.stat().st_size
+    if not new:
+        with open(path, newline="") as fh:
+            old = list(csv.DictReader(fh))
+            header = list(old[0].keys()) if old else fields
+        if header != list(fields):
+            fields = list(fields) + [c for c in header if c not in fields]
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(old)
+            tmp.replace(path)
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         if new:

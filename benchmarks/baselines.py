@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _protocol import append_rows, load_protocol_data  # noqa: E402
+from _protocol import append_rows, load_protocol_data, mase_scale  # noqa: E402
 from long_horizon import default_data_dir, git_rev  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
@@ -38,7 +38,7 @@ from tsformers.datasets import info, load_dataset  # noqa: E402
 
 RESULTS = HERE / "results" / "baselines.csv"
 FIELDS = ["timestamp", "dataset", "horizon", "lookback", "model", "mse", "mae", "n_windows", "setting", "cpu_s",
-          "git_rev"]
+          "git_rev", "mase"]
 SEASONS = {"h": 24, "15min": 96, "10min": 144, "D": 7, "W-TUE": 52}
 RIDGE_GRID = [1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7]
 DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange"]
@@ -101,13 +101,17 @@ def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return float(np.mean(err ** 2)), float(np.mean(np.abs(err)))
 
 
-def scored_in_chunks(forecast, x: np.ndarray, y: np.ndarray, chunk: int = 1024) -> tuple[float, float]:
-    sq = ab = 0.0
+def scored_in_chunks(forecast, x: np.ndarray, y: np.ndarray, chunk: int = 1024,
+                     scale: np.ndarray | None = None) -> tuple[float, ...]:
+    """MSE and MAE of ``forecast`` over the windows ``x -> y`` ``(W, H, N)``, and the MASE with ``scale`` ``(N,)``."""
+    sq = ab = scaled = 0.0
     for start in range(0, len(x), chunk):
         err = forecast(x[start:start + chunk]) - y[start:start + chunk]
         sq += float((err ** 2).sum())
         ab += float(np.abs(err).sum())
-    return sq / y.size, ab / y.size
+        if scale is not None:
+            scaled += float((np.abs(err) / scale).sum())
+    return (sq / y.size, ab / y.size) if scale is None else (sq / y.size, ab / y.size, scaled / y.size)
 
 
 def seasonal_windows(name: str, data_dir, scaler, columns, season: int, lookback: int, horizon: int,
@@ -135,6 +139,7 @@ def run_dataset(name: str, horizons: list[int], lookback: int, data_dir) -> list
     fit_scaled = scaler.transform(fit_values[None])[0]
     test_scaled = scaler.transform(data.test_frame[columns].to_numpy(dtype=np.float64)[None])[0]
     season = SEASONS[info(name)["freq"]]
+    scale = mase_scale(fit_scaled[:train_end])       # per variable, the training rows' mean one-step change
     stamp, rev = datetime.now(timezone.utc).isoformat(timespec="seconds"), git_rev()
     rows = []
     for horizon in horizons:
@@ -144,22 +149,25 @@ def run_dataset(name: str, horizons: list[int], lookback: int, data_dir) -> list
         x_val, y_val = windows(fit_scaled[train_end - lookback:], lookback, horizon)
         results = {}
         started = time.process_time()
-        results["last_value"] = (*scored_in_chunks(lambda x: last_value(x, horizon), x_test, y_test), "")
+        results["last_value"] = (*scored_in_chunks(lambda x: last_value(x, horizon), x_test, y_test, scale=scale),
+                                 "")
         results["seasonal_naive"] = (*scored_in_chunks(lambda x: seasonal_naive(x, horizon, season=season),
                                                        *seasonal_windows(name, data_dir, scaler, columns, season,
-                                                                         lookback, horizon, x_test, y_test)),
+                                                                         lookback, horizon, x_test, y_test),
+                                                       scale=scale),
                                      f"season {season}")
         ridge = ChannelIndependentRidge(x_train, y_train)
         val_mse = {penalty: scored_in_chunks(ridge.solve(penalty).predict, x_val, y_val)[0] for penalty in RIDGE_GRID}
         chosen = min(val_mse, key=val_mse.get)
-        results["linear"] = (*scored_in_chunks(ridge.solve(chosen).predict, x_test, y_test),
+        results["linear"] = (*scored_in_chunks(ridge.solve(chosen).predict, x_test, y_test, scale=scale),
                              f"ridge {chosen:g} (validation MSE {val_mse[chosen]:.4f})")
         seconds = time.process_time() - started
-        for model, (mse, mae, setting) in results.items():
+        for model, (mse, mae, mase, setting) in results.items():
             rows.append({"timestamp": stamp, "dataset": name, "horizon": horizon, "lookback": lookback,
                          "model": model, "mse": mse, "mae": mae, "n_windows": len(x_test), "setting": setting,
-                         "cpu_s": seconds, "git_rev": rev})
-            print(f"{name:<9} {horizon:>4} {model:<15} MSE {mse:.4f}  MAE {mae:.4f}  {setting}", flush=True)
+                         "cpu_s": seconds, "git_rev": rev, "mase": mase})
+            print(f"{name:<9} {horizon:>4} {model:<15} MSE {mse:.4f}  MAE {mae:.4f}  MASE {mase:.4f}  {setting}",
+                  flush=True)
     return rows
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when run as a script
-from _protocol import evaluate_windows, load_protocol_data, n_parameters, peak_rss_mib  # noqa: E402
+from _protocol import (evaluate_windows, load_protocol_data, mase_scale, n_parameters, peak_rss_mib,  # noqa: E402
+                       scaled_values)
 
 from tsformers import AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster  # noqa: E402
 from tsformers.datasets import info  # noqa: E402
@@ -137,7 +138,7 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
-          "git_rev", "params"]
+          "git_rev", "params", "mase"]
 
 
 class _EpochTimer:
@@ -194,7 +195,8 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -
     est.fit(data.fit_frame)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = evaluate_windows(est, data.test_frame)
+    train_rows = data.fit_frame.iloc[:len(data.fit_frame) - data.val_steps]
+    scores = evaluate_windows(est, data.test_frame, scale=mase_scale(scaled_values(est, train_rows)))
     eval_s = time.perf_counter() - t0
     total_s = time.perf_counter() - t_start
 
