@@ -352,35 +352,52 @@ ILI_LOOKBACK, ILI_HORIZONS = 36, [24, 36, 48, 60]
 def small_data_section() -> list[str]:
     """ILI (weekly, 966 rows) at the literature's lookback 36: every estimator run there next to the baselines."""
     lh, bl = _read("long_horizon.csv"), _read("baselines.csv")
-    if lh is None or bl is None:
+    if lh is None or bl is None or "mase" not in lh or "mase" not in bl:
         return []
-    lh = latest(lh[(lh["dataset"] == "illness") & (lh["lookback"] == ILI_LOOKBACK)], ["horizon", "model", "seed"])
-    bl = latest(bl[(bl["dataset"] == "illness") & (bl["lookback"] == ILI_LOOKBACK)], ["horizon", "model"])
+    lh = latest(lh[(lh["dataset"] == "illness") & (lh["lookback"] == ILI_LOOKBACK)].dropna(subset=["mase"]),
+                ["horizon", "model", "seed"])
+    bl = latest(bl[(bl["dataset"] == "illness") & (bl["lookback"] == ILI_LOOKBACK)].dropna(subset=["mase"]),
+                ["horizon", "model"])
     if lh.empty or bl.empty:
         return []
-    models = [m for m in NAMES if m in set(lh["model"])]
-    labels = list(BASELINES.values()) + [NAMES[m] for m in models]
-    n_seeds = lh.groupby(["horizon", "model"])["seed"].nunique()
-    seeds = f"{n_seeds.min()} seeds" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()} to {n_seeds.max()} seeds"
+    metrics = ["mse", "mae", "mase"]
     out = ["## The small-data case: ILI", "",
            "Weekly influenza-like-illness counts (7 variables, 966 weeks; the 70/10/20 split), at the literature's "
            f"lookback {ILI_LOOKBACK} and horizons {', '.join(map(str, ILI_HORIZONS))}, where deep models often "
            "lose: 676 training weeks give about 600 windows. Each estimator runs with its defaults (Gateformer's "
-           "paper has no ILI settings; `benchmarks/long_horizon.py --dataset illness --lookback 36 --horizons 24 "
-           "36 48 60 --models gateformer lmuformer gtrxl atlas --seeds 0 1 2`), the mean of {seeds}; the baselines on the same windows "
-           "(`benchmarks/baselines.py --dataset illness --lookback 36`; the seasonal naive repeats the value 52 "
-           "weeks back where the window reaches it). MSE / MAE on the scaled data. " + LOSS_LEGEND, "",
-           "| H | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+           "paper has no ILI settings): `benchmarks/long_horizon.py --dataset illness --lookback 36 --horizons 24 "
+           "36 48 60 --models gateformer lmuformer gtrxl atlas --seeds 0 1 2`, the mean ± standard deviation over "
+           "the seeds. The baselines run on the same windows (`benchmarks/baselines.py --dataset illness "
+           "--lookback 36`); the seasonal naive repeats the value 52 weeks back, read from a season of history "
+           "since the window is shorter. MSE and MAE on the scaled data; MASE divides each absolute error by its "
+           "variable's mean one-step change over the training weeks (so the last value's in-sample error is 1). "
+           f"**Bold**: the lowest of each metric at that horizon, whoever owns it. {LOSS_MARK}: worse than the "
+           "best baseline on that metric.", "",
+           "| H | model | seeds | MSE | MAE | MASE |", "|---|---|---|---|---|---|"]
     for horizon in ILI_HORIZONS:
-        base = {BASELINES[r.model]: (float(r.mse), float(r.mae))
-                for r in bl[bl["horizon"] == horizon].itertuples()}
-        runs = lh[lh["horizon"] == horizon].groupby("model")[["mse", "mae"]].mean()   # the mean over the seeds run
-        ours = {NAMES[m]: (float(r.mse), float(r.mae)) for m, r in runs.iterrows()}
-        scores = {label: base.get(label, ours.get(label)) for label in labels}
-        cells = cells_with_best(scores, ours=tuple(NAMES[m] for m in models), baseline=best_of(base))
-        out.append(f"| {horizon} | " + " | ".join(cells[label] for label in labels) + " |")
+        rows = [(BASELINES[r.model], "–", {m: (float(getattr(r, m)), 0.0) for m in metrics}, False)
+                for r in bl[bl["horizon"] == horizon].itertuples()]
+        for model, runs in lh[lh["horizon"] == horizon].groupby("model"):
+            stats = {m: (float(runs[m].mean()), float(runs[m].std(ddof=1)) if len(runs) > 1 else 0.0)
+                     for m in metrics}
+            rows.append((NAMES.get(model, model), str(len(runs)), stats, True))
+        if not any(not ours for *_, ours in rows):
+            continue  # no baseline at this horizon: nothing to read a model's row against
+        best = {m: min(stats[m][0] for _, _, stats, _ in rows) for m in metrics}
+        best_baseline = {m: min(stats[m][0] for _, _, stats, ours in rows if not ours) for m in metrics}
+        for label, seeds, stats, ours in rows:
+            cells = []
+            for m in metrics:
+                mean, std = stats[m]
+                text = f"{mean:.3f}" + (f" ± {std:.3f}" if ours and seeds != "1" else "")
+                if round(mean, 3) == round(best[m], 3):
+                    text = f"**{text}**"
+                if ours and round(mean, 3) > round(best_baseline[m], 3):
+                    text += f" {LOSS_MARK}"
+                cells.append(text)
+            out.append(f"| {horizon} | {label} | {seeds} | " + " | ".join(cells) + " |")
     revisions = sorted(set(lh["git_rev"].dropna().astype(str)) | set(bl["git_rev"].dropna().astype(str)))
-    out += ["", f"Code revision of every cell: {', '.join(revisions) or 'not recorded'}.", ""]
+    out += ["", f"Code revisions of the cells: {', '.join(revisions) or 'not recorded'}.", ""]
     return out
 
 

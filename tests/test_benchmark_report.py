@@ -138,3 +138,23 @@ def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
     ours = next(line for line in lines if "| tsformers |" in line)
     linear = next(line for line in lines if "| baseline | linear |" in line)
     assert "| 0.3896 ▼ | 0.4017 ▼ |" in ours and "| **0.3830** | **0.3920** |" in linear
+
+
+def test_the_ili_table_shows_seed_means_mase_and_marks_losses_to_the_seasonal_naive(tmp_path):
+    runs = [dict(_row("gateformer", "illness", 24, seed, mse, mae), lookback=36, mase=mase)
+            for seed, (mse, mae, mase) in enumerate([(2.7, 1.02, 7.7), (2.9, 1.04, 7.9)])]
+    pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
+    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v[0],
+                 mae=v[1], mase=v[2], n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
+            for m, v in [("last_value", (6.2, 1.62, 12.1)), ("seasonal_naive", (2.56, 1.00, 7.9)),
+                         ("linear", (2.57, 1.03, 7.76))]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    lines = load_report(tmp_path).small_data_section()
+    ours = next(line for line in lines if "| Gateformer |" in line)
+    cells = [c.strip() for c in ours.strip("|").split("|")]
+    assert cells[2] == "2", "two seeds"
+    assert cells[3] == f"2.800 ± {np.std([2.7, 2.9], ddof=1):.3f} ▼", "the seed mean loses to the seasonal naive"
+    assert cells[5] == f"7.800 ± {np.std([7.7, 7.9], ddof=1):.3f} ▼", "beats the seasonal naive's MASE, not linear's"
+    seasonal = next(line for line in lines if "| seasonal naive |" in line)
+    assert "| **2.560** | **1.000** |" in seasonal
+    assert "| **7.760** |" in next(line for line in lines if "| linear |" in line)
