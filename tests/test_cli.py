@@ -267,19 +267,25 @@ def test_backtest_with_a_fixed_model_matches_forecasts_from_each_origin(long_mod
     long_history.to_parquet(tmp_path / "data.parquet")
     out = tmp_path / "metrics.csv"
     assert main(["backtest", "--model", str(long_model_dir), "--input", str(tmp_path / "data.parquet"),
-                 "--output", str(out), "--n-splits", "3", "--step", "6"]) == 0
-    metrics = pd.read_csv(out, parse_dates=["origin"])
-    assert len(metrics) == 3 * 5 and list(metrics.columns) == ["fold", "origin", "series", "target", "n", "mse",
-                                                               "mae", "rmse", "smape"]
+                 "--output", str(out), "--n-windows", "3", "--step", "6",
+                 "--forecasts", str(tmp_path / "forecasts.parquet")]) == 0
+    metrics = pd.read_csv(out, parse_dates=["cutoff"])
+    assert len(metrics) == 3 * 5 and list(metrics.columns) == ["window", "cutoff", "unique_id", "target", "n", "mse",
+                                                               "mae", "rmse", "smape", "mase"]
     model = GateformerForecaster.load(long_model_dir)
+    # --forecasts writes exactly the table Forecaster.backtest returns, in the same vocabulary
+    python = model.backtest(long_history, n_windows=3, step=6)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "forecasts.parquet"), python, check_dtype=False)
     times = long_history["ds"].drop_duplicates().sort_values().reset_index(drop=True)
-    for fold in range(3):
-        origin = times[120 - 12 - (2 - fold) * 6]
+    for window in range(3):
+        origin = times[120 - 12 - (2 - window) * 6]
         pred = model.predict(long_history[long_history.ds < origin])
         truth = long_history[(long_history.ds >= origin) & (long_history.ds < origin + pd.Timedelta(hours=12))]
         error = pred["y"].to_numpy() - truth["y"].to_numpy()
-        rows = metrics[metrics.fold == fold]
-        assert (rows.origin == origin).all()
+        rows = metrics[metrics.window == window]
+        assert (rows.cutoff == origin - pd.Timedelta(hours=1)).all(), "the last timestamp read, as in Python"
+        assert (rows.cutoff.to_numpy() == python[python.window == window].groupby("unique_id")["cutoff"].first()
+                .to_numpy()).all()
         # the backtest forecasts every origin in one batch: equal up to float32 rounding
         np.testing.assert_allclose(rows.mse, (error.reshape(5, 12) ** 2).mean(axis=1), rtol=1e-6)
         np.testing.assert_allclose(rows.mae, np.abs(error.reshape(5, 12)).mean(axis=1), rtol=1e-6)
@@ -292,14 +298,14 @@ def test_backtest_refits_the_job_at_every_origin(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps(job))
     out = tmp_path / "metrics.parquet"
     assert main(["backtest", "--config", str(tmp_path / "job.json"), "--output", str(out), "--n-splits", "2"]) == 0
-    metrics = pd.read_parquet(out)
-    assert len(metrics) == 2 * 3 and metrics.series.isna().all()
-    history = data.iloc[: 150 - 12]  # fold 1: fitted on everything before the last horizon
+    metrics = pd.read_parquet(out)   # --n-splits, the former name of --n-windows, still runs
+    assert len(metrics) == 2 * 3 and list(metrics.columns[:3]) == ["window", "cutoff", "target"]
+    history = data.iloc[: 150 - 12]  # window 1: fitted on everything before the last horizon
     pred = GateformerForecaster(**TINY, max_epochs=0).fit(history).predict()
     truth = data.iloc[-12:]
     for target in ["series_0", "series_1", "series_2"]:
         expected = np.mean((pred[target].to_numpy() - truth[target].to_numpy()) ** 2)
-        assert metrics[(metrics.fold == 1) & (metrics.target == target)].mse.item() == pytest.approx(expected)
+        assert metrics[(metrics.window == 1) & (metrics.target == target)].mse.item() == pytest.approx(expected)
 
 
 def test_forecast_from_a_model_directory_imports_neither_mlflow_nor_lightning_nor_matplotlib(long_model_dir, long_history,
@@ -543,7 +549,7 @@ def test_rows_in_any_order_give_the_forecast_and_backtest_of_sorted_rows(long_mo
         data = tmp_path / f"{name}{suffix}"
         frame.to_csv(data, index=False) if suffix == ".csv" else frame.to_parquet(data)
         for command, extra, keys in [("forecast", ["--chunk-size", "2"], ["unique_id", "ds"]),
-                                     ("backtest", [], ["fold", "series"])]:
+                                     ("backtest", [], ["window", "unique_id"])]:
             out = tmp_path / f"{command}-{name}{suffix}"
             assert main([command, "--model", str(long_model_dir), "--input", str(data), "--output", str(out)]
                         + extra) == 0

@@ -117,8 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--input", "--data", dest="input",
                           help="the data to evaluate on (csv or parquet); default: the job's data")
     backtest.add_argument("--output", "--out", dest="output", required=True,
-                          help="the metrics table (csv or parquet)")
-    backtest.add_argument("--n-splits", type=int, default=3, help="number of forecast origins (default 3)")
+                          help="the metrics table (csv or parquet): one row per window, series and target")
+    backtest.add_argument("--forecasts", default=None,
+                          help="also write every forecast step (csv or parquet): the table Forecaster.backtest returns")
+    backtest.add_argument("--n-windows", type=int, default=None,
+                          help="forecast origins per series, as Forecaster.backtest's n_windows (default 3)")
+    # the name before --n-windows, kept so that scheduled jobs written with it still run; not in --help
+    backtest.add_argument("--n-splits", dest="n_splits", type=int, default=None, help=argparse.SUPPRESS)
     backtest.add_argument("--step", type=int, default=None, help="steps between origins (default: horizon)")
     backtest.add_argument("--level", default=None, help="conformal interval levels in percent, comma-separated "
                                                         "(e.g. 80,95): adds coverage_L and width_L columns")
@@ -460,16 +465,29 @@ def in_file_rows(message: str, index) -> str:
 # -- backtest -----------------------------------------------------------------------------------
 
 def run_backtest(args) -> int:
-    if args.n_splits < 1:
-        raise InputError(f"--n-splits must be at least 1, got {args.n_splits}.")
+    if args.n_splits is not None:
+        if args.n_windows is not None:
+            raise InputError("pass --n-windows only: --n-splits is its former name.")
+        _log("backtest", "--n-splits is now --n-windows (the name Forecaster.backtest uses); it still works")
+        args.n_windows = args.n_splits
+    n_windows = 3 if args.n_windows is None else args.n_windows
+    if n_windows < 1:
+        raise InputError(f"--n-windows must be at least 1, got {n_windows}.")
     output = Path(args.output)
+    forecasts_out = None if args.forecasts is None else Path(args.forecasts)
     check_output(output)
+    if forecasts_out is not None:
+        check_output(forecasts_out, flag="--forecasts")
+        if forecasts_out.resolve() == output.resolve():
+            raise InputError("--forecasts and --output name the same file; give each table its own.")
     levels = parse_levels(args.level)
     model = job = None
-    check_not_an_input(output, input=args.input, config=args.config)
+    for table in filter(None, (output, forecasts_out)):
+        check_not_an_input(table, input=args.input, config=args.config)
     if args.config:
         job = train_job(args)
-        check_not_an_input(output, data=job["data"], static_data=job["static_data"])
+        for table in filter(None, (output, forecasts_out)):
+            check_not_an_input(table, data=job["data"], static_data=job["static_data"])
         check_trainer_settings(make_estimator(job))  # a bad estimator, parameter or device fails before any fit
         id_col, time_col = job_id_col(job), job["columns"].get("time_col")
         data = read_table(job["data"], text_columns=[id_col])
@@ -480,10 +498,14 @@ def run_backtest(args) -> int:
         id_col, time_col = model.schema_.id_col, model.schema_.time_col
         data = read_table(args.input, text_columns=id_columns(model.schema_))
     frame = in_time_order(data.to_pandas(), id_col, time_col)
-    metrics = backtest(frame, model=model, job=job, n_splits=args.n_splits, step=args.step, level=levels)
+    forecasts = backtest_forecasts(frame, model=model, job=job, n_windows=n_windows, step=args.step, level=levels)
+    metrics = backtest_metrics(forecasts, frame)
     write_frame(metrics, output)
-    for fold, rows in metrics.groupby("fold", sort=True):
-        _log("backtest", f"fold {fold} (origin {rows['origin'].iloc[0]}): MSE {rows['mse'].mean():.4g}, "
+    if forecasts_out is not None:
+        write_frame(forecasts, forecasts_out)
+        _log("backtest", f"wrote {len(forecasts)} forecast rows to {forecasts_out}")
+    for window, rows in metrics.groupby("window", sort=True):
+        _log("backtest", f"window {window} (cutoff {rows['cutoff'].iloc[0]}): MSE {rows['mse'].mean():.4g}, "
                          f"MAE {rows['mae'].mean():.4g}")
     _log("backtest", f"wrote {len(metrics)} rows to {output}")
     return EXIT_OK
@@ -500,38 +522,34 @@ def parse_levels(text: str | None) -> list[float] | None:
                          f"--level 80,95.") from None
 
 
-def backtest(frame, *, model=None, job=None, n_splits: int = 3, step: int | None = None, level=None):
-    """Rolling-origin evaluation (``Forecaster.backtest``): at each origin, forecast ``horizon`` steps from the data before it.
+def backtest_forecasts(frame, *, model=None, job=None, n_windows: int = 3, step: int | None = None, level=None):
+    """``Forecaster.backtest``'s table: with ``model`` the fitted model forecasts every origin, with ``job`` (a
+    train job) a fresh estimator is fitted on the data before each origin (``refit=True``)."""
+    if model is not None:
+        return model.backtest(frame, n_windows=n_windows, step=step, level=level)
+    static = read_table(job["static_data"], text_columns=[job_id_col(job)]) if job.get("static_data") else None
+    forecasts = make_estimator(job).backtest(frame, n_windows=n_windows, step=step, refit=True, level=level,
+                                             static_df=static)
+    _log("backtest", f"fitted {n_windows} models, one per origin")
+    return forecasts
 
-    With ``model`` the same fitted model forecasts at every origin; with
-    ``job`` (a train job) a fresh estimator is fitted on the data before each
-    origin. Returns one row per fold, series and target: ``fold``, ``origin``
-    (the first forecast step), ``series``, ``target``, ``n``, ``mse``, ``mae``,
-    ``rmse``, ``smape`` (in the data's units), then ``pinball`` for a quantile
-    model and ``coverage_L``/``width_L`` per interval ``level`` L
-    (:func:`tsformers.metrics.evaluate`).
+
+def backtest_metrics(forecasts, history):
+    """The metrics of a backtest table, one row per window, series and target, in the backtest's vocabulary.
+
+    Columns: ``window``, ``cutoff`` (the last timestamp the window read), the id column (long data),
+    ``target``, then :func:`tsformers.metrics.evaluate`'s ``n``, ``mse``, ``mae``, ``rmse``, ``smape``,
+    ``mase`` (scaled by each series' one-step naive error on ``history`` before its first cutoff), then
+    ``pinball`` for a quantile model and ``coverage_L``/``width_L`` per interval level L.
     """
     from tsformers.metrics import evaluate
 
-    if model is not None:
-        frames = model.backtest(frame, n_windows=n_splits, step=step, level=level)
-    else:
-        static = read_table(job["static_data"], text_columns=[job_id_col(job)]) \
-            if job.get("static_data") else None
-        frames = make_estimator(job).backtest(frame, n_windows=n_splits, step=step, refit=True, level=level,
-                                              static_df=static)
-        _log("backtest", f"fitted {n_splits} models, one per origin")
-    keys = list(frames.columns[: frames.columns.get_loc("target")])   # "window" and, for long data, the id
-    id_col = next((c for c in keys if c != "window"), None)
-    time_col = frames.columns[frames.columns.get_loc("cutoff") + 1]
-    by = ["window"] + ([id_col] if id_col else []) + ["target"]
-    metrics = evaluate(frames, by=by)
-    origins = frames.groupby(by, sort=False)[time_col].min().reset_index(drop=True)
-    metrics.insert(1, "origin", origins)
-    metrics = metrics.rename(columns={"window": "fold", **({id_col: "series"} if id_col else {})})
-    if not id_col:
-        metrics.insert(2, "series", None)
-    return metrics.sort_values(["fold"], kind="stable").reset_index(drop=True)
+    keys = list(forecasts.columns[: forecasts.columns.get_loc("target")])   # "window" and, for long data, the id
+    by = keys + ["target"]
+    metrics = evaluate(forecasts, by=by, history=history)
+    cutoffs = forecasts.groupby(by, sort=False)["cutoff"].first().reset_index(drop=True)
+    metrics.insert(1, "cutoff", cutoffs)
+    return metrics.sort_values(["window"], kind="stable").reset_index(drop=True)
 
 
 COMMANDS = {"demo": run_demo, "train": run_train, "forecast": run_forecast, "backtest": run_backtest}

@@ -50,7 +50,7 @@ with DAG(
     backtest = BashOperator(
         task_id="backtest",
         bash_command="tsformers backtest --model models:/demand@production "
-                     f"--input {DATA}/history/latest.parquet --output {DATA}/metrics/backtest.parquet --n-splits 4",
+                     f"--input {DATA}/history/latest.parquet --output {DATA}/metrics/backtest.parquet --n-windows 4",
         env=ENV,
         append_env=True,
     )
