@@ -353,3 +353,36 @@ def test_mlflow_models_serve_answers_with_the_forecast(on_server, fitted, long_d
     assert list(answer.columns) == ["unique_id", "ds", "y"] and str(info.registered_model_version) == "1"
     np.testing.assert_allclose(answer.y.to_numpy(), expected.y.to_numpy(), rtol=1e-12)
     assert pd.DatetimeIndex(pd.to_datetime(answer.ds)).equals(pd.DatetimeIndex(expected.ds))
+
+
+def test_log_model_after_autolog_registers_the_logged_model_in_its_run(experiment, long_df, capfd):
+    """Outside a run: an unchanged autologged forecaster is registered as logged (one copy, with its run);
+    after ``update`` it is logged again into the same run; a never-logged one gets a run of its own."""
+    from tsformers import NaiveForecaster
+
+    tsf_tracking.autolog()
+    model = NaiveForecaster(horizon=12).fit(long_df)
+    assert "Downloading artifacts" not in capfd.readouterr().err, "a quiet fit prints no MLflow progress bars"
+    (fit_run,) = _runs(experiment)
+    tsf_tracking.autolog(disable=True)
+
+    info = tsf_tracking.log_model(model, "model", registered_model_name="autologged")
+    assert info.registered_model_version == 1 and info.run_id == fit_run.info.run_id
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("autologged", "1")
+    assert version.run_id == fit_run.info.run_id, "the registered version keeps its lineage"
+    assert len(_runs(experiment)) == 1
+    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    assert len(logged) == 1, "no second copy of an unchanged model"
+
+    later = make_demo(n_series=3, n_steps=243, layout="long", seed=2)
+    model.update(later.groupby("unique_id").tail(3))
+    changed = tsf_tracking.log_model(model, "model", registered_model_name="autologged")
+    assert changed.run_id == fit_run.info.run_id and changed.model_uri != info.model_uri
+    assert client.get_model_version("autologged", "2").run_id == fit_run.info.run_id
+
+    fresh = NaiveForecaster(horizon=12).fit(long_df)          # never logged: a run of its own
+    own = tsf_tracking.log_model(fresh, "model", registered_model_name="fresh")
+    assert own.run_id not in (None, fit_run.info.run_id)
+    assert client.get_model_version("fresh", "1").run_id == own.run_id
+    assert mlflow.active_run() is None, "the run log_model opened is ended"

@@ -23,8 +23,11 @@ is logged and MLflow is not imported.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+import os
 import warnings
 
 import mlflow
@@ -124,12 +127,33 @@ class AutologListener:
         if self.log_plot:
             steps.append(("forecast plot", lambda: mlflow.log_figure(
                 forecast_figure(estimator, frame, holdout(), self.n_plot_series), "forecast.png")))
-        for what, step in steps:
-            try:
-                step()
-            except Exception as err:  # tracking must not break a fit that succeeded
-                warnings.warn(f"tsformers autolog could not log the {what}: {type(err).__name__}: {err}",
-                              RuntimeWarning, stacklevel=2)
+        with contextlib.ExitStack() as stack:
+            if not getattr(estimator, "verbose", False):
+                stack.enter_context(_quiet_mlflow())
+            for what, step in steps:
+                try:
+                    step()
+                except Exception as err:  # tracking must not break a fit that succeeded
+                    warnings.warn(f"tsformers autolog could not log the {what}: {type(err).__name__}: {err}",
+                                  RuntimeWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow without its artifact progress bars and INFO lines (a fit with ``verbose=False`` prints nothing)."""
+    variable = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before, logger = os.environ.get(variable), logging.getLogger("mlflow")
+    level = logger.level
+    os.environ[variable] = "false"
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
 
 
 def _log_params(estimator) -> None:

@@ -15,7 +15,10 @@ See :mod:`tsformers.batch.frames`.
 """
 from __future__ import annotations
 
+import copy
 import tempfile
+import weakref
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.frames import as_pandas
 from tsformers.batch.frames import example_from_history, forecast_frame, schema_static
+from tsformers.estimators.modelfile import MANIFEST_FILE
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 ARTIFACT = "forecaster"
@@ -71,9 +75,26 @@ def static_columns(schema) -> list[str]:
     return [c for c in schema_static(schema) if c in schema.columns]
 
 
+@dataclass(frozen=True)
+class _Logged:
+    manifest: str               # the saved model's manifest.json: the checksum of every file, so of its state
+    info: object                # mlflow.models.model.ModelInfo
+
+
+#: What :func:`log_model` last logged of each forecaster (held weakly): the model an unchanged forecaster is
+#: registered from, and the run a changed one is logged into, when ``log_model`` is called outside a run.
+_LOGGED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def log_model(forecaster, name: str = "model", registered_model_name: str | None = None, *,
               input_example=None, **kwargs):
     """Log a fitted forecaster to the active MLflow run as a pyfunc model.
+
+    Outside a run, the model always lands in one, so that every logged model and registered version
+    has its run (its parameters, metrics and lineage): a forecaster that :func:`autolog` logged and that
+    has not changed since (no refit, no ``update``) is not logged again; with
+    ``registered_model_name`` the autologged model itself is registered. A forecaster changed since is
+    logged into the run of its earlier logging, and one never logged into a new run.
 
     Parameters
     ----------
@@ -113,11 +134,34 @@ def log_model(forecaster, name: str = "model", registered_model_name: str | None
                 **kwargs.pop("metadata", {})}
     with tempfile.TemporaryDirectory(prefix="tsformers-mlflow-") as tmp:
         path = forecaster.save(Path(tmp) / "model")
-        return mlflow.pyfunc.log_model(
-            name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)},
-            signature=model_signature(forecaster, input_example), input_example=input_example,
-            registered_model_name=registered_model_name, pip_requirements=requirements(), metadata=metadata,
-            **kwargs)
+        manifest = (path / MANIFEST_FILE).read_text()
+        earlier = _LOGGED.get(forecaster)
+        outside_a_run = mlflow.active_run() is None
+        if outside_a_run and earlier is not None and earlier.manifest == manifest and not kwargs:
+            return _register(earlier.info, registered_model_name)
+        run = mlflow.start_run(run_id=earlier.info.run_id if earlier else None,
+                               run_name=None if earlier else type(forecaster).__name__) if outside_a_run else None
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT: str(path)},
+                signature=model_signature(forecaster, input_example), input_example=input_example,
+                registered_model_name=registered_model_name, pip_requirements=requirements(), metadata=metadata,
+                **kwargs)
+        finally:
+            if run is not None:
+                mlflow.end_run()
+    _LOGGED[forecaster] = _Logged(manifest, info)
+    return info
+
+
+def _register(info, registered_model_name: str | None):
+    """``info``'s model, registered under ``registered_model_name`` (if given) as a new version of it."""
+    if registered_model_name is None:
+        return info
+    version = mlflow.register_model(info.model_uri, registered_model_name)
+    registered = copy.copy(info)
+    registered.registered_model_version = int(version.version)
+    return registered
 
 
 def load_model(model_uri: str):
