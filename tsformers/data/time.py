@@ -108,8 +108,9 @@ def read_times(column: pd.Series, name: str) -> tuple[pd.Index, TimeKind]:
             quarters = _quarter_text(column)
             if quarters is None:
                 _raise_mixed_offsets(column, name)
+                reason = str(err).splitlines()[0].rstrip(". :")  # pandas' advice after it names other options
                 raise TypeError(
-                    f"time column '{name}' holds text that is not ISO dates ({err}), nor quarters like '1959Q1'. "
+                    f"time column '{name}' holds text that is not ISO dates ({reason}), nor quarters like '1959Q1'. "
                     f"Parse it first, e.g. df['{name}'] = pd.to_datetime(df['{name}'], format=...), or pass "
                     f"integer steps."
                 ) from None
@@ -141,9 +142,9 @@ def _whole_numbers(column: pd.Series, name: str) -> pd.Index:
     if len(fractional):
         row = int(fractional[0])
         raise TypeError(
-            f"time column '{name}' holds numbers that are not whole ({values[row]!r} at row {row}); a numeric time "
-            f"axis counts whole steps (years, periods). Give the time as dates, periods or integer steps, e.g. "
-            f"df['{name}'] = pd.to_datetime(...) or df['{name}'].rank(method='dense').astype(int)."
+            f"time column '{name}' holds numbers that are not whole ({float(values[row])!r} at row {row}); a "
+            f"numeric time axis counts whole steps (years, periods). Give the time as dates, periods or integer "
+            f"steps first, e.g. df['{name}'] = pd.to_datetime(...)."
         )
     return pd.Index(values.astype(np.int64))
 
