@@ -232,3 +232,17 @@ def test_a_time_index_comes_back_named_as_it_came(name, tmp_path):
     for out in outputs:
         assert isinstance(out.index, pd.DatetimeIndex) and out.index.name == name
         assert out.columns.tolist() == ["y"]
+
+
+def test_the_batch_frames_of_an_unnamed_index_and_of_periods_keep_their_time_column():
+    from tsformers.batch.frames import example_from_history, forecast_frame, holdout_forecast
+
+    dated = pd.DataFrame({"y": values()}, index=pd.date_range("2024-01-01", periods=N, freq="h"))
+    model = NaiveForecaster(horizon=2).fit(dated)
+    flat = forecast_frame(model, dated)  # a pyfunc output: the time index as the column the schema names
+    assert flat.columns.tolist() == ["date", "y"] and flat["date"].iloc[0] == dated.index[-1] + pd.Timedelta("1h")
+    assert holdout_forecast(model, dated)["date"].tolist() == list(dated.index[-2:])
+    quarterly = NaiveForecaster(horizon=2, lookback=4).fit(pd.DataFrame({"y": values()}, index=quarterly_periods()))
+    example = example_from_history(quarterly)
+    assert example["date"].dtype == "period[Q-DEC]" and str(example["date"].iloc[-1]) == "1968Q4"
+    assert str(quarterly.predict(example.set_index("date").rename_axis(None)).index[0]) == "1969Q1"
