@@ -21,8 +21,9 @@ from tsformers.data.time import (TimeKind, check_step, check_time_zone, check_un
 TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
 #: Names of a time axis of whole years (``1700``, ``1700.0``), looked for after the other names and the index.
 YEAR_NAMES = ("year",)
-#: Columns that, beside a repeated year, say the time axis is split over two columns (statsmodels' macrodata).
-SUB_YEAR_NAMES = {"quarter": "quarter", "month": "month"}
+#: Columns that, beside a repeated year, split the time axis over two columns (statsmodels' macrodata), and
+#: the frequency of the periods that make one axis of them.
+SUB_YEAR_FIELDS = {"quarter": "Q", "month": "M"}
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PanelSchema:
         return TimeKind(self.time_kind, self.period_freq, self.time_text_format)
 
     def record_time_axis(self, kind: TimeKind) -> None:
+        """Keep how the fit frame wrote its time axis (saved with the model)."""
         self.time_kind, self.period_freq, self.time_text_format = kind.kind, kind.freq, kind.text_format
 
     def to_dict(self) -> dict:
@@ -238,9 +240,10 @@ def _check_time_does_not_repeat(df: pd.DataFrame, time_col: str, time_in_index: 
             f"frame, one row per series and time step. Name its id column: pass {fix} to the estimator"
             f"{which}, e.g. NaiveForecaster(horizon=..., {fix})."
         )
-    split = [c for c in columns if c.lower() in SUB_YEAR_NAMES and c != time_col]
+    split = [c for c in columns if c.lower() in SUB_YEAR_FIELDS and c != time_col]
     if split and time_col.lower() in YEAR_NAMES:
-        field_name, freq = SUB_YEAR_NAMES[split[0].lower()], "Q" if split[0].lower() == "quarter" else "M"
+        field_name = split[0].lower()
+        freq = SUB_YEAR_FIELDS[field_name]
         raise ValueError(
             f"the time column '{time_col}' repeats: with column '{split[0]}' it splits the time axis over two "
             f"columns. Make one axis of periods first, e.g. df.index = pd.PeriodIndex.from_fields("

@@ -23,7 +23,7 @@ Step = "str | int"
 INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
-QUARTER_TEXT = re.compile(r"(\d{4})(-?)Q([1-4])")
+QUARTER_TEXT = re.compile(r"\d{4}-?Q[1-4]")
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,9 @@ class TimeKind:
         raise TypeError(
             f"time column '{name}' holds {self.describe()}, but the model was fitted on {fitted.describe()}, "
             f"and writes its forecasts so. Pass the time axis as in the fit data."
-            + (f" For periods: df.index = df.index.to_period('{fitted.freq}'), or "
-               f"df['{name}'] = df['{name}'].dt.to_period('{fitted.freq}')." if fitted.kind == "period" else "")
+            + (f" Dates become periods by df.index = df.index.to_period('{fitted.freq}'), or "
+               f"df['{name}'] = df['{name}'].dt.to_period('{fitted.freq}')."
+               if fitted.kind == "period" and self.kind is None else "")
         )
 
 
