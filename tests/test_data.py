@@ -154,10 +154,21 @@ def test_duplicate_timestamps_name_the_rows():
     assert "duplicate" in msg and "rows 29 and 30" in msg and "drop_duplicates" in msg
 
 
-def test_unsorted_timestamps_say_sort():
+def test_unsorted_timestamps_are_read_in_time_order():
+    # Rows may come in any order (issue 23): they are read sorted by time, the caller's frame unchanged.
     df = wide().iloc[[0, 1, 3, 2] + list(range(4, 60))].reset_index(drop=True)
+    before = df.copy()
+    panel, _ = panel_of(df)
+    reference, _ = panel_of(wide())
+    np.testing.assert_array_equal(panel.values, reference.values)
+    assert panel.times.equals(reference.times)
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_duplicate_timestamps_in_unsorted_rows_name_the_rows():
+    df = wide().iloc[[0, 1, 5, 2, 3, 4, 5] + list(range(6, 60))].reset_index(drop=True)
     msg = _error(df)
-    assert "not sorted" in msg and "row 3" in msg and "sort_values" in msg
+    assert "duplicate" in msg and "rows 2 and 6" in msg
 
 
 def test_irregular_spacing_names_the_row_and_the_usual_step():

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tsformers.data.frames import as_pandas
+from tsformers.data.frames import as_pandas, output_times, time_as_column
 
 
 def model_columns(schema) -> list[str]:
@@ -110,7 +110,7 @@ def _numbers(name: str, values: np.ndarray) -> np.ndarray:
 
 def pack(forecast: pd.DataFrame, schema, horizon: int) -> pd.DataFrame:
     """One row per series of a long (or wide) forecast frame, each cell an array over the horizon."""
-    forecast = forecast.reset_index() if schema.time_in_index else forecast
+    forecast = time_as_column(forecast, schema)
     n_series = len(forecast) // horizon
     times = forecast[schema.time_col]
     if pd.api.types.is_datetime64_any_dtype(times):
@@ -146,8 +146,7 @@ def forecast_frame(forecaster, frame, future_df=None, static_df=None) -> pd.Data
         if schema.time_in_index and schema.time_col in future.columns:
             future = future.set_index(schema.time_col)
     out = forecaster.predict(history, future_df=future, **({} if static_df is None else {"static_df": static_df}))
-    if schema.time_in_index:
-        out = out.reset_index()
+    out = time_as_column(out, schema)
     return pack(out, schema, forecaster.horizon) if packed else out
 
 
@@ -171,7 +170,7 @@ def forecast_against(forecaster, history: pd.DataFrame, truth: pd.DataFrame) -> 
 def holdout_forecast(forecaster, frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`forecast_against` of the last ``horizon`` rows of each series, forecast from the rows before them."""
     schema, h = forecaster.schema_, forecaster.horizon
-    frame = frame.reset_index() if schema.time_in_index else frame
+    frame = time_as_column(frame, schema)
     if schema.layout == "long":
         groups = frame.groupby(schema.id_col, sort=False)
         return forecast_against(forecaster, groups.head(-h), groups.tail(h))
@@ -214,10 +213,10 @@ def example_from_history(est, n_series: int = 2) -> pd.DataFrame:
     ends = list(getattr(est, "ends_", None) or [est.last_time_] * len(schema.series))[:n_series]
     if isinstance(schema.step, str):
         times = [pd.date_range(end=end, periods=n_time, freq=schema.step) for end in ends]
-        times = np.concatenate([(t.as_unit(schema.time_unit) if schema.time_unit else t).to_numpy() for t in times])
     else:
-        times = np.concatenate([int(end) - schema.step * np.arange(n_time - 1, -1, -1, dtype=np.int64)
-                                for end in ends])
+        times = [pd.Index(int(end) - schema.step * np.arange(n_time - 1, -1, -1, dtype=np.int64)) for end in ends]
+    times = [output_times(t, schema) for t in times]  # as the fit data wrote them: unit, periods, text
+    times = times[0].append(times[1:]) if len(times) > 1 else times[0]
     out = {}
     if schema.layout == "long":
         ids = schema.series[:n_series]
@@ -239,8 +238,7 @@ def example_from_frame(est, df, n_series: int = 2) -> pd.DataFrame:
     """
     schema = est.schema_
     frame, _ = as_pandas(df)
-    if schema.time_in_index:
-        frame = frame.reset_index()
+    frame = time_as_column(frame, schema)
     n_future = est.horizon if schema.future_covariates else 0
     keep = est.lookback + n_future
     frame = frame[model_columns(schema) + [c for c in schema_static(schema) if c in frame.columns]]

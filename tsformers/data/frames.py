@@ -15,10 +15,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from tsformers.data.time import (check_order, check_step, check_time_zone, fixed_step_ticks, infer_step, parse_times,
-                                 regular_step, ticks, time_range)
+from tsformers.data.time import (TimeKind, check_step, check_time_zone, check_unique, fixed_step_ticks, infer_step,
+                                 order_key, read_times, regular_step, ticks, time_range)
 
 TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
+#: Names of a time axis of whole years (``1700``, ``1700.0``), looked for after the other names and the index.
+YEAR_NAMES = ("year",)
+#: Columns that, beside a repeated year, split the time axis over two columns (statsmodels' macrodata), and
+#: the frequency of the periods that make one axis of them.
+SUB_YEAR_FIELDS = {"quarter": "Q", "month": "M"}
 
 
 @dataclass
@@ -39,10 +44,24 @@ class PanelSchema:
     time_zone: str | None = None
     future_covariates: list[str] = field(default_factory=list)
     static: list[str] = field(default_factory=list)   # per-series attributes of a long frame
+    # How the fit frame wrote its time axis (tsformers.data.time.TimeKind); the forecast writes it the same way.
+    time_kind: str | None = None       # None (dates, integers), "period", "quarter_text" or "float"
+    period_freq: str | None = None     # the periods' frequency ("Q-DEC", "M"...) of "period" and "quarter_text"
+    time_text_format: str | None = None  # "%YQ%q" or "%Y-Q%q" for "quarter_text"
+    time_index_unnamed: bool = False   # the time was an index without a name (time_col is then "date")
 
     @property
     def variables(self) -> list[str]:
         return self.targets + self.covariates + self.future_covariates
+
+    @property
+    def time_axis(self) -> TimeKind:
+        """How the fit frame wrote its time axis."""
+        return TimeKind(self.time_kind, self.period_freq, self.time_text_format)
+
+    def record_time_axis(self, kind: TimeKind) -> None:
+        """Keep how the fit frame wrote its time axis (saved with the model)."""
+        self.time_kind, self.period_freq, self.time_text_format = kind.kind, kind.freq, kind.text_format
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +172,8 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
             time_in_index = True
         else:
             raise ValueError(f"time_col='{time_col}' is not a column; the frame has columns {columns}.")
+    if id_col is None:
+        _check_time_does_not_repeat(df, time_col, time_in_index, columns, target)
     roles = {time_col, id_col}
     covariates, future_covariates = _as_list(covariates), _as_list(future_covariates)
     _require(columns, covariates, "covariates")
@@ -188,7 +209,46 @@ def infer_schema(df: pd.DataFrame, backend: str, *, time_col=None, id_col=None, 
     check_numeric(df, named)
     return PanelSchema(layout="long" if id_col else "wide", backend=backend, time_col=time_col, id_col=id_col,
                        targets=targets, covariates=covariates, future_covariates=future_covariates, static=static,
-                       columns=columns, time_in_index=time_in_index)
+                       columns=columns, time_in_index=time_in_index,
+                       time_index_unnamed=time_in_index and df.index.name is None)
+
+
+def _check_time_does_not_repeat(df: pd.DataFrame, time_col: str, time_in_index: bool, columns: list[str],
+                                target) -> None:
+    """Refuse a frame without an id column whose time axis repeats, with the fix its columns suggest.
+
+    Text columns with repeated values beside it make it a long frame (one row per series and time step):
+    the message names ``id_col=``. A ``quarter`` or ``month`` column beside a repeated year splits the time
+    axis over two columns: the message shows how to make one axis of periods. Otherwise the rows are
+    duplicates, which the reading refuses naming them.
+    """
+    times = df.index if time_in_index else df[time_col]
+    if not pd.Index(times).has_duplicates:
+        return
+    text = [c for c in columns if c != time_col and not _is_numeric(df[c])
+            and not pd.api.types.is_datetime64_any_dtype(df[c]) and df[c].nunique(dropna=False) > 1
+            and df[c].duplicated().any()]
+    if text:
+        numeric = [c for c in columns if c != time_col and c not in text and _is_numeric(df[c])]
+        others = [c for c in columns if c not in (time_col, text[0]) and c not in numeric]
+        fix = f"id_col='{text[0]}'"
+        if target is None and others:
+            fix += f", target={numeric!r}"
+        which = "" if len(text) == 1 else f" (or another of {text})"
+        raise ValueError(
+            f"the time column '{time_col}' repeats and column '{text[0]}' holds text: this looks like a long "
+            f"frame, one row per series and time step. Name its id column: pass {fix} to the estimator"
+            f"{which}, e.g. NaiveForecaster(horizon=..., {fix})."
+        )
+    split = [c for c in columns if c.lower() in SUB_YEAR_FIELDS and c != time_col]
+    if split and time_col.lower() in YEAR_NAMES:
+        field_name = split[0].lower()
+        freq = SUB_YEAR_FIELDS[field_name]
+        raise ValueError(
+            f"the time column '{time_col}' repeats: with column '{split[0]}' it splits the time axis over two "
+            f"columns. Make one axis of periods first, e.g. df.index = pd.PeriodIndex.from_fields("
+            f"year=df.pop('{time_col}').astype(int), {field_name}=df.pop('{split[0]}').astype(int), freq='{freq}')."
+        )
 
 
 def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allow_nan: bool = False,
@@ -209,26 +269,72 @@ def frame_to_panel(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool, allo
         raise ValueError("the frame is empty (0 rows); pass at least `lookback` rows of history.")
     if not fitting:
         _check_like_fit(df, schema)
-    times = parse_times(df.index.to_series() if schema.time_in_index else df[schema.time_col], schema.time_col)
-    if not fitting:
-        check_time_zone(times, schema.time_zone, schema.time_col)
+    times = _frame_times(df, schema, fitting=fitting)
     names = schema.variables
     check_numeric(df, names)
     values = df[names].to_numpy(dtype=np.float64, na_value=np.nan)
     n_nan_ok = len(schema.targets) + len(schema.covariates) if allow_nan else 0
     _check_finite(values, names, times, nan_allowed=n_nan_ok)
-    if schema.layout == "wide":
-        groups = {None: np.arange(len(df))}
-    else:
-        _check_ids(df[schema.id_col], schema.id_col)
-        groups = df.groupby(schema.id_col, sort=False, dropna=False).indices
-        if any(pd.isna(k) for k in groups):
-            row = int(np.flatnonzero(df[schema.id_col].isna().to_numpy())[0])
-            raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
+    groups = _in_time_order(times, _series_groups(df, schema))
     panel = _to_panel(times, values, groups, schema, fitting=fitting, allow_nan=allow_nan, fill_gaps=fill_gaps)
     if allow_nan:
         _check_targets_observed(panel, schema, fitting=fitting)
     return panel
+
+
+def _frame_times(df: pd.DataFrame, schema: PanelSchema, *, fitting: bool) -> pd.Index:
+    """The time axis of ``df`` as read (:func:`~tsformers.data.time.read_times`).
+
+    With ``fitting`` its kind (periods, quarter text...) is recorded in ``schema``; otherwise it must be
+    the fitted kind and time zone.
+    """
+    times, kind = read_times(df.index.to_series() if schema.time_in_index else df[schema.time_col], schema.time_col)
+    if fitting:
+        schema.record_time_axis(kind)
+    else:
+        kind.check_like(schema.time_axis, schema.time_col)
+        check_time_zone(times, schema.time_zone, schema.time_col)
+    return times
+
+
+def _series_groups(df: pd.DataFrame, schema: PanelSchema) -> dict:
+    """Each series' row positions in ``df`` (one series ``None`` when wide), the series in order of first appearance."""
+    if schema.layout == "wide":
+        return {None: np.arange(len(df))}
+    _check_ids(df[schema.id_col], schema.id_col)
+    groups = df.groupby(schema.id_col, sort=False, dropna=False).indices
+    if any(pd.isna(k) for k in groups):
+        row = int(np.flatnonzero(df[schema.id_col].isna().to_numpy())[0])
+        raise ValueError(f"id column '{schema.id_col}' has a missing id at row {row}; fill or drop it.")
+    return groups
+
+
+def _in_time_order(times: pd.Index, groups: dict) -> dict:
+    """``groups`` with each series' rows in time order: a frame's rows may come in any order.
+
+    The sort is stable, so that rows with the same timestamp stay next to each other in their order
+    for the duplicate check to name them. Sorted series (the usual case) are checked in one pass.
+    """
+    key = order_key(times)
+    lengths = np.array([len(rows) for rows in groups.values()])
+    order = np.concatenate(list(groups.values()))
+    steps = np.diff(key[order])
+    within = np.ones(len(steps), dtype=bool)
+    within[np.cumsum(lengths)[:-1] - 1] = False
+    if (steps[within] >= 0).all():
+        return groups
+    return {k: rows[np.argsort(key[rows], kind="stable")] for k, rows in groups.items()}
+
+
+def series_rows(df, schema: PanelSchema) -> dict:
+    """Each series' row positions in ``df`` in time order, the series in order of first appearance.
+
+    ``df`` is read as :func:`frame_to_panel` reads it (any row order); keys are the ids (``None`` when wide).
+    """
+    frame, _ = as_pandas(df)
+    times, _ = read_times(frame.index.to_series() if schema.time_in_index else frame[schema.time_col],
+                          schema.time_col)
+    return _in_time_order(times, _series_groups(frame, schema))
 
 
 def _to_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: PanelSchema, *, fitting: bool,
@@ -244,7 +350,7 @@ def _to_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: PanelSc
     for key, rows in groups.items():
         where = "" if key is None else f" of series '{key}'"
         series_times = times[rows]
-        check_order(series_times, rows, where)
+        check_unique(series_times, rows, where)
         if fill_gaps:
             if step is None:
                 step = regular_step(series_times)
@@ -298,7 +404,7 @@ def _regular_panel(times: pd.Index, values: np.ndarray, groups: dict, schema: Pa
         rows = groups[keys[0]]
         where = "" if keys[0] is None else f" of series '{keys[0]}'"
         first_times = times[rows]
-        check_order(first_times, rows, where)
+        check_unique(first_times, rows, where)
         step = infer_step(first_times, rows, where)
     else:
         step = schema.step
@@ -381,9 +487,7 @@ def future_values(df, schema: PanelSchema, series: list, expected: list) -> np.n
     if missing:
         raise ValueError(f"future_df lacks column(s) {missing}; it needs {needed} over the {len(expected[0])} "
                          f"steps after the history.")
-    times = parse_times(frame.index.to_series() if schema.time_in_index else frame[schema.time_col],
-                        schema.time_col)
-    check_time_zone(times, schema.time_zone, schema.time_col)
+    times = _frame_times(frame, schema, fitting=False)
     check_numeric(frame, names)
     values = frame[names].to_numpy(dtype=np.float64, na_value=np.nan)
     _check_finite(values, names, times)
@@ -420,8 +524,8 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
     """
     n_series, horizon, _ = forecast.shape
     per_series = list(times) if isinstance(times, list) else [times] * n_series
-    if isinstance(per_series[0], pd.DatetimeIndex) and schema.time_unit:
-        per_series = [t.as_unit(schema.time_unit) for t in per_series]
+    written = {id(t): output_times(t, schema) for t in per_series}  # series that end together share an index
+    per_series = [written[id(t)] for t in per_series]
     times = per_series[0]
     blocks = {"": forecast, **(extra or {})}
     if schema.layout == "wide":
@@ -442,7 +546,23 @@ def panel_to_frame(forecast: np.ndarray, times: pd.Index, series: list, schema: 
         return pl.from_pandas(out)
     if schema.time_in_index:
         out = out.set_index(schema.time_col)
+        if schema.time_index_unnamed:
+            out.index.name = None
     return out
+
+
+def output_times(times: pd.Index, schema: PanelSchema) -> pd.Index:
+    """Timestamps or integer steps as read, written as the fit data wrote them: its unit, periods, text, floats."""
+    if isinstance(times, pd.DatetimeIndex) and schema.time_unit and schema.time_kind is None:
+        times = times.as_unit(schema.time_unit)
+    return schema.time_axis.restore(times)
+
+
+def time_as_column(frame: pd.DataFrame, schema: PanelSchema) -> pd.DataFrame:
+    """``frame`` with a time index (of a model whose fit data had one) as its ``schema.time_col`` column."""
+    if not schema.time_in_index or schema.time_col in frame.columns:
+        return frame
+    return frame.rename_axis(schema.time_col).reset_index()
 
 
 def _steps_between(start, end, step) -> int:
@@ -561,8 +681,14 @@ def _check_finite(values: np.ndarray, names: list[str], times: pd.Index, nan_all
 
 
 def detect_time_column(df: pd.DataFrame, exclude: set) -> tuple[str, bool]:
-    """The time column: the one datetime column, else one named like a time axis, else a DatetimeIndex."""
-    dated = [c for c in df.columns if c not in exclude and pd.api.types.is_datetime64_any_dtype(df[c])]
+    """The time column and whether it is the index.
+
+    In order: the one column of dates or periods; else a column named like a time axis (``ds``, ``date``,
+    ...); else a ``DatetimeIndex`` or ``PeriodIndex`` (named ``date`` when it has no name); else a
+    column named ``year``.
+    """
+    dated = [c for c in df.columns if c not in exclude and (pd.api.types.is_datetime64_any_dtype(df[c])
+                                                            or isinstance(df[c].dtype, pd.PeriodDtype))]
     if len(dated) == 1:
         return dated[0], False
     if len(dated) > 1:
@@ -570,11 +696,14 @@ def detect_time_column(df: pd.DataFrame, exclude: set) -> tuple[str, bool]:
     named = [c for c in df.columns if c.lower() in TIME_NAMES and c not in exclude]
     if named:
         return named[0], False
-    if isinstance(df.index, pd.DatetimeIndex):
+    if isinstance(df.index, (pd.DatetimeIndex, pd.PeriodIndex)):
         return df.index.name or "date", True
+    years = [c for c in df.columns if c.lower() in YEAR_NAMES and c not in exclude]
+    if years:
+        return years[0], False
     raise ValueError(
-        f"no time column found among {list(df.columns)}: pass time_col= (a column of dates or integer steps), "
-        f"or use a DatetimeIndex."
+        f"no time column found among {list(df.columns)}: pass time_col= (a column of dates, periods or integer "
+        f"steps), or use a DatetimeIndex or PeriodIndex."
     )
 
 

@@ -3,10 +3,18 @@
 A time axis is either calendar time (a pandas ``DatetimeIndex``, any unit or time
 zone) or integer steps. Its step is a pandas offset alias (``"h"``, ``"15min"``,
 ``"MS"``...) for calendar time and a positive ``int`` for integer steps.
+
+Other ways of writing time are read into one of these two and written back as
+they came (:class:`TimeKind`): pandas periods (``PeriodIndex`` or a
+``period[Q]`` column) become the timestamps of their starts, quarter text
+(``"1959Q1"``, ``"1959-Q1"``) quarterly periods, and whole numbers in a float
+column (``1700.0``, statsmodels' years) integer steps.
 """
 from __future__ import annotations
 
+import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,34 +23,144 @@ Step = "str | int"
 INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
-def parse_times(column: pd.Series, name: str) -> pd.Index:
-    """Return the time column as a ``DatetimeIndex`` or an integer ``Index``.
+QUARTER_TEXT = re.compile(r"\d{4}-?Q[1-4]")
 
-    Strings are parsed as dates; anything else that is neither dates nor
-    integers is refused with the fix.
+
+@dataclass(frozen=True)
+class TimeKind:
+    """How a frame writes its time axis, so that the forecast writes its own the same way.
+
+    ``kind`` is None for dates (datetime64) and integer steps, read as they are;
+    ``"period"`` for pandas periods of frequency ``freq`` (``"Q-DEC"``, ``"M"``,
+    ``"Y-DEC"``...), read as the timestamps of their starts; ``"quarter_text"``
+    for text like ``"1959Q1"`` (written by ``text_format``, ``"%YQ%q"`` or
+    ``"%Y-Q%q"``), read as quarterly periods; ``"float"`` for whole numbers in
+    a float column (``1700.0``), read as integer steps.
     """
-    if pd.api.types.is_datetime64_any_dtype(column):
+
+    kind: str | None = None
+    freq: str | None = None
+    text_format: str | None = None
+
+    def describe(self) -> str:
+        """The kind in words, for messages."""
+        return {None: "dates or integer steps", "period": f"periods of frequency '{self.freq}'",
+                "quarter_text": f"quarter text like '{pd.Period('2000Q1', 'Q').strftime(self.text_format or '%YQ%q')}'",
+                "float": "whole numbers in a float column"}[self.kind]
+
+    def restore(self, times: pd.Index) -> pd.Index:
+        """``times`` as read (timestamps or integer steps) written back in this kind."""
+        if self.kind == "period":
+            return pd.DatetimeIndex(times).to_period(self.freq)
+        if self.kind == "quarter_text":
+            return pd.DatetimeIndex(times).to_period(self.freq).strftime(self.text_format)
+        if self.kind == "float":
+            return pd.Index(np.asarray(times, dtype=np.float64))
+        return times
+
+    def check_like(self, fitted: "TimeKind", name: str) -> None:
+        """Refuse a time axis written another way than the fit data's: the forecast is written the fitted way.
+
+        Integer steps and whole numbers in a float column are the same axis, so either is accepted.
+        """
+        steps = {None, "float"}
+        if self == fitted or (self.kind in steps and fitted.kind in steps and self.freq == fitted.freq):
+            return
+        raise TypeError(
+            f"time column '{name}' holds {self.describe()}, but the model was fitted on {fitted.describe()}, "
+            f"and writes its forecasts so. Pass the time axis as in the fit data."
+            + (f" Dates become periods by df.index = df.index.to_period('{fitted.freq}'), or "
+               f"df['{name}'] = df['{name}'].dt.to_period('{fitted.freq}')."
+               if fitted.kind == "period" and self.kind is None else "")
+        )
+
+
+def parse_times(column: pd.Series, name: str) -> pd.Index:
+    """Return the time column as a ``DatetimeIndex`` or an integer ``Index`` (see :func:`read_times`)."""
+    return read_times(column, name)[0]
+
+
+def read_times(column: pd.Series, name: str) -> tuple[pd.Index, TimeKind]:
+    """Return the time column as a ``DatetimeIndex`` or an integer ``Index``, and how it was written.
+
+    Dates and integers are read as they are; periods as the timestamps of their
+    starts; text as ISO dates, else, when every value is quarter text
+    (``"1959Q1"``, ``"1959-Q1"``), as quarterly periods; whole numbers in a
+    float column as integers. Anything else is refused with the fix.
+    """
+    kind = TimeKind()
+    if isinstance(column.dtype, pd.PeriodDtype):
+        periods = pd.PeriodIndex(column)
+        kind = TimeKind("period", periods.freqstr)
+        times = _period_starts(periods)
+    elif pd.api.types.is_datetime64_any_dtype(column):
         times = pd.DatetimeIndex(column)
     elif pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        return pd.Index(column.to_numpy(dtype=np.int64))
+        if column.isna().any():
+            row = int(np.flatnonzero(column.isna().to_numpy())[0])
+            raise ValueError(f"time column '{name}' has a missing value at row {row}; drop or fill that row.")
+        return pd.Index(column.to_numpy(dtype=np.int64)), kind
+    elif pd.api.types.is_float_dtype(column):
+        return _whole_numbers(column, name), TimeKind("float")
     elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
         try:
             times = pd.DatetimeIndex(pd.to_datetime(column, format="ISO8601"))
         except (ValueError, TypeError) as err:
-            _raise_mixed_offsets(column, name)
-            raise TypeError(
-                f"time column '{name}' holds text that is not ISO dates ({err}). Parse it first, "
-                f"e.g. df['{name}'] = pd.to_datetime(df['{name}'], format=...), or pass integer steps."
-            ) from None
+            quarters = _quarter_text(column)
+            if quarters is None:
+                _raise_mixed_offsets(column, name)
+                reason = str(err).splitlines()[0].rstrip(". :")  # pandas' advice after it names other options
+                raise TypeError(
+                    f"time column '{name}' holds text that is not ISO dates ({reason}), nor quarters like '1959Q1'. "
+                    f"Parse it first, e.g. df['{name}'] = pd.to_datetime(df['{name}'], format=...), or pass "
+                    f"integer steps."
+                ) from None
+            times, kind = quarters
     else:
         raise TypeError(
-            f"time column '{name}' has dtype {column.dtype}; it must hold dates (datetime64) or integer "
+            f"time column '{name}' has dtype {column.dtype}; it must hold dates (datetime64), periods or integer "
             f"steps. Convert it, or name the right column with time_col=."
         )
     if times.isna().any():
         row = int(np.flatnonzero(times.isna())[0])
         raise ValueError(f"time column '{name}' has a missing timestamp (NaT) at row {row}; drop or fill that row.")
-    return times
+    return times, kind
+
+
+def _period_starts(periods: pd.PeriodIndex) -> pd.DatetimeIndex:
+    """The timestamps of the periods' starts (NaT for missing periods)."""
+    return periods.to_timestamp(how="start")
+
+
+def _whole_numbers(column: pd.Series, name: str) -> pd.Index:
+    """A float time column of whole numbers (years such as ``1700.0``) as int64 steps; anything else refused."""
+    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.flatnonzero(np.isnan(values))
+    if len(missing):
+        raise ValueError(f"time column '{name}' has a missing value at row {int(missing[0])}; drop or fill that row.")
+    fractional = np.flatnonzero(~np.isfinite(values) | (values != np.round(values))
+                                | (np.abs(values) >= 2.0 ** 53))
+    if len(fractional):
+        row = int(fractional[0])
+        raise TypeError(
+            f"time column '{name}' holds numbers that are not whole ({float(values[row])!r} at row {row}); a "
+            f"numeric time axis counts whole steps (years, periods). Give the time as dates, periods or integer "
+            f"steps first, e.g. df['{name}'] = pd.to_datetime(...)."
+        )
+    return pd.Index(values.astype(np.int64))
+
+
+def _quarter_text(column: pd.Series) -> tuple[pd.DatetimeIndex, TimeKind] | None:
+    """Text that is all quarters (``"1959Q1"`` or ``"1959-Q1"``) as the starts of quarterly periods, else None."""
+    if column.isna().any():
+        return None
+    text = column.astype(str)
+    parts = text.str.fullmatch(QUARTER_TEXT.pattern)
+    if not parts.all():
+        return None
+    fmt = "%Y-Q%q" if "-" in text.iloc[0] else "%YQ%q"
+    periods = pd.PeriodIndex(text.str.replace("-", "", regex=False), freq="Q")
+    return _period_starts(periods), TimeKind("quarter_text", periods.freqstr, fmt)
 
 
 def check_time_zone(times: pd.Index, fitted_zone: str | None, name: str) -> None:
@@ -69,20 +187,19 @@ def check_time_zone(times: pd.Index, fitted_zone: str | None, name: str) -> None
                      f"Convert it first, e.g. {fix}.")
 
 
-def check_order(times: pd.Index, rows: np.ndarray, where: str) -> None:
-    """Refuse duplicate and unsorted timestamps, naming the rows of the input frame."""
-    diffs = np.diff(times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy())
+def order_key(times: pd.Index) -> np.ndarray:
+    """The time axis as numbers that sort as it does (the instants of zoned dates, in their own unit)."""
+    return times.asi8 if isinstance(times, pd.DatetimeIndex) else times.to_numpy()
+
+
+def check_unique(times: pd.Index, rows: np.ndarray, where: str) -> None:
+    """Refuse duplicate timestamps in a sorted time axis, naming the rows of the input frame."""
+    diffs = np.diff(order_key(times))
     if (diffs == 0).any():
         i = int(np.flatnonzero(diffs == 0)[0])
         raise ValueError(
             f"duplicate timestamp {times[i]} at rows {rows[i]} and {rows[i + 1]}{where}. Drop or aggregate "
             f"the duplicates first, e.g. df.drop_duplicates(...) or df.groupby(time).mean()."
-        )
-    if (diffs < 0).any():
-        i = int(np.flatnonzero(diffs < 0)[0])
-        raise ValueError(
-            f"timestamps are not sorted{where}: row {rows[i + 1]} ({times[i + 1]}) comes after row {rows[i]} "
-            f"({times[i]}). Sort the frame by time first, e.g. df.sort_values(time_col)."
         )
 
 

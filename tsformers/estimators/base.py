@@ -409,7 +409,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         Parameters
         ----------
         df : pandas.DataFrame or polars.DataFrame
-            One or more new rows per series, with the columns of the fit data.
+            One or more new rows for every fitted series, with the columns of the fit data, in any order.
 
         Returns
         -------
@@ -417,10 +417,13 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         data = self.prepare(df)
+        if set(data.panel.series) != set(self.schema_.series):
+            raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series}, "
+                             f"got {data.panel.series}.")
+        if list(data.panel.series) != list(self.schema_.series):  # rows in another order: the fitted one
+            position = {key: i for i, key in enumerate(data.panel.series)}
+            data = data.select(np.array([position[key] for key in self.schema_.series]))
         panel = data.panel
-        if list(panel.series) != list(self.schema_.series):
-            raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series} in that order, "
-                             f"got {panel.series}.")
         for key, end, first in zip(panel.series, self.ends_, panel.first):
             expected = future_times(end, self.schema_.step, 1)[0]
             if panel.times[first] != expected:

@@ -47,7 +47,7 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers import metrics
-from tsformers.data.frames import as_pandas, format_level, infer_schema, restore_ids
+from tsformers.data.frames import as_pandas, format_level, infer_schema, output_times, restore_ids, series_rows
 from tsformers.data.prepare import Prepared
 
 #: At most this many windows are forecast at fit for the conformal calibration.
@@ -305,14 +305,16 @@ class EvaluationMixin:
         return out
 
     def _drop_last_steps(self, frame: pd.DataFrame, backend: str, n: int, static_df=None) -> pd.DataFrame:
-        """``frame`` without the last ``n`` rows of each series (the history before an origin)."""
+        """``frame`` without the last ``n`` time steps of each series (the history before an origin), its rows in
+        their order."""
+        if not n:
+            return frame
         schema = getattr(self, "schema_", None) or infer_schema(
             frame, backend, time_col=self.time_col, id_col=self.id_col, target=self.target,
             covariates=self.covariates, future_covariates=self.future_covariates, static=self.static,
             static_df=None if static_df is None else as_pandas(static_df)[0])
-        if schema.layout == "long":
-            return frame.groupby(schema.id_col, sort=False, group_keys=False).head(-n) if n else frame
-        return frame.iloc[: len(frame) - n]
+        kept = [rows[: len(rows) - n] for rows in series_rows(frame, schema).values()]  # rows in any order
+        return frame.iloc[np.sort(np.concatenate(kept))]
 
     def _backtest_part(self, frame: pd.DataFrame, n_windows: int, step: int, levels: list, static_df,
                        window_offset: int = 0, drop: int = 0) -> pd.DataFrame:
@@ -326,9 +328,7 @@ class EvaluationMixin:
         extra = {k.lstrip("_"): v for k, v in self._extra_columns(done["quantiles"], intervals).items()}
         rows, origins, horizon = done["rows"], done["origins"], self.horizon
         n, _, n_targets = done["point"].shape
-        times = raw.times
-        if isinstance(times, pd.DatetimeIndex) and schema.time_unit:
-            times = times.as_unit(schema.time_unit)
+        times = output_times(raw.times, schema)
         shape = (n, n_targets, horizon)                          # window, target, step: the row order
 
         def spread(block):                                       # (n, H, T) -> rows

@@ -34,7 +34,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tsformers.data.frames import as_pandas
+from tsformers.data.frames import as_pandas, time_as_column
 from tsformers.batch.frames import example_from_frame, holdout_forecast
 
 MAX_PARAM_CHARS = 500
@@ -206,7 +206,7 @@ def forecast_figure(estimator, frame: pd.DataFrame, holdout: pd.DataFrame, n_ser
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     schema, lookback, horizon = estimator.schema_, estimator.lookback, estimator.horizon
-    frame = frame.reset_index() if schema.time_in_index else frame
+    frame = time_as_column(frame, schema)
     series = schema.series if schema.layout == "long" else [None]
     panels = [(s, t) for s in series for t in schema.targets][:n_series]
     fig = Figure(figsize=(8, 2.2 * len(panels)), layout="constrained")
