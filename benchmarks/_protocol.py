@@ -77,18 +77,26 @@ def mase_scale(train_values: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(train_values, axis=0)).mean(axis=0)
 
 
+INTERVAL_LEVELS = (80, 95)
+
+
 def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256,
                      scale: np.ndarray | None = None) -> dict:
     """MSE/MAE of the network and of the last-value forecast over every stride-1 test window, scaled data.
 
     With ``scale`` (:func:`mase_scale` of the training rows, one per target) also the MASE: each absolute
-    error divided by its variable's scale, averaged like the MAE.
+    error divided by its variable's scale, averaged like the MAE. For a model with a conformal calibration
+    (``conformal_``), the empirical coverage of its split-conformal intervals at :data:`INTERVAL_LEVELS`
+    (the share of test values within the point forecast ± the radius ``predict(level=...)`` uses) and their
+    mean width, on the same scaled data.
 
     Returns
     -------
     dict
-        ``mse``, ``mae``, ``naive_mse``, ``naive_mae``, ``n_windows``, and ``mase`` with ``scale``.
+        ``mse``, ``mae``, ``naive_mse``, ``naive_mae``, ``n_windows``, ``mase`` with ``scale``, and
+        ``coverage_L``/``width_L`` per level L with a calibration.
     """
+    from tsformers.estimators.evaluation import conformal_radius
     lookback, horizon = estimator.lookback, estimator.horizon
     n_targets = len(estimator.schema_.targets)
     values = torch.from_numpy(scaled_values(estimator, test_frame))  # (T, N) float64
@@ -97,6 +105,10 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     network = estimator.network_
     network.eval()
     sq = ab = naive_sq = naive_ab = scaled_ab = 0.0
+    calibration = getattr(estimator, "conformal_", None)
+    radii = {} if calibration is None else {
+        level: torch.as_tensor(conformal_radius(calibration, level)[:, :n_targets]) for level in INTERVAL_LEVELS}
+    covered = dict.fromkeys(radii, 0.0)
     per_variable = None if scale is None else torch.as_tensor(np.asarray(scale, dtype=np.float64)[:n_targets])
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
@@ -109,6 +121,8 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
             ab += float(err.abs().sum())
             if per_variable is not None:
                 scaled_ab += float((err.abs() / per_variable).sum())
+            for level, radius in radii.items():                          # radius: (H, n_targets)
+                covered[level] += float((err.abs() <= radius).sum())
             naive_err = x[:, -1:, :n_targets] - y                        # last value, repeated over H
             naive_sq += float((naive_err ** 2).sum())
             naive_ab += float(naive_err.abs().sum())
@@ -117,6 +131,9 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
            "n_windows": n_windows}
     if per_variable is not None:
         out["mase"] = scaled_ab / count
+    for level, radius in radii.items():
+        out[f"coverage_{level}"] = covered[level] / count
+        out[f"width_{level}"] = float(2 * radius.mean())
     return out
 
 

@@ -138,7 +138,7 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
-          "git_rev", "params", "mase"]
+          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95"]
 
 
 class _EpochTimer:

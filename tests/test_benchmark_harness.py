@@ -65,3 +65,32 @@ def test_the_efficiency_length_is_where_a_mixer_starts_and_stays_ahead():
     harness.efficiency_lengths(rows)
     lin = [r for r in rows if r["name"] == "lin"]
     assert lin[0]["faster_from"] == 512 and lin[0]["smaller_from"] == ""
+
+
+def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
+    """evaluate_windows' interval coverage is the share of backtest actuals inside predict(level=)'s bands on the
+    same windows, and its MASE the MAE over the training rows' mean one-step change."""
+    import numpy as np
+
+    from tsformers import LinearForecaster
+    from tsformers.datasets import make_demo
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _protocol import evaluate_windows, mase_scale, scaled_values
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    df = make_demo(n_series=1, n_steps=700)
+    fit, test = df.iloc[:600], df.iloc[600 - 48:]
+    model = LinearForecaster(horizon=12, lookback=48).fit(fit)
+    scale = mase_scale(scaled_values(model, fit))
+    scores = evaluate_windows(model, test, scale=scale)
+    n_windows = len(test) - 48 - 12 + 1
+    bt = model.backtest(test, n_windows=n_windows, step=1, level=[80, 95])
+    assert scores["n_windows"] == n_windows
+    for level in (80, 95):
+        inside = ((bt.actual >= bt[f"lo{level}"]) & (bt.actual <= bt[f"hi{level}"])).mean()
+        assert abs(scores[f"coverage_{level}"] - inside) < 1e-3, level
+    assert 0.5 < scores["coverage_80"] < scores["coverage_95"] <= 1.0
+    mae_scaled = np.abs((bt.forecast - bt.actual) / model.scaler_.scale.ravel()[0]).mean()
+    assert abs(scores["mase"] - mae_scaled / scale[0]) < 1e-4 * scores["mase"]
