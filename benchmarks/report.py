@@ -373,19 +373,23 @@ def small_data_section() -> list[str]:
            "variable's mean one-step change over the training weeks (so the last value's in-sample error is 1). "
            f"**Bold**: the lowest of each metric at that horizon, whoever owns it. {LOSS_MARK}: worse than the "
            "best baseline on that metric.", "",
-           "| H | model | seeds | MSE | MAE | MASE |", "|---|---|---|---|---|---|"]
+           "*80% / 95% cover.*: the share of test values inside the estimator's split-conformal intervals "
+           "(`predict(level=[80, 95])`), next to their nominal 80% and 95%.", "",
+           "| H | model | seeds | MSE | MAE | MASE | 80% / 95% cover. |", "|---|---|---|---|---|---|---|"]
     for horizon in ILI_HORIZONS:
-        rows = [(BASELINES[r.model], "–", {m: (float(getattr(r, m)), 0.0) for m in metrics}, False)
+        rows = [(BASELINES[r.model], "–", {m: (float(getattr(r, m)), 0.0) for m in metrics}, False, "–")
                 for r in bl[bl["horizon"] == horizon].itertuples()]
         for model, runs in lh[lh["horizon"] == horizon].groupby("model"):
             stats = {m: (float(runs[m].mean()), float(runs[m].std(ddof=1)) if len(runs) > 1 else 0.0)
                      for m in metrics}
-            rows.append((NAMES.get(model, model), str(len(runs)), stats, True))
-        if not any(not ours for *_, ours in rows):
+            cover = "–" if "coverage_80" not in runs or runs["coverage_80"].isna().any() else \
+                f"{runs['coverage_80'].mean():.1%} / {runs['coverage_95'].mean():.1%}"
+            rows.append((NAMES.get(model, model), str(len(runs)), stats, True, cover))
+        if not any(not ours for *_, ours, _ in rows):
             continue  # no baseline at this horizon: nothing to read a model's row against
-        best = {m: min(stats[m][0] for _, _, stats, _ in rows) for m in metrics}
-        best_baseline = {m: min(stats[m][0] for _, _, stats, ours in rows if not ours) for m in metrics}
-        for label, seeds, stats, ours in rows:
+        best = {m: min(stats[m][0] for _, _, stats, _, _ in rows) for m in metrics}
+        best_baseline = {m: min(stats[m][0] for _, _, stats, ours, _ in rows if not ours) for m in metrics}
+        for label, seeds, stats, ours, cover in rows:
             cells = []
             for m in metrics:
                 mean, std = stats[m]
@@ -395,7 +399,7 @@ def small_data_section() -> list[str]:
                 if ours and round(mean, 3) > round(best_baseline[m], 3):
                     text += f" {LOSS_MARK}"
                 cells.append(text)
-            out.append(f"| {horizon} | {label} | {seeds} | " + " | ".join(cells) + " |")
+            out.append(f"| {horizon} | {label} | {seeds} | " + " | ".join(cells) + f" | {cover} |")
     revisions = sorted(set(lh["git_rev"].dropna().astype(str)) | set(bl["git_rev"].dropna().astype(str)))
     out += ["", f"Code revisions of the cells: {', '.join(revisions) or 'not recorded'}.", ""]
     return out

@@ -141,8 +141,9 @@ def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
 
 
 def test_the_ili_table_shows_seed_means_mase_and_marks_losses_to_the_seasonal_naive(tmp_path):
-    runs = [dict(_row("gateformer", "illness", 24, seed, mse, mae), lookback=36, mase=mase)
-            for seed, (mse, mae, mase) in enumerate([(2.7, 1.02, 7.7), (2.9, 1.04, 7.9)])]
+    runs = [dict(_row("gateformer", "illness", 24, seed, mse, mae), lookback=36, mase=mase, coverage_80=cover,
+                 coverage_95=0.9)
+            for seed, (mse, mae, mase, cover) in enumerate([(2.7, 1.02, 7.7, 0.70), (2.9, 1.04, 7.9, 0.80)])]
     pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
     base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v[0],
                  mae=v[1], mase=v[2], n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
@@ -155,6 +156,7 @@ def test_the_ili_table_shows_seed_means_mase_and_marks_losses_to_the_seasonal_na
     assert cells[2] == "2", "two seeds"
     assert cells[3] == f"2.800 ± {np.std([2.7, 2.9], ddof=1):.3f} ▼", "the seed mean loses to the seasonal naive"
     assert cells[5] == f"7.800 ± {np.std([7.7, 7.9], ddof=1):.3f} ▼", "beats the seasonal naive's MASE, not linear's"
+    assert cells[6] == "75.0% / 90.0%", "the seeds' mean coverage of the 80% and 95% intervals"
     seasonal = next(line for line in lines if "| seasonal naive |" in line)
     assert "| **2.560** | **1.000** |" in seasonal
     assert "| **7.760** |" in next(line for line in lines if "| linear |" in line)
