@@ -363,8 +363,10 @@ class EvaluationMixin:
 
         One panel per series (a long frame's id, a wide frame's target column;
         each target of a multi-target long frame gets its own), with the last
-        ``n_history`` observed steps, the point forecast, a shaded band per
-        pair of quantiles (outermost lightest) and per conformal interval.
+        ``n_history`` observed steps, the point forecast (its line starts at the
+        last observed value, so that it continues the history), a shaded band per
+        pair of quantiles (outermost lightest) and per conformal interval. When
+        ``max_series`` leaves series out, the figure's title says how many and which.
 
         Parameters
         ----------
