@@ -190,3 +190,23 @@ def test_a_registered_model_without_a_tracking_uri_is_refused(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "--tracking-uri" in done.stderr and "MLFLOW_TRACKING_URI" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv"]  # no mlflow.db, no output
+
+
+def test_the_benchmark_takes_turns_and_records_ratios_to_import_torch(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cold_start_benchmark", ROOT / "benchmarks" / "cold_start.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cases = bench.commands("python", Path("m"), Path("h.csv"), Path("."))
+    assert list(cases) == ["python", "import torch", "import tsformers", "forecast torch", "forecast onnx"]
+    assert cases["forecast onnx"][-2:] == ["--engine", "onnx"] and "--engine" not in cases["forecast torch"]
+    order = []
+    monkeypatch.setattr(bench, "wall_time", lambda command, env: order.append(command) or 1.0)
+    times = bench.measure({"a": ["a"], "b": ["b"]}, repeats=2, env={})
+    assert order == [["a"], ["b"]] * 3 and times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}  # one untimed round first
+    out = bench.rows({"import torch": [2.0, 3.0, 4.0], "forecast onnx": [1.0, 1.5, 0.5]},
+                     {"import torch": [], "forecast onnx": []}, timestamp="t")
+    onnx = next(r for r in out if r["case"] == "forecast onnx")
+    assert (onnx["min_s"], onnx["median_s"], onnx["ratio_min"], onnx["ratio_median"]) == (0.5, 1.0, 0.25, 0.333)
+    assert onnx["over_torch_min_s"] == -1.5 and onnx["command"] == "tsformers forecast --engine onnx"
