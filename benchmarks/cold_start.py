@@ -36,6 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # this tree's tsformers, also where another one is installed in the venv
 FIELDS = ["timestamp", "case", "command", "repeats", "min_s", "median_s", "ratio_min", "ratio_median",
           "over_torch_min_s", "load_start", "load_end", "cpus", "machine", "python", "torch_version", "git_rev"]
 REFERENCE = "import torch"

@@ -36,7 +36,7 @@ from tsformers.data.time import future_times
 from tsformers.data.windows import split_train_val, validation_steps
 from tsformers.estimators.evaluation import check_score_metric
 from tsformers.estimators.forecasting import CHUNK as _CHUNK
-from tsformers.estimators.forecasting import ForecastAfter, ForecastPath  # noqa: F401 - ForecastAfter: its old home
+from tsformers.estimators.forecasting import ForecastPath
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.seeding import seeded_call
 
