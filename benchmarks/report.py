@@ -5,7 +5,7 @@
 
 Sections: the long-horizon grid (our runs, estimates for the cells not run, the published peers at
 lookback 96 with their sources, averages), accuracy side by side with neuralforecast, speed and memory
-side by side, and the training-loop before/after.
+side by side, the training-loop before/after, and the cold start of the batch path.
 """
 from __future__ import annotations
 
@@ -658,6 +658,41 @@ def profile_section() -> list[str]:
     return out
 
 
+# -- 5. cold start -------------------------------------------------------------------------------------
+
+COLD_START_GOALS = {
+    "import tsformers": "at most `import torch` + 0.5 s",
+    "forecast torch": "at most `import torch` + 1 s",
+    "forecast onnx": "under 1 s on an idle machine; imports no torch, Lightning, scikit-learn, MLflow",
+}
+
+
+def cold_start_section() -> list[str]:
+    """The latest run of ``cold_start.py``: each command's wall time and its ratio to ``import torch``."""
+    cs = _read("cold_start.csv")
+    if cs is None:
+        return []
+    run = cs[cs["timestamp"] == cs["timestamp"].max()]
+    first = run.iloc[0]
+    out = ["## Cold start of the batch path", "",
+           "`benchmarks/cold_start.py`: a fresh interpreter per command, the commands taking turns in one run, "
+           f"each {int(first.repeats)} times; wall time, minimum and median, and their ratios to "
+           "`python -c \"import torch\"` measured in the same run (*x torch*; the minimum is the fairest "
+           "figure on a shared machine). The forecasts are `tsformers forecast` of one series (the demo model, "
+           "horizon 24, lookback 96) from a saved model directory, with the torch engine and with "
+           "`--engine onnx`.", "",
+           "| command | min s | median s | x torch (min) | x torch (median) | min − torch s | goal |",
+           "|---|---|---|---|---|---|---|"]
+    for r in run.itertuples():
+        out.append(f"| `{r.command}` | {r.min_s:.2f} | {r.median_s:.2f} | {r.ratio_min:.2f} | {r.ratio_median:.2f} | "
+                   f"{r.over_torch_min_s:+.2f} | {COLD_START_GOALS.get(r.case, '')} |")
+    out += ["", f"Measured {first.timestamp} (rev {first.git_rev}, torch {first.torch_version}, Python "
+            f"{first.python}) on {int(first.cpus)} cores ({first.machine}) at a 1-minute load of "
+            f"{first.load_start:.1f} at the start and {first.load_end:.1f} at the end: the machine was shared, "
+            f"so the absolute times are inflated and only the ratios compare.", ""]
+    return out
+
+
 def render() -> str:
     head = ["# Benchmarks", "",
             "Rendered by `benchmarks/report.py` from `benchmarks/results/*.csv`; do not edit by hand. The scripts "
@@ -666,7 +701,9 @@ def render() -> str:
             "they ran: each row records the 1-minute load average, absolute times are inflated accordingly "
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
-    body = grid_section() + seeds_section() + other_models_section() + small_data_section() + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
+    body = (grid_section() + seeds_section() + other_models_section() + small_data_section()
+            + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
+            + cold_start_section())
     return "\n".join(head + body).rstrip() + "\n"
 
 

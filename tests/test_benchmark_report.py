@@ -160,3 +160,29 @@ def test_the_ili_table_shows_seed_means_mase_and_marks_losses_to_the_seasonal_na
     seasonal = next(line for line in lines if "| seasonal naive |" in line)
     assert "| **2.560** | **1.000** |" in seasonal
     assert "| **7.760** |" in next(line for line in lines if "| linear |" in line)
+
+
+def _cold_row(stamp, case, min_s, median_s, torch=(2.0, 2.5), load=(3.0, 4.0)):
+    return dict(timestamp=stamp, case=case, command={"import torch": 'python -c "import torch"',
+                                                     "forecast onnx": "tsformers forecast --engine onnx"}[case],
+                repeats=7, min_s=min_s, median_s=median_s, ratio_min=round(min_s / torch[0], 3),
+                ratio_median=round(median_s / torch[1], 3), over_torch_min_s=round(min_s - torch[0], 3),
+                load_start=load[0], load_end=load[1], cpus=2, machine="x86_64", python="3.12.0",
+                torch_version="2.13.0+cpu", git_rev="abc1234")
+
+
+def test_the_cold_start_table_shows_the_latest_run_with_its_ratios_and_load(tmp_path):
+    rows = [_cold_row("2026-01-01T00:00:00+00:00", "import torch", 9.0, 9.5, torch=(9.0, 9.5)),
+            _cold_row("2026-01-01T00:00:00+00:00", "forecast onnx", 4.5, 5.0, torch=(9.0, 9.5)),
+            _cold_row("2026-02-01T00:00:00+00:00", "import torch", 2.0, 2.5, load=(1.5, 2.5)),
+            _cold_row("2026-02-01T00:00:00+00:00", "forecast onnx", 0.8, 1.0, load=(1.5, 2.5))]
+    pd.DataFrame(rows).to_csv(tmp_path / "cold_start.csv", index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.cold_start_section())
+    assert "| `tsformers forecast --engine onnx` | 0.80 | 1.00 | 0.40 | 0.40 | -1.20 | under 1 s" in text
+    assert '| `python -c "import torch"` | 2.00 | 2.50 | 1.00 | 1.00 | +0.00 |' in text
+    assert "4.50" not in text and "9.00" not in text                      # the earlier run is not shown
+    assert "load of 1.5 at the start and 2.5 at the end" in text and "each 7 times" in text
+    assert "## Cold start of the batch path" in report.render()
+    (tmp_path / "cold_start.csv").unlink()
+    assert report.cold_start_section() == []

@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import inspect
 import json
+import os
 import re
 import sys
 import time
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--engine", choices=("torch", "onnx"), default="torch",
                           help="torch (default), or onnx: ONNX Runtime on the model directory's model.onnx, "
                                "written by Forecaster.export_onnx(DIR) (needs tsformers[onnx])")
+    forecast.add_argument("--tracking-uri", help="the MLflow tracking URI of a models:/ or runs:/ --model "
+                                                 "(default: $MLFLOW_TRACKING_URI)")
     forecast.add_argument("--verbose", action="store_true", help="show tracebacks")
 
     backtest = commands.add_parser("backtest", help="rolling-origin evaluation written as a metrics table")
@@ -127,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--step", type=int, default=None, help="steps between origins (default: horizon)")
     backtest.add_argument("--level", default=None, help="conformal interval levels in percent, comma-separated "
                                                         "(e.g. 80,95): adds coverage_L and width_L columns")
+    backtest.add_argument("--tracking-uri", help="the MLflow tracking URI of a models:/ or runs:/ --model "
+                                                 "(default: $MLFLOW_TRACKING_URI)")
     backtest.add_argument("--verbose", action="store_true", help="show tracebacks")
     return parser
 
@@ -190,7 +195,7 @@ def run_demo(args) -> int:
 
 def run_train(args) -> int:
     job = train_job(args)
-    estimator = make_estimator(job)
+    estimator = make_estimator(job, verbose=args.verbose)
     check_trainer_settings(estimator)
     if job["model_dir"]:
         _check_model_dir(job["model_dir"], "--model-dir")  # before the fit, not after it
@@ -254,11 +259,14 @@ def check_trainer_settings(estimator) -> None:
             logger.setLevel(level)
 
 
-def make_estimator(job: dict):
+def make_estimator(job: dict, verbose: bool = False):
+    """The job's estimator; ``verbose`` (``train --verbose``) switches on its training progress where it has one."""
     from tsformers.estimators.registry import estimator_class
 
     cls = estimator_class(job["estimator"])
     params = {**job["params"], **{k: v for k, v in job["columns"].items() if v is not None}}
+    if verbose and "verbose" in inspect.signature(cls).parameters:
+        params["verbose"] = True
     try:
         return cls(**params)
     except TypeError as err:
@@ -309,7 +317,7 @@ def run_forecast(args) -> int:
     output = Path(args.output)
     check_output(output)
     check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
-    model = load_forecaster(args.model, engine=args.engine)
+    model = load_forecaster(args.model, engine=args.engine, tracking_uri=args.tracking_uri)
     ids = id_columns(model.schema_)
     data = scan_table(args.input, text_columns=ids)
     future = read_table(args.future, text_columns=ids) if args.future else None
@@ -321,43 +329,96 @@ def run_forecast(args) -> int:
     return EXIT_OK
 
 
-def load_forecaster(spec: str, engine: str = "torch"):
+def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None = None):
     """A fitted forecaster from a model directory or an MLflow model URI (``models:/name/1``, ``runs:/...``).
 
-    ``engine="onnx"``: forecast with the directory's ``model.onnx`` through ONNX Runtime (model directories only).
+    ``engine="onnx"``: forecast with the directory's ``model.onnx`` through ONNX Runtime (model directories
+    only); for the estimators of :data:`tsformers.estimators.onnx.ONNX_FORECASTERS` without importing torch,
+    Lightning or scikit-learn. ``tracking_uri``: the MLflow tracking server of a ``models:/`` or ``runs:/``
+    URI (default: ``$MLFLOW_TRACKING_URI``); without either such a URI is refused rather than looked up in a
+    new local store.
     """
     if _is_uri(spec):
         if engine != "torch":
             raise InputError(f"--engine {engine} reads model.onnx from a model directory; {spec} is an MLflow URI. "
                              f"Download the model directory, export it (Forecaster.export_onnx) and pass its path.")
-        try:
-            import tsformers.tracking as tracking
-
-            tracking.load_model  # noqa: B018 - imports MLflow, or says how to install it
-        except ImportError:
-            raise InputError(f"loading {spec} needs MLflow: pip install 'tsformers[mlflow]'.") from None
-        from mlflow.exceptions import MlflowException
-
-        try:
-            return tracking.load_model(spec)
-        except MlflowException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                raise InputError(f"no model at {spec}: {err.message}") from None
-            raise
-        except OSError as err:
-            raise InputError(f"no model at {spec}: {err}") from None
+        return _load_mlflow_model(spec, tracking_uri)
     path = Path(spec)
     if not path.exists():
         raise InputError(f"no model at {spec}: pass a directory written by Forecaster.save or `tsformers train`, "
                          f"or an MLflow model URI such as models:/NAME/VERSION.")
+    if engine == "onnx":
+        return _load_onnx(path)
     from tsformers.estimators.base import BaseForecaster
 
-    if engine == "onnx":
-        try:
-            return BaseForecaster.load(path, engine="onnx")
-        except ImportError as err:
-            raise InputError(str(err)) from None
     return BaseForecaster.load(path)
+
+
+def _load_onnx(path: Path):
+    """The ONNX engine: without torch for the estimators it knows, else the estimator with its graph attached."""
+    from tsformers.estimators.onnx import ONNX_FORECASTERS, load_onnx
+
+    try:
+        name = _saved_estimator(path)
+        if name is not None and name not in ONNX_FORECASTERS:
+            from tsformers.estimators.base import BaseForecaster
+
+            return BaseForecaster.load(path, engine="onnx")
+        return load_onnx(path)  # also the one to name a damaged directory
+    except ImportError as err:
+        raise InputError(str(err)) from None
+
+
+def _saved_estimator(path: Path) -> str | None:
+    """The estimator named in a model directory's config.json (unchecked: loading checks it), or None."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = config.get("estimator") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
+
+
+#: MLflow URIs that are looked up on a tracking server (or its model registry).
+TRACKED_SCHEMES = ("models", "runs")
+
+
+def _load_mlflow_model(spec: str, tracking_uri: str | None):
+    scheme = spec.split(":", 1)[0].lower()
+    try:
+        import tsformers.tracking as tracking
+
+        tracking.load_model  # noqa: B018 - imports MLflow, or says how to install it
+    except ImportError:
+        raise InputError(f"loading {spec} needs MLflow: pip install 'tsformers[mlflow]'.") from None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    elif scheme in TRACKED_SCHEMES and not _tracking_uri_set():
+        raise InputError(f"{spec} is looked up on an MLflow tracking server, but none is set: pass "
+                         f"--tracking-uri URI or set MLFLOW_TRACKING_URI (e.g. http://mlflow:5000 or "
+                         f"sqlite:///path/to/mlflow.db). Without one MLflow would create an empty ./mlflow.db.")
+    try:
+        return tracking.load_model(spec)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise InputError(f"no model at {spec}: {err.message}") from None
+        raise
+    except OSError as err:
+        raise InputError(f"no model at {spec}: {err}") from None
+
+
+def _tracking_uri_set() -> bool:
+    """Whether a tracking URI was chosen: $MLFLOW_TRACKING_URI, or ``mlflow.set_tracking_uri`` in this process."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return True
+    try:
+        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+    except ImportError:  # a future MLflow without it: its default store is the one left to refuse
+        return False
+    return bool(is_tracking_uri_set())
 
 
 def id_columns(schema) -> list[str]:
@@ -494,7 +555,7 @@ def run_backtest(args) -> int:
     else:
         if not args.input:
             raise InputError("pass --input FILE: the data to evaluate the model on.")
-        model = load_forecaster(args.model)
+        model = load_forecaster(args.model, tracking_uri=args.tracking_uri)
         id_col, time_col = model.schema_.id_col, model.schema_.time_col
         data = read_table(args.input, text_columns=id_columns(model.schema_))
     frame = in_time_order(data.to_pandas(), id_col, time_col)

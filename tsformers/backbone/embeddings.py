@@ -59,9 +59,12 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, *, max_len: int = 5000):
         super().__init__()
+        pe = torch.zeros(max_len, d_model)
+        if pe.is_meta:  # built for its shapes only (loading checks a model's size first): no values to compute,
+            self.register_buffer("pe", pe, persistent=False)  # and arange on meta would import torch._dynamo
+            return
         position = torch.arange(max_len, dtype=torch.float32)[:, None]                  # (max_len, 1)
         div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
-        pe = torch.zeros(max_len, d_model)
         pe[:, 0::2] = torch.sin(position * div_term)
         pe[:, 1::2] = torch.cos(position * div_term)[:, : d_model // 2]               # odd D: one cos fewer
         self.register_buffer("pe", pe, persistent=False)                                # (max_len, D)

@@ -23,15 +23,17 @@ for the network's channels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from tsformers.data.frames import Panel, PanelSchema
 from tsformers.data.missing import MissingPolicy, hold_trailing_gaps
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.windows import lead_future, split_spans, split_train_val, validation_steps, windows_before
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the forecast path reads numpy
+    import torch
 
 
 def fit_scaler(values: np.ndarray, kind: str | None) -> PanelScaler:
@@ -112,12 +114,21 @@ class Prepared:
         """The network's channels of scaled values (:func:`network_channels`)."""
         return network_channels(scaled, self.schema, self.policy, self.horizon, future)
 
-    def static_tensor(self, rows: np.ndarray | None = None) -> torch.Tensor | None:
+    def static_array(self, rows: np.ndarray | None = None) -> np.ndarray | None:
         """The encoded static attributes ``(n_series, n_static)`` (of ``rows``) as float32, or None."""
         static = self.panel.static
         if static is None:
             return None
-        return torch.from_numpy((static if rows is None else static[rows]).astype(np.float32))
+        return (static if rows is None else static[rows]).astype(np.float32)
+
+    def static_tensor(self, rows: np.ndarray | None = None) -> torch.Tensor | None:
+        """:meth:`static_array` as a torch tensor, or None."""
+        static = self.static_array(rows)
+        if static is None:
+            return None
+        import torch
+
+        return torch.from_numpy(static)
 
     def scaled_panel(self) -> Panel:
         """The scaled values as a panel (spans and static attributes kept), for a recurrence over the history."""
@@ -139,6 +150,8 @@ class Prepared:
         ``(first, last)`` on a ragged panel, so that only windows inside each series are drawn. The
         validation part is None when the series are too short for one.
         """
+        import torch
+
         val_steps = self.validation_steps(val_size)
         inputs = torch.from_numpy(self.inputs.astype(np.float32))
         targets = torch.from_numpy(self.scaled[..., : self.n_targets].astype(np.float32))

@@ -1,13 +1,20 @@
 """Sliding windows over a panel, as strided views, and the time-ordered train/validation split."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch.utils.data import Dataset
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the forecast path reads numpy
+    import torch
 
 
-class WindowDataset(Dataset):
+class WindowDataset:
     """Every (input, target) window of a panel, as views: no copy of the data, only of each batch.
+
+    A map-style dataset as torch's ``DataLoader`` reads one (``__len__``, ``__getitem__`` and the
+    batched ``__getitems__``); torch is imported when one is built, so that this module (the
+    numpy windows of a forecast) loads without it.
 
     Window ``i`` of series ``s`` reads ``values[s, i : i + lookback]`` as input
     (all channels) and ``targets[s, i + lookback : i + lookback + horizon]`` as
@@ -43,6 +50,8 @@ class WindowDataset(Dataset):
         self.static = static
         self.index = None  # window i -> (series, start) through arithmetic, or this table for ragged panels
         if spans is not None:
+            import torch
+
             first, last = (np.asarray(a) for a in spans)
             starts = [np.arange(f, l - lookback - horizon + 2) for f, l in zip(first, last)]
             self.index = torch.from_numpy(np.concatenate(
@@ -56,6 +65,8 @@ class WindowDataset(Dataset):
         return tuple(part[0] for part in self.__getitems__([index]))
 
     def __getitems__(self, indices):
+        import torch
+
         index = torch.as_tensor(indices)
         if self.index is None:
             series, start = index // self.n_windows, index % self.n_windows
@@ -84,6 +95,8 @@ def lead_future(values, n_future: int, horizon: int, future=None):
         return led
     tail = future if future is not None else np.full(led[:, :horizon, -n_future:].shape, np.nan)
     if not isinstance(led, np.ndarray):
+        import torch
+
         tail = torch.as_tensor(tail, dtype=led.dtype)
     led[:, : led.shape[1] - horizon, -n_future:] = values[:, horizon:, -n_future:]
     led[:, led.shape[1] - horizon:, -n_future:] = tail

@@ -7,7 +7,10 @@ output frame, saving and loading live here once. A concrete forecaster only
 stores its hyperparameters and builds its network from the fitted data schema
 (``_build_network``); one with a recurrent state derives from
 :class:`~tsformers.estimators.streaming.StreamingForecaster`. Lightning is
-imported only to train, so loading a model and forecasting stay light.
+imported only to train, so loading a model and forecasting stay light. The
+steps of a forecast that need no torch (reading, scaling, the output frame) are
+:class:`~tsformers.estimators.forecasting.ForecastPath`, shared with the ONNX
+engine of ``tsformers forecast``.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ import os
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,17 +27,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import QuantileHead, StaticResidual
-from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema, \
-    output_columns, panel_to_frame
+from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
 from tsformers.data.missing import MODES as MISSING_MODES
-from tsformers.data.missing import MissingPolicy
-from tsformers.data.prepare import Prepared, fit_scaler, prepare, scaler_for
+from tsformers.data.prepare import Prepared, fit_scaler, prepare
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
-from tsformers.data.time import future_times, future_times_of
+from tsformers.data.time import future_times
 from tsformers.data.windows import split_train_val, validation_steps
-from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles, \
-    check_score_metric
+from tsformers.estimators.evaluation import check_score_metric
+from tsformers.estimators.forecasting import CHUNK as _CHUNK
+from tsformers.estimators.forecasting import ForecastPath
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.seeding import seeded_call
 
@@ -44,22 +45,7 @@ from tsformers.seeding import seeded_call
 #: settings; ``after_fit(estimator, df)`` sees the fitted estimator. Empty unless tracking is switched on.
 fit_listeners: list = []
 
-#: Windows per network call when forecasting.
-_CHUNK = 1024
-
-
-class ForecastAfter(NamedTuple):
-    """A forecast after the end of the data: what ``predict`` and ``plot`` draw from."""
-
-    data: Prepared            # the history, readied
-    ends: list                # each series' last timestamp
-    times: list               # each series' forecast timestamps
-    point: np.ndarray         # (n_series, horizon, n_targets), the data's units
-    quantiles: np.ndarray | None   # (n_series, horizon, n_targets, Q)
-    intervals: dict           # {"_lo80": (n_series, horizon, n_targets), ...}
-
-
-class BaseForecaster(EvaluationMixin, BaseEstimator):
+class BaseForecaster(ForecastPath, BaseEstimator):
     """Base class of the tsformers forecasters (not used directly).
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
@@ -134,7 +120,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         schema, static attributes and input channels: :mod:`tsformers.compress`
         builds a smaller student this way (``new_network(d_model=16)``).
         """
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         builder = type(self)(**{**self.get_params(), **params})
         builder.schema_, builder.static_encoder_ = self.schema_, self.static_encoder_
         return seeded_call(self.random_state, builder._network, self.n_features_in_)
@@ -281,121 +267,9 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                            resume=self.resume if checkpoints else False, quantiles=self._quantile_levels(),
                            objective=objective)
 
-    # -- the data path ----------------------------------------------------------------------
+    # -- the data path, predict: ForecastPath (tsformers.estimators.forecasting) ---------------
 
-    def _missing_policy(self) -> MissingPolicy:
-        return MissingPolicy(self.missing, self.max_gap)
-
-    def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
-        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do.
-
-        After fit, the panel also carries the encoded static attributes of its
-        series: the fitted ones, or for a new series its own from ``frame`` or ``static_df``.
-        """
-        panel = frame_to_panel(frame, schema, fitting=fitting, allow_nan=self._missing_policy().allows_gaps,
-                               fill_gaps=self.fill_gaps)
-        if schema.static and not fitting:
-            known = {key: i for i, key in enumerate(schema.series)}
-            new = [key for key in panel.series if key not in known]
-            codes = {key: self.static_[i] for key, i in known.items()}
-            if new:
-                table = static_table(frame, schema.id_col, schema.static, new,
-                                     None if static_df is None else as_pandas(static_df)[0])
-                codes.update(zip(new, self.static_encoder_.transform(table, self.unknown_static)))
-            panel.static = np.stack([codes[key] for key in panel.series])
-        return panel
-
-    def _prepare(self, raw: Panel) -> Prepared:
-        """``raw`` readied with the fitted policy and statistics (a series unseen in fit by its own history)."""
-        return prepare(raw, self.schema_, self._missing_policy(),
-                       lambda panel: scaler_for(panel, self.scaler_, self.schema_.series, self.scaler),
-                       lookback=self.lookback, horizon=self.horizon)
-
-    def prepare(self, df, static_df=None, *, min_rows: int | None = None, action: str = "predict") -> Prepared:
-        """Read ``df`` and ready it for the fitted network, as ``predict``, ``update`` and ``score`` do.
-
-        The data path of :mod:`tsformers.data.prepare` with this model's fitted
-        schema, missing policy and scaling statistics (a series unseen in fit is
-        scaled by its own history); :mod:`tsformers.compress` reads its
-        calibration and fine-tuning frames through it.
-
-        Parameters
-        ----------
-        df : pandas.DataFrame or polars.DataFrame
-            Rows with the columns of the fit data.
-        static_df : DataFrame, optional
-            Static attributes of series not seen in fit, when they are not columns of ``df``.
-        min_rows : int, optional
-            Refuse a series with fewer rows, saying "too short to {action}".
-        action : str, default="predict"
-            What the rows are for, in that message.
-
-        Returns
-        -------
-        tsformers.data.prepare.Prepared
-        """
-        check_is_fitted(self, "network_")
-        frame, _ = as_pandas(df)
-        raw = self._read(frame, self.schema_, fitting=False, static_df=static_df)
-        if min_rows is not None:
-            self._check_length(raw, min_rows, action)
-        return self._prepare(raw)
-
-    def _stored_panel(self) -> Panel:
-        """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
-                     static=self.static_)
-
-    # -- predict ---------------------------------------------------------------------------
-
-    def predict(self, df=None, future_df=None, static_df=None, level=None):
-        """Forecast the next ``horizon`` steps.
-
-        Parameters
-        ----------
-        df : pandas.DataFrame or polars.DataFrame, optional
-            New history with the columns of the fit data (at least ``lookback``
-            rows per series): the forecast starts after its end. Without it,
-            the forecast follows the end of the training data and of every
-            :meth:`update` since.
-        future_df : pandas.DataFrame or polars.DataFrame, optional
-            The known-future covariates (``future_covariates``) at every step of
-            the horizon: the time column (and id column of a long frame) and
-            those columns. Required when the model has future covariates.
-        static_df : DataFrame, optional
-            Static attributes of series not seen in fit, when they are not columns of ``df``.
-        level : float or list of float, optional
-            Conformal prediction intervals to add, in percent (``level=[80, 95]``).
-
-        Returns
-        -------
-        DataFrame
-            In the library and layout of the input (of the fit data when
-            ``df`` is None): the future timestamps and one column per target,
-            followed by ``{target}_q{q}`` per quantile (``quantiles=``) and
-            ``{target}_lo{level}``/``{target}_hi{level}`` per interval (see
-            :mod:`tsformers.estimators.evaluation`).
-        """
-        check_is_fitted(self, "network_")
-        levels = check_levels(level)
-        output_columns(self.schema_, quantiles=self._quantile_levels() or (), levels=levels)
-        backend = self.schema_.backend if df is None else as_pandas(df)[1]
-        done = self._forecast_after(df, future_df, static_df, levels)
-        extra = self._extra_columns(done.quantiles, done.intervals)
-        return panel_to_frame(done.point, done.times, done.data.panel.series, self.schema_, backend, extra=extra)
-
-    def _forecast_after(self, df, future_df, static_df, levels: list[float]) -> ForecastAfter:
-        """The forecast after the end of ``df`` (of the training data and updates when None), for predict and plot."""
-        if df is None:
-            data, ends = self._prepare(self._stored_panel()), self.ends_
-        else:
-            data = self.prepare(df, static_df, min_rows=self.lookback, action="predict")
-            ends = data.panel.ends
-        times = future_times_of(ends, self.schema_.step, self.horizon)
-        future = self._future_values(future_df, data.panel.series, times)
-        point, quantiles, scale = self._forecast(data, future, from_state=df is None)
-        return ForecastAfter(data=data, ends=ends, times=times, point=point, quantiles=quantiles,
-                             intervals=self._intervals(point, scale, levels))
+    # -- update ----------------------------------------------------------------------------
 
     def update(self, df):
         """Fold new observations into the fitted model, so that ``predict()`` forecasts after them.
@@ -415,7 +289,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         -------
         self
         """
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         data = self.prepare(df)
         if set(data.panel.series) != set(self.schema_.series):
             raise ValueError(f"update needs rows for exactly the fitted series {self.schema_.series}, "
@@ -453,18 +327,12 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
 
     # -- forecasts -------------------------------------------------------------------------
 
-    def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):
-        """The forecast after the end of each series of ``data``, in the data's units.
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "network_")  # scikit-learn's NotFittedError
 
-        Returns the point forecast ``(n_series, horizon, n_targets)``, the
-        quantiles ``(n_series, horizon, n_targets, Q)`` (None without
-        ``quantiles``) and the targets' scale per series ``(n_series, n_targets)``.
-        ``from_state``: the data is the stored end of the training data and updates.
-        """
+    def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):
         with torch.no_grad():  # not inference_mode: a memory may take gradient steps at test time
-            out = self._network_output(data, future, from_state)
-        point, quantiles = self._to_original(out, data.scaler)
-        return point, quantiles, data.scaler.scale[:, : len(self.schema_.targets)]
+            return super()._forecast(data, future, from_state)
 
     def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
         """The network's scaled output after the end of each series: a windowed network reads the last window."""
@@ -528,45 +396,6 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         """Hook: a cap on the calibration origins per series (None: only the window budget caps them)."""
         return None
 
-    # -- network outputs in the data's units -------------------------------------------------
-
-    def _quantile_levels(self) -> list[float] | None:
-        return check_quantiles(getattr(self, "quantiles", None))
-
-    def _to_original(self, out: torch.Tensor, scaler: PanelScaler) -> tuple[np.ndarray, np.ndarray | None]:
-        """Point forecasts ``(n, H, T)`` and quantiles ``(n, H, T, Q)`` (or None) in the data's units.
-
-        ``out`` is the network's scaled output: ``(n, H, >= T)``, or ``(n, H, T, Q)`` from a quantile head.
-        """
-        n_targets = len(self.schema_.targets)
-        values = out.double().numpy()
-        if values.ndim == 3:
-            return self._postprocess(scaler.inverse(values[..., :n_targets], n_targets)), None
-        levels = self._quantile_levels()
-        quantiles = np.stack([self._postprocess(scaler.inverse(values[..., k], n_targets))
-                              for k in range(values.shape[-1])], axis=-1)
-        quantiles = np.sort(quantiles, axis=-1)  # a no-op for the head's output; guards custom _postprocess hooks
-        point = quantiles[..., levels.index(0.5)] if 0.5 in levels else quantiles.mean(axis=-1)
-        return point, quantiles
-
-    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
-        """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
-        return forecast
-
-    def _future_values(self, future_df, series: list, times: list) -> np.ndarray | None:
-        names = self.schema_.future_covariates
-        if not names:
-            if future_df is not None:
-                raise ValueError("future_df was given, but the model was fitted without future_covariates; "
-                                 "refit with future_covariates=[...] to use known-future values.")
-            return None
-        if future_df is None:
-            raise ValueError(
-                f"the model was fitted with future_covariates {names}: pass their values for the {self.horizon} "
-                f"steps from {times[0][0]} to {times[0][-1]} as future_df= (the time column and those columns)."
-            )
-        return future_values(future_df, self.schema_, series, times)
-
     def _check_future_covariates(self, schema: PanelSchema) -> None:
         if schema.future_covariates and self.horizon > self.lookback:
             raise ValueError(f"future_covariates enter the network led by horizon={self.horizon} steps, which "
@@ -629,7 +458,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                             held_out: bool = False) -> float:
         """:meth:`score`; ``held_out``: refuse a frame whose scored steps the model was fitted on, or series it
         was not fitted on (the symptoms of a cross-validation split that does not follow time)."""
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         levels = check_score_metric(metric, season, level)
         frame = df if history is None else self._prepend_history(history, df)
         data = self.prepare(frame, static_df, min_rows=self.lookback + self.horizon, action="score")
@@ -681,23 +510,6 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
                     f"cv=tsformers.RollingOriginSplit(horizon=..., lookback=...), whose training folds end where "
                     f"the forecast starts.")
 
-    def _check_length(self, panel: Panel, needed: int, action: str) -> None:
-        n_time = int(panel.lengths.min())
-        if n_time < needed:
-            what = "lookback + horizon" if needed == self.lookback + self.horizon else "lookback"
-            who = "the frame has" if panel.series == [None] else \
-                f"series '{panel.series[int(np.argmin(panel.lengths))]}' has"
-            hint = " Pass a longer history or lower lookback."
-            if action == "score":
-                hint = (" Pass a longer frame, or the rows before it as history=. In model selection: the test "
-                        "folds of scikit-learn's TimeSeriesSplit and KFold hold only the rows to forecast, without "
-                        "the lookback rows before them; use cv=tsformers.RollingOriginSplit(horizon=..., "
-                        "lookback=...), whose test folds carry them.")
-            raise ValueError(
-                f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
-                f"(lookback={self.lookback}, horizon={self.horizon}).{hint}"
-            )
-
     # -- persistence -----------------------------------------------------------------------
 
     def save(self, path) -> Path:
@@ -723,7 +535,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
             ``path`` is a file, or a directory holding files other than a
             tsformers model's.
         """
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         return save_estimator(self, path)
 
     @classmethod
@@ -777,7 +589,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         pathlib.Path
             The ONNX file.
         """
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         from tsformers.estimators.onnx import export_estimator
 
         return export_estimator(self, path)

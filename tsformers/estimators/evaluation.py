@@ -44,7 +44,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import check_is_fitted
 
 from tsformers import metrics
 from tsformers.data.frames import as_pandas, format_level, infer_schema, output_times, restore_ids, series_rows
@@ -293,7 +292,7 @@ class EvaluationMixin:
             out = pd.concat(parts, ignore_index=True)
         else:
             try:
-                check_is_fitted(self, "network_")
+                self._check_fitted()
             except Exception:  # noqa: BLE001 - NotFittedError: fit once, before the first window
                 self.fit(self._drop_last_steps(frame, backend, self.horizon + (n_windows - 1) * step, static_df),
                          **static)
@@ -393,7 +392,7 @@ class EvaluationMixin:
         except ImportError as err:
             raise ImportError(f"plotting needs matplotlib ({err}): pip install 'tsformers[plot]'.") from None
 
-        check_is_fitted(self, "network_")
+        self._check_fitted()
         done = self._forecast_after(df, future_df, static_df, check_levels(level))
         panel = done.data.panel
         n_hist = min(self.lookback if n_history is None else int(n_history), self.lookback if df is None else

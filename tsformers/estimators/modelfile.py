@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsformers.runtime.onnx import ONNX_FILE
+from tsformers.runtime.ort import ONNX_FILE
 
 __all__ = ["CONFIG_FILE", "CONFIG_SCHEMA", "FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILES",
            "ModelDirectory", "ModelFileError", "WEIGHTS_FILE", "check_save_path", "sha256_of",

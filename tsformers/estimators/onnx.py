@@ -5,6 +5,14 @@ this module ties them to a saved model directory: ``model.onnx`` beside ``config
 and ``weights.pt``, stamped with the weights' checksum and (format 2) listed in the
 directory's manifest, which :func:`export_estimator` rewrites with it atomically
 (:func:`~tsformers.estimators.modelfile.update_model_directory`).
+
+Two ways to forecast with the graph: :func:`attach` puts it in place of a loaded
+estimator's torch network (``BaseForecaster.load(path, engine="onnx")``: the
+estimator whole, with torch), and :func:`load_onnx` reads the model directory
+into an :class:`OnnxForecaster`, which forecasts through the same
+:class:`~tsformers.estimators.forecasting.ForecastPath` without importing torch,
+Lightning or scikit-learn (``tsformers forecast --engine onnx``). torch is
+imported here only to export.
 """
 
 from __future__ import annotations
@@ -12,12 +20,53 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import torch
+import numpy as np
 
+from tsformers.data.frames import PanelSchema
+from tsformers.data.prepare import Prepared, network_channels
+from tsformers.data.scaling import PanelScaler
+from tsformers.data.static import StaticEncoder
+from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_spans, clip_power
 from tsformers.estimators.modelfile import CONFIG_FILE, WEIGHTS_FILE, ModelDirectory, update_model_directory
-from tsformers.runtime.onnx import ONNX_FILE, OnnxNetwork, export_network, plan
+from tsformers.runtime.ort import ONNX_FILE, GraphRunner
 
-__all__ = ["attach", "export_estimator"]
+__all__ = ["ONNX_FORECASTERS", "OnnxForecaster", "attach", "export_estimator", "load_onnx"]
+
+#: The estimators whose forecast :class:`OnnxForecaster` makes as they do (their ``predict`` is
+#: :class:`~tsformers.estimators.forecasting.ForecastPath` and their network's graph), each with its
+#: physical constraint on the forecast (``_postprocess``) as ``f(forecast, params)``, or None.
+#: Others (an estimator defined outside tsformers) load whole: ``BaseForecaster.load(path, engine="onnx")``.
+ONNX_FORECASTERS = {
+    "GateformerForecaster": None,
+    "PVClientForecaster": lambda forecast, params: clip_power(forecast, params.get("capacity")),
+    "LMUFormerForecaster": None,
+    "GTrXLForecaster": None,
+    "LinearForecaster": None,
+    "NaiveForecaster": None,
+    "SeasonalNaiveForecaster": None,
+}
+
+#: The settings of the forecast path, and their defaults in every estimator that takes them.
+FORECAST_SETTINGS = {"missing": "error", "max_gap": None, "fill_gaps": False, "scaler": "standard",
+                     "unknown_static": "error", "quantiles": None}
+
+
+def _model_graph(model: ModelDirectory) -> Path:
+    """The verified path of ``model.onnx`` in ``model``; refuses a graph from other weights or copied in."""
+    file = model.path / ONNX_FILE
+    if not file.exists() and not file.is_symlink():
+        raise FileNotFoundError(f"{model.path} has no {ONNX_FILE}: export it first with "
+                                f"Forecaster.export_onnx('{model.path}').")
+    if model.manifest is not None and ONNX_FILE not in model.manifest:  # format 2: a graph copied in
+        raise ValueError(f"{file} was not exported into {model.path} (it is not in its manifest), so it may come "
+                         f"from other weights; export it again with Forecaster.export_onnx('{model.path}').")
+    return model.verify(ONNX_FILE)
+
+
+def _check_stamp(model: ModelDirectory, meta: dict) -> None:
+    if meta.get("weights_sha256") != model.config["weights_sha256"]:
+        raise ValueError(f"{model.path / ONNX_FILE} was exported from other weights than "
+                         f"{model.path}/{WEIGHTS_FILE}; export it again with Forecaster.export_onnx('{model.path}').")
 
 
 def attach(estimator, model_dir, threads: int | None = None):
@@ -26,24 +75,21 @@ def attach(estimator, model_dir, threads: int | None = None):
     Refuses a graph the manifest does not list as it is (format 2), and one exported from other weights
     than the directory's.
     """
+    from tsformers.runtime.onnx import OnnxNetwork
+
     model = ModelDirectory.open(model_dir)
-    file = model.path / ONNX_FILE
-    if not file.exists() and not file.is_symlink():
-        raise FileNotFoundError(f"{model.path} has no {ONNX_FILE}: export it first with "
-                                f"Forecaster.export_onnx('{model.path}').")
-    if model.manifest is not None and ONNX_FILE not in model.manifest:  # format 2: a graph copied in
-        raise ValueError(f"{file} was not exported into {model.path} (it is not in its manifest), so it may come "
-                         f"from other weights; export it again with Forecaster.export_onnx('{model.path}').")
-    network = OnnxNetwork(model.verify(ONNX_FILE), threads)
-    if network.meta.get("weights_sha256") != model.config["weights_sha256"]:
-        raise ValueError(f"{file} was exported from other weights than {model.path}/{WEIGHTS_FILE}; export it "
-                         f"again with Forecaster.export_onnx('{model.path}').")
+    network = OnnxNetwork(_model_graph(model), threads)
+    _check_stamp(model, network.meta)
     estimator.network_ = network
     return estimator
 
 
 def export_estimator(estimator, path) -> Path:
     """``BaseForecaster.export_onnx``: into a saved model directory (as ``model.onnx``) or to a ``.onnx`` file."""
+    import torch
+
+    from tsformers.runtime.onnx import OnnxNetwork, export_network, plan
+
     path = Path(path)
     network = estimator.network_
     if isinstance(network, OnnxNetwork):
@@ -69,3 +115,119 @@ def export_estimator(estimator, path) -> Path:
     update_model_directory(model.path, lambda staging: export_network(network, staging / ONNX_FILE,
                                                                       metadata=metadata, **graph))
     return model.path / ONNX_FILE
+
+
+# -- forecasting without torch ------------------------------------------------------------------
+
+class OnnxForecaster(ForecastPath):
+    """A saved model forecasting with its exported graph on ONNX Runtime, without torch or scikit-learn.
+
+    Made by :func:`load_onnx`. ``predict(df, future_df=None, static_df=None)``
+    reads, validates, scales and writes frames as the estimator it was saved
+    from does (:class:`~tsformers.estimators.forecasting.ForecastPath`), and
+    forecasts what ``BaseForecaster.load(path, engine="onnx")`` does. It
+    forecasts from a history only: ``predict()`` without data, ``update``,
+    intervals (``level=``), ``score`` and backtests need the estimator itself
+    (``BaseForecaster.load``).
+
+    Attributes
+    ----------
+    estimator : str
+        The name of the saved estimator's class.
+    params : dict
+        Its saved parameters.
+    graph : tsformers.runtime.ort.GraphRunner
+    schema_, scaler_, static_encoder_, static_ :
+        The fitted data schema, scaling statistics and static attributes.
+    horizon, lookback : int
+    """
+
+    def __init__(self, estimator: str, params: dict, graph: GraphRunner, config: dict):
+        self.estimator, self.params, self.graph = estimator, params, graph
+        self.network_ = graph
+        self.horizon, self.lookback = params["horizon"], params["lookback"]
+        for name, default in FORECAST_SETTINGS.items():
+            setattr(self, name, params.get(name, default))
+        self.schema_ = PanelSchema.from_dict(config["schema"])
+        self.scaler_ = PanelScaler.from_dict(config["scaler"])
+        static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
+        self.static_encoder_ = StaticEncoder.from_dict(static["encoder"])
+        self.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
+        self.conformal_ = None
+        self._constraint = ONNX_FORECASTERS.get(estimator)
+
+    def __repr__(self) -> str:
+        return f"OnnxForecaster({self.estimator}, {self.graph.path})"
+
+    def _stored_panel(self):
+        raise ValueError(f"the ONNX engine forecasts from a history: pass it, predict(df). Forecasting after the "
+                         f"training data needs the estimator: {self.estimator}.load(path).")
+
+    def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
+        if levels:
+            raise ValueError(f"the ONNX engine gives point forecasts and quantiles; for conformal intervals "
+                             f"(level=) load the estimator: {self.estimator}.load(path, engine='onnx').")
+        return {}
+
+    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
+        return forecast if self._constraint is None else self._constraint(forecast, self.params)
+
+    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> np.ndarray:
+        """The graph's scaled output after each series: its last window, or the recurrence over all of it."""
+        graph = self.graph
+        if graph.kind == "window":
+            x, static = data.last_windows(future).astype(np.float32), data.static_array()
+            return np.concatenate([graph.window(x[i: i + CHUNK], None if static is None else static[i: i + CHUNK])
+                                   for i in range(0, len(x), CHUNK)])
+        scaled = data.scaled_panel()
+
+        def init_state(rows):
+            state = graph.init_state(len(rows))
+            if graph.needs_static:
+                state["static"] = scaled.static[rows].astype(np.float32)
+            return state
+
+        def advance(state, values):
+            channels = network_channels(values, self.schema_, self._missing_policy(), self.horizon)
+            return graph.advance(state, channels.astype(np.float32))
+
+        return graph.forecast(advance_spans(scaled, None, init_state, advance))
+
+
+def load_onnx(path, threads: int | None = None) -> OnnxForecaster:
+    """Read a saved model directory and its exported graph as an :class:`OnnxForecaster` (no torch).
+
+    The directory is checked as ``BaseForecaster.load`` checks it: the manifest's checksums of
+    ``config.json``, ``weights.pt`` and ``model.onnx``, the graph's stamp of the weights it was
+    exported from.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A directory written by ``Forecaster.save`` and ``Forecaster.export_onnx``.
+    threads : int, optional
+        ONNX Runtime's intra-op threads (default: ``OMP_NUM_THREADS``).
+
+    Returns
+    -------
+    OnnxForecaster
+
+    Raises
+    ------
+    FileNotFoundError
+        No saved model, or no ``model.onnx``, at ``path``.
+    ModelFileError
+        A damaged directory (a changed file, a newer format).
+    ValueError
+        A graph from other weights, or of an estimator :data:`ONNX_FORECASTERS` does not list (load
+        it with ``BaseForecaster.load(path, engine="onnx")``).
+    """
+    model = ModelDirectory.open(path)
+    name = model.config["estimator"]
+    if name not in ONNX_FORECASTERS:
+        raise ValueError(f"{model.path} holds a {name}, whose forecast the ONNX engine without torch does not "
+                         f"know; load it with BaseForecaster.load('{model.path}', engine='onnx').")
+    model.read_bytes(WEIGHTS_FILE)  # unused by this engine, but a changed file is damage all the same
+    graph = GraphRunner(_model_graph(model), threads)
+    _check_stamp(model, graph.meta)
+    return OnnxForecaster(name, model.config["params"], graph, model.config)

@@ -37,7 +37,7 @@ from tsformers.data.static import StaticEncoder
 from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
                                             ModelFileError, sha256_of, write_model_directory)
 from tsformers.runtime.edits import apply_edits
-from tsformers.runtime.onnx import ONNX_FILE
+from tsformers.runtime.ort import ONNX_FILE
 
 __all__ = ["load_estimator", "save_estimator"]
 
@@ -222,11 +222,16 @@ def _without_distribution_checks():
 
 
 def _estimator_class(cls: type, name: str, path: Path) -> type:
-    """``cls``, or its subclass called ``name``: the class hierarchy is the registry, no import needed here."""
+    """``cls``, or its subclass called ``name``: the class hierarchy is the registry (tsformers' own
+    estimators are imported by name first, as ``tsformers.estimators`` exports them on use)."""
     if cls.__name__ == name:
         return cls
     # the class that defines load() (BaseForecaster) roots the hierarchy in which the saved name is looked up
     root = next(c for c in reversed(cls.__mro__) if "load" in vars(c))
+    import tsformers.estimators as builtin
+
+    if name in builtin.__all__:  # tsformers' own estimators are imported on first use: this one now
+        getattr(builtin, name)
     found = {c for c in _subclasses(root) if c.__name__ == name}
     if len(found) != 1:
         known = sorted({c.__name__ for c in _subclasses(root)})

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.forecasting import clip_power
 from tsformers.models.pvclient import PVClient
 
 
@@ -190,8 +190,7 @@ class PVClientForecaster(BaseForecaster):
 
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity``."""
-        upper = np.inf if self.capacity is None else float(self.capacity)
-        return np.clip(forecast, 0.0, upper)
+        return clip_power(forecast, self.capacity)
 
     @classmethod
     def get_test_params(cls):

@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import StrOptions
 from tsformers.data.frames import Panel, PanelSchema
 from tsformers.data.prepare import Prepared, network_channels
 from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.forecasting import advance_spans
 
 #: The causal normalisations of the streaming networks, one meaning in each (a tsformers extension):
 #: "last_value" feeds the network each step's change from the step before and adds its forecast onto
@@ -134,24 +135,10 @@ class StreamingForecaster(BaseForecaster):
     def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
         """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
 
-        Series that span the same rows advance together; a ragged panel takes one call per distinct span.
+        Series that span the same rows advance together; a ragged panel takes one call per distinct span
+        (:func:`~tsformers.estimators.forecasting.advance_spans`).
         """
-        if scaled.aligned:
-            state = self._init_state(scaled, np.arange(len(scaled.series))) if state is None else state
-            return self._advance(state, scaled.values)
-        spans = {}
-        for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
-            spans.setdefault(span, []).append(s)
-        out = None
-        for (first, last), rows in spans.items():
-            rows_t = torch.as_tensor(rows)
-            start = self._init_state(scaled, rows) if state is None else {k: v[rows_t] for k, v in state.items()}
-            part = self._advance(start, scaled.values[rows, first: last + 1])
-            if out is None:
-                out = {k: v.new_zeros((len(scaled.series), *v.shape[1:])) for k, v in part.items()}
-            for k, v in part.items():
-                out[k][rows_t] = v
-        return out
+        return advance_spans(scaled, state, lambda rows: self._init_state(scaled, rows), self._advance)
 
     def _init_state(self, panel: Panel, rows) -> dict:
         """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""

@@ -28,6 +28,8 @@ atomically (a temporary file, then a rename) with the permissions the umask
 gives. ``save`` replaces the whole directory, so a re-saved model drops its
 old graph. onnx/onnxscript (export) and onnxruntime
 (inference) are imported only when used: ``pip install 'tsformers[onnx]'``.
+Inference itself is :class:`tsformers.runtime.ort.GraphRunner` (numpy, no torch);
+:class:`OnnxNetwork` puts it in place of an estimator's torch network.
 """
 from __future__ import annotations
 
@@ -42,24 +44,16 @@ import torch
 from torch import Tensor, nn
 
 from tsformers.backbone.heads import StaticResidual
+from tsformers.runtime.ort import META_KEY, ONNX_FILE, GraphRunner, read_metadata, requires
 
-__all__ = ["ONNX_FILE", "OnnxExportError", "OnnxNetwork", "export_network", "plan"]
+__all__ = ["ONNX_FILE", "OnnxExportError", "OnnxNetwork", "export_network", "plan", "read_metadata"]
 
-ONNX_FILE = "model.onnx"
-META_KEY = "tsformers.onnx"
 STREAM_BLOCK = 8  # steps unrolled in one stream graph
 OPSET = 18
 
 
 class OnnxExportError(ValueError):
     """The network of this estimator cannot be expressed as an ONNX graph (the message says why)."""
-
-
-def _requires(module: str):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ImportError(f"ONNX export and inference need {module}: pip install 'tsformers[onnx]'.") from None
 
 
 def _inner(network: nn.Module) -> nn.Module:
@@ -117,8 +111,8 @@ def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_
     ``block``: steps per stream graph (default ``STREAM_BLOCK``): fewer calls per history, a longer export.
     """
     block = block or STREAM_BLOCK
-    _requires("onnx")
-    _requires("onnxscript")
+    requires("onnx")
+    requires("onnxscript")
     import onnx
 
     kind = plan(network)
@@ -187,44 +181,21 @@ def _new_file(directory: Path, prefix: str, suffix: str) -> str:
 
 # -- inference --------------------------------------------------------------------------------
 
-def _session(path: Path, threads: int | None = None):
-    ort = _requires("onnxruntime")
-    options = ort.SessionOptions()
-    threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def read_metadata(path) -> dict:
-    """The tsformers metadata of an exported graph (without loading onnx: ONNX Runtime reads it)."""
-    session = _session(Path(path))
-    return _meta(session, path)
-
-
-def _meta(session, path) -> dict:
-    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-    if raw is None:
-        raise ValueError(f"{path} is not an ONNX graph exported by tsformers (no {META_KEY} metadata).")
-    return json.loads(raw)
-
-
 class OnnxNetwork:
     """An ONNX Runtime session in place of a forecaster's torch network (``estimator.network_``).
 
     It speaks the protocol that ``BaseForecaster`` uses: ``network(x, static=None)``
     for windowed models, ``init_state``/``advance``/``forecast`` for streaming ones,
     with torch tensors in and out, so the estimator's validation, scaling and
-    output frame are the same as with the torch engine.
+    output frame are the same as with the torch engine. The graph is driven by
+    :class:`tsformers.runtime.ort.GraphRunner` (numpy), which ``tsformers forecast
+    --engine onnx`` uses without torch.
     """
 
     def __init__(self, path, threads: int | None = None):
-        self.path = Path(path)
-        self.session = _session(self.path, threads)
-        self.meta = _meta(self.session, self.path)
-        self.kind = self.meta["kind"]
-        self.needs_static = bool(self.meta["static_input"])
+        self.graph = GraphRunner(path, threads)
+        self.path, self.session, self.meta = self.graph.path, self.graph.session, self.graph.meta
+        self.kind, self.needs_static = self.graph.kind, self.graph.needs_static
         self.training = False
 
     def eval(self):
@@ -234,68 +205,28 @@ class OnnxNetwork:
         raise ValueError("this forecaster runs on ONNX Runtime and holds no torch weights; load the model directory "
                          "with engine='torch' to save it again.")
 
-    def _run(self, feeds: dict) -> list[np.ndarray]:
-        return self.session.run(None, feeds)
-
     # windowed networks
     def __call__(self, x: Tensor, static: Tensor | None = None) -> Tensor:
-        assert self.kind == "window", f"a {self.kind} graph is driven through init_state/advance/forecast"
-        feeds = {"x": _np(x)}
-        if self.needs_static:
-            feeds["static"] = _np(static)
-        return torch.from_numpy(self._run(feeds)[0])
+        return torch.from_numpy(self.graph.window(_np(x), None if static is None else _np(static)))
 
     # streaming networks
     def init_state(self, rows: int) -> dict:
-        if self.kind == "receptive":
-            return {"inputs": torch.zeros(rows, 0, self.meta["n_inputs"])}
-        return {k: torch.zeros(rows, *shape, dtype=getattr(torch, self.meta["state_dtypes"][k]))
-                for k, shape in self.meta["state"].items() if k != "static"}
+        return _tensors(self.graph.init_state(rows))
 
     def advance(self, state: dict, x: Tensor) -> dict:
-        if self.kind == "receptive":
-            self._check_window_state(state)
-            return {**state, "inputs": torch.cat([state["inputs"], x], dim=1)[:, -self.meta["steps"]:]}
-        block = self.meta["block"]
-        n_steps = x.shape[1]
-        pad = -n_steps % block
-        x = torch.cat([x.new_zeros(x.shape[0], pad, x.shape[2]), x], dim=1).float()
-        valid = torch.arange(x.shape[1]) >= pad
-        for start in range(0, x.shape[1], block):
-            state, _ = self._step(state, x[:, start:start + block],
-                                  valid[start:start + block].expand(x.shape[0], block))
-        return state
+        return _tensors(self.graph.advance(_arrays(state), _np(x)))
 
     def forecast(self, state: dict) -> Tensor:
-        if self.kind == "receptive":
-            self._check_window_state(state)
-            inputs, steps = state["inputs"], self.meta["steps"]
-            if inputs.shape[1] < steps:
-                raise ValueError(f"the ONNX graph of this model reads the last {steps} steps (its receptive field), "
-                                 f"but only {inputs.shape[1]} were given; pass a longer history or use the torch "
-                                 f"engine.")
-            feeds = {"x": _np(inputs)}
-            if self.needs_static:
-                feeds["static"] = _np(state["static"])
-            return torch.from_numpy(self._run(feeds)[0])
-        block, rows = self.meta["block"], len(next(iter(state.values())))
-        _, y = self._step(state, torch.zeros(rows, block, self.meta["n_inputs"]),
-                          torch.zeros(rows, block, dtype=torch.bool))
-        return y
-
-    @staticmethod
-    def _check_window_state(state: dict) -> None:
-        if "inputs" not in state:  # the torch state saved with the model: memories, not the last steps
-            raise ValueError("with the onnx engine this model forecasts from a history, not from the streaming "
-                             "state saved with it (predict() without data, update()): pass the data, "
-                             "predict(df), or load the model with engine='torch'.")
-
-    def _step(self, state: dict, x: Tensor, valid: Tensor) -> tuple[dict, Tensor]:
-        keys = list(self.meta["state"])
-        feeds = {"x": _np(x), "valid": valid.numpy()} | {f"state.{k}": _np(state[k]) for k in keys}
-        y, *new = self._run(feeds)
-        return dict(zip(keys, (torch.from_numpy(v) for v in new))), torch.from_numpy(y)
+        return torch.from_numpy(self.graph.forecast(_arrays(state)))
 
 
 def _np(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().cpu().numpy())
+
+
+def _arrays(state: dict) -> dict:
+    return {k: _np(v) for k, v in state.items()}
+
+
+def _tensors(state: dict) -> dict:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}

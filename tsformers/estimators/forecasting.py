@@ -1,0 +1,283 @@
+"""The forecast path of a fitted model, without torch or scikit-learn: frame in, forecast frame out.
+
+:class:`ForecastPath` holds the steps every forecaster takes to forecast after
+its data, once: read and validate the frame against the fitted schema
+(:meth:`~ForecastPath.prepare`, the data path of :mod:`tsformers.data.prepare`),
+the known-future covariates, the network's output back in the data's units
+(:meth:`~ForecastPath._to_original`, quantiles and physical constraints), the
+conformal intervals (:class:`~tsformers.estimators.evaluation.EvaluationMixin`)
+and the output frame (:meth:`~ForecastPath.predict`). Only how the network is
+run differs: :class:`~tsformers.estimators.base.BaseForecaster` runs its torch
+network (``_network_output``), :class:`tsformers.estimators.onnx.OnnxForecaster`
+an exported graph on ONNX Runtime, so that ``tsformers forecast --engine onnx``
+imports neither torch, Lightning nor scikit-learn.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, output_columns, \
+    panel_to_frame
+from tsformers.data.missing import MissingPolicy
+from tsformers.data.prepare import Prepared, prepare, scaler_for
+from tsformers.data.scaling import PanelScaler
+from tsformers.data.static import static_table
+from tsformers.data.time import future_times_of
+from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
+
+__all__ = ["CHUNK", "ForecastAfter", "ForecastPath", "advance_spans", "clip_power"]
+
+#: Windows per network call when forecasting.
+CHUNK = 1024
+
+
+class ForecastAfter(NamedTuple):
+    """A forecast after the end of the data: what ``predict`` and ``plot`` draw from."""
+
+    data: Prepared            # the history, readied
+    ends: list                # each series' last timestamp
+    times: list               # each series' forecast timestamps
+    point: np.ndarray         # (n_series, horizon, n_targets), the data's units
+    quantiles: np.ndarray | None   # (n_series, horizon, n_targets, Q)
+    intervals: dict           # {"_lo80": (n_series, horizon, n_targets), ...}
+
+class ForecastPath(EvaluationMixin):
+    """The forecast of a fitted model after the end of a frame, in the frame's units (not used directly).
+
+    A subclass holds the fitted attributes (``schema_``, ``scaler_``,
+    ``static_encoder_``, ``static_``, ``horizon``, ``lookback`` and the
+    ``missing``, ``max_gap``, ``fill_gaps``, ``scaler``, ``unknown_static``,
+    ``quantiles`` settings) and implements ``_network_output``: the network's
+    scaled output after each series of a :class:`~tsformers.data.prepare.Prepared`.
+    """
+
+    def _check_fitted(self) -> None:
+        """Refuse an estimator that was not fitted (or loaded)."""
+        if not hasattr(self, "network_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit (or load a saved model) "
+                             f"first.")
+
+    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool):
+        """The network's scaled output after the end of each series of ``data`` (an array or a tensor)."""
+        raise NotImplementedError
+
+    # -- the data path ----------------------------------------------------------------------
+
+    def _missing_policy(self) -> MissingPolicy:
+        return MissingPolicy(self.missing, self.max_gap)
+
+    def _read(self, frame, schema: PanelSchema, *, fitting: bool, static_df=None) -> Panel:
+        """The validated panel of a frame, with gaps let through only where ``missing`` says what to do.
+
+        After fit, the panel also carries the encoded static attributes of its
+        series: the fitted ones, or for a new series its own from ``frame`` or ``static_df``.
+        """
+        panel = frame_to_panel(frame, schema, fitting=fitting, allow_nan=self._missing_policy().allows_gaps,
+                               fill_gaps=self.fill_gaps)
+        if schema.static and not fitting:
+            known = {key: i for i, key in enumerate(schema.series)}
+            new = [key for key in panel.series if key not in known]
+            codes = {key: self.static_[i] for key, i in known.items()}
+            if new:
+                table = static_table(frame, schema.id_col, schema.static, new,
+                                     None if static_df is None else as_pandas(static_df)[0])
+                codes.update(zip(new, self.static_encoder_.transform(table, self.unknown_static)))
+            panel.static = np.stack([codes[key] for key in panel.series])
+        return panel
+
+    def _prepare(self, raw: Panel) -> Prepared:
+        """``raw`` readied with the fitted policy and statistics (a series unseen in fit by its own history)."""
+        return prepare(raw, self.schema_, self._missing_policy(),
+                       lambda panel: scaler_for(panel, self.scaler_, self.schema_.series, self.scaler),
+                       lookback=self.lookback, horizon=self.horizon)
+
+    def prepare(self, df, static_df=None, *, min_rows: int | None = None, action: str = "predict") -> Prepared:
+        """Read ``df`` and ready it for the fitted network, as ``predict``, ``update`` and ``score`` do.
+
+        The data path of :mod:`tsformers.data.prepare` with this model's fitted
+        schema, missing policy and scaling statistics (a series unseen in fit is
+        scaled by its own history); :mod:`tsformers.compress` reads its
+        calibration and fine-tuning frames through it.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            Rows with the columns of the fit data.
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
+        min_rows : int, optional
+            Refuse a series with fewer rows, saying "too short to {action}".
+        action : str, default="predict"
+            What the rows are for, in that message.
+
+        Returns
+        -------
+        tsformers.data.prepare.Prepared
+        """
+        self._check_fitted()
+        frame, _ = as_pandas(df)
+        raw = self._read(frame, self.schema_, fitting=False, static_df=static_df)
+        if min_rows is not None:
+            self._check_length(raw, min_rows, action)
+        return self._prepare(raw)
+
+    def _stored_panel(self) -> Panel:
+        """The end of the training data (and of the updates since), as predict() without data sees it."""
+        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
+                     static=self.static_)
+    # -- predict ---------------------------------------------------------------------------
+
+    def predict(self, df=None, future_df=None, static_df=None, level=None):
+        """Forecast the next ``horizon`` steps.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame, optional
+            New history with the columns of the fit data (at least ``lookback``
+            rows per series): the forecast starts after its end. Without it,
+            the forecast follows the end of the training data and of every
+            :meth:`update` since.
+        future_df : pandas.DataFrame or polars.DataFrame, optional
+            The known-future covariates (``future_covariates``) at every step of
+            the horizon: the time column (and id column of a long frame) and
+            those columns. Required when the model has future covariates.
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
+        level : float or list of float, optional
+            Conformal prediction intervals to add, in percent (``level=[80, 95]``).
+
+        Returns
+        -------
+        DataFrame
+            In the library and layout of the input (of the fit data when
+            ``df`` is None): the future timestamps and one column per target,
+            followed by ``{target}_q{q}`` per quantile (``quantiles=``) and
+            ``{target}_lo{level}``/``{target}_hi{level}`` per interval (see
+            :mod:`tsformers.estimators.evaluation`).
+        """
+        self._check_fitted()
+        levels = check_levels(level)
+        output_columns(self.schema_, quantiles=self._quantile_levels() or (), levels=levels)
+        backend = self.schema_.backend if df is None else as_pandas(df)[1]
+        done = self._forecast_after(df, future_df, static_df, levels)
+        extra = self._extra_columns(done.quantiles, done.intervals)
+        return panel_to_frame(done.point, done.times, done.data.panel.series, self.schema_, backend, extra=extra)
+
+    def _forecast_after(self, df, future_df, static_df, levels: list[float]) -> ForecastAfter:
+        """The forecast after the end of ``df`` (of the training data and updates when None), for predict and plot."""
+        if df is None:
+            data, ends = self._prepare(self._stored_panel()), self.ends_
+        else:
+            data = self.prepare(df, static_df, min_rows=self.lookback, action="predict")
+            ends = data.panel.ends
+        times = future_times_of(ends, self.schema_.step, self.horizon)
+        future = self._future_values(future_df, data.panel.series, times)
+        point, quantiles, scale = self._forecast(data, future, from_state=df is None)
+        return ForecastAfter(data=data, ends=ends, times=times, point=point, quantiles=quantiles,
+                             intervals=self._intervals(point, scale, levels))
+    def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):
+        """The forecast after the end of each series of ``data``, in the data's units.
+
+        Returns the point forecast ``(n_series, horizon, n_targets)``, the
+        quantiles ``(n_series, horizon, n_targets, Q)`` (None without
+        ``quantiles``) and the targets' scale per series ``(n_series, n_targets)``.
+        ``from_state``: the data is the stored end of the training data and updates.
+        """
+        out = self._network_output(data, future, from_state)
+        point, quantiles = self._to_original(out, data.scaler)
+        return point, quantiles, data.scaler.scale[:, : len(self.schema_.targets)]
+    # -- network outputs in the data's units -------------------------------------------------
+
+    def _quantile_levels(self) -> list[float] | None:
+        return check_quantiles(getattr(self, "quantiles", None))
+
+    def _to_original(self, out, scaler: PanelScaler) -> tuple[np.ndarray, np.ndarray | None]:
+        """Point forecasts ``(n, H, T)`` and quantiles ``(n, H, T, Q)`` (or None) in the data's units.
+
+        ``out`` is the network's scaled output: ``(n, H, >= T)``, or ``(n, H, T, Q)`` from a quantile head.
+        """
+        n_targets = len(self.schema_.targets)
+        values = np.asarray(out, dtype=np.float64)
+        if values.ndim == 3:
+            return self._postprocess(scaler.inverse(values[..., :n_targets], n_targets)), None
+        levels = self._quantile_levels()
+        quantiles = np.stack([self._postprocess(scaler.inverse(values[..., k], n_targets))
+                              for k in range(values.shape[-1])], axis=-1)
+        quantiles = np.sort(quantiles, axis=-1)  # a no-op for the head's output; guards custom _postprocess hooks
+        point = quantiles[..., levels.index(0.5)] if 0.5 in levels else quantiles.mean(axis=-1)
+        return point, quantiles
+
+    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
+        """Hook for physical constraints on the forecast ``(n_series, horizon, n_targets)``, original units."""
+        return forecast
+
+    def _future_values(self, future_df, series: list, times: list) -> np.ndarray | None:
+        names = self.schema_.future_covariates
+        if not names:
+            if future_df is not None:
+                raise ValueError("future_df was given, but the model was fitted without future_covariates; "
+                                 "refit with future_covariates=[...] to use known-future values.")
+            return None
+        if future_df is None:
+            raise ValueError(
+                f"the model was fitted with future_covariates {names}: pass their values for the {self.horizon} "
+                f"steps from {times[0][0]} to {times[0][-1]} as future_df= (the time column and those columns)."
+            )
+        return future_values(future_df, self.schema_, series, times)
+    def _check_length(self, panel: Panel, needed: int, action: str) -> None:
+        n_time = int(panel.lengths.min())
+        if n_time < needed:
+            what = "lookback + horizon" if needed == self.lookback + self.horizon else "lookback"
+            who = "the frame has" if panel.series == [None] else \
+                f"series '{panel.series[int(np.argmin(panel.lengths))]}' has"
+            hint = " Pass a longer history or lower lookback."
+            if action == "score":
+                hint = (" Pass a longer frame, or the rows before it as history=. In model selection: the test "
+                        "folds of scikit-learn's TimeSeriesSplit and KFold hold only the rows to forecast, without "
+                        "the lookback rows before them; use cv=tsformers.RollingOriginSplit(horizon=..., "
+                        "lookback=...), whose test folds carry them.")
+            raise ValueError(
+                f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
+                f"(lookback={self.lookback}, horizon={self.horizon}).{hint}"
+            )
+
+
+def advance_spans(scaled: Panel, state: dict | None, init_state, advance) -> dict:
+    """Advance a streaming state of every series by its own span of ``scaled`` (from ``init_state`` when None).
+
+    ``init_state(rows)`` is the fresh state of some series (a dict of arrays or tensors, one row per
+    series), ``advance(state, values)`` that state after scaled values ``(rows, n_time, n_vars)``.
+    Series that span the same rows advance together; a ragged panel takes one call per distinct span.
+    The one recurrence over a panel, for the torch networks and the ONNX graphs.
+    """
+    if scaled.aligned:
+        state = init_state(np.arange(len(scaled.series))) if state is None else state
+        return advance(state, scaled.values)
+    spans = {}
+    for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
+        spans.setdefault(span, []).append(s)
+    out = None
+    for (first, last), rows in spans.items():
+        start = init_state(np.asarray(rows)) if state is None else {k: v[rows] for k, v in state.items()}
+        part = advance(start, scaled.values[rows, first: last + 1])
+        if out is None:
+            out = {k: _zeros(v, len(scaled.series)) for k, v in part.items()}
+        for k, v in part.items():
+            out[k][rows] = v
+    return out
+
+
+def _zeros(like, rows: int):
+    """Zeros of ``rows`` rows shaped and typed as ``like`` (a numpy array or a torch tensor) past its first axis."""
+    if isinstance(like, np.ndarray):
+        return np.zeros((rows, *like.shape[1:]), dtype=like.dtype)
+    return like.new_zeros((rows, *like.shape[1:]))
+
+
+def clip_power(forecast: np.ndarray, capacity: float | None) -> np.ndarray:
+    """PV physics: no negative power, none above ``capacity`` (PV-Client's constraint on its forecast)."""
+    upper = np.inf if capacity is None else float(capacity)
+    return np.clip(forecast, 0.0, upper)
