@@ -63,10 +63,12 @@ else:
     assert done.returncode == 0, done.stderr
     import tsformers
 
-    assert tsformers.__all__ == ["AtlasForecaster", "BaseForecaster", "GTrXLForecaster", "GateformerForecaster",
-                                 "LMUFormerForecaster", "LinearForecaster", "ModelFileError", "NaiveForecaster",
-                                 "PVClientForecaster", "RollingOriginSplit", "SeasonalNaiveForecaster",
-                                 "__version__"]
+    assert tsformers.__all__ == ["AtlasForecaster", "BaseForecaster", "ETSForecaster", "GBMForecaster",
+                                 "GTrXLForecaster", "GateformerForecaster", "LMUFormerForecaster", "LinearForecaster",
+                                 "ModelComparison", "ModelFileError", "NaiveForecaster", "PVClientForecaster",
+                                 "RollingOriginSplit", "SeasonalNaiveForecaster", "__version__"]
+    for name in tsformers.__all__:
+        assert getattr(tsformers, name) is not None, name          # every public name resolves
 
 
 # -- the ONNX engine ---------------------------------------------------------------------------
