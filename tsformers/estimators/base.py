@@ -25,8 +25,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import QuantileHead, StaticResidual
+from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, infer_schema, \
-    output_columns, panel_to_frame
+    output_columns, panel_to_frame, tails_panel
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.missing import MissingPolicy
 from tsformers.data.prepare import Prepared, fit_scaler, prepare, scaler_for
@@ -106,6 +107,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean", str, os.PathLike],
         "quantiles": [list, tuple, None],
+        "calendar": [str, list, tuple, None],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -181,6 +183,7 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         output_columns(schema, quantiles=self._quantile_levels() or ())  # refuses names the forecast would reuse
         self._check_future_covariates(schema)
         raw = self._read(frame, schema, fitting=True)
+        schema.calendar = resolve_calendar(self.calendar, schema.step, f" of {type(self).__name__}")
         encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
             if schema.static else StaticEncoder()
         raw.static = encoder.transform(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
@@ -342,9 +345,13 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         return self._prepare(raw)
 
     def _stored_panel(self) -> Panel:
-        """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
-                     static=self.static_)
+        """The end of the training data (and of the updates since), as predict() without data sees it.
+
+        Each series' last ``lookback`` rows end at its own last timestamp, on the fitted time grid: one
+        aligned window when the series end together (the usual panel), else a ragged panel over the grid
+        from the earliest start to the latest end.
+        """
+        return tails_panel(self.history_, self.ends_, self.schema_.step, self.schema_.series, self.static_)
 
     # -- predict ---------------------------------------------------------------------------
 
