@@ -138,11 +138,11 @@ def cycle_positions(times: pd.DatetimeIndex, name: str) -> np.ndarray:
     if name == "hour":
         return times.hour.to_numpy() / 24.0
     if name == "dayofweek":
-        return times.dayofweek.to_numpy() / 7.0
+        return times.day_of_week.to_numpy() / 7.0
     if name == "dayofmonth":
         return (times.day.to_numpy() - 1) / times.days_in_month.to_numpy()
     if name == "dayofyear":
-        return (times.dayofyear.to_numpy() - 1) / np.where(times.is_leap_year, 366.0, 365.0)
+        return (times.day_of_year.to_numpy() - 1) / np.where(times.is_leap_year, 366.0, 365.0)
     if name == "weekofyear":
         iso = times.isocalendar()
         weeks_in_year = pd.DatetimeIndex(pd.to_datetime(iso["year"].astype(str) + "-12-28")).isocalendar()["week"]

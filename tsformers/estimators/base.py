@@ -183,7 +183,8 @@ class BaseForecaster(EvaluationMixin, BaseEstimator):
         output_columns(schema, quantiles=self._quantile_levels() or ())  # refuses names the forecast would reuse
         self._check_future_covariates(schema)
         raw = self._read(frame, schema, fitting=True)
-        schema.calendar = resolve_calendar(self.calendar, schema.step, f" of {type(self).__name__}")
+        # a forecaster without the parameter (the baselines, subclasses written before it) takes no calendar
+        schema.calendar = resolve_calendar(getattr(self, "calendar", None), schema.step, f" of {type(self).__name__}")
         encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
             if schema.static else StaticEncoder()
         raw.static = encoder.transform(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \

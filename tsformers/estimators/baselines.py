@@ -78,7 +78,7 @@ class _TargetsOnly(BaseForecaster):
 
     # The data path reads these settings; a baseline forecasts each target from its own past alone, so
     # they are fixed here rather than taken as parameters that could only be refused.
-    covariates = future_covariates = static = calendar = None
+    covariates = future_covariates = static = None
     unknown_static = "error"
 
     _parameter_constraints = {
