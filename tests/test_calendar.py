@@ -7,12 +7,12 @@ import pytest
 from sklearn.base import clone
 
 import tsformers
-from tsformers import GateformerForecaster, LMUFormerForecaster, NaiveForecaster
+from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,
+                       NaiveForecaster)
 from tsformers.data.calendar import FEATURES, encode, resolve
 
 SMALL = dict(horizon=6, lookback=12, d_model=8, d_ff=16, n_heads=2, batch_size=32, max_epochs=1, random_state=0)
-STREAM = dict(horizon=4, lookback=8, d_model=8, memory_size=8, embed_layers=1, batch_size=32, max_epochs=1,
-              random_state=0)
+STREAM = dict(horizon=4, lookback=16, max_epochs=1, random_state=0)
 
 
 def hourly(n=240, seed=0, start="2024-01-01"):
@@ -214,9 +214,10 @@ def test_series_that_end_apart_keep_their_own_timestamps():
         np.testing.assert_allclose(seen[0][s, -1, -2:], sin_cos((end.hour + f.horizon) % 24 / 24), atol=1e-6)
 
 
-def test_streaming_reads_the_calendar_at_every_step_and_stays_exact():
+@pytest.mark.parametrize("cls", [LMUFormerForecaster, GTrXLForecaster, AtlasForecaster], ids=lambda c: c.__name__)
+def test_streaming_reads_the_calendar_at_every_step_and_stays_exact(cls):
     df = hourly(160)[["date", "y"]]
-    f = LMUFormerForecaster(**STREAM, calendar=["hour"]).fit(df.iloc[:140])
+    f = cls(**{**cls.get_test_params(), **STREAM}, calendar=["hour"]).fit(df.iloc[:140])
     steps = []
     advance = f.network_.advance
     f.network_.advance = lambda state, x: (steps.append(x.double().numpy()), advance(state, x))[1]
