@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tsformers.data.time import (TimeKind, check_step, check_time_zone, check_unique, fixed_step_ticks, infer_step,
-                                 order_key, read_times, regular_step, ticks, time_range)
+                                 order_key, read_times, regular_step, ticks, time_range, times_before)
 
 TIME_NAMES = ("ds", "date", "time", "timestamp", "datetime")
 #: Names of a time axis of whole years (``1700``, ``1700.0``), looked for after the other names and the index.
@@ -49,6 +49,9 @@ class PanelSchema:
     period_freq: str | None = None     # the periods' frequency ("Q-DEC", "M"...) of "period" and "quarter_text"
     time_text_format: str | None = None  # "%YQ%q" or "%Y-Q%q" for "quarter_text"
     time_index_unnamed: bool = False   # the time was an index without a name (time_col is then "date")
+    # The calendar features (tsformers.data.calendar) computed from the time axis as the last channels, in
+    # this order: ``calendar="auto"`` resolved at fit, so that a loaded model rebuilds the same channels.
+    calendar: list[str] = field(default_factory=list)
 
     @property
     def variables(self) -> list[str]:
@@ -472,6 +475,24 @@ def _on_one_grid(series: dict, step, inserted: list) -> Panel:
     lengths = np.array([len(g) for g in grids])
     return Panel(values=values, times=grid, series=[_plain(k) for k in series], inserted=inserted,
                  first=firsts.astype(np.int64), last=(firsts + lengths - 1).astype(np.int64))
+
+
+def tails_panel(values: np.ndarray, ends: list, step, series: list, static: np.ndarray | None = None) -> Panel:
+    """The panel of per-series tails ``values`` ``(n_series, n, n_vars)``, series ``s`` ending at ``ends[s]``.
+
+    On the grid of ``step``: one aligned panel of ``n`` rows when the series end together, else a ragged
+    panel from the earliest start to the latest end, each series spanning its own ``n`` rows.
+    """
+    n = values.shape[1]
+    if all(end == ends[0] for end in ends):
+        return Panel(values=values, times=times_before(ends[0], step, n), series=series, static=static)
+    start = min(times_before(end, step, n)[0] for end in ends)
+    grid = time_range(start, step, 1 + _steps_between(start, max(ends), step))
+    last = grid.get_indexer(pd.Index(list(ends))).astype(np.int64)
+    out = np.full((len(series), len(grid), values.shape[2]), np.nan)
+    for s, end in enumerate(last):
+        out[s, end - n + 1: end + 1] = values[s]
+    return Panel(values=out, times=grid, series=series, static=static, first=last - n + 1, last=last)
 
 
 def future_values(df, schema: PanelSchema, series: list, expected: list) -> np.ndarray:

@@ -11,7 +11,9 @@
    training part at fit, :func:`scaler_for` afterwards);
 4. **channels**: targets and past covariates, their observed masks
    (``missing="mask"``), then known-future covariates led by the horizon
-   (:func:`~tsformers.data.windows.lead_future`);
+   (:func:`~tsformers.data.windows.lead_future`), then the calendar features
+   (``calendar=``) of the timestamps the horizon ahead
+   (:func:`~tsformers.data.calendar.calendar_channels`), never scaled;
 5. **windows**: :meth:`Prepared.split` for training,
    :meth:`Prepared.last_windows` for a forecast after the data,
    :meth:`Prepared.windows_before` for forecasts from earlier origins.
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+import pandas as pd
 
+from tsformers.data.calendar import calendar_channels
 from tsformers.data.frames import Panel, PanelSchema
 from tsformers.data.missing import MissingPolicy, hold_trailing_gaps
 from tsformers.data.scaling import PanelScaler
@@ -57,15 +61,32 @@ def scaler_for(panel: Panel, fitted: PanelScaler, fitted_series: list, kind: str
 
 
 def network_channels(scaled: np.ndarray, schema: PanelSchema, policy: MissingPolicy, horizon: int,
-                     future: np.ndarray | None = None) -> np.ndarray:
+                     future: np.ndarray | None = None, calendar: np.ndarray | None = None) -> np.ndarray:
     """The network's channels of scaled values ``(n_series, n_time, n_vars)``, in order: targets and past
-    covariates, their observed masks (``missing="mask"``), known-future covariates led by ``horizon``.
+    covariates, their observed masks (``missing="mask"``), known-future covariates led by ``horizon``, then
+    the calendar features (``schema.calendar``, a sine and a cosine each).
 
     ``future`` ``(n_series, horizon, n_future)``, scaled, fills the rows where the led covariates run past the
-    data (NaN without it: no training window reads them).
+    data (NaN without it: no training window reads them). ``calendar`` ``(n_series or 1, n_time, 2 * n_calendar)``
+    holds the calendar channels of the same rows (:func:`~tsformers.data.calendar.calendar_channels`); it is
+    required exactly when the schema has calendar features.
     """
     n_gappy = len(schema.targets) + len(schema.covariates)
-    return lead_future(policy.with_masks(scaled, n_gappy), len(schema.future_covariates), horizon, future)
+    channels = lead_future(policy.with_masks(scaled, n_gappy), len(schema.future_covariates), horizon, future)
+    if (calendar is None) != (not schema.calendar):
+        raise ValueError(f"the schema's calendar features are {schema.calendar}, but calendar channels were "
+                         f"{'not ' if calendar is None else ''}given.")
+    if calendar is None:
+        return channels
+    calendar = np.broadcast_to(calendar, (*channels.shape[:2], calendar.shape[-1]))
+    return np.concatenate([channels, calendar.astype(channels.dtype, copy=False)], axis=-1)
+
+
+def panel_calendar(times: pd.Index, schema: PanelSchema, horizon: int) -> np.ndarray | None:
+    """The calendar channels ``(1, n_time, 2 * n_calendar)`` of the rows of a time axis, or None without calendar."""
+    if not schema.calendar:
+        return None
+    return calendar_channels(times, schema.step, schema.calendar, horizon)[None]
 
 
 @dataclass
@@ -110,9 +131,19 @@ class Prepared:
             self._cache["inputs"] = self.channels(self.scaled)
         return self._cache["inputs"]
 
-    def channels(self, scaled: np.ndarray, future: np.ndarray | None = None) -> np.ndarray:
-        """The network's channels of scaled values (:func:`network_channels`)."""
-        return network_channels(scaled, self.schema, self.policy, self.horizon, future)
+    @property
+    def calendar(self) -> np.ndarray | None:
+        """``(1, n_time, 2 * n_calendar)``: the calendar channels of the panel's rows (None without calendar)."""
+        if "calendar" not in self._cache:
+            self._cache["calendar"] = panel_calendar(self.panel.times, self.schema, self.horizon)
+        return self._cache["calendar"]
+
+    def channels(self, scaled: np.ndarray, future: np.ndarray | None = None,
+                 calendar: np.ndarray | None = None) -> np.ndarray:
+        """The network's channels of scaled values over the panel's rows (:func:`network_channels`); ``calendar``
+        for other rows than the panel's."""
+        return network_channels(scaled, self.schema, self.policy, self.horizon, future,
+                                self.calendar if calendar is None else calendar)
 
     def static_array(self, rows: np.ndarray | None = None) -> np.ndarray | None:
         """The encoded static attributes ``(n_series, n_static)`` (of ``rows``) as float32, or None."""
@@ -178,7 +209,11 @@ class Prepared:
         n_future = len(self.schema.future_covariates)
         if n_future and future is not None:
             future = (future - self.scaler.mean[:, None, -n_future:]) / self.scaler.scale[:, None, -n_future:]
-        return self.channels(self.scaler.transform(tail), future)
+        calendar = None
+        if self.calendar is not None:  # each series' window ends at its own last row
+            calendar = windows_before(np.broadcast_to(self.calendar, (len(panel.series), *self.calendar.shape[1:])),
+                                      np.arange(len(panel.series)), panel.last + 1, self.lookback)
+        return self.channels(self.scaler.transform(tail), future, calendar)
 
     def last_observed_before(self, rows: np.ndarray, origins: np.ndarray) -> np.ndarray | None:
         """Where the missing policy holds a gap at a forecast origin: the last observed row before each origin

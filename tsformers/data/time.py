@@ -262,6 +262,13 @@ def time_range(start, step: Step, periods: int) -> pd.Index:
     return pd.Index(int(start) + step * np.arange(periods, dtype=np.int64))
 
 
+def times_before(end, step: Step, n: int) -> pd.Index:
+    """The ``n`` timestamps up to and including ``end`` on the grid of ``step``."""
+    if isinstance(step, str):
+        return pd.date_range(end=end, periods=n, freq=step)
+    return pd.Index(int(end) - step * np.arange(n - 1, -1, -1, dtype=np.int64))
+
+
 def future_times(last, step: Step, horizon: int) -> pd.Index:
     """The ``horizon`` timestamps that follow ``last``."""
     return time_range(last, step, horizon + 1)[1:]

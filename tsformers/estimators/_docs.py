@@ -9,6 +9,16 @@ from __future__ import annotations
 import textwrap
 
 COMMON_PARAMETERS = """\
+calendar : "auto", str or list of str, optional
+    Calendar features computed from the time axis, for the history and the horizon alike, so that
+    ``predict`` needs no ``future_df`` for them: any of ``"minute"``, ``"hour"``, ``"dayofweek"``,
+    ``"dayofmonth"``, ``"dayofyear"``, ``"weekofyear"``, ``"month"``, ``"quarter"``, each a sine and a
+    cosine of its position in its cycle (no jump from hour 23 to hour 0), or ``"auto"``: those that vary
+    at the data's step (hourly: hour, dayofweek, dayofyear; daily: dayofweek, dayofyear; monthly: month;
+    see :mod:`tsformers.data.calendar`). They enter the network unscaled as its last channels, led by
+    ``horizon`` steps like ``future_covariates`` (a streaming network reads them so at every step of its
+    recurrence). A feature whose cycle is not longer than the step, and any feature on an integer time
+    axis, is refused.
 time_col, id_col : str, optional
     The time column (detected: a datetime column, ``ds``/``date``/..., or a
     DatetimeIndex) and, for long frames, the series id (``unique_id`` is detected).

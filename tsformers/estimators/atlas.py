@@ -195,7 +195,7 @@ class AtlasForecaster(StreamingForecaster):
                  max_lr=0.1,
                  frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", target=None,
                  covariates=None,
-                 future_covariates=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
+                 future_covariates=None, calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
                  weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
                  scaler="standard", gradient_clip=1.0, random_state=0, verbose=False, trainer_kwargs=None,
                  missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
@@ -228,6 +228,7 @@ class AtlasForecaster(StreamingForecaster):
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
+        self.calendar = calendar
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import QuantileHead, StaticResidual
+from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.prepare import Prepared, fit_scaler, prepare
@@ -92,6 +93,7 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean", str, os.PathLike],
         "quantiles": [list, tuple, None],
+        "calendar": [str, list, tuple, None],
     }
 
     # -- to implement -------------------------------------------------------------------
@@ -167,6 +169,8 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         output_columns(schema, quantiles=self._quantile_levels() or ())  # refuses names the forecast would reuse
         self._check_future_covariates(schema)
         raw = self._read(frame, schema, fitting=True)
+        # a forecaster without the parameter (the baselines, subclasses written before it) takes no calendar
+        schema.calendar = resolve_calendar(getattr(self, "calendar", None), schema.step, f" of {type(self).__name__}")
         encoder = StaticEncoder.fit(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \
             if schema.static else StaticEncoder()
         raw.static = encoder.transform(static_table(frame, schema.id_col, schema.static, raw.series, static_frame)) \

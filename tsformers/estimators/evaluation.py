@@ -48,6 +48,7 @@ import pandas as pd
 from tsformers import metrics
 from tsformers.data.frames import as_pandas, format_level, infer_schema, output_times, restore_ids, series_rows
 from tsformers.data.prepare import Prepared
+from tsformers.data.time import times_before
 
 #: At most this many windows are forecast at fit for the conformal calibration.
 MAX_CALIBRATION_WINDOWS = 1000
@@ -398,16 +399,10 @@ class EvaluationMixin:
         n_hist = min(self.lookback if n_history is None else int(n_history), self.lookback if df is None else
                      int(panel.lengths.min()))
         history = panel.tail(n_hist)[..., : len(self.schema_.targets)]
-        hist_times = [_times_before(end, self.schema_.step, n_hist) for end in done.ends]
+        hist_times = [times_before(end, self.schema_.step, n_hist) for end in done.ends]
         return draw_forecast_panels(
             schema=self.schema_, series_keys=list(panel.series), history=history, history_times=hist_times,
             point=done.point, forecast_times=done.times, quantiles=done.quantiles, levels_q=self._quantile_levels(),
             intervals=done.intervals, select=series, max_series=max_series,
             title=f"{type(self).__name__}: {self.horizon}-step forecast")
 
-
-def _times_before(end, step, n: int) -> pd.Index:
-    """The ``n`` timestamps up to and including ``end`` on the grid of ``step``."""
-    if isinstance(step, str):
-        return pd.date_range(end=end, periods=n, freq=step)
-    return pd.Index(int(end) - step * np.arange(n - 1, -1, -1, dtype=np.int64))

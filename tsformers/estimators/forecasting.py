@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, output_columns, \
-    panel_to_frame
+    panel_to_frame, tails_panel
 from tsformers.data.missing import MissingPolicy
 from tsformers.data.prepare import Prepared, prepare, scaler_for
 from tsformers.data.scaling import PanelScaler
@@ -125,9 +125,14 @@ class ForecastPath(EvaluationMixin):
         return self._prepare(raw)
 
     def _stored_panel(self) -> Panel:
-        """The end of the training data (and of the updates since), as predict() without data sees it."""
-        return Panel(values=self.history_, times=pd.Index(range(self.lookback)), series=self.schema_.series,
-                     static=self.static_)
+        """The end of the training data (and of the updates since), as predict() without data sees it.
+
+        Each series' last ``lookback`` rows end at its own last timestamp, on the fitted time grid: one
+        aligned window when the series end together (the usual panel), else a ragged panel over the grid
+        from the earliest start to the latest end.
+        """
+        return tails_panel(self.history_, self.ends_, self.schema_.step, self.schema_.series, self.static_)
+
     # -- predict ---------------------------------------------------------------------------
 
     def predict(self, df=None, future_df=None, static_df=None, level=None):
@@ -249,20 +254,21 @@ def advance_spans(scaled: Panel, state: dict | None, init_state, advance) -> dic
     """Advance a streaming state of every series by its own span of ``scaled`` (from ``init_state`` when None).
 
     ``init_state(rows)`` is the fresh state of some series (a dict of arrays or tensors, one row per
-    series), ``advance(state, values)`` that state after scaled values ``(rows, n_time, n_vars)``.
+    series), ``advance(state, values, times)`` that state after scaled values ``(rows, n_time, n_vars)`` at
+    ``times`` (the calendar features of each step come from its time).
     Series that span the same rows advance together; a ragged panel takes one call per distinct span.
     The one recurrence over a panel, for the torch networks and the ONNX graphs.
     """
     if scaled.aligned:
         state = init_state(np.arange(len(scaled.series))) if state is None else state
-        return advance(state, scaled.values)
+        return advance(state, scaled.values, scaled.times)
     spans = {}
     for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
         spans.setdefault(span, []).append(s)
     out = None
     for (first, last), rows in spans.items():
         start = init_state(np.asarray(rows)) if state is None else {k: v[rows] for k, v in state.items()}
-        part = advance(start, scaled.values[rows, first: last + 1])
+        part = advance(start, scaled.values[rows, first: last + 1], scaled.times[first: last + 1])
         if out is None:
             out = {k: _zeros(v, len(scaled.series)) for k, v in part.items()}
         for k, v in part.items():

@@ -144,7 +144,7 @@ class GTrXLForecaster(StreamingForecaster):
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", gating="gru", gate_bias=2.0,
-                 normalize="last_value", last_value_anchor=True, target=None, covariates=None, future_covariates=None,
+                 normalize="last_value", last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
                  patience=3, val_size=0.1, scaler="standard", gradient_clip=None, random_state=0, verbose=False,
@@ -169,6 +169,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
+        self.calendar = calendar
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

@@ -160,7 +160,7 @@ class LMUFormerForecaster(StreamingForecaster):
     def __init__(self, horizon=96, lookback=96, *, d_model=64, memory_size=None, theta=None, n_layers=1,
                  embed_layers=4, kernel_size=3, mlp_ratio=4, dropout=0.1, spiking=False, tau=2.0, v_threshold=1.0,
                  surrogate_alpha=4.0, channel_independent=True, normalize="last_value", target=None, covariates=None,
-                 future_covariates=None,
+                 future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
                  gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error",
@@ -186,6 +186,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
+        self.calendar = calendar
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

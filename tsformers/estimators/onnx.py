@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tsformers.data.frames import PanelSchema
-from tsformers.data.prepare import Prepared, network_channels
+from tsformers.data.prepare import Prepared, network_channels, panel_calendar
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
 from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_spans, clip_power
@@ -187,8 +187,9 @@ class OnnxForecaster(ForecastPath):
                 state["static"] = scaled.static[rows].astype(np.float32)
             return state
 
-        def advance(state, values):
-            channels = network_channels(values, self.schema_, self._missing_policy(), self.horizon)
+        def advance(state, values, times):
+            channels = network_channels(values, self.schema_, self._missing_policy(), self.horizon,
+                                        calendar=panel_calendar(times, self.schema_, self.horizon))
             return graph.advance(state, channels.astype(np.float32))
 
         return graph.forecast(advance_spans(scaled, None, init_state, advance))

@@ -136,7 +136,7 @@ class PVClientForecaster(BaseForecaster):
     }
 
     def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
-                 stack="standard", w_trans=1.0, w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, time_col=None,
+                 stack="standard", w_trans=1.0, w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
                  id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -156,6 +156,7 @@ class PVClientForecaster(BaseForecaster):
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
+        self.calendar = calendar
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

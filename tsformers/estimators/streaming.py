@@ -13,18 +13,21 @@ What that changes, and only that, lives here:
   (at most :data:`MAX_STREAMING_ORIGINS` calibration origins; on a ragged
   panel every origin replays its series from the start, at most
   :data:`MAX_RAGGED_STREAMING_ORIGINS`);
-- known-future covariates are refused: a state holds no values after its end.
+- known-future covariates are refused: a state holds no values after its end. Calendar
+  features (``calendar=``) are not: computed from each step's timestamp, they enter every
+  step of the recurrence led by the horizon, as in training, and the state stays exact.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from tsformers.backbone.heads import StaticResidual
 from sklearn.utils._param_validation import StrOptions
 
 from tsformers.data.frames import Panel, PanelSchema
-from tsformers.data.prepare import Prepared, network_channels
+from tsformers.data.prepare import Prepared, network_channels, panel_calendar
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.forecasting import advance_spans
 
@@ -126,9 +129,11 @@ class StreamingForecaster(BaseForecaster):
 
     # -- the recurrence ------------------------------------------------------------------------
 
-    def _advance(self, state: dict, scaled: np.ndarray) -> dict:
-        """Advance the state by scaled observations ``(n_series, n_time, n_vars)`` (their network channels)."""
-        inputs = network_channels(scaled, self.schema_, self._missing_policy(), self.horizon)
+    def _advance(self, state: dict, scaled: np.ndarray, times: pd.Index) -> dict:
+        """Advance the state by scaled observations ``(n_series, n_time, n_vars)`` at ``times`` (their network
+        channels; the calendar features of each row, led by the horizon as in training, come from its time)."""
+        inputs = network_channels(scaled, self.schema_, self._missing_policy(), self.horizon,
+                                  calendar=panel_calendar(times, self.schema_, self.horizon))
         with torch.no_grad():
             return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
 
