@@ -91,11 +91,29 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
     pd.testing.assert_frame_equal(loaded.predict(), two.predict())
 
 
-def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit(df):
+def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit_and_is_tracked(df, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    import tsformers.tracking as tracking
+
     params = {**GTrXLForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0, "max_epochs": 2,
               "random_state": 0}
     one = GTrXLForecaster(**params).fit(df)
-    two = GTrXLForecaster(**params, trainer_kwargs=DDP).fit(df)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("ddp", (tmp_path / "artifacts").as_uri()))
+        tracking.autolog()  # its Lightning logger and callback travel to the training processes
+        two = GTrXLForecaster(**params, trainer_kwargs=DDP).fit(df)
+        [run] = mlflow.search_runs(output_format="list")
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+        assert run.info.status == "FINISHED"
+        assert [m.value for m in history] == [row["val_loss"] for row in two.training_log_]  # logged by rank 0
+        assert run.data.metrics["epochs_trained"] == 2
+    finally:
+        tracking.autolog(disable=True)
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
     assert [r["val_loss"] for r in two.training_log_] == pytest.approx([r["val_loss"] for r in one.training_log_],
                                                                        rel=1e-5)
     assert_same_weights(one.network_, two.network_)
