@@ -249,7 +249,7 @@ def _log_model(estimator, frame, registered_model_name):
     log_model(estimator, "model", registered_model_name, input_example=example_from_frame(estimator, frame))
 
 
-def _run_logger(run_id: str):
+def _run_logger(run_id: str, tracking_uri: str | None = None):
     """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog."""
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -260,7 +260,10 @@ def _run_logger(run_id: str):
         def finalize(self, status: str = "success") -> None:  # the run outlives training
             pass
 
-    return RunLogger(run_id=run_id, tracking_uri=mlflow.get_tracking_uri())
+        def __reduce__(self):  # the training processes of strategy="ddp_spawn" get it pickled: rebuild it there
+            return _run_logger, (self.run_id, self._tracking_uri)
+
+    return RunLogger(run_id=run_id, tracking_uri=tracking_uri or mlflow.get_tracking_uri())
 
 
 def _fail_run_callback(listener: AutologListener, estimator):
@@ -269,6 +272,11 @@ def _fail_run_callback(listener: AutologListener, estimator):
     class FailRun(Callback):
         def on_exception(self, trainer, module, exception) -> None:
             listener.fail(estimator)
+
+        def __reduce__(self):
+            # The processes strategy="ddp_spawn" starts get a plain callback: the run belongs to the launching
+            # process, where Lightning calls on_exception when a training process fails.
+            return Callback, ()
 
     return FailRun()
 

@@ -1,6 +1,7 @@
 """Fit a network with Lightning's Trainer: early stopping, best weights restored, clipping, seeding."""
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import warnings
@@ -17,11 +18,28 @@ from tsformers.training.module import ForecastingModule
 
 
 class EpochLog(Callback):
-    """Keep each epoch's logged losses, for the estimator's ``training_log_``."""
+    """Keep each epoch's logged losses, for the estimator's ``training_log_``.
 
-    def __init__(self):
+    Every process keeps the same rows (the losses are reduced over the processes). At the end of
+    training the first process of each machine also writes them to ``path``: processes started by
+    ``strategy="ddp_spawn"`` keep their callbacks' state to themselves, and the launching process
+    reads the rows back from there (:meth:`read`).
+    """
+
+    def __init__(self, path=None):
         self.rows: list[dict] = []
         self.lr = None
+        self.path = path
+
+    def on_fit_end(self, trainer, module):
+        if self.path is not None and trainer.local_rank == 0:
+            Path(self.path).write_text(json.dumps(self.rows))
+
+    def read(self) -> list[dict]:
+        """The rows of the training processes: this process's own, or those the first training process wrote."""
+        if self.path is not None and Path(self.path).is_file():
+            return json.loads(Path(self.path).read_text())
+        return self.rows
 
     def on_train_epoch_start(self, trainer, module):
         self.lr = trainer.optimizers[0].param_groups[0]["lr"]  # read before the epoch's scheduler step
@@ -42,7 +60,8 @@ class SeedEachStep(Callback):
         self.seed = seed
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        seed = self.seed * 1_000_003 + trainer.global_step
+        # Each of several processes draws its own masks for its share of the batch (one process: rank 0 of 1).
+        seed = (self.seed * 1_000_003 + trainer.global_step) * trainer.world_size + trainer.global_rank
         # Not torch.manual_seed: on a machine without CUDA/XPU/MTIA it defers a seeding call for each of them
         # and formats a stack trace to remember where it came from, three per step, several percent of a small
         # model's step. Dropout on the CPU draws from the default generator, which is all it sets here.
@@ -51,6 +70,26 @@ class SeedEachStep(Callback):
             torch.cuda.manual_seed_all(seed)  # initialised by now: applied at once, nothing queued
         elif module.device.type != "cpu":
             torch.manual_seed(seed)
+
+
+class RestoreBest(Callback):
+    """At the end of training, load the weights of the best epoch from ``checkpoint`` on every process.
+
+    The first process, which wrote the checkpoint, reads it and broadcasts the weights
+    (``trainer.strategy.broadcast``), so no other process needs to see its file system. The processes
+    of ``strategy="ddp_spawn"`` then hand these weights to the launching process.
+    """
+
+    def __init__(self, checkpoint: ModelCheckpoint):
+        self.checkpoint = checkpoint
+
+    def on_fit_end(self, trainer, module):
+        path, state = self.checkpoint.best_model_path, None
+        if trainer.is_global_zero and path:
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        state = trainer.strategy.broadcast(state, src=0)
+        if state is not None:
+            module.load_state_dict(state)
 
 
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
@@ -70,6 +109,14 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     ``trainer_kwargs`` go to ``lightning.Trainer`` as they are (accelerator,
     devices, strategy, precision, logger, callbacks...).
 
+    Data-parallel training (``strategy="ddp"``, ``"ddp_spawn"``, several devices or nodes) trains
+    as one process would: ``batch_size`` is the global batch, split evenly over the processes
+    (:class:`~tsformers.training.datamodule.ShardedBatches`; it must be a multiple of their number),
+    each share's loss is weighted by its share of the batch's targets, the training and validation
+    losses are reduced over all processes, so early stopping and the best epoch are decided alike on
+    all of them, and only the first process writes checkpoints. After ``ddp_spawn`` the launching
+    process holds the trained (best) weights and the log. See ``docs/scaling.md``.
+
     With ``checkpoint_dir``, the full training state is written there after
     every epoch (``last.ckpt``); ``resume=True`` continues from it when it
     exists (a first run simply starts), ``resume="path.ckpt"`` from that file.
@@ -87,34 +134,40 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                                quantiles=quantiles, objective=objective)
     data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
                             batch_size=batch_size, seed=seed, static=static)
-    log = EpochLog()
     kwargs = dict(trainer_kwargs or {})
-    callbacks = [log, SeedEachStep(seed), *kwargs.pop("callbacks", [])]
+    if kwargs.get("use_distributed_sampler"):
+        raise ValueError("use_distributed_sampler=True: tsformers shards the training windows itself (batch_size is "
+                         "the global batch, see docs/scaling.md); leave use_distributed_sampler out of trainer_kwargs.")
     # Under the lock: dropout draws from torch's global generator, which no other fit may reseed meanwhile;
     # it also keeps _quiet's changes to the process-wide warning filters and log levels from interleaving.
     with SEEDED_LOCK, tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
+        log = EpochLog(Path(scratch) / "epochs.json")
+        callbacks = [log, SeedEachStep(seed), QuietWorkers(not verbose)]
         ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
-        best = None
-        if checkpoint_dir is not None:
-            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False))
+        checkpointing = val is not None or checkpoint_dir is not None
         if val is not None:
+            # First of the checkpoints, so that it is the Trainer's checkpoint_callback (whose best path
+            # ddp_spawn hands back to the launching process).
             best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                    save_weights_only=True, enable_version_counter=False)
-            callbacks.append(best)
+            callbacks += [best, RestoreBest(best)]
             if patience is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
+        if checkpoint_dir is not None:
+            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False))
+        callbacks += kwargs.pop("callbacks", [])
         settings = dict(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_progress_bar=verbose, enable_model_summary=verbose,
-                        enable_checkpointing=best is not None or checkpoint_dir is not None,
+                        enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=checkpointing,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
                         limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
-        trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks})
+        trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks, "use_distributed_sampler": False})
+        if batch_size % trainer.world_size:
+            raise ValueError(f"batch_size={batch_size} is the global batch, split evenly over the "
+                             f"{trainer.world_size} training processes; choose a multiple of {trainer.world_size}.")
         trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
-        if best is not None and best.best_model_path:
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+        rows = log.read()
     network.cpu()
-    return log.rows
+    return rows
 
 
 def _resume_from(resume, checkpoint_dir):
@@ -131,17 +184,40 @@ def _resume_from(resume, checkpoint_dir):
     return str(resume)
 
 
+_QUIET_WARNINGS = (".*does not have many workers.*", ".*Checkpoint directory.*exists and is not empty.*",
+                   ".*treespec, LeafSpec.*")
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+
+
+class QuietWorkers(Callback):
+    """Silence Lightning in the processes ``strategy="ddp_spawn"`` starts, as :func:`_quiet` does in this one.
+
+    Those processes unpickle the Trainer and its callbacks before anything else; unpickling this
+    callback sets their warning filters and log levels (the processes end with the training).
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for message in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        if self.enabled:
+            for name in _LIGHTNING_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def _quiet(enabled: bool):
     """Silence Lightning's start-up chatter and its advice on data-loader workers unless verbose."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+        for message in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
         if not enabled:
             yield
             return
-        loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")]
+        loggers = [logging.getLogger(n) for n in _LIGHTNING_LOGGERS]
         levels = [lg.level for lg in loggers]
         for lg in loggers:
             lg.setLevel(logging.WARNING)

@@ -56,25 +56,63 @@ class ForecastingModule(L.LightningModule):
         *inputs, y = batch  # (x, y), or (x, static, y) with static attributes
         pred = self(*inputs)
         loss = self.masked_loss(pred, y) if self.objective is None else self.objective(self, inputs, pred, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
-                f"lower learning_rate (now {self.hparams.learning_rate}) or set gradient_clip."
-            )
+        world = self.trainer.world_size
+        if world > 1:
+            # This process holds one share of the step's global batch. DDP averages the processes' gradients, so
+            # each share's mean loss is weighted by its share of the global batch's observed targets (times the
+            # number of processes): the averaged gradient is the gradient of the global batch's mean loss, as in
+            # one process. One all-reduce brings the global counts and whether any share's loss is not finite.
+            observed = (~torch.isnan(y)).sum().to(loss.dtype)
+            rows = (~torch.isnan(y)).flatten(1).any(1).sum().to(loss.dtype)  # padding windows have no targets
+            bad = (observed > 0) & ~torch.isfinite(loss)  # a share of padding only has no loss (NaN) to check
+            stats = self.trainer.strategy.reduce(torch.stack([observed, rows, bad.to(loss.dtype)]), reduce_op="sum")
+            total, n_rows, n_bad = stats.unbind()
+            if n_bad > 0:  # every process stops, not only the one whose share diverged
+                self._diverged(loss if bad else torch.tensor(float("nan")))
+            # A share of padding only (a global batch smaller than the number of processes) weighs nothing,
+            # but still runs backward through every parameter, as DDP needs.
+            loss = loss * (observed * world / total) if observed > 0 else pred.sum() * 0.0
+            batch_loss, batch_rows = loss.detach() / world, n_rows  # this share's part of the global batch loss
+        else:
+            if not torch.isfinite(loss):
+                self._diverged(loss)
+            batch_loss, batch_rows = loss.detach(), len(y)
         # The epoch's mean training loss is logged once, on the epoch's last batch: Lightning's self.log costs
         # about as much per call as a small model's optimiser step. Same weighting as on_epoch=True.
         if batch_idx == 0:
             self._loss_sum, self._loss_count = torch.zeros((), device=loss.device), 0
-        self._loss_sum += loss.detach() * len(y)
-        self._loss_count += len(y)
+        self._loss_sum += batch_loss * batch_rows
+        self._loss_count += batch_rows
         if self.trainer.is_last_batch or batch_idx + 1 >= self.trainer.num_training_batches:
-            self.log("train_loss", self._loss_sum / self._loss_count, on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=self._loss_count)
+            loss_sum = self._loss_sum if world == 1 else self.trainer.strategy.reduce(self._loss_sum, reduce_op="sum")
+            self.log("train_loss", loss_sum / self._loss_count, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=1, sync_dist=world > 1)  # the same value on every process: their mean is it
         return loss
+
+    def _diverged(self, loss):
+        raise FloatingPointError(
+            f"the training loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+            f"lower learning_rate (now {self.hparams.learning_rate}) or set gradient_clip."
+        )
+
+    def on_validation_epoch_start(self):
+        self._val_sum = self._val_count = torch.zeros((), device=self.device)
 
     def validation_step(self, batch, batch_idx):
         *inputs, y = batch
-        self.log("val_loss", self.masked_loss(self(*inputs), y), prog_bar=True, batch_size=len(y))
+        observed = (~torch.isnan(y)).sum()
+        if observed > 0:  # a padding window (a process with no validation windows of its own) weighs nothing
+            self._val_sum = self._val_sum + self.masked_loss(self(*inputs), y).detach() * observed
+            self._val_count = self._val_count + observed
+
+    def on_validation_epoch_end(self):
+        # The mean loss over every observed validation target of every process: the processes' sums and counts
+        # are added (one all-reduce), so each process logs the same value and early stopping and the best-epoch
+        # checkpoint decide alike on all of them.
+        totals = torch.stack([self._val_sum, self._val_count.to(self._val_sum.dtype)])
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        self.log("val_loss", totals[0] / totals[1], prog_bar=True, batch_size=1, sync_dist=self.trainer.world_size > 1)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -1,0 +1,153 @@
+"""Data-parallel training (Lightning DDP, 2 CPU processes over gloo) trains as one process does.
+
+``batch_size`` is the global batch, the processes' shares of each step are the step's batch, the losses are
+reduced over the processes, early stopping and the best epoch are decided alike, and the launching process of
+``strategy="ddp_spawn"`` ends with the trained estimator. See ``docs/scaling.md``.
+
+Weights are compared parameter by parameter to ``atol=1e-5``, except the few whose gradient vanishes by a
+symmetry of attention, up to rounding: Adam divides each gradient by its own running size, so there rounding
+noise becomes steps of up to the learning rate's size, and both fits end with arbitrary values that the
+forecast does not depend on (measured: 1e-6 or less for every other parameter of these fits).
+
+- Gateformer's key biases (``to_k.bias``): ``q . (k + b)`` shifts all scores of a query alike; softmax
+  cancels the shift, so the gradient is 0 and the values are noise.
+- GTrXL's relative-position projection (``to_r.weight``): its columns that read the slowest sinusoids
+  (nearly constant over the distances of a segment) shift a query's scores almost alike; compared to 1e-4.
+"""
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from tsformers import GateformerForecaster, GTrXLForecaster
+from tsformers.datasets import make_demo
+from tsformers.estimators.base import BaseForecaster
+from tsformers.training.datamodule import EpochShuffle, ShardedBatches
+
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+    pytest.skip("this torch build has no gloo backend for CPU processes", allow_module_level=True)
+
+DDP = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
+# Flat directions of the loss (see the module's docstring): None is not compared, a number is the atol.
+FLAT = {"to_k.bias": None, "to_r.weight": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def df():
+    return make_demo(n_steps=300)  # 211 training windows, 19 validation windows
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for name, value in sa.items():
+        flat = next((tol for key, tol in FLAT.items() if name.endswith(key)), 1e-5)
+        if flat is not None:
+            torch.testing.assert_close(sb[name], value, rtol=0, atol=flat, msg=lambda m: f"{name}: {m}")
+
+
+def assert_same_forecasts(a: pd.DataFrame, b: pd.DataFrame):
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-5)
+
+
+def test_shares_of_each_step_are_the_single_process_batch_without_overlap_or_loss():
+    sampler = EpochShuffle(11, seed=3)
+    one = list(ShardedBatches(sampler, 4))
+    assert [len(b) for b in one] == [4, 4, 3]
+    assert one == [sampler_batch.tolist() for sampler_batch in torch.tensor(list(sampler)).split(4)]
+    for world in (2, 3):
+        shares = [list(ShardedBatches(sampler, 6 if world == 3 else 4, rank, world)) for rank in range(world)]
+        assert len({len(s) for s in shares}) == 1, "every process runs the same number of steps"
+    shares = [list(ShardedBatches(sampler, 4, rank, 2)) for rank in range(2)]
+    for step, batch in enumerate(one):
+        assert shares[0][step] + shares[1][step] == batch
+    sampler.set_epoch(1)  # a new order each epoch, the same on every process
+    assert list(ShardedBatches(sampler, 4, 0, 2))[0] + list(ShardedBatches(sampler, 4, 1, 2))[0] != one[0]
+    # 9 windows in global batches of 4: the last has 1, so the second process gets window 8's padding (9 + 8)
+    last = [list(ShardedBatches(EpochShuffle(9, seed=0), 4, rank, 2))[-1] for rank in range(2)]
+    assert last[0] == [list(EpochShuffle(9, seed=0))[-1]] and last[1] == [9 + last[0][0]]
+
+
+def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual_estimator(df, tmp_path):
+    # batch_size=30: the epoch's last global batch holds 211 % 30 = 1 window, so one process gets only padding;
+    # a constant, high learning rate makes the validation loss rise, so early stopping ends the fit at epoch 3 of 6.
+    params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
+              "batch_size": 30, "learning_rate": 0.05, "lr_schedule": "constant", "max_epochs": 6, "patience": 1,
+              "random_state": 0}
+    one = GateformerForecaster(**params).fit(df)
+    two = GateformerForecaster(**params, trainer_kwargs=DDP, checkpoint_dir=str(tmp_path / "ckpt")).fit(df)
+
+    epochs = [row["epoch"] for row in one.training_log_]
+    assert epochs == [0, 1, 2, 3], "early stopping ends the single-process fit before max_epochs"
+    assert [row["epoch"] for row in two.training_log_] == epochs, "and the DDP fit at the same epoch"
+    for a, b in zip(one.training_log_, two.training_log_):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert_same_weights(one.network_, two.network_)  # the best epoch's (2), restored in the launching process
+    assert_same_forecasts(one.predict(), two.predict())
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+    loaded = BaseForecaster.load(two.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.predict(), two.predict())
+
+
+def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit_and_is_tracked(df, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    import tsformers.tracking as tracking
+
+    params = {**GTrXLForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0, "max_epochs": 2,
+              "random_state": 0}
+    one = GTrXLForecaster(**params).fit(df)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("ddp", (tmp_path / "artifacts").as_uri()))
+        tracking.autolog()  # its Lightning logger and callback travel to the training processes
+        two = GTrXLForecaster(**params, trainer_kwargs=DDP).fit(df)
+        [run] = mlflow.search_runs(output_format="list")
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+        assert run.info.status == "FINISHED"
+        assert [m.value for m in history] == [row["val_loss"] for row in two.training_log_]  # logged by rank 0
+        assert run.data.metrics["epochs_trained"] == 2
+    finally:
+        tracking.autolog(disable=True)
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+    assert [r["val_loss"] for r in two.training_log_] == pytest.approx([r["val_loss"] for r in one.training_log_],
+                                                                       rel=1e-5)
+    assert_same_weights(one.network_, two.network_)
+    assert_same_forecasts(one.predict(), two.predict())
+    assert_same_forecasts(one.predict(df.iloc[:250]), two.predict(df.iloc[:250]))  # the streaming state's path
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterEpoch(Callback):
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise Crash
+
+
+def test_ddp_resumes_a_checkpoint_and_ends_as_an_uninterrupted_fit(df, tmp_path):
+    params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
+              "max_epochs": 4, "patience": None, "random_state": 0}
+    straight = GateformerForecaster(**params).fit(df)
+    interrupted = GateformerForecaster(**params, checkpoint_dir=str(tmp_path),
+                                       trainer_kwargs={"callbacks": [CrashAfterEpoch()]})
+    with pytest.raises(Crash):
+        interrupted.fit(df)
+    resumed = interrupted.set_params(trainer_kwargs=DDP, resume=True).fit(df)
+    assert [row["epoch"] for row in resumed.training_log_] == [1, 2, 3]
+    assert_same_weights(straight.network_, resumed.network_)
+    assert_same_forecasts(straight.predict(), resumed.predict())
+
+
+def test_batch_size_is_the_global_batch_split_evenly_over_the_processes(df):
+    params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "max_epochs": 1}
+    with pytest.raises(ValueError, match="batch_size=31 is the global batch.*2 training processes.*multiple of 2"):
+        GateformerForecaster(**params | {"batch_size": 31}, trainer_kwargs=DDP).fit(df)  # refused before launching
+    with pytest.raises(ValueError, match="use_distributed_sampler"):
+        GateformerForecaster(**params, trainer_kwargs={"use_distributed_sampler": True}).fit(df)
