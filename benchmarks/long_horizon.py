@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import sys
@@ -166,8 +167,12 @@ class _EpochTimer:
         return EpochTimer()
 
 
+@functools.cache
 def git_rev() -> str:
-    """The commit the code under test comes from (``$TSFORMERS_GIT_REV`` for a snapshot outside the checkout)."""
+    """The commit the code under test comes from (``$TSFORMERS_GIT_REV`` for a snapshot outside the checkout).
+
+    Read once per process, when the code is imported (``main`` calls it first): a commit made while a long run
+    goes on changes the checkout, not the code this process runs."""
     if os.environ.get("TSFORMERS_GIT_REV"):
         return os.environ["TSFORMERS_GIT_REV"]
     try:
@@ -298,6 +303,7 @@ def main(argv=None) -> int:
                    help="torch.set_num_threads; 0 keeps torch's default (one per core). One thread is the default "
                         "because these models are small and the machine may be shared: see the README")
     args = p.parse_args(argv)
+    git_rev()  # the revision of the code this process imported, before any run
     LOOKBACK = args.lookback  # read by the model functions above
     if args.threads > 0:
         torch.set_num_threads(args.threads)
