@@ -405,6 +405,33 @@ def small_data_section() -> list[str]:
     return out
 
 
+# -- interval coverage --------------------------------------------------------------------------------
+
+def coverage_section() -> list[str]:
+    """The empirical coverage of the conformal intervals of every run that recorded it, next to the nominal."""
+    lh = _read("long_horizon.csv")
+    if lh is None or "coverage_80" not in lh:
+        return []
+    runs = latest(lh.dropna(subset=["coverage_80"]), ["dataset", "horizon", "model", "seed", "lookback"])
+    if runs.empty:
+        return []
+    out = ["## Interval coverage", "",
+           "The share of test values inside each estimator's split-conformal intervals (`predict(level=[80, 95])`, "
+           "calibrated on the tail of the fit data), over every stride-1 test window of the runs above that "
+           "recorded it (`benchmarks/_protocol.py`), the mean over the seeds run. Well calibrated intervals "
+           "cover about their nominal level; less means the calibration windows were calmer than the test "
+           "period. *Width* is the mean width of the 80% interval on the scaled data.", "",
+           "| data | lookback | H | model | seeds | 80% | 95% | width 80% |", "|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(DATASETS + ["illness"])}
+    grouped = runs.groupby(["dataset", "lookback", "horizon", "model"])
+    for (dataset, lookback, horizon, model), rows in sorted(
+            grouped, key=lambda kv: (order.get(kv[0][0], 99), kv[0][1], kv[0][2], kv[0][3])):
+        out.append(f"| {dataset} | {int(lookback)} | {int(horizon)} | {NAMES.get(model, model)} | {len(rows)} | "
+                   f"{rows['coverage_80'].mean():.1%} | {rows['coverage_95'].mean():.1%} | "
+                   f"{rows['width_80'].mean():.3f} |")
+    return out + [""]
+
+
 # -- 2. side by side ----------------------------------------------------------------------------------
 
 def patchtst_note(sbs: pd.DataFrame) -> str:
@@ -701,7 +728,7 @@ def render() -> str:
             "they ran: each row records the 1-minute load average, absolute times are inflated accordingly "
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
-    body = (grid_section() + seeds_section() + other_models_section() + small_data_section()
+    body = (grid_section() + seeds_section() + other_models_section() + small_data_section() + coverage_section()
             + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
             + cold_start_section())
     return "\n".join(head + body).rstrip() + "\n"

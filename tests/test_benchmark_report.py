@@ -186,3 +186,13 @@ def test_the_cold_start_table_shows_the_latest_run_with_its_ratios_and_load(tmp_
     assert "## Cold start of the batch path" in report.render()
     (tmp_path / "cold_start.csv").unlink()
     assert report.cold_start_section() == []
+
+
+def test_the_coverage_table_averages_the_seeds_and_leaves_out_runs_without_it(tmp_path):
+    rows = [dict(_row("gateformer", "ETTh1", 96, seed, 0.39, 0.40), lookback=96, coverage_80=c80, coverage_95=c95,
+                 width_80=w) for seed, (c80, c95, w) in enumerate([(0.78, 0.94, 1.0), (0.82, 0.96, 1.2)])]
+    rows.append(dict(_row("lmuformer", "ETTh1", 96, 0, 0.40, 0.41), lookback=96))   # recorded before coverage
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    lines = load_report(tmp_path).coverage_section()
+    assert "| ETTh1 | 96 | 96 | Gateformer | 2 | 80.0% | 95.0% | 1.100 |" in lines
+    assert not any("LMUFormer" in line for line in lines)
