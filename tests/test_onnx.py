@@ -181,3 +181,22 @@ def test_export_into_a_model_directory_respects_the_umask_and_keeps_format_1(tmp
     assert stat.S_IMODE(model.stat().st_mode) == 0o755
     torch_engine, onnx_engine = BaseForecaster.load(model), BaseForecaster.load(model, engine="onnx")
     np.testing.assert_allclose(_values(onnx_engine.predict()), _values(torch_engine.predict()), atol=1e-4, rtol=1e-4)
+
+
+def test_export_prints_nothing_in_a_fresh_interpreter(tmp_path):
+    """torch.onnx logs a line per torchvision operator it skips on its first export in a process; tsformers
+    exports quietly (a fresh interpreter, since the exporter logs only once)."""
+    import subprocess
+    import sys
+
+    code = ("from tsformers import GateformerForecaster\n"
+            "from tsformers.datasets import make_demo\n"
+            "f = GateformerForecaster(horizon=6, lookback=24, d_model=16, d_ff=16, n_heads=2, patch_len=4, stride=4,"
+            " max_epochs=0).fit(make_demo(n_steps=120))\n"
+            f"f.save({str(tmp_path / 'm')!r})\n"
+            f"f.export_onnx({str(tmp_path / 'm')!r})\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "m" / "model.onnx").exists()
+    assert "torchvision" not in done.stderr and "Skipping" not in done.stderr, done.stderr

@@ -33,7 +33,9 @@ Inference itself is :class:`tsformers.runtime.ort.GraphRunner` (numpy, no torch)
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
 import warnings
@@ -149,7 +151,7 @@ def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_file(path.parent, f".{path.name}.", ".tmp")
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, tmp, input_names=names, output_names=outputs, dynamo=True,
                               dynamic_shapes=dynamic, opset_version=OPSET, verbose=False, external_data=False)
@@ -163,6 +165,19 @@ def export_network(network: nn.Module, path, *, lookback: int, n_inputs: int, n_
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.onnx's exporter without its log lines (``torchvision is not installed. Skipping torchvision::nms``
+    and the like: operators of a package we do not use); its errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _new_file(directory: Path, prefix: str, suffix: str) -> str:
