@@ -117,7 +117,7 @@ def _bad_inputs(history: pd.DataFrame) -> dict:
         "missing column": (history.drop(columns="y"), ["'y'", "missing"]),
         "NaN": (nan, ["'y'", "NaN", "row 503"]),
         "irregular spacing": (gap, ["irregular spacing", "series_2", "row 250"]),
-        "wrong frequency": (daily, ["'h'", "2024-01-02"]),
+        "wrong frequency": (daily, ["'h' (hourly)", "'D' (daily)", "regular at another step", "series_0"]),
     }
 
 

@@ -238,7 +238,7 @@ def test_predict_frame_must_match_fit_columns():
 def test_predict_frame_must_follow_the_fitted_step():
     _, schema = panel_of(wide())
     msg = _error(wide(freq="30min"), fitting=False, schema=schema)
-    assert "irregular spacing" in msg and "'h'" in msg
+    assert "regular at another step" in msg and "'h' (hourly)" in msg and "'30min'" in msg
 
 
 def test_not_a_frame():
@@ -256,3 +256,17 @@ def test_quarterly_and_yearly_inputs_give_calendar_spaced_future_timestamps(freq
     panel, schema = panel_of(wide(n=n, start=start, freq=freq))
     future = future_times(panel.times[-1], schema.step, 2)
     assert [str(t.date()) for t in future] == next_two
+
+
+def test_data_regular_at_another_step_says_so_rather_than_irregular():
+    """Monthly rows for a quarterly model are not gaps to fill: the message names both steps and the resample."""
+    from tsformers import NaiveForecaster
+    from tsformers.datasets import make_demo
+
+    model = NaiveForecaster(horizon=4).fit(make_demo(n_steps=40, freq="QS"))
+    with pytest.raises(ValueError, match=r"model's step is 'QS-JAN' \(quarterly\), and this data's is 'MS' "
+                                         r"\(monthly\)\. Resample it"):
+        model.predict(make_demo(n_steps=60, freq="MS"))
+    hourly = NaiveForecaster(horizon=12).fit(make_demo(n_steps=300))
+    with pytest.raises(ValueError, match="irregular spacing: row 150"):      # a real gap keeps its message
+        hourly.predict(make_demo(n_steps=300).drop(index=[150]))

@@ -241,11 +241,42 @@ def check_step(times: pd.Index, step: Step, rows: np.ndarray, where: str) -> Non
     mismatch = np.flatnonzero(np.asarray(times != expected))
     if len(mismatch):
         i = int(mismatch[0])
+        own = _regular_step_of(times)
+        if own is not None and own != step:
+            # regular data at another step: not gaps to fill, but data of another frequency
+            raise ValueError(
+                f"the data{where} is regular at another step than the model's: the model's step is "
+                f"'{step}'{_step_words(step)}, and this data's is '{own}'{_step_words(own)}. Resample it to "
+                f"the model's step (e.g. df.resample({step!r}, on=<time column>).mean()), or fit a model on data of "
+                f"this step."
+            )
         raise ValueError(
             f"irregular spacing{where}: row {rows[i]} has time {times[i]}, but the model's step "
             f"'{step}' expects {expected[i]}. Pass fill_gaps=True to insert missing timestamps, or resample "
             f"the data to that regular grid first."
         )
+
+
+def _regular_step_of(times: pd.Index) -> Step | None:
+    """The step of a time axis that is regular on its own (no gap at all), else None."""
+    if len(times) < 3:
+        return None
+    if isinstance(times, pd.DatetimeIndex):
+        return _infer_freq(times)
+    diffs = np.diff(times.to_numpy())
+    return int(diffs[0]) if (diffs == diffs[0]).all() else None
+
+
+_STEP_WORDS = {"min": "minutes", "h": "hourly", "D": "daily", "B": "business days", "W": "weekly",
+               "MS": "monthly", "ME": "monthly", "QS": "quarterly", "QE": "quarterly", "YS": "yearly", "YE": "yearly"}
+
+
+def _step_words(step: Step) -> str:
+    """`` (quarterly)`` for 'QS-JAN' and the like: the step in words, where a reader might not know the alias."""
+    if not isinstance(step, str):
+        return f" (every {step})"
+    base = step.split("-")[0]
+    return f" ({_STEP_WORDS[base]})" if base in _STEP_WORDS else ""   # '2h' and the like speak for themselves
 
 
 def time_range(start, step: Step, periods: int) -> pd.Index:
