@@ -258,13 +258,13 @@ def check_step(times: pd.Index, step: Step, rows: np.ndarray, where: str) -> Non
 
 
 def _regular_step_of(times: pd.Index) -> Step | None:
-    """The step of a time axis that is regular on its own (no gap at all), else None."""
+    """The step of a time axis that is regular on its own (:func:`infer_step`), else None (or under 3 rows)."""
     if len(times) < 3:
         return None
-    if isinstance(times, pd.DatetimeIndex):
-        return _infer_freq(times)
-    diffs = np.diff(times.to_numpy())
-    return int(diffs[0]) if (diffs == diffs[0]).all() else None
+    try:
+        return infer_step(times, np.arange(len(times)), "")
+    except ValueError:
+        return None
 
 
 _STEP_WORDS = {"min": "minutes", "h": "hourly", "D": "daily", "B": "business days", "W": "weekly",
