@@ -289,3 +289,77 @@ def test_the_capacity_metrics():
     for bad in (0.0, -1.0, np.nan):
         with pytest.raises(ValueError, match="capacity"):
             nmae(truth, pred, capacity=bad)
+
+
+# -- the per-step pathway (a tsformers extension) and the clip switch --------------------------
+
+def squared_drive(n=900, seed=0):
+    """A target that is a non-linear function of a known-future covariate at the same step."""
+    df = driven(n=n, seed=seed)
+    return df.assign(y=4.0 * (df["c"] - 3.0) ** 2)
+
+
+def test_the_step_pathway_reads_each_steps_known_inputs_at_that_step_only():
+    torch.manual_seed(0)
+    lookback, horizon = 24, 8
+    net = PVClient(lookback=lookback, horizon=horizon, n_vars=3, n_heads=2, d_ff=16, w_trans=0.0, w_lin=0.0,
+                   n_targets=1, n_known_future=1).eval()
+    nn.init.normal_(net.step_pathway[-1].weight)  # it starts at zero: the paper's model
+    x = torch.randn(2, lookback, 3)
+    base = net(x)[..., 0]                       # with both branch weights 0: the target's window mean + pathway
+    for j in range(horizon):
+        moved = x.clone()
+        moved[:, lookback - horizon + j, 2] += 1.0  # the known-future channel's value at horizon step j
+        changed = (net(moved)[..., 0] - base).abs() > 1e-6
+        assert changed[:, j].all() and not changed[:, np.arange(horizon) != j].any(), j
+    past = x.clone()
+    past[:, 3, 1] += 5.0                        # a past covariate feeds no step of the pathway
+    torch.testing.assert_close(net(past)[..., 0], base)
+
+
+def test_the_step_pathway_starts_as_the_papers_model():
+    torch.manual_seed(0)
+    paper = PVClient(lookback=24, horizon=8, n_vars=3, n_heads=2, d_ff=16)
+    torch.manual_seed(0)
+    extended = PVClient(lookback=24, horizon=8, n_vars=3, n_heads=2, d_ff=16, n_known_future=1)
+    extended.load_state_dict({**extended.state_dict(), **paper.state_dict()})
+    x = torch.randn(4, 24, 3)
+    torch.testing.assert_close(extended.eval()(x), paper.eval()(x))
+
+
+def test_the_step_pathway_learns_a_non_linear_effect_of_the_forecast_steps_weather():
+    df = squared_drive()
+    train = df.iloc[:700]
+    settings = dict(SMALL, max_epochs=8, lr_schedule="constant", target="y", dropout=0.0, future_covariates=["c"])
+    errors = {}
+    for step_pathway in (True, False):
+        f = PVClientForecaster(**settings, step_pathway=step_pathway).fit(train)
+        done = f.backtest(df, n_windows=15, step=12)
+        errors[step_pathway] = float(np.mean((done["forecast"] - done["actual"]) ** 2))
+    assert errors[True] < 0.25 * errors[False], errors  # measured: 0.064 against 1.72
+
+
+def test_the_step_pathway_is_saved_and_models_from_before_it_load_without_it(tmp_path):
+    from tsformers.estimators.persistence import saved_params
+
+    df = make_pv_demo(n_steps=24 * 12, capacity=5.0, seed=2)
+    f = PVClientForecaster(**SMALL, max_epochs=1, target="power", capacity=5.0, covariates=WEATHER,
+                           future_covariates=["clearsky_ghi"], calendar=["hour"]).fit(df.iloc[:-12])
+    assert f.network_.step_pathway[0].in_features == 1 + 2 + 1, "clear-sky GHI, the hour's sine and cosine, power"
+    f.save(tmp_path / "m")
+    loaded = PVClientForecaster.load(tmp_path / "m")
+    future = df.iloc[-12:][["date", "clearsky_ghi"]]
+    pd.testing.assert_frame_equal(loaded.predict(future_df=future), f.predict(future_df=future))
+    before = {k: v for k, v in f.get_params().items() if k != "step_pathway"}
+    assert saved_params(PVClientForecaster, before)["step_pathway"] is False
+    assert saved_params(PVClientForecaster, f.get_params())["step_pathway"] is True
+
+
+def test_clip_false_forecasts_negative_values_and_refuses_a_capacity():
+    df = driven(n=300).assign(y=lambda d: d["c"] - 3.0)          # centred: half of it negative
+    f = PVClientForecaster(**SMALL, max_epochs=2, target="y", covariates=["c"], clip=False).fit(df)
+    forecast = f.predict()["y"].to_numpy()
+    assert (forecast < 0).any()
+    np.testing.assert_array_equal(f._postprocess(forecast), forecast)
+    with pytest.raises(ValueError, match="capacity=5.0 clips the forecasts, but clip=False"):
+        PVClientForecaster(**SMALL, max_epochs=1, target="y", capacity=5.0, clip=False).fit(df)

@@ -38,7 +38,8 @@ __all__ = ["ONNX_FORECASTERS", "OnnxForecaster", "attach", "export_estimator", "
 #: Others (an estimator defined outside tsformers) load whole: ``BaseForecaster.load(path, engine="onnx")``.
 ONNX_FORECASTERS = {
     "GateformerForecaster": None,
-    "PVClientForecaster": lambda forecast, params: clip_power(forecast, params.get("capacity")),
+    "PVClientForecaster": lambda forecast, params: (clip_power(forecast, params.get("capacity"))
+                                                    if params.get("clip", True) else forecast),
     "LMUFormerForecaster": None,
     "GTrXLForecaster": None,
     "LinearForecaster": None,

@@ -132,9 +132,12 @@ def saved_params(estimator_cls, params: dict) -> dict:
 
     Models saved before the streaming estimators took ``normalize`` (tsformers 0.1.0 before the
     level-shift change) were trained on values: they load with ``normalize="none"``, the form they
-    were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``.
+    were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``. PV-Client
+    models saved before its per-step pathway load without it (``step_pathway=False``).
     """
     params = dict(params)
+    if "step_pathway" in inspect.signature(estimator_cls).parameters:
+        params.setdefault("step_pathway", False)
     if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:
         params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
     return params

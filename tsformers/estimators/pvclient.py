@@ -22,7 +22,18 @@ class PVClientForecaster(BaseForecaster):
     maps each to the horizon; a linear module learns the trend straight from
     the normalised window; the two are weighted per variable and added. The
     forecasts are physical: never below zero (a plant does not consume power)
-    and, with ``capacity``, never above the plant's rating.
+    and, with ``capacity``, never above the plant's rating (``clip=False``
+    turns this off, for data that is not PV power: PV-Client's network is
+    Client's, a long-horizon forecaster).
+
+    With known-future inputs (``future_covariates`` or ``calendar``), a
+    tsformers extension is on by default: a per-step pathway, one MLP shared
+    by the horizon steps, maps each step's known-future values (and the
+    targets one horizon earlier) to the targets at that step, added to the
+    paper's output. It is what a regression of the hour's power on the hour's
+    weather does, which the paper's window tokens cannot (see
+    :class:`~tsformers.models.pvclient.PVClient`); ``step_pathway=False``
+    keeps the paper's form.
 
     Every target is treated as PV power (clipped at 0 and ``capacity``): put the
     weather in ``covariates`` (past-observed) or ``future_covariates`` (a
@@ -68,13 +79,21 @@ class PVClientForecaster(BaseForecaster):
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
         are refused, as mixers are); "standard" is the paper's post-LN stack.
+    step_pathway : bool, default=True
+        The per-step pathway from each horizon step's known-future inputs to
+        its forecast (a tsformers extension, built only when the model has
+        ``future_covariates`` or ``calendar`` features; width ``d_ff``).
+        False: the paper's architecture.
     w_trans, w_lin : float, default=1.0, 1.0
         Initial values of the learnable per-variable weights of the Transformer
         branch and of the linear branch (Client's scripts start ``w_lin`` at
         0.05 to 1.0 depending on the data).
     capacity : float, optional
         The plant's rated power, in the units of the target: forecasts are
-        clipped at it. Forecasts are always clipped at zero.
+        clipped at it. Forecasts are clipped at zero unless ``clip=False``.
+    clip : bool, default=True
+        Clip the forecasts to ``[0, capacity]`` (PV physics). False for data
+        that is not PV power (then ``capacity`` must be None).
     target : str or list of str, optional
         The PV power column(s) to forecast; by default every numeric column that
         is not a covariate.
@@ -133,10 +152,12 @@ class PVClientForecaster(BaseForecaster):
         "w_trans": [Interval(Real, None, None, closed="neither")],
         "w_lin": [Interval(Real, None, None, closed="neither")],
         "capacity": [Interval(Real, 0, None, closed="neither"), None],
+        "clip": ["boolean"],
+        "step_pathway": ["boolean"],
     }
 
     def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
-                 stack="standard", w_trans=1.0, w_lin=1.0, capacity=None, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
+                 stack="standard", step_pathway=True, w_trans=1.0, w_lin=1.0, capacity=None, clip=True, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
                  id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -150,9 +171,11 @@ class PVClientForecaster(BaseForecaster):
         self.dropout = dropout
         self.mixer = mixer
         self.stack = stack
+        self.step_pathway = step_pathway
         self.w_trans = w_trans
         self.w_lin = w_lin
         self.capacity = capacity
+        self.clip = clip
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -185,13 +208,20 @@ class PVClientForecaster(BaseForecaster):
         if self.lookback % self.n_heads:
             raise ValueError(f"PV-Client's tokens are whole lookback windows (d_model = lookback), so "
                              f"n_heads={self.n_heads} must divide lookback={self.lookback}.")
+        if not self.clip and self.capacity is not None:
+            raise ValueError(f"capacity={self.capacity} clips the forecasts, but clip=False turns clipping off: "
+                             f"drop capacity, or set clip=True.")
+        schema = self.schema_
+        # the known-future channels come last: each future covariate, then a sine and a cosine per calendar feature
+        n_known_future = len(schema.future_covariates) + 2 * len(schema.calendar) if self.step_pathway else 0
         return PVClient(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, n_heads=self.n_heads,
                         d_ff=self.d_ff, e_layers=self.e_layers, dropout=self.dropout, w_trans=self.w_trans,
-                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack)
+                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack, n_targets=len(schema.targets),
+                        n_known_future=n_known_future)
 
     def _postprocess(self, forecast):
-        """PV physics: no negative power, none above ``capacity``."""
-        return clip_power(forecast, self.capacity)
+        """PV physics: no negative power, none above ``capacity`` (nothing with ``clip=False``)."""
+        return clip_power(forecast, self.capacity) if self.clip else forecast
 
     @classmethod
     def get_test_params(cls):

@@ -38,6 +38,18 @@ class PVClient(nn.Module):
        initialises both to 1; Client fixes w_trans = 1 and starts w_lin from a setting).
     7. RevIN denormalisation.
 
+    A tsformers extension, off by default here (``n_known_future=0``) and on in
+    :class:`~tsformers.estimators.pvclient.PVClientForecaster`: the **per-step pathway**.
+    The paper's tokens are whole windows, so the weather of one forecast hour reaches
+    that hour's power only through a Linear(L -> H) of a token; a gradient-boosted
+    regression of the hour's power on the hour's weather beats that by far. The
+    pathway maps each horizon step's known-future inputs (the last ``n_known_future``
+    channels, led by the horizon, so their last H rows are the forecast period), and
+    the targets one horizon earlier, to the targets at that step with one MLP shared
+    by all steps, and adds it to the paper's output in the scaler's units (a weather
+    value means the same power in every window, so it must not be instance-normalised).
+    Its last layer starts at zero: training starts from the paper's model.
+
     The defaults are PV-Client's (``predict_client.py``: L = 192, H = 96, 4 heads, d_ff 128,
     2 layers, dropout 0.1, GELU). Every variate is forecast; a caller keeps the ones it
     wants (the estimators keep the targets, the first channels).
@@ -60,6 +72,8 @@ class PVClient(nn.Module):
         w_lin: float = 1.0,
         mixer: str = "full",
         stack: str = "standard",
+        n_targets: int = 1,
+        n_known_future: int = 0,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -88,6 +102,19 @@ class PVClient(nn.Module):
         self.w_trans = nn.Parameter(torch.full((n_vars,), float(w_trans)))
         self.w_lin = nn.Parameter(torch.full((n_vars,), float(w_lin)))
 
+        assert 0 <= n_known_future <= n_vars - n_targets and 0 < n_targets <= n_vars, (
+            f"n_targets={n_targets} and n_known_future={n_known_future} do not fit n_vars={n_vars}"
+        )
+        self.n_targets, self.n_known_future = n_targets, n_known_future
+        self.step_pathway = None
+        if n_known_future:  # the tsformers extension: the hour's known inputs -> the hour's targets
+            self.step_pathway = nn.Sequential(
+                nn.Linear(n_known_future + n_targets, d_ff), nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(d_ff, d_ff), nn.GELU(), nn.Linear(d_ff, n_targets),
+            )
+            nn.init.zeros_(self.step_pathway[-1].weight)
+            nn.init.zeros_(self.step_pathway[-1].bias)
+
     def _check(self, x: Tensor) -> None:
         assert x.ndim == 3 and x.shape[1:] == (self.lookback, self.n_vars), (
             f"PVClient was built for (batch, {self.lookback}, {self.n_vars}) inputs, got {tuple(x.shape)}"
@@ -95,13 +122,21 @@ class PVClient(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
+        scaled = x                                                        # (B, L, N), the scaler's units
         x, stats = self.norm(x)                                           # (B, L, N)
         tokens = rearrange(x, "b l n -> b n l")                           # (B, N, L): a token per variate
 
         p_trans = self.projection(self.encoder(tokens))                   # (B, N, L) -> (B, N, H)
         p_lin = self.linear(tokens)                                       # (B, N, H)
         y = self.w_trans * rearrange(p_trans, "b n h -> b h n") + self.w_lin * rearrange(p_lin, "b n h -> b h n")
-        return self.norm.inverse(y, stats)                                # (B, H, N)
+        y = self.norm.inverse(y, stats)                                   # (B, H, N)
+        if self.step_pathway is None:
+            return y
+        h, t = self.horizon, self.n_targets
+        known = scaled[:, -h:, -self.n_known_future:]                     # (B, H, F): the forecast period's inputs
+        earlier = scaled[:, -h:, :t]                                      # (B, H, T): each target one horizon earlier
+        step = self.step_pathway(torch.cat([known, earlier], dim=-1))     # (B, H, T)
+        return torch.cat([y[..., :t] + step, y[..., t:]], dim=-1)         # (B, H, N)
 
     def trend(self, x: Tensor) -> Tensor:
         """The linear module alone (normalise, Linear(L -> H), denormalise), without its weight w_lin."""
