@@ -133,8 +133,12 @@ def saved_params(estimator_cls, params: dict) -> dict:
     Models saved before the streaming estimators took ``normalize`` (tsformers 0.1.0 before the
     level-shift change) were trained on values: they load with ``normalize="none"``, the form they
     were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``.
+    GTrXL's former ``stack="recursive"`` (one layer's weights at every layer) is the registry's
+    ``"looped"`` now: the same network, the same weights.
     """
     params = dict(params)
+    if estimator_cls.__name__ == "GTrXLForecaster" and params.get("stack") == "recursive":
+        params["stack"] = "looped"
     if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:
         params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
     return params

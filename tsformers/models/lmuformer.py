@@ -13,7 +13,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.lmu import LMUCell, TokenBatchNorm
+from tsformers.backbone.lmu import ConvFFN, LMUCell, TokenBatchNorm
 from tsformers.backbone.spiking import LIFNode
 
 __all__ = ["CausalConv1d", "ConvFFN", "LMUFormer", "LMUFormerBlock", "LMUTokenizer"]
@@ -106,43 +106,6 @@ class LMUTokenizer(nn.Module):
                 x = norm(torch.relu(run(f"conv{i}", conv, x)))                # (B, T, D)
         r = run("rpe_lif", self.rpe_lif, x) if self.spiking else x
         return x + self.rpe_norm(run("rpe_conv", self.rpe_conv, r)), new
-
-
-class ConvFFN(nn.Module):
-    """The channel mixer, Conv1x1 (= Linear per token) D -> r·D -> D.
-
-    Non-spiking: Linear -> BN -> GELU -> Dropout -> Linear -> BN -> ReLU (as the paper's
-    code). Spiking: LIF -> Linear -> BN -> LIF -> Linear -> BN. Cost O(T·r·D²), no token
-    mixing (only the LIF membranes carry over tokens).
-    """
-
-    def __init__(self, d_model: int, *, mlp_ratio: int = 4, dropout: float = 0.0, spiking: bool = False,
-                 lif: dict | None = None):
-        super().__init__()
-        hidden = mlp_ratio * d_model
-        self.spiking = spiking
-        self.lif1 = LIFNode(**lif) if spiking else None
-        self.fc1, self.norm1 = nn.Linear(d_model, hidden), TokenBatchNorm(hidden)
-        self.act = nn.Identity() if spiking else nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.lif2 = LIFNode(**lif) if spiking else None
-        self.fc2, self.norm2 = nn.Linear(hidden, d_model), TokenBatchNorm(d_model)
-
-    def init_state(self, batch_size: int) -> State:
-        if not self.spiking:
-            return {}
-        return {"lif1": self.lif1.init_state(batch_size, self.fc1.in_features),
-                "lif2": self.lif2.init_state(batch_size, self.fc2.in_features)}
-
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        new: State = {}
-        if self.spiking:
-            x, new["lif1"] = self.lif1(x, None if state is None else state["lif1"])
-        x = self.dropout(self.act(self.norm1(self.fc1(x))))                   # (B, T, r·D)
-        if self.spiking:
-            x, new["lif2"] = self.lif2(x, None if state is None else state["lif2"])
-            return self.norm2(self.fc2(x)), new                               # (B, T, D)
-        return torch.relu(self.norm2(self.fc2(x))), new
 
 
 class LMUFormerBlock(nn.Module):
