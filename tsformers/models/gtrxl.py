@@ -44,10 +44,9 @@ class _XLBlock(nn.Module):
     """The parts of a Transformer-XL layer: a mixer, MLP, two gates (or residuals), two norms.
 
     The mixer is the paper's relative attention over the segment memory (``"xl_relative"``), or
-    a streaming causal mixer whose own state replaces that memory (``recurrent``). ``forward(x,
-    memory) -> (out, state)``: ``memory`` is the segment memory (B, M, D) for the first, and the
-    out state None; for the second it is the mixer's state (None at the start), and the out
-    state is the mixer's after x.
+    a streaming causal mixer whose own state replaces that memory (``recurrent``):
+    ``forward(x, memory)`` reads the segment memory (B, M, D) for the first, ``stream(x,
+    state) -> (out, state)`` carries the mixer's state (None at the start) for the second.
     """
 
     def __init__(self, d_model: int, *, n_heads: int, d_ff: int, mem_len: int, dropout: float, gating: str,
@@ -80,15 +79,19 @@ class IdentityMapXLBlock(_XLBlock):
     O(S·D·(d_ff + D)) for the MLP and the gates.
     """
 
-    def forward(self, x: Tensor, memory) -> tuple[Tensor, dict[str, Tensor] | None]:
-        if self.recurrent:
-            attended, memory = self.attn.scan(self.norm_attn(x), memory)                # (B, S, D), its state
-        else:
-            n_memory = memory.shape[1]
-            context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))         # (B, M + S, D)
-            attended, memory = self.attn(context[:, n_memory:], memory=context[:, :n_memory]), None  # (B, S, D)
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        n_memory = memory.shape[1]
+        context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
+        attended = self.attn(context[:, n_memory:], memory=context[:, :n_memory])         # (B, S, D)
+        return self._merge(x, attended)
+
+    def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        attended, state = self.attn.scan(self.norm_attn(x), state)                   # (B, S, D), its state
+        return self._merge(x, attended), state
+
+    def _merge(self, x: Tensor, attended: Tensor) -> Tensor:
         y = self.gate_attn(x, F.relu(self.dropout(attended)))
-        return self.gate_ff(y, F.relu(self.dropout(self.ff(self.norm_ff(y))))), memory
+        return self.gate_ff(y, F.relu(self.dropout(self.ff(self.norm_ff(y)))))
 
 
 class PostNormXLBlock(_XLBlock):
@@ -103,13 +106,16 @@ class PostNormXLBlock(_XLBlock):
     as :class:`IdentityMapXLBlock`.
     """
 
-    def forward(self, x: Tensor, memory) -> tuple[Tensor, dict[str, Tensor] | None]:
-        if self.recurrent:
-            attended, memory = self.attn.scan(x, memory)                                   # (B, S, D), its state
-        else:
-            attended, memory = self.attn(x, memory=memory.detach()), None                  # (B, S, D)
+    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
+        return self._merge(x, self.attn(x, memory=memory.detach()))                        # (B, S, D)
+
+    def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        attended, state = self.attn.scan(x, state)                                         # (B, S, D), its state
+        return self._merge(x, attended), state
+
+    def _merge(self, x: Tensor, attended: Tensor) -> Tensor:
         y = self.norm_attn(self.gate_attn(x, self.dropout(attended)))
-        return self.norm_ff(self.gate_ff(y, self.dropout(self.ff(y)))), memory
+        return self.norm_ff(self.gate_ff(y, self.dropout(self.ff(y))))
 
 
 BLOCKS = {"identity_map": IdentityMapXLBlock, "post_norm": PostNormXLBlock}
@@ -307,12 +313,12 @@ class GTrXL(nn.Module):
             if layer.recurrent:  # the mixer's own state stands for the history
                 prefix = f"mixer.{i}."
                 memory = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                h, memory = layer(h, memory)                                 # (B, S, D)
+                h, memory = layer.stream(h, memory)                          # (B, S, D)
                 new_state.update({prefix + k: v for k, v in memory.items()})
             else:
                 memory = self.memory.read(state, i)                          # (B, m, D), detached
                 new_state[self.memory.key(i)] = self.memory.update(memory, h)
-                h, _ = layer(h, memory)                                      # (B, S, D)
+                h = layer(h, memory)                                         # (B, S, D)
         new_state["last_hidden"] = h[:, -1:]                                 # (B, 1, D)
         new_state["last_value"] = x[:, -1:]                                  # (B, 1, N)
         return h, new_state
