@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tsformers import GateformerForecaster, GTrXLForecaster, PVClientForecaster
-from tsformers.backbone import available, order_free
+from tsformers import GateformerForecaster, GTrXLForecaster, LMUFormerForecaster, PVClientForecaster
+from tsformers.backbone import BLOCK_SLOTS, available, build, order_free, streaming, with_block_slot
+from tsformers.backbone.blocks import build_norm
 from tsformers.datasets import make_demo
 from tsformers.models.gateformer import Gateformer
-from tsformers.models.gtrxl import GTrXL
+from tsformers.models.gtrxl import GTrXL, mixers as gtrxl_mixers
+from tsformers.models.lmuformer import LMUFormer, memories as lmuformer_memories
 from tsformers.models.pvclient import PVClient
 
 
@@ -150,12 +152,6 @@ def test_the_other_slots_fit_and_predict(estimator, kwargs):
 
 # -- ffn and norm slots of the standard block ------------------------------------------------------
 
-from tsformers import LMUFormerForecaster  # noqa: E402
-from tsformers.backbone import BLOCK_SLOTS, build, streaming, with_block_slot  # noqa: E402
-from tsformers.models.gtrxl import mixers as gtrxl_mixers  # noqa: E402
-from tsformers.models.lmuformer import LMUFormer, memories as lmuformer_memories  # noqa: E402
-
-
 def test_available_lists_the_parts_of_each_block_slot():
     assert available("ffn") == ["cofrnet", "conv", "mlp"]
     assert available("norm") == ["layernorm", "prepbn"]
@@ -172,15 +168,9 @@ def test_gateformer_builds_every_block_of_both_encoders_from_the_chosen_parts(ff
     for encoder in (model.temporal_encoder, model.variate_encoder):
         for layer in encoder.layers:
             assert type(layer.ffn) is type(build("ffn", ffn, d_model=16, d_ff=16))
-            assert type(layer.norm1) is type(layer.norm2) is type(build_norm_of(norm))
+            assert type(layer.norm1) is type(layer.norm2) is type(build_norm(norm, 16))
     model(torch.randn(4, 32, 3)).sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-
-
-def build_norm_of(name):
-    from tsformers.backbone.blocks import build_norm
-
-    return build_norm(name, 16)
 
 
 def test_the_default_block_parts_are_the_networks_built_before_the_slots():

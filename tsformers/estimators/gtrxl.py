@@ -151,7 +151,8 @@ class GTrXLForecaster(StreamingForecaster):
     }
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
-                 mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru", gate_bias=2.0,
+                 mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
+                 gate_bias=2.0,
                  normalize="last_value", last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
@@ -211,9 +212,8 @@ class GTrXLForecaster(StreamingForecaster):
                              "last_value_anchor=False needs normalize='none'.")
         return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                      n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
-                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack, mixer=self.mixer,
-                     gating=self.gating,
-                     gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
+                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
+                     mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
                      normalize=self.normalize)
 
     @classmethod
