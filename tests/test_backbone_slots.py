@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from tsformers import GateformerForecaster, GTrXLForecaster, PVClientForecaster
-from tsformers.backbone import available, order_free
+from tsformers import GateformerForecaster, GTrXLForecaster, LMUFormerForecaster, PVClientForecaster
+from tsformers.backbone import BLOCK_SLOTS, available, build, order_free, streaming, with_block_slot
+from tsformers.backbone.blocks import build_norm
 from tsformers.datasets import make_demo
 from tsformers.models.gateformer import Gateformer
-from tsformers.models.gtrxl import GTrXL
+from tsformers.models.gtrxl import GTrXL, mixers as gtrxl_mixers
+from tsformers.models.lmuformer import LMUFormer, memories as lmuformer_memories
 from tsformers.models.pvclient import PVClient
 
 
@@ -146,3 +148,164 @@ def test_the_other_slots_fit_and_predict(estimator, kwargs):
     df = make_demo(n_steps=400)
     f = estimator(horizon=12, lookback=48, max_epochs=1, **{**estimator.get_test_params(), **kwargs}).fit(df)
     assert f.predict().shape[0] == 12
+
+
+# -- ffn and norm slots of the standard block ------------------------------------------------------
+
+def test_available_lists_the_parts_of_each_block_slot():
+    assert available("ffn") == ["cofrnet", "conv", "mlp"]
+    assert available("norm") == ["layernorm", "prepbn"]
+    assert BLOCK_SLOTS == {"ffn": "mlp", "norm": "layernorm"}
+    assert with_block_slot("ffn") == with_block_slot("norm") == ["adaptive_depth", "looped", "standard"]
+
+
+@pytest.mark.parametrize("ffn", available("ffn"))
+@pytest.mark.parametrize("norm", available("norm"))
+def test_gateformer_builds_every_block_of_both_encoders_from_the_chosen_parts(ffn, norm):
+    torch.manual_seed(0)
+    model = Gateformer(lookback=32, horizon=8, n_vars=3, d_model=16, n_heads=2, d_ff=16, e_layers=2, ffn=ffn,
+                       norm=norm)
+    for encoder in (model.temporal_encoder, model.variate_encoder):
+        for layer in encoder.layers:
+            assert type(layer.ffn) is type(build("ffn", ffn, d_model=16, d_ff=16))
+            assert type(layer.norm1) is type(layer.norm2) is type(build_norm(norm, 16))
+    model(torch.randn(4, 32, 3)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_the_default_block_parts_are_the_networks_built_before_the_slots():
+    """ffn="mlp", norm="layernorm" are the paper's parts: same modules, so saved weights still load."""
+    torch.manual_seed(0)
+    model = Gateformer(lookback=32, horizon=8, n_vars=3, d_model=16, n_heads=2, d_ff=16)
+    layer = model.temporal_encoder.layers[0]
+    assert type(layer.norm1) is torch.nn.LayerNorm and type(layer.ffn).__name__ == "FeedForward"
+    assert {"temporal_encoder.layers.0.ffn.fc1.weight", "temporal_encoder.layers.0.norm1.weight"} <= set(
+        model.state_dict())
+
+
+def test_a_block_part_is_refused_where_the_slot_cannot_take_it():
+    shape = dict(lookback=32, horizon=8, n_vars=3, d_model=16, n_heads=2, d_ff=16)
+    with pytest.raises(ValueError, match="unknown ffn 'prepbn'; available ffn names: cofrnet, conv, mlp"):
+        Gateformer(**shape, ffn="prepbn")
+    with pytest.raises(ValueError, match="unknown norm 'batchnorm'; available norm names: layernorm, prepbn"):
+        Gateformer(**shape, norm="batchnorm")
+    stacks = re.escape(str(with_block_slot("ffn")))
+    with pytest.raises(ValueError, match=rf"ffn='conv' needs a stack whose blocks have a 'ffn' slot, and "
+                                         rf"stack='wide' builds its own; pick a stack from {stacks}"):
+        Gateformer(**shape, stack="wide", ffn="conv")
+    Gateformer(**shape, stack="wide")  # the defaults go with any stack: it builds its own
+
+
+def test_gateformer_refuses_a_part_in_fit_naming_the_parts_that_fit():
+    f = GateformerForecaster(horizon=12, lookback=48, ffn="layernorm", max_epochs=1)  # __init__ only stores
+    with pytest.raises(ValueError, match="available ffn names: cofrnet, conv, mlp"):
+        f.fit(make_demo(n_steps=300))
+
+
+@pytest.mark.parametrize("ffn, norm", [("conv", "prepbn"), ("cofrnet", "layernorm")])
+def test_gateformer_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm):
+    df = make_demo(n_steps=400)
+    f = GateformerForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1,
+                             **GateformerForecaster.get_test_params()).fit(df)
+    assert type(f.network_.temporal_encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=16, d_ff=32))
+    f.save(tmp_path / "m")
+    g = GateformerForecaster.load(tmp_path / "m")
+    assert (g.ffn, g.norm) == (ffn, norm)
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+# -- recurrent slots: GTrXL's mixer, LMUFormer's memory --------------------------------------------
+
+def test_the_recurrent_slots_take_the_streaming_mixers():
+    assert streaming("mixer") == ["mamba", "sla", "sliding_window"]
+    assert gtrxl_mixers() == ["mamba", "sla", "sliding_window", "xl_relative"]
+    assert lmuformer_memories() == ["lmu", "mamba", "sla", "sliding_window"]
+
+
+@pytest.mark.parametrize("name", streaming("mixer"))
+def test_a_streaming_mixer_scanned_in_pieces_is_its_causal_forward(name):
+    torch.manual_seed(0)
+    mixer = build("mixer", name, d_model=16, n_heads=2, causal=True).double().eval()
+    x = torch.randn(3, 23, 16, dtype=torch.double)
+    with torch.no_grad():
+        pieces, state = [], mixer.init_scan(3)
+        for piece in (x[:, :7], x[:, 7:8], x[:, 8:]):
+            y, state = mixer.scan(piece, state)
+            pieces.append(y)
+        torch.testing.assert_close(torch.cat(pieces, dim=1), mixer(x), atol=1e-12, rtol=1e-10)
+
+
+def test_the_recurrent_slots_refuse_a_mixer_without_a_streaming_state():
+    with pytest.raises(ValueError, match=r"mixer='full' is not one of \['mamba', 'sla', 'sliding_window', "
+                                         r"'xl_relative'\]"):
+        GTrXL(lookback=32, horizon=8, n_vars=2, mixer="full")
+    with pytest.raises(ValueError, match=r"memory='full' is not one of \['lmu', 'mamba', 'sla', 'sliding_window'\]"):
+        LMUFormer(lookback=32, horizon=8, n_vars=2, memory="full")
+    with pytest.raises(ValueError, match="spiking=True needs the spiking LMU cell"):
+        LMUFormer(lookback=32, horizon=8, n_vars=2, memory="sla", spiking=True)
+    with pytest.raises(ValueError, match=r"'mixer' parameter of GTrXLForecaster must be a str among"):
+        GTrXLForecaster(horizon=8, lookback=32, mixer="full", max_epochs=1).fit(make_demo(n_steps=200))
+
+
+def _recurrent_slot_cases():
+    for mixer in gtrxl_mixers():
+        yield pytest.param(GTrXLForecaster, {"mixer": mixer}, id=f"gtrxl-mixer-{mixer}")
+    for memory in lmuformer_memories():
+        yield pytest.param(LMUFormerForecaster, {"memory": memory}, id=f"lmuformer-memory-{memory}")
+
+
+@pytest.mark.parametrize("estimator, slot", list(_recurrent_slot_cases()))
+def test_update_then_predict_is_predicting_from_the_full_history_with_every_accepted_part(estimator, slot):
+    """Streaming stays exact whatever fills the recurrent slot: folding new rows into the state with
+    ``update`` forecasts what running the recurrence over the whole history does."""
+    df = make_demo(n_steps=330)
+    params = {**estimator.get_test_params(), **slot}
+    f = estimator(horizon=8, lookback=32, max_epochs=1, **params).fit(df.iloc[:-17])
+    f.update(df.iloc[-17:-9]).update(df.iloc[-9:])
+    streamed = f.predict().select_dtypes("number").to_numpy()
+    whole = f.predict(df).select_dtypes("number").to_numpy()
+    np.testing.assert_allclose(streamed, whole, rtol=1e-4, atol=1e-5)
+    (name, part), = slot.items()
+    assert getattr(f, name) == part
+
+
+@pytest.mark.parametrize("network, slot", [(GTrXL, "mixer"), (LMUFormer, "memory")])
+def test_a_recurrent_slot_part_reads_the_history_through_its_state(network, slot):
+    """With a streaming mixer the forecast depends on steps long before the last window (the state
+    carries them), and it is the mixer that carries them: another mixer, other forecasts."""
+    kwargs = dict(lookback=16, horizon=4, n_vars=2, d_model=16)
+    if network is GTrXL:
+        kwargs.update(n_heads=2, d_ff=16, n_layers=1, segment_len=4, mem_len=4)
+    x = torch.randn(2, 40, 2)
+    early = x.clone()
+    early[:, :8] += torch.randn(2, 8, 2)                                  # steps 32 to 40 before the end
+    forecasts = {}
+    for name in streaming("mixer"):
+        torch.manual_seed(0)
+        model = network(**kwargs, **{slot: name}).eval()
+        with torch.no_grad():
+            forecasts[name] = model.forecast(model.advance(model.init_state(2), x))
+            changed = model.forecast(model.advance(model.init_state(2), early))
+        if name != "sliding_window":  # a window forgets; a recurrence does not (an untrained Mamba barely recalls)
+            assert not torch.equal(forecasts[name], changed), name
+    assert not torch.allclose(forecasts["sla"], forecasts["mamba"])
+
+
+def test_an_old_recursive_gtrxl_model_file_loads_as_looped(tmp_path):
+    import json
+
+    from tsformers.estimators.modelfile import CONFIG_FILE, _write_manifest
+
+    df = make_demo(n_steps=300)
+    f = GTrXLForecaster(horizon=8, lookback=32, stack="looped", max_epochs=1, **GTrXLForecaster.get_test_params())
+    f.fit(df).save(tmp_path / "m")
+    config_file = tmp_path / "m" / CONFIG_FILE
+    config = json.loads(config_file.read_text())
+    config["params"]["stack"] = "recursive"                               # as tsformers wrote it before the rename
+    config_file.write_text(json.dumps(config))
+    _write_manifest(tmp_path / "m")                                        # the file as that version saved it
+    g = GTrXLForecaster.load(tmp_path / "m")
+    assert g.stack == "looped"
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)

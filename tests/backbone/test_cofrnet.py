@@ -54,7 +54,7 @@ def test_the_pole_guard_keeps_values_finite():
 @pytest.mark.parametrize("combine", ["dense", "diagonal"])
 def test_the_ffn_acts_per_token_with_the_stated_parameter_count(combine):
     torch.manual_seed(0)
-    ffn = build("ffn", "cofrnet_ffn", d_model=D, n_ladders=3, depth=4, combine=combine).double()
+    ffn = build("ffn", "cofrnet", d_model=D, n_ladders=3, depth=4, combine=combine).double()
     n_params = sum(p.numel() for p in ffn.parameters())
     expected = 2 * (D * D + D) + 2 * 4 * 3 * D + (3 * D * D if combine == "dense" else 3 * D)
     assert n_params == expected

@@ -1,8 +1,9 @@
 """Residual blocks, encoder stacks and gates.
 
-A block wraps a token mixer (built by name from the registry) and a feed-forward
-network in residual connections; a stack repeats blocks. Each block costs its
-mixer's token cost plus O(N·D·d_ff) for the FFN.
+A block wraps a token mixer, a feed-forward network and two norms in residual
+connections, each built by name from the registry (its slots ``mixer``, ``ffn`` and
+``norm``); a stack repeats blocks. Each block costs its mixer's token cost plus
+O(N·D·d_ff) for the FFN.
 """
 
 from __future__ import annotations
@@ -13,18 +14,37 @@ import torch
 from torch import Tensor, nn
 
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
-from .registry import build, register
+from .registry import build, build_class, register
 
-__all__ = ["FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder"]
+__all__ = ["BLOCK_SLOTS", "FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
+           "build_norm"]
+
+#: The slots of the standard block besides its mixer, with their defaults (the Transformer's parts).
+#: A stack whose blocks have them declares ``block_slots``; the estimators pass a choice only to those.
+BLOCK_SLOTS = {"ffn": "mlp", "norm": "layernorm"}
+
+# LayerNorm (Ba et al., 2016) is the default of the ``norm`` slot; registered as torch's own class, so
+# that a network built with it is the one built before the slot existed (same modules, same weights)
+register("norm", "layernorm")(nn.LayerNorm)
+
+
+def build_norm(name: str, d_model: int, *, eps: float = 1e-5, **kwargs: Any) -> nn.Module:
+    """The normalisation registered as ``name`` under kind "norm", over the last dim D of (..., D) tokens."""
+    return build_class("norm", name)(d_model, eps=eps, **kwargs)
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
+@register("ffn", "mlp")
 class FeedForward(nn.Module):
     """Position-wise FFN, Linear(D -> d_ff) -> activation -> dropout -> Linear(d_ff -> D).
 
-    Vaswani et al., NeurIPS 2017. Cost O(N·D·d_ff), no token mixing.
+    Vaswani et al., NeurIPS 2017; the default of the ``ffn`` slot. Cost O(N·D·d_ff), no token mixing.
     """
+
+    requires_order = False  # token by token
+    complexity = "O(N·D·d_ff)"
+    paper = "Vaswani et al., Attention Is All You Need, NeurIPS 2017"
 
     def __init__(self, d_model: int, *, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
@@ -39,7 +59,12 @@ class FeedForward(nn.Module):
 
 
 class _MixerFFNBlock(nn.Module):
-    """The parts shared by the pre- and post-norm blocks: norm, mixer, FFN, two dropouts."""
+    """The parts shared by the pre- and post-norm blocks: two norms, mixer, FFN, two dropouts.
+
+    Each part is built by its registry name: ``mixer`` (kind "mixer"), ``ffn`` (kind "ffn":
+    "mlp", the default, "conv", "cofrnet") and ``norm`` (kind "norm": "layernorm", the
+    default, "prepbn"), with ``*_kwargs`` for the part's own options.
+    """
 
     def __init__(
         self,
@@ -53,22 +78,27 @@ class _MixerFFNBlock(nn.Module):
         mixer_kwargs: dict[str, Any] | None = None,
         causal: bool = False,
         eps: float = 1e-5,
+        ffn: str = "mlp",
+        ffn_kwargs: dict[str, Any] | None = None,
+        norm: str = "layernorm",
+        norm_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
-        self.norm1 = nn.LayerNorm(d_model, eps=eps)
+        self.norm1 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
         self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
                            **(mixer_kwargs or {}))
         self.dropout1 = nn.Dropout(dropout)
-        self.norm2 = nn.LayerNorm(d_model, eps=eps)
-        self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation=activation)
+        self.norm2 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
+        self.ffn = build("ffn", ffn, d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation,
+                         **(ffn_kwargs or {}))
         self.dropout2 = nn.Dropout(dropout)
 
 
 @register("block", "prenorm")
 class PreNormBlock(_MixerFFNBlock):
-    """Pre-LN (identity-map) Transformer encoder layer with a mixer slot.
+    """Pre-LN (identity-map) Transformer encoder layer with mixer, ffn and norm slots.
 
-    x = x + drop(mixer(LN1(x))); x = x + drop(ffn(LN2(x))). Xiong et al., "On Layer
+    x = x + drop(mixer(LN1(x))); x = x + drop(ffn(LN2(x))) (LN: the ``norm`` slot). Xiong et al., "On Layer
     Normalization in the Transformer Architecture", ICML 2020. With mixer "full" it
     computes the same function as ``nn.TransformerEncoderLayer(..., norm_first=True,
     batch_first=True)``. Cost: the mixer's, plus O(N·D·d_ff). x: (B, N, D) -> (B, N, D).
@@ -81,7 +111,7 @@ class PreNormBlock(_MixerFFNBlock):
 
 @register("block", "postnorm")
 class PostNormBlock(_MixerFFNBlock):
-    """Post-LN Transformer encoder layer with a mixer slot (Vaswani et al., NeurIPS 2017).
+    """Post-LN Transformer encoder layer with mixer, ffn and norm slots (Vaswani et al., NeurIPS 2017).
 
     x = LN1(x + drop(mixer(x))); x = LN2(x + drop(ffn(x))). With mixer "full" it computes
     the same function as ``nn.TransformerEncoderLayer(..., norm_first=False, batch_first=True)``.
@@ -95,13 +125,16 @@ class PostNormBlock(_MixerFFNBlock):
 
 @register("stack", "standard")
 class TransformerEncoder(nn.Module):
-    """A stack of ``n_layers`` pre-LN (or post-LN) blocks, optionally followed by a LayerNorm.
+    """A stack of ``n_layers`` pre-LN (or post-LN) blocks, optionally followed by a final norm.
 
     The plain sequential stack of Vaswani et al. (NeurIPS 2017); the default of every
-    estimator's ``stack`` slot. Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
+    estimator's ``stack`` slot. ``ffn`` and ``norm`` fill every block's slots (the final
+    norm is the ``norm`` too: PRepBN replaces every LayerNorm). Cost: n_layers times the
+    block's. x: (B, N, D) -> (B, N, D).
     """
 
     requires_order = False  # its blocks add no positions: order comes only from the mixer
+    block_slots = frozenset(BLOCK_SLOTS)
 
     def __init__(
         self,
@@ -117,6 +150,10 @@ class TransformerEncoder(nn.Module):
         causal: bool = False,
         norm_first: bool = True,
         final_norm: bool = False,
+        ffn: str = "mlp",
+        ffn_kwargs: dict[str, Any] | None = None,
+        norm: str = "layernorm",
+        norm_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         assert n_layers >= 1, f"n_layers must be at least 1, got {n_layers}"
@@ -131,10 +168,14 @@ class TransformerEncoder(nn.Module):
                 mixer=mixer,
                 mixer_kwargs=mixer_kwargs,
                 causal=causal,
+                ffn=ffn,
+                ffn_kwargs=ffn_kwargs,
+                norm=norm,
+                norm_kwargs=norm_kwargs,
             )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(d_model) if final_norm else nn.Identity()
+        self.norm = build_norm(norm, d_model, **(norm_kwargs or {})) if final_norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .registry import register
 from .spiking import LIFNode
 
-__all__ = ["LMUCell", "LegendreMemory", "TokenBatchNorm", "legendre_delay_system", "shifted_legendre",
+__all__ = ["ConvFFN", "ConvFeedForward", "LMUCell", "LegendreMemory", "TokenBatchNorm", "legendre_delay_system", "shifted_legendre",
            "zoh_discretise"]
 
 
@@ -262,3 +262,65 @@ class TokenBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class ConvFFN(nn.Module):
+    """LMUFormer's channel mixer (Liu et al., ICLR 2024), Conv1x1 (= Linear per token) D -> r·D -> D.
+
+    Non-spiking: Linear -> BN -> GELU -> Dropout -> Linear -> BN -> ReLU (as the paper's
+    code). Spiking: LIF -> Linear -> BN -> LIF -> Linear -> BN. The hidden width is
+    ``d_ff`` where given, else ``mlp_ratio``·D. Cost O(T·r·D²), no token mixing (only the
+    LIF membranes carry over tokens). ``forward(x, state=None) -> (y, state)``, the
+    streaming form of LMUFormer's blocks; :class:`ConvFeedForward` is the stateless slot part.
+    """
+
+    def __init__(self, d_model: int, *, mlp_ratio: int = 4, d_ff: int | None = None, dropout: float = 0.0,
+                 spiking: bool = False, lif: dict | None = None):
+        super().__init__()
+        hidden = d_ff or mlp_ratio * d_model
+        self.spiking = spiking
+        self.lif1 = LIFNode(**lif) if spiking else None
+        self.fc1, self.norm1 = nn.Linear(d_model, hidden), TokenBatchNorm(hidden)
+        self.act = nn.Identity() if spiking else nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.lif2 = LIFNode(**lif) if spiking else None
+        self.fc2, self.norm2 = nn.Linear(hidden, d_model), TokenBatchNorm(d_model)
+
+    def init_state(self, batch_size: int) -> dict[str, Tensor]:
+        if not self.spiking:
+            return {}
+        return {"lif1": self.lif1.init_state(batch_size, self.fc1.in_features),
+                "lif2": self.lif2.init_state(batch_size, self.fc2.in_features)}
+
+    def forward(self, x: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        new: dict[str, Tensor] = {}
+        if self.spiking:
+            x, new["lif1"] = self.lif1(x, None if state is None else state["lif1"])
+        x = self.dropout(self.act(self.norm1(self.fc1(x))))                   # (B, T, r·D)
+        if self.spiking:
+            x, new["lif2"] = self.lif2(x, None if state is None else state["lif2"])
+            return self.norm2(self.fc2(x)), new                               # (B, T, D)
+        return torch.relu(self.norm2(self.fc2(x))), new
+
+
+
+@register("ffn", "conv")
+class ConvFeedForward(ConvFFN):
+    """LMUFormer's conv FFN (non-spiking) in the ``ffn`` slot of a block: x (..., D) -> (..., D).
+
+    Linear -> BN -> GELU -> Dropout -> Linear -> BN -> ReLU with hidden width ``d_ff``
+    (Liu et al., "LMUFormer", ICLR 2024). Its batch norms pool statistics over every token
+    of the batch in training and apply fixed ones in eval, so they fold into the Linear
+    layers for inference. ``activation`` is accepted for a drop-in with ``FeedForward``
+    and unused (the paper's GELU). Cost O(N·D·d_ff), no token mixing.
+    """
+
+    requires_order = False  # token by token (the batch norms pool over tokens, whatever their order)
+    complexity = "O(N·D·d_ff)"
+    paper = "Liu et al., LMUFormer: Low Complexity Yet Powerful Spiking Model With Legendre Memory Units, ICLR 2024"
+
+    def __init__(self, d_model: int, *, d_ff: int, dropout: float = 0.0, activation: str | None = None):
+        super().__init__(d_model, d_ff=d_ff, dropout=dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x)[0]

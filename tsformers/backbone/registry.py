@@ -78,6 +78,32 @@ def order_free(kind: str) -> list[str]:
     return [name for name in names if not _REGISTRY[kind][name].requires_order]
 
 
+def with_block_slot(slot: str) -> list[str]:
+    """Sorted names of the stacks whose blocks have ``slot`` (``"ffn"``, ``"norm"``), declared in ``block_slots``.
+
+    Stacks built from the standard block (``"standard"``, ``"looped"``, ...) take the block's
+    ``ffn`` and ``norm`` by name; stacks with blocks of their own do not.
+    """
+    return [name for name in available("stack") if slot in getattr(_REGISTRY["stack"][name], "block_slots", ())]
+
+
+def streaming(kind: str = "mixer") -> list[str]:
+    """Sorted names under ``kind`` with a causal form and a streaming ``scan(x, state) -> (y, state)``.
+
+    ``init_scan(rows)`` is the state before any token.
+    ``scan`` runs the causal mixer over any number of new tokens x (B, T, D) after a state (a
+    dict of tensors, batch first; None for the start) and returns the state after them, so
+    that feeding a sequence in pieces equals the causal ``forward`` over all of it. These are
+    the mixers a recurrent slot (GTrXL's ``mixer``, LMUFormer's ``memory``) accepts.
+    """
+    from tsformers.backbone.mixers._base import CAUSAL_SELF  # the mixers package imports this module
+
+    return [name for name in available(kind)
+            if CAUSAL_SELF in getattr(_REGISTRY[kind][name], "patterns", ())
+            and callable(getattr(_REGISTRY[kind][name], "scan", None))
+            and callable(getattr(_REGISTRY[kind][name], "init_scan", None))]
+
+
 def build(kind: str, name: str, **kwargs: Any) -> Any:
     """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
     return build_class(kind, name)(**kwargs)

@@ -45,6 +45,19 @@ class GateformerForecaster(BaseForecaster):
         applied ``e_layers`` times); ``"standard"`` is the paper's plain stack of
         ``e_layers`` blocks. The stack also runs over the variate tokens, so stacks
         that need ordered tokens (``"sret"``, ``"fit"``, ...) are refused.
+    ffn : str, default="mlp"
+        The feed-forward network of every block of both encoders, by its name in
+        ``tsformers.backbone.available("ffn")``: ``"mlp"`` (the paper's Linear-ReLU-Linear),
+        ``"conv"`` (LMUFormer's conv FFN with batch norms) or ``"cofrnet"``
+        (CoFrGeNet's continued-fraction FFN; ``d_ff`` unused). Only stacks built from
+        the standard block take it, ``tsformers.backbone.with_block_slot("ffn")``;
+        another choice with another stack is refused.
+    norm : str, default="layernorm"
+        The normalisation of every block of both encoders, by its name in
+        ``tsformers.backbone.available("norm")``: ``"layernorm"`` (the paper's) or
+        ``"prepbn"`` (SLAB's progressive re-parameterised batch norm: LayerNorm decaying
+        into a batch norm over 10,000 training steps, foldable into the next Linear at
+        inference). Stacks as for ``ffn``: ``tsformers.backbone.with_block_slot("norm")``.
     target : str or list of str, optional
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional
@@ -94,10 +107,13 @@ class GateformerForecaster(BaseForecaster):
         "temporal_mixer": [str],
         "variate_mixer": [str],
         "stack": [str],
+        "ffn": [str],
+        "norm": [str],
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
-                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", target=None, covariates=None, future_covariates=None, calendar=None,
+                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", ffn="mlp",
+                 norm="layernorm", target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -115,6 +131,8 @@ class GateformerForecaster(BaseForecaster):
         self.temporal_mixer = temporal_mixer
         self.variate_mixer = variate_mixer
         self.stack = stack
+        self.ffn = ffn
+        self.norm = norm
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -149,7 +167,7 @@ class GateformerForecaster(BaseForecaster):
         return Gateformer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                           n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
                           stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
-                          variate_mixer=self.variate_mixer, stack=self.stack,
+                          variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
                           n_static=self.static_encoder_.n_channels)
 
     @classmethod

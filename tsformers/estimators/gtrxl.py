@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from tsformers.backbone.gating import GATES
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.gtrxl import BLOCKS, STACKS, GTrXL
+from tsformers.models.gtrxl import BLOCKS, STACKS, GTrXL, mixers
 
 
 @shared_docs
@@ -59,6 +59,13 @@ class GTrXLForecaster(StreamingForecaster):
         pre- and post-blocks: the parameters of one layer, the depth of ``n_layers``; each
         layer keeps its own segment memory). Other stacks are refused: their blocks
         carry no segment memory.
+    mixer : {"xl_relative", "mamba", "sla", "sliding_window"}, default="xl_relative"
+        The token mixer of every layer, by its registry name: ``"xl_relative"`` is the
+        paper's Transformer-XL relative attention over the segment memory; the others
+        are the causal mixers with a streaming state (``tsformers.backbone.streaming()``),
+        whose state replaces the segment memory and carries the whole history from
+        segment to segment (``mem_len`` then unused). Streaming stays exact with each.
+        Mixers without a streaming form are refused. ONNX export takes ``"xl_relative"`` only.
     gating : {"gru", "input", "output", "highway", "sigmoid_tanh", "residual"}, default="gru"
         The gating layer in place of both residual connections (registered under the
         kind ``"gate"`` in :mod:`tsformers.backbone`); "residual" is no gate (TrXL-I).
@@ -137,13 +144,15 @@ class GTrXLForecaster(StreamingForecaster):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "block": [StrOptions(set(BLOCKS))],
         "stack": [StrOptions(set(STACKS))],
+        "mixer": [StrOptions(set(mixers()))],
         "gating": [StrOptions(set(GATES))],
         "gate_bias": [Real],
         "last_value_anchor": ["boolean"],
     }
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
-                 mem_len=256, dropout=0.1, block="identity_map", stack="standard", gating="gru", gate_bias=2.0,
+                 mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
+                 gate_bias=2.0,
                  normalize="last_value", last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
@@ -162,6 +171,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.dropout = dropout
         self.block = block
         self.stack = stack
+        self.mixer = mixer
         self.gating = gating
         self.gate_bias = gate_bias
         self.normalize = normalize
@@ -202,8 +212,8 @@ class GTrXLForecaster(StreamingForecaster):
                              "last_value_anchor=False needs normalize='none'.")
         return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                      n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
-                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack, gating=self.gating,
-                     gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
+                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
+                     mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
                      normalize=self.normalize)
 
     @classmethod

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.lmuformer import LMUFormer
+from tsformers.models.lmuformer import LMUFormer, memories
 
 
 @shared_docs
@@ -66,6 +66,14 @@ class LMUFormerForecaster(StreamingForecaster):
     mlp_ratio : int, default=4
         Hidden width of the FFN, as a multiple of d_model.
     dropout : float, default=0.1
+    memory : {"lmu", "mamba", "sla", "sliding_window"}, default="lmu"
+        The token mixer of every block, by its registry name: ``"lmu"`` is the paper's
+        Legendre memory cell; the others are the causal mixers with a streaming state
+        (``tsformers.backbone.streaming()``: Mamba's selective scan, SLAB's linear
+        attention, or softmax attention over a window of ``theta`` steps), built with one
+        head. Each runs in parallel over a training window and streams exactly.
+        ``memory_size`` is the LMU's only; other mixers are refused with ``spiking=True``,
+        and ONNX export takes ``"lmu"`` only.
     spiking : bool, default=False
         The spiking variant (LIF neurons).
     tau : float, default=2.0
@@ -155,11 +163,12 @@ class LMUFormerForecaster(StreamingForecaster):
         "v_threshold": [Interval(Real, 0, None, closed="neither")],
         "surrogate_alpha": [Interval(Real, 0, None, closed="neither")],
         "channel_independent": ["boolean"],
+        "memory": [StrOptions(set(memories()))],
     }  # normalize: StreamingForecaster's
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, memory_size=None, theta=None, n_layers=1,
                  embed_layers=4, kernel_size=3, mlp_ratio=4, dropout=0.1, spiking=False, tau=2.0, v_threshold=1.0,
-                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", target=None, covariates=None,
+                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", memory="lmu", target=None, covariates=None,
                  future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
@@ -183,6 +192,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.surrogate_alpha = surrogate_alpha
         self.channel_independent = channel_independent
         self.normalize = normalize
+        self.memory = memory
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -217,7 +227,7 @@ class LMUFormerForecaster(StreamingForecaster):
                          embed_layers=self.embed_layers, kernel_size=self.kernel_size, mlp_ratio=self.mlp_ratio,
                          dropout=self.dropout, spiking=self.spiking, tau=self.tau, v_threshold=self.v_threshold,
                          surrogate_alpha=self.surrogate_alpha, channel_independent=self.channel_independent,
-                         normalize=self.normalize)
+                         normalize=self.normalize, memory=self.memory)
 
     @classmethod
     def get_test_params(cls):

@@ -132,10 +132,14 @@ def saved_params(estimator_cls, params: dict) -> dict:
 
     Models saved before the streaming estimators took ``normalize`` (tsformers 0.1.0 before the
     level-shift change) were trained on values: they load with ``normalize="none"``, the form they
-    were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``. PV-Client
-    models saved before its per-step pathway load without it (``step_pathway=False``).
+    were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``.
+    GTrXL's former ``stack="recursive"`` (one layer's weights at every layer) is the registry's
+    ``"looped"`` now: the same network, the same weights. PV-Client models saved before its per-step
+    pathway load without it (``step_pathway=False``).
     """
     params = dict(params)
+    if estimator_cls.__name__ == "GTrXLForecaster" and params.get("stack") == "recursive":
+        params["stack"] = "looped"
     if "step_pathway" in inspect.signature(estimator_cls).parameters:
         params.setdefault("step_pathway", False)
     if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:

@@ -15,12 +15,24 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import FeedForward, build
+from tsformers.backbone import FeedForward, build, streaming
 from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it registers the gates
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention
 
-__all__ = ["BLOCKS", "STACKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock"]
+__all__ = ["BLOCKS", "STACKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock", "mixers"]
+
+#: The paper's mixer: Transformer-XL's relative attention over a segment memory of ``mem_len`` states.
+XL_MIXER = "xl_relative"
+
+
+def mixers() -> list[str]:
+    """The mixers a GTrXL layer accepts: ``"xl_relative"`` (the paper's) and every streaming causal mixer.
+
+    A streaming mixer (``tsformers.backbone.streaming()``) carries its own recurrent state from
+    segment to segment in place of the segment memory, so the forecast stays exact when streamed.
+    """
+    return sorted({XL_MIXER, *streaming("mixer")})
 
 
 def _gate(name: str, d_model: int, bias: float) -> nn.Module:
@@ -29,13 +41,22 @@ def _gate(name: str, d_model: int, bias: float) -> nn.Module:
 
 
 class _XLBlock(nn.Module):
-    """The parts of a Transformer-XL layer: relative attention, MLP, two gates (or residuals), two norms."""
+    """The parts of a Transformer-XL layer: a mixer, MLP, two gates (or residuals), two norms.
+
+    The mixer is the paper's relative attention over the segment memory (``"xl_relative"``), or
+    a streaming causal mixer whose own state replaces that memory (``recurrent``):
+    ``forward(x, memory)`` reads the segment memory (B, M, D) for the first, ``stream(x,
+    state) -> (out, state)`` carries the mixer's state (None at the start) for the second.
+    """
 
     def __init__(self, d_model: int, *, n_heads: int, d_ff: int, mem_len: int, dropout: float, gating: str,
-                 gate_bias: float):
+                 gate_bias: float, mixer: str = XL_MIXER):
         super().__init__()
+        self.recurrent = mixer != XL_MIXER
         self.norm_attn = nn.LayerNorm(d_model)
-        self.attn = RelativeMultiHeadAttention(d_model, n_heads=n_heads, dropout=dropout, window=mem_len)
+        self.attn = (build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=True)
+                     if self.recurrent else
+                     RelativeMultiHeadAttention(d_model, n_heads=n_heads, dropout=dropout, window=mem_len))
         self.gate_attn = _gate(gating, d_model, gate_bias)
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff=d_ff, dropout=dropout)
@@ -62,6 +83,13 @@ class IdentityMapXLBlock(_XLBlock):
         n_memory = memory.shape[1]
         context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
         attended = self.attn(context[:, n_memory:], memory=context[:, :n_memory])         # (B, S, D)
+        return self._merge(x, attended)
+
+    def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        attended, state = self.attn.scan(self.norm_attn(x), state)                   # (B, S, D), its state
+        return self._merge(x, attended), state
+
+    def _merge(self, x: Tensor, attended: Tensor) -> Tensor:
         y = self.gate_attn(x, F.relu(self.dropout(attended)))
         return self.gate_ff(y, F.relu(self.dropout(self.ff(self.norm_ff(y)))))
 
@@ -79,7 +107,13 @@ class PostNormXLBlock(_XLBlock):
     """
 
     def forward(self, x: Tensor, memory: Tensor) -> Tensor:
-        attended = self.attn(x, memory=memory.detach())                                    # (B, S, D)
+        return self._merge(x, self.attn(x, memory=memory.detach()))                        # (B, S, D)
+
+    def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        attended, state = self.attn.scan(x, state)                                         # (B, S, D), its state
+        return self._merge(x, attended), state
+
+    def _merge(self, x: Tensor, attended: Tensor) -> Tensor:
         y = self.norm_attn(self.gate_attn(x, self.dropout(attended)))
         return self.norm_ff(self.gate_ff(y, self.dropout(self.ff(y))))
 
@@ -110,6 +144,12 @@ class GTrXL(nn.Module):
       backpropagation is truncated. The forecast depends on the last
       ``receptive_field = n_layers·mem_len + 1`` steps; cost per step O((mem_len +
       segment_len)·D) per layer, linear in the history.
+    - **Mixer** (a tsformers extension): ``mixer="xl_relative"`` is the paper's
+      attention above; a streaming causal mixer (``mixers()``: ``"sla"``,
+      ``"mamba"``, ``"sliding_window"``) replaces it, each layer carrying the
+      mixer's state from segment to segment instead of the segment memory
+      (gradients stopped at segment boundaries as well). The forecast then reads
+      the whole history through that state, at the mixer's cost per step.
     - **Head**: the last token's final state (after a LayerNorm for the
       identity-map block) -> Linear(D -> horizon·n_vars). With
       ``last_value_anchor`` the head forecasts the change from the last observed
@@ -157,6 +197,7 @@ class GTrXL(nn.Module):
         gate_bias: float = 2.0,
         last_value_anchor: bool = True,
         normalize: str = "last_value",
+        mixer: str = XL_MIXER,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -171,6 +212,14 @@ class GTrXL(nn.Module):
         if stack not in STACKS:
             raise ValueError(f"GTrXL arranges its gated Transformer-XL layers (each with a segment memory) as the "
                              f"stacks {sorted(STACKS)} only, got stack={stack!r}")
+        if mixer not in mixers():
+            raise ValueError(f"GTrXL streams its layers, so their mixer must be causal and carry a state: "
+                             f"mixer={mixer!r} is not one of {mixers()} (tsformers.backbone.streaming() and "
+                             f"the paper's {XL_MIXER!r})")
+        self.mixer = mixer
+        if mixer != XL_MIXER:  # the forecast reads the whole history through the mixer's state
+            self.onnx_unsupported = (f"with mixer={mixer!r} the forecast depends on the whole history (no finite "
+                                     f"receptive field to export as a window)")
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         self.segment_len, self.mem_len, self.n_layers = segment_len, mem_len, n_layers
         self.normalize = normalize
@@ -179,7 +228,7 @@ class GTrXL(nn.Module):
         self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
         def new_block():
             return BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout,
-                                 gating=gating, gate_bias=gate_bias)
+                                 gating=gating, gate_bias=gate_bias, mixer=mixer)
 
         # "looped": one block applied n_layers times (the registry's "looped" scheme without pre- and
         # post-blocks or input injection); each application keeps its own segment memory, so only
@@ -191,8 +240,13 @@ class GTrXL(nn.Module):
         self.head = nn.Linear(d_model, horizon * n_vars)
 
     @property
-    def receptive_field(self) -> int:
-        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for a change's predecessor)."""
+    def receptive_field(self) -> int | None:
+        """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for a change's predecessor).
+
+        None with a recurrent mixer, whose state reads the whole history.
+        """
+        if self.mixer != XL_MIXER:
+            return None
         return self.n_layers * self.mem_len + 1 + int(self.normalize == "last_value")
 
     # -- streaming protocol ---------------------------------------------------------------
@@ -201,8 +255,13 @@ class GTrXL(nn.Module):
         """The state before any observation: empty memories, no last token."""
         p = self.head.weight
         d_model = p.shape[1]
+        if self.mixer == XL_MIXER:
+            memories = self.memory.init(batch_size, device=p.device, dtype=p.dtype)  # "memory.<l>": (B, 0, D)
+        else:  # each layer's mixer state, "mixer.<l>.<name>"
+            memories = {f"mixer.{i}.{k}": v for i, layer in enumerate(self.layers)
+                        for k, v in layer.attn.init_scan(batch_size).items()}
         return {
-            **self.memory.init(batch_size, device=p.device, dtype=p.dtype),     # "memory.<l>": (B, 0, D)
+            **memories,
             "last_hidden": p.new_zeros(batch_size, 0, d_model),                 # (B, 0 or 1, D)
             "last_value": p.new_zeros(batch_size, 0, self.n_vars),              # (B, 0 or 1, N)
         }
@@ -251,9 +310,15 @@ class GTrXL(nn.Module):
         h = self.embed(self._changes(state, x) if self.normalize == "last_value" else x)  # (B, S, D)
         new_state = {}
         for i, layer in enumerate(self.layers):
-            memory = self.memory.read(state, i)                              # (B, m, D), detached
-            new_state[self.memory.key(i)] = self.memory.update(memory, h)
-            h = layer(h, memory)                                             # (B, S, D)
+            if layer.recurrent:  # the mixer's own state stands for the history
+                prefix = f"mixer.{i}."
+                memory = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+                h, memory = layer.stream(h, memory)                          # (B, S, D)
+                new_state.update({prefix + k: v for k, v in memory.items()})
+            else:
+                memory = self.memory.read(state, i)                          # (B, m, D), detached
+                new_state[self.memory.key(i)] = self.memory.update(memory, h)
+                h = layer(h, memory)                                         # (B, S, D)
         new_state["last_hidden"] = h[:, -1:]                                 # (B, 1, D)
         new_state["last_value"] = x[:, -1:]                                  # (B, 1, N)
         return h, new_state

@@ -13,10 +13,23 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.lmu import LMUCell, TokenBatchNorm
+from tsformers.backbone import build, streaming
+from tsformers.backbone.lmu import ConvFFN, LMUCell, TokenBatchNorm
 from tsformers.backbone.spiking import LIFNode
 
-__all__ = ["CausalConv1d", "ConvFFN", "LMUFormer", "LMUFormerBlock", "LMUTokenizer"]
+__all__ = ["CausalConv1d", "ConvFFN", "LMUFormer", "LMUFormerBlock", "LMUTokenizer", "memories"]
+
+#: The paper's token mixer: the Legendre memory cell.
+LMU_MEMORY = "lmu"
+
+
+def memories() -> list[str]:
+    """The token mixers an LMUFormer block accepts: ``"lmu"`` (the paper's) and every streaming causal mixer.
+
+    A streaming mixer (``tsformers.backbone.streaming()``) runs in parallel over a window and
+    carries a state over any history, as the LMU does, so the stream stays exact.
+    """
+    return sorted({LMU_MEMORY, *streaming("mixer")})
 
 State = dict[str, Tensor]
 
@@ -108,61 +121,39 @@ class LMUTokenizer(nn.Module):
         return x + self.rpe_norm(run("rpe_conv", self.rpe_conv, r)), new
 
 
-class ConvFFN(nn.Module):
-    """The channel mixer, Conv1x1 (= Linear per token) D -> r·D -> D.
+class LMUFormerBlock(nn.Module):
+    """x = x + BN(Conv1x1(Memory(x)));  x = x + ConvFFN(x). The residual stream stays real-valued.
 
-    Non-spiking: Linear -> BN -> GELU -> Dropout -> Linear -> BN -> ReLU (as the paper's
-    code). Spiking: LIF -> Linear -> BN -> LIF -> Linear -> BN. Cost O(T·r·D²), no token
-    mixing (only the LIF membranes carry over tokens).
+    Memory: the paper's LMU cell (``memory="lmu"``), or a streaming causal mixer by its
+    registry name (``memories()``), built causal with one head (the LMU it stands in for
+    is one memory over all channels); ``"sliding_window"`` attends over ``theta`` tokens,
+    the window the LMU represents. Either is kept under ``lmu`` (the paper's name for
+    the slot), so the parameter names of the paper's form do not change.
     """
 
-    def __init__(self, d_model: int, *, mlp_ratio: int = 4, dropout: float = 0.0, spiking: bool = False,
-                 lif: dict | None = None):
-        super().__init__()
-        hidden = mlp_ratio * d_model
-        self.spiking = spiking
-        self.lif1 = LIFNode(**lif) if spiking else None
-        self.fc1, self.norm1 = nn.Linear(d_model, hidden), TokenBatchNorm(hidden)
-        self.act = nn.Identity() if spiking else nn.GELU()
-        self.dropout = nn.Dropout(dropout)
-        self.lif2 = LIFNode(**lif) if spiking else None
-        self.fc2, self.norm2 = nn.Linear(hidden, d_model), TokenBatchNorm(d_model)
-
-    def init_state(self, batch_size: int) -> State:
-        if not self.spiking:
-            return {}
-        return {"lif1": self.lif1.init_state(batch_size, self.fc1.in_features),
-                "lif2": self.lif2.init_state(batch_size, self.fc2.in_features)}
-
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        new: State = {}
-        if self.spiking:
-            x, new["lif1"] = self.lif1(x, None if state is None else state["lif1"])
-        x = self.dropout(self.act(self.norm1(self.fc1(x))))                   # (B, T, r·D)
-        if self.spiking:
-            x, new["lif2"] = self.lif2(x, None if state is None else state["lif2"])
-            return self.norm2(self.fc2(x)), new                               # (B, T, D)
-        return torch.relu(self.norm2(self.fc2(x))), new
-
-
-class LMUFormerBlock(nn.Module):
-    """x = x + BN(Conv1x1(LMUCell(x)));  x = x + ConvFFN(x). The residual stream stays real-valued."""
-
     def __init__(self, d_model: int, *, memory_size: int, theta: float, mlp_ratio: int = 4, dropout: float = 0.0,
-                 spiking: bool = False, lif: dict | None = None):
+                 spiking: bool = False, lif: dict | None = None, memory: str = LMU_MEMORY):
         super().__init__()
         lif = lif or {}
-        self.lmu = LMUCell(d_model, memory_size=memory_size, theta=theta, spiking=spiking,
-                           **{k: v for k, v in lif.items() if k in ("tau", "v_threshold", "surrogate_alpha")})
+        self.recurrent_mixer = memory != LMU_MEMORY
+        if self.recurrent_mixer:
+            window = {"window": max(int(theta), 1)} if memory == "sliding_window" else {}
+            self.lmu = build("mixer", memory, d_model=d_model, n_heads=1, dropout=dropout, causal=True, **window)
+        else:
+            self.lmu = LMUCell(d_model, memory_size=memory_size, theta=theta, spiking=spiking,
+                               **{k: v for k, v in lif.items() if k in ("tau", "v_threshold", "surrogate_alpha")})
         self.proj, self.proj_norm = nn.Linear(d_model, d_model), TokenBatchNorm(d_model)
         self.ffn = ConvFFN(d_model, mlp_ratio=mlp_ratio, dropout=dropout, spiking=spiking, lif=lif)
 
     def init_state(self, batch_size: int) -> State:
-        return {**_prefixed("lmu", self.lmu.init_state(batch_size)),
-                **_prefixed("ffn", self.ffn.init_state(batch_size))}
+        memory = self.lmu.init_scan(batch_size) if self.recurrent_mixer else self.lmu.init_state(batch_size)
+        return {**_prefixed("lmu", memory), **_prefixed("ffn", self.ffn.init_state(batch_size))}
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        h, lmu_state = self.lmu(x, _sub(state, "lmu"))                          # (B, T, D)
+        if self.recurrent_mixer:
+            h, lmu_state = self.lmu.scan(x, _sub(state, "lmu"))                 # (B, T, D)
+        else:
+            h, lmu_state = self.lmu(x, _sub(state, "lmu"))                      # (B, T, D)
         x = x + self.proj_norm(self.proj(h))                                    # token mixer
         f, ffn_state = self.ffn(x, _sub(state, "ffn"))
         return x + f, {**_prefixed("lmu", lmu_state), **_prefixed("ffn", ffn_state)}
@@ -233,6 +224,9 @@ class LMUFormer(nn.Module):
         tokenizer, as the paper's mel-bin channels, and forecasts them jointly.
     normalize : {"last_value", "none"}, default="last_value"
         Changes in and the forecast added onto the last value, or the values (see above).
+    memory : str, default="lmu"
+        The token mixer of every block: the paper's Legendre memory cell, or a streaming
+        causal mixer of ``memories()`` (``"sla"``, ``"mamba"``, ``"sliding_window"``; not spiking).
 
     ``forward(x)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars).
     """
@@ -243,8 +237,17 @@ class LMUFormer(nn.Module):
                  memory_size: int | None = None, theta: float | None = None, n_layers: int = 1,
                  embed_layers: int = 4, kernel_size: int = 3, mlp_ratio: int = 4, dropout: float = 0.1,
                  spiking: bool = False, tau: float = 2.0, v_threshold: float = 1.0, surrogate_alpha: float = 4.0,
-                 channel_independent: bool = True, normalize: str = "last_value"):
+                 channel_independent: bool = True, normalize: str = "last_value", memory: str = LMU_MEMORY):
         super().__init__()
+        if memory not in memories():
+            raise ValueError(f"LMUFormer streams its blocks, so their memory must be causal and carry a state: "
+                             f"memory={memory!r} is not one of {memories()} (tsformers.backbone.streaming() and "
+                             f"the paper's {LMU_MEMORY!r})")
+        if spiking and memory != LMU_MEMORY:
+            raise ValueError(f"spiking=True needs the spiking LMU cell (memory={LMU_MEMORY!r}); "
+                             f"memory={memory!r} has no spiking form")
+        if memory != LMU_MEMORY:
+            self.onnx_unsupported = f"the ONNX graph is built and tested for memory={LMU_MEMORY!r} only"
         assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
             f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
@@ -265,7 +268,7 @@ class LMUFormer(nn.Module):
                                       spiking=spiking, lif=lif)
         self.blocks = nn.ModuleList(
             LMUFormerBlock(d_model, memory_size=memory_size, theta=theta, mlp_ratio=mlp_ratio, dropout=dropout,
-                           spiking=spiking, lif=lif)
+                           spiking=spiking, lif=lif, memory=memory)
             for _ in range(n_layers)
         )
         out = horizon if channel_independent else horizon * n_vars

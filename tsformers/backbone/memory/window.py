@@ -108,6 +108,14 @@ class SlidingWindowAttention(nn.Module):
         return {"cache": like.new_zeros(rows, self.window - 1, like.shape[1]),
                 "seen": torch.zeros(rows, dtype=torch.long, device=like.device)}
 
+    def init_scan(self, rows: int) -> State:
+        """The empty cache of ``scan`` (the streaming interface of a recurrent slot)."""
+        return self.init_state(rows)
+
+    def scan(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """The streaming interface of a recurrent slot: ``step`` from an empty cache when ``state`` is None."""
+        return self.step(x, self.init_state(x.shape[0]) if state is None else state)
+
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Causal attention of the new tokens x: (R, T, D) over the cache and themselves."""
         assert self.causal, "streaming needs causal=True"

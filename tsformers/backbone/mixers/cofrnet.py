@@ -1,4 +1,4 @@
-"""CoFrGeNet's continued-fraction feed-forward network (``cofrnet_ffn``, kind "ffn").
+"""CoFrGeNet's continued-fraction feed-forward network (``cofrnet``, kind "ffn").
 
 Dhurandhar, Chenthamarakshan, Wei, Pedapati, Natesan Ramamurthy, Nair, "CoFrGeNet:
 Continued Fraction Architectures for Language Generation", arXiv 2601.21766, 2026
@@ -70,7 +70,7 @@ def continued_fraction(a: Tensor, eps: float = 0.0) -> Tensor:
     return ContinuedFraction.apply(a, eps)
 
 
-@register("ffn", "cofrnet_ffn")
+@register("ffn", "cofrnet")
 class ContinuedFractionFFN(nn.Module):
     """Continued-fraction FFN, Cffn (Dhurandhar et al., "CoFrGeNet", arXiv 2026).
 
@@ -84,6 +84,7 @@ class ContinuedFractionFFN(nn.Module):
     ``d_ff`` and ``activation`` are accepted for a drop-in with ``FeedForward`` and unused.
     """
 
+    requires_order = False  # token by token
     complexity = "O(N·L·D^2)"
     paper = "Dhurandhar et al., CoFrGeNet: Continued Fraction Architectures for Language Generation, arXiv 2026"
 

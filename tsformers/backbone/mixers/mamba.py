@@ -79,6 +79,18 @@ class _Direction(nn.Module):
         delta, B, C = self._ssm_inputs(u)
         return selective_scan(u, delta, -torch.exp(self.A_log), B, C, self.D)    # (B, N, E)
 
+    def scan(self, u: Tensor, conv_state: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """u (B, T, E) new inputs after conv_state (B, E, d_conv-1) and h (B, E, S): y (B, T, E), states."""
+        window = torch.cat([conv_state, u.transpose(1, 2)], dim=-1)              # (B, E, d_conv-1+T)
+        u = F.silu(self.conv(window).transpose(1, 2))                            # (B, T, E)
+        delta, B, C = self._ssm_inputs(u)
+        a = torch.exp(delta[..., None] * -torch.exp(self.A_log))                 # (B, T, E, S)
+        b = (delta * u)[..., None] * B[:, :, None, :]                            # (B, T, E, S)
+        b = torch.cat([b[:, :1] + a[:, :1] * h[:, None], b[:, 1:]], dim=1)       # h_0 = a_0 h_{-1} + b_0
+        states = _linear_scan(a, b)                                              # (B, T, E, S)
+        y = torch.einsum("bnes,bns->bne", states, C) + self.D * u                # (B, T, E)
+        return y, window[..., window.shape[-1] - conv_state.shape[-1]:], states[:, -1]
+
     def step(self, u: Tensor, conv_state: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """u (B, E) newest input; conv_state (B, E, d_conv-1) previous inputs; h (B, E, S)."""
         window = torch.cat([conv_state, u[..., None]], dim=-1)                   # (B, E, d_conv)
@@ -143,6 +155,25 @@ class Mamba(nn.Module):
         scan = self.forward_scan
         return (torch.zeros(batch, self.d_inner, scan.d_conv - 1, device=device, dtype=dtype),
                 torch.zeros(batch, self.d_inner, scan.d_state, device=device, dtype=dtype))
+
+    def init_scan(self, rows: int) -> dict[str, Tensor]:
+        """The zero state of ``scan`` for ``rows`` sequences, on the parameters' device and dtype."""
+        conv_state, h = self.init_state(rows, self.out_proj.weight.device, self.out_proj.weight.dtype)
+        return {"conv": conv_state, "h": h}
+
+    def scan(self, x: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The causal forward over T new tokens x (B, T, D) after ``state``: (y (B, T, D), new state).
+
+        The parallel scan started from the state (``"conv"``: the last d_conv-1 inner inputs,
+        ``"h"``: the SSM state), so a sequence fed in pieces gives ``forward`` over all of it.
+        """
+        if self.bidirectional:
+            raise ValueError("mamba: scan() needs the unidirectional form (bidirectional=False)")
+        state = self.init_scan(x.shape[0]) if state is None else state
+        conv_state, h = state["conv"], state["h"]
+        u, z = self.in_proj(x).chunk(2, dim=-1)                                  # (B, T, E) each
+        y, conv_state, h = self.forward_scan.scan(u, conv_state, h)
+        return self.dropout(self.out_proj(y * F.silu(z))), {"conv": conv_state, "h": h}
 
     def step(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One recurrent step: x (B, D) the newest token -> (y (B, D), new state), O(E·d_state).

@@ -87,8 +87,12 @@ class SimplifiedLinearAttention(nn.Module):
         den = torch.einsum("bhnc,bhc->bhn", q, z)[..., None]                     # (B, H, N, 1)
         return num / (den + self.eps)
 
-    def _causal_linear_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Causal form in chunks: exact masked attention within a chunk, prefix state across chunks."""
+    def _causal_linear_attention(self, q: Tensor, k: Tensor, v: Tensor, kv0: Tensor | None = None,
+                                 z0: Tensor | None = None) -> Tensor:
+        """Causal form in chunks: exact masked attention within a chunk, prefix state across chunks.
+
+        ``kv0`` (B, H, d, d) and ``z0`` (B, H, d): the sums over the tokens before q (a stream's state).
+        """
         b, h, n, d = q.shape
         c = min(self.chunk_size, n)
         pad = (-n) % c
@@ -99,6 +103,8 @@ class SimplifiedLinearAttention(nn.Module):
         chunk_z = k.sum(dim=3)                                                   # (B, H, n/c, d)
         prev_kv = chunk_kv.cumsum(dim=2) - chunk_kv                              # exclusive prefix sums
         prev_z = chunk_z.cumsum(dim=2) - chunk_z
+        if kv0 is not None:  # the tokens of earlier calls precede every chunk
+            prev_kv, prev_z = prev_kv + kv0[:, :, None], prev_z + z0[:, :, None]
         scores = torch.einsum("bhmix,bhmjx->bhmij", q, k)                        # (B, H, n/c, c, c)
         scores = scores * torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
         num = torch.einsum("bhmix,bhmxy->bhmiy", q, prev_kv) + scores @ v        # (B, H, n/c, c, d)
@@ -135,6 +141,30 @@ class SimplifiedLinearAttention(nn.Module):
             "z": torch.zeros(batch, h, d, device=device, dtype=dtype),
             "v": torch.zeros(batch, h, max(self.conv_kernel - 1, 0), d, device=device, dtype=dtype),
         }
+
+    def init_scan(self, rows: int) -> dict[str, Tensor]:
+        """The zero state of ``scan`` for ``rows`` sequences, on the parameters' device and dtype."""
+        return self.init_state(rows, self.proj.weight.device, self.proj.weight.dtype)
+
+    def scan(self, x: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The causal forward over T new tokens x (B, T, D) after ``state``: (y (B, T, D), new state).
+
+        The chunked parallel form started from the state's sums, so a sequence fed in pieces
+        gives the causal ``forward`` over all of it (the streaming interface of a recurrent slot).
+        """
+        if not self.causal:
+            raise ValueError("scan() is the causal recurrence; build sla with causal=True")
+        state = self.init_scan(x.shape[0]) if state is None else state
+        q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))        # (B, H, T, d) each
+        q, k = F.relu(q), F.relu(k)
+        out = self._causal_linear_attention(q, k, v, state["kv"], state["z"])    # (B, H, T, d)
+        window = torch.cat([state["v"], v], dim=2)                               # (B, H, k-1+T, d)
+        if self.dwc is not None:  # the left padding is the state's last k-1 values
+            seq = rearrange(window, "b h n d -> (b h) d n")
+            out = out + rearrange(self.dwc(seq), "(b h) d n -> b h n d", b=x.shape[0])
+        new_state = {"kv": state["kv"] + torch.einsum("bhnc,bhnd->bhcd", k, v), "z": state["z"] + k.sum(dim=2),
+                     "v": window[:, :, window.shape[2] - state["v"].shape[2]:]}
+        return self.dropout(self.proj(rearrange(out, "b h n d -> b n (h d)"))), new_state
 
     def step(self, x: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """One causal step: x (B, D) the newest token -> (y (B, D), new state); O(H·d_head²) per step.

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import PreNormBlock
+from ..blocks import BLOCK_SLOTS, PreNormBlock
 from ..registry import register
 
 __all__ = ["AdaptiveDepth"]
@@ -50,6 +50,7 @@ class AdaptiveDepth(nn.Module):
     """
 
     requires_order = False  # halting is decided per token, from that token alone
+    block_slots = frozenset(BLOCK_SLOTS)  # its blocks are the standard block: ffn and norm by name
 
     def __init__(
         self,
@@ -64,11 +65,16 @@ class AdaptiveDepth(nn.Module):
         causal: bool = False,
         gate_hidden: int = 32,
         tolerance: float = 0.05,
+        ffn: str = "mlp",
+        ffn_kwargs: dict[str, Any] | None = None,
+        norm: str = "layernorm",
+        norm_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.layers = nn.ModuleList(
             PreNormBlock(d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, mixer=mixer,
-                         mixer_kwargs=mixer_kwargs, causal=causal)
+                         mixer_kwargs=mixer_kwargs, causal=causal, ffn=ffn, ffn_kwargs=ffn_kwargs, norm=norm,
+                         norm_kwargs=norm_kwargs)
             for _ in range(n_layers)
         )
         self.exits = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))

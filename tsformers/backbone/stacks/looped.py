@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..blocks import PreNormBlock
+from ..blocks import BLOCK_SLOTS, PreNormBlock, build_norm
 from ..registry import register
 
 __all__ = ["LoopedTransformer"]
@@ -36,6 +36,7 @@ class LoopedTransformer(nn.Module):
     """
 
     requires_order = False  # plain pre-norm blocks: order comes only from the mixer
+    block_slots = frozenset(BLOCK_SLOTS)  # its blocks are the standard block: ffn and norm by name
 
     def __init__(
         self,
@@ -53,12 +54,17 @@ class LoopedTransformer(nn.Module):
         n_post: int = 1,
         input_injection: bool = True,
         final_norm: bool = False,
+        ffn: str = "mlp",
+        ffn_kwargs: dict[str, Any] | None = None,
+        norm: str = "layernorm",
+        norm_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
 
         def block() -> PreNormBlock:
             return PreNormBlock(d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, mixer=mixer,
-                                mixer_kwargs=mixer_kwargs, causal=causal)
+                                mixer_kwargs=mixer_kwargs, causal=causal, ffn=ffn, ffn_kwargs=ffn_kwargs,
+                                norm=norm, norm_kwargs=norm_kwargs)
 
         self.n_loops = n_layers if n_loops is None else n_loops
         assert self.n_loops >= 0 and n_pre >= 0 and n_post >= 0
@@ -66,7 +72,7 @@ class LoopedTransformer(nn.Module):
         self.loop = block()
         self.post = nn.ModuleList(block() for _ in range(n_post))
         self.inject = nn.Parameter(torch.zeros(d_model)) if input_injection else None
-        self.norm = nn.LayerNorm(d_model) if final_norm else nn.Identity()
+        self.norm = build_norm(norm, d_model, **(norm_kwargs or {})) if final_norm else nn.Identity()
 
     def forward(self, x: Tensor, n_loops: int | None = None) -> Tensor:
         for layer in self.pre:
