@@ -78,6 +78,8 @@ def mase_scale(train_values: np.ndarray) -> np.ndarray:
 
 
 INTERVAL_LEVELS = (80, 95)
+# the conformal levels whose interval ends are the quantiles 0.05, 0.10, ..., 0.95 the CRPS is computed from
+CRPS_LEVELS = tuple(range(10, 100, 10))
 
 
 def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256,
@@ -88,13 +90,15 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     error divided by its variable's scale, averaged like the MAE. For a model with a conformal calibration
     (``conformal_``), the empirical coverage of its split-conformal intervals at :data:`INTERVAL_LEVELS`
     (the share of test values within the point forecast ± the radius ``predict(level=...)`` uses) and their
-    mean width, on the same scaled data.
+    mean width, on the same scaled data, and the CRPS of the conformal predictive distribution: the ends
+    of the intervals at :data:`CRPS_LEVELS` and the point forecast are its quantiles 0.05, 0.10, ..., 0.95
+    (:func:`tsformers.metrics.crps`).
 
     Returns
     -------
     dict
         ``mse``, ``mae``, ``naive_mse``, ``naive_mae``, ``n_windows``, ``mase`` with ``scale``, and
-        ``coverage_L``/``width_L`` per level L with a calibration.
+        ``coverage_L``/``width_L`` per level L and ``crps`` with a calibration.
     """
     from tsformers.estimators.evaluation import conformal_radius
     lookback, horizon = estimator.lookback, estimator.horizon
@@ -109,6 +113,10 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     radii = {} if calibration is None else {
         level: torch.as_tensor(conformal_radius(calibration, level)[:, :n_targets]) for level in INTERVAL_LEVELS}
     covered = dict.fromkeys(radii, 0.0)
+    crps_radii = None if calibration is None else torch.stack([  # (K, H, n_targets), K = len(CRPS_LEVELS)
+        torch.as_tensor(conformal_radius(calibration, level)[:, :n_targets]) for level in CRPS_LEVELS])
+    crps_levels = torch.tensor([(100 - level) / 200 for level in CRPS_LEVELS], dtype=torch.float64)
+    pinball = 0.0
     per_variable = None if scale is None else torch.as_tensor(np.asarray(scale, dtype=np.float64)[:n_targets])
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
@@ -123,6 +131,13 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
                 scaled_ab += float((err.abs() / per_variable).sum())
             for level, radius in radii.items():                          # radius: (H, n_targets)
                 covered[level] += float((err.abs() <= radius).sum())
+            if crps_radii is not None:  # lower end: quantile q = (1 - L) / 2; upper end: 1 - q; the point: 0.5
+                q = crps_levels[:, None, None, None]                      # (K, 1, 1, 1)
+                below = y - (pred - crps_radii[:, None])                  # (K, B, H, n_targets)
+                above = y - (pred + crps_radii[:, None])
+                pinball += float(torch.maximum(q * below, (q - 1) * below).sum()
+                                 + torch.maximum((1 - q) * above, -q * above).sum()
+                                 + 0.5 * err.abs().sum())
             naive_err = x[:, -1:, :n_targets] - y                        # last value, repeated over H
             naive_sq += float((naive_err ** 2).sum())
             naive_ab += float(naive_err.abs().sum())
@@ -134,6 +149,8 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     for level, radius in radii.items():
         out[f"coverage_{level}"] = covered[level] / count
         out[f"width_{level}"] = float(2 * radius.mean())
+    if crps_radii is not None:  # twice the mean pinball loss over the 19 levels
+        out["crps"] = 2.0 * pinball / (count * (2 * len(CRPS_LEVELS) + 1))
     return out
 
 

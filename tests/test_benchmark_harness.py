@@ -94,3 +94,15 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     assert 0.5 < scores["coverage_80"] < scores["coverage_95"] <= 1.0
     mae_scaled = np.abs((bt.forecast - bt.actual) / model.scaler_.scale.ravel()[0]).mean()
     assert abs(scores["mase"] - mae_scaled / scale[0]) < 1e-4 * scores["mase"]
+
+    # the CRPS of the conformal distribution: its quantiles 0.05..0.95 are the band ends at 10%..90% and the point
+    from _protocol import CRPS_LEVELS
+
+    from tsformers.metrics import crps
+    bands = model.backtest(test, n_windows=n_windows, step=1, level=list(CRPS_LEVELS))
+    quantiles = np.column_stack([bands[f"lo{level}"] for level in reversed(CRPS_LEVELS)] + [bands.forecast]
+                                + [bands[f"hi{level}"] for level in CRPS_LEVELS])
+    unit = model.scaler_.scale.ravel()[0]
+    expected = crps(bands.actual.to_numpy() / unit, quantiles / unit, np.linspace(0.05, 0.95, 19))
+    assert abs(scores["crps"] - expected) < 1e-4 * expected
+    assert scores["crps"] < scores["mae"], "a calibrated spread scores better than the point forecast alone"

@@ -101,20 +101,27 @@ def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_
 
 
 def test_the_pv_table_shows_the_regression_and_marks_networks_that_lose_to_a_baseline(tmp_path):
-    def pv_row(model, seed, nmae, lead="all"):
-        return dict(model=model, seed=seed, lead_hours=lead, mse=nmae / 10, mae=nmae / 20, nmae_pct=nmae,
-                    nrmse_pct=2 * nmae, n_windows=10, epochs=None, cpu_seconds=1.0)
+    def pv_row(model, seed, nmae, lead="all", variant="actual weather"):
+        return dict(dataset="pv_golden", variant=variant, model=model, seed=seed, lead_hours=lead, mse=nmae / 10,
+                    mae=nmae / 20, nmae_pct=nmae, nrmse_pct=2 * nmae, n_windows=10, epochs=None, cpu_seconds=1.0)
 
     rows = [pv_row("pvclient", s, v) for s, v in enumerate([6.9, 7.0, 7.1])]
     rows += [pv_row("gbm", None, 4.25), pv_row("persistence", None, 8.5), pv_row("persistence", None, 1.0, lead=1)]
+    rows += [pv_row("pvclient", s, v, variant="yesterday weather") for s, v in enumerate([6.0, 6.2, 6.4])]
+    rows += [pv_row("gbm", None, 6.9, variant="yesterday weather")]
     pd.DataFrame(rows).to_csv(tmp_path / "pv.csv", index=False)
     lines = load_report(tmp_path).pv_section()
-    ours = next(line for line in lines if line.startswith("| PV-Client (ours)"))
-    gbm = next(line for line in lines if line.startswith("| gradient-boosted regression"))
-    persistence = next(line for line in lines if line.startswith("| persistence"))
-    assert "| 3 | 7.00 ▼ |" in ours, "the mean of the seeds, marked as a loss to the regression"
+    split = lines.index("### pv_golden, yesterday weather")
+    actual, yesterday = lines[:split], lines[split:]
+    assert "### pv_golden, actual weather" in actual and any("upper bound" in line for line in actual)
+    ours = next(line for line in actual if line.startswith("| PV-Client (ours)"))
+    gbm = next(line for line in actual if line.startswith("| gradient-boosted regression"))
+    persistence = next(line for line in actual if line.startswith("| persistence"))
+    assert "| 3 | 7.00 ± 0.10 ▼ |" in ours, "the mean of the seeds and their spread, marked as a loss"
     assert "| 1 | **4.25** |" in gbm
     assert "| 1 | 8.50 |" in persistence, "only the all-lead-times rows count"
+    ours = next(line for line in yesterday if line.startswith("| PV-Client (ours)"))
+    assert "| 3 | **6.20** ± 0.20 |" in ours, "a win over the regression of its own setting is not marked"
 
 
 def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
@@ -190,9 +197,10 @@ def test_the_cold_start_table_shows_the_latest_run_with_its_ratios_and_load(tmp_
 
 def test_the_coverage_table_averages_the_seeds_and_leaves_out_runs_without_it(tmp_path):
     rows = [dict(_row("gateformer", "ETTh1", 96, seed, 0.39, 0.40), lookback=96, coverage_80=c80, coverage_95=c95,
-                 width_80=w) for seed, (c80, c95, w) in enumerate([(0.78, 0.94, 1.0), (0.82, 0.96, 1.2)])]
+                 width_80=w, crps=c) for seed, (c80, c95, w, c) in enumerate([(0.78, 0.94, 1.0, 0.30),
+                                                                             (0.82, 0.96, 1.2, 0.32)])]
     rows.append(dict(_row("lmuformer", "ETTh1", 96, 0, 0.40, 0.41), lookback=96))   # recorded before coverage
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     lines = load_report(tmp_path).coverage_section()
-    assert "| ETTh1 | 96 | 96 | Gateformer | 2 | 80.0% | 95.0% | 1.100 |" in lines
+    assert "| ETTh1 | 96 | 96 | Gateformer | 2 | 80.0% | 95.0% | 1.100 | 0.310 | 0.400 |" in lines
     assert not any("LMUFormer" in line for line in lines)

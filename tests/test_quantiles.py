@@ -10,7 +10,7 @@ from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, L
 from tsformers.backbone import QuantileHead
 from tsformers.datasets import make_demo
 from tsformers.estimators.evaluation import conformal_radius
-from tsformers.metrics import coverage, pinball_loss
+from tsformers.metrics import coverage, crps, mae, pinball_loss
 from tsformers.training.losses import PinballLoss
 
 TINY = dict(horizon=12, lookback=48, max_epochs=1, random_state=0)
@@ -50,6 +50,21 @@ def test_pinball_loss_equals_a_hand_computation():
     assert torch_loss.item() == pytest.approx(expected)
     assert pinball_loss(y, pred[:, :1] * 0 + y[:, None], [0.5]) == 0.0
     assert pinball_loss([3.0], [[1.0]], [0.5]) == pytest.approx(1.0)   # half the absolute error at the median
+
+
+def test_crps_from_quantiles_matches_the_closed_form_of_a_gaussian():
+    from scipy.stats import norm
+
+    y = np.linspace(-3.0, 3.0, 61)                     # observations around a N(0.2, 0.7) forecast
+    mu, sigma = 0.2, 0.7
+    z = (y - mu) / sigma
+    exact = sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+    levels = np.linspace(0.01, 0.99, 99)
+    quantiles = np.broadcast_to(norm.ppf(levels, mu, sigma), (len(y), len(levels)))
+    assert crps(y, quantiles, levels) == pytest.approx(exact.mean(), rel=0.02)
+    assert crps(y, np.full((len(y), 1), mu), [0.5]) == pytest.approx(mae(y, np.full(len(y), mu)))
+    with pytest.raises(ValueError, match="evenly spaced"):
+        crps(y, quantiles[:, :3], [0.1, 0.5, 0.95])
 
 
 def test_quantile_head_never_crosses_and_keeps_the_network_forecast_as_its_anchor():

@@ -84,6 +84,21 @@ def pinball_loss(y_true, y_quantiles, quantiles) -> float:
     return float(np.mean(np.maximum(levels * error, (levels - 1) * error)))
 
 
+def crps(y_true, y_quantiles, quantiles) -> float:
+    """The continuous ranked probability score, approximated from evenly spaced quantile forecasts.
+
+    CRPS is twice the pinball loss integrated over the levels (Gneiting & Raftery, 2007); with levels
+    spread evenly over (0, 1), such as 0.05, 0.10, ..., 0.95, twice their mean pinball loss approximates
+    it (the mean weighted quantile loss of GluonTS). Lower is better; for a point forecast (one level,
+    0.5) it is the MAE. In the units of ``y_true``.
+    """
+    levels = np.asarray(quantiles, dtype=float)
+    if levels.ndim != 1 or len(levels) > 1 and not np.allclose(np.diff(levels), levels[1] - levels[0]):
+        raise ValueError(f"crps needs evenly spaced quantile levels, got {levels.tolist()}; use pinball_loss "
+                         f"for arbitrary levels.")
+    return 2.0 * pinball_loss(y_true, y_quantiles, levels)
+
+
 def coverage(y_true, lower, upper) -> float:
     """The share of ``y_true`` inside ``[lower, upper]`` (an 80% interval should give about 0.8)."""
     t = np.asarray(y_true, dtype=float)
