@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when r
 from _protocol import (evaluate_windows, load_protocol_data, mase_scale, n_parameters, peak_rss_mib,  # noqa: E402
                        scaled_values)
 
-from tsformers import AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster  # noqa: E402
+from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
+                       PVClientForecaster)
 from tsformers.datasets import info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,15 +111,36 @@ def atlas(dataset: str, horizon: int) -> AtlasForecaster:
     return AtlasForecaster(horizon=horizon, lookback=LOOKBACK)
 
 
+# Client's scripts (daxin007/Client, scripts/*.sh; design/architectures.md 2.2) at lookback 96:
+# dataset -> horizon -> (learning rate, d_ff, w_lin). Common: 2 layers, 8 heads, dropout 0.1, batch 32,
+# 10 epochs, patience 3, the rate halved every epoch (lradj type1). ETTm1's scripts use 1e-3 to 5e-3: 1e-3.
+CLIENT_TABLE = {
+    "ETTh1": {96: (1e-4, 32, 0.05), 192: (1e-4, 32, 0.5), 336: (1e-4, 32, 0.5), 720: (1e-4, 32, 0.5)},
+    "ETTh2": {h: (1e-3, 32, 1.0) for h in (96, 192, 336, 720)},
+    "ETTm1": {h: (1e-3, 64, 0.5) for h in (96, 192, 336, 720)},
+    "ETTm2": {h: (1e-3, 32, 1.0) for h in (96, 192, 336, 720)},
+    "weather": {h: (1e-3, 32, 1.0) for h in (96, 192, 336, 720)},
+    "exchange": {h: (1e-4, 2048, 1.0) for h in (96, 192, 336, 720)},
+}
+
+
+def pvclient(dataset: str, horizon: int) -> PVClientForecaster:
+    """PV-Client's network is Client's: Client's script settings for ``dataset`` and ``horizon`` with the
+    clipping of PV power off (``clip=False``: these variables may be negative). One difference from Client
+    remains: PV-Client also learns the Transformer branch's per-variate weight (Client fixes it at 1)."""
+    lr, d_ff, w_lin = _table_entry(CLIENT_TABLE, "pvclient", dataset, horizon)
+    return PVClientForecaster(horizon=horizon, lookback=LOOKBACK, n_heads=8, d_ff=d_ff, e_layers=2, dropout=0.1,
+                              w_lin=w_lin, learning_rate=lr, batch_size=32, clip=False)
+
+
 # A model is one entry: name -> function (canonical dataset name, horizon) -> unfitted estimator
 # with its paper's hyperparameters. The runner sets random_state, val_size and max_epochs.
-# PV-Client is not here: it clips every target at zero (PV power), which the ETT, weather and exchange
-# variables are not; benchmarks/pv.py measures it on PV data instead.
 MODELS = {
     "gateformer": gateformer,
     "lmuformer": lmuformer,
     "gtrxl": gtrxl,
     "atlas": atlas,
+    "pvclient": pvclient,
 }
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +161,7 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
-          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95"]
+          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps"]
 
 
 class _EpochTimer:
