@@ -106,3 +106,41 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     expected = crps(bands.actual.to_numpy() / unit, quantiles / unit, np.linspace(0.05, 0.95, 19))
     assert abs(scores["crps"] - expected) < 1e-4 * expected
     assert scores["crps"] < scores["mae"], "a calibrated spread scores better than the point forecast alone"
+
+
+REAL_PV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pv_golden_co_2020.csv"
+
+
+def load_pv_benchmark():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("pv_benchmark", BENCHMARKS / "pv.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_the_pv_benchmarks_forecast_weather_is_yesterdays_atmosphere_and_todays_astronomy():
+    import numpy as np
+    import pytest
+
+    if not REAL_PV.is_file():
+        pytest.skip(f"the PV file is not in {REAL_PV.parent}")
+    pv = load_pv_benchmark()
+    actual, n_train, n_val, capacity, weather = pv.load("golden", str(REAL_PV.parent), "actual")
+    proxy, proxy_train, proxy_val, _, same = pv.load("golden", str(REAL_PV.parent), "yesterday")
+    assert same == weather and not set(pv.NOT_WEATHER) & set(actual.columns) and capacity == 6.0
+    assert len(proxy) == len(actual) - 24 and proxy_train == n_train - 24 and proxy_val == n_val
+    assert (proxy["timestamp"].to_numpy() == actual["timestamp"].to_numpy()[24:]).all()
+    np.testing.assert_array_equal(proxy["power"], actual["power"].to_numpy()[24:])  # the truth is untouched
+    for column in weather:
+        expected = actual[column].to_numpy()[24:] if column in pv.KNOWN_IN_ADVANCE else actual[column].to_numpy()[:-24]
+        np.testing.assert_array_equal(proxy[column].to_numpy(), expected, err_msg=column)
+    # every model's forecast is clipped to [0, capacity] and zero where the sun is below the horizon
+    origins = np.array([100, 5000])
+    clipped = pv.night_and_clip(np.full((2, pv.HORIZON), 9.0), actual, origins, capacity)
+    night = np.stack([actual["Solar Zenith Angle"].to_numpy()[o:o + pv.HORIZON] >= 90 for o in origins])
+    assert night.any() and (~night).any()
+    np.testing.assert_array_equal(clipped, np.where(night, 0.0, capacity))
