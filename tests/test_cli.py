@@ -590,3 +590,42 @@ def test_csv_dates_with_one_utc_offset_keep_it_through_forecast(tmp_path):
     assert written["ds"].str.endswith("+02:00").all(), "the offset of the input, not UTC"
     assert (pd.to_datetime(written["ds"]) == expected["ds"]).all()
     np.testing.assert_allclose(written["y"], expected["y"], rtol=1e-6)
+
+
+def test_fill_gaps_forecasts_gappy_input_as_the_interpolated_history(model_dir, tmp_path, capsys):
+    history = make_demo(n_steps=300).iloc[-100:].reset_index(drop=True)
+    gappy = history.drop(index=[70, 71])                         # two hours lost inside the last window
+    gappy.to_csv(tmp_path / "gappy.csv", index=False)
+    out = tmp_path / "forecast.csv"
+    assert main(["forecast", "--model", str(model_dir), "--input", str(tmp_path / "gappy.csv"),
+                 "--output", str(out)]) == 2
+    assert "Pass --fill-gaps to insert missing timestamps" in capsys.readouterr().err and not out.exists()
+
+    assert main(["forecast", "--model", str(model_dir), "--input", str(tmp_path / "gappy.csv"),
+                 "--output", str(out), "--fill-gaps"]) == 0
+    model = GateformerForecaster.load(model_dir)
+    filled = history.copy()
+    filled.loc[[70, 71], filled.columns[1:]] = np.nan
+    filled[filled.columns[1:]] = filled[filled.columns[1:]].interpolate()   # linear in time, as missing='interpolate'
+    expected = model.predict(filled)
+    written = pd.read_csv(out)
+    np.testing.assert_allclose(written[expected.columns[1:]].to_numpy(), expected.iloc[:, 1:].to_numpy(), rtol=1e-5)
+
+    longer = history.drop(index=range(60, 66))                   # six in a row: more than max_gap (3)
+    longer.to_csv(tmp_path / "longer.csv", index=False)
+    assert main(["forecast", "--model", str(model_dir), "--input", str(tmp_path / "longer.csv"),
+                 "--output", str(out), "--fill-gaps"]) == 2
+    assert "max_gap" in capsys.readouterr().err
+
+
+def test_backtest_fill_gaps_applies_to_a_saved_model_only(model_dir, tmp_path, capsys):
+    history = make_demo(n_steps=300)
+    history.drop(index=[200]).to_csv(tmp_path / "gappy.csv", index=False)
+    out = tmp_path / "metrics.csv"
+    assert main(["backtest", "--model", str(model_dir), "--input", str(tmp_path / "gappy.csv"), "--output", str(out),
+                 "--n-windows", "2", "--fill-gaps"]) == 0
+    assert len(pd.read_csv(out)) > 0
+    (tmp_path / "job.json").write_text(json.dumps({"data": str(tmp_path / "gappy.csv"),
+                                                   "estimator": "GateformerForecaster", "params": TINY}))
+    assert main(["backtest", "--config", str(tmp_path / "job.json"), "--output", str(out), "--fill-gaps"]) == 2
+    assert "--fill-gaps applies to a saved --model" in capsys.readouterr().err

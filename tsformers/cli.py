@@ -55,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except InputError as err:
-        return _fail(args.command, err, EXIT_BAD_INPUT)
+        return _fail(args.command, with_cli_words(str(err)), EXIT_BAD_INPUT)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as err:
-        return _fail(args.command, err, EXIT_BAD_INPUT)  # the estimators' validation errors name the fix
+        # the estimators' validation errors name the fix
+        return _fail(args.command, with_cli_words(str(err)), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return _fail(args.command, "interrupted", EXIT_FAILED)
     except Exception as err:  # anything else is a failure of the run, not of its input
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "written by Forecaster.export_onnx(DIR) (needs tsformers[onnx])")
     forecast.add_argument("--tracking-uri", help="the MLflow tracking URI of a models:/ or runs:/ --model "
                                                  "(default: $MLFLOW_TRACKING_URI)")
+    forecast.add_argument("--fill-gaps", action="store_true", help=FILL_GAPS_HELP)
     forecast.add_argument("--verbose", action="store_true", help="show tracebacks")
 
     backtest = commands.add_parser("backtest", help="rolling-origin evaluation written as a metrics table")
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(e.g. 80,95): adds coverage_L and width_L columns")
     backtest.add_argument("--tracking-uri", help="the MLflow tracking URI of a models:/ or runs:/ --model "
                                                  "(default: $MLFLOW_TRACKING_URI)")
+    backtest.add_argument("--fill-gaps", action="store_true", help=FILL_GAPS_HELP + " (with --model)")
     backtest.add_argument("--verbose", action="store_true", help="show tracebacks")
     return parser
 
@@ -311,6 +314,25 @@ def _fit_with_mlflow(estimator, data, settings: dict, static: dict) -> dict:
 
 # -- forecast -----------------------------------------------------------------------------------
 
+FILL_GAPS_HELP = ("insert the input's missing timestamps and interpolate them, at most the model's max_gap steps "
+                  "in a row (3 by default); a model fitted with missing='mask' masks them instead")
+
+
+def forecast_with_gaps_filled(model):
+    """``--fill-gaps``: the loaded model reads gappy input as ``fill_gaps=True`` with a policy for the inserted
+    values (its own ``missing``, or interpolation where it refused missing values). Set as attributes, so the
+    ONNX engine's forecaster takes them too."""
+    model.fill_gaps = True
+    if model.missing == "error":
+        model.missing = "interpolate"
+    return model
+
+
+def with_cli_words(message: str) -> str:
+    """An error of the library in the command's words: its parameters as the flags that set them."""
+    return message.replace("Pass fill_gaps=True", "Pass --fill-gaps")
+
+
 def run_forecast(args) -> int:
     if args.chunk_size < 1:
         raise InputError(f"--chunk-size must be a positive number of series, got {args.chunk_size}.")
@@ -318,6 +340,8 @@ def run_forecast(args) -> int:
     check_output(output)
     check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
     model = load_forecaster(args.model, engine=args.engine, tracking_uri=args.tracking_uri)
+    if args.fill_gaps:
+        model = forecast_with_gaps_filled(model)
     ids = id_columns(model.schema_)
     data = scan_table(args.input, text_columns=ids)
     future = read_table(args.future, text_columns=ids) if args.future else None
@@ -546,6 +570,9 @@ def run_backtest(args) -> int:
     for table in filter(None, (output, forecasts_out)):
         check_not_an_input(table, input=args.input, config=args.config)
     if args.config:
+        if args.fill_gaps:
+            raise InputError("--fill-gaps applies to a saved --model; with --config set fill_gaps and missing in "
+                             "the job's params.")
         job = train_job(args)
         for table in filter(None, (output, forecasts_out)):
             check_not_an_input(table, data=job["data"], static_data=job["static_data"])
@@ -556,6 +583,8 @@ def run_backtest(args) -> int:
         if not args.input:
             raise InputError("pass --input FILE: the data to evaluate the model on.")
         model = load_forecaster(args.model, tracking_uri=args.tracking_uri)
+        if args.fill_gaps:
+            model = forecast_with_gaps_filled(model)
         id_col, time_col = model.schema_.id_col, model.schema_.time_col
         data = read_table(args.input, text_columns=id_columns(model.schema_))
     frame = in_time_order(data.to_pandas(), id_col, time_col)
