@@ -161,6 +161,17 @@ def run_spark(model_uri: str, data: Path, out: Path, args) -> dict:
     return {"wall_s": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
+def append_row(out: Path, row: dict) -> None:
+    """Append one result row to the CSV ``out``, with a header if the file is new."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = not out.exists()
+    with out.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def log_to_mlflow(model_dir: Path, work: Path) -> str:
     """Log the saved model to a local MLflow store in ``work``; its ``runs:/`` URI (the store's in the env)."""
     import mlflow
@@ -237,22 +248,16 @@ def main() -> None:
                        **{k: round(v) for k, v in memory.items()},
                        "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2),
                        "git_rev": git_rev, "torch_version": torch.__version__, "pyspark_version": pyspark.__version__}
+                append_row(Path(args.out), row)  # at once: a long run cut short keeps what it measured
                 rows.append(row)
-                print(f"{engine:>5} {n_series:>8} series  {row['score_s']:>7.1f} s  ({row['series_per_s']:>6} series/s, "
-                      f"{row['rows_per_s']:>8} rows/s, {cores} cores)  wall {row['wall_s']:>6.1f} s  memory (MiB) "
+                print(f"{engine:>5} {n_series:>8} series  {row['score_s']:>7.1f} s  "
+                      f"({row['series_per_s']:>6} series/s, {row['rows_per_s']:>8} rows/s, {cores} cores)  "
+                      f"wall {row['wall_s']:>6.1f} s  memory (MiB) "
                       + ", ".join(f"{k[5:-4]} {row[k]}" for k in memory), flush=True)
                 data_out = work / (f"spark_{n_series}" if engine == "spark" else f"cli_{n_series}.parquet")
                 shutil.rmtree(data_out) if data_out.is_dir() else data_out.unlink(missing_ok=True)  # free the disk
             data.unlink()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with out.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-    print(f"appended {len(rows)} rows to {out}")
+    print(f"appended {len(rows)} rows to {args.out}")
 
 
 if __name__ == "__main__":
