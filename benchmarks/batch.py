@@ -30,15 +30,18 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_panel(n_series: int, n_steps: int, seed: int = 0) -> pd.DataFrame:
-    """A long panel (``unique_id``, ``ds``, ``y``) of daily-seasonal hourly series, generated vectorised."""
+def make_panel(n_series: int, n_steps: int, seed: int = 0, first_id: int = 0) -> pd.DataFrame:
+    """A long panel (``unique_id``, ``ds``, ``y``) of daily-seasonal hourly series, generated vectorised.
+
+    The series are named ``s0000000``... from ``first_id`` on (to write a big panel a part at a time).
+    """
     rng = np.random.default_rng(seed)
     t = np.arange(n_steps)
     level = rng.uniform(10, 50, (n_series, 1))
     amplitude = rng.uniform(2, 8, (n_series, 1))
     phase = rng.uniform(0, 2 * np.pi, (n_series, 1))
     y = level + amplitude * np.sin(2 * np.pi * t / 24 + phase) + rng.normal(0, 0.5, (n_series, n_steps))
-    ids = np.char.add("s", np.char.zfill(np.arange(n_series).astype(str), 7))
+    ids = np.char.add("s", np.char.zfill(np.arange(first_id, first_id + n_series).astype(str), 7))
     return pd.DataFrame({"unique_id": np.repeat(ids, n_steps),
                          "ds": np.tile(pd.date_range("2024-01-01", periods=n_steps, freq="h").to_numpy(), n_series),
                          "y": y.reshape(-1)})

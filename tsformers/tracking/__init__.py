@@ -1,4 +1,4 @@
-"""MLflow tracking for tsformers (the ``mlflow`` extra): autolog, pyfunc models, Spark scoring.
+"""MLflow tracking for tsformers (the ``mlflow`` extra): autolog, pyfunc models, Spark training and scoring.
 
 >>> import tsformers.tracking
 >>> tsformers.tracking.autolog()                    # doctest: +SKIP
