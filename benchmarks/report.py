@@ -776,6 +776,41 @@ def cold_start_section() -> list[str]:
     return out
 
 
+def spark_scoring_section() -> list[str]:
+    """``spark_scoring.py``: scoring many series with ``spark_forecast`` and with the CLI, size by size."""
+    sc = _read("spark_scoring.csv")
+    if sc is None:
+        return []
+    sc = latest(sc, ["engine", "n_series"]).sort_values(["n_series", "engine"], ascending=[True, False])
+    out = ["## Scoring many series: Spark and the CLI", "",
+           "`benchmarks/spark_scoring.py`: a Gateformer (lookback 48, horizon 24) forecasts every series of a "
+           "panel of 96-step series, with `tsformers.tracking.spark.spark_forecast` on Spark's `local[2]` (two "
+           "Python workers, one thread each) and with `tsformers forecast --chunk-size 5000` in one process on "
+           "one thread, each engine in a fresh process. *Score s*: the scoring alone, after Spark's workers "
+           "warmed up (importing torch and loading the model took 25–34 s on a first job). Peak memory of the "
+           "driver's Python, Spark's JVM (in local mode the driver and executor share it; heap capped by "
+           "`--driver-memory`) and the workers (proportional set size), and the CLI's process. Both engines of "
+           "a size ran in the same run, one after the other, except where the *rev* or *load* cells say "
+           "otherwise (– : the row was transcribed from the run's log).", "",
+           "| series | engine | score s | series/s | rows/s | driver Python MiB | JVM MiB | workers MiB | "
+           "process MiB | load | rev |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sc.itertuples():
+        load = "–" if pd.isna(r.load_start) else f"{r.load_start:.1f}–{r.load_end:.1f}"
+        spark = r.engine == "spark"
+        out.append(f"| {int(r.n_series):,} | {r.engine} | {r.score_s:.1f} | {r.series_per_s:,.0f} | "
+                   f"{r.rows_per_s:,.0f} | {_f(r.peak_driver_python_mib, 0) if spark else '–'} | "
+                   f"{_f(r.peak_jvm_mib, 0)} | {_f(r.peak_workers_pss_mib, 0)} | "
+                   f"{'–' if spark else _f(r.peak_driver_python_mib, 0)} | {load} | {r.git_rev} |")
+    out += ["", "Memory is bounded by the partitions and chunks, not the panel: from 100,000 to 1,000,000 series "
+            "(ten times the rows) Spark's workers and JVM stay near their 100,000-series peaks and the driver's "
+            "Python does not grow; on one machine the CLI's single thread scores about ten times the series per "
+            "second of Spark's two workers (not profiled yet; the candidates are the shuffle that groups rows into "
+            "series, the Arrow transfer and MLflow's input checks). Spark pays off where the panel lives on a "
+            "cluster, not on one machine.", ""]
+    return out
+
+
 def render() -> str:
     head = ["# Benchmarks", "",
             "Rendered by `benchmarks/report.py` from `benchmarks/results/*.csv`; do not edit by hand. The scripts "
@@ -786,7 +821,7 @@ def render() -> str:
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + other_models_section() + client_section() + small_data_section() + coverage_section()
             + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
-            + cold_start_section())
+            + cold_start_section() + spark_scoring_section())
     return "\n".join(head + body).rstrip() + "\n"
 
 
