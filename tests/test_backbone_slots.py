@@ -77,6 +77,10 @@ def _variate_slot_cases():
     for stack in order_free("stack"):
         yield pytest.param(Gateformer, {**gateformer, "stack": stack}, id=f"gateformer-stack-{stack}")
         yield pytest.param(PVClient, {**shape, "stack": stack}, id=f"pvclient-stack-{stack}")
+    for ffn in available("ffn"):
+        yield pytest.param(PVClient, {**shape, "ffn": ffn}, id=f"pvclient-ffn-{ffn}")
+    for norm in available("norm"):
+        yield pytest.param(PVClient, {**shape, "norm": norm}, id=f"pvclient-norm-{norm}")
 
 
 @pytest.mark.parametrize("network, kwargs", list(_variate_slot_cases()))
@@ -210,6 +214,60 @@ def test_gateformer_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, nor
     assert type(f.network_.temporal_encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=16, d_ff=32))
     f.save(tmp_path / "m")
     g = GateformerForecaster.load(tmp_path / "m")
+    assert (g.ffn, g.norm) == (ffn, norm)
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("ffn", available("ffn"))
+@pytest.mark.parametrize("norm", available("norm"))
+@pytest.mark.parametrize("stack", ["standard", "looped"])
+def test_pvclient_builds_every_encoder_block_from_the_chosen_parts(ffn, norm, stack):
+    torch.manual_seed(0)
+    model = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16, e_layers=2, ffn=ffn, norm=norm,
+                     stack=stack)
+    blocks = model.encoder.layers if stack == "standard" else [model.encoder.loop]
+    for layer in blocks:
+        assert type(layer.ffn) is type(build("ffn", ffn, d_model=32, d_ff=16))
+        assert type(layer.norm1) is type(layer.norm2) is type(build_norm(norm, 32))
+    if stack == "standard":   # the paper's final norm is the slot's norm too
+        assert type(model.encoder.norm) is type(build_norm(norm, 32))
+    model(torch.randn(4, 32, 3)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_pvclient_default_block_parts_are_the_papers_post_ln_gelu_encoder():
+    torch.manual_seed(0)
+    model = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16)
+    layer = model.encoder.layers[0]
+    assert type(layer).__name__ == "PostNormBlock" and type(layer.norm1) is torch.nn.LayerNorm
+    assert type(layer.ffn).__name__ == "FeedForward" and isinstance(layer.ffn.act, torch.nn.GELU)
+    assert type(model.encoder.norm) is torch.nn.LayerNorm
+    assert {"encoder.layers.0.ffn.fc1.weight", "encoder.layers.0.norm1.weight", "encoder.norm.weight"} <= set(
+        model.state_dict())
+
+
+def test_pvclient_refuses_a_block_part_in_fit_naming_the_parts_that_fit():
+    df = make_demo(n_steps=300)
+    f = PVClientForecaster(horizon=12, lookback=48, norm="mlp", max_epochs=1)  # __init__ only stores
+    with pytest.raises(ValueError, match="unknown norm 'mlp'; available norm names: layernorm, prepbn"):
+        f.fit(df)
+    stacks = re.escape(str(with_block_slot("norm")))
+    with pytest.raises(ValueError, match=rf"norm='prepbn' needs a stack whose blocks have a 'norm' slot, and "
+                                         rf"stack='wide' builds its own; pick a stack from {stacks}"):
+        PVClientForecaster(horizon=12, lookback=48, stack="wide", norm="prepbn", max_epochs=1,
+                           **PVClientForecaster.get_test_params()).fit(df)
+
+
+@pytest.mark.parametrize("ffn, norm", [("conv", "prepbn"), ("cofrnet", "layernorm")])
+def test_pvclient_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm):
+    df = make_demo(n_steps=400)
+    f = PVClientForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(df)
+    assert type(f.network_.encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=48, d_ff=32))
+    assert type(f.network_.encoder.layers[0].norm1) is type(build_norm(norm, 48))
+    f.save(tmp_path / "m")
+    g = PVClientForecaster.load(tmp_path / "m")
     assert (g.ffn, g.norm) == (ffn, norm)
     np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
                                g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)

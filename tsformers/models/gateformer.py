@@ -12,8 +12,8 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import (BLOCK_SLOTS, InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class,
-                                 order_free, with_block_slot)
+from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class, order_free
+from tsformers.backbone.blocks import block_parts
 
 __all__ = ["Gateformer"]
 
@@ -62,7 +62,8 @@ class Gateformer(nn.Module):
         )
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
         encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout,
-                       **self._block_parts(stack, ffn=ffn, norm=norm))
+                       **block_parts(stack, unordered="Gateformer's blocks also run over the variates",
+                                      ffn=ffn, norm=norm))
         # the variate tokens are an unordered set: a part that reads their order would make the
         # forecast depend on the order of the columns
         if build_class("mixer", variate_mixer).requires_order:
@@ -87,27 +88,6 @@ class Gateformer(nn.Module):
         self.variate_encoder = build("stack", stack, **encoder, mixer=variate_mixer)
         self.variate_gate = SigmoidGate(d_model)
         self.head = nn.Linear(d_model, horizon)
-
-    @staticmethod
-    def _block_parts(stack: str, **chosen: str) -> dict[str, str]:
-        """The block slots (``ffn``, ``norm``) to pass to ``stack``: all of them if its blocks have them.
-
-        A stack with blocks of its own takes only the defaults (it builds its own FFN and norms);
-        any other choice is refused, naming the stacks whose blocks have the slot. Over the
-        variate tokens every part must also be order-free, which every registered FFN is.
-        """
-        for slot, name in chosen.items():
-            build_class(slot, name)  # an unknown name lists the registered ones
-            if slot == "ffn" and name not in order_free("ffn"):
-                raise ValueError(f"ffn={name!r} needs ordered tokens, but Gateformer's blocks also run over the "
-                                 f"variates, an unordered set; pick an ffn from {order_free('ffn')}")
-        slots = getattr(build_class("stack", stack), "block_slots", frozenset())
-        for slot, name in chosen.items():
-            if slot not in slots and name != BLOCK_SLOTS[slot]:
-                raise ValueError(f"{slot}={name!r} needs a stack whose blocks have a {slot!r} slot, and "
-                                 f"stack={stack!r} builds its own; pick a stack from {with_block_slot(slot)} "
-                                 f"or keep {slot}={BLOCK_SLOTS[slot]!r}")
-        return {slot: name for slot, name in chosen.items() if slot in slots}
 
     def forward(self, x: Tensor, static: Tensor | None = None) -> Tensor:
         assert x.ndim == 3 and x.shape[1:] == (self.lookback, self.n_vars), (
