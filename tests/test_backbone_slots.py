@@ -367,3 +367,77 @@ def test_an_old_recursive_gtrxl_model_file_loads_as_looped(tmp_path):
     assert g.stack == "looped"
     np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
                                g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+# -- adaptive_depth chosen by name: exits trained, gates fitted in fit, early exits at predict ----------------
+
+def test_the_exits_losses_join_the_training_loss_weighted_by_depth():
+    """Without them only the last exit learns: the first exit's norm would get no gradient."""
+    from tsformers.training.module import ForecastingModule
+
+    torch.manual_seed(0)
+    network = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16, e_layers=3, dropout=0.0,
+                       stack="adaptive_depth")
+    module = ForecastingModule(network, n_targets=3)
+    x, y = torch.randn(4, 32, 3), torch.randn(4, 8, 3)
+    stack, = network.depth_stacks()
+    with torch.no_grad():
+        at = []
+        for k in (1, 2, 3):
+            with network.at_depth(k):
+                at.append(module.masked_loss(module(x), y))
+        expected = at[2] + at[0] / 3 + 2 * at[1] / 3      # w_k / w_L = k / L, the forecast's own loss at weight 1
+        torch.testing.assert_close(network.auxiliary_loss(lambda: module.masked_loss(module(x), y)) + at[2],
+                                   expected)
+    module.trainer = type("T", (), {"world_size": 1, "is_last_batch": True, "num_training_batches": 1})()
+    module.log = lambda *a, **k: None
+    module.training_step((x, y), 0).backward()
+    assert stack.exits[0].weight.grad is not None and stack.exits[0].weight.grad.abs().sum() > 0
+
+
+ADAPTIVE = [pytest.param(GateformerForecaster, {}, id="gateformer"),
+            pytest.param(PVClientForecaster, {"clip": False}, id="pvclient")]
+
+
+@pytest.mark.parametrize("estimator, extra", ADAPTIVE)
+def test_adaptive_depth_fits_its_gates_in_fit_and_exits_early_within_tolerance(tmp_path, estimator, extra):
+    """ECO-M2F through an estimator: ``fit`` labels the training windows with their depth and fits the
+    gates, ``mean_depth_`` reports the blocks they run, and on held-out windows some exit before the last
+    block while the backtest MSE stays within 10% of the full depth's."""
+    df = make_demo(n_steps=600)
+    params = {**estimator.get_test_params(), "stack": "adaptive_depth", "e_layers": 3, **extra}
+    f = estimator(horizon=12, lookback=48, max_epochs=2, **params).fit(df.iloc[:-120])
+    stacks = f.network_.depth_stacks()
+    assert stacks and all(bool(s.gate_fitted) for s in stacks)
+    assert 1 <= f.mean_depth_ < 3
+    rows = [0, 0, 0]                                                   # windows (rows) each block of the last stack ran
+    for i, layer in enumerate(stacks[-1].layers):
+        layer.register_forward_hook(lambda _, args, out, i=i: rows.__setitem__(i, rows[i] + len(args[0])))
+    adaptive = f.backtest(df, n_windows=40, step=3)
+    assert rows[0] == 40 and rows[2] < 40                            # the easy windows left before the last block
+    with f.network_.at_depth(3):
+        full = f.backtest(df, n_windows=40, step=3)
+
+    def mse(b):
+        return float(np.mean((b["forecast"].to_numpy() - b["actual"].to_numpy()) ** 2))
+
+    assert mse(adaptive) <= 1.10 * mse(full)
+    f.save(tmp_path / "m")
+    g = estimator.load(tmp_path / "m")
+    assert g.mean_depth_ == pytest.approx(f.mean_depth_) and all(bool(s.gate_fitted) for s in g.network_.depth_stacks())
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+def test_a_standard_stack_records_no_depth():
+    f = PVClientForecaster(horizon=12, lookback=48, max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    assert not hasattr(f, "mean_depth_") and f.network_.depth_stacks() == []
+
+
+def test_an_adaptive_depth_model_is_not_exported_to_onnx(tmp_path):
+    f = PVClientForecaster(horizon=12, lookback=48, max_epochs=1, stack="adaptive_depth", e_layers=2, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    f.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="adaptive_depth.*torch engine"):
+        f.export_onnx(tmp_path / "m")

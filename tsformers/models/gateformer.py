@@ -14,11 +14,12 @@ from torch import Tensor, nn
 
 from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class, order_free
 from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
 __all__ = ["Gateformer"]
 
 
-class Gateformer(nn.Module):
+class Gateformer(ExitSupervised, nn.Module):
     """Gateformer (Lan & Oermann, 2025): per-variate temporal encoding, gated, then variate attention, gated.
 
     Each variate becomes one token by gating two views of its window: a global

@@ -16,11 +16,12 @@ from torch import Tensor, nn
 
 from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_class, order_free
 from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
 __all__ = ["PVClient"]
 
 
-class PVClient(nn.Module):
+class PVClient(ExitSupervised, nn.Module):
     """PV-Client (Gao et al., 2024): attention across variables plus a linear trend, weighted per variate.
 
     The data flow of the official model:
