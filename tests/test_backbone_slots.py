@@ -71,7 +71,7 @@ def _permuted_variates(model, n_vars):
 def _variate_slot_cases():
     shape = dict(lookback=32, horizon=8, n_vars=5, n_heads=2, d_ff=16, e_layers=2, dropout=0.0)
     gateformer = dict(shape, d_model=16, patch_len=8, stride=8)
-    for mixer in order_free("mixer"):
+    for mixer in order_free("mixer", standalone=True):
         yield pytest.param(Gateformer, {**gateformer, "variate_mixer": mixer}, id=f"gateformer-variate_mixer-{mixer}")
         yield pytest.param(PVClient, {**shape, "mixer": mixer}, id=f"pvclient-mixer-{mixer}")
     for stack in order_free("stack"):
@@ -441,3 +441,52 @@ def test_an_adaptive_depth_model_is_not_exported_to_onnx(tmp_path):
     f.save(tmp_path / "m")
     with pytest.raises(ValueError, match="adaptive_depth.*torch engine"):
         f.export_onnx(tmp_path / "m")
+
+
+# -- fca: its cross tokens in Gateformer's temporal encoder, refused over variates ------------------------------
+
+def test_fca_as_temporal_mixer_gets_its_cross_tokens_from_its_stage():
+    from tsformers.backbone.mixers.fcaformer import FcaStage
+
+    torch.manual_seed(0)
+    shape = dict(lookback=64, horizon=8, n_vars=3, d_model=16, n_heads=2, d_ff=16, e_layers=3, dropout=0.0)
+    model = Gateformer(**shape, temporal_mixer="fca").eval()
+    assert isinstance(model.temporal_encoder, FcaStage) and type(model.variate_encoder).__name__ == "TransformerEncoder"
+    assert [block.mixer.n_sources for block in model.temporal_encoder.blocks] == [0, 1, 2]
+    cross = []                                                       # what the later blocks attend to besides their own
+    for block in model.temporal_encoder.blocks:
+        block.mixer.register_forward_hook(lambda m, args, kwargs, out: cross.append(len(kwargs["cross"])),
+                                          with_kwargs=True)
+    x = torch.randn(2, 64, 3)
+    with torch.no_grad():
+        y = model(x)
+        for block in model.temporal_encoder.blocks:                  # the cross path matters: without it, other output
+            block.mixer.lsf.zero_()
+        assert not torch.allclose(model(x), y)
+    assert cross[:3] == [0, 1, 2]
+    assert "fca" in order_free("mixer") and "fca" not in order_free("mixer", standalone=True)
+
+
+def test_fca_is_refused_where_it_would_get_no_cross_tokens():
+    shape = dict(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16)
+    choices = re.escape(str(order_free("mixer", standalone=True)))
+    with pytest.raises(ValueError, match=rf"variate_mixer='fca' attends to cross tokens that only stack 'fca_stage' "
+                                         rf"makes.*use it as temporal_mixer, or pick a variate mixer from {choices}"):
+        Gateformer(**shape, d_model=16, variate_mixer="fca")
+    with pytest.raises(ValueError, match=rf"mixer='fca' attends to cross tokens.*pick one of {choices}"):
+        PVClient(**shape, mixer="fca")
+    with pytest.raises(ValueError, match=r"temporal_mixer='fca' gets its cross tokens only inside stack 'fca_stage'"
+                                         r".*stack='looped' cannot"):
+        Gateformer(**shape, d_model=16, temporal_mixer="fca", stack="looped")
+    with pytest.raises(ValueError, match=r"ffn='conv' needs a stack whose blocks have a 'ffn' slot, and "
+                                         r"stack='fca_stage' builds its own"):
+        Gateformer(**shape, d_model=16, temporal_mixer="fca", ffn="conv")
+    with pytest.raises(ValueError, match="attends to cross tokens"):   # in fit, through the estimator
+        PVClientForecaster(horizon=8, lookback=32, mixer="fca", max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=200))
+
+
+def test_gateformer_fits_with_fca_over_time():
+    f = GateformerForecaster(horizon=12, lookback=48, temporal_mixer="fca", e_layers=2, max_epochs=1,
+                             **GateformerForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    assert type(f.network_.temporal_encoder).__name__ == "FcaStage" and f.predict().shape[0] == 12

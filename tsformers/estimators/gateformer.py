@@ -34,11 +34,15 @@ class GateformerForecaster(BaseForecaster):
     dropout : float, default=0.1
     temporal_mixer : str, default="full"
         The token mixer over the patches of each variate (ordered time tokens), by
-        its name in ``tsformers.backbone.available("mixer")``.
+        its name in ``tsformers.backbone.available("mixer")``. ``"fca"``
+        (FcaFormer's forward cross attention) attends to cross tokens merged from
+        the earlier blocks' outputs, which only its own stage makes: with it the
+        temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be
+        ``"standard"``, and ``ffn``/``norm`` the defaults: its blocks are its own).
     variate_mixer : str, default="full"
         The token mixer over the variate tokens (an unordered set: mixers that
-        need ordered tokens are refused here), one of
-        ``tsformers.backbone.order_free("mixer")``.
+        need ordered tokens, or cross tokens merged along positions, are refused
+        here), one of ``tsformers.backbone.order_free("mixer", standalone=True)``.
     stack : str, default="standard"
         How both encoders' blocks are arranged, by its name in
         ``tsformers.backbone.order_free("stack")`` (e.g. ``"looped"`` for one block

@@ -73,8 +73,9 @@ class PVClientForecaster(BaseForecaster):
     dropout : float, default=0.1
     mixer : str, default="full"
         The token mixer of the cross-variable encoder, by its name in
-        ``tsformers.backbone.order_free("mixer")`` (variate tokens are an unordered
-        set: mixers that need ordered tokens are refused).
+        ``tsformers.backbone.order_free("mixer", standalone=True)`` (variate tokens
+        are an unordered set: mixers that need ordered tokens are refused, and so
+        is ``"fca"``, whose cross tokens are merged along positions).
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens

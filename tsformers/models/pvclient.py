@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_class, order_free
 from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.registry import home_stack
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
 __all__ = ["PVClient"]
@@ -97,7 +98,11 @@ class PVClient(ExitSupervised, nn.Module):
         for slot, name in (("mixer", mixer), ("stack", stack)):
             if build_class(slot, name).requires_order:
                 raise ValueError(f"{slot}={name!r} needs ordered tokens, but PV-Client's tokens are variates (an "
-                                 f"unordered set); pick one of {order_free(slot)}")
+                                 f"unordered set); pick one of {order_free(slot, standalone=True)}")
+        if home_stack(mixer) is not None and mixer not in order_free("mixer", standalone=True):
+            raise ValueError(f"mixer={mixer!r} attends to cross tokens that only stack {home_stack(mixer)!r} makes, "
+                             f"merging earlier blocks along positions, which PV-Client's tokens (variates, an "
+                             f"unordered set) do not have; pick one of {order_free('mixer', standalone=True)}")
         # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L; the blocks'
         # FFN and norms by name where the stack's blocks have those slots (the paper's: "mlp", "layernorm")
         encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer,
