@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tsformers.backbone import available, order_free, streaming, with_block_slot
+from tsformers.backbone.registry import home_stack
 from tsformers.models.gtrxl import mixers as gtrxl_mixers
 from tsformers.models.lmuformer import memories as lmuformer_memories
 
@@ -30,7 +31,7 @@ NOT_YET_REACHABLE = {
     **{("stage", n): "no estimator has a stage slot" for n in ("qpool_stage", "resnas_stage")},
     **{("stack", n): "it reads token order, and the estimators' stack slots also run over variate tokens "
                      "(Gateformer, PV-Client) or carry a segment memory (GTrXL)"
-       for n in ("fca_stage", "fit", "hybrid", "mixed", "sret", "three_phase")},
+       for n in ("fit", "hybrid", "mixed", "sret", "three_phase")},
 }
 
 
@@ -43,6 +44,7 @@ def _reachable() -> set[tuple[str, str]]:
     parts |= {("mixer", n) for n in order_free("mixer") + gtrxl_mixers() + lmuformer_memories()
               if n in available("mixer")}
     parts |= {("stack", n) for n in order_free("stack") + list(STACKS)}   # Gateformer/PV-Client, GTrXL
+    parts |= {("stack", home_stack(n)) for n in available("mixer") if home_stack(n)}  # Gateformer's temporal encoder
     parts |= {("ffn", n) for n in order_free("ffn")} if with_block_slot("ffn") else set()   # Gateformer's ffn
     parts |= {("norm", n) for n in available("norm")} if with_block_slot("norm") else set()  # Gateformer's norm
     parts |= {("gate", n) for n in GATES}                          # GTrXL's gating

@@ -71,12 +71,16 @@ def _permuted_variates(model, n_vars):
 def _variate_slot_cases():
     shape = dict(lookback=32, horizon=8, n_vars=5, n_heads=2, d_ff=16, e_layers=2, dropout=0.0)
     gateformer = dict(shape, d_model=16, patch_len=8, stride=8)
-    for mixer in order_free("mixer"):
+    for mixer in order_free("mixer", standalone=True):
         yield pytest.param(Gateformer, {**gateformer, "variate_mixer": mixer}, id=f"gateformer-variate_mixer-{mixer}")
         yield pytest.param(PVClient, {**shape, "mixer": mixer}, id=f"pvclient-mixer-{mixer}")
     for stack in order_free("stack"):
         yield pytest.param(Gateformer, {**gateformer, "stack": stack}, id=f"gateformer-stack-{stack}")
         yield pytest.param(PVClient, {**shape, "stack": stack}, id=f"pvclient-stack-{stack}")
+    for ffn in available("ffn"):
+        yield pytest.param(PVClient, {**shape, "ffn": ffn}, id=f"pvclient-ffn-{ffn}")
+    for norm in available("norm"):
+        yield pytest.param(PVClient, {**shape, "norm": norm}, id=f"pvclient-norm-{norm}")
 
 
 @pytest.mark.parametrize("network, kwargs", list(_variate_slot_cases()))
@@ -215,6 +219,60 @@ def test_gateformer_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, nor
                                g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("ffn", available("ffn"))
+@pytest.mark.parametrize("norm", available("norm"))
+@pytest.mark.parametrize("stack", ["standard", "looped"])
+def test_pvclient_builds_every_encoder_block_from_the_chosen_parts(ffn, norm, stack):
+    torch.manual_seed(0)
+    model = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16, e_layers=2, ffn=ffn, norm=norm,
+                     stack=stack)
+    blocks = model.encoder.layers if stack == "standard" else [model.encoder.loop]
+    for layer in blocks:
+        assert type(layer.ffn) is type(build("ffn", ffn, d_model=32, d_ff=16))
+        assert type(layer.norm1) is type(layer.norm2) is type(build_norm(norm, 32))
+    if stack == "standard":   # the paper's final norm is the slot's norm too
+        assert type(model.encoder.norm) is type(build_norm(norm, 32))
+    model(torch.randn(4, 32, 3)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_pvclient_default_block_parts_are_the_papers_post_ln_gelu_encoder():
+    torch.manual_seed(0)
+    model = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16)
+    layer = model.encoder.layers[0]
+    assert type(layer).__name__ == "PostNormBlock" and type(layer.norm1) is torch.nn.LayerNorm
+    assert type(layer.ffn).__name__ == "FeedForward" and isinstance(layer.ffn.act, torch.nn.GELU)
+    assert type(model.encoder.norm) is torch.nn.LayerNorm
+    assert {"encoder.layers.0.ffn.fc1.weight", "encoder.layers.0.norm1.weight", "encoder.norm.weight"} <= set(
+        model.state_dict())
+
+
+def test_pvclient_refuses_a_block_part_in_fit_naming_the_parts_that_fit():
+    df = make_demo(n_steps=300)
+    f = PVClientForecaster(horizon=12, lookback=48, norm="mlp", max_epochs=1)  # __init__ only stores
+    with pytest.raises(ValueError, match="unknown norm 'mlp'; available norm names: layernorm, prepbn"):
+        f.fit(df)
+    stacks = re.escape(str(with_block_slot("norm")))
+    with pytest.raises(ValueError, match=rf"norm='prepbn' needs a stack whose blocks have a 'norm' slot, and "
+                                         rf"stack='wide' builds its own; pick a stack from {stacks}"):
+        PVClientForecaster(horizon=12, lookback=48, stack="wide", norm="prepbn", max_epochs=1,
+                           **PVClientForecaster.get_test_params()).fit(df)
+
+
+@pytest.mark.parametrize("ffn, norm", [("conv", "prepbn"), ("cofrnet", "layernorm")])
+def test_pvclient_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm):
+    df = make_demo(n_steps=400)
+    f = PVClientForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(df)
+    assert type(f.network_.encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=48, d_ff=32))
+    assert type(f.network_.encoder.layers[0].norm1) is type(build_norm(norm, 48))
+    f.save(tmp_path / "m")
+    g = PVClientForecaster.load(tmp_path / "m")
+    assert (g.ffn, g.norm) == (ffn, norm)
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
 # -- recurrent slots: GTrXL's mixer, LMUFormer's memory --------------------------------------------
 
 def test_the_recurrent_slots_take_the_streaming_mixers():
@@ -309,3 +367,126 @@ def test_an_old_recursive_gtrxl_model_file_loads_as_looped(tmp_path):
     assert g.stack == "looped"
     np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
                                g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+# -- adaptive_depth chosen by name: exits trained, gates fitted in fit, early exits at predict ----------------
+
+def test_the_exits_losses_join_the_training_loss_weighted_by_depth():
+    """Without them only the last exit learns: the first exit's norm would get no gradient."""
+    from tsformers.training.module import ForecastingModule
+
+    torch.manual_seed(0)
+    network = PVClient(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16, e_layers=3, dropout=0.0,
+                       stack="adaptive_depth")
+    module = ForecastingModule(network, n_targets=3)
+    x, y = torch.randn(4, 32, 3), torch.randn(4, 8, 3)
+    stack, = network.depth_stacks()
+    with torch.no_grad():
+        at = []
+        for k in (1, 2, 3):
+            with network.at_depth(k):
+                at.append(module.masked_loss(module(x), y))
+        expected = at[2] + at[0] / 3 + 2 * at[1] / 3      # w_k / w_L = k / L, the forecast's own loss at weight 1
+        torch.testing.assert_close(network.auxiliary_loss(lambda: module.masked_loss(module(x), y)) + at[2],
+                                   expected)
+    module.trainer = type("T", (), {"world_size": 1, "is_last_batch": True, "num_training_batches": 1})()
+    module.log = lambda *a, **k: None
+    module.training_step((x, y), 0).backward()
+    assert stack.exits[0].weight.grad is not None and stack.exits[0].weight.grad.abs().sum() > 0
+
+
+ADAPTIVE = [pytest.param(GateformerForecaster, {}, id="gateformer"),
+            pytest.param(PVClientForecaster, {"clip": False}, id="pvclient")]
+
+
+@pytest.mark.parametrize("estimator, extra", ADAPTIVE)
+def test_adaptive_depth_fits_its_gates_in_fit_and_exits_early_within_tolerance(tmp_path, estimator, extra):
+    """ECO-M2F through an estimator: ``fit`` labels the training windows with their depth and fits the
+    gates, ``mean_depth_`` reports the blocks they run, and on held-out windows some exit before the last
+    block while the backtest MSE stays within 10% of the full depth's."""
+    df = make_demo(n_steps=600)
+    params = {**estimator.get_test_params(), "stack": "adaptive_depth", "e_layers": 3, **extra}
+    f = estimator(horizon=12, lookback=48, max_epochs=2, **params).fit(df.iloc[:-120])
+    stacks = f.network_.depth_stacks()
+    assert stacks and all(bool(s.gate_fitted) for s in stacks)
+    assert 1 <= f.mean_depth_ < 3
+    rows = [0, 0, 0]                                                   # windows (rows) each block of the last stack ran
+    for i, layer in enumerate(stacks[-1].layers):
+        layer.register_forward_hook(lambda _, args, out, i=i: rows.__setitem__(i, rows[i] + len(args[0])))
+    adaptive = f.backtest(df, n_windows=40, step=3)
+    assert rows[0] == 40 and rows[2] < 40                            # the easy windows left before the last block
+    with f.network_.at_depth(3):
+        full = f.backtest(df, n_windows=40, step=3)
+
+    def mse(b):
+        return float(np.mean((b["forecast"].to_numpy() - b["actual"].to_numpy()) ** 2))
+
+    assert mse(adaptive) <= 1.10 * mse(full)
+    f.save(tmp_path / "m")
+    g = estimator.load(tmp_path / "m")
+    assert g.mean_depth_ == pytest.approx(f.mean_depth_) and all(bool(s.gate_fitted) for s in g.network_.depth_stacks())
+    np.testing.assert_allclose(f.predict().select_dtypes("number").to_numpy(),
+                               g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
+
+
+def test_a_standard_stack_records_no_depth():
+    f = PVClientForecaster(horizon=12, lookback=48, max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    assert not hasattr(f, "mean_depth_") and f.network_.depth_stacks() == []
+
+
+def test_an_adaptive_depth_model_is_not_exported_to_onnx(tmp_path):
+    f = PVClientForecaster(horizon=12, lookback=48, max_epochs=1, stack="adaptive_depth", e_layers=2, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    f.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="adaptive_depth.*torch engine"):
+        f.export_onnx(tmp_path / "m")
+
+
+# -- fca: its cross tokens in Gateformer's temporal encoder, refused over variates ------------------------------
+
+def test_fca_as_temporal_mixer_gets_its_cross_tokens_from_its_stage():
+    from tsformers.backbone.mixers.fcaformer import FcaStage
+
+    torch.manual_seed(0)
+    shape = dict(lookback=64, horizon=8, n_vars=3, d_model=16, n_heads=2, d_ff=16, e_layers=3, dropout=0.0)
+    model = Gateformer(**shape, temporal_mixer="fca").eval()
+    assert isinstance(model.temporal_encoder, FcaStage) and type(model.variate_encoder).__name__ == "TransformerEncoder"
+    assert [block.mixer.n_sources for block in model.temporal_encoder.blocks] == [0, 1, 2]
+    cross = []                                                       # what the later blocks attend to besides their own
+    for block in model.temporal_encoder.blocks:
+        block.mixer.register_forward_hook(lambda m, args, kwargs, out: cross.append(len(kwargs["cross"])),
+                                          with_kwargs=True)
+    x = torch.randn(2, 64, 3)
+    with torch.no_grad():
+        y = model(x)
+        for block in model.temporal_encoder.blocks:                  # the cross path matters: without it, other output
+            block.mixer.lsf.zero_()
+        assert not torch.allclose(model(x), y)
+    assert cross[:3] == [0, 1, 2]
+    assert "fca" in order_free("mixer") and "fca" not in order_free("mixer", standalone=True)
+
+
+def test_fca_is_refused_where_it_would_get_no_cross_tokens():
+    shape = dict(lookback=32, horizon=8, n_vars=3, n_heads=2, d_ff=16)
+    choices = re.escape(str(order_free("mixer", standalone=True)))
+    with pytest.raises(ValueError, match=rf"variate_mixer='fca' attends to cross tokens that only stack 'fca_stage' "
+                                         rf"makes.*use it as temporal_mixer, or pick a variate mixer from {choices}"):
+        Gateformer(**shape, d_model=16, variate_mixer="fca")
+    with pytest.raises(ValueError, match=rf"mixer='fca' attends to cross tokens.*pick one of {choices}"):
+        PVClient(**shape, mixer="fca")
+    with pytest.raises(ValueError, match=r"temporal_mixer='fca' gets its cross tokens only inside stack 'fca_stage'"
+                                         r".*stack='looped' cannot"):
+        Gateformer(**shape, d_model=16, temporal_mixer="fca", stack="looped")
+    with pytest.raises(ValueError, match=r"ffn='conv' needs a stack whose blocks have a 'ffn' slot, and "
+                                         r"stack='fca_stage' builds its own"):
+        Gateformer(**shape, d_model=16, temporal_mixer="fca", ffn="conv")
+    with pytest.raises(ValueError, match="attends to cross tokens"):   # in fit, through the estimator
+        PVClientForecaster(horizon=8, lookback=32, mixer="fca", max_epochs=1, clip=False,
+                           **PVClientForecaster.get_test_params()).fit(make_demo(n_steps=200))
+
+
+def test_gateformer_fits_with_fca_over_time():
+    f = GateformerForecaster(horizon=12, lookback=48, temporal_mixer="fca", e_layers=2, max_epochs=1,
+                             **GateformerForecaster.get_test_params()).fit(make_demo(n_steps=300))
+    assert type(f.network_.temporal_encoder).__name__ == "FcaStage" and f.predict().shape[0] == 12

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
-from .registry import build, build_class, register
+from .registry import build, build_class, order_free, register, with_block_slot
 
 __all__ = ["BLOCK_SLOTS", "FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
-           "build_norm"]
+           "block_parts", "build_norm"]
 
 #: The slots of the standard block besides its mixer, with their defaults (the Transformer's parts).
 #: A stack whose blocks have them declares ``block_slots``; the estimators pass a choice only to those.
@@ -31,6 +31,30 @@ register("norm", "layernorm")(nn.LayerNorm)
 def build_norm(name: str, d_model: int, *, eps: float = 1e-5, **kwargs: Any) -> nn.Module:
     """The normalisation registered as ``name`` under kind "norm", over the last dim D of (..., D) tokens."""
     return build_class("norm", name)(d_model, eps=eps, **kwargs)
+
+def block_parts(stack: str, *, unordered: str | None = None, **chosen: str) -> dict[str, str]:
+    """The block slots (``ffn=``, ``norm=`` in ``chosen``) to pass to ``stack``: all of them if its blocks have them.
+
+    A stack with blocks of its own (no ``block_slots``) takes only the defaults of
+    :data:`BLOCK_SLOTS` (it builds its own FFN and norms); any other choice is refused, naming
+    the stacks whose blocks have the slot. An unknown name lists the registered ones. With
+    ``unordered`` (the reason the tokens are an unordered set, e.g. "PV-Client's tokens are
+    variates"), a part that reads token order is refused too, naming those that do not.
+    """
+    for slot, name in chosen.items():
+        build_class(slot, name)  # an unknown name lists the registered ones
+        # (a part that does not declare requires_order, torch's LayerNorm, works token by token)
+        if unordered is not None and getattr(build_class(slot, name), "requires_order", False):
+            raise ValueError(f"{slot}={name!r} needs ordered tokens, but {unordered}, an unordered set; "
+                             f"pick an {slot} from {order_free(slot)}")
+    slots = getattr(build_class("stack", stack), "block_slots", frozenset())
+    for slot, name in chosen.items():
+        if slot not in slots and name != BLOCK_SLOTS[slot]:
+            raise ValueError(f"{slot}={name!r} needs a stack whose blocks have a {slot!r} slot, and "
+                             f"stack={stack!r} builds its own; pick a stack from {with_block_slot(slot)} "
+                             f"or keep {slot}={BLOCK_SLOTS[slot]!r}")
+    return {slot: name for slot, name in chosen.items() if slot in slots}
+
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 

@@ -63,11 +63,22 @@ def _declares_order(cls: type) -> bool:
     return isinstance(getattr(cls, "requires_order", None), bool)
 
 
-def order_free(kind: str) -> list[str]:
+def home_stack(name: str) -> str | None:
+    """The stack a mixer does what its paper says in only, or None for a mixer any block can hold.
+
+    ``"fca"`` attends to cross tokens that only ``"fca_stage"`` makes (it merges the outputs of
+    earlier blocks along positions); in another block it would be plain attention. A mixer
+    declares it as ``home_stack``.
+    """
+    return getattr(build_class("mixer", name), "home_stack", None)
+
+
+def order_free(kind: str, *, standalone: bool = False) -> list[str]:
     """Sorted names under ``kind`` whose part does not depend on token order (``requires_order`` False).
 
     These are the parts a slot over variate tokens (an unordered set) accepts; mixers and
-    stacks declare ``requires_order``.
+    stacks declare ``requires_order``. ``standalone=True`` (mixers) also leaves out the mixers
+    whose :func:`home_stack` reads token order: over variates they would lose what they are for.
     """
     names = available(kind)  # raises on an unknown kind
     undeclared = [name for name in names if not _declares_order(_REGISTRY[kind][name])]
@@ -75,7 +86,10 @@ def order_free(kind: str) -> list[str]:
         declaring = [k for k, parts in sorted(_REGISTRY.items()) if all(map(_declares_order, parts.values()))]
         raise ValueError(f"the {kind} parts {undeclared} do not declare requires_order, so order_free({kind!r}) "
                          f"cannot tell; the kinds whose parts all declare it: {', '.join(declaring)}")
-    return [name for name in names if not _REGISTRY[kind][name].requires_order]
+    free = [name for name in names if not _REGISTRY[kind][name].requires_order]
+    if standalone and kind == "mixer":
+        free = [name for name in free if home_stack(name) is None or not _REGISTRY["stack"][home_stack(name)].requires_order]
+    return free
 
 
 def with_block_slot(slot: str) -> list[str]:

@@ -186,6 +186,8 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         network.eval()
 
         self.network_ = network
+        if getattr(network, "mean_depth", None) is not None:  # adaptive-depth stacks: the blocks their gates run
+            self.mean_depth_ = network.mean_depth
         self.report_ = data.missing_report()
         self.history_ = data.panel.tail(self.lookback).copy()  # raw values, for predict() without data
         self.ends_ = data.panel.ends

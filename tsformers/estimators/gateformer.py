@@ -34,11 +34,15 @@ class GateformerForecaster(BaseForecaster):
     dropout : float, default=0.1
     temporal_mixer : str, default="full"
         The token mixer over the patches of each variate (ordered time tokens), by
-        its name in ``tsformers.backbone.available("mixer")``.
+        its name in ``tsformers.backbone.available("mixer")``. ``"fca"``
+        (FcaFormer's forward cross attention) attends to cross tokens merged from
+        the earlier blocks' outputs, which only its own stage makes: with it the
+        temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be
+        ``"standard"``, and ``ffn``/``norm`` the defaults: its blocks are its own).
     variate_mixer : str, default="full"
         The token mixer over the variate tokens (an unordered set: mixers that
-        need ordered tokens are refused here), one of
-        ``tsformers.backbone.order_free("mixer")``.
+        need ordered tokens, or cross tokens merged along positions, are refused
+        here), one of ``tsformers.backbone.order_free("mixer", standalone=True)``.
     stack : str, default="standard"
         How both encoders' blocks are arranged, by its name in
         ``tsformers.backbone.order_free("stack")`` (e.g. ``"looped"`` for one block
@@ -76,6 +80,13 @@ class GateformerForecaster(BaseForecaster):
     ----------
     network_ : torch.nn.Module
         The trained :class:`~tsformers.models.Gateformer`.
+    mean_depth_ : float
+        Only with ``stack="adaptive_depth"``: the mean number of blocks per encoder
+        that the fitted depth gates run over the training windows (out of
+        ``e_layers``). ``fit`` trains every exit (their losses, weighted by depth,
+        join the training loss), labels each training window with the smallest
+        depth within the stack's tolerance (5%) of its best exit, and fits the
+        gates on those labels, so ``predict`` runs each window only that deep.
     %(common_attributes)s
 
     References

@@ -95,6 +95,9 @@ def export_estimator(estimator, path) -> Path:
     network = estimator.network_
     if isinstance(network, OnnxNetwork):
         raise ValueError("this forecaster runs on ONNX Runtime already; export from one loaded with engine='torch'.")
+    if getattr(estimator, "mean_depth_", None) is not None:
+        raise ValueError("stack='adaptive_depth' runs each window as deep as its gate says, a choice made on the data "
+                         "that an ONNX graph cannot hold; forecast with the torch engine, or fit another stack.")
     metadata = {"estimator": type(estimator).__name__, "horizon": estimator.horizon}
     graph = dict(lookback=estimator.lookback, n_inputs=estimator.n_features_in_,
                  n_static=estimator._network_static_width())

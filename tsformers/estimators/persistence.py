@@ -73,6 +73,8 @@ def save_estimator(est, path) -> Path:
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
+        if getattr(est, "mean_depth_", None) is not None:  # adaptive depth: the mean depth its gates chose in fit
+            config["mean_depth"] = est.mean_depth_
         if getattr(est, "compression_", None):  # a compressed network (tsformers.compress): its surgery, as JSON
             config["network_edits"] = getattr(est, "network_edits_", [])
             config["compression"] = est.compression_
@@ -169,6 +171,8 @@ def _rebuild(estimator_cls, config: dict, tensors: dict):
     est.ends_ = [_time_from_json(t) for t in config["ends"]] if "ends" in config else \
         [est.last_time_] * len(est.schema_.series)
     est.training_log_ = config.get("training_log", [])
+    if config.get("mean_depth") is not None:
+        est.mean_depth_ = float(config["mean_depth"])
     if "state" in tensors:
         est.state_ = tensors["state"]
     est.conformal_ = tensors["conformal"].numpy() if "conformal" in tensors else None

@@ -73,12 +73,27 @@ class PVClientForecaster(BaseForecaster):
     dropout : float, default=0.1
     mixer : str, default="full"
         The token mixer of the cross-variable encoder, by its name in
-        ``tsformers.backbone.order_free("mixer")`` (variate tokens are an unordered
-        set: mixers that need ordered tokens are refused).
+        ``tsformers.backbone.order_free("mixer", standalone=True)`` (variate tokens
+        are an unordered set: mixers that need ordered tokens are refused, and so
+        is ``"fca"``, whose cross tokens are merged along positions).
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
         are refused, as mixers are); "standard" is the paper's post-LN stack.
+    ffn : str, default="mlp"
+        The feed-forward network of every encoder block, by its name in
+        ``tsformers.backbone.available("ffn")``: ``"mlp"`` (the paper's
+        Linear-GELU-Linear), ``"conv"`` (LMUFormer's conv FFN with batch norms) or
+        ``"cofrnet"`` (CoFrGeNet's continued-fraction FFN; ``d_ff`` unused). Only
+        stacks built from the standard block take it,
+        ``tsformers.backbone.with_block_slot("ffn")``; another choice with another
+        stack is refused in ``fit``, naming those stacks.
+    norm : str, default="layernorm"
+        The normalisation of every encoder block (and the standard stack's final
+        norm), by its name in ``tsformers.backbone.available("norm")``:
+        ``"layernorm"`` (the paper's) or ``"prepbn"`` (SLAB's LayerNorm decaying into
+        a batch norm over 10,000 training steps, foldable into the next Linear at
+        inference). Stacks as for ``ffn``.
     step_pathway : bool, default=True
         The per-step pathway from each horizon step's known-future inputs to
         its forecast (a tsformers extension, built only when the model has
@@ -114,6 +129,13 @@ class PVClientForecaster(BaseForecaster):
     ----------
     network_ : torch.nn.Module
         The trained :class:`~tsformers.models.pvclient.PVClient`.
+    mean_depth_ : float
+        Only with ``stack="adaptive_depth"``: the mean number of blocks per encoder
+        that the fitted depth gates run over the training windows (out of
+        ``e_layers``). ``fit`` trains every exit (their losses, weighted by depth,
+        join the training loss), labels each training window with the smallest
+        depth within the stack's tolerance (5%) of its best exit, and fits the
+        gates on those labels, so ``predict`` runs each window only that deep.
     %(common_attributes)s
 
     See Also
@@ -149,6 +171,8 @@ class PVClientForecaster(BaseForecaster):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "mixer": [str],
         "stack": [str],
+        "ffn": [str],
+        "norm": [str],
         "w_trans": [Interval(Real, None, None, closed="neither")],
         "w_lin": [Interval(Real, None, None, closed="neither")],
         "capacity": [Interval(Real, 0, None, closed="neither"), None],
@@ -157,8 +181,9 @@ class PVClientForecaster(BaseForecaster):
     }
 
     def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
-                 stack="standard", step_pathway=True, w_trans=1.0, w_lin=1.0, capacity=None, clip=True, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
-                 id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
+                 stack="standard", ffn="mlp", norm="layernorm", step_pathway=True, w_trans=1.0, w_lin=1.0,
+                 capacity=None, clip=True, target=None, covariates=None, future_covariates=None, calendar=None,
+                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
@@ -171,6 +196,8 @@ class PVClientForecaster(BaseForecaster):
         self.dropout = dropout
         self.mixer = mixer
         self.stack = stack
+        self.ffn = ffn
+        self.norm = norm
         self.step_pathway = step_pathway
         self.w_trans = w_trans
         self.w_lin = w_lin
@@ -216,7 +243,8 @@ class PVClientForecaster(BaseForecaster):
         n_known_future = len(schema.future_covariates) + 2 * len(schema.calendar) if self.step_pathway else 0
         return PVClient(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, n_heads=self.n_heads,
                         d_ff=self.d_ff, e_layers=self.e_layers, dropout=self.dropout, w_trans=self.w_trans,
-                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack, n_targets=len(schema.targets),
+                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
+                        n_targets=len(schema.targets),
                         n_known_future=n_known_future)
 
     def _postprocess(self, forecast):

@@ -12,13 +12,15 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import (BLOCK_SLOTS, InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class,
-                                 order_free, with_block_slot)
+from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class, order_free
+from tsformers.backbone.registry import home_stack
+from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
 __all__ = ["Gateformer"]
 
 
-class Gateformer(nn.Module):
+class Gateformer(ExitSupervised, nn.Module):
     """Gateformer (Lan & Oermann, 2025): per-variate temporal encoding, gated, then variate attention, gated.
 
     Each variate becomes one token by gating two views of its window: a global
@@ -61,16 +63,31 @@ class Gateformer(nn.Module):
             f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
         )
         self.lookback, self.horizon, self.n_vars = lookback, horizon, n_vars
-        encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout,
-                       **self._block_parts(stack, ffn=ffn, norm=norm))
+        encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout)
+        variate_parts = block_parts(stack, unordered="Gateformer's blocks also run over the variates", ffn=ffn,
+                                    norm=norm)
         # the variate tokens are an unordered set: a part that reads their order would make the
         # forecast depend on the order of the columns
+        if home_stack(variate_mixer) is not None and variate_mixer not in order_free("mixer", standalone=True):
+            raise ValueError(f"variate_mixer={variate_mixer!r} attends to cross tokens that only stack "
+                             f"{home_stack(variate_mixer)!r} makes, merging earlier blocks along positions, which "
+                             f"variates (an unordered set) do not have; use it as temporal_mixer, or pick a "
+                             f"variate mixer from {order_free('mixer', standalone=True)}")
         if build_class("mixer", variate_mixer).requires_order:
             raise ValueError(f"variate_mixer={variate_mixer!r} needs ordered tokens, but variates are an unordered "
-                             f"set; use it as temporal_mixer, or pick a variate mixer from {order_free('mixer')}")
+                             f"set; use it as temporal_mixer, or pick a variate mixer from "
+                             f"{order_free('mixer', standalone=True)}")
         if build_class("stack", stack).requires_order:
             raise ValueError(f"stack={stack!r} needs ordered tokens, but Gateformer stacks its blocks over the "
                              f"variates too, an unordered set; pick a stack from {order_free('stack')}")
+        # a temporal mixer that works only inside its own stage (fca: the stage hands it the cross tokens
+        # of earlier blocks) gets that stage as the temporal encoder; the patches are ordered tokens
+        temporal_stack = home_stack(temporal_mixer) or stack
+        if temporal_stack != stack and stack != "standard":
+            raise ValueError(f"temporal_mixer={temporal_mixer!r} gets its cross tokens only inside stack "
+                             f"{temporal_stack!r}, which then arranges the temporal encoder, so stack={stack!r} "
+                             f"cannot; keep stack='standard' (the variate encoder's) or pick another temporal mixer")
+        temporal_parts = block_parts(temporal_stack, ffn=ffn, norm=norm)
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)
@@ -78,36 +95,15 @@ class Gateformer(nn.Module):
         # temporal dependency embedding: patches -> pre-LN attention over time, per variate -> flatten head
         self.patch_embed = PatchEmbedding(d_model, patch_len=patch_len, stride=stride, dropout=dropout)
         n_patches = self.patch_embed.n_patches(lookback)
-        self.temporal_encoder = build("stack", stack, **encoder, mixer=temporal_mixer)
+        self.temporal_encoder = build("stack", temporal_stack, **encoder, **temporal_parts, mixer=temporal_mixer)
         self.temporal_head = nn.Sequential(nn.Linear(d_model * n_patches, d_model), nn.Dropout(dropout))
         self.time_gate = SigmoidGate(d_model)
         # static attributes of the series (optional): one context vector added to every variate token
         self.static_context = nn.Linear(n_static, d_model) if n_static else None
         # variate-wise attention over the N variate tokens (no positions: an unordered set)
-        self.variate_encoder = build("stack", stack, **encoder, mixer=variate_mixer)
+        self.variate_encoder = build("stack", stack, **encoder, **variate_parts, mixer=variate_mixer)
         self.variate_gate = SigmoidGate(d_model)
         self.head = nn.Linear(d_model, horizon)
-
-    @staticmethod
-    def _block_parts(stack: str, **chosen: str) -> dict[str, str]:
-        """The block slots (``ffn``, ``norm``) to pass to ``stack``: all of them if its blocks have them.
-
-        A stack with blocks of its own takes only the defaults (it builds its own FFN and norms);
-        any other choice is refused, naming the stacks whose blocks have the slot. Over the
-        variate tokens every part must also be order-free, which every registered FFN is.
-        """
-        for slot, name in chosen.items():
-            build_class(slot, name)  # an unknown name lists the registered ones
-            if slot == "ffn" and name not in order_free("ffn"):
-                raise ValueError(f"ffn={name!r} needs ordered tokens, but Gateformer's blocks also run over the "
-                                 f"variates, an unordered set; pick an ffn from {order_free('ffn')}")
-        slots = getattr(build_class("stack", stack), "block_slots", frozenset())
-        for slot, name in chosen.items():
-            if slot not in slots and name != BLOCK_SLOTS[slot]:
-                raise ValueError(f"{slot}={name!r} needs a stack whose blocks have a {slot!r} slot, and "
-                                 f"stack={stack!r} builds its own; pick a stack from {with_block_slot(slot)} "
-                                 f"or keep {slot}={BLOCK_SLOTS[slot]!r}")
-        return {slot: name for slot, name in chosen.items() if slot in slots}
 
     def forward(self, x: Tensor, static: Tensor | None = None) -> Tensor:
         assert x.ndim == 3 and x.shape[1:] == (self.lookback, self.n_vars), (

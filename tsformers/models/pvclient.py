@@ -15,11 +15,14 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_class, order_free
+from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.registry import home_stack
+from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
 __all__ = ["PVClient"]
 
 
-class PVClient(nn.Module):
+class PVClient(ExitSupervised, nn.Module):
     """PV-Client (Gao et al., 2024): attention across variables plus a linear trend, weighted per variate.
 
     The data flow of the official model:
@@ -51,7 +54,10 @@ class PVClient(nn.Module):
     Its last layer starts at zero: training starts from the paper's model.
 
     The defaults are PV-Client's (``predict_client.py``: L = 192, H = 96, 4 heads, d_ff 128,
-    2 layers, dropout 0.1, GELU). Every variate is forecast; a caller keeps the ones it
+    2 layers, dropout 0.1, GELU). The encoder is built from registered parts by name:
+    ``mixer``, ``stack`` and, where the stack's blocks have those slots, their ``ffn``
+    ("mlp", the paper's GELU FFN) and ``norm`` ("layernorm", the paper's; with the
+    standard stack it is the final norm too). Every variate is forecast; a caller keeps the ones it
     wants (the estimators keep the targets, the first channels).
 
     ``forward(x)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars).
@@ -72,6 +78,8 @@ class PVClient(nn.Module):
         w_lin: float = 1.0,
         mixer: str = "full",
         stack: str = "standard",
+        ffn: str = "mlp",
+        norm: str = "layernorm",
         n_targets: int = 1,
         n_known_future: int = 0,
     ):
@@ -90,9 +98,15 @@ class PVClient(nn.Module):
         for slot, name in (("mixer", mixer), ("stack", stack)):
             if build_class(slot, name).requires_order:
                 raise ValueError(f"{slot}={name!r} needs ordered tokens, but PV-Client's tokens are variates (an "
-                                 f"unordered set); pick one of {order_free(slot)}")
-        # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L
-        encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer)
+                                 f"unordered set); pick one of {order_free(slot, standalone=True)}")
+        if home_stack(mixer) is not None and mixer not in order_free("mixer", standalone=True):
+            raise ValueError(f"mixer={mixer!r} attends to cross tokens that only stack {home_stack(mixer)!r} makes, "
+                             f"merging earlier blocks along positions, which PV-Client's tokens (variates, an "
+                             f"unordered set) do not have; pick one of {order_free('mixer', standalone=True)}")
+        # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L; the blocks'
+        # FFN and norms by name where the stack's blocks have those slots (the paper's: "mlp", "layernorm")
+        encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer,
+                       **block_parts(stack, unordered="PV-Client's tokens are variates", ffn=ffn, norm=norm))
         if stack == "standard":
             self.encoder = TransformerEncoder(**encoder, activation="gelu", norm_first=False, final_norm=True)
         else:  # another arrangement of the blocks, with that scheme's own norms

@@ -127,7 +127,10 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
 
     With ``quantiles``, ``network`` ends in a quantile head and trains on the pinball loss.
     ``objective(module, inputs, pred, y) -> loss``, if given, replaces the training loss
-    (see :class:`ForecastingModule`).
+    (see :class:`ForecastingModule`). After training, a network with ``after_training(batches,
+    window_losses)`` is given up to 2,048 training windows spread over all of them and the
+    per-window loss (:meth:`ForecastingModule.window_losses`), to fit what it derives from its
+    trained weights (the depth gates of ``adaptive_depth`` stacks).
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
@@ -167,7 +170,17 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
         trainer.fit(module, datamodule=data, ckpt_path=_resume_from(resume, checkpoint_dir))
         rows = log.read()
     network.cpu()
+    if callable(getattr(network, "after_training", None)):   # what a network derives from its trained weights
+        network.after_training(_spread_batches(data.train_set), module.window_losses)
     return rows
+
+
+def _spread_batches(windows, *, limit: int = 2048, size: int = 256):
+    """``(inputs, y)`` batches of at most ``limit`` training windows spread evenly over all of them, in order."""
+    index = torch.linspace(0, len(windows) - 1, min(len(windows), limit)).round().long().unique()
+    for chunk in index.split(size):
+        *inputs, y = windows.__getitems__(chunk.tolist())
+        yield tuple(inputs), y
 
 
 def _resume_from(resume, checkpoint_dir):

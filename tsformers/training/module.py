@@ -30,6 +30,15 @@ class ForecastingModule(L.LightningModule):
     objective : callable, optional
         ``objective(module, inputs, pred, y) -> loss`` replaces the training loss (e.g. distillation
         from a teacher, ``tsformers.compress``); validation still uses ``loss``. Not saved in checkpoints.
+
+    Notes
+    -----
+    A network may add to its training loss: if it has ``auxiliary_loss(batch_loss)``, the
+    returned tensor (or None) is added, where ``batch_loss()`` is the ``loss`` of the
+    network's forecast of the batch as the network runs at the time of the call (an
+    adaptive-depth network runs it once per shallower exit,
+    :class:`~tsformers.backbone.stacks.adaptive_depth.ExitSupervised`). Validation
+    and early stopping read the forecast's loss alone.
     """
 
     def __init__(self, network: nn.Module, *, n_targets: int, loss: str = "mse", learning_rate: float = 1e-3,
@@ -52,10 +61,19 @@ class ForecastingModule(L.LightningModule):
             return self.loss_fn(pred, y)
         return self.loss_fn(pred[observed], y[observed])
 
+    def window_losses(self, inputs: tuple, y: torch.Tensor) -> torch.Tensor:
+        """(W,): the ``loss`` of each window's forecast of ``inputs``, over its observed targets only."""
+        pred = self(*inputs)
+        return torch.stack([self.masked_loss(p[None], t[None]) for p, t in zip(pred, y)])
+
     def training_step(self, batch, batch_idx):
         *inputs, y = batch  # (x, y), or (x, static, y) with static attributes
         pred = self(*inputs)
         loss = self.masked_loss(pred, y) if self.objective is None else self.objective(self, inputs, pred, y)
+        auxiliary = getattr(self.network, "auxiliary_loss", None)
+        extra = None if auxiliary is None else auxiliary(lambda: self.masked_loss(self(*inputs), y))
+        if extra is not None:
+            loss = loss + extra
         world = self.trainer.world_size
         if world > 1:
             # This process holds one share of the step's global batch. DDP averages the processes' gradients, so

@@ -66,6 +66,9 @@ class ForwardCrossAttention(nn.Module):
     complexity = "O(N^2·D)"
     patterns = frozenset({SELF, CAUSAL_SELF, CROSS})
     requires_order = False
+    # its cross tokens come only from the stage that merges earlier blocks' outputs: in any other
+    # block it is plain multi-head attention, so a slot builds that stage around it or refuses it
+    home_stack = "fca_stage"
     mixes_tokens = True
     paper = "Zhang et al., FcaFormer: Forward Cross Attention in Hybrid Vision Transformer, ICCV 2023"
 
