@@ -89,7 +89,7 @@ WEATHER_SETTINGS = ("actual", "yesterday")
 
 # PV-Client's training settings, chosen by --search on the validation hours of both plants (actual weather);
 # the network is the estimator's defaults (n_heads 4, d_ff 128, 2 layers, dropout 0.1)
-PVCLIENT_TRAINING = {"learning_rate": 3e-3, "lr_schedule": "halving", "max_epochs": 10, "patience": 3}
+PVCLIENT_TRAINING = {"learning_rate": 3e-3, "lr_schedule": "halving", "max_epochs": 10, "patience": 3, "loss": "mae"}
 SEARCH = {  # the candidates --search tries: name -> PV-Client parameters on top of PVCLIENT_TRAINING's keys
     "client_defaults": {"learning_rate": 1e-3, "lr_schedule": "halving", "max_epochs": 10, "patience": 3},
     "lr_3e-3": {"learning_rate": 3e-3, "lr_schedule": "halving", "max_epochs": 10, "patience": 3},
