@@ -10,21 +10,21 @@ import pytest
 
 from tsformers.backbone import available, order_free, streaming, with_block_slot
 from tsformers.backbone.registry import home_stack
+from tsformers.models.atlas import LAYERS as ATLAS_LAYERS, memories as atlas_memories
 from tsformers.models.gtrxl import mixers as gtrxl_mixers
 from tsformers.models.lmuformer import memories as lmuformer_memories
 
 #: (kind, name) -> why no estimator slot takes the part yet (issue 26 items 1-2 still open for these).
 NOT_YET_REACHABLE = {
     **{("block", n): "blocks come with their stack; no estimator has a block slot" for n in
-       ("atlas_deep", "atlas_mag", "atlas_mal", "metaformer", "tnt")},
+       ("metaformer", "tnt")},
     **{("embedding", n): "no estimator has an embedding slot yet (Gateformer's patch embedding is fixed)"
        for n in ("cel", "tnt_words")},
-    ("feature_map", "polynomial"): "ATLAS's memory slot is not exposed yet",
     **{("fusion", n): "two-branch fusions need a two-stream estimator, none yet"
        for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
-    **{("memory", n): "ATLAS's and LMUFormer's cells are built inside the models, no slot by kind 'memory'"
-       for n in ("lmu", "lmu_cell", "omega", "segment")},
-    **{("memory_optimizer", n): "ATLAS's memory slot is not exposed yet" for n in ("momentum", "muon")},
+    ("memory", "lmu"): "the bare Legendre system (d coefficients per channel, not tokens to tokens): it is "
+                       "reached inside 'lmu_cell' (ATLAS's memory) and LMUFormer's cell",
+    ("memory", "segment"): "Transformer-XL's cache with no read-out of its own: GTrXL's stack builds it",
     ("neuron", "lif"): "LMUFormer's spiking=True builds it; no slot by name",
     ("position_bias", "dpb"): "no estimator has a position-bias slot",
     **{("reducer", n): "no estimator has a token-reducer slot" for n in ("kmeans_xattn", "ltm", "pem_xattn")},
@@ -50,6 +50,12 @@ def _reachable() -> set[tuple[str, str]]:
     parts |= {("gate", n) for n in GATES}                          # GTrXL's gating
     parts |= {("gate", "sigmoid")}                                  # Gateformer's two gates, always built
     parts |= {("block", "prenorm"), ("block", "postnorm")}          # the standard stack's blocks
+    # ATLAS's memory: registered memories and streaming mixers; its feature map (poly_degree >= 1)
+    # and memory optimiser (optimizer=) by their parameters
+    parts |= {("memory", n) for n in atlas_memories() if n in available("memory")}
+    parts |= {("mixer", n) for n in atlas_memories() if n in available("mixer")}
+    parts |= {("block", f"atlas_{layer}") for layer in ATLAS_LAYERS}    # ATLAS's layer= builds block atlas_<layer>
+    parts |= {("feature_map", "polynomial")} | {("memory_optimizer", n) for n in available("memory_optimizer")}
     return parts
 
 
