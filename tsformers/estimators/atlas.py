@@ -5,7 +5,7 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from tsformers.backbone.registry import available
+from tsformers.backbone.registry import Slot, available
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.models.atlas import ATLAS_MEMORY, LAYERS, Atlas, memories
@@ -295,6 +295,11 @@ class AtlasForecaster(StreamingForecaster):
                      optimizer=self.optimizer, ns_steps=self.ns_steps, max_lr=self.max_lr,
                      frozen_memory=self.frozen_memory, dropout=self.dropout, linear_path=self.linear_path,
                      normalize=self.normalize)
+
+    def _slots(self):
+        # frozen_memory freezes the Omega rule's writes: only the Omega memory has them
+        return {"memory": Slot(("memory", "mixer"), [ATLAS_MEMORY] if self.frozen_memory else memories()),
+                "optimizer": Slot(("memory_optimizer",), available("memory_optimizer"))}
 
     @classmethod
     def get_test_params(cls):

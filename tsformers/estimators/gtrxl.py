@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from tsformers.backbone import Slot
 from tsformers.backbone.gating import GATES
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
@@ -215,6 +216,10 @@ class GTrXLForecaster(StreamingForecaster):
                      mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
                      mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
                      normalize=self.normalize)
+
+    def _slots(self):
+        return {"mixer": Slot(("mixer",), mixers()), "stack": Slot(("stack",), sorted(STACKS)),
+                "gating": Slot(("gate",), sorted(GATES))}
 
     @classmethod
     def get_test_params(cls):

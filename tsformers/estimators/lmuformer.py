@@ -7,7 +7,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.lmuformer import LMUFormer, memories
+from tsformers.backbone import Slot
+from tsformers.models.lmuformer import LMU_MEMORY, LMUFormer, memories
 
 
 @shared_docs
@@ -228,6 +229,10 @@ class LMUFormerForecaster(StreamingForecaster):
                          dropout=self.dropout, spiking=self.spiking, tau=self.tau, v_threshold=self.v_threshold,
                          surrogate_alpha=self.surrogate_alpha, channel_independent=self.channel_independent,
                          normalize=self.normalize, memory=self.memory)
+
+    def _slots(self):
+        # "lmu" is LMUFormer's own name for its Legendre memory cell, not a registry name; the rest are mixers
+        return {"memory": Slot(("mixer",), [LMU_MEMORY] if self.spiking else memories())}
 
     @classmethod
     def get_test_params(cls):
