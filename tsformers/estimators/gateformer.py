@@ -38,8 +38,8 @@ class GateformerForecaster(BaseForecaster):
     temporal_mixer : str, default="full"
         The token mixer over the patches of each variate (ordered time tokens), by
         its name in ``tsformers.backbone.available("temporal_mixer", "GateformerForecaster")``:
-        every registered mixer that all the patches of a window can see each other
-        through (``"xl_relative"`` is causal only, and refused). ``"fca"``
+        every registered mixer with a non-causal form, since all the patches of a
+        window see each other (``"xl_relative"`` is causal only, and refused). ``"fca"``
         (FcaFormer's forward cross attention) attends to cross tokens merged from
         the earlier blocks' outputs, which only its own stage makes: with it the
         temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be

@@ -66,6 +66,8 @@ class GTrXLForecaster(StreamingForecaster):
         are the causal mixers with a streaming state (``tsformers.backbone.streaming()``),
         whose state replaces the segment memory and carries the whole history from
         segment to segment (``mem_len`` then unused). Streaming stays exact with each.
+        ``tsformers.backbone.available(None, "GTrXLForecaster")`` lists the names each
+        slot (``mixer``, ``stack``, ``gating``) accepts.
         Mixers without a streaming form are refused. ONNX export takes ``"xl_relative"`` only.
     gating : {"gru", "input", "output", "highway", "sigmoid_tanh", "residual"}, default="gru"
         The gating layer in place of both residual connections (registered under the

@@ -68,7 +68,8 @@ class LMUFormerForecaster(StreamingForecaster):
         Hidden width of the FFN, as a multiple of d_model.
     dropout : float, default=0.1
     memory : {"lmu", "mamba", "sla", "sliding_window"}, default="lmu"
-        The token mixer of every block, by its registry name: ``"lmu"`` is the paper's
+        The token mixer of every block, by its registry name
+        (``tsformers.backbone.available("memory", "LMUFormerForecaster")``): ``"lmu"`` is the paper's
         Legendre memory cell; the others are the causal mixers with a streaming state
         (``tsformers.backbone.streaming()``: Mamba's selective scan, SLAB's linear
         attention, or softmax attention over a window of ``theta`` steps), built with one

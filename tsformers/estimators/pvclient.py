@@ -78,6 +78,8 @@ class PVClientForecaster(BaseForecaster):
         ``tsformers.backbone.order_free("mixer", standalone=True)`` (variate tokens
         are an unordered set: mixers that need ordered tokens are refused, and so
         is ``"fca"``, whose cross tokens are merged along positions).
+        ``tsformers.backbone.available(None, "PVClientForecaster")`` lists what each slot
+        (``mixer``, ``stack``, ``ffn``, ``norm``) accepts, given the others.
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
