@@ -182,3 +182,65 @@ def test_bad_parameters_are_rejected():
         estimator(layer="mac").fit(df)
     with pytest.raises(ValueError, match="future_covariates"):
         estimator(future_covariates=["b"], target=["a"]).fit(df)
+
+
+# ---------------------------------------------------------------- the memory slot
+
+
+def test_the_memory_slot_takes_the_memories_and_the_streaming_mixers():
+    from tsformers.backbone import available, streaming
+    from tsformers.models.atlas import memories
+
+    assert memories() == ["lmu_cell", "mamba", "omega", "sla", "sliding_window"]
+    assert {"omega", "lmu_cell"} <= set(available("memory")) and set(streaming("mixer")) <= set(memories())
+
+
+@pytest.mark.parametrize("memory", ["lmu_cell", "mamba", "sla", "sliding_window"])
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_memory_is_built_in_every_block_and_advance_splits(memory, layer):
+    from tsformers.backbone import build_class
+    from tsformers.backbone.memory.layers import StreamingMemory
+
+    model = small(layer=layer, memory=memory)
+    part = model.blocks[0].memory
+    assert isinstance(part, StreamingMemory)
+    kind = "memory" if memory == "lmu_cell" else "mixer"
+    assert isinstance(part.part, build_class(kind, memory))
+    x = torch.randn(2, 45, 3)
+    with torch.no_grad():
+        whole = model.forecast(model.advance(model.init_state(2), x))
+        state = model.init_state(2)
+        for a, b in [(0, 1), (1, 9), (9, 24), (24, 45)]:
+            state = model.advance(state, x[:, a:b])
+        torch.testing.assert_close(model.forecast(state), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_the_memory_slot_trains_its_part():
+    model = small(memory="sla").train()
+    model(torch.randn(4, 24, 3)).square().mean().backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("blocks.0.memory.part.")]
+    assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_part_that_cannot_hold_the_memory_is_refused_naming_those_that_can():
+    df = frame(n=120)
+    names = r"\['lmu_cell', 'mamba', 'omega', 'sla', 'sliding_window'\]"
+    for other in ("segment", "lmu", "full", "nope"):
+        with pytest.raises(ValueError, match=rf"memory='{other}' cannot hold ATLAS's memory.*{names}"):
+            estimator(memory=other).fit(df)
+        with pytest.raises(ValueError, match=rf"memory='{other}' is not one of {names}"):
+            small(memory=other)
+    with pytest.raises(ValueError, match="frozen_memory=True .* memory='sla' has no memory weights"):
+        estimator(memory="sla", frozen_memory=True).fit(df)
+
+
+def test_a_chosen_memory_survives_save_and_load(tmp_path):
+    df = frame(n=160)
+    est = estimator(memory="lmu_cell").fit(df.iloc[:140])
+    est.update(df.iloc[140:])
+    est.save(tmp_path / "m")
+    loaded = AtlasForecaster.load(tmp_path / "m")
+    assert loaded.memory == "lmu_cell" and loaded.network_.memory == "lmu_cell"
+    pd.testing.assert_frame_equal(loaded.predict(), est.predict())
+    new = frame(n=10, seed=1, start="2024-01-07 16:00")
+    pd.testing.assert_frame_equal(loaded.update(new).predict(), est.update(new).predict())

@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import pytest
 
-from tsformers.backbone import available, order_free, streaming, with_block_slot
-from tsformers.backbone.registry import home_stack
-from tsformers.models.gtrxl import mixers as gtrxl_mixers
-from tsformers.models.lmuformer import memories as lmuformer_memories
+from tsformers.backbone import available
+from tsformers.backbone.registry import estimator_slots, home_stack
+from tsformers.estimators.registry import ESTIMATORS
+from tsformers.models.atlas import LAYERS as ATLAS_LAYERS
 
 #: (kind, name) -> why no estimator slot takes the part yet (issue 26 items 1-2 still open for these).
 NOT_YET_REACHABLE = {
     **{("block", n): "blocks come with their stack; no estimator has a block slot" for n in
-       ("atlas_deep", "atlas_mag", "atlas_mal", "metaformer", "tnt")},
+       ("metaformer", "tnt")},
     **{("embedding", n): "no estimator has an embedding slot yet (Gateformer's patch embedding is fixed)"
        for n in ("cel", "tnt_words")},
-    ("feature_map", "polynomial"): "ATLAS's memory slot is not exposed yet",
     **{("fusion", n): "two-branch fusions need a two-stream estimator, none yet"
        for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
-    **{("memory", n): "ATLAS's and LMUFormer's cells are built inside the models, no slot by kind 'memory'"
-       for n in ("lmu", "lmu_cell", "omega", "segment")},
-    **{("memory_optimizer", n): "ATLAS's memory slot is not exposed yet" for n in ("momentum", "muon")},
+    ("memory", "lmu"): "the bare Legendre system (d coefficients per channel, not tokens to tokens): it is "
+                       "reached inside 'lmu_cell' (ATLAS's memory) and LMUFormer's cell",
+    ("memory", "segment"): "Transformer-XL's cache with no read-out of its own: GTrXL's stack builds it",
     ("neuron", "lif"): "LMUFormer's spiking=True builds it; no slot by name",
     ("position_bias", "dpb"): "no estimator has a position-bias slot",
     **{("reducer", n): "no estimator has a token-reducer slot" for n in ("kmeans_xattn", "ltm", "pem_xattn")},
@@ -36,20 +35,17 @@ NOT_YET_REACHABLE = {
 
 
 def _reachable() -> set[tuple[str, str]]:
-    """(kind, name) of every part some estimator slot accepts, from the slots' own lists."""
-    from tsformers.backbone.gating import GATES
-    from tsformers.models.gtrxl import STACKS
-
-    parts = {("mixer", n) for n in available("mixer")}              # Gateformer's temporal_mixer takes any
-    parts |= {("mixer", n) for n in order_free("mixer") + gtrxl_mixers() + lmuformer_memories()
-              if n in available("mixer")}
-    parts |= {("stack", n) for n in order_free("stack") + list(STACKS)}   # Gateformer/PV-Client, GTrXL
-    parts |= {("stack", home_stack(n)) for n in available("mixer") if home_stack(n)}  # Gateformer's temporal encoder
-    parts |= {("ffn", n) for n in order_free("ffn")} if with_block_slot("ffn") else set()   # Gateformer's ffn
-    parts |= {("norm", n) for n in available("norm")} if with_block_slot("norm") else set()  # Gateformer's norm
-    parts |= {("gate", n) for n in GATES}                          # GTrXL's gating
+    """(kind, name) of every part some estimator slot accepts (``available(slot, estimator)``), or always builds."""
+    parts = set()
+    for estimator in ESTIMATORS:
+        for kinds, names in estimator_slots(estimator).values():
+            parts |= {(kind, name) for name in names for kind in kinds if name in available(kind)}
+    # a temporal mixer with a stage of its own (fca) makes that stage Gateformer's temporal encoder
+    parts |= {("stack", home_stack(n)) for n in available("temporal_mixer", "GateformerForecaster") if home_stack(n)}
     parts |= {("gate", "sigmoid")}                                  # Gateformer's two gates, always built
     parts |= {("block", "prenorm"), ("block", "postnorm")}          # the standard stack's blocks
+    parts |= {("block", f"atlas_{layer}") for layer in ATLAS_LAYERS}    # ATLAS's layer= builds block atlas_<layer>
+    parts |= {("feature_map", "polynomial")}                        # ATLAS's poly_degree >= 1 builds it
     return parts
 
 

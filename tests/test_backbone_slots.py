@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tsformers import GateformerForecaster, GTrXLForecaster, LMUFormerForecaster, PVClientForecaster
+from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,
+                       PVClientForecaster)
 from tsformers.backbone import BLOCK_SLOTS, available, build, order_free, streaming, with_block_slot
 from tsformers.backbone.blocks import build_norm
 from tsformers.datasets import make_demo
+from tsformers.models.atlas import Atlas, memories as atlas_memories
 from tsformers.models.gateformer import Gateformer
 from tsformers.models.gtrxl import GTrXL, mixers as gtrxl_mixers
 from tsformers.models.lmuformer import LMUFormer, memories as lmuformer_memories
@@ -273,7 +275,7 @@ def test_pvclient_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm)
                                g.predict().select_dtypes("number").to_numpy(), rtol=1e-6)
 
 
-# -- recurrent slots: GTrXL's mixer, LMUFormer's memory --------------------------------------------
+# -- recurrent slots: GTrXL's mixer, LMUFormer's and ATLAS's memory ---------------------------------
 
 def test_the_recurrent_slots_take_the_streaming_mixers():
     assert streaming("mixer") == ["mamba", "sla", "sliding_window"]
@@ -311,6 +313,8 @@ def _recurrent_slot_cases():
         yield pytest.param(GTrXLForecaster, {"mixer": mixer}, id=f"gtrxl-mixer-{mixer}")
     for memory in lmuformer_memories():
         yield pytest.param(LMUFormerForecaster, {"memory": memory}, id=f"lmuformer-memory-{memory}")
+    for memory in atlas_memories():
+        yield pytest.param(AtlasForecaster, {"memory": memory}, id=f"atlas-memory-{memory}")
 
 
 @pytest.mark.parametrize("estimator, slot", list(_recurrent_slot_cases()))
@@ -328,13 +332,15 @@ def test_update_then_predict_is_predicting_from_the_full_history_with_every_acce
     assert getattr(f, name) == part
 
 
-@pytest.mark.parametrize("network, slot", [(GTrXL, "mixer"), (LMUFormer, "memory")])
+@pytest.mark.parametrize("network, slot", [(GTrXL, "mixer"), (LMUFormer, "memory"), (Atlas, "memory")])
 def test_a_recurrent_slot_part_reads_the_history_through_its_state(network, slot):
     """With a streaming mixer the forecast depends on steps long before the last window (the state
     carries them), and it is the mixer that carries them: another mixer, other forecasts."""
     kwargs = dict(lookback=16, horizon=4, n_vars=2, d_model=16)
     if network is GTrXL:
         kwargs.update(n_heads=2, d_ff=16, n_layers=1, segment_len=4, mem_len=4)
+    if network is Atlas:  # short tokens and window: only the memory can reach 32 steps back
+        kwargs.update(n_heads=2, d_ff=16, conv_kernel=4, window=4, layer="mag")
     x = torch.randn(2, 40, 2)
     early = x.clone()
     early[:, :8] += torch.randn(2, 8, 2)                                  # steps 32 to 40 before the end

@@ -15,7 +15,7 @@ from .heads import QuantileHead, StaticResidual
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
-from .registry import available, build, build_class, order_free, register, streaming, with_block_slot
+from .registry import Slot, available, build, build_class, order_free, register, streaming, with_block_slot
 from .spiking import LIFNode
 from . import stacks  # noqa: E402,F401  (registers every stacking scheme)
 
@@ -44,6 +44,7 @@ __all__ = [
     "SigmoidTanhGate",
     "SinusoidalPositionalEncoding",
     "SlidingWindowAttention",
+    "Slot",
     "StaticResidual",
     "TransformerEncoder",
     "available",

@@ -8,16 +8,17 @@ O(N·D·d_ff) for the FFN.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
-from .registry import build, build_class, order_free, register, with_block_slot
+from .registry import available, build, build_class, order_free, register, with_block_slot
 
 __all__ = ["BLOCK_SLOTS", "FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
-           "block_parts", "build_norm"]
+           "block_part_names", "block_parts", "build_norm", "stacks_for_parts"]
 
 #: The slots of the standard block besides its mixer, with their defaults (the Transformer's parts).
 #: A stack whose blocks have them declares ``block_slots``; the estimators pass a choice only to those.
@@ -54,6 +55,33 @@ def block_parts(stack: str, *, unordered: str | None = None, **chosen: str) -> d
                              f"stack={stack!r} builds its own; pick a stack from {with_block_slot(slot)} "
                              f"or keep {slot}={BLOCK_SLOTS[slot]!r}")
     return {slot: name for slot, name in chosen.items() if slot in slots}
+
+
+def _has_slot(stack: str, slot: str) -> bool:
+    return slot in getattr(build_class("stack", stack), "block_slots", ())
+
+
+def block_part_names(slot: str, stacks: Iterable[str], *, unordered: bool = False) -> list[str]:
+    """The names :func:`block_parts` accepts in ``slot`` (``"ffn"``, ``"norm"``) for the blocks of all ``stacks``.
+
+    Every registered part of the kind where each stack's blocks have the slot (with
+    ``unordered``, only the parts that do not read token order); else the default alone, which
+    a stack with blocks of its own builds itself.
+    """
+    if not all(_has_slot(stack, slot) for stack in stacks):
+        return [BLOCK_SLOTS[slot]]
+    return [name for name in available(slot)
+            if not (unordered and getattr(build_class(slot, name), "requires_order", False))]
+
+
+def stacks_for_parts(stacks: Iterable[str], **chosen: str) -> list[str]:
+    """The names among ``stacks`` that :func:`block_parts` accepts with the ``chosen`` block parts.
+
+    With the defaults every stack; with another ``ffn`` or ``norm`` only the stacks whose
+    blocks have that slot (:func:`~tsformers.backbone.with_block_slot`).
+    """
+    custom = [slot for slot, name in chosen.items() if name != BLOCK_SLOTS[slot]]
+    return [stack for stack in stacks if all(_has_slot(stack, slot) for slot in custom)]
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}

@@ -7,12 +7,15 @@ Parts register themselves by kind (``"mixer"``, ``"block"``, ``"gate"``, ...) an
 
     attn = build("mixer", "full", d_model=64, n_heads=4)
     available("mixer")   # ['full', ...]
+
+An estimator's slots (its parameters that take a part by name) say what they accept through
+``available(slot, estimator)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 _REGISTRY: dict[str, dict[str, type]] = {}
 
@@ -42,13 +45,90 @@ def register(kind: str, name: str) -> Callable[[type], type]:
     return decorator
 
 
-def available(kind: str | None = None) -> list[str] | dict[str, list[str]]:
-    """Sorted names registered under ``kind``, or ``{kind: names}`` for every kind when ``kind`` is None."""
-    if kind is None:
+class Slot(NamedTuple):
+    """An estimator's slot: the registry kinds its parts come from, and the names it accepts.
+
+    ``names`` are the parts the slot accepts given the estimator's other parameters; the
+    registered parts of ``kinds`` not among them are refused by ``fit``.
+    """
+
+    kinds: tuple[str, ...]
+    names: list[str]
+
+
+def available(slot: str | None = None, estimator: Any = None) -> list[str] | dict[str, list[str]]:
+    """The parts that fill a slot, by name: registered under a kind, or accepted by an estimator.
+
+    Parameters
+    ----------
+    slot : str, optional
+        Without ``estimator``: a registry kind (``"mixer"``, ``"stack"``, ``"ffn"``, ...).
+        With ``estimator``: one of its slot parameters (``"temporal_mixer"`` of
+        Gateformer, ``"mixer"`` of GTrXL, ``"memory"`` of LMUFormer and ATLAS, ...).
+        None: every kind, or every slot of ``estimator``.
+    estimator : str, estimator class or estimator, optional
+        The estimator whose slot to ask about: its name (``"GTrXLForecaster"``, ``"gtrxl"``),
+        its class (asked with its default parameters), or an instance (asked with its own:
+        a slot's choices can depend on the others, e.g. Gateformer's ``ffn`` on its ``stack``).
+
+    Returns
+    -------
+    list of str or dict of str to list of str
+        The sorted names, or ``{slot: names}`` when ``slot`` is None. With an estimator these
+        are exactly the names its ``fit`` accepts in that slot, the other parameters as they are.
+
+    Raises
+    ------
+    ValueError
+        An unknown kind, an unknown estimator, or a slot the estimator does not have (the
+        message lists the ones it has).
+
+    Examples
+    --------
+    >>> from tsformers.backbone import available
+    >>> available("memory_optimizer")
+    ['momentum', 'muon']
+    >>> available("mixer", "GTrXLForecaster")
+    ['mamba', 'sla', 'sliding_window', 'xl_relative']
+    """
+    if estimator is not None:
+        slots = estimator_slots(estimator)
+        if slot is None:
+            return {name: part.names for name, part in slots.items()}
+        if slot not in slots:
+            raise ValueError(f"{_estimator_name(estimator)} has no slot {slot!r}; its slots: "
+                             f"{', '.join(sorted(slots)) or 'none'}")
+        return slots[slot].names
+    if slot is None:
         return {k: sorted(v) for k, v in sorted(_REGISTRY.items())}
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown kind {kind!r}; available kinds: {', '.join(sorted(_REGISTRY)) or 'none'}")
-    return sorted(_REGISTRY[kind])
+    if slot not in _REGISTRY:
+        raise ValueError(f"unknown kind {slot!r}; available kinds: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return sorted(_REGISTRY[slot])
+
+
+def _estimator_name(estimator: Any) -> str:
+    return estimator if isinstance(estimator, str) else getattr(estimator, "__name__", type(estimator).__name__)
+
+
+def estimator_slots(estimator: Any) -> dict[str, Slot]:
+    """Every slot of ``estimator`` (a name, a class or an instance, as in :func:`available`): ``{slot: Slot}``.
+
+    An estimator declares its slots in ``_slots()``; one with none (the baselines) has none.
+    """
+    if isinstance(estimator, str):
+        from tsformers.estimators.registry import estimator_class  # the estimators sit above the backbone
+
+        estimator = estimator_class(estimator)
+    from tsformers.estimators.base import BaseForecaster
+
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    if not issubclass(cls, BaseForecaster):
+        raise ValueError(f"{estimator!r} is not a tsformers estimator")
+    if cls._slots is BaseForecaster._slots:
+        return {}  # no slot (the baselines), whatever the parameters; some have no defaults to build with
+    if isinstance(estimator, type):
+        estimator = estimator()  # the defaults: what a slot accepts can depend on the other parameters
+    return estimator._slots()
 
 
 def build_class(kind: str, name: str) -> type:

@@ -5,10 +5,10 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from tsformers.backbone.registry import available
+from tsformers.backbone.registry import Slot, available
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.atlas import LAYERS, Atlas
+from tsformers.models.atlas import ATLAS_MEMORY, LAYERS, Atlas, memories
 
 
 @shared_docs
@@ -56,6 +56,18 @@ class AtlasForecaster(StreamingForecaster):
     layer : {"deep", "mag", "mal"}, default="mag"
         The block: memory alone (DeepTransformer-style), memory gated with
         sliding-window attention (MAG), or memory then sliding-window attention (MAL).
+    memory : str, default="omega"
+        The memory of every block, by its registry name in
+        ``tsformers.backbone.available("memory", "AtlasForecaster")``: ``"omega"`` is
+        the paper's (the deep MLP written by the Omega rule that the parameters
+        ``d_key`` to ``frozen_memory`` below set up); ``"lmu_cell"`` is LMUFormer's
+        Legendre memory cell (``d_model`` coefficients over the last ``lookback``
+        steps); ``"mamba"``, ``"sla"`` and ``"sliding_window"`` (over ``window`` steps)
+        are the causal mixers with a streaming state
+        (``tsformers.backbone.streaming()``), whose state carries the history instead
+        of memory weights. Streaming stays exact with each. Other parts are refused
+        in ``fit``, naming these: ``"lmu"`` is the Legendre system inside
+        ``"lmu_cell"``, ``"segment"`` a cache with no read-out of its own.
     window : int, default=32
         Sliding-window attention span in steps (not used by ``"deep"``).
     n_persistent : int, default=4
@@ -67,19 +79,23 @@ class AtlasForecaster(StreamingForecaster):
     memory_depth, memory_expansion : int, default=2, 1
         Weight matrices of each memory MLP, and its hidden width over d_model / n_heads.
     poly_degree : int, default=2
-        Degree of the polynomial feature map on keys and queries (0: none).
+        Degree of the polynomial feature map on keys and queries (the registry's
+        ``"polynomial"`` feature map, ATLAS's; 0: none, the keys as they are).
     omega_window : int, default=8
         The Omega rule's window c (1: the online Titans-style update).
     chunk_size : int, default=16
         Tokens per memory update (1: one update per token).
     optimizer : {"muon", "momentum"}, default="muon"
-        The memory optimiser.
+        The memory optimiser, by its registry name in
+        ``tsformers.backbone.available("memory_optimizer")``: ATLAS's Muon-style update
+        (momentum orthogonalised by Newton-Schulz) or Titans' plain momentum.
     ns_steps : int, default=5
         Newton-Schulz iterations of ``"muon"``.
     max_lr : float, default=0.1
         Largest inner step size.
     frozen_memory : bool, default=False
         Never write the memories (an ablation: they stay at their trained initial weights).
+        Omega memory only; refused with another ``memory``.
     dropout : float, default=0.1
     linear_path : bool, default=True
         Add a linear map of the normalised last ``lookback`` steps to the forecast.
@@ -120,7 +136,8 @@ class AtlasForecaster(StreamingForecaster):
         since, one row per series: each block's memory weights
         ``"block<i>.memory.w<j>"`` and momenta ``"block<i>.memory.s<j>"``
         (n_series, streams, n_heads, d_in, d_out) with streams = n_vars when
-        channel independent (else 1), the Omega window's keys, values and gates,
+        channel independent (else 1), the Omega window's keys, values and gates
+        (with another ``memory``, its own state under ``"block<i>.memory."``),
         the attention cache, ``"inputs"`` (the last ``lookback`` scaled steps),
         ``"last"`` (n_series, streams, d_model), the last token of each stream, and with
         ``normalize="last_value"`` ``"changes"`` (the last ``lookback`` steps' changes) and
@@ -172,6 +189,7 @@ class AtlasForecaster(StreamingForecaster):
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "d_ff": [Interval(Integral, 1, None, closed="left")],
         "layer": [StrOptions(set(LAYERS))],
+        "memory": [str],  # checked in fit against memories(), naming them
         "window": [Interval(Integral, 1, None, closed="left")],
         "n_persistent": [Interval(Integral, 0, None, closed="left")],
         "conv_kernel": [Interval(Integral, 1, None, closed="left")],
@@ -190,7 +208,7 @@ class AtlasForecaster(StreamingForecaster):
     }
 
     def __init__(self, horizon=96, lookback=96, *, channel_independent=True, d_model=32, n_layers=1, n_heads=2,
-                 d_ff=64, layer="mag", window=32, n_persistent=4, conv_kernel=16, d_key=4, memory_depth=2,
+                 d_ff=64, layer="mag", memory=ATLAS_MEMORY, window=32, n_persistent=4, conv_kernel=16, d_key=4, memory_depth=2,
                  memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon", ns_steps=5,
                  max_lr=0.1,
                  frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", target=None,
@@ -209,6 +227,7 @@ class AtlasForecaster(StreamingForecaster):
         self.n_heads = n_heads
         self.d_ff = d_ff
         self.layer = layer
+        self.memory = memory
         self.window = window
         self.n_persistent = n_persistent
         self.conv_kernel = conv_kernel
@@ -256,6 +275,12 @@ class AtlasForecaster(StreamingForecaster):
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
+        if self.memory not in memories():
+            raise ValueError(f"memory={self.memory!r} cannot hold ATLAS's memory: its blocks stream token by token, "
+                             f"so the memory must map tokens to tokens and carry a state; pick one of {memories()}.")
+        if self.frozen_memory and self.memory != ATLAS_MEMORY:
+            raise ValueError(f"frozen_memory=True stops the Omega memory's test-time writes; memory={self.memory!r} "
+                             f"has no memory weights to freeze: use memory={ATLAS_MEMORY!r} or frozen_memory=False.")
         if self.optimizer not in available("memory_optimizer"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; available: {available('memory_optimizer')}.")
         if self.conv_kernel > self.lookback + 1:
@@ -263,12 +288,18 @@ class AtlasForecaster(StreamingForecaster):
         return Atlas(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars,
                      channel_independent=self.channel_independent, d_model=self.d_model,
                      n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff, layer=self.layer,
+                     memory=self.memory,
                      window=self.window, n_persistent=self.n_persistent, conv_kernel=self.conv_kernel,
                      d_key=self.d_key, memory_depth=self.memory_depth, memory_expansion=self.memory_expansion,
                      poly_degree=self.poly_degree, omega_window=self.omega_window, chunk_size=self.chunk_size,
                      optimizer=self.optimizer, ns_steps=self.ns_steps, max_lr=self.max_lr,
                      frozen_memory=self.frozen_memory, dropout=self.dropout, linear_path=self.linear_path,
                      normalize=self.normalize)
+
+    def _slots(self):
+        # frozen_memory freezes the Omega rule's writes: only the Omega memory has them
+        return {"memory": Slot(("memory", "mixer"), [ATLAS_MEMORY] if self.frozen_memory else memories()),
+                "optimizer": Slot(("memory_optimizer",), available("memory_optimizer"))}
 
     @classmethod
     def get_test_params(cls):

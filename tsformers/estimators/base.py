@@ -132,6 +132,14 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         """Small settings for the shared contract tests."""
         return {}
 
+    def _slots(self) -> dict:
+        """The parameters that take a backbone part by registry name: ``{parameter: Slot(kinds, names)}``.
+
+        ``names`` are those ``fit`` accepts given the other parameters as they are;
+        :func:`tsformers.backbone.available` reads them. An estimator without such a slot has none.
+        """
+        return {}
+
     def _network_static_width(self) -> int:
         """Columns of the per-series ``static`` input the network takes (0: none): the encoded static attributes."""
         return self.static_encoder_.n_channels

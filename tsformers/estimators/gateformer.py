@@ -5,9 +5,12 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval
 
+from tsformers.backbone import BLOCK_SLOTS, Slot, available, order_free
+from tsformers.backbone.blocks import block_part_names, stacks_for_parts
+from tsformers.backbone.registry import home_stack
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gateformer import Gateformer
+from tsformers.models.gateformer import Gateformer, temporal_mixers
 
 
 @shared_docs
@@ -34,7 +37,9 @@ class GateformerForecaster(BaseForecaster):
     dropout : float, default=0.1
     temporal_mixer : str, default="full"
         The token mixer over the patches of each variate (ordered time tokens), by
-        its name in ``tsformers.backbone.available("mixer")``. ``"fca"``
+        its name in ``tsformers.backbone.available("temporal_mixer", "GateformerForecaster")``:
+        every registered mixer with a non-causal form, since all the patches of a
+        window see each other (``"xl_relative"`` is causal only, and refused). ``"fca"``
         (FcaFormer's forward cross attention) attends to cross tokens merged from
         the earlier blocks' outputs, which only its own stage makes: with it the
         temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be
@@ -180,6 +185,21 @@ class GateformerForecaster(BaseForecaster):
                           stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
                           variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
                           n_static=self.static_encoder_.n_channels)
+
+    def _slots(self):
+        block_parts = {"ffn": self.ffn, "norm": self.norm}
+        home = home_stack(self.temporal_mixer) if self.temporal_mixer in available("mixer") else None
+        # the stack also runs over the variates (order-free only) and, with a mixer that has a stage of
+        # its own (fca), arranges only the variate encoder, which then stays standard
+        stacks = stacks_for_parts(order_free("stack"), **block_parts)
+        stacks = [stack for stack in stacks if stack == "standard"] if home else stacks
+        temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None
+                    or (self.stack == "standard" and stacks_for_parts([home_stack(mixer)], **block_parts))]
+        encoders = [self.stack, home or self.stack]   # the variate and the temporal encoders' stacks
+        return {"temporal_mixer": Slot(("mixer",), temporal),
+                "variate_mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
+                "stack": Slot(("stack",), stacks),
+                **{slot: Slot((slot,), block_part_names(slot, encoders, unordered=True)) for slot in BLOCK_SLOTS}}
 
     @classmethod
     def get_test_params(cls):

@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from tsformers.backbone import Slot
 from tsformers.backbone.gating import GATES
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
@@ -65,6 +66,8 @@ class GTrXLForecaster(StreamingForecaster):
         are the causal mixers with a streaming state (``tsformers.backbone.streaming()``),
         whose state replaces the segment memory and carries the whole history from
         segment to segment (``mem_len`` then unused). Streaming stays exact with each.
+        ``tsformers.backbone.available(None, "GTrXLForecaster")`` lists the names each
+        slot (``mixer``, ``stack``, ``gating``) accepts.
         Mixers without a streaming form are refused. ONNX export takes ``"xl_relative"`` only.
     gating : {"gru", "input", "output", "highway", "sigmoid_tanh", "residual"}, default="gru"
         The gating layer in place of both residual connections (registered under the
@@ -215,6 +218,10 @@ class GTrXLForecaster(StreamingForecaster):
                      mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
                      mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
                      normalize=self.normalize)
+
+    def _slots(self):
+        return {"mixer": Slot(("mixer",), mixers()), "stack": Slot(("stack",), sorted(STACKS)),
+                "gating": Slot(("gate",), sorted(GATES))}
 
     @classmethod
     def get_test_params(cls):

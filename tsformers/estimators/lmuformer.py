@@ -7,7 +7,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.lmuformer import LMUFormer, memories
+from tsformers.backbone import Slot
+from tsformers.models.lmuformer import LMU_MEMORY, LMUFormer, memories
 
 
 @shared_docs
@@ -67,7 +68,8 @@ class LMUFormerForecaster(StreamingForecaster):
         Hidden width of the FFN, as a multiple of d_model.
     dropout : float, default=0.1
     memory : {"lmu", "mamba", "sla", "sliding_window"}, default="lmu"
-        The token mixer of every block, by its registry name: ``"lmu"`` is the paper's
+        The token mixer of every block, by its registry name
+        (``tsformers.backbone.available("memory", "LMUFormerForecaster")``): ``"lmu"`` is the paper's
         Legendre memory cell; the others are the causal mixers with a streaming state
         (``tsformers.backbone.streaming()``: Mamba's selective scan, SLAB's linear
         attention, or softmax attention over a window of ``theta`` steps), built with one
@@ -228,6 +230,10 @@ class LMUFormerForecaster(StreamingForecaster):
                          dropout=self.dropout, spiking=self.spiking, tau=self.tau, v_threshold=self.v_threshold,
                          surrogate_alpha=self.surrogate_alpha, channel_independent=self.channel_independent,
                          normalize=self.normalize, memory=self.memory)
+
+    def _slots(self):
+        # "lmu" is LMUFormer's own name for its Legendre memory cell, not a registry name; the rest are mixers
+        return {"memory": Slot(("mixer",), [LMU_MEMORY] if self.spiking else memories())}
 
     @classmethod
     def get_test_params(cls):

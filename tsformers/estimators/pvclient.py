@@ -5,6 +5,8 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval
 
+from tsformers.backbone import BLOCK_SLOTS, Slot, order_free
+from tsformers.backbone.blocks import block_part_names, stacks_for_parts
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.forecasting import clip_power
@@ -76,6 +78,8 @@ class PVClientForecaster(BaseForecaster):
         ``tsformers.backbone.order_free("mixer", standalone=True)`` (variate tokens
         are an unordered set: mixers that need ordered tokens are refused, and so
         is ``"fca"``, whose cross tokens are merged along positions).
+        ``tsformers.backbone.available(None, "PVClientForecaster")`` lists what each slot
+        (``mixer``, ``stack``, ``ffn``, ``norm``) accepts, given the others.
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
@@ -250,6 +254,12 @@ class PVClientForecaster(BaseForecaster):
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity`` (nothing with ``clip=False``)."""
         return clip_power(forecast, self.capacity) if self.clip else forecast
+
+    def _slots(self):
+        # every part runs over variate tokens, an unordered set
+        return {"mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
+                "stack": Slot(("stack",), stacks_for_parts(order_free("stack"), ffn=self.ffn, norm=self.norm)),
+                **{slot: Slot((slot,), block_part_names(slot, [self.stack], unordered=True)) for slot in BLOCK_SLOTS}}
 
     @classmethod
     def get_test_params(cls):

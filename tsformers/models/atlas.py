@@ -13,10 +13,11 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.memory import layers  # noqa: F401  (registers the blocks "atlas_deep|mag|mal")
+import tsformers.backbone  # noqa: F401  (registers every part: the memories and the streaming mixers)
+from tsformers.backbone.memory.layers import ATLAS_MEMORY, check_memory, memories
 from tsformers.backbone.registry import build
 
-__all__ = ["Atlas", "LAYERS"]
+__all__ = ["ATLAS_MEMORY", "Atlas", "LAYERS", "memories"]
 
 State = dict[str, Tensor]
 LAYERS = ("deep", "mag", "mal")
@@ -46,6 +47,13 @@ class Atlas(nn.Module):
     are the recurrent state: they keep learning on every new observation, while
     the outer weights (projections, gates, the memories' initial weights) are
     only trained by ``fit``.
+
+    ``memory`` swaps the memory of every block by registry name (:func:`memories`):
+    ``"omega"`` is the paper's; ``"lmu_cell"`` is LMUFormer's Legendre memory cell
+    (``d_model`` coefficients over the last ``lookback`` tokens); a streaming mixer
+    (``"mamba"``, ``"sla"``, ``"sliding_window"`` over ``window`` tokens) carries the
+    history in its own state. The Omega settings (``d_key`` ... ``frozen_memory``) are
+    the Omega memory's only.
 
     **Normalisation**: the tokens never see per-window statistics, because the
     memories are written once per token and a moving window's statistics would
@@ -81,8 +89,13 @@ class Atlas(nn.Module):
                  memory_depth: int = 2, memory_expansion: int = 1, poly_degree: int = 2, omega_window: int = 8,
                  chunk_size: int = 16, optimizer: str = "muon", ns_steps: int = 5, max_lr: float = 0.1,
                  frozen_memory: bool = False, dropout: float = 0.1, linear_path: bool = True,
-                 normalize: str = "last_value"):
+                 normalize: str = "last_value", memory: str = ATLAS_MEMORY):
         super().__init__()
+        check_memory(memory)
+        if frozen_memory and memory != ATLAS_MEMORY:
+            raise ValueError(f"frozen_memory=True stops the Omega rule's test-time writes; memory={memory!r} has "
+                             f"no memory weights to freeze (its state is a recurrence): use memory="
+                             f"{ATLAS_MEMORY!r} or frozen_memory=False")
         assert normalize in ("last_value", "none"), f"normalize must be 'last_value' or 'none', got {normalize!r}"
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
             f"lookback, horizon and n_vars must be positive, got {lookback}, {horizon}, {n_vars}"
@@ -94,14 +107,20 @@ class Atlas(nn.Module):
         self.normalize = normalize
         self.n_streams = n_vars if channel_independent else 1   # token streams (with their own memories) per series
         width = 1 if channel_independent else n_vars             # variables in one token
-        memory = dict(d_key=d_key, depth=memory_depth, expansion=memory_expansion, poly_degree=poly_degree,
-                      window=omega_window, chunk_size=chunk_size, optimizer=optimizer, ns_steps=ns_steps,
-                      max_lr=max_lr, frozen=frozen_memory)
+        self.memory = memory
+        # each memory's own settings; the streaming mixers take the block's heads, dropout and window
+        memory_kwargs = {
+            ATLAS_MEMORY: dict(d_key=d_key, depth=memory_depth, expansion=memory_expansion, poly_degree=poly_degree,
+                               window=omega_window, chunk_size=chunk_size, optimizer=optimizer, ns_steps=ns_steps,
+                               max_lr=max_lr, frozen=frozen_memory),
+            # LMUFormer's defaults: as many Legendre coefficients as channels, over the training window
+            "lmu_cell": dict(memory_size=d_model, theta=float(lookback)),
+        }.get(memory, {})
 
         self.embed = nn.Linear(conv_kernel * width, d_model)              # causal conv: last K steps -> token
         self.blocks = nn.ModuleList(
             build("block", f"atlas_{layer}", d_model=d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout,
-                  window=window, n_persistent=n_persistent, memory_kwargs=memory)
+                  window=window, n_persistent=n_persistent, memory=memory, memory_kwargs=memory_kwargs)
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)

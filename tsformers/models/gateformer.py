@@ -12,12 +12,22 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, build, build_class, order_free
+from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, available, build, build_class, order_free
+from tsformers.backbone.mixers._base import SELF
 from tsformers.backbone.registry import home_stack
 from tsformers.backbone.blocks import block_parts
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
-__all__ = ["Gateformer"]
+__all__ = ["Gateformer", "temporal_mixers"]
+
+
+def temporal_mixers() -> list[str]:
+    """The mixers the temporal encoder takes: those with the (non-causal) self pattern.
+
+    The patches of a window all see each other; a causal-only mixer (``"xl_relative"``,
+    whose memory holds the past) cannot be built so.
+    """
+    return [name for name in available("mixer") if SELF in getattr(build_class("mixer", name), "patterns", ())]
 
 
 class Gateformer(ExitSupervised, nn.Module):
@@ -66,6 +76,10 @@ class Gateformer(ExitSupervised, nn.Module):
         encoder = dict(d_model=d_model, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout)
         variate_parts = block_parts(stack, unordered="Gateformer's blocks also run over the variates", ffn=ffn,
                                     norm=norm)
+        build_class("mixer", temporal_mixer)  # an unknown name lists the registered ones
+        if temporal_mixer not in temporal_mixers():
+            raise ValueError(f"temporal_mixer={temporal_mixer!r} is causal only, but the patches of a window all see "
+                             f"each other; pick a temporal mixer from {temporal_mixers()}")
         # the variate tokens are an unordered set: a part that reads their order would make the
         # forecast depend on the order of the columns
         if home_stack(variate_mixer) is not None and variate_mixer not in order_free("mixer", standalone=True):

@@ -20,14 +20,89 @@ import torch
 from torch import Tensor, nn
 
 from tsformers.backbone.blocks import FeedForward
-from tsformers.backbone.registry import register
+from tsformers.backbone.registry import available, build, register, streaming
 
 from .omega import OmegaMemory
 from .window import SlidingWindowAttention
 
-__all__ = ["AtlasDeepBlock", "AtlasGatedBlock", "AtlasLayeredBlock"]
+__all__ = ["ATLAS_MEMORY", "AtlasDeepBlock", "AtlasGatedBlock", "AtlasLayeredBlock", "StreamingMemory",
+           "build_memory", "check_memory", "memories"]
 
 State = dict[str, Tensor]
+
+#: The paper's memory: a deep MLP written at test time by the Omega rule.
+ATLAS_MEMORY = "omega"
+#: Registered memories (kind "memory") besides the paper's that map tokens to tokens with a streaming state.
+#: "lmu" (the bare Legendre system: d coefficients per input channel) and "segment" (Transformer-XL's
+#: cache of past inputs, with no read-out of its own) do not: they are parts of a layer, not a layer.
+TOKEN_MEMORIES = ("lmu_cell",)
+
+
+def memories() -> list[str]:
+    """The memories an ATLAS block accepts, by registry name.
+
+    ``"omega"`` (the paper's deep memory under the Omega rule), the registered memories that
+    map tokens to tokens and carry a streaming state (``"lmu_cell"``, LMUFormer's Legendre
+    memory cell), and every causal mixer with a streaming state
+    (:func:`tsformers.backbone.streaming`), whose state then carries the history instead of
+    memory weights. Every one keeps the block causal and its streaming exact.
+    """
+    names = {ATLAS_MEMORY, *TOKEN_MEMORIES}
+    mixers = set(streaming("mixer"))
+    assert not names & mixers, f"a memory and a mixer share a name: {sorted(names & mixers)}"
+    return sorted(names | mixers)
+
+
+class StreamingMemory(nn.Module):
+    """A token-to-token part with a streaming state behind the memory's interface: ``init_state``, ``step``.
+
+    ``part`` is a streaming mixer (``init_scan(rows)``, ``scan(x, state) -> (y, state)``) or a
+    memory cell (``init_state(rows)``, ``part(x, state) -> (y, state)``); x: (R, T, D) -> (R, T, D).
+    """
+
+    def __init__(self, part: nn.Module):
+        super().__init__()
+        self.part = part
+        self.scans = callable(getattr(part, "scan", None))
+
+    def init_state(self, rows: int) -> State:
+        return self.part.init_scan(rows) if self.scans else self.part.init_state(rows)
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.part.scan(x, state) if self.scans else self.part(x, state)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.step(x, self.init_state(x.shape[0]))[0]
+
+
+def check_memory(name: str) -> None:
+    """Refuse a ``name`` that cannot hold an ATLAS block's memory, with a ValueError naming :func:`memories`."""
+    if name not in memories():
+        raise ValueError(f"ATLAS's blocks stream token by token, so their memory must map tokens to tokens and "
+                         f"carry a state: memory={name!r} is not one of {memories()} (the Omega memory, the "
+                         f"memories {list(TOKEN_MEMORIES)} and the streaming mixers, tsformers.backbone.streaming(); "
+                         f"'lmu' is the Legendre system inside 'lmu_cell', 'segment' a cache with no read-out)")
+
+
+def build_memory(name: str, d_model: int, *, n_heads: int, dropout: float, window: int,
+                 memory_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """The memory ``name`` of an ATLAS block (one of :func:`memories`), with ``init_state`` and ``step``.
+
+    ``memory_kwargs`` are the part's own settings (the Omega memory's key size, depth, window,
+    optimiser...; the LMU cell's ``memory_size`` and ``theta``). A streaming mixer is built causal
+    with the block's heads and dropout; ``"sliding_window"`` attends over ``window`` tokens.
+    A name that cannot hold the memory is a ValueError naming those that can.
+    """
+    check_memory(name)
+    kwargs = dict(memory_kwargs or {})
+    if name == ATLAS_MEMORY:
+        return OmegaMemory(d_model, n_heads=n_heads, **kwargs)
+    if name in available("memory"):
+        return StreamingMemory(build("memory", name, d_model=d_model, **kwargs))
+    if name == "sliding_window":
+        kwargs.setdefault("window", window)
+    return StreamingMemory(build("mixer", name, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=True,
+                                 **kwargs))
 
 
 def _sub(state: State, prefix: str) -> State:
@@ -39,16 +114,21 @@ def _prefixed(prefix: str, state: State) -> State:
 
 
 class _AtlasBlock(nn.Module):
-    """Parts shared by the three blocks: the memory, the FFN, norms, dropout; the window attention if any."""
+    """Parts shared by the three blocks: the memory, the FFN, norms, dropout; the window attention if any.
+
+    ``memory`` names the block's memory (one of :func:`memories`; the paper's ``"omega"`` by
+    default) and ``memory_kwargs`` its own settings (:func:`build_memory`).
+    """
 
     uses_attention = True
 
     def __init__(self, d_model: int, *, n_heads: int = 4, d_ff: int | None = None, dropout: float = 0.0,
-                 activation: str = "gelu", window: int = 32, n_persistent: int = 4,
+                 activation: str = "gelu", window: int = 32, n_persistent: int = 4, memory: str = ATLAS_MEMORY,
                  memory_kwargs: dict[str, Any] | None = None):
         super().__init__()
         self.norm_mem = nn.LayerNorm(d_model)
-        self.memory = OmegaMemory(d_model, n_heads=n_heads, **(memory_kwargs or {}))
+        self.memory = build_memory(memory, d_model, n_heads=n_heads, dropout=dropout, window=window,
+                                   memory_kwargs=memory_kwargs)
         if self.uses_attention:
             self.attention = SlidingWindowAttention(d_model, n_heads=n_heads, dropout=dropout, causal=True,
                                                     window=window, n_persistent=n_persistent)
