@@ -76,7 +76,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 #: persistence -> tsformers.estimators: loading a saved model finds its class by the name in config.json, and
 #: tsformers' own estimators are imported on first use (PEP 562), so the lookup imports the named one first.
 #: It runs when a model is loaded, never while a module is imported.
-UPWARD_ON_PURPOSE = {("tsformers.estimators.persistence", "tsformers.estimators")}
+#: backbone.registry -> the estimators' registry and base: ``available(slot, estimator)`` asks an estimator
+#: (by name, class or instance) which parts its slots accept; the estimators are imported when that question
+#: is asked with a name, never while the backbone is imported.
+UPWARD_ON_PURPOSE = {("tsformers.estimators.persistence", "tsformers.estimators"),
+                     ("tsformers.backbone.registry", "tsformers.estimators.registry"),
+                     ("tsformers.backbone.registry", "tsformers.estimators.base")}
 
 
 def _graph() -> dict[str, set[str]]:
