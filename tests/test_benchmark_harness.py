@@ -13,15 +13,20 @@ from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_harness():
+def load_benchmark(script: str, name: str):
+    """A script of benchmarks/ as a module (its own imports of the folder's helpers resolved)."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        spec = importlib.util.spec_from_file_location("backbone_benchmark", BENCHMARKS / "backbone.py")
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
     finally:
         sys.path.remove(str(BENCHMARKS))
+
+
+def load_harness():
+    return load_benchmark("backbone.py", "backbone_benchmark")
 
 
 class LeakyMixer(nn.Module):
@@ -111,24 +116,13 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
 REAL_PV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pv_golden_co_2020.csv"
 
 
-def load_pv_benchmark():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("pv_benchmark", BENCHMARKS / "pv.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
-
 def test_the_pv_benchmarks_forecast_weather_is_yesterdays_atmosphere_and_todays_astronomy():
     import numpy as np
     import pytest
 
     if not REAL_PV.is_file():
         pytest.skip(f"the PV file is not in {REAL_PV.parent}")
-    pv = load_pv_benchmark()
+    pv = load_benchmark("pv.py", "pv_benchmark")
     actual, n_train, n_val, capacity, weather = pv.load("golden", str(REAL_PV.parent), "actual")
     proxy, proxy_train, proxy_val, _, same = pv.load("golden", str(REAL_PV.parent), "yesterday")
     assert same == weather and not set(pv.NOT_WEATHER) & set(actual.columns) and capacity == 6.0

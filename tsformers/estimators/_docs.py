@@ -83,10 +83,24 @@ conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
     of the fit data: the calibration of ``predict(level=...)``."""
 
 
+ADAPTIVE_DEPTH_ATTRIBUTE = """\
+mean_depth_ : float
+    Only with ``stack="adaptive_depth"``: the mean number of blocks per encoder
+    that the fitted depth gates run over the training windows (out of
+    ``e_layers``). ``fit`` trains every exit (their losses, weighted by depth,
+    join the training loss), labels each training window with the smallest
+    depth within the stack's tolerance (5%) of its best exit, and fits the
+    gates on those labels, so ``predict`` runs each window only that deep."""
+
+MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
+           "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE}
+
+
 def shared_docs(cls: type) -> type:
-    """Fill ``%(common_parameters)s`` and ``%(common_attributes)s`` in the class docstring, at their indentation."""
+    """Fill the markers of :data:`MARKERS` (``%(common_parameters)s``, ...) in the class docstring, at their
+    indentation."""
     doc = cls.__doc__ or ""
-    for marker, text in (("%(common_parameters)s", COMMON_PARAMETERS), ("%(common_attributes)s", COMMON_ATTRIBUTES)):
+    for marker, text in MARKERS.items():
         for line in doc.splitlines():
             if line.strip() == marker:
                 indent = line[: len(line) - len(line.lstrip())]

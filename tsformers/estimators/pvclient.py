@@ -133,13 +133,7 @@ class PVClientForecaster(BaseForecaster):
     ----------
     network_ : torch.nn.Module
         The trained :class:`~tsformers.models.pvclient.PVClient`.
-    mean_depth_ : float
-        Only with ``stack="adaptive_depth"``: the mean number of blocks per encoder
-        that the fitted depth gates run over the training windows (out of
-        ``e_layers``). ``fit`` trains every exit (their losses, weighted by depth,
-        join the training loss), labels each training window with the smallest
-        depth within the stack's tolerance (5%) of its best exit, and fits the
-        gates on those labels, so ``predict`` runs each window only that deep.
+    %(adaptive_depth_attribute)s
     %(common_attributes)s
 
     See Also
