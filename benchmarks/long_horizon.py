@@ -30,6 +30,7 @@ from _protocol import (evaluate_windows, load_protocol_data, mase_scale, n_param
 
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
                        PVClientForecaster)
+from tsformers.backbone import linear_base_of  # noqa: E402
 from tsformers.datasets import info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,12 +207,12 @@ def git_rev() -> str:
         return ""
 
 
-def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -> dict:
+def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, settings: dict | None = None) -> dict:
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     est = MODELS[model](data.name, horizon)
     timer = _EpochTimer.make(f"[{data.name} H={horizon} {model} seed={seed}]")
-    overrides = dict(random_state=seed, val_size=int(data.val_steps), verbose=False,
+    overrides = dict(settings or {}, random_state=seed, val_size=int(data.val_steps), verbose=False,
                      trainer_kwargs={"callbacks": [timer]})
     if max_epochs is not None:
         overrides["max_epochs"] = max_epochs
@@ -233,7 +234,8 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": data.name, "horizon": horizon, "model": model, "seed": seed, "lookback": est.lookback,
         **scores,
-        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log else 0,
+        # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
+        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and _network_used(est) else 0,
         "max_epochs": est.max_epochs,
         "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s,
         "epoch_s_mean": float(np.mean(timer.seconds)) if timer.seconds else float("nan"),
@@ -245,6 +247,22 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None) -
         "load_start": load_start, "load_end": os.getloadavg()[0], "git_rev": git_rev(),
         "params": json.dumps(params, sort_keys=True),
     }
+
+
+def _network_used(est) -> bool:
+    base = linear_base_of(est.network_)
+    return base is None or base.network_used
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``name=value`` of ``--set``, the value read as JSON where it is JSON (``true``, ``3e-3``), else as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--set takes name=value (an estimator parameter), got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def append_csv(path: Path, rows: list[dict]) -> None:
@@ -317,6 +335,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="the estimators' random_state")
     p.add_argument("--data-dir", default=default_data_dir(), help="folder with the CSVs ($TSFORMERS_DATA)")
     p.add_argument("--max-epochs", type=int, default=None, help="override the paper's number of epochs")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+                   help="an estimator parameter for every run (JSON values: --set linear_base=false); the CSV's "
+                        "params column records it")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "long_horizon.csv",
                    help="CSV to append one row per run to")
     p.add_argument("--lookback", type=int, default=LOOKBACK,
@@ -342,7 +363,7 @@ def main(argv=None) -> int:
         for horizon in args.horizons:
             for model in args.models:
                 for seed in args.seeds:
-                    row = run_one(model, data, horizon, seed, args.max_epochs)
+                    row = run_one(model, data, horizon, seed, args.max_epochs, dict(args.set))
                     rows.append(row)
                     append_csv(args.out, [row])
                     print(f"{dataset} H={horizon} {model} seed={seed}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "

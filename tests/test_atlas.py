@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tsformers.backbone import linear_base_of
 from tsformers.estimators.atlas import AtlasForecaster
 from tsformers.models.atlas import LAYERS, Atlas
 
@@ -158,7 +159,7 @@ def test_update_changes_the_memory_not_the_weights(fitted):
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_layer_variant_through_the_estimator(layer):
     df = frame(n=120)
-    est = estimator(layer=layer, optimizer="momentum", max_epochs=0).fit(df)
+    est = estimator(layer=layer, optimizer="momentum", max_epochs=0, linear_base=False).fit(df)
     assert est.network_.blocks[0].__class__.__name__ == {"deep": "AtlasDeepBlock", "mag": "AtlasGatedBlock",
                                                          "mal": "AtlasLayeredBlock"}[layer]
     out = est.predict()
@@ -167,7 +168,7 @@ def test_every_layer_variant_through_the_estimator(layer):
 
 def test_frozen_memory_estimator_keeps_its_initial_memory():
     df = frame(n=120)
-    est = estimator(frozen_memory=True, max_epochs=0).fit(df)
+    est = estimator(frozen_memory=True, max_epochs=0, linear_base=False).fit(df)
     init = est.network_.blocks[0].memory.memory.init_weights[0]
     assert torch.equal(est.state_["block0.memory.w0"], init.expand_as(est.state_["block0.memory.w0"]))
 
@@ -240,7 +241,7 @@ def test_a_chosen_memory_survives_save_and_load(tmp_path):
     est.update(df.iloc[140:])
     est.save(tmp_path / "m")
     loaded = AtlasForecaster.load(tmp_path / "m")
-    assert loaded.memory == "lmu_cell" and loaded.network_.memory == "lmu_cell"
+    assert loaded.memory == "lmu_cell" and linear_base_of(loaded.network_).network.memory == "lmu_cell"
     pd.testing.assert_frame_equal(loaded.predict(), est.predict())
     new = frame(n=10, seed=1, start="2024-01-07 16:00")
     pd.testing.assert_frame_equal(loaded.update(new).predict(), est.update(new).predict())

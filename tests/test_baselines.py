@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tsformers.estimators.baselines as baselines
+import tsformers.estimators.ridge as ridge
 from tsformers import BaseForecaster, LinearForecaster, NaiveForecaster, SeasonalNaiveForecaster
 from tsformers.cli import main
 from tsformers.data.windows import validation_steps
@@ -159,7 +159,7 @@ def _scaled(est, df: pd.DataFrame) -> np.ndarray:
 
 @pytest.mark.parametrize("late_start", [0, 70], ids=["aligned", "ragged"])
 def test_the_ridge_map_is_the_numpy_solve_of_the_same_problem(monkeypatch, late_start):
-    monkeypatch.setattr(baselines, "_WINDOW_CHUNK", 7)                    # many chunks of the Gram matrix
+    monkeypatch.setattr(ridge, "_WINDOW_CHUNK", 7)                        # many chunks of the Gram matrix
     df, lookback, horizon, alpha = _long(late_start=late_start), 36, 12, 3.0
     est = LinearForecaster(horizon=horizon, lookback=lookback, alpha=alpha).fit(df)
     n = 300

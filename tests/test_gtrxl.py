@@ -325,8 +325,9 @@ def test_state_keeps_no_view_of_the_inputs():
 # -- estimator --------------------------------------------------------------------------------------
 
 HORIZON, LOOKBACK = 6, 40
+# the paper's network alone (linear_base=False): these tests read its parts; tests/test_linear_base.py has the base
 SMALL = dict(horizon=HORIZON, lookback=LOOKBACK, d_model=D, n_heads=HEADS, d_ff=32, n_layers=2, segment_len=8,
-             mem_len=10, max_epochs=1, batch_size=32, learning_rate=1e-3)
+             mem_len=10, max_epochs=1, batch_size=32, learning_rate=1e-3, linear_base=False)
 
 
 def frame(n=300, seed=0):

@@ -211,7 +211,8 @@ def test_future_covariates_are_refused():
 
 
 def test_estimator_builds_the_configured_network():
-    f = LMUFormerForecaster(horizon=6, lookback=24, d_model=8, spiking=True, theta=12.0, max_epochs=0).fit(_frame(200))
+    f = LMUFormerForecaster(horizon=6, lookback=24, d_model=8, spiking=True, theta=12.0, max_epochs=0,
+                            linear_base=False).fit(_frame(200))
     memory = f.network_.blocks[0].lmu.memory
     assert (memory.order, memory.theta) == (16, 12.0)
     assert isinstance(f, StreamingForecaster) and set(f.state_) >= {"readout", "blocks.0.lmu.memory"}

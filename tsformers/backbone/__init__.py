@@ -11,7 +11,7 @@ the ``ffn`` and ``norm`` slots).
 from .blocks import BLOCK_SLOTS, FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
-from .heads import QuantileHead, StaticResidual
+from .heads import LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
@@ -31,6 +31,7 @@ __all__ = [
     "LIFNode",
     "LMUCell",
     "LegendreMemory",
+    "LinearBase",
     "OmegaMemory",
     "OutputGate",
     "PatchEmbedding",
@@ -46,10 +47,12 @@ __all__ = [
     "SlidingWindowAttention",
     "Slot",
     "StaticResidual",
+    "StreamingLinearBase",
     "TransformerEncoder",
     "available",
     "build",
     "build_class",
+    "linear_base_of",
     "order_free",
     "register",
     "streaming",

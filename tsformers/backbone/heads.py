@@ -1,6 +1,8 @@
 """Heads added around a network."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -45,6 +47,143 @@ class StaticResidual(nn.Module):
     def forecast(self, state: dict) -> Tensor:
         inner = self.network.forecast({k: v for k, v in state.items() if k != "static"})
         return self.corrected(inner, state["static"])
+
+
+class LinearBase(nn.Module):
+    """Forecast with a fitted linear map of the window, corrected by any network through a gate per horizon step.
+
+    On the first ``n_targets`` outputs, for a window x (B, T, C) whose last ``lookback`` steps of the
+    targets are w (B, L, n_targets) with last value w_L::
+
+        base = w_L + W (w - w_L) + b                      the NLinear map, one per horizon step, every target
+        y    = base + gate * (network(x) - w_L)            gate (horizon,), learned, 1 at the start
+
+    ``W`` (horizon, lookback) and ``b`` (horizon,) are buffers, not trained: the estimator sets them to
+    the closed-form ridge map of the training windows before training
+    (:func:`tsformers.estimators.ridge.fit_ridge_map`, the map of ``LinearForecaster``). The network
+    then learns what the linear map leaves, as a change from the last value. After training, the
+    fit compares the best epoch with the map alone (:meth:`alone`) on the validation windows and
+    shuts the gate (:meth:`drop_network`) when the map alone is as good
+    (``fit_network(linear_base=...)``), so the forecast is never worse than the linear map there.
+    A tsformers part, not from a paper (a linear model plus a learned residual, as in hybrid
+    ARIMA-network forecasters); cost O(horizon * lookback * n_targets) per forecast on top of the
+    network's. Outputs past the targets (covariates a network forecasts) are the network's.
+
+    Shifting the window by a constant shifts ``base`` by it (last-value normalisation), so with a
+    shift-equivariant network (the streaming ones with ``normalize="last_value"``) so does ``y``.
+    A window shorter than ``lookback`` reads as if the missing older steps equalled the last value.
+    """
+
+    #: what an estimator or the trainer reads from the wrapped network, passed through
+    PASSED = ("auxiliary_loss", "after_training", "mean_depth", "needs_static", "onnx_unsupported")
+
+    def __init__(self, network: nn.Module, *, lookback: int, horizon: int, n_targets: int):
+        super().__init__()
+        self.network, self.lookback, self.horizon, self.n_targets = network, lookback, horizon, n_targets
+        self.register_buffer("weight", torch.zeros(horizon, lookback))   # the last value until fitted
+        self.register_buffer("bias", torch.zeros(horizon))
+        self.gate = nn.Parameter(torch.ones(horizon))
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in LinearBase.PASSED:
+                return getattr(self._modules["network"], name)
+            raise
+
+    def set_map(self, weight: Tensor, bias: Tensor) -> None:
+        """Set the linear map: ``weight`` (horizon, lookback), ``bias`` (horizon,)."""
+        with torch.no_grad():
+            self.weight.copy_(weight)
+            self.bias.copy_(bias)
+
+    @contextlib.contextmanager
+    def alone(self):
+        """The linear map alone (the gate shut) inside the ``with`` block, to evaluate it; the gate is kept."""
+        gate = self.gate.detach().clone()
+        self.drop_network()
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                self.gate.copy_(gate)
+
+    def drop_network(self) -> None:
+        """Shut the gate: the forecast is the linear map's."""
+        with torch.no_grad():
+            self.gate.zero_()
+
+    @property
+    def network_used(self) -> bool:
+        """Whether the network contributes (some gate is open): False where the fit kept the linear map alone."""
+        return bool(self.gate.detach().abs().max() > 0)
+
+    def base(self, window: Tensor, seen: Tensor | None = None) -> Tensor:
+        """The linear forecast of ``window`` (B, L, n_targets): (B, H, n_targets); ``seen`` (B, L, 1) marks
+        the observed steps (None: all), the others counting as the last value."""
+        last = window[:, -1:]                                                          # (B, 1, n_targets)
+        change = window - last if seen is None else (window - last) * seen             # (B, L, n_targets)
+        return last + torch.einsum("bln,hl->bhn", change, self.weight) + self.bias[:, None]
+
+    def combine(self, y: Tensor, base: Tensor, last: Tensor) -> Tensor:
+        """The network's forecast ``y`` (B, H, >= n_targets) as a gated correction of ``base``."""
+        corrected = base + self.gate[:, None] * (y[..., : self.n_targets] - last)     # (B, H, n_targets)
+        return torch.cat([corrected, y[..., self.n_targets:]], dim=-1)
+
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        window = x[:, -self.lookback:, : self.n_targets]                               # (B, <= L, n_targets)
+        missing = self.lookback - window.shape[1]
+        if missing:  # the older steps a short window lacks count as the last value: no change
+            window = torch.cat([window[:, -1:].expand(-1, missing, -1), window], dim=1)
+        return self.combine(self.network(x, *args, **kwargs), self.base(window), window[:, -1:])
+
+
+class StreamingLinearBase(LinearBase):
+    """:class:`LinearBase` around a streaming network: the state keeps the last ``lookback`` target values.
+
+    ``forecast(advance(init_state(B), x)) == forward(x)`` whenever the wrapped network streams exactly;
+    the state's shapes are fixed (``base.window`` (B, L, n_targets), ``base.seen`` (B, 1, 1), the
+    number of steps read up to L), so a stream graph can hold them.
+    """
+
+    def init_state(self, batch_size: int) -> dict:
+        like = self.weight
+        return {**self.network.init_state(batch_size),
+                "base.window": like.new_zeros(batch_size, self.lookback, self.n_targets),
+                "base.seen": like.new_zeros(batch_size, 1, 1)}
+
+    def advance(self, state: dict, x: Tensor) -> dict:
+        inner = self.network.advance(self._inner(state), x)
+        window = torch.cat([state["base.window"], x[..., : self.n_targets]], dim=1)[:, -self.lookback:]
+        seen = (state["base.seen"] + x.shape[1]).clamp(max=self.lookback)
+        return {**inner, "base.window": window, "base.seen": seen}
+
+    def forecast(self, state: dict) -> Tensor:
+        window, seen = state["base.window"], state["base.seen"]                       # (B, L, n_targets), (B, 1, 1)
+        steps = torch.arange(self.lookback, device=window.device, dtype=seen.dtype)
+        observed = (steps[None, :, None] >= self.lookback - seen).to(window.dtype)     # (B, L, 1)
+        return self.combine(self.network.forecast(self._inner(state)), self.base(window, observed),
+                            window[:, -1:])
+
+    @property
+    def receptive_field(self) -> int | None:
+        """The wrapped network's, or ``lookback`` where that is longer (None: the whole history)."""
+        inner = self._modules["network"].receptive_field   # AttributeError where it has none: not "receptive"
+        return None if inner is None else max(inner, self.lookback)
+
+    @staticmethod
+    def _inner(state: dict) -> dict:
+        return {k: v for k, v in state.items() if not k.startswith("base.")}
+
+
+def linear_base_of(network: nn.Module) -> LinearBase | None:
+    """The :class:`LinearBase` inside ``network``'s wrappers (each holds the next as ``.network``), or None."""
+    while isinstance(network, nn.Module):
+        if isinstance(network, LinearBase):
+            return network
+        network = network._modules.get("network")
+    return None
 
 
 class QuantileHead(nn.Module):

@@ -92,8 +92,27 @@ mean_depth_ : float
     depth within the stack's tolerance (5%) of its best exit, and fits the
     gates on those labels, so ``predict`` runs each window only that deep."""
 
+LINEAR_BASE_PARAMETER = """\
+linear_base : bool, default=True
+    Forecast with the closed-form linear map of the window that :class:`~tsformers.LinearForecaster`
+    fits (ridge on last-value-normalised windows, the penalty chosen on the validation windows),
+    plus the network's correction through a learned gate per horizon step
+    (:class:`~tsformers.backbone.LinearBase`; a tsformers extension, not in the paper). The map is
+    solved before training and the network learns what it leaves. After training, when the map
+    alone scores as well on the validation windows as the best epoch, the gate is shut: the
+    forecast is never worse than the linear baseline there, and ``network_used_`` says whether the
+    network contributes. The last ``lookback`` values ride in the streaming state, so streaming
+    stays exact. ``False``: the network alone, the paper's form. ``docs/benchmarks.md`` shows what
+    each part buys."""
+
+LINEAR_BASE_ATTRIBUTE = """\
+network_used_ : bool
+    Only with ``linear_base=True``: whether the network contributes to the forecast (some gate is
+    open); False where no training epoch beat the linear map alone on the validation windows."""
+
 MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
-           "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE}
+           "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE,
+           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
 
 
 def shared_docs(cls: type) -> type:

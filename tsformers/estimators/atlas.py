@@ -125,6 +125,7 @@ class AtlasForecaster(StreamingForecaster):
         the data scaled so (its changes, by default); the output's normalisation
         uses the last ``lookback`` steps only (per-window statistics at the input
         would change every token the memories have already stored).
+    %(linear_base_parameter)s
     %(common_parameters)s
 
     Attributes
@@ -143,6 +144,7 @@ class AtlasForecaster(StreamingForecaster):
         ``normalize="last_value"`` ``"changes"`` (the last ``lookback`` steps' changes) and
         ``"seen"`` (n_series, 1, 1; 1 once a step was read).
     %(common_attributes)s
+    %(linear_base_attribute)s
 
     Notes
     -----
@@ -211,7 +213,7 @@ class AtlasForecaster(StreamingForecaster):
                  d_ff=64, layer="mag", memory=ATLAS_MEMORY, window=32, n_persistent=4, conv_kernel=16, d_key=4, memory_depth=2,
                  memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon", ns_steps=5,
                  max_lr=0.1,
-                 frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", target=None,
+                 frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", linear_base=True, target=None,
                  covariates=None,
                  future_covariates=None, calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
                  weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
@@ -244,6 +246,7 @@ class AtlasForecaster(StreamingForecaster):
         self.dropout = dropout
         self.linear_path = linear_path
         self.normalize = normalize
+        self.linear_base = linear_base
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates

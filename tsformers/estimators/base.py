@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import QuantileHead, StaticResidual
+from tsformers.backbone.heads import LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
 from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
 from tsformers.data.missing import MODES as MISSING_MODES
@@ -39,6 +39,7 @@ from tsformers.estimators.evaluation import check_score_metric
 from tsformers.estimators.forecasting import CHUNK as _CHUNK
 from tsformers.estimators.forecasting import ForecastPath
 from tsformers.estimators.persistence import load_estimator, save_estimator
+from tsformers.estimators.ridge import fit_ridge_map
 from tsformers.seeding import seeded_call
 
 #: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
@@ -105,6 +106,10 @@ class BaseForecaster(ForecastPath, BaseEstimator):
     def _network(self, n_vars: int) -> torch.nn.Module:
         """The estimator's network; with static attributes and no static input of its own, behind a static residual."""
         network = self._build_network(n_vars)
+        if getattr(self, "linear_base", False):  # a forecaster without the parameter has no linear base
+            wrapper = StreamingLinearBase if hasattr(network, "advance") else LinearBase
+            network = wrapper(network, lookback=self.lookback, horizon=self.horizon,
+                              n_targets=len(self.schema_.targets))
         n_static = self.static_encoder_.n_channels
         if n_static and not self._tags["static"]:
             network = StaticResidual(network, n_static=n_static, horizon=self.horizon,
@@ -125,7 +130,11 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         self._check_fitted()
         builder = type(self)(**{**self.get_params(), **params})
         builder.schema_, builder.static_encoder_ = self.schema_, self.static_encoder_
-        return seeded_call(self.random_state, builder._network, self.n_features_in_)
+        network = seeded_call(self.random_state, builder._network, self.n_features_in_)
+        fitted, new = linear_base_of(self.network_), linear_base_of(network)
+        if fitted is not None and new is not None:  # the linear map is the data's, not the network's size
+            new.set_map(fitted.weight, fitted.bias)
+        return network
 
     @classmethod
     def get_test_params(cls) -> dict:
@@ -222,6 +231,11 @@ class BaseForecaster(ForecastPath, BaseEstimator):
                 f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
                 UserWarning, stacklevel=3)
         network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
+        base = linear_base_of(network)
+        if base is not None:  # the linear map first: the network learns what it leaves
+            weights, _ = fit_ridge_map(data, lookback=self.lookback, horizon=self.horizon, val_size=self.val_size,
+                                       who="linear_base=True", remedy="linear_base=False, ")
+            base.set_map(torch.from_numpy(weights[:-1].T), torch.from_numpy(weights[-1]))
         log = []
         if self.max_epochs > 0:
             trainer_kwargs = dict(self.trainer_kwargs or {})
@@ -279,7 +293,7 @@ class BaseForecaster(ForecastPath, BaseEstimator):
                            trainer_kwargs=dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs,
                            static=data.static_tensor(), checkpoint_dir=self.checkpoint_dir if checkpoints else None,
                            resume=self.resume if checkpoints else False, quantiles=self._quantile_levels(),
-                           objective=objective)
+                           objective=objective, linear_base=linear_base_of(network))
 
     # -- the data path, predict: ForecastPath (tsformers.estimators.forecasting) ---------------
 

@@ -19,17 +19,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.prepare import Prepared
-from tsformers.data.windows import WindowDataset
 from tsformers.estimators.base import BaseForecaster
+from tsformers.estimators.ridge import ALPHA_GRID, fit_ridge_map
 from tsformers.models.baselines import Linear, Naive, SeasonalNaive
 
 __all__ = ["ALPHA_GRID", "LinearForecaster", "NaiveForecaster", "SeasonalNaiveForecaster"]
-
-#: The ridge penalties ``LinearForecaster(alpha=None)`` chooses from on the validation windows: 1e-2 ... 1e7.
-ALPHA_GRID = tuple(float(10.0 ** k) for k in range(-2, 8))
-
-#: Windows per chunk when accumulating the ridge regression's Gram matrix.
-_WINDOW_CHUNK = 4096
 
 _COMMON_PARAMETERS = """\
     target : str or list of str, optional
@@ -298,61 +292,11 @@ class LinearForecaster(_TargetsOnly):
         return Linear(horizon=self.horizon, lookback=self.lookback)
 
     def _fit_network(self, data: Prepared, n_vars: int) -> tuple[torch.nn.Module, list[dict]]:
-        train, val = data.split(self.val_size)
-        if self.alpha is None and val is None:
-            raise ValueError(
-                f"alpha=None chooses the ridge penalty on validation windows, but the series "
-                f"({data.panel.values.shape[1]} rows) leave none at val_size={self.val_size} (a validation part "
-                f"needs horizon={self.horizon} rows besides lookback + horizon for training). Pass alpha= (e.g. "
-                f"alpha=1.0), a larger val_size or a longer history.")
-        gram, cross = self._normal_equations(train)
-        if self.alpha is None:
-            scores = [self._mse(_ridge(gram, cross, alpha), val) for alpha in ALPHA_GRID]
-            alpha = ALPHA_GRID[int(np.argmin(scores))]                    # the first of equal scores: the smaller
-        else:
-            alpha = float(self.alpha)
-        weights = _ridge(gram, cross, alpha)                             # (L + 1, H): the map, then the intercept
+        weights, alpha = fit_ridge_map(data, lookback=self.lookback, horizon=self.horizon, val_size=self.val_size,
+                                       alpha=self.alpha)                  # (L + 1, H): the map, then the intercept
         network = self._build_network(n_vars)
         with torch.no_grad():
             network.map.weight.copy_(torch.from_numpy(weights[:-1].T))
             network.map.bias.copy_(torch.from_numpy(weights[-1]))
             network.alpha.fill_(alpha)
         return network, []   # no epochs: training_log_ counts epochs wherever it is read (CLI, MLflow)
-
-    def _windows(self, part: tuple):
-        """The (inputs, targets) windows of a part of :meth:`Prepared.split`, float64 rows ``(windows * targets, L or H)``,
-        a chunk at a time; rows whose targets hold a gap (NaN) are left out."""
-        inputs, targets, *spans = part
-        n_targets = targets.shape[-1]
-        windows = WindowDataset(inputs, self.lookback, self.horizon, n_targets, targets=targets,
-                                spans=spans[0] if spans else None)
-        for start in range(0, len(windows), _WINDOW_CHUNK):
-            x, y = windows.__getitems__(range(start, min(start + _WINDOW_CHUNK, len(windows))))
-            x, y = x[..., :n_targets].double().numpy(), y.double().numpy()   # (B, L, T), (B, H, T)
-            last = x[:, -1:]
-            rows = (x - last).transpose(0, 2, 1).reshape(-1, self.lookback)   # every target of every window a row
-            out = (y - last).transpose(0, 2, 1).reshape(-1, self.horizon)
-            keep = np.isfinite(out).all(axis=1)
-            yield np.hstack([rows, np.ones((len(rows), 1))])[keep], out[keep]
-
-    def _normal_equations(self, part: tuple) -> tuple[np.ndarray, np.ndarray]:
-        gram = np.zeros((self.lookback + 1, self.lookback + 1))      # + 1: the intercept
-        cross = np.zeros((self.lookback + 1, self.horizon))
-        for design, out in self._windows(part):
-            gram += design.T @ design
-            cross += design.T @ out
-        return gram, cross
-
-    def _mse(self, weights: np.ndarray, part: tuple) -> float:
-        total, count = 0.0, 0
-        for design, out in self._windows(part):
-            total += float(((design @ weights - out) ** 2).sum())
-            count += out.size
-        return total / count if count else float("inf")
-
-
-def _ridge(gram: np.ndarray, cross: np.ndarray, alpha: float) -> np.ndarray:
-    """The ridge solution ``(gram + alpha I') w = cross``, with ``I'`` the identity but for the intercept (last)."""
-    penalty = alpha * np.eye(len(gram))
-    penalty[-1, -1] = 0.0
-    return np.linalg.solve(gram + penalty, cross)

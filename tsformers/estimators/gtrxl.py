@@ -102,6 +102,7 @@ class GTrXLForecaster(StreamingForecaster):
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only. There is no instance
         normalisation inside the network: per-window statistics would change every cached state.
+    %(linear_base_parameter)s
     %(common_parameters)s
 
     Attributes
@@ -113,6 +114,7 @@ class GTrXLForecaster(StreamingForecaster):
         since: each layer's memory ``"memory.<l>"`` (n_series, <= mem_len, d_model),
         ``"last_hidden"`` (n_series, 1, d_model) and ``"last_value"`` (n_series, 1, n_vars).
     %(common_attributes)s
+    %(linear_base_attribute)s
 
     Notes
     -----
@@ -156,7 +158,7 @@ class GTrXLForecaster(StreamingForecaster):
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
                  gate_bias=2.0,
-                 normalize="last_value", last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
+                 normalize="last_value", linear_base=True, last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
                  patience=3, val_size=0.1, scaler="standard", gradient_clip=None, random_state=0, verbose=False,
@@ -178,6 +180,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.gating = gating
         self.gate_bias = gate_bias
         self.normalize = normalize
+        self.linear_base = linear_base
         self.last_value_anchor = last_value_anchor
         self.target = target
         self.covariates = covariates

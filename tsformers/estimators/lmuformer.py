@@ -108,6 +108,7 @@ class LMUFormerForecaster(StreamingForecaster):
     max_epochs : int, default=10
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
+    %(linear_base_parameter)s
     %(common_parameters)s
 
     Attributes
@@ -119,6 +120,7 @@ class LMUFormerForecaster(StreamingForecaster):
         :meth:`update` since; ``predict()`` forecasts from it. Each tensor's
         first dimension is the series.
     %(common_attributes)s
+    %(linear_base_attribute)s
 
     Notes
     -----
@@ -170,7 +172,7 @@ class LMUFormerForecaster(StreamingForecaster):
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, memory_size=None, theta=None, n_layers=1,
                  embed_layers=4, kernel_size=3, mlp_ratio=4, dropout=0.1, spiking=False, tau=2.0, v_threshold=1.0,
-                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", memory="lmu", target=None, covariates=None,
+                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", linear_base=True, memory="lmu", target=None, covariates=None,
                  future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
@@ -194,6 +196,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.surrogate_alpha = surrogate_alpha
         self.channel_independent = channel_independent
         self.normalize = normalize
+        self.linear_base = linear_base
         self.memory = memory
         self.target = target
         self.covariates = covariates

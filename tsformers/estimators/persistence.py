@@ -137,13 +137,15 @@ def saved_params(estimator_cls, params: dict) -> dict:
     were trained in, and GTrXL's former ``input_changes=True`` is ``normalize="last_value"``.
     GTrXL's former ``stack="recursive"`` (one layer's weights at every layer) is the registry's
     ``"looped"`` now: the same network, the same weights. PV-Client models saved before its per-step
-    pathway load without it (``step_pathway=False``).
+    pathway load without it (``step_pathway=False``), and streaming models saved before the linear base
+    without it (``linear_base=False``).
     """
     params = dict(params)
     if estimator_cls.__name__ == "GTrXLForecaster" and params.get("stack") == "recursive":
         params["stack"] = "looped"
-    if "step_pathway" in inspect.signature(estimator_cls).parameters:
-        params.setdefault("step_pathway", False)
+    for added_later in ("step_pathway", "linear_base"):  # off in models saved before the parameter existed
+        if added_later in inspect.signature(estimator_cls).parameters:
+            params.setdefault(added_later, False)
     if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:
         params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
     return params

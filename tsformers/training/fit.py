@@ -92,12 +92,40 @@ class RestoreBest(Callback):
             module.load_state_dict(state)
 
 
+class KeepBaseline(Callback):
+    """After training, drop the network when the baseline it corrects is as good alone on the validation windows.
+
+    ``base`` is a :class:`~tsformers.backbone.heads.LinearBase` (``alone()``, ``drop_network()``): its
+    fitted linear map, evaluated with the gate shut, against the best epoch's validation loss. The
+    loss is computed on every process as an epoch's validation loss is, so all decide alike; the map
+    is fitted before training and never trained, so a resumed fit decides as an uninterrupted one.
+    Runs after :class:`RestoreBest`.
+    """
+
+    def __init__(self, checkpoint: ModelCheckpoint, base):
+        self.checkpoint, self.base = checkpoint, base
+        self.baseline_loss = None
+
+    def on_fit_end(self, trainer, module):
+        training = module.training
+        module.eval()
+        with self.base.alone(), torch.no_grad():
+            module.on_validation_epoch_start()
+            for i, batch in enumerate(trainer.datamodule.val_dataloader()):
+                module.validation_step(module.transfer_batch_to_device(batch, module.device, 0), i)
+            self.baseline_loss = float(module.validation_loss())
+        module.train(training)
+        best = self.checkpoint.best_model_score
+        if best is None or self.baseline_loss <= float(best):
+            self.base.drop_network()
+
+
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
                 static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
-                quantiles: list | None = None, objective=None) -> list[dict]:
+                quantiles: list | None = None, objective=None, linear_base=None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -131,6 +159,10 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     window_losses)`` is given up to 2,048 training windows spread over all of them and the
     per-window loss (:meth:`ForecastingModule.window_losses`), to fit what it derives from its
     trained weights (the depth gates of ``adaptive_depth`` stacks).
+
+    ``linear_base``: the :class:`~tsformers.backbone.heads.LinearBase` inside ``network``, if any; with
+    validation data its linear map alone replaces the trained correction when it is as good on the
+    validation windows (:class:`KeepBaseline`).
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
@@ -153,7 +185,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
             # ddp_spawn hands back to the launching process).
             best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                    save_weights_only=True, enable_version_counter=False)
-            callbacks += [best, RestoreBest(best)]
+            callbacks += [best, RestoreBest(best)] + ([KeepBaseline(best, linear_base)] if linear_base is not None else [])
             if patience is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
         if checkpoint_dir is not None:

@@ -124,13 +124,17 @@ class ForecastingModule(L.LightningModule):
             self._val_count = self._val_count + observed
 
     def on_validation_epoch_end(self):
-        # The mean loss over every observed validation target of every process: the processes' sums and counts
-        # are added (one all-reduce), so each process logs the same value and early stopping and the best-epoch
-        # checkpoint decide alike on all of them.
+        self.log("val_loss", self.validation_loss(), prog_bar=True, batch_size=1,
+                 sync_dist=self.trainer.world_size > 1)
+
+    def validation_loss(self) -> torch.Tensor:
+        """The mean loss over every observed validation target of every process since
+        ``on_validation_epoch_start``: the processes' sums and counts are added (one all-reduce), so each
+        process has the same value and early stopping and the best-epoch checkpoint decide alike on all."""
         totals = torch.stack([self._val_sum, self._val_count.to(self._val_sum.dtype)])
         if self.trainer.world_size > 1:
             totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        self.log("val_loss", totals[0] / totals[1], prog_bar=True, batch_size=1, sync_dist=self.trainer.world_size > 1)
+        return totals[0] / totals[1]
 
     def configure_optimizers(self):
         hp = self.hparams
