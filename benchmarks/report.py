@@ -281,18 +281,36 @@ def seeds_section(model: str = "gateformer") -> list[str]:
 
 # -- 1c. the other estimators -------------------------------------------------------------------------
 
+def _params(row) -> dict:
+    return json.loads(row.params) if isinstance(getattr(row, "params", None), str) else {}
+
+
 def levels_read(row) -> str:
     """How a streaming estimator's run read the series' levels, from its recorded parameters."""
-    params = json.loads(row.params) if isinstance(getattr(row, "params", None), str) else {}
+    params = _params(row)
     changes = params.get("normalize") == "last_value" or params.get("input_changes") is True
     return "changes" if changes else "values"
+
+
+def with_linear_base(row) -> bool:
+    """Whether the run forecast with a linear base (``linear_base=True``; runs before it had none)."""
+    return bool(_params(row).get("linear_base", False))
+
+
+def form_read(row) -> str:
+    """The model cell's note: how the run read the levels and, with a linear base, whether the network was kept."""
+    if not with_linear_base(row):
+        return levels_read(row)
+    kept = "network kept" if int(row.best_epoch) > 0 else "map alone"
+    return f"{levels_read(row)}, linear base: {kept}"
 
 
 def other_models_section() -> list[str]:
     lh = _read("long_horizon.csv")
     if lh is None:
         return []
-    lh = latest(lh[lh["seed"] == 0], ["dataset", "horizon", "model"])
+    lh = lh[lh["seed"] == 0].assign(linear_base=lambda f: [with_linear_base(r) for r in f.itertuples()])
+    lh = latest(lh, ["dataset", "horizon", "model", "linear_base"])  # with and without the base: the ablation
     others = lh[~lh["model"].isin(["gateformer", "pvclient"])]  # PV-Client has its own section: client_section
     if others.empty:
         return []
@@ -303,7 +321,11 @@ def other_models_section() -> list[str]:
            "The model cell says how each run read the levels: *changes* is `normalize=\"last_value\"` (each "
            "step's change in, the forecast added onto the last value; today's default, and GTrXL's former "
            "`input_changes=True`), *values* the papers' form from before that option (GTrXL on values with "
-           "the earlier learning rate 1e-4 scored 0.790 on ETTh1, an earlier row of the CSV). "
+           "the earlier learning rate 1e-4 scored 0.790 on ETTh1, an earlier row of the CSV). *linear base* "
+           "is `linear_base=True` (today's default): the ridge map of the *linear* baseline plus the network's "
+           "gated correction, the correction dropped when the map alone scores as well on the validation "
+           "windows (*map alone*: the forecast is then the linear baseline's, best epoch 0). Rows without it "
+           "are the network alone, so each pair is the ablation of what the network adds to the map. "
            "PV-Client is in the next section, next to Client's published numbers. The Gateformer column repeats "
            "the grid's cell.", "",
            "*Skill* is the MSE skill over the last value; *best baseline* the lowest MSE / MAE of the grid's "
@@ -327,7 +349,7 @@ def other_models_section() -> list[str]:
                 cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
                 mse_cell, mae_cell = cells["model"].split(" / ")
                 gain = skill(r.mse, base["last value"][0]) if "last value" in base else "–"
-                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} ({levels_read(r)}) | "
+                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} ({form_read(r)}) | "
                            f"{int(r.n_params):,} | "
                            f"{mse_cell} | {mae_cell} | {gain} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
                            f"{_secs(r.total_s)} | {r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")

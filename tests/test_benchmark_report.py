@@ -204,3 +204,22 @@ def test_the_coverage_table_averages_the_seeds_and_leaves_out_runs_without_it(tm
     lines = load_report(tmp_path).coverage_section()
     assert "| ETTh1 | 96 | 96 | Gateformer | 2 | 80.0% | 95.0% | 1.100 | 0.310 | 0.400 |" in lines
     assert not any("LMUFormer" in line for line in lines)
+
+
+def test_the_other_estimators_show_the_network_alone_next_to_the_linear_base_with_what_it_kept(tmp_path):
+    """The ablation: the latest run with and without ``linear_base`` each get a row, the base's say whether the
+    fit kept the network (best epoch > 0) or the map alone (best epoch 0), the older run of a form is dropped."""
+    rows = [_row("gateformer", "ETTh2", 96, 0, 0.312, 0.356),
+            {**_row("gtrxl", "ETTh2", 96, 0, 0.60, 0.50), "params": '{"normalize": "last_value"}'},
+            {**_row("gtrxl", "ETTh2", 96, 0, 0.49, 0.45, stamp="2026-02-01T00:00:00+00:00"),
+             "params": '{"normalize": "last_value"}'},
+            {**_row("gtrxl", "ETTh2", 96, 0, 0.29, 0.34), "best_epoch": 0,
+             "params": '{"normalize": "last_value", "linear_base": true}'},
+            {**_row("lmuformer", "ETTh2", 96, 0, 0.28, 0.33), "best_epoch": 3,
+             "params": '{"normalize": "last_value", "linear_base": true}'}]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    body = [line for line in load_report(tmp_path).other_models_section() if line.startswith("| ETTh2 | 96 |")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in body]
+    assert [(c[2], c[4]) for c in cells] == [("LMUFormer (changes, linear base: network kept)", "**0.280**"),
+                                             ("GTrXL (changes, linear base: map alone)", "**0.290**"),
+                                             ("GTrXL (changes)", "0.490")]
