@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from tsformers.backbone import KnownFutureHead
 from tsformers import GateformerForecaster
 from tsformers.data.windows import lead_future
 from tsformers.datasets import make_demo
@@ -137,5 +138,7 @@ def test_streaming_update_equals_the_full_history_recurrence(tmp_path, monkeypat
     assert (streamed["ds"] == full["ds"]).all()
     loaded = SmoothedLevelForecaster.load(f.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.predict(), streamed)
-    with pytest.raises(ValueError, match="no future_covariates"):
-        SmoothedLevelForecaster(target="y", future_covariates=["x"]).fit(df.assign(x=1.0))
+    # any streaming network takes known-future covariates: they reach its forecast, not its recurrence
+    with_future = SmoothedLevelForecaster(target="y", future_covariates=["x"]).fit(df.assign(x=1.0))
+    assert isinstance(with_future.network_, KnownFutureHead)
+    assert with_future.network_.network.init_state(1).keys() == {"level", "seen"}

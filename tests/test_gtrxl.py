@@ -16,6 +16,7 @@ from einops import rearrange
 from sklearn.utils._param_validation import InvalidParameterError
 from torch.utils.flop_counter import FlopCounterMode
 
+from tsformers.backbone import KnownFutureHead
 from tsformers.backbone import available, build
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention, relative_shift, sinusoid
@@ -400,7 +401,8 @@ def test_long_lookback_in_many_segments_trains():
     assert np.isfinite(_values(est.predict())).all()
 
 
-def test_future_covariates_are_refused():
+def test_future_covariates_stay_out_of_the_recurrence():
+    """Known-future covariates reach the forecast only (KnownFutureHead): the layers see the other channels."""
     df = frame().assign(calendar=np.arange(300) % 24)
-    with pytest.raises(ValueError, match="streaming"):
-        GTrXLForecaster(**SMALL, future_covariates=["calendar"]).fit(df)
+    est = GTrXLForecaster(**SMALL, future_covariates=["calendar"]).fit(df)
+    assert isinstance(est.network_, KnownFutureHead) and est.network_.network.embed[0].in_features == 3

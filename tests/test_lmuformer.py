@@ -204,10 +204,10 @@ def test_predict_on_exactly_lookback_rows_is_the_trained_window_forecast(fitted)
     np.testing.assert_allclose(f.predict(window)[["a", "b"]].to_numpy(), expected, atol=1e-4)
 
 
-def test_future_covariates_are_refused():
+def test_future_covariates_need_a_lookback_as_long_as_the_horizon():
     df = _frame(200)
-    with pytest.raises(ValueError, match="future_covariates"):
-        LMUFormerForecaster(horizon=6, lookback=24, d_model=8, max_epochs=0, future_covariates=["b"]).fit(df)
+    with pytest.raises(ValueError, match="needs lookback >= horizon"):
+        LMUFormerForecaster(horizon=30, lookback=24, d_model=8, max_epochs=0, future_covariates=["b"]).fit(df)
 
 
 def test_estimator_builds_the_configured_network():

@@ -11,7 +11,7 @@ the ``ffn`` and ``norm`` slots).
 from .blocks import BLOCK_SLOTS, FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
-from .heads import LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
+from .heads import KnownFutureHead, LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
@@ -28,6 +28,7 @@ __all__ = [
     "HighwayGate",
     "InputGate",
     "InstanceNorm",
+    "KnownFutureHead",
     "LIFNode",
     "LMUCell",
     "LegendreMemory",

@@ -44,8 +44,8 @@ class StaticResidual(nn.Module):
         inner = self.network.advance({k: v for k, v in state.items() if k != "static"}, x)
         return {**inner, "static": state["static"]} if "static" in state else inner
 
-    def forecast(self, state: dict) -> Tensor:
-        inner = self.network.forecast({k: v for k, v in state.items() if k != "static"})
+    def forecast(self, state: dict, **inputs) -> Tensor:
+        inner = self.network.forecast({k: v for k, v in state.items() if k != "static"}, **inputs)  # future=...
         return self.corrected(inner, state["static"])
 
 
@@ -177,6 +177,73 @@ class StreamingLinearBase(LinearBase):
         return {k: v for k, v in state.items() if not k.startswith("base.")}
 
 
+class KnownFutureHead(nn.Module):
+    """Give a streaming network known-future covariates: the recurrence never reads them, the forecast does.
+
+    The estimator's channels hold the known-future covariates led by ``horizon`` steps
+    (channels ``start:stop``; row t holds their values at t + horizon), so the last ``horizon``
+    rows of a window hold their values over its forecast horizon. The wrapped network reads the
+    other channels only, and a pathway shared by the horizon steps maps each step's covariates
+    to a correction of that step's forecast::
+
+        y[:, h] = network(x without them)[:, h] + MLP(f[:, h])        on the first n_targets outputs
+
+    with the MLP's last layer starting at zero (training starts from the network's forecast).
+    The streaming state is the wrapped network's, advanced by the other channels only, so it
+    stays exact whatever the led rows after the data hold; ``forecast(state, future)`` takes the
+    covariates of the horizon, ``future`` (B, horizon, n_future), scaled. A tsformers part, not
+    from a paper (the per-step pathway of PV-Client, for any streaming network); cost
+    O(horizon * n_future * d_hidden) per forecast.
+    """
+
+    #: the stream graph of :mod:`tsformers.runtime.onnx` has no input for the horizon's covariates
+    onnx_unsupported = ("its forecast reads the known-future covariates of the horizon (future_df), which the "
+                        "ONNX stream graph has no input for. Use the torch engine.")
+    #: what an estimator or the trainer reads from the wrapped network, passed through
+    PASSED = ("auxiliary_loss", "after_training", "mean_depth", "needs_static")
+
+    def __init__(self, network: nn.Module, *, start: int, stop: int, horizon: int, n_targets: int,
+                 d_hidden: int = 32):
+        super().__init__()
+        self.network, self.start, self.stop, self.horizon, self.n_targets = network, start, stop, horizon, n_targets
+        self.pathway = nn.Sequential(nn.Linear(stop - start, d_hidden), nn.GELU(), nn.Linear(d_hidden, n_targets))
+        nn.init.zeros_(self.pathway[-1].weight)
+        nn.init.zeros_(self.pathway[-1].bias)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in KnownFutureHead.PASSED:
+                return getattr(self._modules["network"], name)
+            raise
+
+    def without_future(self, x: Tensor) -> Tensor:
+        """x (B, T, C) without the known-future channels: what the wrapped network reads."""
+        return torch.cat([x[..., : self.start], x[..., self.stop:]], dim=-1)
+
+    def corrected(self, y: Tensor, future: Tensor) -> Tensor:
+        """The network's forecast ``y`` (B, H, >= n_targets) corrected by the covariates ``future`` (B, H, n_future)."""
+        correction = self.pathway(future)                                              # (B, H, n_targets)
+        return torch.cat([y[..., : self.n_targets] + correction, y[..., self.n_targets:]], dim=-1)
+
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        future = x[:, -self.horizon:, self.start: self.stop]                           # (B, H, n_future)
+        return self.corrected(self.network(self.without_future(x), *args, **kwargs), future)
+
+    def init_state(self, batch_size: int) -> dict:
+        return self.network.init_state(batch_size)
+
+    def advance(self, state: dict, x: Tensor) -> dict:
+        return self.network.advance(state, self.without_future(x))
+
+    def forecast(self, state: dict, future: Tensor | None = None) -> Tensor:
+        if future is None:
+            raise ValueError("this network forecasts with known-future covariates: pass their values over the "
+                             "horizon, forecast(state, future) with future (batch, horizon, n_future)")
+        return self.corrected(self.network.forecast(state), future)
+
+
 def linear_base_of(network: nn.Module) -> LinearBase | None:
     """The :class:`LinearBase` inside ``network``'s wrappers (each holds the next as ``.network``), or None."""
     while isinstance(network, nn.Module):
@@ -257,5 +324,5 @@ class QuantileHead(nn.Module):
     def advance(self, state: dict, x: Tensor) -> dict:
         return self.network.advance(state, x)
 
-    def forecast(self, state: dict) -> Tensor:
-        return self.quantiles_of(self.network.forecast(state))
+    def forecast(self, state: dict, **inputs) -> Tensor:
+        return self.quantiles_of(self.network.forecast(state, **inputs))  # future=... for KnownFutureHead

@@ -82,6 +82,13 @@ def network_channels(scaled: np.ndarray, schema: PanelSchema, policy: MissingPol
     return np.concatenate([channels, calendar.astype(channels.dtype, copy=False)], axis=-1)
 
 
+def known_future_channels(schema: PanelSchema, n_channels: int) -> tuple[int, int]:
+    """Where :func:`network_channels` puts the known-future covariates among its ``n_channels``: ``(start, stop)``
+    (just before the calendar's sine and cosine pairs)."""
+    stop = n_channels - 2 * len(schema.calendar or ())
+    return stop - len(schema.future_covariates), stop
+
+
 def panel_calendar(times: pd.Index, schema: PanelSchema, horizon: int) -> np.ndarray | None:
     """The calendar channels ``(1, n_time, 2 * n_calendar)`` of the rows of a time axis, or None without calendar."""
     if not schema.calendar:
@@ -198,6 +205,13 @@ class Prepared:
 
     # -- forecasting ---------------------------------------------------------------------------
 
+    def scaled_future(self, future: np.ndarray | None) -> np.ndarray | None:
+        """Known-future covariates ``(n_series, horizon, n_future)`` in the data's units, in each series' scale."""
+        n_future = len(self.schema.future_covariates)
+        if not n_future or future is None:
+            return future
+        return (future - self.scaler.mean[:, None, -n_future:]) / self.scaler.scale[:, None, -n_future:]
+
     def last_windows(self, future: np.ndarray | None = None) -> np.ndarray:
         """``(n_series, lookback, n_channels)``: the window that ends each series, as the network reads it.
 
@@ -206,9 +220,7 @@ class Prepared:
         """
         panel = self.panel
         tail = windows_before(panel.values, np.arange(len(panel.series)), panel.last + 1, self.lookback)
-        n_future = len(self.schema.future_covariates)
-        if n_future and future is not None:
-            future = (future - self.scaler.mean[:, None, -n_future:]) / self.scaler.scale[:, None, -n_future:]
+        future = self.scaled_future(future)
         calendar = None
         if self.calendar is not None:  # each series' window ends at its own last row
             calendar = windows_before(np.broadcast_to(self.calendar, (len(panel.series), *self.calendar.shape[1:])),

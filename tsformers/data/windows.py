@@ -93,13 +93,15 @@ def lead_future(values, n_future: int, horizon: int, future=None):
     led = values.copy() if isinstance(values, np.ndarray) else values.clone()
     if n_future == 0:
         return led
-    tail = future if future is not None else np.full(led[:, :horizon, -n_future:].shape, np.nan)
+    n_time = led.shape[1]
+    ahead = min(horizon, n_time)  # the rows whose led values lie after the data (all of them in a short run)
+    tail = future[:, horizon - ahead:] if future is not None else np.full((led.shape[0], ahead, n_future), np.nan)
     if not isinstance(led, np.ndarray):
         import torch
 
         tail = torch.as_tensor(tail, dtype=led.dtype)
-    led[:, : led.shape[1] - horizon, -n_future:] = values[:, horizon:, -n_future:]
-    led[:, led.shape[1] - horizon:, -n_future:] = tail
+    led[:, : n_time - ahead, -n_future:] = values[:, horizon:, -n_future:]
+    led[:, n_time - ahead:, -n_future:] = tail
     return led
 
 

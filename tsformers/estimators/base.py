@@ -105,11 +105,7 @@ class BaseForecaster(ForecastPath, BaseEstimator):
 
     def _network(self, n_vars: int) -> torch.nn.Module:
         """The estimator's network; with static attributes and no static input of its own, behind a static residual."""
-        network = self._build_network(n_vars)
-        if getattr(self, "linear_base", False):  # a forecaster without the parameter has no linear base
-            wrapper = StreamingLinearBase if hasattr(network, "advance") else LinearBase
-            network = wrapper(network, lookback=self.lookback, horizon=self.horizon,
-                              n_targets=len(self.schema_.targets))
+        network = self._core_network(n_vars)
         n_static = self.static_encoder_.n_channels
         if n_static and not self._tags["static"]:
             network = StaticResidual(network, n_static=n_static, horizon=self.horizon,
@@ -118,6 +114,15 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         if levels:  # any network's (B, H, N) forecast becomes non-crossing quantiles (B, H, n_targets, Q)
             network = QuantileHead(network, quantiles=levels, horizon=self.horizon,
                                    n_targets=len(self.schema_.targets))
+        return network
+
+    def _core_network(self, n_vars: int) -> torch.nn.Module:
+        """The estimator's network for ``n_vars`` channels, behind its linear base (``linear_base=True``)."""
+        network = self._build_network(n_vars)
+        if getattr(self, "linear_base", False):  # a forecaster without the parameter has no linear base
+            wrapper = StreamingLinearBase if hasattr(network, "advance") else LinearBase
+            network = wrapper(network, lookback=self.lookback, horizon=self.horizon,
+                              n_targets=len(self.schema_.targets))
         return network
 
     def new_network(self, **params) -> torch.nn.Module:

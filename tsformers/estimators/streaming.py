@@ -13,9 +13,11 @@ What that changes, and only that, lives here:
   (at most :data:`MAX_STREAMING_ORIGINS` calibration origins; on a ragged
   panel every origin replays its series from the start, at most
   :data:`MAX_RAGGED_STREAMING_ORIGINS`);
-- known-future covariates are refused: a state holds no values after its end. Calendar
-  features (``calendar=``) are not: computed from each step's timestamp, they enter every
-  step of the recurrence led by the horizon, as in training, and the state stays exact.
+- known-future covariates (``future_covariates=``) never enter the recurrence, whose state
+  holds no values after its end: a :class:`~tsformers.backbone.KnownFutureHead` adds them to
+  the forecast step by step (``predict(future_df=...)``; backtests read them from the data), so
+  the state stays exact. Calendar features (``calendar=``), computed from each step's
+  timestamp, enter every step of the recurrence led by the horizon, as in training.
 """
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import StaticResidual, linear_base_of
+from tsformers.backbone.heads import KnownFutureHead, StaticResidual, linear_base_of
 
-from tsformers.data.frames import Panel, PanelSchema
-from tsformers.data.prepare import Prepared, network_channels, panel_calendar
+from tsformers.data.frames import Panel
+from tsformers.data.prepare import Prepared, known_future_channels, network_channels, panel_calendar
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.forecasting import advance_spans
 
@@ -70,10 +72,15 @@ class StreamingForecaster(BaseForecaster):
 
     # -- what fit and update carry besides the history ----------------------------------------
 
-    def _check_future_covariates(self, schema: PanelSchema) -> None:
-        if schema.future_covariates:
-            raise ValueError(f"{type(self).__name__} forecasts from a streaming state and takes no "
-                             f"future_covariates; pass them as covariates= (past-observed) instead.")
+    def _core_network(self, n_vars: int) -> torch.nn.Module:
+        """With known-future covariates, the network (and its linear base) without their channels, behind a
+        :class:`~tsformers.backbone.KnownFutureHead` that adds them to the forecast step by step."""
+        n_future = len(self.schema_.future_covariates)
+        if not n_future:
+            return super()._core_network(n_vars)
+        start, stop = known_future_channels(self.schema_, n_vars)
+        return KnownFutureHead(super()._core_network(n_vars - n_future), start=start, stop=stop,
+                               horizon=self.horizon, n_targets=len(self.schema_.targets))
 
     def _after_training(self, data: Prepared) -> None:
         self.state_ = self._advance_panel(None, data.scaled_panel())
@@ -100,7 +107,23 @@ class StreamingForecaster(BaseForecaster):
     def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
         """From the stored state (``from_state``), or from the recurrence over the whole of ``data``."""
         state = self.state_ if from_state else self._advance_panel(None, data.scaled_panel())
-        return self.network_.forecast(state)
+        return self._forecast_from(state, data.scaled_future(future))
+
+    def _forecast_from(self, state: dict, future: np.ndarray | None) -> torch.Tensor:
+        """The network's forecast from ``state``; ``future``: the scaled known-future covariates of the horizon
+        ``(rows, horizon, n_future)``, which a model fitted with ``future_covariates`` reads."""
+        if not self.schema_.future_covariates:
+            return self.network_.forecast(state)
+        return self.network_.forecast(state, future=torch.from_numpy(np.ascontiguousarray(future, np.float32)))
+
+    def _future_after(self, data: Prepared, origins: np.ndarray) -> np.ndarray | None:
+        """The scaled known-future covariates of the ``horizon`` rows from each series' origin ``(n_series,)``
+        on: ``(n_series, horizon, n_future)`` (None without them)."""
+        n_future = len(self.schema_.future_covariates)
+        if not n_future:
+            return None
+        rows = np.asarray(origins)[:, None] + np.arange(self.horizon)                      # (S, H)
+        return data.scaled[np.arange(len(rows))[:, None], rows][..., -n_future:]
 
     def _origin_forecasts(self, data: Prepared, rows: np.ndarray, origins: np.ndarray,
                           held: np.ndarray | None) -> torch.Tensor:
@@ -121,7 +144,8 @@ class StreamingForecaster(BaseForecaster):
             for k, offset in enumerate(offsets):
                 history = Panel(values=data.held_history(held[:, k]), times=panel.times, series=panel.series,
                                 static=panel.static, first=panel.first, last=panel.last - offset)
-                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+                outs.append(self._forecast_from(self._advance_panel(None, history),
+                                                self._future_after(data, panel.last + 1 - offset)))
             return torch.stack(outs, dim=1).flatten(0, 1)
         scaled = data.scaled
         if panel.aligned:
@@ -130,12 +154,13 @@ class StreamingForecaster(BaseForecaster):
                 chunk = Panel(values=scaled[:, done:origin], times=panel.times[done:origin], series=panel.series,
                               static=panel.static)
                 state, done = self._advance_panel(state, chunk), int(origin)
-                outs.append(self.network_.forecast(state))
+                outs.append(self._forecast_from(state, self._future_after(data, np.full(n_series, origin))))
         else:
             for offset in offsets:
                 history = Panel(values=scaled, times=panel.times, series=panel.series, static=panel.static,
                                 first=panel.first, last=panel.last - offset)
-                outs.append(self.network_.forecast(self._advance_panel(None, history)))
+                outs.append(self._forecast_from(self._advance_panel(None, history),
+                                                self._future_after(data, panel.last + 1 - offset)))
         return torch.stack(outs, dim=1).flatten(0, 1)
 
     def _calibration_origins_at_most(self, aligned: bool) -> int:
