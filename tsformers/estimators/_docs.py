@@ -92,8 +92,7 @@ mean_depth_ : float
     depth within the stack's tolerance (5%) of its best exit, and fits the
     gates on those labels, so ``predict`` runs each window only that deep."""
 
-LINEAR_BASE_PARAMETER = """\
-linear_base : bool, default=True
+_LINEAR_BASE_TEXT = """\
     Forecast with the closed-form linear map of the window that :class:`~tsformers.LinearForecaster`
     fits (ridge on last-value-normalised windows, the penalty chosen on the validation windows),
     plus the network's correction through a learned gate per horizon step
@@ -105,6 +104,9 @@ linear_base : bool, default=True
     stays exact. ``False``: the network alone, the paper's form. ``docs/benchmarks.md`` shows what
     each part buys."""
 
+LINEAR_BASE_PARAMETER = "linear_base : bool, default=True\n" + _LINEAR_BASE_TEXT
+LINEAR_BASE_PARAMETER_OFF = "linear_base : bool, default=False\n" + _LINEAR_BASE_TEXT
+
 LINEAR_BASE_ATTRIBUTE = """\
 network_used_ : bool
     Only with ``linear_base=True``: whether the network contributes to the forecast (some gate is
@@ -112,7 +114,8 @@ network_used_ : bool
 
 MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
            "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE,
-           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
+           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER,
+           "%(linear_base_parameter_off)s": LINEAR_BASE_PARAMETER_OFF, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
 
 
 def shared_docs(cls: type) -> type:

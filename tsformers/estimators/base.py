@@ -125,6 +125,16 @@ class BaseForecaster(ForecastPath, BaseEstimator):
                               n_targets=len(self.schema_.targets))
         return network
 
+    @property
+    def network_used_(self) -> bool:
+        """With ``linear_base=True``: whether the network contributes to the forecast (some gate is open)."""
+        check_is_fitted(self, "network_")
+        base = linear_base_of(self.network_)
+        if base is None:
+            raise AttributeError("network_used_ is defined with linear_base=True only: without a linear base "
+                                 "the forecast is the network's")
+        return base.network_used
+
     def new_network(self, **params) -> torch.nn.Module:
         """An untrained network for the fitted data, built from this estimator's parameters with ``params`` replacing some.
 

@@ -79,6 +79,7 @@ class GateformerForecaster(BaseForecaster):
     max_epochs : int, default=10
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
+    %(linear_base_parameter_off)s
     %(common_parameters)s
 
     Attributes
@@ -87,6 +88,7 @@ class GateformerForecaster(BaseForecaster):
         The trained :class:`~tsformers.models.Gateformer`.
     %(adaptive_depth_attribute)s
     %(common_attributes)s
+    %(linear_base_attribute)s
 
     References
     ----------
@@ -107,6 +109,7 @@ class GateformerForecaster(BaseForecaster):
 
     _parameter_constraints = {
         **BaseForecaster._parameter_constraints,
+        "linear_base": ["boolean"],
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "d_ff": [Interval(Integral, 1, None, closed="left")],
@@ -128,7 +131,7 @@ class GateformerForecaster(BaseForecaster):
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
-                 quantiles=None):
+                 quantiles=None, linear_base=False):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -170,6 +173,7 @@ class GateformerForecaster(BaseForecaster):
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.quantiles = quantiles
+        self.linear_base = linear_base
 
     def _build_network(self, n_vars):
         if self.d_model % self.n_heads:

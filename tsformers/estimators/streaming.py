@@ -26,9 +26,8 @@ import pandas as pd
 import torch
 
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import KnownFutureHead, StaticResidual, linear_base_of
+from tsformers.backbone.heads import KnownFutureHead, StaticResidual
 
 from tsformers.data.frames import Panel
 from tsformers.data.prepare import Prepared, known_future_channels, network_channels, panel_calendar
@@ -54,18 +53,8 @@ class StreamingForecaster(BaseForecaster):
     ``forecast`` (see the module). The fitted ``state_`` holds, per series, the
     network's state after the training data and every :meth:`update` since.
     Every subclass takes ``normalize`` (:data:`NORMALIZE`) and ``linear_base`` (a
-    :class:`~tsformers.backbone.StreamingLinearBase` around the network, see ``BaseForecaster._network``).
+    :class:`~tsformers.backbone.StreamingLinearBase` around the network, see ``BaseForecaster._core_network``).
     """
-
-    @property
-    def network_used_(self) -> bool:
-        """With ``linear_base=True``: whether the network contributes to the forecast (some gate is open)."""
-        check_is_fitted(self, "network_")
-        base = linear_base_of(self.network_)
-        if base is None:
-            raise AttributeError("network_used_ is defined with linear_base=True only: without a linear base "
-                                 "the forecast is the network's")
-        return base.network_used
 
     _parameter_constraints = {**BaseForecaster._parameter_constraints, "normalize": [StrOptions(set(NORMALIZE))],
                               "linear_base": ["boolean"]}
