@@ -183,3 +183,19 @@ def test_a_smaller_network_for_compression_keeps_the_fitted_map():
 def test_without_validation_windows_the_penalty_cannot_be_chosen():
     with pytest.raises(ValueError, match=r"linear_base=True chooses the ridge penalty.*linear_base=False"):
         lmuformer(max_epochs=1, val_size=0).fit(bumps(200))
+
+
+def test_gateformer_takes_it_as_an_option_and_falls_back_to_the_map(tmp_path):
+    """The windowed form: off by default (the paper's network); on, an untrained network is dropped as above."""
+    from tsformers import GateformerForecaster
+
+    assert GateformerForecaster().linear_base is False
+    df = bumps(600)
+    est = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, learning_rate=1e-9,
+                               linear_base=True).fit(df)
+    assert type(linear_base_of(est.network_)) is LinearBase and est.network_used_ is False
+    linear = LinearForecaster(horizon=H, lookback=L).fit(df)
+    np.testing.assert_allclose(values(est.predict(df.iloc[:500])), values(linear.predict(df.iloc[:500])),
+                               rtol=1e-5, atol=1e-5)
+    loaded = GateformerForecaster.load(est.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.predict(), est.predict())
