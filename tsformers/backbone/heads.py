@@ -49,7 +49,21 @@ class StaticResidual(nn.Module):
         return self.corrected(inner, state["static"])
 
 
-class LinearBase(nn.Module):
+class _Wrapper(nn.Module):
+    """A module around ``self.network`` that answers the attribute names in ``PASSED`` with the network's."""
+
+    PASSED: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in type(self).PASSED:
+                return getattr(self._modules["network"], name)
+            raise
+
+
+class LinearBase(_Wrapper):
     """Forecast with a fitted linear map of the window, corrected by any network through a gate per horizon step.
 
     On the first ``n_targets`` outputs, for a window x (B, T, C) whose last ``lookback`` steps of the
@@ -88,14 +102,6 @@ class LinearBase(nn.Module):
         self.register_buffer("weight", torch.zeros(horizon, lookback))   # the last value until fitted
         self.register_buffer("bias", torch.zeros(horizon))
         self.gate = nn.Parameter(torch.full((horizon,), float(gate_init)))
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in LinearBase.PASSED:
-                return getattr(self._modules["network"], name)
-            raise
 
     def set_map(self, weight: Tensor, bias: Tensor) -> None:
         """Set the linear map: ``weight`` (horizon, lookback), ``bias`` (horizon,)."""
@@ -182,7 +188,7 @@ class StreamingLinearBase(LinearBase):
         return {k: v for k, v in state.items() if not k.startswith("base.")}
 
 
-class KnownFutureHead(nn.Module):
+class KnownFutureHead(_Wrapper):
     """Give a streaming network known-future covariates: the recurrence never reads them, the forecast does.
 
     The estimator's channels hold the known-future covariates led by ``horizon`` steps
@@ -214,14 +220,6 @@ class KnownFutureHead(nn.Module):
         self.pathway = nn.Sequential(nn.Linear(stop - start, d_hidden), nn.GELU(), nn.Linear(d_hidden, n_targets))
         nn.init.zeros_(self.pathway[-1].weight)
         nn.init.zeros_(self.pathway[-1].bias)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in KnownFutureHead.PASSED:
-                return getattr(self._modules["network"], name)
-            raise
 
     def without_future(self, x: Tensor) -> Tensor:
         """x (B, T, C) without the known-future channels: what the wrapped network reads."""
