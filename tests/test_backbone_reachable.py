@@ -17,8 +17,6 @@ from tsformers.models.atlas import LAYERS as ATLAS_LAYERS
 NOT_YET_REACHABLE = {
     **{("block", n): "blocks come with their stack; no estimator has a block slot" for n in
        ("metaformer", "tnt")},
-    **{("embedding", n): "no estimator has an embedding slot yet (Gateformer's patch embedding is fixed)"
-       for n in ("cel", "tnt_words")},
     **{("fusion", n): "two-branch fusions need a two-stream estimator, none yet"
        for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
     ("memory", "lmu"): "the bare Legendre system (d coefficients per channel, not tokens to tokens): it is "

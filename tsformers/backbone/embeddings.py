@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .registry import register
+
 __all__ = ["InstanceNorm", "NormStats", "PatchEmbedding", "SinusoidalPositionalEncoding"]
 
 NormStats = tuple[Tensor, Tensor]  # (mean, std), each (B, 1, N)
@@ -75,6 +77,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         return x + self.pe[:n_tokens]
 
 
+@register("embedding", "patch")
 class PatchEmbedding(nn.Module):
     """Patches of one series -> tokens (PatchTST, Nie et al., ICLR 2023; as Gateformer uses it).
 

@@ -10,7 +10,7 @@ from tsformers.backbone.blocks import block_part_names, stacks_for_parts
 from tsformers.backbone.registry import home_stack
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gateformer import Gateformer, temporal_mixers
+from tsformers.models.gateformer import Gateformer, patch_embeddings, temporal_mixers
 
 
 @shared_docs
@@ -67,6 +67,16 @@ class GateformerForecaster(BaseForecaster):
         ``"prepbn"`` (SLAB's progressive re-parameterised batch norm: LayerNorm decaying
         into a batch norm over 10,000 training steps, foldable into the next Linear at
         inference). Stacks as for ``ffn``: ``tsformers.backbone.with_block_slot("norm")``.
+    embedding : str, default="patch"
+        How each variate's patches become the temporal encoder's tokens, by its name in
+        ``tsformers.backbone.available("embedding", "GateformerForecaster")``: ``"patch"``
+        (the paper's: Linear(patch_len -> d_model) over patches cut every ``stride`` steps,
+        the end padded by ``stride``), ``"cel"`` (CrossFormer's cross-scale embedding:
+        convolutions over P, 2P, 4P and 8P steps around each patch; needs
+        ``stride == patch_len`` and ``d_model >= 8``) or ``"tnt_words"`` (TNT's words, one
+        per step, made into a patch token as TNT makes its sentence tokens; no end padding).
+        Every choice gets the same fixed sinusoidal positions; a choice that does not fit
+        the other parameters is refused by ``fit``, naming those that do.
     target : str or list of str, optional
         Columns to forecast; by default every numeric column that is not a covariate.
     covariates : str or list of str, optional
@@ -122,14 +132,15 @@ class GateformerForecaster(BaseForecaster):
         "stack": [str],
         "ffn": [str],
         "norm": [str],
+        "embedding": [str],
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
                  stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", ffn="mlp",
-                 norm="layernorm", target=None, covariates=None, future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
-                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+                 norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
+                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0,
+                 lr_schedule="halving", batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
+                 gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
                  quantiles=None, linear_base=False):
         self.horizon = horizon
@@ -146,6 +157,7 @@ class GateformerForecaster(BaseForecaster):
         self.stack = stack
         self.ffn = ffn
         self.norm = norm
+        self.embedding = embedding
         self.target = target
         self.covariates = covariates
         self.future_covariates = future_covariates
@@ -182,7 +194,7 @@ class GateformerForecaster(BaseForecaster):
                           n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
                           stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
                           variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
-                          n_static=self.static_encoder_.n_channels)
+                          embedding=self.embedding, n_static=self.static_encoder_.n_channels)
 
     def _slots(self):
         block_parts = {"ffn": self.ffn, "norm": self.norm}
@@ -194,10 +206,13 @@ class GateformerForecaster(BaseForecaster):
         temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None
                     or (self.stack == "standard" and stacks_for_parts([home_stack(mixer)], **block_parts))]
         encoders = [self.stack, home or self.stack]   # the variate and the temporal encoders' stacks
+        embeddings = patch_embeddings(lookback=self.lookback, d_model=self.d_model, patch_len=self.patch_len,
+                                      stride=self.stride)
         return {"temporal_mixer": Slot(("mixer",), temporal),
                 "variate_mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
                 "stack": Slot(("stack",), stacks),
-                **{slot: Slot((slot,), block_part_names(slot, encoders, unordered=True)) for slot in BLOCK_SLOTS}}
+                **{slot: Slot((slot,), block_part_names(slot, encoders, unordered=True)) for slot in BLOCK_SLOTS},
+                "embedding": Slot(("embedding",), embeddings)}
 
     @classmethod
     def get_test_params(cls):

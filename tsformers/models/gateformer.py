@@ -9,16 +9,21 @@ ICML 2025. Official code: github.com/nyuolab/Gateformer (``models/Gateformer.py`
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone import InstanceNorm, PatchEmbedding, SigmoidGate, available, build, build_class, order_free
+from tsformers.backbone import (InstanceNorm, SigmoidGate, SinusoidalPositionalEncoding, available, build, build_class,
+                                order_free)
 from tsformers.backbone.mixers._base import SELF
 from tsformers.backbone.registry import home_stack
 from tsformers.backbone.blocks import block_parts
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
-__all__ = ["Gateformer", "temporal_mixers"]
+__all__ = ["CrossScaleTokens", "Gateformer", "WordTokens", "patch_embeddings", "temporal_mixers"]
 
 
 def temporal_mixers() -> list[str]:
@@ -30,6 +35,135 @@ def temporal_mixers() -> list[str]:
     return [name for name in available("mixer") if SELF in getattr(build_class("mixer", name), "patterns", ())]
 
 
+#: CrossFormer's four kernels, P, 2P, 4P and 8P, as in the paper
+CEL_KERNELS = (1, 2, 4, 8)
+
+
+class CrossScaleTokens(nn.Module):
+    """CrossFormer's cross-scale embedding (``"cel"``) as Gateformer's patch embedding: (B, N, L) -> (B, N, P, D).
+
+    CEL embeds a multichannel series (B, C_in, L) -> (B, P, D) with Conv1d kernels of
+    P, 2P, 4P and 8P steps that all step by ``patch_len``, so P = L // patch_len patches
+    (no end padding; the stride is the patch length, there is no other). Gateformer's
+    temporal stage is channel independent, so every variate goes through CEL on its own as
+    a one-channel series. CEL has no positions (CrossFormer's attention carries relative
+    biases instead), but Gateformer's temporal mixer may have none: the tokens get the same
+    fixed sinusoidal positions and dropout as the paper's patch embedding, so that only how
+    a patch becomes a vector differs between the choices. Cost O(L·D) per variate.
+    """
+
+    def __init__(self, d_model: int, *, patch_len: int, stride: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        assert stride in (None, patch_len), f"CEL steps by patch_len={patch_len}, not stride={stride}"
+        self.cel = build("embedding", "cel", in_ch=1, d_model=d_model, patch_len=patch_len, kernel_mults=CEL_KERNELS)
+        self.position = SinusoidalPositionalEncoding(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def misfit(*, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
+        """Why CEL cannot make the patch tokens with these settings, or None when it can."""
+        if stride != patch_len:
+            return (f"its convolutions step by the patch length, so it needs stride == patch_len, got "
+                    f"stride={stride}, patch_len={patch_len}")
+        if lookback < patch_len:
+            return f"it needs a lookback of at least patch_len={patch_len} steps, got {lookback}"
+        if d_model < 2 ** (len(CEL_KERNELS) - 1):  # the kernels get D/2, D/4, D/8 and the rest of the dimensions
+            return (f"its {len(CEL_KERNELS)} kernels share d_model as D/2, D/4, D/8, D/8, so it needs d_model >= "
+                    f"{2 ** (len(CEL_KERNELS) - 1)}, got {d_model}")
+        return None
+
+    def n_patches(self, length: int) -> int:
+        return self.cel.n_patches(length)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch = x.shape[0]
+        t = self.cel(rearrange(x, "b n l -> (b n) 1 l"))                  # (B*N, P, D): each variate one channel
+        t = self.dropout(self.position(t))
+        return rearrange(t, "(b n) p d -> b n p d", b=batch)              # (B, N, P, D)
+
+
+class WordTokens(nn.Module):
+    """TNT's words (``"tnt_words"``) made into patch tokens as TNT makes its sentence tokens: (B, N, L) -> (B, N, P, D).
+
+    ``tnt_words`` cuts each patch into w words and embeds each, (..., L) -> (..., P, w, d_inner),
+    with P = (L - patch_len) // stride + 1 (no end padding, one patch fewer than ``"patch"``).
+    TNT (Han et al., NeurIPS 2021; the official and timm code) builds a patch's sentence token
+    from its words by LayerNorm over the flattened words, Linear(w·d_inner -> D) and LayerNorm;
+    this adapter does that, without TNT's inner transformer over the words (that is the
+    ``"tnt"`` block, not an embedding). The words are single steps (w = patch_len, so any
+    patch length divides) of d_inner = ceil(D / w) dimensions, so that the words together
+    are at least as wide as a token (TNT-S: 16 words of 24 dimensions for D = 384). Positions
+    and dropout as for the paper's patch embedding: fixed sinusoidal ones (TNT learns its
+    own), so that only how a patch becomes a vector differs. Cost O(P·patch_len·D).
+    """
+
+    def __init__(self, d_model: int, *, patch_len: int, stride: int, dropout: float = 0.0):
+        super().__init__()
+        d_inner = math.ceil(d_model / patch_len)
+        self.words = build("embedding", "tnt_words", d_inner=d_inner, patch_len=patch_len, words_per_patch=patch_len,
+                           stride=stride)
+        self.words_norm = nn.LayerNorm(patch_len * d_inner)
+        self.proj = nn.Linear(patch_len * d_inner, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.position = SinusoidalPositionalEncoding(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def misfit(*, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
+        """Why TNT's words cannot make the patch tokens with these settings, or None when they can."""
+        if lookback < patch_len:  # no end padding: the window must hold one whole patch
+            return f"it needs a lookback of at least patch_len={patch_len} steps, got {lookback}"
+        return None
+
+    def n_patches(self, length: int) -> int:
+        return (length - self.words.patch_len) // self.words.stride + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        words = self.words(x)                                              # (B, N, P, w, d_inner)
+        t = self.norm(self.proj(self.words_norm(rearrange(words, "b n p w c -> b n p (w c)"))))  # (B, N, P, D)
+        return self.dropout(self.position(t))
+
+
+def _patch_tokens(d_model: int, *, patch_len: int, stride: int, dropout: float) -> nn.Module:
+    """The paper's patch embedding as it is: it makes (..., P, D) tokens already, and its weights keep their names."""
+    return build("embedding", "patch", d_model=d_model, patch_len=patch_len, stride=stride, dropout=dropout)
+
+
+def _patch_misfit(*, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
+    """Why the paper's patch embedding cannot make the patch tokens, or None: it pads ``stride`` steps at the end."""
+    if lookback + stride < patch_len:
+        return f"it needs lookback + stride >= patch_len={patch_len}, got {lookback} + {stride}"
+    return None
+
+
+class _TokenMaker(NamedTuple):
+    """How Gateformer gets (B, N, L) -> (B, N, P, D) patch tokens (a module with ``n_patches(L)``) from an embedding."""
+
+    make: Callable[..., nn.Module]          # (d_model, *, patch_len, stride, dropout) -> the module
+    misfit: Callable[..., str | None]       # (*, lookback, d_model, patch_len, stride) -> why it cannot, or None
+
+
+#: the registered embeddings Gateformer makes its patch tokens from, by registry name
+_TOKEN_MAKERS = {
+    "patch": _TokenMaker(_patch_tokens, _patch_misfit),
+    "cel": _TokenMaker(CrossScaleTokens, CrossScaleTokens.misfit),
+    "tnt_words": _TokenMaker(WordTokens, WordTokens.misfit),
+}
+
+
+def embedding_misfit(name: str, *, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
+    """Why the registered embedding ``name`` cannot make Gateformer's patch tokens with these settings, or None."""
+    if name not in _TOKEN_MAKERS:  # registered later, with an interface no adapter here knows
+        return "Gateformer has no adapter from its output to (batch, variates, patches, d_model) tokens"
+    return _TOKEN_MAKERS[name].misfit(lookback=lookback, d_model=d_model, patch_len=patch_len, stride=stride)
+
+
+def patch_embeddings(*, lookback: int, d_model: int, patch_len: int, stride: int) -> list[str]:
+    """The registered embeddings that make Gateformer's patch tokens with these settings (its ``embedding`` slot)."""
+    return [name for name in available("embedding")
+            if embedding_misfit(name, lookback=lookback, d_model=d_model, patch_len=patch_len, stride=stride) is None]
+
+
 class Gateformer(ExitSupervised, nn.Module):
     """Gateformer (Lan & Oermann, 2025): per-variate temporal encoding, gated, then variate attention, gated.
 
@@ -39,7 +173,10 @@ class Gateformer(ExitSupervised, nn.Module):
     second gate decides per feature how much of that to take. The defaults are
     the paper's ETTh1 setting for H = 96. Both encoders are built from registered parts
     by name: ``temporal_mixer``, ``variate_mixer``, ``stack``, and the blocks' ``ffn``
-    ("mlp", the paper's) and ``norm`` ("layernorm", the paper's).
+    ("mlp", the paper's) and ``norm`` ("layernorm", the paper's); so is the patch
+    ``embedding`` of the temporal stage ("patch", the paper's; "cel" and "tnt_words"
+    through the adapters :class:`CrossScaleTokens` and :class:`WordTokens`), one of
+    :func:`patch_embeddings`.
 
     ``forward(x, static=None)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars);
     every variate is forecast, a caller that wants fewer selects them. With
@@ -66,6 +203,7 @@ class Gateformer(ExitSupervised, nn.Module):
         stack: str = "standard",
         ffn: str = "mlp",
         norm: str = "layernorm",
+        embedding: str = "patch",
         n_static: int = 0,
     ):
         super().__init__()
@@ -102,12 +240,20 @@ class Gateformer(ExitSupervised, nn.Module):
                              f"{temporal_stack!r}, which then arranges the temporal encoder, so stack={stack!r} "
                              f"cannot; keep stack='standard' (the variate encoder's) or pick another temporal mixer")
         temporal_parts = block_parts(temporal_stack, ffn=ffn, norm=norm)
+        build_class("embedding", embedding)  # an unknown name lists the registered ones
+        shape = dict(lookback=lookback, d_model=d_model, patch_len=patch_len, stride=stride)
+        misfit = embedding_misfit(embedding, **shape)
+        if misfit is not None:
+            raise ValueError(f"embedding={embedding!r} cannot make Gateformer's patch tokens here: {misfit}; "
+                             f"pick an embedding from {patch_embeddings(**shape)}")
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)
         self.global_embed = nn.Sequential(nn.Linear(lookback, d_model), nn.Dropout(dropout))
-        # temporal dependency embedding: patches -> pre-LN attention over time, per variate -> flatten head
-        self.patch_embed = PatchEmbedding(d_model, patch_len=patch_len, stride=stride, dropout=dropout)
+        # temporal dependency embedding: patches -> pre-LN attention over time, per variate -> flatten head.
+        # The paper's "patch" is built as it is (its weights keep their names in saved models); the others
+        # through an adapter to the same (B, N, P, D) tokens
+        self.patch_embed = _TOKEN_MAKERS[embedding].make(d_model, patch_len=patch_len, stride=stride, dropout=dropout)
         n_patches = self.patch_embed.n_patches(lookback)
         self.temporal_encoder = build("stack", temporal_stack, **encoder, **temporal_parts, mixer=temporal_mixer)
         self.temporal_head = nn.Sequential(nn.Linear(d_model * n_patches, d_model), nn.Dropout(dropout))
