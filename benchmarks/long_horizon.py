@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import inspect
 import json
 import os
 import sys
@@ -232,7 +233,7 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     val_losses = [row.get("val_loss", np.inf) for row in log]
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "dataset": data.name, "horizon": horizon, "model": model, "seed": seed, "lookback": est.lookback,
+        "dataset": data.name, "horizon": horizon, "model": _label(model, est), "seed": seed, "lookback": est.lookback,
         **scores,
         # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
         "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and _network_used(est) else 0,
@@ -252,6 +253,14 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
 def _network_used(est) -> bool:
     base = linear_base_of(est.network_)
     return base is None or base.network_used
+
+
+def _label(model: str, est) -> str:
+    """The model's name in the CSV: ``+base`` added where ``--set`` turned on a linear base the estimator's defaults
+    leave off (Gateformer), so such runs never stand in for the paper settings' cells."""
+    default = inspect.signature(type(est)).parameters.get("linear_base")
+    turned_on = default is not None and default.default is False and est.get_params().get("linear_base")
+    return f"{model}+base" if turned_on else model
 
 
 def _setting(text: str) -> tuple[str, object]:

@@ -25,7 +25,8 @@ RESULTS = HERE / "results"
 DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange"]
 HORIZONS = [96, 192, 336, 720]
 NAMES = {"gateformer": "Gateformer", "itransformer": "iTransformer", "patchtst": "PatchTST",
-         "lmuformer": "LMUFormer", "gtrxl": "GTrXL", "atlas": "ATLAS", "pvclient": "PV-Client"}
+         "lmuformer": "LMUFormer", "gtrxl": "GTrXL", "atlas": "ATLAS", "pvclient": "PV-Client",
+         "gateformer+base": "Gateformer + linear base"}
 
 
 def _read(name: str) -> pd.DataFrame | None:
@@ -311,7 +312,8 @@ def other_models_section() -> list[str]:
         return []
     lh = lh[lh["seed"] == 0].assign(linear_base=lambda f: [with_linear_base(r) for r in f.itertuples()])
     lh = latest(lh, ["dataset", "horizon", "model", "linear_base"])  # with and without the base: the ablation
-    others = lh[~lh["model"].isin(["gateformer", "pvclient"])]  # PV-Client has its own section: client_section
+    # PV-Client and Gateformer with the linear base have their own sections (client_section, linear_base_section)
+    others = lh[~lh["model"].isin(["gateformer", "pvclient", "gateformer+base"])]
     if others.empty:
         return []
     gate = {(r.dataset, int(r.horizon)): r for r in lh[lh["model"] == "gateformer"].itertuples()}
@@ -364,6 +366,43 @@ def other_models_section() -> list[str]:
     out += ["", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
             "(`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
+
+
+def linear_base_section() -> list[str]:
+    """Gateformer with ``linear_base=True`` (``--set linear_base=true``, model ``gateformer+base``) per cell and seed
+    mean, next to Gateformer alone (the grid's paper settings) and the baselines."""
+    lh = _read("long_horizon.csv")
+    if lh is None:
+        return []
+    runs = latest(lh[lh["model"] == "gateformer+base"], ["dataset", "horizon", "seed"])
+    if runs.empty:
+        return []
+    alone = latest(lh[lh["model"] == "gateformer"], ["dataset", "horizon", "seed"])
+    out = ["## Gateformer with the linear base", "",
+           "`benchmarks/long_horizon.py --models gateformer --set linear_base=true`: Gateformer with its paper "
+           "settings (the grid's), its forecast the *linear* baseline's ridge map plus the network's gated "
+           "correction (`linear_base=True`, see [Streaming updates](streaming.md#the-linear-base)); the fit keeps "
+           "the map alone when no epoch beats it on the validation windows. *kept* counts the seeds whose fit "
+           "kept the network. *alone* is Gateformer without the base on the same seeds where they were run "
+           "(mean over them). " + LOSS_LEGEND, "",
+           "| data | H | seeds | MSE | MAE | kept | alone | best baseline |",
+           "|---|---|---|---|---|---|---|---|"]
+    known = baselines()
+    for (dataset, horizon), cell in runs.groupby(["dataset", "horizon"], sort=False):
+        base = known.get((dataset, int(horizon)), {})
+        baseline = best_of(base)
+        same = alone[(alone["dataset"] == dataset) & (alone["horizon"] == horizon) & alone["seed"].isin(cell["seed"])]
+        scores = {"base": (cell["mse"].mean(), cell["mae"].mean()), "best baseline": baseline,
+                  "alone": (same["mse"].mean(), same["mae"].mean()) if len(same) else None}
+        cells = cells_with_best(scores, ours=("base", "alone"), baseline=baseline)
+        mse_cell, mae_cell = cells["base"].split(" / ")
+        spread = mean_std(cell["mse"]).split(" ± ")
+        if len(spread) == 2:
+            mse_cell = f"{mse_cell} ± {spread[1]}"
+        kept = int((cell["best_epoch"] > 0).sum())
+        out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
+                   f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")
+    return out + [""]
 
 
 # -- PV-Client's network as Client, on the grid ---------------------------------------------------------
@@ -844,7 +883,7 @@ def render() -> str:
             "they ran: each row records the 1-minute load average, absolute times are inflated accordingly "
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
-    body = (grid_section() + seeds_section() + other_models_section() + client_section() + small_data_section() + coverage_section()
+    body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section() + small_data_section() + coverage_section()
             + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
             + cold_start_section() + spark_scoring_section())
     return "\n".join(head + body).rstrip() + "\n"

@@ -223,3 +223,18 @@ def test_the_other_estimators_show_the_network_alone_next_to_the_linear_base_wit
     assert [(c[2], c[4]) for c in cells] == [("LMUFormer (changes, linear base: network kept)", "**0.280**"),
                                              ("GTrXL (changes, linear base: map alone)", "**0.290**"),
                                              ("GTrXL (changes)", "0.490")]
+
+
+def test_gateformer_with_the_linear_base_has_its_own_rows_next_to_gateformer_alone(tmp_path):
+    """Runs labelled ``gateformer+base`` (``--set linear_base=true``) never replace the grid's paper-settings cell;
+    their section shows the seed mean and spread, how many seeds kept the network, and Gateformer alone."""
+    rows = [_row("gateformer", "ETTh1", 96, s, mse, 0.40) for s, mse in enumerate([0.389, 0.387, 0.390])]
+    rows += [{**_row("gateformer+base", "ETTh1", 96, s, mse, 0.39), "best_epoch": epoch}
+             for s, (mse, epoch) in enumerate([(0.381, 3), (0.383, 0)])]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    report = load_report(tmp_path)
+    assert "0.389" in _grid_line(report.grid_section(), "ETTh1", 96), "the grid keeps the paper settings' cell"
+    cells = [c.strip() for c in _grid_line(report.linear_base_section(), "ETTh1", 96).strip("|").split("|")]
+    assert cells[2:6] == ["2", f"**0.382** ± {np.std([0.381, 0.383], ddof=1):.3f}", "**0.390**", "1 of 2"]
+    assert cells[6] == "0.388 / 0.400 (2)", "Gateformer alone on the same two seeds"
+    assert not [line for line in report.other_models_section() if "+base" in line or "linear base" in line]
