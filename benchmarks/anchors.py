@@ -157,9 +157,11 @@ def run_model(python, model: str, prep: dict, horizon: int, lookback: int, strid
     setting = window_setting(stride, n_windows, linear)
     if model == "lgbm":
         chosen = result["chosen"]
-        detail = (f"recursive, lags 1..{lookback} + hour, day of week; "
-                  f"{'first differences, ' if chosen['differences'] else ''}{chosen['n_estimators']} trees "
-                  f"(validation MSE {min(result['val_mse']):.4f}, every {VAL_STRIDE}th validation window)")
+        grid = ", ".join(f"{'differences' if c['differences'] else 'levels'} {c['n_estimators']}: {v:.4f}"
+                         for c, v in zip(result["grid"], result["val_mse"]))
+        detail = (f"recursive, lags 1..{lookback} + hour, day of week; chosen "
+                  f"{'first differences' if chosen['differences'] else 'levels'}, {chosen['n_estimators']} trees "
+                  f"by validation MSE (every {VAL_STRIDE}th validation window; {grid})")
     else:
         detail = f"season {prep['season']}; fit on train, forward; chosen: {', '.join(result['chosen'])}"
     setting = "; ".join(p for p in (setting, detail) if p)
