@@ -618,6 +618,59 @@ def side_by_side_section() -> list[str]:
     return out
 
 
+ANCHORS = {"autoets": ("statsforecast", "AutoETS"), "autotheta": ("statsforecast", "AutoTheta"),
+           "lgbm": ("mlforecast", "LightGBM")}
+
+
+def anchors_section() -> list[str]:
+    """statsforecast's AutoETS / AutoTheta and mlforecast's LightGBM (``anchors.csv``) next to the baselines."""
+    anchors = _read("anchors.csv")
+    if anchors is None:
+        return []
+    anchors = latest(anchors[anchors["lookback"] == 96], ["dataset", "horizon", "model"])
+    order = {name: i for i, name in enumerate(DATASETS)}
+    order.update({m: i for i, m in enumerate(ANCHORS)})
+    anchors = anchors.sort_values(["dataset", "horizon", "model"],
+                                  key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
+    out = ["### Anchors: statsforecast and mlforecast", "",
+           "`benchmarks/anchors.py` (rows in `benchmarks/results/anchors.csv`): well-known forecasters from other "
+           "libraries on the same rows, train-split scaling and test windows, each run in its own venv "
+           "(`benchmarks/.venv-anchors`, one thread). *AutoETS* and *AutoTheta* (statsforecast; season 24 for "
+           "hourly data) are fitted per variable on the training rows, then every test window is forecast with "
+           "`forward` on the history up to the window: parameters fixed, state run over the data (what "
+           "`cross_validation(refit=False)` does after its single fit); the state reads the whole history, not "
+           "only the 96-row window. *LightGBM* (mlforecast, `LGBMRegressor`) is one global model on lags 1..96 "
+           "and hour and day of week, fitted on the training rows, forecasting recursively from each window's "
+           "96 rows; its target transform and number of trees come from a four-point grid scored on the "
+           "validation windows (on lagged levels the trees cannot forecast outside the range of the training "
+           "split; first differences, which could, lost on the validation windows of both data sets: *setting* "
+           "lists the grid). *windows*: the test windows read; where that is fewer than every stride-1 "
+           "window (AutoTheta re-runs its seasonal decomposition over the whole history for each window), "
+           "*setting* gives the stride and the linear baseline's MSE on the same subset. *CPU s*: fit, "
+           "validation and every forecast. **Bold**: the lowest MSE and MAE of the rows of the data set.", "",
+           "| data | H | library | model | MSE | MAE | MASE | windows | CPU s | setting |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    known = baselines()
+    for (dataset, horizon), group in anchors.groupby(["dataset", "horizon"], sort=False):
+        base_scores = known.get((dataset, int(horizon)), {})
+        scores = {("anchor", r.model): (float(r.mse), float(r.mae)) for r in group.itertuples()}
+        scores.update({("baseline", label): v for label, v in base_scores.items()})
+        cells = cells_with_best(scores)
+        for r in group.itertuples():
+            library, label = ANCHORS.get(r.model, ("", r.model))
+            mse_cell, mae_cell = _four_digits(cells[("anchor", r.model)], r.mse, r.mae)
+            mase = getattr(r, "mase", np.nan)
+            setting = "" if pd.isna(r.setting) else str(r.setting).replace("|", "/")
+            out.append(f"| {dataset} | {horizon} | {library} | {label} | {mse_cell} | {mae_cell} | {_f(mase)} | "
+                       f"{int(r.n_windows):,} | {r.cpu_s:.0f} | {setting} |")
+        for label in BASELINES.values():
+            if label in base_scores:
+                mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
+                out.append(f"| {dataset} | {horizon} | baseline | {label} | {mse_cell} | {mae_cell} | | | | |")
+    out.append("")
+    return out
+
+
 def _four_digits(cell: str, mse: float, mae: float) -> tuple[str, str]:
     """The MSE and MAE cells of a measured row at four digits, keeping the bold and loss marks of ``cell``."""
     out = []
@@ -883,8 +936,10 @@ def render() -> str:
             "they ran: each row records the 1-minute load average, absolute times are inflated accordingly "
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
-    body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section() + small_data_section() + coverage_section()
-            + side_by_side_section() + pv_section() + speed_section() + overhead_section() + profile_section()
+    body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
+            + small_data_section() + coverage_section()
+            + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
+            + profile_section()
             + cold_start_section() + spark_scoring_section())
     return "\n".join(head + body).rstrip() + "\n"
 

@@ -238,3 +238,30 @@ def test_gateformer_with_the_linear_base_has_its_own_rows_next_to_gateformer_alo
     assert cells[2:6] == ["2", f"**0.382** ± {np.std([0.381, 0.383], ddof=1):.3f}", "**0.390**", "1 of 2"]
     assert cells[6] == "0.388 / 0.400 (2)", "Gateformer alone on the same two seeds"
     assert not [line for line in report.other_models_section() if "+base" in line or "linear base" in line]
+
+
+def test_the_anchors_table_shows_the_latest_run_its_stride_and_bolds_the_best_of_the_data_set(tmp_path):
+    stamp, later = "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"
+    anchors = [dict(timestamp=stamp, dataset="ETTh1", horizon=96, lookback=96, model="autoets", mse=9.0, mae=9.0,
+                    n_windows=2785, setting="old run", cpu_s=1.0, git_rev="abc", mase=9.0),
+               dict(timestamp=later, dataset="ETTh1", horizon=96, lookback=96, model="autoets", mse=1.2103,
+                    mae=0.6583, n_windows=2785, setting="season 24", cpu_s=28.4, git_rev="abc", mase=2.8544),
+               dict(timestamp=later, dataset="ETTh1", horizon=96, lookback=96, model="autotheta", mse=0.4811,
+                    mae=0.4402, n_windows=398, setting="stride 7 (398 of 2785 windows; linear on them MSE 0.3812)",
+                    cpu_s=350.0, git_rev="abc", mase=1.9),
+               dict(timestamp=later, dataset="ETTh1", horizon=96, lookback=96, model="lgbm", mse=0.3701,
+                    mae=0.4100, n_windows=2785, setting="recursive", cpu_s=95.0, git_rev="abc", mase=1.8)]
+    pd.DataFrame(anchors).to_csv(tmp_path / "anchors.csv", index=False)
+    base = [dict(timestamp=stamp, dataset="ETTh1", horizon=96, lookback=96, model=m, mse=v[0], mae=v[1],
+                 n_windows=2785, setting="", cpu_s=0.1, git_rev="abc")
+            for m, v in [("last_value", (1.294, 0.713)), ("seasonal_naive", (0.512, 0.433)), ("linear", (0.383, 0.392))]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    lines = load_report(tmp_path).anchors_section()
+    rows = [line for line in lines if line.startswith("| ETTh1 | 96 |")]
+    assert [row.split("|")[4].strip() for row in rows] == [
+        "AutoETS", "AutoTheta", "LightGBM", "last value", "seasonal naive", "linear"]
+    assert rows[0] == "| ETTh1 | 96 | statsforecast | AutoETS | 1.2103 | 0.6583 | 2.854 | 2,785 | 28 | season 24 |"
+    assert "| 398 | 350 | stride 7 (398 of 2785 windows; linear on them MSE 0.3812) |" in rows[1]
+    assert "| mlforecast | LightGBM | **0.3701** | 0.4100 |" in rows[2], "the lowest MSE of the data set is bold"
+    assert "| baseline | linear | 0.3830 | **0.3920** |" in rows[5], "the lowest MAE stays the linear map's"
+    assert load_report(tmp_path / "none").anchors_section() == []
