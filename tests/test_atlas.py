@@ -181,8 +181,8 @@ def test_bad_parameters_are_rejected():
         estimator(optimizer="adam").fit(df)
     with pytest.raises(ValueError, match="layer"):
         estimator(layer="mac").fit(df)
-    with pytest.raises(ValueError, match="future_covariates"):
-        estimator(future_covariates=["b"], target=["a"]).fit(df)
+    with pytest.raises(ValueError, match="needs lookback >= horizon"):  # the horizon's covariates sit in the window
+        estimator(future_covariates=["b"], target=["a"], lookback=4).fit(df)
 
 
 # ---------------------------------------------------------------- the memory slot
