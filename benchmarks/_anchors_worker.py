@@ -34,26 +34,14 @@ mlforecast), the validation forecasts and the test forecasts (numba's first-call
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
-def _emit(result: dict) -> None:
-    print("RESULT " + json.dumps(result), flush=True)
+from _worker_io import emit, peak_rss_mib, quiet  # this folder is the script's: sys.path[0]
 
 
 def _quiet():
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("statsforecast", "mlforecast", "lightgbm", "numba"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet("statsforecast", "mlforecast", "lightgbm", "numba")
 
 
 def statsforecast_task(spec: dict, values, times) -> tuple:
@@ -167,8 +155,8 @@ def main() -> int:
             versions[lib] = __import__(lib).__version__
         except ImportError:
             pass
-    _emit({"task": spec["task"], "model": spec["model"], "wall_s": wall_s, "cpu_s": cpu_s, "import_s": import_s,
-           "n_windows": len(spec["cutoffs"]), "peak_rss_mib": _peak_rss_mib(), "versions": versions, **extra})
+    emit({"task": spec["task"], "model": spec["model"], "wall_s": wall_s, "cpu_s": cpu_s, "import_s": import_s,
+           "n_windows": len(spec["cutoffs"]), "peak_rss_mib": peak_rss_mib(), "versions": versions, **extra})
     return 0
 
 

@@ -24,28 +24,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import sys
 import time
+
+from _worker_io import emit, peak_rss_mib, quiet  # this folder is the script's: sys.path[0]
 
 T_START = time.perf_counter()
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
-def _emit(result: dict) -> None:
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 def _quiet():
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "neuralforecast"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "neuralforecast")
 
 
 def _n_params(model) -> int:
@@ -140,7 +128,7 @@ def accuracy(spec: dict) -> dict:
         "mae": float(np.mean(np.abs(err))), "n_windows": int(n_windows), "n_predictions": int(err.size),
         "fit_test_s": fit_test_s, "fit_test_cpu_s": fit_test_cpu_s, "import_s": import_s, "steps_per_epoch": steps_per_epoch,
         "steps_run": COUNTS["train_steps"],
-        "epochs_run": COUNTS["train_steps"] / steps_per_epoch, "val_checks": COUNTS["val_checks"], "n_params": n_params, "peak_rss_mib": _peak_rss_mib(),
+        "epochs_run": COUNTS["train_steps"] / steps_per_epoch, "val_checks": COUNTS["val_checks"], "n_params": n_params, "peak_rss_mib": peak_rss_mib(),
         "load_start": load_start, "load_end": os.getloadavg()[0], "torch_version": torch.__version__,
         "nf_version": __import__("neuralforecast").__version__, "n_threads": torch.get_num_threads(),
     }
@@ -152,7 +140,7 @@ TASKS = {"accuracy": accuracy}
 def main() -> int:
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
-    _emit(TASKS[spec["task"]](spec))
+    emit(TASKS[spec["task"]](spec))
     return 0
 
 
