@@ -557,16 +557,20 @@ def patchtst_note(sbs: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def in_grid_order(frame: pd.DataFrame, column: str, ranked) -> pd.DataFrame:
+    """Rows by data set (the grid's order), horizon, then ``column`` in the order of ``ranked``."""
+    order = {name: i for i, name in enumerate(DATASETS)} | {name: i for i, name in enumerate(ranked)}
+    return frame.sort_values(["dataset", "horizon", column],
+                             key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
+
+
 def side_by_side_section() -> list[str]:
     frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     if not frames:
         return []
     sbs = pd.concat(frames, ignore_index=True)
     sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
-    order = {name: i for i, name in enumerate(DATASETS)}
-    order.update({"tsformers": 0, "neuralforecast": 1})
-    sbs = sbs.sort_values(["dataset", "horizon", "library"],
-                          key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
+    sbs = in_grid_order(sbs, "library", ["tsformers", "neuralforecast"])
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one run, one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
@@ -628,10 +632,7 @@ def anchors_section() -> list[str]:
     if anchors is None:
         return []
     anchors = latest(anchors[anchors["lookback"] == 96], ["dataset", "horizon", "model"])
-    order = {name: i for i, name in enumerate(DATASETS)}
-    order.update({m: i for i, m in enumerate(ANCHORS)})
-    anchors = anchors.sort_values(["dataset", "horizon", "model"],
-                                  key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
+    anchors = in_grid_order(anchors, "model", ANCHORS)
     out = ["### Anchors: statsforecast and mlforecast", "",
            "`benchmarks/anchors.py` (rows in `benchmarks/results/anchors.csv`): well-known forecasters from other "
            "libraries on the same rows, train-split scaling and test windows, each run in its own venv "
