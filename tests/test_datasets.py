@@ -11,7 +11,9 @@ import http.server
 import io
 import socket
 import threading
+import shutil
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -149,19 +151,32 @@ def test_registry_entries_are_complete(name):
         assert entry[key]
 
 
-def test_download_urls_are_direct_file_urls():
-    # ETT: raw files of zhouhaoyi/ETDataset at a fixed commit, so the registered hashes stay valid;
-    # the Autoformer files and the PV files have no direct per-file URL and must not pretend to
+def test_download_urls_are_pinned_upstream_urls():
+    # every file downloads from a URL fixed to one commit, so the registered hashes stay valid
+    pinned = {
+        "ETT": ("https://raw.githubusercontent.com/zhouhaoyi/ETDataset/", "ETT-small/{file}"),
+        "zip": ("https://raw.githubusercontent.com/aspire-zero/long_term_forecast_data/", None),
+        "pv": ("https://raw.githubusercontent.com/AbishaiTom/Solar-Forecasting-XGBoost/", None),
+    }
+    archives = {"weather": ("weather.zip", "weather/weather.csv"),
+                "exchange": ("exchange_rate.zip", "exchange_rate/exchange_rate.csv"),
+                "illness": ("illness.zip", "illness/national_illness.csv")}
+    upstream_pv = {"pv_golden": "final_golden_dataset.csv", "pv_cocoa": "final_cocoa.csv"}
     for name in available():
         entry = datasets.info(name)
-        if name.startswith("ETT"):
-            prefix = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/"
-            assert entry["download_url"].startswith(prefix)
-            commit, folder, file = entry["download_url"][len(prefix):].split("/")
-            assert len(commit) == 40 and int(commit, 16) >= 0
-            assert (folder, file) == ("ETT-small", entry["file"])
+        kind = "ETT" if name.startswith("ETT") else "zip" if name in archives else "pv"
+        prefix, path = pinned[kind]
+        assert entry["download_url"].startswith(prefix), name
+        commit, rest = entry["download_url"][len(prefix):].split("/", 1)
+        assert len(commit) == 40 and int(commit, 16) >= 0
+        if kind == "ETT":
+            assert rest == path.format(file=entry["file"]) and "archive_member" not in entry
+        elif kind == "zip":
+            assert (rest, entry["archive_member"]) == archives[name]
+            assert entry["archive_member"].endswith("/" + entry["file"])
         else:
-            assert "download_url" not in entry
+            assert rest == upstream_pv[name] and "archive_member" not in entry
+        assert entry["bytes"] > 0
 
 
 def test_names_are_case_insensitive_and_aliases_work():
@@ -187,23 +202,20 @@ def test_missing_file_message(tmp_path):
         assert part in msg
 
 
-def test_no_download_url_message(monkeypatch):
-    # illness has no direct URL (upstream it is inside a zip): say where to get it and where to put it
-    monkeypatch.delenv(datasets.URL_ENV_VAR)
-    wanted = "national_illness.csv.*no direct download URL.*Autoformer.*aspire-zero"
-    with pytest.raises(FileNotFoundError, match=wanted) as err:
-        load_dataset("illness")
+def test_by_hand_message_for_an_archived_file(tmp_path):
+    # illness ships upstream inside a zip: the message names the archive, the member and the folder
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset("illness", data_dir=tmp_path, download_if_missing=False)
     msg = str(err.value)
-    for part in (str(cache_folder()), "TSFORMERS_DATA environment", "data_dir=", "TSFORMERS_DATA_URL"):
+    for part in ("national_illness.csv", "illness/national_illness.csv inside", "illness.zip", "Autoformer",
+                 "aspire-zero", str(tmp_path), "TSFORMERS_DATA environment", "data_dir="):
         assert part in msg
-    assert not isinstance(err.value, datasets.DownloadError)
-    assert not cache_folder().exists()
+    assert files_in(tmp_path) == []
 
 
-def test_exchange_message_names_both_sources(tmp_path, monkeypatch):
-    monkeypatch.delenv(datasets.URL_ENV_VAR)
+def test_exchange_message_names_both_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="exchange_rate.csv") as err:
-        load_dataset("exchange", data_dir=tmp_path)
+        load_dataset("exchange", data_dir=tmp_path, download_if_missing=False)
     assert "thuml/Autoformer" in str(err.value)
     assert "laiguokun/multivariate-time-series-data" in str(err.value)
 
@@ -574,3 +586,120 @@ def test_real_etth1_downloads_with_the_registered_hash(monkeypatch):
     assert frame.shape == (17420, 8)
     assert file_sha256(cache_folder() / "ETTh1.csv") == datasets.info("ETTh1")["sha256"]
     assert srv.requests == ["/mirror/ETTh1.csv"]
+
+
+# --- files shipped upstream inside a zip archive -------------------------------------------
+
+
+def write_archive(server, name, members, monkeypatch):
+    """Serve ``server.folder / <name>.zip`` holding ``members`` ({path inside: bytes}) as the registry's URL.
+
+    The mirror variable is unset, so the registry's URL (the archive) is what a download reads.
+    """
+    archive = server.folder / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for inside, data in members.items():
+            bundle.writestr(inside, data)
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
+    monkeypatch.setitem(_registry()["datasets"][name], "download_url", f"{server.url}/{archive.name}")
+    return archive
+
+
+def fake_illness(tmp_path, monkeypatch, n_rows=30):
+    """A fake national_illness.csv whose hash and size are patched into the registry: its bytes."""
+    path = write_fake(tmp_path, "illness", n_rows, monkeypatch, freq="W-TUE")
+    monkeypatch.setitem(_registry()["datasets"]["illness"], "bytes", path.stat().st_size)
+    return path.read_bytes()
+
+
+def test_archived_file_is_extracted_verified_and_the_archive_deleted(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    data = fake_illness(tmp_path / "made", monkeypatch)
+    write_archive(server, "illness", {"illness/national_illness.csv": data, "illness/README.txt": b"other"},
+                  monkeypatch)
+    frame = load_dataset("ili")
+    assert len(frame) == 30 and frame["OT"].tolist() == list(range(30))
+    assert files_in(cache_folder()) == ["national_illness.csv"]      # no archive, no .part, no other member
+    assert (cache_folder() / "national_illness.csv").read_bytes() == data
+    assert server.requests == ["/mirror/illness.zip"]
+    load_dataset("illness")                                           # read from the cache from now on
+    assert len(server.requests) == 1
+
+
+def test_archived_file_under_another_top_folder_is_found_by_name(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    data = fake_illness(tmp_path / "made", monkeypatch)
+    write_archive(server, "illness", {"dataset/illness/national_illness.csv": data}, monkeypatch)
+    assert len(load_dataset("illness")) == 30
+
+
+def test_archive_without_the_member_is_refused_and_nothing_is_left(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    fake_illness(tmp_path / "made", monkeypatch)
+    write_archive(server, "illness", {"illness/other.csv": b"date,OT\n"}, monkeypatch)
+    with pytest.raises(ValueError, match=r"holds no illness/national_illness.csv \(its members: illness/other.csv"):
+        load_dataset("illness")
+    assert files_in(cache_folder()) == []
+
+
+def test_member_of_another_size_is_refused_before_it_is_written(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    data = fake_illness(tmp_path / "made", monkeypatch)
+    write_archive(server, "illness", {"illness/national_illness.csv": data + b"x" * 10_000}, monkeypatch)
+    wanted = f"holds illness/national_illness.csv of {len(data) + 10_000} bytes, not the registered {len(data)}"
+    with pytest.raises(ValueError, match=wanted):
+        load_dataset("illness")
+    assert files_in(cache_folder()) == []
+
+
+def test_member_with_another_hash_is_deleted_and_reported(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    data = fake_illness(tmp_path / "made", monkeypatch)
+    changed = data.replace(b"2002", b"2003", 1) if b"2002" in data else data[:-2] + b"9\n"
+    assert len(changed) == len(data) and changed != data
+    write_archive(server, "illness", {"illness/national_illness.csv": changed}, monkeypatch)
+    with pytest.raises(ValueError, match="checksum mismatch for national_illness.csv downloaded from "
+                                         "illness/national_illness.csv inside http"):
+        load_dataset("illness")
+    assert files_in(cache_folder()) == []
+
+
+def test_a_page_that_is_not_a_zip_is_refused_with_the_way_out(server, monkeypatch, tmp_path):
+    (tmp_path / "made").mkdir()
+    fake_illness(tmp_path / "made", monkeypatch)
+    (server.folder / "illness.zip").write_text("<html>sign in to continue</html>")
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
+    monkeypatch.setitem(_registry()["datasets"]["illness"], "download_url", f"{server.url}/illness.zip")
+    with pytest.raises(ValueError, match="did not return a zip archive") as err:
+        load_dataset("illness")
+    assert "set TSFORMERS_DATA_URL to a mirror that serves national_illness.csv" in str(err.value)
+    assert files_in(cache_folder()) == []
+
+
+def test_a_mirror_serves_the_archived_file_itself(server, monkeypatch, tmp_path):
+    fake = write_fake(server.folder, "illness", 12, monkeypatch, freq="W-TUE")
+    assert len(load_dataset("illness")) == 12                         # TSFORMERS_DATA_URL + file name, no zip
+    assert server.requests == ["/mirror/national_illness.csv"]
+    assert file_sha256(cache_folder() / "national_illness.csv") == file_sha256(fake)
+
+
+REAL_DATA = REAL_ETTH1.parent
+
+
+@pytest.mark.skipif(not (REAL_DATA / "national_illness.csv").exists() or not (REAL_DATA / "pv_golden_co_2020.csv").exists(),
+                    reason=f"the real national_illness.csv and pv_golden_co_2020.csv are not in {REAL_DATA}")
+def test_real_files_download_from_the_registered_kind_of_url(server, monkeypatch):
+    # the real files, packed as upstream ships them (illness in its zip, PV as a plain file under its
+    # upstream name), served locally: they must pass the registry's real hash and size unpatched
+    upstream = datasets.info("pv_golden")["download_url"].rsplit("/", 1)[-1]
+    shutil.copy(REAL_DATA / "pv_golden_co_2020.csv", server.folder / upstream)
+    write_archive(server, "illness", {"illness/national_illness.csv": (REAL_DATA / "national_illness.csv").read_bytes()},
+                  monkeypatch)
+    monkeypatch.setitem(_registry()["datasets"]["pv_golden"], "download_url", f"{server.url}/{upstream}")
+    assert load_dataset("illness").shape == (966, 8)
+    assert datasets.load_pv("pv_golden").shape[0] > 8000
+    assert files_in(cache_folder()) == ["national_illness.csv", "pv_golden_co_2020.csv"]
+    for name in ("illness", "pv_golden"):
+        entry = datasets.info(name)
+        path = cache_folder() / entry["file"]
+        assert file_sha256(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]

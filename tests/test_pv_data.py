@@ -28,6 +28,7 @@ REAL_GOLDEN = Path("/work/shared/datasets/pv_golden_co_2020.csv")
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch):
     monkeypatch.delenv(datasets.ENV_VAR, raising=False)
+    monkeypatch.setenv(datasets.URL_ENV_VAR, "http://127.0.0.1:9/")   # a closed port: no test downloads
 
 
 # -- the demo plant --------------------------------------------------------------------------
@@ -184,8 +185,8 @@ def test_pv_loader_checks_the_file(tmp_path, monkeypatch):
         load_pv("pv_golden", data_dir=tmp_path)
     with pytest.raises(ValueError, match="not a PV data set"):
         load_pv("ETTh1", data_dir=tmp_path)
-    with pytest.raises(FileNotFoundError, match="pv_cocoa_fl_2019.csv"):
-        load_dataset("pv_cocoa", data_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="pv_cocoa_fl_2019.csv.*AbishaiTom/Solar-Forecasting-XGBoost"):
+        load_dataset("pv_cocoa", data_dir=tmp_path, download_if_missing=False)
 
 
 def test_pv_registry_entries():

@@ -12,12 +12,12 @@ The registry (``registry.json`` beside this module, linked from the repository's
 top-level ``datasets/`` folder) ships with the package; the registered files do
 not. :func:`load_dataset` reads a file from one folder (:func:`data_home`):
 ``data_dir=`` when given, else ``$TSFORMERS_DATA``, else the cache
-``~/.cache/tsformers`` (``$XDG_CACHE_HOME/tsformers``). A missing file with a
-direct URL in the registry (the ETT files) is downloaded into that folder,
+``~/.cache/tsformers`` (``$XDG_CACHE_HOME/tsformers``). A missing file is
+downloaded into that folder from the registry's URL at a fixed commit (the
+Autoformer files come out of the zip archive upstream ships them in),
 SHA-256-checked and renamed into place (:func:`download`);
-``$TSFORMERS_DATA_URL`` names a mirror instead. The others (the Autoformer
-collection and the PV files) are put there by hand: see ``datasets/README.md``
-for their sources, splits and checksums.
+``$TSFORMERS_DATA_URL`` names a mirror instead. ``datasets/README.md`` gives
+their sources, licences, splits and checksums.
 """
 
 from .demo import clear_sky_ghi, make_demo, make_pv_demo

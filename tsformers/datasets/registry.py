@@ -13,9 +13,11 @@ looks for a file in one folder, chosen in this order,
 (:func:`data_home` returns it) and, when the file is not there, downloads it
 into that folder from the registry's ``download_url`` (or from
 ``$TSFORMERS_DATA_URL`` + file name, for a mirror), checks its SHA-256 and
-only then moves it into place. Files without a direct URL (the Autoformer
-collection: ``weather``, ``exchange``, ``illness``; the PV files) are put in
-the folder by hand; the error says where to get them.
+only then moves it into place. Where upstream ships the file inside a zip
+archive (the Autoformer collection: ``weather``, ``exchange``, ``illness``),
+the registry names the archive as ``download_url`` and the file inside it as
+``archive_member``: the archive is downloaded to a temporary file, the one
+member is extracted, and the member's SHA-256 is what is checked.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -86,8 +90,10 @@ def info(name: str) -> dict:
     dict
         A copy of the entry: ``file``, ``sha256``, ``freq``, ``time_col``,
         ``target``, ``split``, ``source``, ``url`` (the source's page),
-        ``license``, ``download_url`` (a direct file URL, only where one is
-        known), ... plus ``name`` (the canonical name).
+        ``license``, ``bytes`` (the file's size), ``download_url`` (a direct
+        URL of the file, at a fixed commit), ``archive_member`` (only where
+        ``download_url`` is a zip archive: the file's path inside it), ...
+        plus ``name`` (the canonical name).
 
     Raises
     ------
@@ -195,9 +201,8 @@ def load_dataset(
     Raises
     ------
     FileNotFoundError
-        If the file is not in the folder and is not downloaded (no direct
-        URL known, or ``download_if_missing=False``); the message says where
-        to get the file and which folder to put it in.
+        If the file is not in the folder and ``download_if_missing=False``;
+        the message says where to get the file and which folder to put it in.
     DownloadError
         (a FileNotFoundError) If the download fails: offline, HTTP error,
         timeout, or a connection closed mid-file. The message names the URL
@@ -269,7 +274,10 @@ def _download_url(entry: dict) -> str | None:
 
 def _by_hand(entry: dict, folder: Path) -> str:
     """How to get the file without the downloader: the source, and the folder to put it in."""
-    where = entry.get("download_url") or entry["url"]
+    if entry.get("archive_member"):
+        where = f"{entry['url']}; the registered copy is {entry['archive_member']} inside {entry['download_url']}"
+    else:
+        where = entry.get("download_url") or entry["url"]
     copy = f" or its copy in {entry['mirror']}" if entry.get("mirror") else ""
     return (
         f"Download {entry['file']} from {entry['source']} ({where}){copy} and put it in {folder}, "
@@ -295,7 +303,9 @@ def _locate(entry: dict, data_dir: str | os.PathLike | None, download_if_missing
             f"download URL for it. {_by_hand(entry, folder)} "
             f"Or set {URL_ENV_VAR} to a mirror that serves {entry['file']}."
         )
-    return _fetch(entry, url, folder)
+    # a mirror serves the file itself (TSFORMERS_DATA_URL + file name); the registry's URL may be its archive
+    member = None if os.environ.get(URL_ENV_VAR) else entry.get("archive_member")
+    return _fetch(entry, url, folder, member)
 
 
 def download(name: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -340,8 +350,12 @@ def download(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def _fetch(entry: dict, url: str, folder: Path) -> Path:
-    """Download ``url`` to ``folder / entry['file']`` through a verified temporary file."""
+def _fetch(entry: dict, url: str, folder: Path, member: str | None = None) -> Path:
+    """Download ``url`` to ``folder / entry['file']`` through a verified temporary file.
+
+    With ``member``, ``url`` is a zip archive: it is downloaded to a temporary file of its own and
+    the one member is extracted from it; the member is what is verified and moved into place.
+    """
     target = folder / entry["file"]
 
     def failed(reason: object) -> DownloadError:
@@ -386,10 +400,18 @@ def _fetch(entry: dict, url: str, folder: Path) -> Path:
         # http.client returns a short body without complaint when the server closes early
         if size is not None and received != size:
             raise failed(f"the connection closed after {received} of {size} bytes")
-        actual = digest.hexdigest()
+        if member is not None:
+            archive, tmp = tmp, None
+            try:
+                tmp, actual = _extract_member(entry, archive, member, folder, url)
+            finally:
+                archive.unlink(missing_ok=True)
+            where = f"{member} inside {url}"
+        else:
+            actual, where = digest.hexdigest(), url
         if actual != entry["sha256"]:
             raise ValueError(
-                f"{entry['name']}: checksum mismatch for {entry['file']} downloaded from {url}: expected "
+                f"{entry['name']}: checksum mismatch for {entry['file']} downloaded from {where}: expected "
                 f"SHA-256 {entry['sha256']}, got {actual}. The download was deleted. The server holds a "
                 f"different version or the transfer was corrupted: try again, or set {URL_ENV_VAR} to a "
                 f"mirror of the registered file, or put the registered file in {folder} by hand."
@@ -398,9 +420,58 @@ def _fetch(entry: dict, url: str, folder: Path) -> Path:
         os.replace(tmp, target)
     except BaseException:
         # a failed, corrupt or interrupted (Ctrl-C) download leaves nothing behind
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def _extract_member(entry: dict, archive: Path, member: str, folder: Path, url: str) -> tuple[Path, str]:
+    """Copy ``member`` out of the zip ``archive`` into a temporary file in ``folder``: (its path, its SHA-256).
+
+    The member is looked up by its registered path, else by its file name alone when exactly one
+    member has it (an archive repacked under another top folder still works; the hash decides).
+    Its size is checked against the registry's ``bytes`` before anything is written, so a wrong
+    or hostile archive cannot fill the disk.
+    """
+    def refused(reason: str) -> ValueError:
+        return ValueError(
+            f"{entry['name']}: {url} {reason}. Download {entry['file']} by hand ({_by_hand(entry, folder)}), "
+            f"or set {URL_ENV_VAR} to a mirror that serves {entry['file']} itself."
+        )
+
+    try:
+        bundle = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise refused(f"did not return a zip archive ({exc})") from exc
+    with bundle:
+        names = bundle.namelist()
+        if member not in names:
+            same_file = [name for name in names if name.rsplit("/", 1)[-1] == member.rsplit("/", 1)[-1]]
+            if len(same_file) != 1:
+                raise refused(f"holds no {member} (its members: {', '.join(names[:10])})")
+            member = same_file[0]
+        info = bundle.getinfo(member)
+        expected = entry.get("bytes")
+        if expected is not None and info.file_size != expected:
+            raise refused(f"holds {member} of {info.file_size} bytes, not the registered {expected}")
+        handle, name = tempfile.mkstemp(prefix=f".{entry['file']}.", suffix=".part", dir=folder)
+        tmp = Path(name)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(handle, "wb") as out, bundle.open(info) as data:
+                while chunk := data.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged member: CRC or deflate stream
+            tmp.unlink(missing_ok=True)
+            raise refused(f"returned an archive whose {member} is damaged ({exc})") from exc
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return tmp, digest.hexdigest()
 
 
 def _progress(file: str, size: int | None):
@@ -529,9 +600,8 @@ def load_pv(
         Return the regular hourly grid with gaps filled (above), or the
         file's rows only.
     download_if_missing : bool, default True
-        As in :func:`load_dataset`: fetch a missing file when a URL is known
-        (the PV files have none in the registry; ``$TSFORMERS_DATA_URL``
-        can name a mirror).
+        As in :func:`load_dataset`: fetch a missing file from the registry's
+        pinned URL (or the mirror ``$TSFORMERS_DATA_URL`` names).
 
     Returns
     -------
