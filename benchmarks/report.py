@@ -81,6 +81,39 @@ def baselines() -> dict:
     return out
 
 
+def baseline_mase(lookback: int = 96) -> dict:
+    """``{(dataset, horizon): {label: mase}}`` of the baselines on the grid's windows, where recorded."""
+    bl = _read("baselines.csv")
+    if bl is None or "mase" not in bl:
+        return {}
+    out: dict = {}
+    for r in latest(bl[(bl["lookback"] == lookback)].dropna(subset=["mase"]), ["dataset", "horizon", "model"]).itertuples():
+        out.setdefault((r.dataset, int(r.horizon)), {})[BASELINES[r.model]] = float(r.mase)
+    return out
+
+
+def mase_cell(ours: float | None, base: dict) -> tuple[str, str]:
+    """Our MASE (bold when no baseline beats it, :data:`LOSS_MARK` when the best one does) and the best baseline's."""
+    if not base:
+        return _f(ours), "–"
+    label, best = min(base.items(), key=lambda kv: kv[1])
+    if ours is None or np.isnan(ours):
+        return "–", f"{best:.3f} ({label})"
+    text = f"{ours:.3f}"
+    if round(ours, 3) <= round(best, 3):
+        return f"**{text}**", f"{best:.3f} ({label})"
+    return f"{text} {LOSS_MARK}", f"**{best:.3f}** ({label})"
+
+
+def revisions_line(*frames) -> str:
+    """The code revisions of a table's cells, from their rows' ``git_rev``: one revision is the goal."""
+    revs = sorted({str(v) for f in frames if f is not None and "git_rev" in f for v in f["git_rev"].dropna()})
+    if not revs:
+        return "Code revision of the cells: not recorded."
+    return (f"Every cell of this table comes from code revision {revs[0]}." if len(revs) == 1
+            else f"Code revisions of the cells ({len(revs)}, not yet one): {', '.join(revs)}.")
+
+
 def best_of(scores: dict | None):
     """The lowest MSE and the lowest MAE among ``scores`` (label -> (mse, mae)), or None."""
     if not scores:
@@ -153,13 +186,15 @@ def grid_section(model: str = "gateformer") -> list[str]:
            "shared machine the wall time was 5 to 8 times the CPU time.", "",
            BASELINE_NOTE + " *Skill* is our MSE skill over the last value, 1 − MSE / MSE(last value) (for "
            "Exchange, a near random walk, the figure that matters): below zero, the last value is better. "
-           + LOSS_LEGEND, "",
-           "| data | H | " + f"{NAMES[model]} (ours) | skill | run | " + " | ".join(BASELINES.values()) + " | "
-           + " | ".join(peers) + " |",
-           "|---|---|---|---|---|" + "---|" * (len(BASELINES) + len(peers))]
-    known = baselines()
+           + LOSS_LEGEND + " *MASE*: the mean absolute error divided by each variable's mean one-step change "
+           "over the training rows (scale-free; the last value's in-sample error is 1), ours next to the best "
+           "baseline's, bold where lower.", "",
+           "| data | H | " + f"{NAMES[model]} (ours) | skill | MASE | best baseline MASE | run | "
+           + " | ".join(BASELINES.values()) + " | " + " | ".join(peers) + " |",
+           "|---|---|---|---|---|---|---|" + "---|" * (len(BASELINES) + len(peers))]
+    known, known_mase = baselines(), baseline_mase()
     for dataset in DATASETS:
-        ours_cells, base_cells = [], []
+        ours_cells, base_cells, ours_mase, base_mase = [], [], [], []
         for h in HORIZONS:
             r = runs.get((dataset, h))
             base = {label: known.get((dataset, h), {}).get(label) for label in BASELINES.values()}
@@ -186,7 +221,11 @@ def grid_section(model: str = "gateformer") -> list[str]:
             if score is None:
                 cells["ours"] = "not run"
             gain = skill(score[0], baseline[0]) if score is not None and baseline is not None else "–"
-            out.append(f"| {dataset} | {h} | {cells['ours']} | {gain} | {run} | "
+            mase = float(getattr(r, "mase", np.nan)) if r is not None else np.nan
+            ours_mase.append(mase)
+            base_mase.append(known_mase.get((dataset, h), {}))
+            mase_ours, mase_base = mase_cell(mase, base_mase[-1])
+            out.append(f"| {dataset} | {h} | {cells['ours']} | {gain} | {mase_ours} | {mase_base} | {run} | "
                        + " | ".join(cells[label] for label in BASELINES.values()) + " | "
                        + " | ".join(cells[peer] for peer in peers) + " |")
         complete = len(ours_cells) == len(HORIZONS)
@@ -202,9 +241,18 @@ def grid_section(model: str = "gateformer") -> list[str]:
         if not complete:
             cells["ours"] = f"({len(ours_cells)}/4 run)"
         gain = skill(avg["ours"][0], avg["last value"][0]) if complete and avg["last value"] else ""
-        out.append(f"| {dataset} | avg | {cells['ours']} | {gain} | | "
+        full = [labels for labels in base_mase if labels]
+        shared = set.intersection(*(set(b) for b in full)) if len(full) == len(HORIZONS) else set()
+        mase_ours, mase_base = mase_cell(float(np.mean(ours_mase)) if complete else np.nan,
+                                         {label: float(np.mean([b[label] for b in full])) for label in shared})
+        out.append(f"| {dataset} | avg | {cells['ours']} | {gain} | {mase_ours} | {mase_base} | | "
                    + " | ".join(cells[label] for label in BASELINES.values()) + " | "
                    + " | ".join(cells[peer] for peer in peers) + " |")
+    used = pd.DataFrame([{"git_rev": getattr(r, "git_rev", np.nan)} for r in runs.values()])
+    bl = _read("baselines.csv")
+    bl = None if bl is None else latest(bl[(bl["lookback"] == 96) & bl["dataset"].isin(DATASETS)],
+                                        ["dataset", "horizon", "model"])
+    out += ["", revisions_line(used, bl)]
     out += ["", f"Published numbers: {SOURCE} (iTransformer, PatchTST, DLinear, TimesNet, all rerun by the "
             "iTransformer authors under this protocol), checked against a public transcription of that table; "
             f"Exchange: DLinear and TimesNet only ({SOURCE_EXCHANGE}); the iTransformer and PatchTST Exchange "
@@ -276,7 +324,7 @@ def seeds_section(model: str = "gateformer") -> list[str]:
             out.append(f"| {dataset} | avg | {', '.join(str(int(x)) for x in per_seed.index)} | "
                        f"{mean_std(per_seed['mse'])}{m_mse} | {mean_std(per_seed['mae'])}{m_mae} | "
                        f"{per_seed['mse'].min():.3f}–{per_seed['mse'].max():.3f} | {last} | | |")
-    out.append("")
+    out += ["", revisions_line(seeded), ""]
     return out
 
 

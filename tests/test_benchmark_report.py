@@ -81,12 +81,12 @@ def test_the_grid_shows_the_last_value_bolds_the_best_of_the_row_and_marks_our_l
     cells = [c.strip() for c in _grid_line(lines, "exchange", 192).strip("|").split("|")]
     assert cells[2] == "0.172 ▼ / 0.298 ▼", "our loss to the last value is marked, never bold"
     assert cells[3] == "-3.0%", "skill over the last value, negative when it is better"
-    assert cells[5] == "**0.167** / **0.289**", "the last value owns the best cell"
+    assert cells[7] == "**0.167** / **0.289**", "the last value owns the best cell"
     cells = [c.strip() for c in _grid_line(lines, "exchange", 96).strip("|").split("|")]
-    assert cells[2] == "**0.080** / 0.198 ▼" and cells[5] == "0.081 / **0.196**"
+    assert cells[2] == "**0.080** / 0.198 ▼" and cells[7] == "0.081 / **0.196**"
     cells = [c.strip() for c in _grid_line(lines, "ETTh2", 96).strip("|").split("|")]
     assert cells[2] == "0.312 / 0.356", "ours is not bold when a published peer is better (iTransformer 0.297)"
-    assert "**0.297**" in cells[8] and "▼" not in cells[2]
+    assert "**0.297**" in cells[10] and "▼" not in cells[2]
 
 
 def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_path):
@@ -135,8 +135,8 @@ def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
     cells = [c.strip() for c in _grid_line(report.grid_section(), "ETTh1", 96).strip("|").split("|")]
     assert cells[2] == "0.390 ▼ / 0.402 ▼", "beaten by the closed-form linear map"
     assert cells[3] == f"{1 - 0.3896 / 1.294:+.1%}"
-    assert cells[5:8] == ["1.294 / 0.713", "0.512 / 0.433", "**0.383** / **0.392**"], "the linear map owns the row"
-    assert cells[11].startswith("0.384 / "), "published TimesNet (0.384) is not bold next to 0.383"
+    assert cells[7:10] == ["1.294 / 0.713", "0.512 / 0.433", "**0.383** / **0.392**"], "the linear map owns the row"
+    assert cells[13].startswith("0.384 / "), "published TimesNet (0.384) is not bold next to 0.383"
     sbs = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, library="tsformers",
                 model="gateformer", seed=0, mse=0.3896, mae=0.4017, n_windows=2785, epochs_run=6, fit_test_s=95.0,
                 fit_test_cpu_s=67.0, n_params=133344, peak_rss_mib=500.0, load_start=1.0, load_end=1.0)]
@@ -265,3 +265,23 @@ def test_the_anchors_table_shows_the_latest_run_its_stride_and_bolds_the_best_of
     assert "| mlforecast | LightGBM | **0.3701** | 0.4100 |" in rows[2], "the lowest MSE of the data set is bold"
     assert "| baseline | linear | 0.3830 | **0.3920** |" in rows[5], "the lowest MAE stays the linear map's"
     assert load_report(tmp_path / "none").anchors_section() == []
+
+
+def test_the_grid_shows_mase_next_to_the_best_baseline_and_the_revisions_of_its_cells(tmp_path):
+    runs = [{**_row("gateformer", "ETTh1", h, 0, 0.40, 0.41, naive=(1.3, 0.7)), "mase": m, "git_rev": rev}
+            for h, m, rev in [(96, 1.80, "r1"), (192, 1.95, "r1"), (336, 2.00, "r1"), (720, 2.20, "r2")]]
+    pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
+    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=h, lookback=96, model=m, mse=1.0,
+                 mae=1.0, n_windows=10, setting="", cpu_s=0.1, git_rev="r1", mase=v)
+            for h in (96, 192, 336, 720) for m, v in [("last_value", 3.0), ("seasonal_naive", 2.1), ("linear", 1.9)]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    lines = load_report(tmp_path).grid_section()
+    cells = [c.strip() for c in _grid_line(lines, "ETTh1", 96).strip("|").split("|")]
+    assert cells[4:6] == ["**1.800**", "1.900 (linear)"], "ours below every baseline: bold"
+    cells = [c.strip() for c in _grid_line(lines, "ETTh1", 336).strip("|").split("|")]
+    assert cells[4:6] == ["2.000 ▼", "**1.900** (linear)"], "the best baseline wins: marked, and it is bold"
+    cells = [c.strip() for c in _grid_line(lines, "ETTh1", "avg").strip("|").split("|")]
+    assert cells[4:6] == [f"{np.mean([1.8, 1.95, 2.0, 2.2]):.3f} ▼", "**1.900** (linear)"]
+    assert "Code revisions of the cells (2, not yet one): r1, r2." in lines
+    pd.DataFrame([{**r, "git_rev": "r1"} for r in runs]).to_csv(tmp_path / "long_horizon.csv", index=False)
+    assert "Every cell of this table comes from code revision r1." in load_report(tmp_path).grid_section()
