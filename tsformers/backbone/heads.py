@@ -7,6 +7,15 @@ import torch
 from torch import Tensor, nn
 
 
+def with_targets(y: Tensor, targets: Tensor) -> Tensor:
+    """``y`` (B, H, C) with its first channels, the targets, replaced by ``targets`` (B, H, n_targets).
+
+    The heads below correct only the target channels of a forecast; the channels after them
+    (quantile offsets, auxiliary outputs) pass through untouched.
+    """
+    return torch.cat([targets, y[..., targets.shape[-1]:]], dim=-1)
+
+
 class StaticResidual(nn.Module):
     """Give any forecasting network the series' static attributes, as a learned correction of its forecast.
 
@@ -31,7 +40,7 @@ class StaticResidual(nn.Module):
 
     def corrected(self, y: Tensor, static: Tensor) -> Tensor:
         delta = self.correction(static).view(-1, self.horizon, self.n_targets)   # (B, H, n_targets)
-        return torch.cat([y[..., : self.n_targets] + delta, y[..., self.n_targets:]], dim=-1)
+        return with_targets(y, y[..., : self.n_targets] + delta)
 
     def forward(self, x: Tensor, static: Tensor) -> Tensor:
         return self.corrected(self.network(x), static)
@@ -140,7 +149,7 @@ class LinearBase(_Wrapper):
     def combine(self, y: Tensor, base: Tensor, last: Tensor) -> Tensor:
         """The network's forecast ``y`` (B, H, >= n_targets) as a gated correction of ``base``."""
         corrected = base + self.gate[:, None] * (y[..., : self.n_targets] - last)     # (B, H, n_targets)
-        return torch.cat([corrected, y[..., self.n_targets:]], dim=-1)
+        return with_targets(y, corrected)
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         window = x[:, -self.lookback:, : self.n_targets]                               # (B, <= L, n_targets)
@@ -228,7 +237,7 @@ class KnownFutureHead(_Wrapper):
     def corrected(self, y: Tensor, future: Tensor) -> Tensor:
         """The network's forecast ``y`` (B, H, >= n_targets) corrected by the covariates ``future`` (B, H, n_future)."""
         correction = self.pathway(future)                                              # (B, H, n_targets)
-        return torch.cat([y[..., : self.n_targets] + correction, y[..., self.n_targets:]], dim=-1)
+        return with_targets(y, y[..., : self.n_targets] + correction)
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         future = x[:, -self.horizon:, self.start: self.stop]                           # (B, H, n_future)
