@@ -14,17 +14,15 @@ from tsformers.estimators.registry import ESTIMATORS
 from tsformers.models import GTrXL, Atlas, Gateformer, LMUFormer
 from tsformers.models.atlas import LAYERS as ATLAS_LAYERS
 
-#: (kind, name) -> why no estimator slot takes the part yet (issue 26 items 1-2 still open for these).
+#: (kind, name) -> why no estimator slot takes the part (issue 26).
 NOT_YET_REACHABLE = {
     **{("block", n): "blocks come with their stack; no estimator has a block slot" for n in
        ("metaformer", "tnt")},
     **{("fusion", n): "two-branch fusions need a two-stream estimator, none yet"
        for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
-    **{("reducer", n): "no estimator has a token-reducer slot" for n in ("kmeans_xattn", "ltm", "pem_xattn")},
-    **{("stage", n): "no estimator has a stage slot" for n in ("qpool_stage", "resnas_stage")},
-    **{("stack", n): "it reads token order, and the estimators' stack slots also run over variate tokens "
-                     "(Gateformer, PV-Client) or carry a segment memory (GTrXL)"
-       for n in ("fit", "hybrid", "mixed", "sret", "three_phase")},
+    ("mixer", "cswin"): "its cross-shaped windows are stripes of a variates x patches grid: Gateformer's temporal "
+                        "encoder reads one variate's patches (a 1 x P grid, where it is no cross), and over the "
+                        "variates it would read the order of the columns, which no estimator's variates have",
 }
 
 
