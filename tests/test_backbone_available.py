@@ -28,6 +28,9 @@ CASES = [
     pytest.param(GateformerForecaster, {"ffn": "conv"}, id="gateformer-ffn-conv"),
     pytest.param(GateformerForecaster, {"stack": "deep"}, id="gateformer-stack-deep"),
     pytest.param(GateformerForecaster, {"temporal_mixer": "fca"}, id="gateformer-temporal_mixer-fca"),
+    pytest.param(GateformerForecaster, {"temporal_stack": "sret"}, id="gateformer-temporal_stack-sret"),
+    pytest.param(GateformerForecaster, {"temporal_mixer": "fca", "temporal_stack": "fca_stage"},
+                 id="gateformer-temporal_stack-fca_stage"),
     pytest.param(GTrXLForecaster, {}, id="gtrxl"),
     pytest.param(LMUFormerForecaster, {}, id="lmuformer"),
     pytest.param(LMUFormerForecaster, {"spiking": True}, id="lmuformer-spiking"),
@@ -75,6 +78,13 @@ def test_the_choices_follow_the_other_parameters():
     assert available("ffn", GateformerForecaster(stack="deep")) == ["mlp"]        # deep builds its own blocks
     assert available("stack", PVClientForecaster(norm="prepbn")) == ["adaptive_depth", "looped", "standard"]
     assert "fca" not in available("temporal_mixer", GateformerForecaster(stack="looped"))
+    # the temporal encoder reads ordered patches: it takes the stacks that read order, the variate encoder not
+    assert {"fit", "hybrid", "mixed", "sret", "three_phase"} <= set(available("temporal_stack", GateformerForecaster))
+    assert not {"fit", "hybrid", "mixed", "sret", "three_phase"} & set(available("stack", GateformerForecaster))
+    assert available("temporal_stack", GateformerForecaster(temporal_mixer="fca")) == ["fca_stage"]
+    assert available("temporal_mixer", GateformerForecaster(temporal_stack="fca_stage")) == ["fca"]
+    assert available("ffn", GateformerForecaster(temporal_stack="fit")) == ["mlp"]    # fit builds its own blocks
+    assert "cswin" not in available("temporal_mixer", GateformerForecaster)        # it needs a variates x patches grid
     assert available("memory", LMUFormerForecaster(spiking=True)) == ["lmu"]
 
 

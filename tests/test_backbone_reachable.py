@@ -8,28 +8,54 @@ from __future__ import annotations
 
 import pytest
 
-from tsformers.backbone import available
+from tsformers.backbone import available, build_class
 from tsformers.backbone.registry import estimator_slots, home_stack
 from tsformers.estimators.registry import ESTIMATORS
+from tsformers.models import GTrXL, Atlas, Gateformer, LMUFormer
 from tsformers.models.atlas import LAYERS as ATLAS_LAYERS
 
-#: (kind, name) -> why no estimator slot takes the part yet (issue 26 items 1-2 still open for these).
+#: (kind, name) -> why no estimator slot takes the part (issue 26).
 NOT_YET_REACHABLE = {
-    **{("block", n): "blocks come with their stack; no estimator has a block slot" for n in
-       ("metaformer", "tnt")},
-    **{("fusion", n): "two-branch fusions need a two-stream estimator, none yet"
+    ("block", "metaformer"): "blocks come with their stack; no estimator has a block slot",
+    ("block", "tnt"): "blocks come with their stack, and its inner transformer needs each patch's words beside "
+                      "the tokens, which no stack carries",
+    **{("fusion", n): "two-branch fusions need two token streams: PV-Client's weather and power are tokens of one "
+                      "set in one encoder, and no other estimator has two branches"
        for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
-    ("memory", "lmu"): "the bare Legendre system (d coefficients per channel, not tokens to tokens): it is "
-                       "reached inside 'lmu_cell' (ATLAS's memory) and LMUFormer's cell",
-    ("memory", "segment"): "Transformer-XL's cache with no read-out of its own: GTrXL's stack builds it",
-    ("neuron", "lif"): "LMUFormer's spiking=True builds it; no slot by name",
-    ("position_bias", "dpb"): "no estimator has a position-bias slot",
-    **{("reducer", n): "no estimator has a token-reducer slot" for n in ("kmeans_xattn", "ltm", "pem_xattn")},
-    **{("stage", n): "no estimator has a stage slot" for n in ("qpool_stage", "resnas_stage")},
-    **{("stack", n): "it reads token order, and the estimators' stack slots also run over variate tokens "
-                     "(Gateformer, PV-Client) or carry a segment memory (GTrXL)"
-       for n in ("fit", "hybrid", "mixed", "sret", "three_phase")},
+    ("mixer", "cswin"): "its cross-shaped windows are stripes of a variates x patches grid: Gateformer's temporal "
+                        "encoder reads one variate's patches (a 1 x P grid, where it is no cross), and over the "
+                        "variates it would read the order of the columns, which no estimator's variates have",
 }
+
+
+#: (kind, name) -> a network that a documented estimator setting builds, with the part inside it: reached
+#: without a slot of its own (the test below checks that the network really holds the registered class)
+BUILT_BY_SETTING = {
+    # the bare Legendre system (d coefficients per channel, not tokens to tokens) is the memory of the LMU cell:
+    # LMUFormer's default memory="lmu" and ATLAS's memory="lmu_cell"
+    ("memory", "lmu"): lambda: LMUFormer(lookback=24, horizon=4, n_vars=2, d_model=8),
+    # Transformer-XL's cache, with no read-out of its own: every GTrXL keeps its layers' inputs in it
+    ("memory", "segment"): lambda: GTrXL(lookback=24, horizon=4, n_vars=2, d_model=8, n_heads=2, d_ff=16,
+                                         n_layers=1, segment_len=8, mem_len=8),
+    # LMUFormer's spiking=True: LIF neurons in the tokenizer, the LMU cell and the conv FFN
+    ("neuron", "lif"): lambda: LMUFormer(lookback=24, horizon=4, n_vars=2, d_model=8, spiking=True),
+    # CrossFormer's dynamic position bias is part of its LSDA attention (position_bias=True, the paper's),
+    # which Gateformer's temporal_mixer="lsda" builds
+    ("position_bias", "dpb"): lambda: Gateformer(lookback=24, horizon=4, n_vars=2, d_model=8, n_heads=2, d_ff=16,
+                                                 temporal_mixer="lsda"),
+}
+
+
+@pytest.mark.parametrize("kind, name", sorted(BUILT_BY_SETTING), ids=[f"{k}-{n}" for k, n in sorted(BUILT_BY_SETTING)])
+def test_a_part_counted_as_built_by_a_setting_is_in_the_network_that_setting_builds(kind, name):
+    network = BUILT_BY_SETTING[kind, name]()
+    assert any(isinstance(module, build_class(kind, name)) for module in network.modules())
+
+
+def test_atlas_lmu_cell_memory_holds_the_legendre_system():
+    network = Atlas(lookback=24, horizon=4, n_vars=2, d_model=8, n_heads=2, d_ff=16, window=8, conv_kernel=4,
+                    memory="lmu_cell")
+    assert any(isinstance(module, build_class("memory", "lmu")) for module in network.modules())
 
 
 def _reachable() -> set[tuple[str, str]]:
@@ -44,6 +70,7 @@ def _reachable() -> set[tuple[str, str]]:
     parts |= {("block", "prenorm"), ("block", "postnorm")}          # the standard stack's blocks
     parts |= {("block", f"atlas_{layer}") for layer in ATLAS_LAYERS}    # ATLAS's layer= builds block atlas_<layer>
     parts |= {("feature_map", "polynomial")}                        # ATLAS's poly_degree >= 1 builds it
+    parts |= set(BUILT_BY_SETTING)                                  # checked above: the setting builds it
     return parts
 
 

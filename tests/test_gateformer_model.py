@@ -176,3 +176,53 @@ def test_matches_the_official_data_flow():
     expected = model.head(z).permute(0, 2, 1) * stdev + means
 
     torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
+
+
+# -- the temporal encoder's own slots: temporal_stack, temporal_reducer (issue 26) --------------------------------
+
+
+def test_temporal_stack_arranges_the_temporal_encoder_alone():
+    """An order-reading stack runs over each variate's ordered patches; the variate encoder keeps ``stack``."""
+    from tsformers.backbone import build_class
+
+    model = small(temporal_stack="sret", stack="looped")
+    assert isinstance(model.temporal_encoder, build_class("stack", "sret"))
+    assert isinstance(model.variate_encoder, build_class("stack", "looped"))
+    plain = small()   # None: ``stack`` arranges both, as before the slot existed
+    assert type(plain.temporal_encoder) is type(plain.variate_encoder) is build_class("stack", "standard")
+    assert model(torch.randn(2, 48, 4)).shape == (2, 12, 4)
+
+
+def test_an_order_reading_stack_is_refused_over_the_variates_and_pointed_to_temporal_stack():
+    with pytest.raises(ValueError, match="needs ordered tokens.*temporal_stack='fit'"):
+        small(stack="fit")
+
+
+def test_temporal_stack_and_a_mixer_with_a_stage_of_its_own_go_together():
+    assert type(small(temporal_mixer="fca", temporal_stack="fca_stage").temporal_encoder).__name__ == "FcaStage"
+    with pytest.raises(ValueError, match=r"pick a temporal stack from \['fca_stage'\]"):
+        small(temporal_mixer="fca", temporal_stack="fit")
+    with pytest.raises(ValueError, match="runs its own mixer.*pick a temporal stack from"):
+        small(temporal_stack="fca_stage")
+
+
+@pytest.mark.parametrize("reducer", ["kmeans_xattn", "ltm", "pem_xattn", "qpool_stage", "resnas_stage"])
+def test_temporal_reducer_halves_the_patch_tokens_before_the_flatten_head(reducer):
+    model = small(temporal_reducer=reducer)          # lookback 48, patch_len = stride = 8: 7 patches (end padded)
+    tokens = model.temporal_encoder(model.patch_embed(torch.randn(2, 4, 48)).flatten(0, 1))   # (B·N, P, D)
+    assert tokens.shape == (8, 7, 16)
+    assert model.temporal_reducer(tokens).shape == (8, 4, 16)                             # ceil(7 / 2)
+    assert model.temporal_head[0].in_features == 16 * 4
+    assert small().temporal_reducer is None and small().temporal_head[0].in_features == 16 * 7   # the paper's
+
+
+def test_an_unknown_temporal_reducer_lists_the_ones_that_fit():
+    with pytest.raises(ValueError, match=r"pick one of \['kmeans_xattn', 'ltm', 'pem_xattn', 'qpool_stage', "
+                                         r"'resnas_stage'\] or None"):
+        small(temporal_reducer="full")
+
+
+def test_cswin_is_refused_as_temporal_mixer_with_the_reason():
+    """Its cross needs a variates x patches grid; one variate's patches are a 1 x P grid, and columns are unordered."""
+    with pytest.raises(ValueError, match="variates × patches grid.*'lepe'.*pick a temporal mixer from"):
+        small(temporal_mixer="cswin")

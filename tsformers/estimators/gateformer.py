@@ -10,7 +10,8 @@ from tsformers.backbone.blocks import block_part_names, stacks_for_parts
 from tsformers.backbone.registry import home_stack
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gateformer import Gateformer, patch_embeddings, temporal_mixers
+from tsformers.models.gateformer import (Gateformer, patch_embeddings, temporal_mixers, temporal_reducers,
+                                         temporal_stacks)
 
 
 @shared_docs
@@ -39,7 +40,11 @@ class GateformerForecaster(BaseForecaster):
         The token mixer over the patches of each variate (ordered time tokens), by
         its name in ``tsformers.backbone.available("temporal_mixer", "GateformerForecaster")``:
         every registered mixer with a non-causal form, since all the patches of a
-        window see each other (``"xl_relative"`` is causal only, and refused). ``"fca"``
+        window see each other (``"xl_relative"`` is causal only, and refused). ``"cswin"``
+        is refused too: its cross-shaped windows are stripes of a variates × patches grid,
+        but this encoder reads one variate's patches at a time (the paper's), where they
+        would be half global, half windowed attention, and over the variates they would read
+        the order of the columns (``"lepe"`` is its windowed attention along time). ``"fca"``
         (FcaFormer's forward cross attention) attends to cross tokens merged from
         the earlier blocks' outputs, which only its own stage makes: with it the
         temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be
@@ -53,7 +58,30 @@ class GateformerForecaster(BaseForecaster):
         ``tsformers.backbone.order_free("stack")`` (e.g. ``"looped"`` for one block
         applied ``e_layers`` times); ``"standard"`` is the paper's plain stack of
         ``e_layers`` blocks. The stack also runs over the variate tokens, so stacks
-        that need ordered tokens (``"sret"``, ``"fit"``, ...) are refused.
+        that need ordered tokens (``"sret"``, ``"fit"``, ...) are refused: they fit
+        ``temporal_stack``.
+    temporal_stack : str, optional
+        How the temporal encoder's blocks are arranged, when not as ``stack``: by its name in
+        ``tsformers.backbone.available("temporal_stack", "GateformerForecaster")``. None (the
+        default, the paper's): ``stack`` arranges both encoders. The temporal encoder runs over
+        the patches of one variate, ordered time tokens, so besides the order-free stacks it
+        takes those that read token order: ``"fit"`` (FIT's local groups with latents), ``"sret"``
+        (sliced recursive blocks), ``"hybrid"`` (Mamba and attention blocks), ``"mixed"`` (softmax
+        and linear attention blocks) and ``"three_phase"`` (the Three-Phase Transformer, with its
+        position side channel). ``stack`` then arranges the variate encoder alone. These stacks
+        build their own blocks, so they take ``ffn`` and ``norm`` at their defaults only; with
+        ``temporal_mixer="fca"`` the temporal stack is ``"fca_stage"``.
+    temporal_reducer : str, optional
+        What shrinks each variate's P patch tokens, after the temporal encoder, to ceil(P/2)
+        tokens for the flatten head, by its name in
+        ``tsformers.backbone.available("temporal_reducer", "GateformerForecaster")``. None (the
+        default, the paper's): the head reads all P tokens. A stage of stride 2 reduces the
+        ordered patches: ``"qpool_stage"`` (Hiera's Q-pooling attention block: queries max-pooled
+        over two patches attend to all P) or ``"resnas_stage"`` (ViT-ResNAS's residual reduction:
+        an average-pooled skip plus a strided convolution). A reducer reads them through ceil(P/2)
+        learned queries: ``"pem_xattn"`` (PEM's prototype cross-attention: each query takes its
+        most similar patch), ``"kmeans_xattn"`` (kMaX's k-means cross-attention: patches clustered
+        onto the centres) or ``"ltm"`` (learnable token merging: convex combinations of the patches).
     ffn : str, default="mlp"
         The feed-forward network of every block of both encoders, by its name in
         ``tsformers.backbone.available("ffn")``: ``"mlp"`` (the paper's Linear-ReLU-Linear),
@@ -130,14 +158,16 @@ class GateformerForecaster(BaseForecaster):
         "temporal_mixer": [str],
         "variate_mixer": [str],
         "stack": [str],
+        "temporal_stack": [str, None],
+        "temporal_reducer": [str, None],
         "ffn": [str],
         "norm": [str],
         "embedding": [str],
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
-                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", ffn="mlp",
-                 norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
+                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard",
+                 temporal_stack=None, temporal_reducer=None, ffn="mlp", norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
                  calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0,
                  lr_schedule="halving", batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
                  gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
@@ -155,6 +185,8 @@ class GateformerForecaster(BaseForecaster):
         self.temporal_mixer = temporal_mixer
         self.variate_mixer = variate_mixer
         self.stack = stack
+        self.temporal_stack = temporal_stack
+        self.temporal_reducer = temporal_reducer
         self.ffn = ffn
         self.norm = norm
         self.embedding = embedding
@@ -194,23 +226,35 @@ class GateformerForecaster(BaseForecaster):
                           n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
                           stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
                           variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
-                          embedding=self.embedding, n_static=self.static_encoder_.n_channels)
+                          embedding=self.embedding, n_static=self.static_encoder_.n_channels,
+                          temporal_stack=self.temporal_stack, temporal_reducer=self.temporal_reducer)
 
     def _slots(self):
         block_parts = {"ffn": self.ffn, "norm": self.norm}
-        home = home_stack(self.temporal_mixer) if self.temporal_mixer in available("mixer") else None
-        # the stack also runs over the variates (order-free only) and, with a mixer that has a stage of
-        # its own (fca), arranges only the variate encoder, which then stays standard
+        mixer_known = self.temporal_mixer in available("mixer")
+        home = home_stack(self.temporal_mixer) if mixer_known else None
+        # the stack also runs over the variates (order-free only); with temporal_stack None it arranges the
+        # temporal encoder too, unless a mixer with a stage of its own (fca) makes that stage the temporal
+        # encoder, and the stack then stays standard
         stacks = stacks_for_parts(order_free("stack"), **block_parts)
-        stacks = [stack for stack in stacks if stack == "standard"] if home else stacks
-        temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None
-                    or (self.stack == "standard" and stacks_for_parts([home_stack(mixer)], **block_parts))]
-        encoders = [self.stack, home or self.stack]   # the variate and the temporal encoders' stacks
+        if self.temporal_stack is None:
+            stacks = [stack for stack in stacks if stack == "standard"] if home else stacks
+            temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None
+                        or (self.stack == "standard" and stacks_for_parts([home_stack(mixer)], **block_parts))]
+            temporal_stack = home or self.stack
+        else:
+            temporal = [mixer for mixer in temporal_mixers() if self.temporal_stack in temporal_stacks(mixer)]
+            temporal_stack = self.temporal_stack
+        temporal_stack_names = (stacks_for_parts(temporal_stacks(self.temporal_mixer), **block_parts)
+                                if mixer_known else [])
+        encoders = [self.stack, temporal_stack]   # the variate and the temporal encoders' stacks
         embeddings = patch_embeddings(lookback=self.lookback, d_model=self.d_model, patch_len=self.patch_len,
                                       stride=self.stride)
         return {"temporal_mixer": Slot(("mixer",), temporal),
                 "variate_mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
                 "stack": Slot(("stack",), stacks),
+                "temporal_stack": Slot(("stack",), temporal_stack_names),
+                "temporal_reducer": Slot(("stage", "reducer"), temporal_reducers()),
                 **{slot: Slot((slot,), block_part_names(slot, encoders, unordered=True)) for slot in BLOCK_SLOTS},
                 "embedding": Slot(("embedding",), embeddings)}
 

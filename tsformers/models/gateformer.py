@@ -23,16 +23,53 @@ from tsformers.backbone.registry import home_stack
 from tsformers.backbone.blocks import block_parts
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
-__all__ = ["CrossScaleTokens", "Gateformer", "WordTokens", "patch_embeddings", "temporal_mixers"]
+__all__ = ["CrossScaleTokens", "Gateformer", "WordTokens", "grid_mixer_misfit", "patch_embeddings", "temporal_mixers",
+           "temporal_reducers", "temporal_stacks"]
 
 
 def temporal_mixers() -> list[str]:
-    """The mixers the temporal encoder takes: those with the (non-causal) self pattern.
+    """The mixers the temporal encoder takes: those with the (non-causal) self pattern that read a sequence.
 
     The patches of a window all see each other; a causal-only mixer (``"xl_relative"``,
-    whose memory holds the past) cannot be built so.
+    whose memory holds the past) cannot be built so. A mixer whose windows are stripes of a
+    variates × patches grid (``"cswin"``, declaring ``reads_grid``) is left out: see
+    :func:`grid_mixer_misfit`.
     """
-    return [name for name in available("mixer") if SELF in getattr(build_class("mixer", name), "patterns", ())]
+    return [name for name in available("mixer") if SELF in getattr(build_class("mixer", name), "patterns", ())
+            and not getattr(build_class("mixer", name), "reads_grid", False)]
+
+
+def grid_mixer_misfit(name: str) -> str:
+    """Why the grid mixer ``name`` (``"cswin"``) cannot be Gateformer's temporal mixer.
+
+    The temporal encoder reads one variate's patches at a time (the paper's channel-independent
+    temporal stage), a 1 × P grid, on which CSWin's cross is no cross: its time stripe is the
+    whole sequence and its variate stripes are windows, half the heads global and half windowed.
+    The variates × patches grid it is made for would put neighbouring columns of the frame in one
+    stripe, and run LePE's convolution across them, so the forecast would depend on the order of
+    the columns, which Gateformer keeps an unordered set (its variate encoder refuses such parts).
+    """
+    return (f"its cross-shaped windows are stripes of a variates × patches grid, but Gateformer's temporal "
+            f"encoder reads one variate's patches at a time, where {name!r} would be half global, half windowed "
+            f"attention; and over a variates × patches grid its stripes and LePE convolution would read the "
+            f"order of the columns, which Gateformer keeps unordered. 'lepe' is CSWin's windowed attention with "
+            f"LePE along time")
+
+
+def temporal_stacks(temporal_mixer: str) -> list[str]:
+    """The stacks that arrange the temporal encoder's blocks with ``temporal_mixer`` (its ``temporal_stack``).
+
+    The temporal encoder runs over one variate's patches, ordered time tokens, so the stacks
+    that read token order (``"fit"``'s contiguous groups, ``"sret"``'s sliced groups, the
+    Mamba blocks of ``"hybrid"``, ...) are as welcome as the order-free ones. A mixer that
+    works only inside its own stage (``"fca"``: ``"fca_stage"`` makes its cross tokens) takes
+    only that stage, and such a stage takes only its mixer.
+    """
+    home = home_stack(temporal_mixer)
+    if home is not None:
+        return [home]
+    stages_of_mixers = {home_stack(name) for name in available("mixer")} - {None}
+    return [name for name in available("stack") if name not in stages_of_mixers]
 
 
 #: CrossFormer's four kernels, P, 2P, 4P and 8P, as in the paper
@@ -164,6 +201,51 @@ def patch_embeddings(*, lookback: int, d_model: int, patch_len: int, stride: int
             if embedding_misfit(name, lookback=lookback, d_model=d_model, patch_len=patch_len, stride=stride) is None]
 
 
+def _stage(name: str, d_model: int, *, n_heads: int, d_ff: int, dropout: float, n_patches: int) -> nn.Module:
+    """A token-reducing stage at the temporal encoder's width, stride 2: (B, P, D) -> (B, ceil(P/2), D).
+
+    ``"qpool_stage"``: Hiera's Q-pooling attention block (queries max-pooled over two patches,
+    keys and values at all P); ``"resnas_stage"``: ViT-ResNAS's residual spatial reduction
+    (pooled skip plus a strided convolution), its blocks being the temporal encoder's before it.
+    """
+    if name == "qpool_stage":
+        return build("stage", name, d_in=d_model, d_out=d_model, stride=2, n_heads=n_heads, d_ff=d_ff,
+                     dropout=dropout)
+    return build("stage", name, d_in=d_model, d_out=d_model, stride=2, n_layers=0)
+
+
+def _learned_queries(name: str, d_model: int, *, n_heads: int, d_ff: int, dropout: float, n_patches: int) -> nn.Module:
+    """A reducer of K = ceil(P/2) learned tokens over the P patch tokens, as many as a stride-2 stage leaves.
+
+    ``"pem_xattn"``: PEM's prototype cross-attention (each query reads its most similar patch);
+    ``"kmeans_xattn"``: kMaX's k-means cross-attention (patches clustered onto K centres);
+    ``"ltm"``: learnable token merging (K convex combinations of the patches). Output k is always
+    the k-th query, centre or slot, so the flatten head reads the same summary at the same place.
+    """
+    k = math.ceil(n_patches / 2)
+    if name == "pem_xattn":
+        return build("reducer", name, d_model=d_model, n_heads=n_heads, n_queries=k, d_ff=d_ff, dropout=dropout)
+    if name == "kmeans_xattn":
+        return build("reducer", name, d_model=d_model, n_clusters=k, d_ff=d_ff, dropout=dropout)
+    return build("reducer", name, d_model=d_model, n_out=k)
+
+
+#: the registered stages and reducers that shrink each variate's patch tokens before the flatten head
+_PATCH_REDUCERS = {"qpool_stage": _stage, "resnas_stage": _stage, "kmeans_xattn": _learned_queries,
+                   "ltm": _learned_queries, "pem_xattn": _learned_queries}
+
+
+def temporal_reducers() -> list[str]:
+    """The stages and reducers Gateformer's ``temporal_reducer`` takes: (B, P, D) -> (B, ceil(P/2), D) patch tokens.
+
+    The stages (kind ``"stage"``) reduce ordered tokens by a strided window, the reducers (kind
+    ``"reducer"``) read any set of tokens through K learned queries; both fit the temporal
+    encoder's output, one variate's patches in time order. A part registered later, with an
+    interface no adapter here knows, is not among them.
+    """
+    return sorted(name for kind in ("stage", "reducer") for name in available(kind) if name in _PATCH_REDUCERS)
+
+
 class Gateformer(ExitSupervised, nn.Module):
     """Gateformer (Lan & Oermann, 2025): per-variate temporal encoding, gated, then variate attention, gated.
 
@@ -173,7 +255,10 @@ class Gateformer(ExitSupervised, nn.Module):
     second gate decides per feature how much of that to take. The defaults are
     the paper's ETTh1 setting for H = 96. Both encoders are built from registered parts
     by name: ``temporal_mixer``, ``variate_mixer``, ``stack``, and the blocks' ``ffn``
-    ("mlp", the paper's) and ``norm`` ("layernorm", the paper's); so is the patch
+    ("mlp", the paper's) and ``norm`` ("layernorm", the paper's); ``temporal_stack`` arranges the
+    temporal encoder alone (None: as ``stack``), and may read the patches' order; ``temporal_reducer``
+    (None: the paper's, none) shrinks its P patch tokens to ceil(P/2) before the flatten head, by a
+    stage or a reducer of :func:`temporal_reducers`; so is the patch
     ``embedding`` of the temporal stage ("patch", the paper's; "cel" and "tnt_words"
     through the adapters :class:`CrossScaleTokens` and :class:`WordTokens`), one of
     :func:`patch_embeddings`.
@@ -205,6 +290,8 @@ class Gateformer(ExitSupervised, nn.Module):
         norm: str = "layernorm",
         embedding: str = "patch",
         n_static: int = 0,
+        temporal_stack: str | None = None,
+        temporal_reducer: str | None = None,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -215,6 +302,9 @@ class Gateformer(ExitSupervised, nn.Module):
         variate_parts = block_parts(stack, unordered="Gateformer's blocks also run over the variates", ffn=ffn,
                                     norm=norm)
         build_class("mixer", temporal_mixer)  # an unknown name lists the registered ones
+        if getattr(build_class("mixer", temporal_mixer), "reads_grid", False):
+            raise ValueError(f"temporal_mixer={temporal_mixer!r} cannot be Gateformer's temporal mixer: "
+                             f"{grid_mixer_misfit(temporal_mixer)}; pick a temporal mixer from {temporal_mixers()}")
         if temporal_mixer not in temporal_mixers():
             raise ValueError(f"temporal_mixer={temporal_mixer!r} is causal only, but the patches of a window all see "
                              f"each other; pick a temporal mixer from {temporal_mixers()}")
@@ -231,15 +321,29 @@ class Gateformer(ExitSupervised, nn.Module):
                              f"{order_free('mixer', standalone=True)}")
         if build_class("stack", stack).requires_order:
             raise ValueError(f"stack={stack!r} needs ordered tokens, but Gateformer stacks its blocks over the "
-                             f"variates too, an unordered set; pick a stack from {order_free('stack')}")
-        # a temporal mixer that works only inside its own stage (fca: the stage hands it the cross tokens
-        # of earlier blocks) gets that stage as the temporal encoder; the patches are ordered tokens
-        temporal_stack = home_stack(temporal_mixer) or stack
-        if temporal_stack != stack and stack != "standard":
-            raise ValueError(f"temporal_mixer={temporal_mixer!r} gets its cross tokens only inside stack "
-                             f"{temporal_stack!r}, which then arranges the temporal encoder, so stack={stack!r} "
-                             f"cannot; keep stack='standard' (the variate encoder's) or pick another temporal mixer")
+                             f"variates too, an unordered set; pick a stack from {order_free('stack')}, or "
+                             f"temporal_stack={stack!r} to arrange the temporal encoder alone (ordered patches)")
+        if temporal_stack is None:
+            # a temporal mixer that works only inside its own stage (fca: the stage hands it the cross tokens
+            # of earlier blocks) gets that stage as the temporal encoder; the patches are ordered tokens
+            temporal_stack = home_stack(temporal_mixer) or stack
+            if temporal_stack != stack and stack != "standard":
+                raise ValueError(f"temporal_mixer={temporal_mixer!r} gets its cross tokens only inside stack "
+                                 f"{temporal_stack!r}, which then arranges the temporal encoder, so stack={stack!r} "
+                                 f"cannot; keep stack='standard' (the variate encoder's) or pick another temporal "
+                                 f"mixer")
+        else:
+            build_class("stack", temporal_stack)  # an unknown name lists the registered ones
+            if temporal_stack not in temporal_stacks(temporal_mixer):
+                reason = (f"temporal_mixer={temporal_mixer!r} gets its cross tokens only inside stack "
+                          f"{home_stack(temporal_mixer)!r}" if home_stack(temporal_mixer) else
+                          f"stack {temporal_stack!r} runs its own mixer in every block")
+                raise ValueError(f"temporal_stack={temporal_stack!r} cannot hold temporal_mixer={temporal_mixer!r}: "
+                                 f"{reason}; pick a temporal stack from {temporal_stacks(temporal_mixer)}")
         temporal_parts = block_parts(temporal_stack, ffn=ffn, norm=norm)
+        if temporal_reducer is not None and temporal_reducer not in temporal_reducers():
+            raise ValueError(f"temporal_reducer={temporal_reducer!r} is not a stage or reducer Gateformer can shrink "
+                             f"the patch tokens with; pick one of {temporal_reducers()} or None (the paper's)")
         build_class("embedding", embedding)  # an unknown name lists the registered ones
         shape = dict(lookback=lookback, d_model=d_model, patch_len=patch_len, stride=stride)
         misfit = embedding_misfit(embedding, **shape)
@@ -256,7 +360,11 @@ class Gateformer(ExitSupervised, nn.Module):
         self.patch_embed = _TOKEN_MAKERS[embedding].make(d_model, patch_len=patch_len, stride=stride, dropout=dropout)
         n_patches = self.patch_embed.n_patches(lookback)
         self.temporal_encoder = build("stack", temporal_stack, **encoder, **temporal_parts, mixer=temporal_mixer)
-        self.temporal_head = nn.Sequential(nn.Linear(d_model * n_patches, d_model), nn.Dropout(dropout))
+        # optional: fewer patch tokens for the flatten head (a stage or learned queries), ceil(P/2) of them
+        self.temporal_reducer = None if temporal_reducer is None else _PATCH_REDUCERS[temporal_reducer](
+            temporal_reducer, d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, n_patches=n_patches)
+        n_tokens = n_patches if temporal_reducer is None else math.ceil(n_patches / 2)
+        self.temporal_head = nn.Sequential(nn.Linear(d_model * n_tokens, d_model), nn.Dropout(dropout))
         self.time_gate = SigmoidGate(d_model)
         # static attributes of the series (optional): one context vector added to every variate token
         self.static_context = nn.Linear(n_static, d_model) if n_static else None
@@ -276,6 +384,8 @@ class Gateformer(ExitSupervised, nn.Module):
         g = self.global_embed(x)                                          # (B, N, D)
         t = self.patch_embed(x)                                           # (B, N, P, D)
         t = self.temporal_encoder(rearrange(t, "b n p d -> (b n) p d"))   # (B*N, P, D)
+        if self.temporal_reducer is not None:
+            t = self.temporal_reducer(t)                                  # (B*N, ceil(P/2), D)
         t = self.temporal_head(rearrange(t, "(b n) p d -> b n (d p)", b=batch))  # (B, N, D)
         v = self.time_gate(g, t)                                          # (B, N, D)
         if self.static_context is not None:

@@ -103,6 +103,9 @@ class CrossShapedWindowAttention(nn.Module):
     complexity = "O(N·sw·(C+P)·D)"
     patterns = frozenset({SELF, CAUSAL_SELF})
     requires_order = True
+    # its stripes are rows and columns of a variates × patches grid (``grid``); over a plain sequence it is
+    # only half global, half windowed attention, so a slot that cannot hand it that grid refuses it
+    reads_grid = True
     mixes_tokens = True
     paper = ("Dong et al., CSWin Transformer: A General Vision Transformer Backbone with Cross-Shaped Windows, "
              "CVPR 2022")
