@@ -45,3 +45,12 @@ def test_every_listed_part_trains_and_forecasts(cls, slot, part):
     values = forecast[list(estimator.schema_.targets)].to_numpy(dtype=float)
     assert forecast.shape == (HORIZON, 1 + len(estimator.schema_.targets))
     assert np.isfinite(values).all()
+
+
+def test_a_width_too_small_for_three_phase_is_a_clear_error():
+    from tsformers import GateformerForecaster
+
+    estimator = GateformerForecaster(horizon=HORIZON, lookback=16, **{**GateformerForecaster.get_test_params(),
+                                     **SMALL, "d_model": 4, "n_heads": 1, "temporal_stack": "three_phase"})
+    with pytest.raises(ValueError, match="d_model=4 is too small for the three_phase stack.*raise d_model"):
+        estimator.fit(FRAME)

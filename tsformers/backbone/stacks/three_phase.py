@@ -23,7 +23,10 @@ def phase_partition(d_model: int, n_phases: int, horn: bool) -> tuple[int, int]:
     With ``horn`` at least one dim is kept out of the channels for the DC side channel.
     """
     c = ((d_model - int(horn)) // n_phases) // 2 * 2
-    assert c >= 2, f"d_model={d_model} is too small for {n_phases} phases of at least 2 dims"
+    if c < 2:
+        raise ValueError(f"d_model={d_model} is too small for the three_phase stack: it needs {n_phases} phases of "
+                         f"at least 2 dims{' plus one DC dim' if horn else ''}, so d_model >= "
+                         f"{2 * n_phases + int(horn)}; raise d_model or choose another stack")
     return c, d_model - n_phases * c
 
 
