@@ -167,7 +167,8 @@ class GateformerForecaster(BaseForecaster):
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
                  stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard",
-                 temporal_stack=None, temporal_reducer=None, ffn="mlp", norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
+                 temporal_stack=None, temporal_reducer=None, ffn="mlp", norm="layernorm", embedding="patch",
+                 target=None, covariates=None, future_covariates=None,
                  calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0,
                  lr_schedule="halving", batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
                  gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
