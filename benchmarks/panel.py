@@ -49,9 +49,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -78,8 +78,7 @@ GATEFORMER = dict(d_model=64, n_heads=4, d_ff=128, e_layers=1, patch_len=8, stri
                   learning_rate=1e-3, lr_schedule="halving", batch_size=256, patience=2)
 
 
-@dataclass
-class PanelData:
+class PanelData(NamedTuple):
     """The long frames of the panel and where each series' splits lie on its (aligned) time axis."""
 
     fit: pd.DataFrame       # each series' train + validation rows: what every estimator is fitted on
