@@ -84,7 +84,7 @@ class PanelData(NamedTuple):
     fit: pd.DataFrame       # each series' train + validation rows: what every estimator is fitted on
     full: pd.DataFrame      # each series' rows up to the end of its test split: what the backtests read
     train: pd.DataFrame     # each series' training rows: the MASE scale
-    series: pd.DataFrame    # one row per series: id, dataset, variable, season, train_end, val_end, test_start, test_end
+    series: pd.DataFrame    # per series: id, dataset, variable, season, train_end, val_end, test_start, test_end
     val_steps: int          # the estimators' val_size: the longest validation split
 
 

@@ -580,7 +580,8 @@ def panel_section() -> list[str]:
                  if isinstance(r.setting, str) and r.setting]
     out += [""] + (["Settings: " + "; ".join(described) + ".", ""] if described else []) + [
         f"Code revision{'s' if len(revisions) > 1 else ''} of the table: {', '.join(revisions) or 'not recorded'}"
-        + ("" if loads.empty else f"; 1-minute load average at each model's start {loads.min():.1f}–{loads.max():.1f}")
+        + ("" if loads.empty else
+           f"; 1-minute load average at each model's start {loads.min():.1f}–{loads.max():.1f}")
         + ".", ""]
     return out
 
