@@ -1,6 +1,6 @@
 """A many-series case: every variable of ETTh1, ETTh2, ETTm1, ETTm2 and weather as one global univariate panel.
 
-    .venv/bin/python benchmarks/panel.py                                   # every model, ~12 CPU minutes
+    .venv/bin/python benchmarks/panel.py                                   # every model, ~8 CPU minutes
     .venv/bin/python benchmarks/panel.py --models naive seasonal_naive linear gbm
     .venv/bin/python benchmarks/panel.py --datasets ETTh1 ETTh2 --max-train-batches 20   # a quick check
 
