@@ -84,9 +84,11 @@ def test_every_model_is_scored_on_the_same_test_windows():
         assert (last == series["test_end"]).all()
         assert set(np.diff(np.sort(windows.loc[windows["unique_id"] == series.index[0], "cutoff"]))) == {stride}
         assert np.allclose(frame.loc[frame["h"] == 1, "forecast"].to_numpy(), _previous(panel, frame))
+    # a data set's own panel keeps its own validation split
+    assert panel_mod._subset(panel, "A").val_steps == 12 and panel_mod._subset(panel, "B").val_steps == 24
     # a seasonal naive with a window longer than the others' forecasts the same targets from the same origins
     seasonal = SeasonalNaiveForecaster(lookback=12, season_length=6, **common)
-    seasonal.fit(panel.fit[panel.fit["unique_id"].str.startswith("B/")])
+    seasonal.fit(panel_mod._subset(panel, "B").fit)
     part = panel_mod.backtests(seasonal, panel_mod._subset(panel, "B"), horizon=horizon, stride=stride)
     panel_mod.check_same_windows(reference["B"], part["B"], "seasonal naive")
     with pytest.raises(AssertionError):
@@ -124,6 +126,7 @@ def test_the_panel_section_bolds_the_best_of_each_data_set_and_marks_our_losses(
             _panel_row("ETTh1", "gbm", 1.00, 0.60, 0.44),
             _panel_row("weather", "linear", 0.56, 0.19, 0.24), _panel_row("weather", "gateformer", 0.55, 0.20, 0.23),
             _panel_row("weather", "naive", 0.62, 0.26, 0.26),
+            _panel_row("weather", "linear_per_dataset", 0.57, 0.195, 0.225),   # a baseline too
             _panel_row("all series", "naive", 0.9, 0.5, 0.4), _panel_row("all series", "gateformer", 0.8, 0.4, 0.5),
             # an earlier run of a cell is superseded by the later one
             _panel_row("ETTh1", "gateformer", 9.0, 9.0, 9.0, stamp="2025-01-01T00:00:00+00:00", rev="zzz9999")]
@@ -144,8 +147,9 @@ def test_the_panel_section_bolds_the_best_of_each_data_set_and_marks_our_losses(
     assert cells("ETTh1", "Gateformer (ours)") == ["1.200 ▼", "**0.480**", "0.470 ▼"]
     assert cells("ETTh1", "GBM (ours)") == ["**1.000**", "0.600 ▼", "0.440 ▼"]
     assert cells("ETTh1", "seasonal naive") == ["1.050", "0.510", "**0.430**"]
-    assert cells("weather", "Gateformer (ours)") == ["**0.550**", "0.200 ▼", "**0.230**"]
+    assert cells("weather", "Gateformer (ours)") == ["**0.550**", "0.200 ▼", "0.230 ▼"]
     assert cells("weather", "linear") == ["0.560", "**0.190**", "0.240"]
+    assert cells("weather", "linear per data set") == ["0.570", "0.195", "**0.225**"]
     assert cells("all series", "Gateformer (ours)") == ["**0.800**", "**0.400**", "0.500 ▼"]
     assert all("9.000" not in line for line in body)
     text = "\n".join(lines)
