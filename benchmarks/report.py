@@ -115,26 +115,28 @@ def revisions_line(*frames) -> str:
 
 
 def best_of(scores: dict | None):
-    """The lowest MSE and the lowest MAE among ``scores`` (label -> (mse, mae)), or None."""
+    """The lowest of each metric among ``scores`` (label -> (mse, mae), or any tuple of metrics), or None."""
     if not scores:
         return None
-    return tuple(min(v[i] for v in scores.values()) for i in (0, 1))
+    return tuple(min(v[i] for v in scores.values()) for i in range(len(next(iter(scores.values())))))
 
 
 def cells_with_best(scores: dict, ours=(), baseline=None) -> dict:
     """Each entry of ``scores`` (name -> (mse, mae), or None) as ``"mse / mae"``, the row's best of each in bold.
 
-    The names in ``ours`` get :data:`LOSS_MARK` beside each metric that is worse than ``baseline``'s.
+    Any number of metrics works alike (``(mase, mse, mae)`` gives ``"mase / mse / mae"``). The names in ``ours``
+    get :data:`LOSS_MARK` beside each metric that is worse than ``baseline``'s.
     """
     known = {name: v for name, v in scores.items() if v is not None}
-    best = [min(v[i] for v in known.values()) for i in (0, 1)] if known else [None, None]
+    n_metrics = len(next(iter(known.values()))) if known else 0
+    best = [min(v[i] for v in known.values()) for i in range(n_metrics)]
     cells = {}
     for name, v in scores.items():
         if v is None:
             cells[name] = "–"
             continue
         parts = []
-        for i in (0, 1):
+        for i in range(n_metrics):
             text = f"{v[i]:.3f}"
             if round(v[i], 3) == round(best[i], 3):
                 text = f"**{text}**"
@@ -556,6 +558,87 @@ def small_data_section() -> list[str]:
             out.append(f"| {horizon} | {label} | {seeds} | " + " | ".join(cells) + f" | {cover} |")
     revisions = sorted(set(lh["git_rev"].dropna().astype(str)) | set(bl["git_rev"].dropna().astype(str)))
     out += ["", f"Code revisions of the cells: {', '.join(revisions) or 'not recorded'}.", ""]
+    return out
+
+
+# -- the many-series case: one univariate panel --------------------------------------------------------
+
+PANEL_ALL = "all series"
+PANEL_MODELS = {"naive": "last value", "seasonal_naive": "seasonal naive", "linear": "linear",
+                "linear_per_dataset": "linear per data set", "gbm": "GBM (ours)", "gateformer": "Gateformer (ours)"}
+PANEL_BASELINES = ("naive", "seasonal_naive", "linear", "linear_per_dataset")
+
+
+def _panel_rank(model: str) -> int:
+    return list(PANEL_MODELS).index(model) if model in PANEL_MODELS else len(PANEL_MODELS)
+
+
+def panel_section() -> list[str]:
+    """``panel.py``: every ETT and weather variable as one global univariate panel, MASE first, per data set and over
+    all series, the baselines' rows on the same windows."""
+    pn = _read("panel.csv")
+    if pn is None:
+        return []
+    pn = latest(pn, ["dataset", "model"])
+    pn = in_grid_order(pn.assign(horizon=pn["horizon"].astype(int)), "model", PANEL_MODELS)
+    first = pn.iloc[0]
+    counts = pn[pn["dataset"] != PANEL_ALL].groupby("dataset", sort=False)
+    per_series = {name: int(g["n_windows"].iloc[0] // g["n_series"].iloc[0]) for name, g in counts}
+    n_series = pn.loc[pn["dataset"] == PANEL_ALL, "n_series"]
+    out = ["## A many-series case: ETT and weather as one univariate panel", "",
+           "`benchmarks/panel.py` (rows in `benchmarks/results/panel.csv`): every variable of ETTh1, ETTh2, ETTm1, "
+           f"ETTm2 and weather is one series of a long frame, {int(n_series.iloc[0]) if len(n_series) else '–'} "
+           "series in all, and each model is fitted once, globally, on all of them (the seasonal naive once per "
+           "data set, since its season differs). Each series keeps its data set's standard chronological split "
+           "(ETTh 12/4/4 months, ETTm the same in 15-minute steps, weather 70/10/20): the fit reads its training "
+           "and validation rows, the validation windows only for early stopping and the choice of the ridge "
+           "penalty, never the test rows. Each series is standardised by the mean and standard deviation of its "
+           "own training split (the literature's convention; the estimators run with `scaler=None`). "
+           f"Lookback {int(first.lookback)}, horizon {int(first.horizon)}; the test windows of a series end at "
+           f"the end of its test split and start every {int(first.stride)} steps before it (a stride prime to a "
+           "day of 24, 96 and 144 steps, so the origins visit every time of day): "
+           + ", ".join(f"{n} per {name} series" for name, n in per_series.items())
+           + ". Every model forecasts exactly these windows through its own `backtest` (the script checks "
+           "that the series, cutoffs and actual values agree). **MASE** divides each absolute error by its "
+           "series' in-sample seasonal naive MAE over the training split, season one day (24 hourly, 96 "
+           "15-minute, 144 10-minute steps), so below 1 reads \"better than repeating yesterday, in sample\"; "
+           "MSE and MAE are on the standardised values. A data set's row is the mean over its forecast values; "
+           f"*{PANEL_ALL}* the mean over the series of each series' score, every series counting once. "
+           "*CPU s*: the model's fit and every backtest, one torch thread (the whole panel, so the same on each "
+           "of its rows).", "",
+           "*last value*, *seasonal naive* (`NaiveForecaster`, `SeasonalNaiveForecaster`; weather's season of "
+           "144 steps is read from a window of 144 rows, the same origins and targets) and *linear* "
+           "(`LinearForecaster`: one ridge map from the last-value-normalised window to the horizon for all "
+           "series, its penalty chosen on the validation windows; *linear per data set*: one such map per data "
+           "set, fitted on its series and chosen on its validation windows, since one map for series of three "
+           "frequencies is a weak baseline) are the baselines; *GBM* is `GBMForecaster`, "
+           "one global model of gradient-boosted trees on the window's lags (its defaults); *Gateformer* one "
+           "global network with a small fixed setting and a fixed budget (below). `ETSForecaster` is not run: "
+           "statsmodels would fit each series on 8,640 to 36,887 training rows with seasons up to 144, beyond "
+           "the CPU budget. **Bold**: the lowest of each metric within a data set's rows, whoever owns it. "
+           f"{LOSS_MARK}: worse than the best of the four baselines on that metric, on the same windows.", "",
+           "| data | model | MASE | MSE | MAE | series | windows | CPU s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for dataset, group in pn.groupby("dataset", sort=False):
+        rows = {r.model: r for r in group.itertuples()}
+        scores = {m: (float(r.mase), float(r.mse), float(r.mae)) for m, r in rows.items()}
+        baseline = best_of({m: v for m, v in scores.items() if m in PANEL_BASELINES})
+        cells = cells_with_best(scores, ours=tuple(m for m in scores if m not in PANEL_BASELINES), baseline=baseline)
+        for model, r in rows.items():
+            mase_cell, mse_cell, mae_cell = cells[model].split(" / ")
+            out.append(f"| {dataset} | {PANEL_MODELS.get(model, model)} | {mase_cell} | {mse_cell} | {mae_cell} | "
+                       f"{int(r.n_series)} | {int(r.n_windows):,} | {r.cpu_s:.0f} |")
+    settings = latest(pn, ["model"])
+    revisions = sorted(set(pn["git_rev"].dropna().astype(str)))
+    loads = pn["load_start"].dropna()
+    described = [f"*{PANEL_MODELS.get(r.model, r.model)}*: {r.setting.replace('|', '/')}"
+                 for r in settings.sort_values("model", key=lambda c: c.map(_panel_rank)).itertuples()
+                 if isinstance(r.setting, str) and r.setting]
+    out += [""] + (["Settings: " + "; ".join(described) + ".", ""] if described else []) + [
+        f"Code revision{'s' if len(revisions) > 1 else ''} of the table: {', '.join(revisions) or 'not recorded'}"
+        + ("" if loads.empty else
+           f"; 1-minute load average at each model's start {loads.min():.1f}–{loads.max():.1f}")
+        + ".", ""]
     return out
 
 
@@ -992,7 +1075,7 @@ def render() -> str:
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
-            + small_data_section() + coverage_section()
+            + small_data_section() + panel_section() + coverage_section()
             + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
             + profile_section()
             + cold_start_section() + spark_scoring_section())
