@@ -298,3 +298,31 @@ def test_the_grid_shows_mase_next_to_the_best_baseline_and_the_revisions_of_its_
     assert "Code revisions of the cells (2, not yet one): r1, r2." in lines
     pd.DataFrame([{**r, "git_rev": "r1"} for r in runs]).to_csv(tmp_path / "long_horizon.csv", index=False)
     assert "Every cell of this table comes from code revision r1." in load_report(tmp_path).grid_section()
+
+
+def _sparse_kv_rows(stamp, variants, load=(2.0, 3.0)):
+    """Rows of one run of benchmarks/sparse_kv.py: (variant, window, global, step_ms, state_bytes, mse)."""
+    ref = variants[0]
+    return [dict(timestamp=stamp, git_rev="abc1234", variant=name, kv_window=window, kv_global=k_global, mem_len=64,
+                 steps=10_000, train_steps=2_000, n_origins=400, step_ms=step, state_bytes=size, mse=mse,
+                 step_ratio=step / ref[3], state_ratio=size / ref[4], mse_ratio=mse / ref[5], load_start=load[0],
+                 load_end=load[1], torch_version="2.13.0+cpu", n_threads=1)
+            for name, window, k_global, step, size, mse in variants]
+
+
+def test_the_sparse_kv_table_shows_the_latest_run_with_its_ratios_to_the_segment_memory(tmp_path):
+    old = _sparse_kv_rows("2026-01-01T00:00:00+00:00", [("segment memory", None, None, 9.0, 1000, 0.5),
+                                                        ("sparse 16+16", 16, 16, 9.9, 600, 0.7)])
+    new = _sparse_kv_rows("2026-02-01T00:00:00+00:00", [("segment memory", None, None, 2.0, 16524, 0.40),
+                                                        ("sparse 16+16", 16, 16, 2.5, 9108, 0.42)], load=(1.5, 2.5))
+    pd.DataFrame(old + new).to_csv(tmp_path / "sparse_kv.csv", index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.sparse_kv_section())
+    assert "| segment memory | – | – | 2.00 | 1.00 | 16,524 | 1.00 | 0.4000 | 1.000 |" in text
+    assert "| sparse 16+16 | 16 | 16 | 2.50 | 1.25 | 9,108 | 0.55 | 0.4200 | 1.050 |" in text
+    assert "9.90" not in text and "0.7000" not in text                     # the earlier run is not shown
+    assert "10,000 more streamed" in text and "every 25 steps (400 origins" in text
+    assert "load of 1.5 at the start and 2.5 at the end" in text
+    assert "## GTrXL's sparse KV cache on a long stream" in report.render()
+    (tmp_path / "sparse_kv.csv").unlink()
+    assert report.sparse_kv_section() == []

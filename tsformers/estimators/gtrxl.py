@@ -75,6 +75,27 @@ class GTrXLForecaster(StreamingForecaster):
     gate_bias : float, default=2.0
         Initial bias of the gates that have one (the GRU gate's b_g); positive starts each
         layer near the identity map.
+    kv_cache : {None, "sparse"}, default=None
+        What the layers attend over when the model forecasts and streams (a tsformers
+        extension, ALISA's sparse KV cache; see Notes). None: the segment memory of the last
+        ``mem_len`` steps. ``"sparse"``: per layer, the last ``kv_window`` tokens plus the
+        ``kv_global`` earlier "heavy hitters" with the most attention accumulated so far
+        (summed over heads and over every query since they arrived); the others are evicted
+        one per step, so the state holds at most ``kv_window + kv_global`` tokens per layer
+        however long the stream, and kept tokens are attended at their true distance. Training
+        is unchanged (the segment memory of ``mem_len``): the cache is an inference policy,
+        used by validation, ``predict`` and :meth:`update` alike, so ``predict(df)`` and
+        ``update`` then ``predict()`` still agree. ``mixer="xl_relative"`` only; not exportable
+        to ONNX.
+    kv_window : int, optional
+        With ``kv_cache="sparse"``: the most recent tokens always kept (default ``mem_len // 2``).
+        ``kv_window=mem_len`` with ``kv_global=0`` is exactly the segment memory.
+    kv_global : int, optional
+        With ``kv_cache="sparse"``: the heavy hitters kept besides the window (default
+        ``mem_len - kv_window``: the cache then holds ``mem_len`` tokens per layer, as the
+        segment memory does, but reaches further back). While a stream has seen at most
+        ``kv_window + kv_global`` steps nothing is evicted and the forecast equals that of the
+        segment memory with ``mem_len`` at least as long.
     normalize : {"last_value", "none"}, default="last_value"
         The causal normalisation (a tsformers extension, not in the paper; the same
         parameter and meaning as in LMUFormer and ATLAS). ``"last_value"``: each
@@ -113,6 +134,9 @@ class GTrXLForecaster(StreamingForecaster):
         The streaming state after the training history and every :meth:`update`
         since: each layer's memory ``"memory.<l>"`` (n_series, <= mem_len, d_model),
         ``"last_hidden"`` (n_series, 1, d_model) and ``"last_value"`` (n_series, 1, n_vars).
+        With ``kv_cache="sparse"`` each memory holds the cached tokens (at most ``kv_window +
+        kv_global``), with ``"kv_score.<l>"`` and ``"kv_pos.<l>"`` (n_series, tokens), their
+        accumulated attention and stream positions, and ``"kv_seen"`` (n_series,) the steps seen.
     %(common_attributes)s
     %(linear_base_attribute)s
 
@@ -122,10 +146,18 @@ class GTrXLForecaster(StreamingForecaster):
     memory 512, trained with V-MPO) is not the default: its gating, gate bias 2,
     ordering and heads are; the sizes are set for ETT-scale series.
 
+    ``kv_cache="sparse"`` is a tsformers extension, not in the paper: ALISA's sparse-window KV
+    caching (:class:`tsformers.runtime.SparseKVCache`) in place of the fixed segment memory at
+    inference. It applies at inference only, as ALISA does to densely trained models: each
+    eviction depends on the attention of every query before it, a sequential loop over the
+    tokens with no gradient, and a training window no longer than the budget evicts nothing.
+
     References
     ----------
     Parisotto et al., "Stabilizing Transformers for Reinforcement Learning", ICML 2020, arXiv 1910.06764.
     Dai et al., "Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context", ACL 2019.
+    Zhao et al., "ALISA: Accelerating Large Language Model Inference via Sparsity-Aware KV Caching",
+    ISCA 2024 (``kv_cache="sparse"``).
 
     Examples
     --------
@@ -152,12 +184,15 @@ class GTrXLForecaster(StreamingForecaster):
         "mixer": [StrOptions(set(mixers()))],
         "gating": [StrOptions(set(GATES))],
         "gate_bias": [Real],
+        "kv_cache": [StrOptions({"sparse"}), None],
+        "kv_window": [Interval(Integral, 1, None, closed="left"), None],
+        "kv_global": [Interval(Integral, 0, None, closed="left"), None],
         "last_value_anchor": ["boolean"],
     }
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
-                 gate_bias=2.0,
+                 gate_bias=2.0, kv_cache=None, kv_window=None, kv_global=None,
                  normalize="last_value", linear_base=True, last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse",
                  learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
@@ -179,6 +214,9 @@ class GTrXLForecaster(StreamingForecaster):
         self.mixer = mixer
         self.gating = gating
         self.gate_bias = gate_bias
+        self.kv_cache = kv_cache
+        self.kv_window = kv_window
+        self.kv_global = kv_global
         self.normalize = normalize
         self.linear_base = linear_base
         self.last_value_anchor = last_value_anchor
@@ -216,11 +254,19 @@ class GTrXLForecaster(StreamingForecaster):
         if self.normalize == "last_value" and not self.last_value_anchor:
             raise ValueError("normalize='last_value' forecasts from the last observed value; "
                              "last_value_anchor=False needs normalize='none'.")
+        if self.kv_cache is None and (self.kv_window is not None or self.kv_global is not None):
+            raise ValueError(f"kv_window={self.kv_window} and kv_global={self.kv_global} size the sparse KV cache: "
+                             f"set kv_cache='sparse' to use it, or leave them at None.")
+        if self.kv_cache == "sparse" and self.mixer != "xl_relative":
+            raise ValueError(f"kv_cache='sparse' replaces the segment memory of mixer='xl_relative'; "
+                             f"mixer={self.mixer!r} carries its own recurrent state. Use kv_cache=None or "
+                             f"mixer='xl_relative'.")
         return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                      n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
                      mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
                      mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
-                     normalize=self.normalize)
+                     normalize=self.normalize, kv_cache=self.kv_cache, kv_window=self.kv_window,
+                     kv_global=self.kv_global)
 
     def _slots(self):
         return {"mixer": Slot(("mixer",), mixers()), "stack": Slot(("stack",), sorted(STACKS)),

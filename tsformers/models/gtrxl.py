@@ -19,6 +19,7 @@ from tsformers.backbone import FeedForward, build, streaming
 from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it registers the gates
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention
+from tsformers.runtime.sparse_kv import SparseKVCache
 
 __all__ = ["BLOCKS", "STACKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock", "mixers"]
 
@@ -63,6 +64,19 @@ class _XLBlock(nn.Module):
         self.gate_ff = _gate(gating, d_model, gate_bias)
         self.dropout = nn.Dropout(dropout)
 
+    def attend_sparse(self, x: Tensor, memory: Tensor, distances: Tensor, policy) -> tuple[Tensor, object]:
+        """The layer over a memory of non-contiguous tokens (a sparse KV cache), for inference.
+
+        x (B, S, D) the new tokens, memory (B, M, D) the cached layer inputs, ``distances``
+        (B, S, M + S) from each query back to each key; ``policy(logits) -> (probs, extra)``
+        chooses what each query sees (:meth:`SparseKVCache.attend_block`). Returns the layer's
+        output (B, S, D) and the policy's ``extra``.
+        """
+        queries, cached = self._attn_inputs(x, memory)
+        logits, values = self.attn.logits_at(queries, cached, distances)
+        probs, extra = policy(logits)
+        return self._merge(x, self.attn.mix(probs, values)), extra
+
 
 class IdentityMapXLBlock(_XLBlock):
     """GTrXL's layer (Parisotto et al., ICML 2020, eqs. for TrXL-I with gating), x: (B, S, D) -> (B, S, D).
@@ -84,6 +98,10 @@ class IdentityMapXLBlock(_XLBlock):
         context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
         attended = self.attn(context[:, n_memory:], memory=context[:, :n_memory])         # (B, S, D)
         return self._merge(x, attended)
+
+    def _attn_inputs(self, x: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        context = self.norm_attn(torch.cat([memory.detach(), x], dim=1))             # (B, M + S, D)
+        return context[:, memory.shape[1]:], context[:, :memory.shape[1]]
 
     def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
         attended, state = self.attn.scan(self.norm_attn(x), state)                   # (B, S, D), its state
@@ -108,6 +126,9 @@ class PostNormXLBlock(_XLBlock):
 
     def forward(self, x: Tensor, memory: Tensor) -> Tensor:
         return self._merge(x, self.attn(x, memory=memory.detach()))                        # (B, S, D)
+
+    def _attn_inputs(self, x: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        return x, memory.detach()
 
     def stream(self, x: Tensor, state: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
         attended, state = self.attn.scan(x, state)                                         # (B, S, D), its state
@@ -198,6 +219,9 @@ class GTrXL(nn.Module):
         last_value_anchor: bool = True,
         normalize: str = "last_value",
         mixer: str = XL_MIXER,
+        kv_cache: str | None = None,
+        kv_window: int | None = None,
+        kv_global: int | None = None,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -217,6 +241,23 @@ class GTrXL(nn.Module):
                              f"mixer={mixer!r} is not one of {mixers()} (tsformers.backbone.streaming() and "
                              f"the paper's {XL_MIXER!r})")
         self.mixer = mixer
+        self.kv = None  # the sparse KV cache of inference, if any (a tsformers extension; ALISA's policy)
+        if kv_cache is not None:
+            if kv_cache != "sparse":
+                raise ValueError(f"kv_cache must be None or 'sparse', got {kv_cache!r}")
+            if mixer != XL_MIXER:
+                raise ValueError(f"kv_cache='sparse' replaces the segment memory of mixer={XL_MIXER!r}; "
+                                 f"mixer={mixer!r} carries its own recurrent state instead. Use kv_cache=None "
+                                 f"or mixer={XL_MIXER!r}.")
+            window = max(mem_len // 2, 1) if kv_window is None else kv_window
+            k_global = max(mem_len - window, 0) if kv_global is None else kv_global
+            if window < 1 or k_global < 0:
+                raise ValueError(f"kv_cache='sparse' needs kv_window >= 1 and kv_global >= 0, got "
+                                 f"kv_window={window}, kv_global={k_global}")
+            self.kv = SparseKVCache(window, k_global)
+            self.onnx_unsupported = ("with kv_cache='sparse' which tokens a forecast reads depends on the "
+                                     "attention accumulated over the whole history (no fixed window to export); "
+                                     "export a model with kv_cache=None")
         if mixer != XL_MIXER:  # the forecast reads the whole history through the mixer's state
             self.onnx_unsupported = (f"with mixer={mixer!r} the forecast depends on the whole history (no finite "
                                      f"receptive field to export as a window)")
@@ -243,9 +284,9 @@ class GTrXL(nn.Module):
     def receptive_field(self) -> int | None:
         """How many of the latest steps a forecast depends on: n_layers·mem_len + 1 (+ 1 for a change's predecessor).
 
-        None with a recurrent mixer, whose state reads the whole history.
+        None with a recurrent mixer, whose state reads the whole history, and with the sparse KV cache.
         """
-        if self.mixer != XL_MIXER:
+        if self.mixer != XL_MIXER or self.kv is not None:
             return None
         return self.n_layers * self.mem_len + 1 + int(self.normalize == "last_value")
 
@@ -255,7 +296,13 @@ class GTrXL(nn.Module):
         """The state before any observation: empty memories, no last token."""
         p = self.head.weight
         d_model = p.shape[1]
-        if self.mixer == XL_MIXER:
+        if self.sparse:  # "memory.<l>" (B, 0, D), "kv_score.<l>", "kv_pos.<l>" (B, 0), "kv_seen" (B,)
+            memories = self.memory.init(batch_size, device=p.device, dtype=p.dtype)
+            for i in range(self.n_layers):
+                memories[f"kv_score.{i}"] = p.new_zeros(batch_size, 0)
+                memories[f"kv_pos.{i}"] = torch.zeros(batch_size, 0, dtype=torch.long, device=p.device)
+            memories["kv_seen"] = torch.zeros(batch_size, dtype=torch.long, device=p.device)
+        elif self.mixer == XL_MIXER:
             memories = self.memory.init(batch_size, device=p.device, dtype=p.dtype)  # "memory.<l>": (B, 0, D)
         else:  # each layer's mixer state, "mixer.<l>.<name>"
             memories = {f"mixer.{i}.{k}": v for i, layer in enumerate(self.layers)
@@ -265,6 +312,14 @@ class GTrXL(nn.Module):
             "last_hidden": p.new_zeros(batch_size, 0, d_model),                 # (B, 0 or 1, D)
             "last_value": p.new_zeros(batch_size, 0, self.n_vars),              # (B, 0 or 1, N)
         }
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the layers read the sparse KV cache: built with ``kv_cache="sparse"`` and in eval mode.
+
+        Training (``train()``) reads the segment memory of ``mem_len`` steps as without the cache.
+        """
+        return self.kv is not None and not self.training
 
     def advance(self, state: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
         """Fold the new steps x (B, T, n_vars), T >= 1, into the state, ``segment_len`` steps at a time."""
@@ -308,6 +363,10 @@ class GTrXL(nn.Module):
     def _segment(self, state: dict[str, Tensor], x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """One segment x (B, S, n_vars) through the stack, reading and writing the memories: (B, S, D), state."""
         h = self.embed(self._changes(state, x) if self.normalize == "last_value" else x)  # (B, S, D)
+        if self.sparse:  # the layers over their sparse KV caches (inference with kv_cache="sparse")
+            h, new_state = self._sparse_segment(state, h)
+            new_state["last_hidden"], new_state["last_value"] = h[:, -1:], x[:, -1:]
+            return h, new_state
         new_state = {}
         for i, layer in enumerate(self.layers):
             if layer.recurrent:  # the mixer's own state stands for the history
@@ -321,6 +380,33 @@ class GTrXL(nn.Module):
                 h = layer(h, memory)                                         # (B, S, D)
         new_state["last_hidden"] = h[:, -1:]                                 # (B, 1, D)
         new_state["last_value"] = x[:, -1:]                                  # (B, 1, N)
+        return h, new_state
+
+    def _sparse_segment(self, state: dict[str, Tensor], h: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The embedded segment h (B, S, D) through the layers over their sparse KV caches: (B, S, D), state.
+
+        Each layer's cache holds its inputs of at most ``window + k_global`` earlier tokens (the
+        last ``window`` and the heavy hitters by attention accumulated over heads and queries),
+        with their stream positions, so a query attends at the true distances (Transformer-XL's
+        relative encoding of any distance); the policy runs token by token
+        (:meth:`SparseKVCache.attend_block`), so the cut of a stream into segments does not
+        change it.
+        """
+        seen = state["kv_seen"]                                                      # (B,)
+        queries = seen[:, None] + torch.arange(h.shape[1], device=h.device)         # (B, S)
+        new_state = {"kv_seen": seen + h.shape[1]}
+        for i, layer in enumerate(self.layers):
+            memory, score, pos = state[self.memory.key(i)], state[f"kv_score.{i}"], state[f"kv_pos.{i}"]
+            distances = queries[:, :, None] - torch.cat([pos, queries], dim=1)[:, None, :]  # (B, S, M + S)
+
+            def policy(logits, score=score, pos=pos):
+                probs, *kept = self.kv.attend_block(logits, score, pos, seen)
+                return probs, kept
+
+            context = torch.cat([memory, h], dim=1)                                  # (B, M + S, D)
+            h, (keep, score, pos) = layer.attend_sparse(h, memory, distances, policy)
+            new_state[self.memory.key(i)] = context.gather(1, keep[..., None].expand(-1, -1, context.shape[-1]))
+            new_state[f"kv_score.{i}"], new_state[f"kv_pos.{i}"] = score, pos
         return h, new_state
 
     @staticmethod

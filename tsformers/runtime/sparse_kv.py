@@ -58,6 +58,45 @@ class SparseKVCache:
         new = {"k": keys, "v": values, "score": score, "pos": pos, "seen": state["seen"] + 1}
         return out, self.evict(new)
 
+    def attend_block(self, logits: Tensor, score: Tensor, pos: Tensor,
+                     seen: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """S new tokens at once, from their attention logits: the same policy as S calls of :meth:`attend`.
+
+        ``logits`` (B, h, S, M + S): the scaled scores of the S new queries against the M cached
+        tokens (in the cache's order) and the S new ones; ``score``, ``pos`` (B, M) and ``seen``
+        (B,) describe the cache as in the state. Query t sees the cache as it stood after token
+        t - 1 (evictions included) and itself, so the result does not depend on how a stream is
+        cut into blocks. The logits may carry any positional term (the caller computes them);
+        only the softmax, the accumulation and the evictions run here, a loop over the S tokens.
+
+        Returns ``probs`` (B, h, S, M + S), zero on the keys a query did not see; ``keep`` (B, M')
+        ascending indices into the M + S tokens that the cache holds afterwards (M' =
+        min(M + S, budget)); their accumulated ``score`` and stream positions ``pos`` (B, M').
+        Every row must hold the same number of cached tokens (M), as a batched state does.
+        """
+        rows, _, n_new, n_keys = logits.shape
+        n_cached = n_keys - n_new
+        arange = torch.arange(n_new, device=logits.device)
+        positions = torch.cat([pos, seen[:, None] + arange], dim=1)                # (B, M + S)
+        alive = torch.zeros(rows, n_keys, dtype=torch.bool, device=logits.device)
+        alive[:, :n_cached] = True
+        total = torch.cat([score, score.new_zeros(rows, n_new)], dim=1)            # (B, M + S)
+        every_row, held, probs = torch.arange(rows, device=logits.device), n_cached, []
+        for t in range(n_new):
+            alive[:, n_cached + t] = True
+            held += 1
+            p = torch.softmax(logits[:, :, t].masked_fill(~alive[:, None], float("-inf")), dim=-1)  # (B, h, K)
+            probs.append(p)
+            total = total + p.sum(dim=1)
+            if held > self.budget:  # the lowest-scored token outside the last `window`, per row
+                outside = positions <= (seen[:, None] + t - self.window)
+                drop = total.masked_fill(~(alive & outside), float("inf")).argmin(dim=1)   # (B,)
+                alive = alive.clone()
+                alive[every_row, drop] = False
+                held -= 1
+        keep = torch.arange(n_keys, device=logits.device).expand(rows, n_keys)[alive].view(rows, held)
+        return (torch.stack(probs, dim=2), keep, total.gather(1, keep), positions.gather(1, keep))
+
     def evict(self, state: State) -> State:
         """Drop the lowest-scored token outside the window, per row, until the budget holds."""
         while state["pos"].shape[1] > self.budget:

@@ -142,3 +142,29 @@ class RelativeMultiHeadAttention(nn.Module):
         out = F.scaled_dot_product_attention(q + self.u[:, None], k, v, attn_mask=bias,
                                              dropout_p=self.dropout if self.training else 0.0)  # (B, h, S, d)
         return self.to_out(rearrange(out, "b h s d -> b s (h d)"))               # (B, S, D)
+
+    def logits_at(self, x: Tensor, memory: Tensor, distances: Tensor) -> tuple[Tensor, Tensor]:
+        """The scaled scores of the queries x over [memory; x] at given distances, and the values.
+
+        For a memory whose tokens are not the contiguous steps just before x (a sparse KV
+        cache keeps some older tokens and evicts others): x (B, S, D), memory (B, M, D),
+        ``distances`` (B, S, M + S) long, how many steps key j lies before query i (only
+        those >= 0 are meaningful; the caller masks the rest). The same scores as
+        :meth:`forward` where the distances are the contiguous ones; each distinct distance's
+        encoding is computed once. Returns logits (B, h, S, M + S) and values (B, h, M + S, d);
+        :meth:`mix` turns attention weights over them into the output. No dropout (inference).
+        """
+        context = torch.cat([memory, x], dim=1)                                     # (B, K, D)
+        q = rearrange(self.to_q(x), "b s (h d) -> b h s d", h=self.n_heads)
+        k, v = (rearrange(t, "b k (h d) -> b h k d", h=self.n_heads) for t in self.to_kv(context).chunk(2, dim=-1))
+        scale = 1.0 / math.sqrt(self.d_head)
+        content = torch.einsum("bhsd,bhkd->bhsk", q + self.u[:, None], k)          # (B, h, S, K)
+        unique, index = torch.unique(distances.clamp(min=0), return_inverse=True)  # (U,), (B, S, K)
+        r = rearrange(self.to_r(sinusoid(unique, self.d_model).to(x.dtype)), "u (h d) -> h u d", h=self.n_heads)
+        by_distance = torch.einsum("bhsd,hud->bhsu", q + self.v[:, None], r)       # (B, h, S, U)
+        position = by_distance.gather(-1, index[:, None].expand(-1, self.n_heads, -1, -1))
+        return (content + position) * scale, v
+
+    def mix(self, probs: Tensor, values: Tensor) -> Tensor:
+        """Attention weights (B, h, S, K) over the values (B, h, K, d) of :meth:`logits_at` -> (B, S, D)."""
+        return self.to_out(rearrange(probs @ values, "b h s d -> b s (h d)"))
