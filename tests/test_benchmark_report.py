@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -326,3 +327,30 @@ def test_the_sparse_kv_table_shows_the_latest_run_with_its_ratios_to_the_segment
     assert "## GTrXL's sparse KV cache on a long stream" in report.render()
     (tmp_path / "sparse_kv.csv").unlink()
     assert report.sparse_kv_section() == []
+
+
+def test_the_ablation_table_compares_each_mechanism_with_the_estimators_form_and_the_ili_table_ignores_it(tmp_path):
+    def run(seed, horizon, mse, **params):
+        return dict(_row("atlas", "illness", horizon, seed, mse, 1.0), lookback=36, mase=9.0, best_epoch=3,
+                    params=json.dumps({"linear_base": False, **params}))
+
+    rows = [run(s, 24, 3.0 + s / 100) for s in range(3)]
+    rows += [run(s, 24, 3.3, frozen_memory=True) for s in range(3)]
+    rows += [run(s, 24, 2.7, linear_path=False) for s in range(3)]
+    rows += [dict(run(s, 24, 2.5), params='{"linear_base": true}') for s in range(3)]       # the default: ILI table
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36,
+                       model="seasonal_naive", mse=2.56, mae=1.0, mase=7.9, n_windows=170, setting="", cpu_s=0.1,
+                       git_rev="abc")]).to_csv(tmp_path / "baselines.csv", index=False)
+    report = load_report(tmp_path)
+    lines = report.ablation_section()
+    form = next(line for line in lines if line.startswith("| memory + linear path"))
+    frozen = next(line for line in lines if line.startswith("| memory frozen"))
+    alone = next(line for line in lines if line.startswith("| memory alone"))
+    assert "| 24 | 3 | 3.010 ± 0.010 ▼ |" in form and form.endswith("| – |")
+    assert frozen.endswith(f"| {3.3 / 3.01 - 1:+.1%} |") and alone.endswith(f"| {2.7 / 3.01 - 1:+.1%} |")
+    assert f"- ATLAS, *memory frozen: no test-time writes*: MSE {3.3 / 3.01 - 1:+.1%} against the estimator's form, " \
+           "averaged over 1 horizons (worse at 1 of 1)." in lines
+    ili = report.small_data_section()
+    assert any("| ATLAS (linear base: network kept in 3 of 3) | 3 | **2.500 ± 0.000** |" in line for line in ili)
+    assert sum("ATLAS" in line for line in ili) == 1, "the ablation runs stay out of the ILI table"
