@@ -413,7 +413,8 @@ def other_models_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | {int(e.n_params):,} | not run | | "
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
-    out += ["", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
+    shown = others[others["dataset"].isin(DATASETS)]
+    out += ["", revisions_line(shown), "", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
             "(`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
 
@@ -452,7 +453,7 @@ def linear_base_section() -> list[str]:
         kept = int((cell["best_epoch"] > 0).sum())
         out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
                    f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")
-    return out + [""]
+    return out + ["", revisions_line(runs), ""]
 
 
 # -- PV-Client's network as Client, on the grid ---------------------------------------------------------
