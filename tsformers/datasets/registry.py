@@ -258,8 +258,12 @@ def data_home(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(cache).expanduser() / "tsformers"
 
 
-def _download_url(entry: dict) -> str | None:
-    """The URL to fetch the entry's file from: the mirror when set, else the registry's, else None."""
+def _download_source(entry: dict) -> tuple[str | None, str | None]:
+    """Where to fetch the entry's file: ``(url, archive member)``.
+
+    The mirror, when set, serves the file itself (no member); else the registry's URL, with its
+    ``archive_member`` when that URL is a zip archive; else ``(None, None)``.
+    """
     base = os.environ.get(URL_ENV_VAR)
     if base:
         if urllib.parse.urlsplit(base).scheme not in _URL_SCHEMES:
@@ -268,8 +272,8 @@ def _download_url(entry: dict) -> str | None:
                 f"base URL of a mirror (the file name is appended, e.g. {base.rstrip('/')}/{entry['file']} "
                 f"needs https://...), or unset it to download from the registry's URLs."
             )
-        return base.rstrip("/") + "/" + urllib.parse.quote(entry["file"])
-    return entry.get("download_url")
+        return base.rstrip("/") + "/" + urllib.parse.quote(entry["file"]), None
+    return entry.get("download_url"), entry.get("archive_member")
 
 
 def _by_hand(entry: dict, folder: Path) -> str:
@@ -296,15 +300,13 @@ def _locate(entry: dict, data_dir: str | os.PathLike | None, download_if_missing
             f"{entry['name']}: {entry['file']} not found in {folder} (download_if_missing=False). "
             f"{_by_hand(entry, folder)}"
         )
-    url = _download_url(entry)
+    url, member = _download_source(entry)
     if url is None:
         raise FileNotFoundError(
             f"{entry['name']}: {entry['file']} not found in {folder}, and the registry has no direct "
             f"download URL for it. {_by_hand(entry, folder)} "
             f"Or set {URL_ENV_VAR} to a mirror that serves {entry['file']}."
         )
-    # a mirror serves the file itself (TSFORMERS_DATA_URL + file name); the registry's URL may be its archive
-    member = None if os.environ.get(URL_ENV_VAR) else entry.get("archive_member")
     return _fetch(entry, url, folder, member)
 
 
