@@ -46,6 +46,12 @@ def _secs(s) -> str:
     return f"{s:.0f} s" if s < 600 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
 
 
+def latest_run(name: str) -> pd.DataFrame | None:
+    """The rows of the latest run (one timestamp) in the results CSV ``name``, or None when it has none."""
+    frame = _read(name)
+    return None if frame is None else frame[frame["timestamp"] == frame["timestamp"].max()]
+
+
 def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values("timestamp").groupby(keys, as_index=False).tail(1)
 
@@ -1092,10 +1098,9 @@ COLD_START_GOALS = {
 
 def cold_start_section() -> list[str]:
     """The latest run of ``cold_start.py``: each command's wall time and its ratio to ``import torch``."""
-    cs = _read("cold_start.csv")
-    if cs is None:
+    run = latest_run("cold_start.csv")
+    if run is None:
         return []
-    run = cs[cs["timestamp"] == cs["timestamp"].max()]
     first = run.iloc[0]
     out = ["## Cold start of the batch path", "",
            "`benchmarks/cold_start.py`: a fresh interpreter per command, the commands taking turns in one run, "
@@ -1154,10 +1159,9 @@ def spark_scoring_section() -> list[str]:
 
 def sparse_kv_section() -> list[str]:
     """The latest run of ``sparse_kv.py``: GTrXL's sparse KV cache against its segment memory, as ratios."""
-    sk = _read("sparse_kv.csv")
-    if sk is None:
+    run = latest_run("sparse_kv.csv")
+    if run is None:
         return []
-    run = sk[sk["timestamp"] == sk["timestamp"].max()]
     first = run.iloc[0]
     out = ["## GTrXL's sparse KV cache on a long stream", "",
            f"`benchmarks/sparse_kv.py`: one GTrXL (d_model 32, 2 layers, segment memory of "
