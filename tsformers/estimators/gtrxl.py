@@ -257,10 +257,6 @@ class GTrXLForecaster(StreamingForecaster):
         if self.kv_cache is None and (self.kv_window is not None or self.kv_global is not None):
             raise ValueError(f"kv_window={self.kv_window} and kv_global={self.kv_global} size the sparse KV cache: "
                              f"set kv_cache='sparse' to use it, or leave them at None.")
-        if self.kv_cache == "sparse" and self.mixer != "xl_relative":
-            raise ValueError(f"kv_cache='sparse' replaces the segment memory of mixer='xl_relative'; "
-                             f"mixer={self.mixer!r} carries its own recurrent state. Use kv_cache=None or "
-                             f"mixer='xl_relative'.")
         return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
                      n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
                      mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
