@@ -15,7 +15,15 @@
    correctness check (the output at t ignores inputs after t for the causal ones; cross
    with a different number of query and key tokens), or "unsupported" for a pattern the
    mixer does not declare (it is not run).
-3. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
+3. **Slots** (``--part slots``): every part each estimator's slots accept (``available(None,
+   estimator)``), one at a time in that slot, the estimator's other settings as in the grid
+   (``long_horizon.MODELS``: Gateformer's and Client's paper settings for ETTh1-96, the streaming
+   estimators' defaults with the network alone, ``linear_base=False``, so the part's effect is not
+   hidden under the linear map), the same recipe for every part of an estimator (batch 32 at the
+   learning rate scaled as above, ``--max-epochs``; ``--streaming-epochs`` for LMUFormer, GTrXL and
+   ATLAS, whose ETTh1 epoch costs minutes), and the estimator's defaults once as the row each part is
+   compared with (Gateformer's temporal mixers and stacks again, so that one run holds the whole table).
+4. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
    gradients, batch 1, d_model 64, 4 heads) and peak resident memory added by the call,
    against the number of tokens from 256 to 16,384, for every mixer; the log-log slope of
    time over the largest sizes says which mixers are really sub-quadratic (slope ~1) and
@@ -27,6 +35,8 @@
 
     .venv/bin/python benchmarks/backbone.py --threads 1 --part scaling
     .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 3 --batch-size 32
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --estimators gateformer pvclient \
+        --max-epochs 3 --streaming-epochs 1
 
 Rows are appended to ``benchmarks/results/backbone.csv``; ``--skip-done`` leaves out the
 (part, name) pairs that file already holds, so an interrupted run can be resumed.
@@ -50,7 +60,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
 from _protocol import append_rows, evaluate_windows, load_protocol_data, n_parameters  # noqa: E402
-from long_horizon import _EpochTimer, gateformer  # noqa: E402
+from long_horizon import MODELS, _EpochTimer, gateformer, git_rev  # noqa: E402
 
 from tsformers.backbone import available, build, build_class  # noqa: E402
 from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF  # noqa: E402
@@ -61,7 +71,8 @@ SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
 PATTERNS = [SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS]
 FIELDS = ["timestamp", "part", "kind", "name", *PATTERNS, "faster_from", "smaller_from", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
           "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
-          "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg"]
+          "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg", "estimator",
+          "slot", "git_rev"]
 
 
 def _stamp(row: dict) -> dict:
@@ -116,6 +127,71 @@ def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int, batch_s
             "fit_s": fit_s, "eval_s": eval_s, **describe(kind, name)}
 
 
+# -- 3. slots: every part each estimator accepts, in its slot --------------------------------------
+
+#: the benchmark's estimators (``long_horizon.MODELS`` names) whose network is streaming: an ETTh1 epoch costs
+#: minutes, so they get ``--streaming-epochs``
+STREAMING = ("lmuformer", "gtrxl", "atlas")
+DEFAULT = "(default)"
+
+
+def slot_cases(model: str) -> list[tuple[str, str]]:
+    """``(slot, part)`` for every part the slots of ``model`` (a ``long_horizon.MODELS`` name) accept with its
+    benchmark settings, besides each slot's own default, and ``(DEFAULT, DEFAULT)`` first: the reference row."""
+    est = MODELS[model](DATASET, HORIZON)
+    params = est.get_params()
+    cases = [(DEFAULT, DEFAULT)]
+    for slot, names in available(None, est).items():
+        cases += [(slot, name) for name in names if name != params.get(slot)]
+    return cases
+
+
+def part_kind(model: str, slot: str, name: str) -> str:
+    """The registry kind of ``name`` among the kinds of ``slot`` (a slot may take several: stages and reducers)."""
+    if slot == DEFAULT:
+        return ""
+    from tsformers.backbone.registry import estimator_slots
+    kinds = estimator_slots(MODELS[model](DATASET, HORIZON))[slot].kinds
+    return next(kind for kind in kinds if name in available(kind))
+
+
+def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int, batch_size: int) -> dict:
+    """One fit of ``model`` with ``name`` in ``slot`` (the defaults for ``DEFAULT``), scored on every test window."""
+    kind = part_kind(model, slot, name)
+    where = {"part": "slots", "estimator": model, "slot": slot, "kind": kind, "name": name, "git_rev": git_rev(),
+             **(describe(kind, name) if kind else {})}
+    timer = _EpochTimer.make(f"[{model} {slot}={name}]")
+    est = MODELS[model](DATASET, HORIZON)
+    settings = {} if slot == DEFAULT else {slot: name}
+    if "linear_base" in est.get_params():
+        settings["linear_base"] = False  # the network alone: the part's effect, not the ridge map's
+    # one recipe for every part of an estimator: batch ``batch_size`` at the learning rate scaled linearly
+    est.set_params(**settings, max_epochs=max_epochs, random_state=seed, val_size=int(data.val_steps),
+                   batch_size=batch_size, learning_rate=est.learning_rate * batch_size / est.batch_size,
+                   trainer_kwargs={"callbacks": [timer]})
+    t0 = time.perf_counter()
+    try:
+        est.fit(data.fit_frame)
+    except Exception as exc:  # a part that cannot run with these settings is a result too: say why
+        return {**where, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate_windows(est, data.test_frame)
+    eval_s = time.perf_counter() - t0
+    return {**where, "dataset": DATASET, "horizon": HORIZON, "mse": scores["mse"], "mae": scores["mae"],
+            "n_params": n_parameters(est.network_), "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
+            "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"),
+            "fit_s": fit_s, "eval_s": eval_s}
+
+
+def done_slots(path: Path) -> set[tuple[str, str, str]]:
+    if not path.exists():
+        return set()
+    with open(path) as fh:
+        return {(r["estimator"], r["slot"], r["name"]) for r in csv.DictReader(fh)
+                if r["part"] == "slots" and r.get("estimator")}
+
+
 # -- 2. patterns: CAB's four, checked where declared ----------------------------------------------
 
 
@@ -154,7 +230,7 @@ def run_patterns(name: str) -> dict:
             **describe("mixer", name)}
 
 
-# -- 3. scaling: forward time and peak memory against the number of tokens ------------------------
+# -- 4. scaling: forward time and peak memory against the number of tokens ------------------------
 
 
 def _rss_mib(field: str) -> float:
@@ -274,10 +350,14 @@ def print_scaling(rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["patterns", "accuracy", "scaling", "all"], default="all")
+    p.add_argument("--part", choices=["patterns", "accuracy", "slots", "scaling", "all"], default="all")
     p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
+    p.add_argument("--estimators", nargs="+", choices=sorted(MODELS), default=None,
+                   help="--part slots: the estimators whose slots to walk (default: all)")
+    p.add_argument("--slot", default=None, help="--part slots: walk this slot only")
     p.add_argument("--max-epochs", type=int, default=3)
+    p.add_argument("--streaming-epochs", type=int, default=1, help="--part slots: max epochs of " + ", ".join(STREAMING))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -325,6 +405,17 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"{kind} {name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
         print_accuracy(rows)
+    if args.part in ("slots", "all"):
+        data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)
+        skip = done_slots(args.out) if args.skip_done else set()
+        for model in args.estimators or sorted(MODELS):
+            epochs = args.streaming_epochs if model in STREAMING else args.max_epochs
+            for slot, name in slot_cases(model):
+                if (model, slot, name) in skip or (args.slot and slot not in (args.slot, DEFAULT)):
+                    continue
+                row = _stamp(run_slot(model, slot, name, data, epochs, args.seed, args.batch_size))
+                append_csv(args.out, [row])
+                print(f"{model} {slot}={name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
     print(f"\nappended to {args.out}")
     return 0
 
