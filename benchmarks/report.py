@@ -734,6 +734,68 @@ def ablation_section() -> list[str]:
     return out
 
 
+# -- the backbone's parts in their slots ----------------------------------------------------------
+
+SLOT_MODELS = ["gateformer", "pvclient", "gtrxl", "lmuformer", "atlas"]
+
+
+def slots_section() -> list[str]:
+    """Every part each estimator's slots accept, one at a time on ETTh1-96, against the estimator's defaults."""
+    bb = _read("backbone.csv")
+    if bb is None or "slot" not in bb:
+        return []
+    bb = bb[(bb["part"] == "slots") & bb["estimator"].notna()]
+    if bb.empty:
+        return []
+    bb = latest(bb, ["estimator", "slot", "name"])
+    base = baselines().get(("ETTh1", 96), {})
+    best_base = (min(v[0] for v in base.values()), min(v[1] for v in base.values())) if base else None
+    out = ["## The backbone's parts in their slots", "",
+           "`benchmarks/backbone.py --part slots`: every part that an estimator's slots accept "
+           "(`available(None, estimator)`), one at a time in its slot, everything else as the estimator's row "
+           "*(defaults)*, on ETTh1 at lookback 96 and H = 96 (the grid's windows, seed 0). Gateformer and PV-Client "
+           "(as Client) have the grid's paper settings for ETTh1-96; LMUFormer, GTrXL and ATLAS their defaults "
+           "with the network alone (`linear_base=False`, so that the ridge map does not hide what a part does). "
+           "One recipe per estimator for all its parts, so that the parts compare, not the best each could "
+           "reach: batch 32, the learning rate scaled linearly from the estimator's batch, the epochs shown "
+           "(one for the streaming estimators, whose ETTh1 epoch costs minutes here), early stopping on the "
+           "validation windows. *change*: the MSE against the defaults' row of the same run; *s/epoch*: "
+           "the median training epoch at the row's load (the machine is shared: compare within a table). "
+           "A part that cannot run with these settings says why. "
+           f"{LOSS_MARK}: worse than the best of the baselines on the same windows"
+           + (f" (MSE {best_base[0]:.3f}, MAE {best_base[1]:.3f}: " + ", ".join(
+               f"{label} {v[0]:.3f} / {v[1]:.3f}" for label, v in base.items()) + ")" if best_base else "")
+           + "; **bold**: the lowest MSE and MAE of each estimator's table.", ""]
+    for model in SLOT_MODELS:
+        rows = bb[bb["estimator"] == model]
+        if rows.empty:
+            continue
+        scored = rows.dropna(subset=["mse"])
+        default = scored[scored["slot"] == "(default)"]
+        reference = float(default["mse"].iloc[0]) if len(default) else None
+        low = (scored["mse"].min(), scored["mae"].min()) if len(scored) else (None, None)
+        out += [f"**{NAMES.get(model, model)}**", "",
+                "| slot | part | params | MSE | MAE | change | s/epoch | epochs |", "|---|---|---|---|---|---|---|---|"]
+        order = {slot: i for i, slot in enumerate(dict.fromkeys(["(default)", *rows["slot"]]))}
+        rows = rows.assign(_order=rows["slot"].map(order)).sort_values(["_order", "mse"], na_position="last")
+        for r in rows.itertuples():
+            slot, part = ("*(defaults)*", "") if r.slot == "(default)" else (f"`{r.slot}`", f"`{r.name}`")
+            if pd.isna(r.mse):
+                out.append(f"| {slot} | {part} | | not run: {str(r.skipped).replace('|', '/')} | | | | |")
+                continue
+            cells = []
+            for value, lowest, b in ((r.mse, low[0], best_base and best_base[0]),
+                                     (r.mae, low[1], best_base and best_base[1])):
+                text = f"**{value:.4f}**" if value == lowest else f"{value:.4f}"
+                cells.append(text + (f" {LOSS_MARK}" if b is not None and round(value, 4) > round(b, 4) else ""))
+            change = "–" if r.slot == "(default)" or reference is None else f"{r.mse / reference - 1:+.1%}"
+            out.append(f"| {slot} | {part} | {int(r.n_params):,} | {cells[0]} | {cells[1]} | {change} | "
+                       f"{r.s_per_epoch:.0f} | {int(r.epochs_run)} of {int(r.max_epochs)} |")
+        out += ["", revisions_line(rows) + f" 1-minute load during the runs: {rows['load_avg'].min():.1f}–"
+                f"{rows['load_avg'].max():.1f}.", ""]
+    return out
+
+
 # -- interval coverage --------------------------------------------------------------------------------
 
 def coverage_section() -> list[str]:
@@ -1199,7 +1261,7 @@ def render() -> str:
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
-            + small_data_section() + ablation_section() + panel_section() + coverage_section()
+            + small_data_section() + ablation_section() + slots_section() + panel_section() + coverage_section()
             + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
             + profile_section() + sparse_kv_section()
             + cold_start_section() + spark_scoring_section())

@@ -354,3 +354,36 @@ def test_the_ablation_table_compares_each_mechanism_with_the_estimators_form_and
     ili = report.small_data_section()
     assert any("| ATLAS (linear base: network kept in 3 of 3) | 3 | **2.500 ± 0.000** |" in line for line in ili)
     assert sum("ATLAS" in line for line in ili) == 1, "the ablation runs stay out of the ILI table"
+
+
+def _slot_row(estimator, slot, name, mse, mae, *, stamp="2026-02-01T00:00:00+00:00", skipped=None):
+    return dict(timestamp=stamp, part="slots", estimator=estimator, slot=slot, kind="" if slot == "(default)" else
+                "mixer", name=name, dataset="ETTh1", horizon=96, mse=mse, mae=mae, n_params=1000, epochs_run=3,
+                max_epochs=3, s_per_epoch=12.0, skipped=skipped, load_avg=1.5, git_rev="abc")
+
+
+def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_to_the_baselines(tmp_path):
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, lookback=96, model=m,
+                       mse=v[0], mae=v[1]) for m, v in {"linear": (0.383, 0.392), "last_value": (1.29, 0.71)}.items()]
+                 ).to_csv(tmp_path / "baselines.csv", index=False)
+    pd.DataFrame([
+        dict(timestamp="2026-01-01T00:00:00+00:00", part="accuracy", kind="mixer", name="full", mse=0.5, mae=0.5),
+        _slot_row("gateformer", "(default)", "(default)", 0.400, 0.410),
+        _slot_row("gateformer", "variate_mixer", "mean", 0.900, 0.900, stamp="2026-01-15T00:00:00+00:00"),
+        _slot_row("gateformer", "variate_mixer", "mean", 0.380, 0.395),     # the latest run of a part counts
+        _slot_row("gateformer", "ffn", "conv", None, None, skipped="ValueError: too short"),
+        _slot_row("gtrxl", "(default)", "(default)", 0.500, 0.480),
+    ]).to_csv(tmp_path / "backbone.csv", index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.slots_section())
+    assert "| *(defaults)* |  | 1,000 | 0.4000 ▼ | 0.4100 ▼ | – | 12 | 3 of 3 |" in text
+    # 0.380 beats the linear baseline's MSE (no mark, bold) but not its MAE (0.395 > 0.392: marked)
+    assert "| `variate_mixer` | `mean` | 1,000 | **0.3800** | **0.3950** ▼ | -5.0% | 12 | 3 of 3 |" in text
+    assert "0.9000" not in text
+    assert "| `ffn` | `conv` | | not run: ValueError: too short | | | | |" in text
+    assert text.index("**Gateformer**") < text.index("**GTrXL**")
+    assert "linear 0.383 / 0.392" in text and "code revision abc" in text
+    assert "## The backbone's parts in their slots" in report.render()
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", part="accuracy", kind="mixer", name="full", mse=0.5,
+                       mae=0.5)]).to_csv(tmp_path / "backbone.csv", index=False)
+    assert report.slots_section() == []
