@@ -138,9 +138,45 @@ def test_encoder_stack_layers_and_final_norm():
     assert len(enc.layers) == 3 and all(isinstance(layer, PreNormBlock) for layer in enc.layers)
     assert isinstance(enc.norm, nn.LayerNorm)
     assert isinstance(TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=1).norm, nn.Identity)
-    post = TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=2, norm_first=False, activation="gelu")
+    post = TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=2, block="postnorm", activation="gelu")
     assert all(isinstance(layer, PostNormBlock) for layer in post.layers)
     assert post(torch.randn(2, 5, 16)).shape == (2, 5, 16)
+
+
+def test_the_standard_stack_repeats_the_metaformer_block_by_name():
+    from tsformers.backbone.mixers.metaformer import MetaFormerBlock
+
+    x = torch.randn(2, 5, 16)
+    torch.manual_seed(0)
+    meta = TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0, block="metaformer").eval()
+    torch.manual_seed(0)
+    pre = TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0).eval()
+    assert all(isinstance(layer, MetaFormerBlock) for layer in meta.layers)
+    assert all(isinstance(layer.mixer, FullAttention) for layer in meta.layers)   # the stack's mixer, not pool
+    # LayerScale starts at 1e-5 (PoolFormer's): each residual branch adds almost nothing at init
+    assert (meta(x) - x).abs().max() < 1e-4
+    assert (pre(x) - x).abs().max() > 0.1
+    # with layer scale 0.5 the stack is the paper's formula, block after block
+    torch.manual_seed(0)
+    meta = TransformerEncoder(d_model=16, n_heads=2, d_ff=32, n_layers=2, dropout=0.0, block="metaformer",
+                              block_kwargs={"layer_scale_init": 0.5}).eval()
+    h = x
+    for block in meta.layers:
+        h = h + 0.5 * block.mixer(block.norm1(h))
+        h = h + 0.5 * block.ffn(block.norm2(h))
+    torch.testing.assert_close(meta(x), h)
+
+
+def test_a_block_without_the_chosen_part_or_the_stack_interface_is_refused():
+    shape = dict(d_model=16, n_heads=2, d_ff=32, n_layers=1)
+    with pytest.raises(ValueError, match=r"ffn='conv' needs a block with a 'ffn' slot.*\['postnorm', 'prenorm'\]"):
+        TransformerEncoder(**shape, block="metaformer", ffn="conv")
+    with pytest.raises(ValueError, match="ffn_kwargs=.*block='metaformer' has a fixed one"):
+        TransformerEncoder(**shape, block="metaformer", ffn_kwargs={"activation": "gelu"})
+    with pytest.raises(ValueError, match=r"block='tnt' does not take.*\['metaformer', 'postnorm', 'prenorm'\]"):
+        TransformerEncoder(**shape, block="tnt")
+    meta = TransformerEncoder(**shape, block="metaformer", norm="prepbn")   # its norm slot works
+    assert type(meta.layers[0].norm1).__name__ == "PRepBN"
 
 
 def test_full_attention_causal_does_not_look_ahead():

@@ -16,12 +16,11 @@ from tsformers.models.atlas import LAYERS as ATLAS_LAYERS
 
 #: (kind, name) -> why no estimator slot takes the part (issue 26).
 NOT_YET_REACHABLE = {
-    ("block", "metaformer"): "blocks come with their stack; no estimator has a block slot",
     ("block", "tnt"): "blocks come with their stack, and its inner transformer needs each patch's words beside "
                       "the tokens, which no stack carries",
-    **{("fusion", n): "two-branch fusions need two token streams: PV-Client's weather and power are tokens of one "
-                      "set in one encoder, and no other estimator has two branches"
-       for n in ("cross_gating", "crossvit_fusion", "crossvit_two_branch")},
+    **{("fusion", n): "CrossViT's fusions exchange the CLS tokens of two patch branches: PV-Client's per-step "
+                      "streams are hours without a CLS token, and no other estimator has two branches"
+       for n in ("crossvit_fusion", "crossvit_two_branch")},
     ("mixer", "cswin"): "its cross-shaped windows are stripes of a variates x patches grid: Gateformer's temporal "
                         "encoder reads one variate's patches (a 1 x P grid, where it is no cross), and over the "
                         "variates it would read the order of the columns, which no estimator's variates have",

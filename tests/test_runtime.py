@@ -67,12 +67,12 @@ def test_pack_and_unpack_round_trip():
     torch.testing.assert_close(pack(padded, mask.sum(1)).tokens, packed.tokens)
 
 
-@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("block", ["prenorm", "postnorm"])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mode", ["grouped", "block_diagonal"])
-def test_packed_encoder_equals_padded_and_masked(norm_first, causal, mode):
+def test_packed_encoder_equals_padded_and_masked(block, causal, mode):
     torch.manual_seed(0)
-    encoder = TransformerEncoder(d_model=D, n_heads=2, d_ff=32, n_layers=2, dropout=0.0, norm_first=norm_first,
+    encoder = TransformerEncoder(d_model=D, n_heads=2, d_ff=32, n_layers=2, dropout=0.0, block=block,
                                  causal=causal, final_norm=True).eval()
     lengths = torch.tensor([5, 12, 12, 3, 9])
     parts = [torch.randn(int(n), D) for n in lengths]

@@ -18,7 +18,7 @@ from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
 from .registry import available, build, build_class, order_free, register, with_block_slot
 
 __all__ = ["BLOCK_SLOTS", "FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
-           "block_part_names", "block_parts", "build_norm", "stacks_for_parts"]
+           "block_part_names", "block_parts", "blocks_for_parts", "build_norm", "stack_block", "stacks_for_parts"]
 
 #: The slots of the standard block besides its mixer, with their defaults (the Transformer's parts).
 #: A stack whose blocks have them declares ``block_slots``; the estimators pass a choice only to those.
@@ -61,14 +61,21 @@ def _has_slot(stack: str, slot: str) -> bool:
     return slot in getattr(build_class("stack", stack), "block_slots", ())
 
 
-def block_part_names(slot: str, stacks: Iterable[str], *, unordered: bool = False) -> list[str]:
+def _block_has_slot(block: str | None, slot: str) -> bool:
+    """Whether ``block`` (None: the stack's own) has ``slot``; an unknown block is refused where it is built."""
+    return block is None or block not in available("block") or slot in build_class("block", block).block_slots
+
+
+def block_part_names(slot: str, stacks: Iterable[str], *, unordered: bool = False,
+                     block: str | None = None) -> list[str]:
     """The names :func:`block_parts` accepts in ``slot`` (``"ffn"``, ``"norm"``) for the blocks of all ``stacks``.
 
     Every registered part of the kind where each stack's blocks have the slot (with
     ``unordered``, only the parts that do not read token order); else the default alone, which
-    a stack with blocks of its own builds itself.
+    a stack with blocks of its own builds itself, as does a ``block`` chosen by name without
+    the slot (the MetaFormer block's MLP is fixed).
     """
-    if not all(_has_slot(stack, slot) for stack in stacks):
+    if not all(_has_slot(stack, slot) for stack in stacks) or not _block_has_slot(block, slot):
         return [BLOCK_SLOTS[slot]]
     return [name for name in available(slot)
             if not (unordered and getattr(build_class(slot, name), "requires_order", False))]
@@ -82,6 +89,60 @@ def stacks_for_parts(stacks: Iterable[str], **chosen: str) -> list[str]:
     """
     custom = [slot for slot, name in chosen.items() if name != BLOCK_SLOTS[slot]]
     return [stack for stack in stacks if all(_has_slot(stack, slot) for slot in custom)]
+
+
+def _takes_block(stack: str) -> bool:
+    return getattr(build_class("stack", stack), "block_by_name", False)
+
+
+def blocks_for_parts(stack: str, *, default: str, **chosen: str) -> list[str]:
+    """The blocks :func:`stack_block` accepts for ``stack`` with the ``chosen`` block parts (``ffn=``, ``norm=``).
+
+    A stack that repeats a block by name (the standard stack) takes every registered block with
+    the standard block's interface (a ``block_slots`` declaration) that has a slot for each
+    non-default part; a stack with blocks of its own takes only the caller's ``default``.
+    """
+    if stack not in available("stack") or not _takes_block(stack):
+        return [default]
+    return _repeatable_blocks(**chosen)
+
+
+def _repeatable_blocks(**chosen: str) -> list[str]:
+    """The registered blocks with the standard block's interface and a slot for each non-default chosen part."""
+    custom = [slot for slot, name in chosen.items() if name != BLOCK_SLOTS[slot]]
+    slots = {name: getattr(build_class("block", name), "block_slots", None) for name in available("block")}
+    return [name for name, has in slots.items() if has is not None and all(slot in has for slot in custom)]
+
+
+def _check_block(block: str, **chosen: str) -> type:
+    """The class of ``block``, refused (ValueError naming those that fit) unless it fits the ``chosen`` parts."""
+    cls = build_class("block", block)  # an unknown name lists the registered ones
+    if not hasattr(cls, "block_slots"):
+        raise ValueError(f"block={block!r} does not take the standard block's arguments (a mixer by name, d_ff, "
+                         f"norm), so no stack repeats it by name; pick one of {_repeatable_blocks()}")
+    for slot, name in chosen.items():
+        if slot not in cls.block_slots and name != BLOCK_SLOTS[slot]:
+            raise ValueError(f"{slot}={name!r} needs a block with a {slot!r} slot, and block={block!r} has none (its "
+                             f"{slot} is fixed); keep {slot}={BLOCK_SLOTS[slot]!r} or pick a block from "
+                             f"{_repeatable_blocks(**{slot: name})}")
+    return cls
+
+
+def stack_block(stack: str, block: str, *, default: str, **chosen: str) -> dict[str, str]:
+    """The ``block=`` to pass to ``stack``: ``{"block": block}`` if it repeats a block by name, else ``{}``.
+
+    A stack with blocks of its own takes only the caller's ``default`` (the block it stands for);
+    another choice is refused, naming the stacks that take one. The block must have the standard
+    block's interface and a slot for each non-default part in ``chosen`` (``ffn=``, ``norm=``).
+    """
+    if not _takes_block(stack):
+        if block != default:
+            takes = [name for name in available("stack") if _takes_block(name)]
+            raise ValueError(f"block={block!r} needs a stack that repeats a block by name, and stack={stack!r} "
+                             f"builds its own; pick a stack from {takes} or keep block={default!r}")
+        return {}
+    _check_block(block, **chosen)
+    return {"block": block}
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -117,6 +178,8 @@ class _MixerFFNBlock(nn.Module):
     "mlp", the default, "conv", "cofrnet") and ``norm`` (kind "norm": "layernorm", the
     default, "prepbn"), with ``*_kwargs`` for the part's own options.
     """
+
+    block_slots = frozenset(BLOCK_SLOTS)  # the standard stack repeats it by name, with ffn and norm by name
 
     def __init__(
         self,
@@ -177,16 +240,21 @@ class PostNormBlock(_MixerFFNBlock):
 
 @register("stack", "standard")
 class TransformerEncoder(nn.Module):
-    """A stack of ``n_layers`` pre-LN (or post-LN) blocks, optionally followed by a final norm.
+    """A stack of ``n_layers`` blocks of one registered kind, optionally followed by a final norm.
 
     The plain sequential stack of Vaswani et al. (NeurIPS 2017); the default of every
-    estimator's ``stack`` slot. ``ffn`` and ``norm`` fill every block's slots (the final
-    norm is the ``norm`` too: PRepBN replaces every LayerNorm). Cost: n_layers times the
-    block's. x: (B, N, D) -> (B, N, D).
+    estimator's ``stack`` slot. ``block`` names the block it repeats, among those with the
+    standard block's interface (:func:`blocks_for_parts`): ``"prenorm"`` (the default),
+    ``"postnorm"`` or ``"metaformer"`` (x + LayerScale(Mixer(Norm(x))), x + LayerScale(MLP(Norm(x))),
+    Yu et al., CVPR 2022); ``block_kwargs`` are its own options (MetaFormer's ``layer_scale_init``).
+    ``ffn`` and ``norm`` fill every block's slots (the final norm is the ``norm`` too: PRepBN
+    replaces every LayerNorm); the MetaFormer block has no ``ffn`` slot, so another ``ffn`` is
+    refused with it. Cost: n_layers times the block's. x: (B, N, D) -> (B, N, D).
     """
 
     requires_order = False  # its blocks add no positions: order comes only from the mixer
     block_slots = frozenset(BLOCK_SLOTS)
+    block_by_name = True  # ``block=``: the one stack that repeats a registered block (stack_block)
 
     def __init__(
         self,
@@ -200,7 +268,8 @@ class TransformerEncoder(nn.Module):
         mixer: str = "full",
         mixer_kwargs: dict[str, Any] | None = None,
         causal: bool = False,
-        norm_first: bool = True,
+        block: str = "prenorm",
+        block_kwargs: dict[str, Any] | None = None,
         final_norm: bool = False,
         ffn: str = "mlp",
         ffn_kwargs: dict[str, Any] | None = None,
@@ -209,9 +278,14 @@ class TransformerEncoder(nn.Module):
     ):
         super().__init__()
         assert n_layers >= 1, f"n_layers must be at least 1, got {n_layers}"
-        block = PreNormBlock if norm_first else PostNormBlock
+        block_cls = _check_block(block, ffn=ffn, norm=norm)
+        if ffn_kwargs and "ffn" not in block_cls.block_slots:
+            raise ValueError(f"ffn_kwargs={ffn_kwargs} configure an ffn, and block={block!r} has a fixed one; "
+                             f"drop ffn_kwargs")
+        # only a block with an ffn slot is given one (MetaFormer's MLP is its own)
+        ffn_part = dict(ffn=ffn, ffn_kwargs=ffn_kwargs) if "ffn" in block_cls.block_slots else {}
         self.layers = nn.ModuleList(
-            block(
+            block_cls(
                 d_model,
                 n_heads=n_heads,
                 d_ff=d_ff,
@@ -220,10 +294,10 @@ class TransformerEncoder(nn.Module):
                 mixer=mixer,
                 mixer_kwargs=mixer_kwargs,
                 causal=causal,
-                ffn=ffn,
-                ffn_kwargs=ffn_kwargs,
                 norm=norm,
                 norm_kwargs=norm_kwargs,
+                **ffn_part,
+                **(block_kwargs or {}),
             )
             for _ in range(n_layers)
         )

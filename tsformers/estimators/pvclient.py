@@ -6,11 +6,11 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval
 
 from tsformers.backbone import BLOCK_SLOTS, Slot, order_free
-from tsformers.backbone.blocks import block_part_names, stacks_for_parts
+from tsformers.backbone.blocks import block_part_names, blocks_for_parts, stacks_for_parts
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.forecasting import clip_power
-from tsformers.models.pvclient import PVClient
+from tsformers.models.pvclient import PAPER_BLOCK, STEP_FUSIONS, PVClient
 
 
 @shared_docs
@@ -35,7 +35,9 @@ class PVClientForecaster(BaseForecaster):
     paper's output. It is what a regression of the hour's power on the hour's
     weather does, which the paper's window tokens cannot (see
     :class:`~tsformers.models.pvclient.PVClient`); ``step_pathway=False``
-    keeps the paper's form.
+    keeps the paper's form; ``step_fusion="cross_gating"`` fuses the pathway's
+    two streams (each hour's weather, the power one horizon earlier) across
+    the hours with MAXIM's cross-gating block instead of the MLP.
 
     Every target is treated as PV power (clipped at 0 and ``capacity``): put the
     weather in ``covariates`` (past-observed) or ``future_covariates`` (a
@@ -79,7 +81,8 @@ class PVClientForecaster(BaseForecaster):
         are an unordered set: mixers that need ordered tokens are refused, and so
         is ``"fca"``, whose cross tokens are merged along positions).
         ``tsformers.backbone.available(None, "PVClientForecaster")`` lists what each slot
-        (``mixer``, ``stack``, ``ffn``, ``norm``) accepts, given the others.
+        (``mixer``, ``stack``, ``block``, ``ffn``, ``norm``, ``step_fusion``) accepts, given the
+        others.
     stack : str, default="standard"
         How the encoder's blocks are arranged, by name in
         ``tsformers.backbone.order_free("stack")`` (stacks that need ordered tokens
@@ -98,11 +101,32 @@ class PVClientForecaster(BaseForecaster):
         ``"layernorm"`` (the paper's) or ``"prepbn"`` (SLAB's LayerNorm decaying into
         a batch norm over 10,000 training steps, foldable into the next Linear at
         inference). Stacks as for ``ffn``.
+    block : str, default="postnorm"
+        The block the standard stack repeats, by its name in
+        ``tsformers.backbone.available("block", "PVClientForecaster")``: ``"postnorm"``
+        (the paper's post-LN block), ``"prenorm"`` or ``"metaformer"`` (Yu et al.,
+        CVPR 2022: x + LayerScale(mixer(Norm(x))), x + LayerScale(MLP(Norm(x))),
+        layer scale 1e-5; its token mixer is ``mixer``, since PoolFormer's pooling
+        needs an order the variates lack, and its MLP is fixed, so ``ffn`` must
+        stay ``"mlp"``). Other stacks build their own blocks and take only
+        ``"postnorm"``.
     step_pathway : bool, default=True
         The per-step pathway from each horizon step's known-future inputs to
         its forecast (a tsformers extension, built only when the model has
         ``future_covariates`` or ``calendar`` features; width ``d_ff``).
         False: the paper's architecture.
+    step_fusion : {"cross_gating"} or None, default=None
+        How the per-step pathway combines its two streams of horizon tokens, the
+        known-future inputs of each forecast step and the targets one horizon
+        earlier. None: one MLP over each step's inputs concatenated.
+        ``"cross_gating"``: MAXIM's cross-gating block (Tu et al., CVPR 2022),
+        registered as fusion ``"cross_gating"``: both streams embedded per step to
+        ``d_ff``, each gates the other with weights along the step axis (in
+        blocks of b consecutive steps and along a g-row grid, b = g =
+        ceil(sqrt(horizon))), then a Linear to the targets that starts at zero.
+        Listed whenever ``step_pathway`` is on; like the pathway, it is built
+        only when ``fit`` finds ``future_covariates`` or ``calendar`` features,
+        and unused without them. Refused with ``step_pathway=False``.
     w_trans, w_lin : float, default=1.0, 1.0
         Initial values of the learnable per-variable weights of the Transformer
         branch and of the linear branch (Client's scripts start ``w_lin`` at
@@ -176,10 +200,13 @@ class PVClientForecaster(BaseForecaster):
         "capacity": [Interval(Real, 0, None, closed="neither"), None],
         "clip": ["boolean"],
         "step_pathway": ["boolean"],
+        "block": [str],
+        "step_fusion": [str, None],
     }
 
     def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
-                 stack="standard", ffn="mlp", norm="layernorm", step_pathway=True, w_trans=1.0, w_lin=1.0,
+                 stack="standard", ffn="mlp", norm="layernorm", block="postnorm", step_pathway=True,
+                 step_fusion=None, w_trans=1.0, w_lin=1.0,
                  capacity=None, clip=True, target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
                  batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
@@ -196,7 +223,9 @@ class PVClientForecaster(BaseForecaster):
         self.stack = stack
         self.ffn = ffn
         self.norm = norm
+        self.block = block
         self.step_pathway = step_pathway
+        self.step_fusion = step_fusion
         self.w_trans = w_trans
         self.w_lin = w_lin
         self.capacity = capacity
@@ -236,24 +265,35 @@ class PVClientForecaster(BaseForecaster):
         if not self.clip and self.capacity is not None:
             raise ValueError(f"capacity={self.capacity} clips the forecasts, but clip=False turns clipping off: "
                              f"drop capacity, or set clip=True.")
+        if self.step_fusion is not None and not self.step_pathway:
+            raise ValueError(f"step_fusion={self.step_fusion!r} fuses the per-step pathway's streams, and "
+                             f"step_pathway=False turns the pathway off: set step_pathway=True or step_fusion=None.")
         schema = self.schema_
         # the known-future channels come last: each future covariate, then a sine and a cosine per calendar feature
         n_known_future = len(schema.future_covariates) + 2 * len(schema.calendar) if self.step_pathway else 0
         return PVClient(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, n_heads=self.n_heads,
                         d_ff=self.d_ff, e_layers=self.e_layers, dropout=self.dropout, w_trans=self.w_trans,
                         w_lin=self.w_lin, mixer=self.mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
-                        n_targets=len(schema.targets),
-                        n_known_future=n_known_future)
+                        block=self.block, n_targets=len(schema.targets), n_known_future=n_known_future,
+                        step_fusion=self.step_fusion)
 
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity`` (nothing with ``clip=False``)."""
         return clip_power(forecast, self.capacity) if self.clip else forecast
 
     def _slots(self):
-        # every part runs over variate tokens, an unordered set
+        # every part runs over variate tokens, an unordered set; a block other than the paper's needs the stack
+        # that repeats a block by name
+        parts = {"ffn": self.ffn, "norm": self.norm}
+        stacks = [stack for stack in stacks_for_parts(order_free("stack"), **parts)
+                  if self.block in blocks_for_parts(stack, default=PAPER_BLOCK, **parts)]
         return {"mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
-                "stack": Slot(("stack",), stacks_for_parts(order_free("stack"), ffn=self.ffn, norm=self.norm)),
-                **{slot: Slot((slot,), block_part_names(slot, [self.stack], unordered=True)) for slot in BLOCK_SLOTS}}
+                "stack": Slot(("stack",), stacks),
+                "block": Slot(("block",), blocks_for_parts(self.stack, default=PAPER_BLOCK, **parts)),
+                **{slot: Slot((slot,), block_part_names(slot, [self.stack], unordered=True, block=self.block))
+                   for slot in BLOCK_SLOTS},
+                # the hour streams of the per-step pathway, whose presence fit decides from the known-future inputs
+                "step_fusion": Slot(("fusion",), list(STEP_FUSIONS) if self.step_pathway else [])}
 
     @classmethod
     def get_test_params(cls):

@@ -10,16 +10,60 @@ Long-Term Time Series Forecasting", arXiv 2305.18838 (github.com/daxin007/Client
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_class, order_free
-from tsformers.backbone.blocks import block_parts
+from tsformers.backbone.blocks import block_parts, stack_block
 from tsformers.backbone.registry import home_stack
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
 
-__all__ = ["PVClient"]
+__all__ = ["PAPER_BLOCK", "STEP_FUSIONS", "FusedStepPathway", "PVClient"]
+
+#: The paper's encoder block (post-LN); the block the stacks with blocks of their own stand for.
+PAPER_BLOCK = "postnorm"
+
+#: The fusions the per-step pathway takes (``step_fusion``): blocks that fuse two streams of the same H hour
+#: tokens, token for token. CrossViT's fusions are not among them: they exchange CLS tokens between two
+#: branches of different patch sizes, which two streams of hours do not have.
+STEP_FUSIONS = ("cross_gating",)
+
+
+class FusedStepPathway(nn.Module):
+    """The per-step pathway with its two streams fused by a registered fusion (MAXIM's cross gating).
+
+    The forecast period's known-future inputs (B, H, F) and the targets one horizon earlier
+    (B, H, T) are two streams of the same H hour tokens. The weather stream is embedded per
+    hour to ``width`` (Linear F -> width; the fusion embeds the power stream itself, T ->
+    width); the fusion lets each stream gate the other with weights computed along the hour
+    axis (Tu et al., CVPR 2022: within blocks of b consecutive hours, and along the g rows of
+    a g x H/g grid); a Linear(width -> T), zero at start, reads the fused weather stream, which
+    holds the gated power stream too. b = g = ceil(sqrt(H)), so that b·g >= H: one block hop
+    and one grid hop reach every hour (H need not be a multiple: the fusion pads).
+    Cost O(H·(b + g)·width + H·width²).
+
+    ``forward(steps)``: steps (B, H, F + T), the known inputs then the earlier targets -> (B, H, T).
+    """
+
+    def __init__(self, *, n_known: int, n_targets: int, horizon: int, width: int, fusion: str = "cross_gating",
+                 dropout: float = 0.0):
+        super().__init__()
+        self.n_known, self.n_targets = n_known, n_targets
+        size = math.isqrt(horizon - 1) + 1                            # ceil(sqrt(H))
+        self.known_embed = nn.Linear(n_known, width)
+        self.fusion = build("fusion", fusion, d_model=width, d_y=n_targets, block_size=size, grid_size=size,
+                            dropout=dropout)
+        self.head = nn.Linear(width, n_targets)
+        nn.init.zeros_(self.head.weight)  # the pathway starts at zero: training starts from the paper's model
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, steps: Tensor) -> Tensor:
+        known, earlier = steps.split([self.n_known, self.n_targets], dim=-1)    # (B, H, F), (B, H, T)
+        weather, _ = self.fusion(self.known_embed(known), earlier)              # (B, H, width), each gated
+        return self.head(weather)                                               # (B, H, T)
 
 
 class PVClient(ExitSupervised, nn.Module):
@@ -41,7 +85,13 @@ class PVClient(ExitSupervised, nn.Module):
        initialises both to 1; Client fixes w_trans = 1 and starts w_lin from a setting).
     7. RevIN denormalisation.
 
-    A tsformers extension, off by default here (``n_known_future=0``) and on in
+    Two tsformers extensions, off by default. ``block`` (the standard stack only) names the
+    encoder block: "postnorm", the paper's; "prenorm"; or "metaformer" (Yu et al., CVPR 2022:
+    x + LayerScale(mixer(Norm(x))), x + LayerScale(MLP(Norm(x))), with ``mixer`` as its token
+    mixer, since PoolFormer's pooling reads an order the variates do not have; its MLP is fixed,
+    so ``ffn`` must stay "mlp").
+
+    And, off here (``n_known_future=0``) and on in
     :class:`~tsformers.estimators.pvclient.PVClientForecaster`: the **per-step pathway**.
     The paper's tokens are whole windows, so the weather of one forecast hour reaches
     that hour's power only through a Linear(L -> H) of a token; a gradient-boosted
@@ -51,13 +101,17 @@ class PVClient(ExitSupervised, nn.Module):
     the targets one horizon earlier, to the targets at that step with one MLP shared
     by all steps, and adds it to the paper's output in the scaler's units (a weather
     value means the same power in every window, so it must not be instance-normalised).
-    Its last layer starts at zero: training starts from the paper's model.
+    Its last layer starts at zero: training starts from the paper's model. ``step_fusion``
+    None: the MLP reads each step's inputs concatenated (width ``d_ff``); "cross_gating":
+    the two streams (weather of each forecast hour, power one horizon earlier) are fused by
+    MAXIM's cross-gating block over the hours (:class:`FusedStepPathway`, width ``d_ff``), so
+    an hour's forecast also reads its neighbours.
 
     The defaults are PV-Client's (``predict_client.py``: L = 192, H = 96, 4 heads, d_ff 128,
     2 layers, dropout 0.1, GELU). The encoder is built from registered parts by name:
-    ``mixer``, ``stack`` and, where the stack's blocks have those slots, their ``ffn``
-    ("mlp", the paper's GELU FFN) and ``norm`` ("layernorm", the paper's; with the
-    standard stack it is the final norm too). Every variate is forecast; a caller keeps the ones it
+    ``mixer``, ``stack``, ``block`` (the standard stack's) and, where the blocks have those
+    slots, their ``ffn`` ("mlp", the paper's GELU FFN) and ``norm`` ("layernorm", the paper's;
+    with the standard stack it is the final norm too). Every variate is forecast; a caller keeps the ones it
     wants (the estimators keep the targets, the first channels).
 
     ``forward(x)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars).
@@ -80,8 +134,10 @@ class PVClient(ExitSupervised, nn.Module):
         stack: str = "standard",
         ffn: str = "mlp",
         norm: str = "layernorm",
+        block: str = PAPER_BLOCK,
         n_targets: int = 1,
         n_known_future: int = 0,
+        step_fusion: str | None = None,
     ):
         super().__init__()
         assert lookback > 0 and horizon > 0 and n_vars > 0, (
@@ -105,10 +161,11 @@ class PVClient(ExitSupervised, nn.Module):
                              f"unordered set) do not have; pick one of {order_free('mixer', standalone=True)}")
         # the ENhanced Transformer over variate tokens: post-LN, GELU, final LayerNorm, d_model = L; the blocks'
         # FFN and norms by name where the stack's blocks have those slots (the paper's: "mlp", "layernorm")
+        parts = block_parts(stack, unordered="PV-Client's tokens are variates", ffn=ffn, norm=norm)
         encoder = dict(d_model=lookback, n_heads=n_heads, d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=mixer,
-                       **block_parts(stack, unordered="PV-Client's tokens are variates", ffn=ffn, norm=norm))
+                       **parts, **stack_block(stack, block, default=PAPER_BLOCK, **parts))
         if stack == "standard":
-            self.encoder = TransformerEncoder(**encoder, activation="gelu", norm_first=False, final_norm=True)
+            self.encoder = TransformerEncoder(**encoder, activation="gelu", final_norm=True)
         else:  # another arrangement of the blocks, with that scheme's own norms
             self.encoder = build("stack", stack, **encoder)
         self.projection = nn.Linear(lookback, horizon)   # replaces a decoder, per variate token
@@ -120,8 +177,16 @@ class PVClient(ExitSupervised, nn.Module):
             f"n_targets={n_targets} and n_known_future={n_known_future} do not fit n_vars={n_vars}"
         )
         self.n_targets, self.n_known_future = n_targets, n_known_future
+        if step_fusion is not None and step_fusion not in STEP_FUSIONS:
+            build_class("fusion", step_fusion)  # an unknown name lists the registered ones
+            raise ValueError(f"step_fusion={step_fusion!r} does not fuse two streams of hour tokens token for token "
+                             f"(CrossViT's fusions exchange the CLS tokens of two patch branches); pick one of "
+                             f"{list(STEP_FUSIONS)}, or None for the MLP over the concatenated inputs")
         self.step_pathway = None
-        if n_known_future:  # the tsformers extension: the hour's known inputs -> the hour's targets
+        if n_known_future and step_fusion is not None:  # the hour streams fused across hours
+            self.step_pathway = FusedStepPathway(n_known=n_known_future, n_targets=n_targets, horizon=horizon,
+                                                 width=d_ff, fusion=step_fusion, dropout=dropout)
+        elif n_known_future:  # the tsformers extension: the hour's known inputs -> the hour's targets
             self.step_pathway = nn.Sequential(
                 nn.Linear(n_known_future + n_targets, d_ff), nn.GELU(), nn.Dropout(dropout),
                 nn.Linear(d_ff, d_ff), nn.GELU(), nn.Linear(d_ff, n_targets),
@@ -149,7 +214,7 @@ class PVClient(ExitSupervised, nn.Module):
         h, t = self.horizon, self.n_targets
         known = scaled[:, -h:, -self.n_known_future:]                     # (B, H, F): the forecast period's inputs
         earlier = scaled[:, -h:, :t]                                      # (B, H, T): each target one horizon earlier
-        step = self.step_pathway(torch.cat([known, earlier], dim=-1))     # (B, H, T)
+        step = self.step_pathway(torch.cat([known, earlier], dim=-1))     # (B, H, F + T) -> (B, H, T)
         return torch.cat([y[..., :t] + step, y[..., t:]], dim=-1)         # (B, H, N)
 
     def trend(self, x: Tensor) -> Tensor:

@@ -136,8 +136,10 @@ class MetaFormerBlock(nn.Module):
     "layernorm" or any name registered under kind "norm" (e.g. "prepbn");
     ``layer_scale_init=None`` turns layer scale off (PoolFormer: 1e-5). Same keyword
     arguments as the pre-norm block, so stacks can swap it in. Cost: the mixer's plus
-    O(N·D·d_ff). x: (B, N, D) -> (B, N, D).
+    O(N·D·d_ff). x: (B, N, D) -> (B, N, D). The standard stack repeats it as ``block="metaformer"``.
     """
+
+    block_slots = frozenset({"norm"})  # the MLP is the paper's, fixed: no ffn slot
 
     def __init__(self, d_model: int, *, n_heads: int = 1, d_ff: int | None = None, dropout: float = 0.0,
                  activation: str = "gelu", mixer: str = "pool", mixer_kwargs: dict[str, Any] | None = None,
