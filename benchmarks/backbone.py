@@ -23,7 +23,16 @@
    learning rate scaled as above, ``--max-epochs``; ``--streaming-epochs`` for LMUFormer, GTrXL and
    ATLAS, whose ETTh1 epoch costs minutes), and the estimator's defaults once as the row each part is
    compared with (Gateformer's temporal mixers and stacks again, so that one run holds the whole table).
-4. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
+4. **Long context** (``--part long``): the slots that mix along time (Gateformer's
+   ``temporal_mixer``, GTrXL's ``mixer``, LMUFormer's and ATLAS's ``memory``), every part they
+   accept, on a history longer than any 96-step window: a seeded series that repeats a smooth
+   240-step shape under AR(1) noise, read through a lookback of 480 steps to forecast 48, so a good
+   forecast needs the steps one period back (the seasonal naive at 240 steps is the reference).
+   Small widths (d_model 32) and one recipe (``--long-epochs`` epochs of at most 60 batches of 32, lr
+   1e-3, early stopping on the validation windows), the streaming
+   networks alone (``linear_base=False``); GTrXL reads the window in five 96-step segments through
+   its memory. The baselines are scored on the same windows.
+5. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
    gradients, batch 1, d_model 64, 4 heads) and peak resident memory added by the call,
    against the number of tokens from 256 to 16,384, for every mixer; the log-log slope of
    time over the largest sizes says which mixers are really sub-quadratic (slope ~1) and
@@ -37,6 +46,7 @@
     .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 3 --batch-size 32
     .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --estimators gateformer pvclient \
         --max-epochs 3 --streaming-epochs 1
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part long --long-epochs 3
 
 Rows are appended to ``benchmarks/results/backbone.csv``; ``--skip-done`` leaves out the
 (part, name) pairs that file already holds, so an interrupted run can be resumed.
@@ -56,12 +66,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol and long_horizon when run as a script
 from _protocol import append_rows, evaluate_windows, load_protocol_data, n_parameters  # noqa: E402
 from long_horizon import MODELS, _EpochTimer, gateformer, git_rev  # noqa: E402
 
+from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LinearForecaster,  # noqa: E402
+                       LMUFormerForecaster, NaiveForecaster, SeasonalNaiveForecaster)
 from tsformers.backbone import available, build, build_class  # noqa: E402
 from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF  # noqa: E402
 
@@ -184,12 +197,90 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
             "fit_s": fit_s, "eval_s": eval_s}
 
 
-def done_slots(path: Path) -> set[tuple[str, str, str]]:
+def done_slots(path: Path, part: str = "slots") -> set[tuple[str, str, str]]:
     if not path.exists():
         return set()
     with open(path) as fh:
         return {(r["estimator"], r["slot"], r["name"]) for r in csv.DictReader(fh)
-                if r["part"] == "slots" and r.get("estimator")}
+                if r["part"] == part and r.get("estimator")}
+
+
+# -- 4. long context: the parts that mix along time, on a history beyond any 96-step window ---------
+
+LONG_PERIOD, LONG_LOOKBACK, LONG_HORIZON, LONG_STEPS, LONG_TEST = 240, 480, 48, 6000, 1200
+#: batches per training epoch: a GTrXL epoch over all ~4,000 windows of 480 steps costs three minutes here
+LONG_BATCHES = 60
+#: the slot of each estimator whose parts mix along time, and the estimator at the long-context case's size
+LONG_CASES = {
+    "gateformer": ("temporal_mixer", lambda: GateformerForecaster(
+        lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, patch_len=16, stride=16)),
+    "gtrxl": ("mixer", lambda: GTrXLForecaster(
+        lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, n_layers=2, segment_len=96,
+        mem_len=96, linear_base=False)),
+    "lmuformer": ("memory", lambda: LMUFormerForecaster(
+        lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, memory_size=64, linear_base=False)),
+    "atlas": ("memory", lambda: AtlasForecaster(lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32,
+                                                linear_base=False)),
+}
+
+
+def long_context_frame(seed: int = 0) -> pd.DataFrame:
+    """Hourly ``y``: a smooth random shape of ``LONG_PERIOD`` steps, repeated, plus AR(1) noise (phi 0.8)."""
+    rng = np.random.default_rng(seed)
+    raw = np.convolve(rng.standard_normal(LONG_PERIOD + 23), np.ones(24) / 24, mode="valid")  # (LONG_PERIOD,)
+    shape = (raw - raw.mean()) / raw.std()
+    noise = np.zeros(LONG_STEPS)
+    shocks = 0.3 * rng.standard_normal(LONG_STEPS)
+    for t in range(1, LONG_STEPS):
+        noise[t] = 0.8 * noise[t - 1] + shocks[t]
+    y = np.tile(shape, LONG_STEPS // LONG_PERIOD + 1)[:LONG_STEPS] + noise
+    return pd.DataFrame({"date": pd.date_range("2020-01-01", periods=LONG_STEPS, freq="h"), "y": y})
+
+
+def long_context_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fit rows, and the test rows with the lookback before them (every stride-1 window is scored)."""
+    cut = len(frame) - LONG_TEST
+    return frame.iloc[:cut], frame.iloc[cut - LONG_LOOKBACK:]
+
+
+def run_long(model: str, name: str, fit_frame, test_frame, max_epochs: int, seed: int) -> dict:
+    """One fit of the long-context case with ``name`` in ``model``'s time-mixing slot (a baseline: ``model``)."""
+    if model in LONG_CASES:
+        slot, make = LONG_CASES[model]
+        est = make().set_params(**{slot: name})
+        kind = "mixer" if name in available("mixer") else "memory"
+        where = {"slot": slot, "kind": kind, **describe(kind, name)}
+        est.set_params(max_epochs=max_epochs, batch_size=32, learning_rate=1e-3, patience=2, random_state=seed,
+                       trainer_kwargs={"limit_train_batches": LONG_BATCHES})
+    else:  # the baselines on the same windows
+        est = {"last_value": NaiveForecaster(), "seasonal_naive": SeasonalNaiveForecaster(season_length=LONG_PERIOD),
+               "linear": LinearForecaster()}[model]
+        est.set_params(lookback=LONG_LOOKBACK, horizon=LONG_HORIZON)
+        where = {"slot": "", "kind": ""}
+    row = {"part": "long", "estimator": model, "name": name, "dataset": f"long_context_{LONG_PERIOD}",
+           "horizon": LONG_HORIZON, "git_rev": git_rev(), **where}
+    t0 = time.perf_counter()
+    try:
+        est.fit(fit_frame)
+    except Exception as exc:  # a part that cannot run with these settings is a result too: say why
+        return {**row, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = evaluate_windows(est, test_frame)
+    eval_s = time.perf_counter() - t0
+    log = getattr(est, "training_log_", [])
+    return {**row, "mse": scores["mse"], "mae": scores["mae"], "n_params": n_parameters(est.network_),
+            "epochs_run": len(log), "max_epochs": max_epochs if log else "", "fit_s": fit_s, "eval_s": eval_s,
+            "s_per_epoch": fit_s / len(log) if log else float("nan")}
+
+
+def long_cases(models) -> list[tuple[str, str]]:
+    """``(model, part)`` for the baselines, then every part each model's time-mixing slot accepts."""
+    cases = [(b, b) for b in ("last_value", "seasonal_naive", "linear")]
+    for model in models:
+        slot, make = LONG_CASES[model]
+        cases += [(model, name) for name in available(slot, make())]
+    return cases
 
 
 # -- 2. patterns: CAB's four, checked where declared ----------------------------------------------
@@ -230,7 +321,7 @@ def run_patterns(name: str) -> dict:
             **describe("mixer", name)}
 
 
-# -- 4. scaling: forward time and peak memory against the number of tokens ------------------------
+# -- 5. scaling: forward time and peak memory against the number of tokens ------------------------
 
 
 def _rss_mib(field: str) -> float:
@@ -350,11 +441,12 @@ def print_scaling(rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["patterns", "accuracy", "slots", "scaling", "all"], default="all")
+    p.add_argument("--part", choices=["patterns", "accuracy", "slots", "long", "scaling", "all"], default="all")
     p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
     p.add_argument("--estimators", nargs="+", choices=sorted(MODELS), default=None,
                    help="--part slots: the estimators whose slots to walk (default: all)")
+    p.add_argument("--long-epochs", type=int, default=3, help="--part long: max epochs of every part")
     p.add_argument("--slot", default=None, help="--part slots: walk this slot only")
     p.add_argument("--max-epochs", type=int, default=3)
     p.add_argument("--streaming-epochs", type=int, default=1, help="--part slots: max epochs of " + ", ".join(STREAMING))
@@ -416,6 +508,16 @@ def main(argv=None) -> int:
                 row = _stamp(run_slot(model, slot, name, data, epochs, args.seed, args.batch_size))
                 append_csv(args.out, [row])
                 print(f"{model} {slot}={name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
+    if args.part in ("long", "all"):
+        fit_frame, test_frame = long_context_split(long_context_frame(args.seed))
+        skip = {(m, n) for m, s, n in done_slots(args.out, "long")} if args.skip_done else set()
+        models = [m for m in (args.estimators or LONG_CASES) if m in LONG_CASES]
+        for model, name in long_cases(models):
+            if (model, name) in skip:
+                continue
+            row = _stamp(run_long(model, name, fit_frame, test_frame, args.long_epochs, args.seed))
+            append_csv(args.out, [row])
+            print(f"long {model} {name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
     print(f"\nappended to {args.out}")
     return 0
 
