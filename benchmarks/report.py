@@ -796,6 +796,64 @@ def slots_section() -> list[str]:
     return out
 
 
+LONG_BASELINES = {"last_value": "last value", "seasonal_naive": "seasonal naive (240 steps)",
+                  "linear": "linear (ridge over the 480 steps)"}
+
+
+def long_context_section() -> list[str]:
+    """The parts that mix along time on the long-context case, next to the baselines on the same windows."""
+    bb = _read("backbone.csv")
+    if bb is None or "estimator" not in bb:
+        return []
+    bb = bb[(bb["part"] == "long") & bb["estimator"].notna()]
+    if bb.empty:
+        return []
+    bb = latest(bb, ["estimator", "name"])
+    base = bb[bb["estimator"].isin(list(LONG_BASELINES))].dropna(subset=["mse"])
+    best_base = (base["mse"].min(), base["mae"].min()) if len(base) else None
+    scored = bb.dropna(subset=["mse"])
+    low = (scored["mse"].min(), scored["mae"].min())
+    first = bb.iloc[0]
+    out = ["### A long-context case", "",
+           f"`benchmarks/backbone.py --part long`: the slots that mix along time, every part they accept, on a "
+           f"history longer than any 96-step window. The series (`{first.dataset}`, seeded) repeats a smooth "
+           "random 240-step shape under AR(1) noise; each model reads 480 steps to forecast 48, so a good "
+           "forecast needs the steps one period back. 4,800 rows to fit (the last 10% of them for early "
+           "stopping), every stride-1 window of the last 1,200 rows to score, on the training rows' scaling. "
+           "Small models (d_model 32; Gateformer with 16-step patches, 30 tokens; GTrXL reads the window in five "
+           "96-step segments through its memory; the streaming networks alone, `linear_base=False`) and one "
+           "recipe: at most 3 epochs of at most 60 batches of 32, learning rate 1e-3. *x seasonal naive*: the "
+           f"MSE over the seasonal naive's. {LOSS_MARK}: worse than the best baseline on that metric; **bold**: "
+           "the lowest of the column.", "",
+           "| model | slot | part | params | MSE | MAE | x seasonal naive | fit | epochs |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    seasonal = base[base["estimator"] == "seasonal_naive"]["mse"]
+    reference = float(seasonal.iloc[0]) if len(seasonal) else None
+    order = {m: i for i, m in enumerate([*LONG_BASELINES, *SLOT_MODELS])}
+    bb = bb.assign(_order=bb["estimator"].map(order)).sort_values(["_order", "mse"], na_position="last")
+    for r in bb.itertuples():
+        is_base = r.estimator in LONG_BASELINES
+        model = "baseline" if is_base else NAMES.get(r.estimator, r.estimator)
+        part = LONG_BASELINES[r.estimator] if is_base else f"`{r.name}`"
+        slot = "" if is_base else f"`{r.slot}`"
+        if pd.isna(r.mse):
+            out.append(f"| {model} | {slot} | {part} | | not run: {str(r.skipped).replace('|', '/')} | | | | |")
+            continue
+        cells = []
+        for value, lowest, b in ((r.mse, low[0], best_base and best_base[0]), (r.mae, low[1], best_base and best_base[1])):
+            text = f"**{value:.4f}**" if value == lowest else f"{value:.4f}"
+            cells.append(text + (f" {LOSS_MARK}" if not is_base and b is not None and round(value, 4) > round(b, 4)
+                                 else ""))
+        ratio = "–" if reference is None else f"{r.mse / reference:.2f}"
+        epochs = "" if is_base or pd.isna(r.epochs_run) else f"{int(r.epochs_run)}"
+        fit = "" if is_base else _secs(r.fit_s)
+        out.append(f"| {model} | {slot} | {part} | {int(r.n_params):,} | {cells[0]} | {cells[1]} | {ratio} | {fit} | "
+                   f"{epochs} |")
+    out += ["", revisions_line(bb) + f" 1-minute load during the runs: {bb['load_avg'].min():.1f}–"
+            f"{bb['load_avg'].max():.1f}.", ""]
+    return out
+
+
 # -- interval coverage --------------------------------------------------------------------------------
 
 def coverage_section() -> list[str]:
@@ -1261,7 +1319,7 @@ def render() -> str:
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
-            + small_data_section() + ablation_section() + slots_section() + panel_section() + coverage_section()
+            + small_data_section() + ablation_section() + slots_section() + long_context_section() + panel_section() + coverage_section()
             + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
             + profile_section() + sparse_kv_section()
             + cold_start_section() + spark_scoring_section())

@@ -387,3 +387,27 @@ def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_t
     pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", part="accuracy", kind="mixer", name="full", mse=0.5,
                        mae=0.5)]).to_csv(tmp_path / "backbone.csv", index=False)
     assert report.slots_section() == []
+
+
+def test_the_long_context_table_puts_the_baselines_first_and_marks_parts_that_lose_to_them(tmp_path):
+    def row(estimator, name, mse, mae, slot="", skipped=None, stamp="2026-02-01T00:00:00+00:00"):
+        return dict(timestamp=stamp, part="long", estimator=estimator, slot=slot, name=name,
+                    dataset="long_context_240", mse=mse, mae=mae, n_params=0 if not slot else 500, epochs_run=None
+                    if not slot else 3, fit_s=None if not slot else 42.0, skipped=skipped, load_avg=2.0, git_rev="abc")
+    pd.DataFrame([row("gateformer", "full", 0.30, 0.40, "temporal_mixer"),
+                  row("last_value", "last_value", 1.50, 0.90), row("seasonal_naive", "seasonal_naive", 0.45, 0.50),
+                  row("linear", "linear", 0.28, 0.41),
+                  row("gtrxl", "xl_relative", 0.20, 0.30, "mixer", stamp="2026-01-01T00:00:00+00:00"),
+                  row("gtrxl", "xl_relative", 0.90, 0.70, "mixer"),          # the latest run of a part counts
+                  row("atlas", "omega", None, None, "memory", skipped="RuntimeError: out of memory")]
+                 ).to_csv(tmp_path / "backbone.csv", index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.long_context_section())
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert lines[0].startswith("| baseline |  | last value |") and lines[2].startswith("| baseline |  | linear")
+    # beats the seasonal naive (x 0.67) but not the linear baseline's MSE: marked; its MAE 0.40 is the lowest
+    assert "| Gateformer | `temporal_mixer` | `full` | 500 | 0.3000 ▼ | **0.4000** | 0.67 | 42 s | 3 |" in text
+    assert "| baseline |  | linear (ridge over the 480 steps) | 0 | **0.2800** | 0.4100 | 0.62 |  |  |" in text
+    assert "0.9000 ▼" in text and "0.2000" not in text
+    assert "| ATLAS | `memory` | `omega` | | not run: RuntimeError: out of memory | | | | |" in text
+    assert "### A long-context case" in report.render()
