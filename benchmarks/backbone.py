@@ -188,6 +188,12 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
     except Exception as exc:  # a part that cannot run with these settings is a result too: say why
         return {**where, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
     fit_s = time.perf_counter() - t0
+    part_class = build_class(kind, name) if kind else None
+    if (isinstance(part_class, type) and issubclass(part_class, torch.nn.Module)
+            and not any(isinstance(module, part_class) for module in est.network_.modules())):
+        # e.g. PV-Client's per-step fusion, built only with known-future inputs: the row would repeat the defaults
+        return {**where, "skipped": f"not built: the fitted network holds no {part_class.__name__} (the setting "
+                                    f"builds it only with inputs {DATASET} lacks)"}
     t0 = time.perf_counter()
     scores = evaluate_windows(est, data.test_frame)
     eval_s = time.perf_counter() - t0
