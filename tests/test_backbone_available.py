@@ -31,6 +31,7 @@ CASES = [
     pytest.param(GateformerForecaster, {"temporal_stack": "sret"}, id="gateformer-temporal_stack-sret"),
     pytest.param(GateformerForecaster, {"temporal_mixer": "fca", "temporal_stack": "fca_stage"},
                  id="gateformer-temporal_stack-fca_stage"),
+    pytest.param(GateformerForecaster, {"embedding": "tnt_words"}, id="gateformer-embedding-tnt_words"),
     pytest.param(GTrXLForecaster, {}, id="gtrxl"),
     pytest.param(LMUFormerForecaster, {}, id="lmuformer"),
     pytest.param(LMUFormerForecaster, {"spiking": True}, id="lmuformer-spiking"),
@@ -54,7 +55,9 @@ def test_every_listed_part_is_accepted_and_every_other_refused(cls, params):
     slots = estimator_slots(_estimator(cls, params))
     assert slots, f"{cls.__name__} declares no slot"
     for slot, (kinds, names) in slots.items():
-        assert names, f"{cls.__name__}({params}) accepts nothing in {slot}"
+        # an optional part (None: none) may have no registered part that fits the other parameters
+        assert names or getattr(_estimator(cls, params), slot) is None, (
+            f"{cls.__name__}({params}) accepts nothing in {slot}")
         for name in names:
             _fit(_estimator(cls, params, **{slot: name}))          # raises if fit refuses a listed part
         others = sorted({n for kind in kinds for n in available(kind)} - set(names)) + ["not_a_part"]
@@ -84,7 +87,19 @@ def test_the_choices_follow_the_other_parameters():
     assert available("temporal_stack", GateformerForecaster(temporal_mixer="fca")) == ["fca_stage"]
     assert available("temporal_mixer", GateformerForecaster(temporal_stack="fca_stage")) == ["fca"]
     assert available("ffn", GateformerForecaster(temporal_stack="fit")) == ["mlp"]    # fit builds its own blocks
-    assert "cswin" not in available("temporal_mixer", GateformerForecaster)        # it needs a variates x patches grid
+    # cswin reads each sample's variates x patches grid: only stacks that hand it every variate's row whole
+    assert "cswin" in available("temporal_mixer", GateformerForecaster)
+    assert "cswin" not in available("temporal_mixer", GateformerForecaster(temporal_stack="sret"))
+    assert "sret" not in available("temporal_stack", GateformerForecaster(temporal_mixer="cswin"))
+    assert "adaptive_depth" not in available("stack", GateformerForecaster(temporal_mixer="cswin"))
+    # TNT's blocks read the words that only the tnt_words embedding makes
+    assert available("temporal_block", GateformerForecaster) == []
+    assert available("temporal_block", GateformerForecaster(embedding="tnt_words")) == ["tnt"]
+    assert available("embedding", GateformerForecaster(temporal_block="tnt")) == ["tnt_words"]
+    # CrossViT's coarse branch needs a lookback of two patches; its branches are its own blocks
+    assert available("temporal_fusion", GateformerForecaster) == ["crossvit_two_branch"]
+    assert available("temporal_fusion", GateformerForecaster(lookback=12)) == []
+    assert available("temporal_mixer", GateformerForecaster(temporal_fusion="crossvit_two_branch")) == ["full"]
     assert available("memory", LMUFormerForecaster(spiking=True)) == ["lmu"]
 
 

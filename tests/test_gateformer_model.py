@@ -222,7 +222,87 @@ def test_an_unknown_temporal_reducer_lists_the_ones_that_fit():
         small(temporal_reducer="full")
 
 
-def test_cswin_is_refused_as_temporal_mixer_with_the_reason():
-    """Its cross needs a variates x patches grid; one variate's patches are a 1 x P grid, and columns are unordered."""
-    with pytest.raises(ValueError, match="variates × patches grid.*'lepe'.*pick a temporal mixer from"):
-        small(temporal_mixer="cswin")
+# -- the temporal stage from other papers' parts: cswin, tnt, crossvit (issue 26) ----------------------------------
+
+
+def test_cswin_over_the_variates_x_patches_grid_keeps_the_variates_an_unordered_set():
+    """Permuting the input's variates permutes the forecast's: CSWin's grid reads no order of the columns."""
+    model = small(temporal_mixer="cswin", dropout=0.0).eval()
+    x = torch.randn(2, 48, 4)
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[..., perm], model(x[..., perm]), atol=1e-5, rtol=1e-4)
+
+
+def test_cswin_joins_the_variates_in_the_temporal_encoder():
+    """Unlike a per-variate mixer, it lets one variate's patches change another's temporal tokens."""
+    x = torch.randn(2, 48, 4)
+    changed = x.clone()
+    changed[:, :, 1] = torch.randn(2, 48)
+    for mixer, joint in [("cswin", True), ("full", False)]:
+        model = small(temporal_mixer=mixer, dropout=0.0).eval()
+        with torch.no_grad():
+            views = [model.patch_view(model.norm(v)[0].transpose(1, 2)) for v in (x, changed)]
+        assert (not torch.allclose(views[0][:, 0], views[1][:, 0])) == joint, mixer
+
+
+def test_cswin_is_refused_in_a_stack_that_regroups_the_rows():
+    with pytest.raises(ValueError, match=r"temporal_stack='sret' cannot hold temporal_mixer='cswin'.*row whole.*"
+                                         r"pick a temporal stack from \['deep', 'hybrid'"):
+        small(temporal_mixer="cswin", temporal_stack="sret")
+    with pytest.raises(ValueError, match=r"stack='adaptive_depth' arranges the temporal encoder too.*pick a stack "
+                                         r"from \["):
+        small(temporal_mixer="cswin", stack="adaptive_depth")
+    assert small(temporal_mixer="cswin", temporal_stack="hybrid")(torch.randn(2, 48, 4)).shape == (2, 12, 4)
+
+
+def test_tnt_blocks_carry_each_patchs_words_into_its_token():
+    """With fixed sentence tokens, changing the words alone changes the temporal encoder's output."""
+    from tsformers.backbone import build_class
+
+    model = small(embedding="tnt_words", temporal_block="tnt", e_layers=2, dropout=0.0).eval()
+    assert sum(isinstance(m, build_class("block", "tnt")) for m in model.modules()) == 2
+    tokens, words = model.patch_embed.sentences_and_words(torch.randn(2, 4, 48))      # (B, N, P, D), (..., w, c)
+    assert tokens.shape == (2, 4, 6, 16) and words.shape == (2, 4, 6, 8, 2)          # d_inner = ceil(16 / 8)
+    tokens, words = tokens.flatten(0, 1), words.flatten(0, 1)
+    other = words.clone()
+    other[:, 2] = torch.randn_like(other[:, 2])                                        # patch 2's words alone
+    with torch.no_grad():
+        out, moved = model.temporal_encoder(tokens, words), model.temporal_encoder(tokens, other)
+    assert out.shape == (8, 6, 16)
+    assert not torch.allclose(out[:, 2], moved[:, 2])
+    assert model(torch.randn(3, 48, 4)).shape == (3, 12, 4)
+
+
+def test_tnt_blocks_need_the_words_and_arrange_themselves():
+    with pytest.raises(ValueError, match="embedding='patch' does not make; set embedding='tnt_words'"):
+        small(temporal_block="tnt")
+    with pytest.raises(ValueError, match="temporal_stack='sret' cannot arrange; leave temporal_stack None"):
+        small(temporal_block="tnt", embedding="tnt_words", temporal_stack="sret")
+    with pytest.raises(ValueError, match=r"pick one of \['tnt'\] or None"):
+        small(temporal_block="prenorm", embedding="tnt_words")
+
+
+def test_crossvit_two_branches_replace_the_patches_encoder_and_head():
+    from tsformers.backbone import build_class
+
+    model = small(temporal_fusion="crossvit_two_branch", dropout=0.0).eval()
+    assert model.patch_embed is None and model.temporal_encoder is None and model.temporal_head is None
+    branches = model.temporal_view.branches
+    assert isinstance(branches, build_class("fusion", "crossvit_two_branch"))
+    assert (branches.cls_small.shape[-1], branches.cls_large.shape[-1]) == (16, 32)        # d_model, 2·d_model
+    assert (branches.embed_small.patch_len, branches.embed_large.patch_len) == (8, 16)     # patch_len, 2·patch_len
+    x = torch.randn(2, 4, 48)
+    with torch.no_grad():
+        expected = model.temporal_view.head(branches.features(x.reshape(8, 48))).reshape(2, 4, 16)
+        torch.testing.assert_close(model.temporal_view(x), expected)
+    assert model(torch.randn(2, 48, 4)).shape == (2, 12, 4)
+
+
+def test_crossvit_two_branches_refuse_what_cannot_apply():
+    with pytest.raises(ValueError, match="temporal_reducer='ltm' cannot apply; leave each at its default"):
+        small(temporal_fusion="crossvit_two_branch", temporal_reducer="ltm")
+    with pytest.raises(ValueError, match="longer than lookback=12; lower patch_len to at most 6"):
+        small(temporal_fusion="crossvit_two_branch", lookback=12)
+    with pytest.raises(ValueError, match=r"pick one of \['crossvit_two_branch'\] or None"):
+        small(temporal_fusion="crossvit_fusion")

@@ -106,3 +106,46 @@ def test_lepe_windows_isolate_tokens(causal):
         for t in range(10):
             visible = t // 4 == s // 4 and (not causal or s <= t)
             assert (moved[t] > 1e-4) if visible else (moved[t] < 1e-6), (t, s)
+
+
+@pytest.mark.parametrize("lepe_kernel", [0, 3])
+def test_over_unordered_variates_a_token_sees_its_own_row_and_all_variates_near_its_patch(lepe_kernel):
+    """Time stripes one variate wide, variate stripes all variates x stripe_width patches: the cross, no row order."""
+    torch.manual_seed(0)
+    mixer = CrossShapedWindowAttention(D, n_heads=H, stripe_width=2, lepe_kernel=lepe_kernel,
+                                       unordered_variates=True).eval()
+    c, p = 4, 7
+    x = torch.randn(2, c * p, D)
+    target = 2 * p + 3                                                 # token (c=2, p=3)
+    for s in range(c * p):
+        sc, sp = divmod(s, p)
+        visible = sc == 2 or sp // 2 == 1                              # its own variate, or patches {2, 3}
+        moved = _moved(mixer, x, s, grid=(c, p))[target].item()
+        assert (moved > 1e-4) if visible else (moved < 1e-6), ((sc, sp), moved)
+
+
+def test_over_unordered_variates_permuting_the_variates_permutes_the_output():
+    torch.manual_seed(0)
+    c, p = 5, 6
+    x = torch.randn(2, c, p, D)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    for unordered, equivariant in [(True, True), (False, False)]:   # the ordered grid's stripes and LePE read rows
+        mixer = CrossShapedWindowAttention(D, n_heads=H, stripe_width=2, unordered_variates=unordered).eval()
+        with torch.no_grad():
+            out = mixer(x.flatten(1, 2), grid=(c, p)).unflatten(1, (c, p))
+            permuted = mixer(x[:, perm].flatten(1, 2), grid=(c, p)).unflatten(1, (c, p))
+        assert torch.allclose(out[:, perm], permuted, atol=1e-5) == equivariant
+
+
+def test_built_with_variates_it_takes_channel_independent_rows_and_runs_the_grid():
+    """(B·C, P, D) rows, variate-minor, are each sample's C x P grid: the same numbers as the grid form."""
+    torch.manual_seed(0)
+    grid_form = CrossShapedWindowAttention(D, n_heads=H, unordered_variates=True).eval()
+    rows_form = CrossShapedWindowAttention(D, n_heads=H, unordered_variates=True, variates=3).eval()
+    rows_form.load_state_dict(grid_form.state_dict())
+    x = torch.randn(2 * 3, 5, D)                                       # B = 2 samples of C = 3 variates
+    with torch.no_grad():
+        expected = grid_form(x.reshape(2, 3 * 5, D), grid=(3, 5)).reshape(6, 5, D)
+        torch.testing.assert_close(rows_form(x), expected)
+    with pytest.raises(ValueError, match="variates=3.*got 5 rows"):
+        rows_form(torch.randn(5, 5, D))

@@ -10,8 +10,8 @@ from tsformers.backbone.blocks import block_part_names, stacks_for_parts
 from tsformers.backbone.registry import home_stack
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gateformer import (Gateformer, patch_embeddings, temporal_mixers, temporal_reducers,
-                                         temporal_stacks)
+from tsformers.models.gateformer import (Gateformer, MultiScaleView, patch_embeddings, temporal_blocks,
+                                         temporal_fusions, temporal_mixers, temporal_reducers, temporal_stacks)
 
 
 @shared_docs
@@ -41,10 +41,12 @@ class GateformerForecaster(BaseForecaster):
         its name in ``tsformers.backbone.available("temporal_mixer", "GateformerForecaster")``:
         every registered mixer with a non-causal form, since all the patches of a
         window see each other (``"xl_relative"`` is causal only, and refused). ``"cswin"``
-        is refused too: its cross-shaped windows are stripes of a variates × patches grid,
-        but this encoder reads one variate's patches at a time (the paper's), where they
-        would be half global, half windowed attention, and over the variates they would read
-        the order of the columns (``"lepe"`` is its windowed attention along time). ``"fca"``
+        (CSWin's cross-shaped windows) attends over each sample's whole variates × patches
+        grid, the variates as an unordered set: half the heads inside each variate's row of
+        patches, half over all variates × ``stripe_width`` adjacent patches, LePE along time
+        only, so the forecast does not depend on the order of the columns; it needs a stack
+        that hands it every variate's row whole (``available("temporal_stack", ...)`` lists
+        them: not ``"fit"``, ``"sret"``, ``"adaptive_depth"``, ``"dual_stream"``). ``"fca"``
         (FcaFormer's forward cross attention) attends to cross tokens merged from
         the earlier blocks' outputs, which only its own stage makes: with it the
         temporal encoder is that stage, ``"fca_stage"`` (``stack`` must then be
@@ -82,6 +84,27 @@ class GateformerForecaster(BaseForecaster):
         learned queries: ``"pem_xattn"`` (PEM's prototype cross-attention: each query takes its
         most similar patch), ``"kmeans_xattn"`` (kMaX's k-means cross-attention: patches clustered
         onto the centres) or ``"ltm"`` (learnable token merging: convex combinations of the patches).
+    temporal_block : str, optional
+        The blocks of the temporal encoder, when not the stack's own (None, the default, the
+        paper's), by its name in ``tsformers.backbone.available("temporal_block",
+        "GateformerForecaster")``: ``"tnt"`` makes it ``e_layers`` TNT blocks (Han et al., NeurIPS
+        2021), each an inner transformer over the words of every patch, added to the patch token,
+        then an outer block over the patches with ``temporal_mixer``. It reads the words of
+        ``embedding="tnt_words"`` (required), arranges the blocks in sequence (``temporal_stack``
+        None or ``"standard"``; ``stack`` then arranges the variate encoder alone) and builds its
+        own MLPs and LayerNorms (``ffn`` and ``norm`` at their defaults).
+    temporal_fusion : str, optional
+        A two-branch encoder in place of the patch embedding, the temporal encoder and its flatten
+        head, by its name in ``tsformers.backbone.available("temporal_fusion",
+        "GateformerForecaster")``. None (the default): the paper's patches. ``"crossvit_two_branch"``
+        (CrossViT, Chen, Fan and Panda, ICCV 2021) cuts each variate's window into patches of
+        ``patch_len`` steps (``d_model`` wide) and of 2·``patch_len`` steps (2·``d_model`` wide),
+        each branch with a CLS token, runs ``e_layers`` multi-scale encoders (a block per branch,
+        then cross-attention of each CLS token over the other branch's patches) and reads both CLS
+        tokens through a Linear into the variate's token. It needs ``stride == patch_len`` and
+        ``lookback >= 2·patch_len``, and its blocks are its own: ``temporal_mixer``,
+        ``temporal_stack``, ``temporal_reducer``, ``temporal_block``, ``embedding``, ``ffn`` and
+        ``norm`` at their defaults.
     ffn : str, default="mlp"
         The feed-forward network of every block of both encoders, by its name in
         ``tsformers.backbone.available("ffn")``: ``"mlp"`` (the paper's Linear-ReLU-Linear),
@@ -160,6 +183,8 @@ class GateformerForecaster(BaseForecaster):
         "stack": [str],
         "temporal_stack": [str, None],
         "temporal_reducer": [str, None],
+        "temporal_block": [str, None],
+        "temporal_fusion": [str, None],
         "ffn": [str],
         "norm": [str],
         "embedding": [str],
@@ -167,7 +192,8 @@ class GateformerForecaster(BaseForecaster):
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
                  stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard",
-                 temporal_stack=None, temporal_reducer=None, ffn="mlp", norm="layernorm", embedding="patch",
+                 temporal_stack=None, temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp",
+                 norm="layernorm", embedding="patch",
                  target=None, covariates=None, future_covariates=None,
                  calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0,
                  lr_schedule="halving", batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
@@ -188,6 +214,8 @@ class GateformerForecaster(BaseForecaster):
         self.stack = stack
         self.temporal_stack = temporal_stack
         self.temporal_reducer = temporal_reducer
+        self.temporal_block = temporal_block
+        self.temporal_fusion = temporal_fusion
         self.ffn = ffn
         self.norm = norm
         self.embedding = embedding
@@ -228,35 +256,64 @@ class GateformerForecaster(BaseForecaster):
                           stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
                           variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
                           embedding=self.embedding, n_static=self.static_encoder_.n_channels,
-                          temporal_stack=self.temporal_stack, temporal_reducer=self.temporal_reducer)
+                          temporal_stack=self.temporal_stack, temporal_reducer=self.temporal_reducer,
+                          temporal_block=self.temporal_block, temporal_fusion=self.temporal_fusion)
 
     def _slots(self):
         block_parts = {"ffn": self.ffn, "norm": self.norm}
+        default_blocks = all(part == BLOCK_SLOTS[slot] for slot, part in block_parts.items())
         mixer_known = self.temporal_mixer in available("mixer")
         home = home_stack(self.temporal_mixer) if mixer_known else None
+        fitting = temporal_stacks(self.temporal_mixer) if mixer_known else []
+        embeddings = patch_embeddings(lookback=self.lookback, d_model=self.d_model, patch_len=self.patch_len,
+                                      stride=self.stride)
+        reducers = temporal_reducers()
         # the stack also runs over the variates (order-free only); with temporal_stack None it arranges the
         # temporal encoder too, unless a mixer with a stage of its own (fca) makes that stage the temporal
         # encoder, and the stack then stays standard
         stacks = stacks_for_parts(order_free("stack"), **block_parts)
-        if self.temporal_stack is None:
+        if self.temporal_fusion is not None:
+            # CrossViT's branches, of their own blocks, replace the patch embedding and the temporal encoder
+            temporal, temporal_stack_names, reducers = ["full"], [], []
+            embeddings = [name for name in embeddings if name == "patch"]
+            encoders = None
+        elif self.temporal_block is not None:
+            # e_layers TNT blocks in sequence over the words; the stack arranges the variate encoder alone
+            temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None]
+            temporal_stack_names = ["standard"]
+            embeddings = [name for name in embeddings if name == "tnt_words"]
+            encoders = None
+        elif self.temporal_stack is None:
             stacks = [stack for stack in stacks if stack == "standard"] if home else stacks
-            temporal = [mixer for mixer in temporal_mixers() if home_stack(mixer) is None
+            # a grid mixer (cswin) needs a stack that hands it every variate's row whole
+            stacks = [stack for stack in stacks if stack in fitting] if mixer_known and not home else stacks
+            temporal = [mixer for mixer in temporal_mixers()
+                        if (home_stack(mixer) is None and self.stack in temporal_stacks(mixer))
                         or (self.stack == "standard" and stacks_for_parts([home_stack(mixer)], **block_parts))]
-            temporal_stack = home or self.stack
+            temporal_stack_names = stacks_for_parts(fitting, **block_parts)
+            encoders = [self.stack, home or self.stack]   # the variate and the temporal encoders' stacks
         else:
             temporal = [mixer for mixer in temporal_mixers() if self.temporal_stack in temporal_stacks(mixer)]
-            temporal_stack = self.temporal_stack
-        temporal_stack_names = (stacks_for_parts(temporal_stacks(self.temporal_mixer), **block_parts)
-                                if mixer_known else [])
-        encoders = [self.stack, temporal_stack]   # the variate and the temporal encoders' stacks
-        embeddings = patch_embeddings(lookback=self.lookback, d_model=self.d_model, patch_len=self.patch_len,
-                                      stride=self.stride)
+            temporal_stack_names = stacks_for_parts(fitting, **block_parts)
+            encoders = [self.stack, self.temporal_stack]
+        # TNT's blocks and CrossViT's branches build their own MLPs and norms: the defaults alone, for both encoders
+        part_names = {slot: block_part_names(slot, encoders, unordered=True) if encoders else [BLOCK_SLOTS[slot]]
+                      for slot in BLOCK_SLOTS}
+        word_blocks = (self.temporal_fusion is None and "tnt_words" in embeddings and self.embedding == "tnt_words"
+                       and self.temporal_stack in (None, "standard") and mixer_known and home is None
+                       and default_blocks)
+        multiscale = (self.temporal_block is None and self.temporal_reducer is None and self.embedding == "patch"
+                      and self.temporal_stack is None and self.temporal_mixer == "full" and default_blocks
+                      and MultiScaleView.misfit(lookback=self.lookback, patch_len=self.patch_len,
+                                                stride=self.stride) is None)
         return {"temporal_mixer": Slot(("mixer",), temporal),
                 "variate_mixer": Slot(("mixer",), order_free("mixer", standalone=True)),
                 "stack": Slot(("stack",), stacks),
                 "temporal_stack": Slot(("stack",), temporal_stack_names),
-                "temporal_reducer": Slot(("stage", "reducer"), temporal_reducers()),
-                **{slot: Slot((slot,), block_part_names(slot, encoders, unordered=True)) for slot in BLOCK_SLOTS},
+                "temporal_reducer": Slot(("stage", "reducer"), reducers),
+                "temporal_block": Slot(("block",), temporal_blocks() if word_blocks else []),
+                "temporal_fusion": Slot(("fusion",), temporal_fusions() if multiscale else []),
+                **{slot: Slot((slot,), names) for slot, names in part_names.items()},
                 "embedding": Slot(("embedding",), embeddings)}
 
     @classmethod

@@ -9,7 +9,10 @@ through V and not through Q·K.
 
 On time series the grid is variates × time patches (N = C·P tokens, variate-major:
 token c·P + p): "time stripes" are sw variates × all patches, "variate stripes" all
-variates × sw patches, giving joint time-and-variate attention in one layer.
+variates × sw patches, giving joint time-and-variate attention in one layer. When the
+variates are an unordered set (the columns of a frame), ``unordered_variates`` makes the
+time stripes one variate wide and LePE's kernel one variate tall, so nothing reads the
+order of the variates.
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ class CrossShapedWindowAttention(nn.Module):
     stripe is then the whole sequence and the variate stripes are windows of
     ``stripe_width`` patches, i.e. half the heads global, half windowed.
 
+    ``unordered_variates=True`` treats the variates as a set: time stripes are one variate
+    wide (its own row of P patches), variate stripes stay all C variates × ``stripe_width``
+    patches, and LePE's kernel is 1 × ``lepe_kernel`` (along time only). The layer is then
+    permutation-equivariant over the variates while every token still sees a cross: its
+    variate's whole row and every variate over its nearby patches. With ``variates=C`` the
+    mixer takes the channel-independent layout of a per-variate encoder, x (B·C, P, D),
+    rows variate-minor, and runs over each sample's (C, P) grid (no ``grid`` then): a
+    stack of such mixers encodes the variates jointly without changing its tokens' shape.
+
     ``causal=True`` is causal in time: token (c, p) sees tokens (c', p') with p' <= p
     of its stripes, and LePE looks back in time only (variate-major order is time
     order when C = 1). Cost O(N·sw·(C + P)·D).
@@ -111,24 +123,33 @@ class CrossShapedWindowAttention(nn.Module):
              "CVPR 2022")
 
     def __init__(self, d_model: int, *, n_heads: int = 8, dropout: float = 0.0, causal: bool = False,
-                 stripe_width: int = 2, lepe_kernel: int = 3):
+                 stripe_width: int = 2, lepe_kernel: int = 3, variates: int | None = None,
+                 unordered_variates: bool = False):
         super().__init__()
         check_causal(type(self), causal)
         assert d_model % n_heads == 0, f"d_model={d_model} must be divisible by n_heads={n_heads}"
         assert stripe_width >= 1, f"stripe_width must be positive, got {stripe_width}"
+        assert variates is None or variates >= 1, f"variates must be positive or None, got {variates}"
         self.n_heads, self.dropout, self.causal = n_heads, dropout, causal
-        self.stripe_width = stripe_width
+        self.stripe_width, self.variates, self.unordered_variates = stripe_width, variates, unordered_variates
         self.heads_time = n_heads // 2                                   # time stripes; the rest: variate stripes
         head_dim = d_model // n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.to_out = nn.Linear(d_model, d_model)
-        kernel = (lepe_kernel, lepe_kernel)
+        # over unordered variates the conv must not weigh a neighbouring row: kernel 1 along the variates
+        kernel = (1 if unordered_variates else lepe_kernel, lepe_kernel)
         self.lepe_time = _depthwise(self.heads_time * head_dim, kernel)
         self.lepe_variates = _depthwise((n_heads - self.heads_time) * head_dim, kernel)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None,
                 grid: tuple[int, int] | None = None) -> Tensor:
         check_cross(self, kv)
+        if self.variates is not None:
+            return self._channel_independent(x, mask, grid)
+        return self._cross(x, mask, grid)
+
+    def _cross(self, x: Tensor, mask: Tensor | None, grid: tuple[int, int] | None) -> Tensor:
+        """Both stripe branches over x (B, C·P, D), variate-major, with their LePE: (B, C·P, D)."""
         n = x.shape[1]
         c, p = (1, n) if grid is None else grid
         if c * p != n:
@@ -138,7 +159,8 @@ class CrossShapedWindowAttention(nn.Module):
         kw = dict(causal=self.causal, time_index=time_index, mask=mask, dropout=self.dropout, training=self.training)
         outs, ht = [], self.heads_time
         if ht > 0:
-            idx, rows, cols = stripe_groups(c, p, min(self.stripe_width, c), "time", x.device)
+            rows_per_stripe = 1 if self.unordered_variates else min(self.stripe_width, c)
+            idx, rows, cols = stripe_groups(c, p, rows_per_stripe, "time", x.device)
             if mask is not None and mask.dim() >= 3 and mask.shape[-3] == self.n_heads:
                 kw["mask"] = mask[..., :ht, :, :]
             outs.append(_stripe_attention(q[:, :ht], k[:, :ht], v[:, :ht], idx, rows, cols, self.lepe_time, **kw))
@@ -148,6 +170,19 @@ class CrossShapedWindowAttention(nn.Module):
         outs.append(_stripe_attention(q[:, ht:], k[:, ht:], v[:, ht:], idx, rows, cols, self.lepe_variates, **kw))
         out = torch.cat(outs, dim=1)                                      # (B, h, N, d)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))        # (B, N, D)
+
+    def _channel_independent(self, x: Tensor, mask: Tensor | None, grid: tuple[int, int] | None) -> Tensor:
+        """x (B·C, P, D), one variate's patches a row -> the same, each sample's (C, P) grid attended at once."""
+        c = self.variates
+        if grid is not None or mask is not None:
+            raise ValueError(f"built with variates={c}, the mixer makes each sample's (C, P) grid from its "
+                             f"(B·C, P, D) rows itself; it takes no grid= or mask=")
+        if x.shape[0] % c:
+            raise ValueError(f"built with variates={c}, the mixer takes rows (B·{c}, P, D), variate-minor, "
+                             f"got {x.shape[0]} rows")
+        p = x.shape[1]
+        out = self._cross(rearrange(x, "(b c) p d -> b (c p) d", c=c), None, (c, p))  # (B, C·P, D), variate-major
+        return rearrange(out, "b (c p) d -> (b c) p d", c=c)              # (B·C, P, D)
 
 
 @register("mixer", "lepe")
