@@ -85,7 +85,7 @@ PATTERNS = [SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS]
 FIELDS = ["timestamp", "part", "kind", "name", *PATTERNS, "faster_from", "smaller_from", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
           "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
           "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg", "estimator",
-          "slot", "git_rev"]
+          "slot", "git_rev", "with"]
 
 
 def _stamp(row: dict) -> dict:
@@ -148,14 +148,20 @@ STREAMING = ("lmuformer", "gtrxl", "atlas")
 DEFAULT = "(default)"
 
 
+#: (model, slot, part) -> the other settings the part needs, for a part its slot lists only with them
+NEEDS = {("gateformer", "temporal_block", "tnt"): {"embedding": "tnt_words"}}
+
+
 def slot_cases(model: str) -> list[tuple[str, str]]:
     """``(slot, part)`` for every part the slots of ``model`` (a ``long_horizon.MODELS`` name) accept with its
-    benchmark settings, besides each slot's own default, and ``(DEFAULT, DEFAULT)`` first: the reference row."""
+    benchmark settings (or with the settings of :data:`NEEDS`), besides each slot's own default, and
+    ``(DEFAULT, DEFAULT)`` first: the reference row."""
     est = MODELS[model](DATASET, HORIZON)
     params = est.get_params()
     cases = [(DEFAULT, DEFAULT)]
     for slot, names in available(None, est).items():
         cases += [(slot, name) for name in names if name != params.get(slot)]
+    cases += [(slot, name) for (m, slot, name) in NEEDS if m == model and (slot, name) not in cases]
     return cases
 
 
@@ -175,7 +181,8 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
              **(describe(kind, name) if kind else {})}
     timer = _EpochTimer.make(f"[{model} {slot}={name}]")
     est = MODELS[model](DATASET, HORIZON)
-    settings = {} if slot == DEFAULT else {slot: name}
+    settings = {} if slot == DEFAULT else {**NEEDS.get((model, slot, name), {}), slot: name}
+    where["with"] = json.dumps(NEEDS[model, slot, name]) if (model, slot, name) in NEEDS else ""
     if "linear_base" in est.get_params():
         settings["linear_base"] = False  # the network alone: the part's effect, not the ridge map's
     # one recipe for every part of an estimator: batch ``batch_size`` at the learning rate scaled linearly

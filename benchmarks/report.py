@@ -777,9 +777,12 @@ def slots_section() -> list[str]:
         out += [f"**{NAMES.get(model, model)}**", "",
                 "| slot | part | params | MSE | MAE | change | s/epoch | epochs |", "|---|---|---|---|---|---|---|---|"]
         order = {slot: i for i, slot in enumerate(dict.fromkeys(["(default)", *rows["slot"]]))}
-        rows = rows.assign(_order=rows["slot"].map(order)).sort_values(["_order", "mse"], na_position="last")
+        rows = rows.assign(_order=rows["slot"].map(order), needs=rows["with"] if "with" in rows else "")
+        rows = rows.sort_values(["_order", "mse"], na_position="last")
         for r in rows.itertuples():
             slot, part = ("*(defaults)*", "") if r.slot == "(default)" else (f"`{r.slot}`", f"`{r.name}`")
+            if isinstance(r.needs, str) and r.needs:  # the other settings the part needs
+                part += " with " + ", ".join(f"`{k}={v!r}`" for k, v in json.loads(r.needs).items())
             if pd.isna(r.mse):
                 out.append(f"| {slot} | {part} | | not run: {str(r.skipped).replace('|', '/')} | | | | |")
                 continue

@@ -373,6 +373,7 @@ def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_t
         _slot_row("gateformer", "variate_mixer", "mean", 0.380, 0.395),     # the latest run of a part counts
         _slot_row("gateformer", "ffn", "conv", None, None, skipped="ValueError: too short"),
         _slot_row("gtrxl", "(default)", "(default)", 0.500, 0.480),
+        {**_slot_row("gateformer", "temporal_block", "tnt", 0.390, 0.400), "with": '{"embedding": "tnt_words"}'},
     ]).to_csv(tmp_path / "backbone.csv", index=False)
     report = load_report(tmp_path)
     text = "\n".join(report.slots_section())
@@ -380,6 +381,7 @@ def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_t
     # 0.380 beats the linear baseline's MSE (no mark, bold) but not its MAE (0.395 > 0.392: marked)
     assert "| `variate_mixer` | `mean` | 1,000 | **0.3800** | **0.3950** ▼ | -5.0% | 12 | 3 of 3 |" in text
     assert "0.9000" not in text
+    assert "| `temporal_block` | `tnt` with `embedding='tnt_words'` | 1,000 | 0.3900 ▼ |" in text
     assert "| `ffn` | `conv` | | not run: ValueError: too short | | | | |" in text
     assert text.index("**Gateformer**") < text.index("**GTrXL**")
     assert "linear 0.383 / 0.392" in text and "code revision abc" in text
