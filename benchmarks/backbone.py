@@ -32,7 +32,11 @@
    1e-3, early stopping on the validation windows), the streaming
    networks alone (``linear_base=False``); GTrXL reads the window in five 96-step segments through
    its memory. The baselines are scored on the same windows.
-5. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
+5. **Adaptive depth** (``--part depth``): Gateformer with ``stack="adaptive_depth"`` (ECO-M2F) at
+   four blocks per encoder (d_model 128, 8 heads, d_ff 256) on ETTh1-96: the depth its gates run on
+   the training and the test windows, the test MSE gated and at full depth, and the time of one
+   pass over every test window each way (the same process, in turn, the fastest of ``--repeats``).
+6. **Scaling** (``--part scaling``): forward time (median of a few calls, eval mode, no
    gradients, batch 1, d_model 64, 4 heads) and peak resident memory added by the call,
    against the number of tokens from 256 to 16,384, for every mixer; the log-log slope of
    time over the largest sizes says which mixers are really sub-quadratic (slope ~1) and
@@ -47,6 +51,7 @@
     .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --estimators gateformer pvclient \
         --max-epochs 3 --streaming-epochs 1
     .venv/bin/python benchmarks/backbone.py --threads 1 --part long --long-epochs 3
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part depth
 
 Rows are appended to ``benchmarks/results/backbone.csv``; ``--skip-done`` leaves out the
 (part, name) pairs that file already holds, so an interrupted run can be resumed.
@@ -85,7 +90,7 @@ PATTERNS = [SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS]
 FIELDS = ["timestamp", "part", "kind", "name", *PATTERNS, "faster_from", "smaller_from", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
           "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
           "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg", "estimator",
-          "slot", "git_rev", "with"]
+          "slot", "git_rev", "with", "mean_depth", "test_depth"]
 
 
 def _stamp(row: dict) -> dict:
@@ -296,6 +301,50 @@ def long_cases(models) -> list[tuple[str, str]]:
     return cases
 
 
+# -- 5. adaptive depth: the depth the gates choose, and the time it saves --------------------------
+
+DEPTH_CASE = {"e_layers": 4, "d_model": 128, "n_heads": 8, "d_ff": 256}
+
+
+def run_depth(data, max_epochs: int, seed: int, batch_size: int, repeats: int) -> list[dict]:
+    """Gateformer with adaptive depth: the test windows gated and at full depth, scores and the time of a pass."""
+    from tsformers.backbone.stacks.adaptive_depth import AdaptiveDepth
+
+    est = gateformer(DATASET, HORIZON)
+    est.set_params(stack="adaptive_depth", **DEPTH_CASE, max_epochs=max_epochs, random_state=seed,
+                   val_size=int(data.val_steps), batch_size=batch_size,
+                   learning_rate=est.learning_rate * batch_size / est.batch_size)
+    t0 = time.perf_counter()
+    est.fit(data.fit_frame)
+    fit_s = time.perf_counter() - t0
+    network = est.network_
+    ran = []                                                   # the depths each gated pass ran, per batch
+    hooks = [stack.register_forward_hook(lambda module, args, out: ran.append(module.last_depths.float()))
+             for stack in network.depth_stacks()]
+    scores, seconds = {}, {"gated": [], "full": []}
+    try:
+        for _ in range(repeats):                               # in turn, so that both see the same machine load
+            for label, depth in (("gated", None), ("full", DEPTH_CASE["e_layers"])):
+                ran.clear()
+                with network.at_depth(depth):
+                    t0 = time.perf_counter()
+                    scores[label] = evaluate_windows(est, data.test_frame)
+                    seconds[label].append(time.perf_counter() - t0)
+                if label == "gated":
+                    test_depth = float(torch.cat(ran).mean())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    common = {"part": "depth", "estimator": "gateformer", "slot": "stack", "kind": "stack", "name": "adaptive_depth",
+              "dataset": DATASET, "horizon": HORIZON, "n_params": n_parameters(network), "fit_s": fit_s,
+              "epochs_run": len(est.training_log_), "max_epochs": max_epochs, "git_rev": git_rev(),
+              "mean_depth": est.mean_depth_, "with": json.dumps(DEPTH_CASE)}
+    return [{**common, "with": json.dumps({**DEPTH_CASE, "run": label}), "mse": scores[label]["mse"],
+             "mae": scores[label]["mae"], "eval_s": min(seconds[label]),
+             "test_depth": test_depth if label == "gated" else float(DEPTH_CASE["e_layers"])}
+            for label in ("gated", "full")]
+
+
 # -- 2. patterns: CAB's four, checked where declared ----------------------------------------------
 
 
@@ -334,7 +383,7 @@ def run_patterns(name: str) -> dict:
             **describe("mixer", name)}
 
 
-# -- 5. scaling: forward time and peak memory against the number of tokens ------------------------
+# -- 6. scaling: forward time and peak memory against the number of tokens ------------------------
 
 
 def _rss_mib(field: str) -> float:
@@ -454,11 +503,12 @@ def print_scaling(rows: list[dict]) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", choices=["patterns", "accuracy", "slots", "long", "scaling", "all"], default="all")
+    p.add_argument("--part", choices=["patterns", "accuracy", "slots", "long", "depth", "scaling", "all"], default="all")
     p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
     p.add_argument("--estimators", nargs="+", choices=sorted(MODELS), default=None,
                    help="--part slots: the estimators whose slots to walk (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="--part depth: timed passes each way")
     p.add_argument("--long-epochs", type=int, default=3, help="--part long: max epochs of every part")
     p.add_argument("--slot", default=None, help="--part slots: walk this slot only")
     p.add_argument("--max-epochs", type=int, default=3)
@@ -531,6 +581,13 @@ def main(argv=None) -> int:
             row = _stamp(run_long(model, name, fit_frame, test_frame, args.long_epochs, args.seed))
             append_csv(args.out, [row])
             print(f"long {model} {name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
+    if args.part in ("depth", "all"):
+        data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)
+        rows = [_stamp(r) for r in run_depth(data, args.max_epochs, args.seed, args.batch_size, args.repeats)]
+        append_csv(args.out, rows)
+        for r in rows:
+            print(f"depth {json.loads(r['with'])['run']}: MSE {r['mse']:.4f}, {r['test_depth']:.2f} blocks, "
+                  f"{r['eval_s']:.2f} s", flush=True)
     print(f"\nappended to {args.out}")
     return 0
 

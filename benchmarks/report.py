@@ -857,6 +857,38 @@ def long_context_section() -> list[str]:
     return out
 
 
+def depth_section() -> list[str]:
+    """Gateformer with adaptive depth: the depth its gates run, the accuracy and the time against full depth."""
+    bb = _read("backbone.csv")
+    if bb is None or "test_depth" not in bb:
+        return []
+    bb = bb[bb["part"] == "depth"].dropna(subset=["mse"])
+    if bb.empty:
+        return []
+    bb = bb[bb["timestamp"] == bb["timestamp"].max()]
+    runs = {json.loads(w)["run"]: r for w, r in zip(bb["with"], bb.itertuples())}
+    if set(runs) != {"gated", "full"}:
+        return []
+    gated, full = runs["gated"], runs["full"]
+    case = {k: v for k, v in json.loads(bb["with"].iloc[0]).items() if k != "run"}
+    layers = int(case["e_layers"])
+    out = ["### Adaptive depth: the depth it runs and the time it saves", "",
+           "`benchmarks/backbone.py --part depth`: Gateformer with `stack=\"adaptive_depth\"` (ECO-M2F) at "
+           + ", ".join(f"{k} {v}" for k, v in case.items()) + f" on ETTh1-96 (the recipe above, {int(gated.epochs_run)} "
+           "epochs), then every test window scored twice: as `predict` runs it (each window as deep as its gates "
+           "say) and at full depth (`network.at_depth(e_layers)`), the two passes in turn in one process, the "
+           f"fastest of each kept.", "",
+           "| run | blocks per encoder (test windows) | MSE | MAE | one pass over the test windows | time |",
+           "|---|---|---|---|---|---|"]
+    for label, r in (("gated", gated), ("full depth", full)):
+        out.append(f"| {label} | {r.test_depth:.2f} of {layers} | {r.mse:.4f} | {r.mae:.4f} | {r.eval_s:.2f} s | "
+                   f"{r.eval_s / full.eval_s:.2f} |")
+    out += ["", f"On the training windows the gates run {gated.mean_depth:.2f} of {layers} blocks (`mean_depth_`). "
+            f"The gated pass takes {gated.eval_s / full.eval_s:.2f} of the full depth's time and changes the test "
+            f"MSE by {gated.mse / full.mse - 1:+.1%}. " + revisions_line(bb), ""]
+    return out
+
+
 # -- interval coverage --------------------------------------------------------------------------------
 
 def coverage_section() -> list[str]:
@@ -1322,7 +1354,7 @@ def render() -> str:
             "(a Gateformer ETTh1 epoch takes ~10 s on the idle machine and 100–140 s at load 8–14), and "
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
-            + small_data_section() + ablation_section() + slots_section() + long_context_section() + panel_section() + coverage_section()
+            + small_data_section() + ablation_section() + slots_section() + long_context_section() + depth_section() + panel_section() + coverage_section()
             + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
             + profile_section() + sparse_kv_section()
             + cold_start_section() + spark_scoring_section())

@@ -413,3 +413,19 @@ def test_the_long_context_table_puts_the_baselines_first_and_marks_parts_that_lo
     assert "0.9000 ▼" in text and "0.2000" not in text
     assert "| ATLAS | `memory` | `omega` | | not run: RuntimeError: out of memory | | | | |" in text
     assert "### A long-context case" in report.render()
+
+
+def test_the_depth_table_shows_the_gated_and_the_full_depth_pass_with_the_time_ratio(tmp_path):
+    def row(run, mse, seconds, depth, stamp="2026-02-01T00:00:00+00:00"):
+        return dict(timestamp=stamp, part="depth", estimator="gateformer", name="adaptive_depth", mse=mse, mae=mse,
+                    eval_s=seconds, test_depth=depth, mean_depth=2.5, epochs_run=2, git_rev="abc",
+                    **{"with": json.dumps({"e_layers": 4, "d_model": 128, "run": run})})
+    pd.DataFrame([row("gated", 0.9, 9.0, 1.0, stamp="2026-01-01T00:00:00+00:00"),
+                  row("gated", 0.404, 3.0, 2.25), row("full", 0.400, 4.0, 4.0)]).to_csv(tmp_path / "backbone.csv",
+                                                                                        index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.depth_section())
+    assert "| gated | 2.25 of 4 | 0.4040 | 0.4040 | 3.00 s | 0.75 |" in text
+    assert "| full depth | 4.00 of 4 | 0.4000 | 0.4000 | 4.00 s | 1.00 |" in text
+    assert "run 2.50 of 4 blocks" in text and "+1.0%" in text and "e_layers 4, d_model 128" in text
+    assert "### Adaptive depth" in report.render()
