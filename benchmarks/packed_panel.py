@@ -11,7 +11,7 @@ median), the network calls, the peak RSS of a fresh process that loads the saved
 once (and its rise during ``predict``), and the largest difference of the forecasts from the reference.
 Rows are appended to ``benchmarks/results/packed_panel.csv``; ``report.py`` renders the latest run.
 
-    nice -n 19 .venv/bin/python benchmarks/packed_panel.py                    # ~5 CPU minutes on one thread
+    nice -n 19 .venv/bin/python benchmarks/packed_panel.py                    # ~10 minutes on one thread
     .venv/bin/python benchmarks/packed_panel.py --series 50 --repeats 1       # a quick look
 """
 from __future__ import annotations

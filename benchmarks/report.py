@@ -1217,7 +1217,9 @@ def packed_panel_section() -> list[str]:
                    f"{r.max_abs_diff:.1e} |")
     out += ["", f"Measured {first.timestamp} (rev {first.git_rev}, torch {first.torch_version}, "
             f"{int(first.n_threads)} thread) at a 1-minute load of {first.load_start:.1f} at the start and "
-            f"{first.load_end:.1f} at the end. The windowed estimators never pad (every window has the "
+            f"{first.load_end:.1f} at the end. Packing trades memory for calls: a packed call holds a chunk of "
+            "every series that takes it, where the reference holds one span's series at a time, so `predict`'s "
+            "peak grows with the series × the chunk. The windowed estimators never pad (every window has the "
             "lookback's length), so the streaming advance is where a ragged panel costs calls; see "
             "[Streaming](streaming.md#ragged-panels).", ""]
     return out

@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import tsformers.estimators.streaming as streaming
 from tsformers import AtlasForecaster, GTrXLForecaster, LMUFormerForecaster
