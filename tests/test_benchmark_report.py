@@ -329,6 +329,38 @@ def test_the_sparse_kv_table_shows_the_latest_run_with_its_ratios_to_the_segment
     assert report.sparse_kv_section() == []
 
 
+def _packed_rows(stamp, model, per_span, packed, load=(2.0, 3.0)):
+    """Rows of one model in a run of benchmarks/packed_panel.py: (calls, min_s, median_s, peak MiB, diff) each."""
+    ref = per_span
+    return [dict(timestamp=stamp, git_rev="abc1234", model=model, variant=name, n_series=500, min_steps=200,
+                 max_steps=2000, total_steps=550_000, distinct_spans=500, chunk=1024, calls=calls, repeats=3,
+                 min_s=lo, median_s=mid, speedup_min=ref[1] / lo, speedup_median=ref[2] / mid, peak_rss_mib=peak,
+                 predict_rss_mib=peak - 300, max_abs_diff=diff, load_start=load[0], load_end=load[1],
+                 torch_version="2.13.0+cpu", n_threads=1)
+            for name, (calls, lo, mid, peak, diff) in (("per-span", per_span), ("packed", packed))]
+
+
+def test_the_packed_panel_table_shows_the_latest_run_with_its_speedups(tmp_path):
+    old = _packed_rows("2026-01-01T00:00:00+00:00", "GTrXL", (500, 99.0, 99.5, 400, 0.0), (13, 9.0, 9.5, 410, 1e-6))
+    new = (_packed_rows("2026-02-01T00:00:00+00:00", "LMUFormer", (500, 8.0, 9.0, 380, 0.0),
+                        (12, 2.0, 2.25, 420, 3e-7), load=(1.5, 2.5))
+           + _packed_rows("2026-02-01T00:00:00+00:00", "GTrXL", (500, 20.0, 21.0, 400, 0.0),
+                          (13, 4.0, 4.2, 450, 2e-6), load=(1.5, 2.5)))
+    pd.DataFrame(old + new).to_csv(tmp_path / "packed_panel.csv", index=False)
+    report = load_report(tmp_path)
+    text = "\n".join(report.packed_panel_section())
+    assert "| LMUFormer | per-span | 500 | 8.00 | 9.00 | 1.00 | 1.00 | 380 | 80 | 0.0e+00 |" in text
+    assert "| LMUFormer | packed | 12 | 2.00 | 2.25 | 4.00 | 4.00 | 420 | 120 | 3.0e-07 |" in text
+    assert "| GTrXL | packed | 13 | 4.00 | 4.20 | 5.00 | 5.00 | 450 | 150 | 2.0e-06 |" in text
+    assert "99.00" not in text                                               # the earlier run is not shown
+    assert "500 hourly series of distinct lengths from 200 to 2,000 steps (550,000 in all, 500 distinct" in text
+    assert "chunks of 1024 steps" in text and "over 3 rounds" in text
+    assert "load of 1.5 at the start and 2.5 at the end" in text
+    assert "## Ragged panels in the streaming estimators: packed advance" in report.render()
+    (tmp_path / "packed_panel.csv").unlink()
+    assert report.packed_panel_section() == []
+
+
 def test_the_ablation_table_compares_each_mechanism_with_the_estimators_form_and_the_ili_table_ignores_it(tmp_path):
     def run(seed, horizon, mse, **params):
         return dict(_row("atlas", "illness", horizon, seed, mse, 1.0), lookback=36, mase=9.0, best_epoch=3,

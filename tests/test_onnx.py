@@ -85,6 +85,31 @@ def test_ragged_histories_and_streaming_updates(exported):
         np.testing.assert_allclose(_values(onnx.predict()), _values(f.predict()), atol=1e-4, rtol=1e-4)
 
 
+def test_the_engine_without_torch_advances_a_ragged_panel_packed_as_the_per_span_reference(exported, monkeypatch):
+    import tsformers.estimators.onnx as engine
+    from tsformers.estimators.forecasting import _advance_spans
+
+    f, path = exported
+    if not hasattr(f.network_, "advance"):
+        pytest.skip("a windowed graph reads each series' last window")
+    history = panel()
+    # twelve series, each its own span of the demo rows: 12 calls per span, far fewer packed
+    ragged = pd.concat([part.iloc[3 * k + j: len(part) - k - 5 * j].assign(unique_id=f"{key}_{k}")
+                        for k in range(4) for j, (key, part) in enumerate(history.groupby("unique_id"))],
+                       ignore_index=True)
+    onnx = engine.load_onnx(path)
+    calls, advance = [], onnx.graph.advance
+    onnx.graph.advance = lambda state, x: (calls.append(len(x)), advance(state, x))[1]
+    packed = onnx.predict(ragged)
+    n_packed = len(calls)
+    monkeypatch.setattr(engine, "advance_panel", _advance_spans)
+    reference = onnx.predict(ragged)
+    assert len(calls) - n_packed == 12 and n_packed <= 6
+    pd.testing.assert_frame_equal(packed.drop(columns="y"), reference.drop(columns="y"))
+    np.testing.assert_allclose(_values(packed), _values(reference), atol=1e-5)
+    np.testing.assert_allclose(_values(packed), _values(f.predict(ragged)), atol=1e-4, rtol=1e-4)
+
+
 def test_the_graph_has_a_dynamic_batch_axis_and_says_how_to_drive_it(exported, tmp_path):
     f, path = exported
     meta = tsonnx.read_metadata(path / tsonnx.ONNX_FILE)

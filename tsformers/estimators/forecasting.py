@@ -22,13 +22,13 @@ import pandas as pd
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, output_columns, \
     panel_to_frame, tails_panel
 from tsformers.data.missing import MissingPolicy
-from tsformers.data.prepare import Prepared, prepare, scaler_for
+from tsformers.data.prepare import Prepared, network_channels, panel_calendar, prepare, scaler_for
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import static_table
 from tsformers.data.time import future_times_of
 from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 
-__all__ = ["CHUNK", "ForecastAfter", "ForecastPath", "advance_spans", "clip_power"]
+__all__ = ["CHUNK", "ForecastAfter", "ForecastPath", "advance_panel", "clip_power"]
 
 #: Windows per network call when forecasting.
 CHUNK = 1024
@@ -123,6 +123,14 @@ class ForecastPath(EvaluationMixin):
         if min_rows is not None:
             self._check_length(raw, min_rows, action)
         return self._prepare(raw)
+
+    def _channels(self, scaled: np.ndarray, times: pd.Index) -> np.ndarray:
+        """The network's input channels (float32) of scaled observations ``(n_series, n_time, n_vars)`` at
+        ``times``, as a streaming network reads them (the calendar features of each row, led by the horizon as
+        in training, come from its time)."""
+        inputs = network_channels(scaled, self.schema_, self._missing_policy(), self.horizon,
+                                  calendar=panel_calendar(times, self.schema_, self.horizon))
+        return inputs.astype(np.float32)
 
     def _stored_panel(self) -> Panel:
         """The end of the training data (and of the updates since), as predict() without data sees it.
@@ -250,25 +258,135 @@ class ForecastPath(EvaluationMixin):
             )
 
 
-def advance_spans(scaled: Panel, state: dict | None, init_state, advance) -> dict:
+def advance_panel(scaled: Panel, state: dict | None, init_state, channels, advance, chunk: int = CHUNK) -> dict:
     """Advance a streaming state of every series by its own span of ``scaled`` (from ``init_state`` when None).
 
-    ``init_state(rows)`` is the fresh state of some series (a dict of arrays or tensors, one row per
-    series), ``advance(state, values, times)`` that state after scaled values ``(rows, n_time, n_vars)`` at
-    ``times`` (the calendar features of each step come from its time).
-    Series that span the same rows advance together; a ragged panel takes one call per distinct span.
-    The one recurrence over a panel, for the torch networks and the ONNX graphs.
+    The one recurrence over a panel, for the torch networks and the ONNX graphs, in two steps:
+    ``channels(values, times)``, the network's input channels (float32) of scaled values
+    ``(rows, n_time, n_vars)`` at ``times`` (the calendar features of each step come from its time),
+    then ``advance(state, inputs)``, that state after the channels ``(rows, n_time, n_channels)``.
+    ``init_state(rows)`` is the fresh state of some series (a dict of arrays or tensors, one row per series).
+
+    An aligned panel advances in one call. A ragged one advances in packed calls without padding
+    (:func:`_packed_schedule`): every streaming network's advance splits exactly (advancing by ``x[:, :a]``
+    then ``x[:, a:]`` equals advancing by ``x``), so each series' history is cut into chunks, and chunks of
+    the same length from different series, at different positions of their histories, share a call.
+    That takes O(log max length) calls (plus one per ``chunk`` steps of the longest series) instead of one
+    per distinct span. Each series' channels come from its own rows and times first, so rows of one call
+    may come from different times.
     """
     if scaled.aligned:
         state = init_state(np.arange(len(scaled.series))) if state is None else state
-        return advance(state, scaled.values, scaled.times)
+        return advance(state, channels(scaled.values, scaled.times))
+    inputs, starts = _packed_channels(scaled, channels)                     # (sum of lengths, C), (S,)
+    everyone = np.arange(len(scaled.series))
+    pool = [(everyone, init_state(everyone) if state is None else state)]
+    done = np.zeros(len(everyone), dtype=np.int64)
+    for size, takes in _packed_schedule(scaled.lengths, chunk):
+        moving, staying = [], []
+        for rows, part in pool:
+            for pick, to in ((np.flatnonzero(takes[rows]), moving), (np.flatnonzero(~takes[rows]), staying)):
+                if len(pick) == len(rows):
+                    to.append((rows, part))
+                elif len(pick):
+                    to.append((rows[pick], {k: v[pick] for k, v in part.items()}))
+        for rows, part in _by_signature(moving):
+            steps = (starts[rows] + done[rows])[:, None] + np.arange(size)  # (rows, size): each row's own steps
+            staying.append((rows, advance(part, inputs[steps])))
+        done[takes] += size
+        pool = _by_signature(staying)
+    if len(pool) != 1:
+        raise ValueError(f"the streaming states of the series differ in shape at the end of their histories "
+                         f"({[_signature(part) for _, part in pool]}); forecast the series apart.")
+    rows, final = pool[0]
+    order = np.argsort(rows)
+    return {k: v[order] for k, v in final.items()}
+
+
+def _packed_schedule(lengths: np.ndarray, chunk: int) -> list[tuple[int, np.ndarray]]:
+    """The calls of a packed advance: ``(steps, which series take them)``, in order.
+
+    First every series takes the same first steps (the shortest length, at most ``chunk``), so that its
+    state leaves the fresh shape (a GTrXL memory fills) before series at different positions meet; then
+    whole ``chunk``s while any series has that many left; then, largest first, every power of two below
+    ``chunk``, taken by the series whose remaining length has that bit: no series ever takes a step past
+    its end, so nothing is padded.
+    """
+    first = min(int(lengths.min()), chunk)
+    calls = [(first, np.ones(len(lengths), dtype=bool))]
+    remaining = lengths - first
+    while (takes := remaining >= chunk).any():
+        calls.append((chunk, takes))
+        remaining = remaining - chunk * takes
+    size = 1 << (int(remaining.max()).bit_length() - 1) if remaining.max() > 0 else 0
+    while size:  # remaining < 2 * size here
+        takes = remaining >= size
+        if takes.any():
+            calls.append((size, takes))
+            remaining = remaining - size * takes
+        size >>= 1
+    return calls
+
+
+def _packed_channels(scaled: Panel, channels) -> tuple[np.ndarray, np.ndarray]:
+    """Every series' channels over its own span, one after the other ``(sum of lengths, n_channels)``, and
+    where each series starts in that buffer ``(n_series,)``: one ``channels`` call per distinct span."""
+    lengths = scaled.lengths
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    inputs = None
+    for (first, last), rows in _spans(scaled).items():
+        part = channels(scaled.values[rows, first: last + 1], scaled.times[first: last + 1])   # (rows, L, C)
+        if inputs is None:
+            inputs = np.empty((int(lengths.sum()), part.shape[-1]), dtype=part.dtype)
+        inputs[starts[rows, None] + np.arange(last + 1 - first)] = part
+    return inputs, starts
+
+
+def _spans(scaled: Panel) -> dict:
+    """The series of each distinct span ``(first, last)``: ``{span: row indices}``."""
     spans = {}
     for s, span in enumerate(zip(scaled.first.tolist(), scaled.last.tolist())):
         spans.setdefault(span, []).append(s)
+    return {span: np.asarray(rows) for span, rows in spans.items()}
+
+
+def _signature(state: dict) -> tuple:
+    """What rows must share to advance in one call: every entry's shape past the batch axis and dtype.
+
+    States change shape as they fill (a GTrXL memory grows to ``mem_len`` steps; an ONNX receptive graph
+    keeps the last steps it read), so series at different positions may not stack.
+    """
+    return tuple((k, tuple(v.shape[1:]), str(v.dtype)) for k, v in sorted(state.items()))
+
+
+def _by_signature(groups: list) -> list:
+    """``(rows, state)`` groups merged where their states have the same signature."""
+    merged = {}
+    for rows, part in groups:
+        merged.setdefault(_signature(part), []).append((rows, part))
+    return [(np.concatenate([rows for rows, _ in same]),
+             {k: _cat([part[k] for _, part in same]) for k in same[0][1]}) if len(same) > 1 else same[0]
+            for same in merged.values()]
+
+
+def _cat(parts: list):
+    """numpy arrays or torch tensors stacked along their first axis."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch  # only a torch state gets here; the ONNX engine's is numpy
+
+    return torch.cat(parts)
+
+
+def _advance_spans(scaled: Panel, state: dict | None, init_state, channels, advance) -> dict:
+    """The reference of :func:`advance_panel`: one call per distinct span of a ragged panel, the series that
+    span the same rows together (tests and ``benchmarks/packed_panel.py`` compare the packed advance with it)."""
+    if scaled.aligned:
+        return advance_panel(scaled, state, init_state, channels, advance)
     out = None
-    for (first, last), rows in spans.items():
-        start = init_state(np.asarray(rows)) if state is None else {k: v[rows] for k, v in state.items()}
-        part = advance(start, scaled.values[rows, first: last + 1], scaled.times[first: last + 1])
+    for (first, last), rows in _spans(scaled).items():
+        start = init_state(rows) if state is None else {k: v[rows] for k, v in state.items()}
+        part = advance(start, channels(scaled.values[rows, first: last + 1], scaled.times[first: last + 1]))
         if out is None:
             out = {k: _zeros(v, len(scaled.series)) for k, v in part.items()}
         for k, v in part.items():

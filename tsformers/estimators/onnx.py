@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from tsformers.data.frames import PanelSchema
-from tsformers.data.prepare import Prepared, network_channels, panel_calendar
+from tsformers.data.prepare import Prepared
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder
-from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_spans, clip_power
+from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_panel, clip_power
 from tsformers.estimators.modelfile import CONFIG_FILE, WEIGHTS_FILE, ModelDirectory, update_model_directory
 from tsformers.runtime.ort import ONNX_FILE, GraphRunner
 
@@ -191,12 +191,7 @@ class OnnxForecaster(ForecastPath):
                 state["static"] = scaled.static[rows].astype(np.float32)
             return state
 
-        def advance(state, values, times):
-            channels = network_channels(values, self.schema_, self._missing_policy(), self.horizon,
-                                        calendar=panel_calendar(times, self.schema_, self.horizon))
-            return graph.advance(state, channels.astype(np.float32))
-
-        return graph.forecast(advance_spans(scaled, None, init_state, advance))
+        return graph.forecast(advance_panel(scaled, None, init_state, self._channels, graph.advance))
 
 
 def load_onnx(path, threads: int | None = None) -> OnnxForecaster:

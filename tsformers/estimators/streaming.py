@@ -22,7 +22,6 @@ What that changes, and only that, lives here:
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from sklearn.utils._param_validation import StrOptions
@@ -30,9 +29,9 @@ from sklearn.utils._param_validation import StrOptions
 from tsformers.backbone.heads import KnownFutureHead, StaticResidual
 
 from tsformers.data.frames import Panel
-from tsformers.data.prepare import Prepared, known_future_channels, network_channels, panel_calendar
+from tsformers.data.prepare import Prepared, known_future_channels
 from tsformers.estimators.base import BaseForecaster
-from tsformers.estimators.forecasting import advance_spans
+from tsformers.estimators.forecasting import advance_panel
 
 #: The causal normalisations of the streaming networks, one meaning in each (a tsformers extension):
 #: "last_value" feeds the network each step's change from the step before and adds its forecast onto
@@ -157,21 +156,19 @@ class StreamingForecaster(BaseForecaster):
 
     # -- the recurrence ------------------------------------------------------------------------
 
-    def _advance(self, state: dict, scaled: np.ndarray, times: pd.Index) -> dict:
-        """Advance the state by scaled observations ``(n_series, n_time, n_vars)`` at ``times`` (their network
-        channels; the calendar features of each row, led by the horizon as in training, come from its time)."""
-        inputs = network_channels(scaled, self.schema_, self._missing_policy(), self.horizon,
-                                  calendar=panel_calendar(times, self.schema_, self.horizon))
+    def _advance(self, state: dict, inputs: np.ndarray) -> dict:
+        """The state after the network's input channels ``(rows, n_time, n_channels)`` (see ``_channels``)."""
         with torch.no_grad():
-            return self.network_.advance(state, torch.from_numpy(inputs.astype(np.float32)))
+            return self.network_.advance(state, torch.from_numpy(inputs))
 
     def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
         """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
 
-        Series that span the same rows advance together; a ragged panel takes one call per distinct span
-        (:func:`~tsformers.estimators.forecasting.advance_spans`).
+        An aligned panel advances in one call, a ragged one in packed calls without padding
+        (:func:`~tsformers.estimators.forecasting.advance_panel`).
         """
-        return advance_spans(scaled, state, lambda rows: self._init_state(scaled, rows), self._advance)
+        return advance_panel(scaled, state, lambda rows: self._init_state(scaled, rows), self._channels,
+                             self._advance)
 
     def _init_state(self, panel: Panel, rows) -> dict:
         """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""

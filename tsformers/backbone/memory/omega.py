@@ -167,6 +167,30 @@ class OmegaMemory(nn.Module):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Advance ``state`` by the tokens x: (R, T, d_model); returns the outputs (R, T, d_model) and the new state."""
+        pending = state["pending"]                                            # (R,)
+        if len(pending) and bool((pending != pending[0]).any()):
+            return self._step_by_phase(x, state)
+        return self._step(x, state)
+
+    def _step_by_phase(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """:meth:`step` of rows at different points of their chunks, one phase at a time.
+
+        Rows that have read different numbers of tokens (series packed into one call at different
+        positions of their histories) complete their chunks, and so write their memories, at different
+        tokens; the chunk schedule is shared by the rows of :meth:`_step`.
+        """
+        pending = state["pending"]
+        y, new_state = torch.empty_like(x), {}
+        for phase in pending.unique():
+            rows = torch.nonzero(pending == phase).squeeze(1)
+            y_rows, part = self._step(x[rows], {k: v[rows] for k, v in state.items()})
+            y[rows] = y_rows
+            for k, v in part.items():
+                new_state.setdefault(k, v.new_empty(len(pending), *v.shape[1:]))[rows] = v
+        return y, new_state
+
+    def _step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """:meth:`step` of rows at the same point of their chunks (``state["pending"]`` alike)."""
         rows, n_new, _ = x.shape
         h, b, c, n_buf = self.n_heads, self.chunk_size, self.window, self.buffer_len
         heads = "r t (h d) -> r t h d"
