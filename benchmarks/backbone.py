@@ -17,15 +17,14 @@
    mixer does not declare (it is not run).
 3. **Slots** (``--part slots``): every part each estimator's slots accept (``available(None,
    estimator)``), one at a time in that slot, the estimator's other settings as in the grid
-   (``long_horizon.MODELS``: Gateformer's and Client's paper settings for ETTh1-96, the streaming
-   estimators' defaults with the network alone, ``linear_base=False``, so the part's effect is not
-   hidden under the linear map), the same recipe for every part of an estimator (batch 32 at the
-   learning rate scaled as above, ``--max-epochs``; ``--streaming-epochs`` for LMUFormer, GTrXL and
-   ATLAS, whose ETTh1 epoch costs minutes), and the estimator's defaults once as the row each part is
-   compared with (Gateformer's temporal mixers and stacks again, so that one run holds the whole table).
+   (``long_horizon.MODELS``: Gateformer's and Client's paper settings for ETTh1-96), the same recipe for every part of an estimator (batch 32 at the
+   learning rate scaled as above, ``--max-epochs``), and the estimator's defaults once as the row each part is
+   compared with. Gateformer's temporal mixers and stacks are the accuracy part's rows (the same
+   recipe); the streaming estimators' parts are measured in the long-context case alone.
 4. **Long context** (``--part long``): the slots that mix along time (Gateformer's
    ``temporal_mixer``, GTrXL's ``mixer``, LMUFormer's and ATLAS's ``memory``), every part they
-   accept, on a history longer than any 96-step window: a seeded series that repeats a smooth
+   accept, and every part of the streaming estimators' other slots (GTrXL's ``stack`` and
+   ``gating``, ATLAS's ``optimizer``), on a history longer than any 96-step window: a seeded series that repeats a smooth
    240-step shape under AR(1) noise, read through a lookback of 480 steps to forecast 48, so a good
    forecast needs the steps one period back (the seasonal naive at 240 steps is the reference).
    Small widths (d_model 32) and one recipe (``--long-epochs`` epochs of at most 60 batches of 32, lr
@@ -48,8 +47,7 @@
 
     .venv/bin/python benchmarks/backbone.py --threads 1 --part scaling
     .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 3 --batch-size 32
-    .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --estimators gateformer pvclient \
-        --max-epochs 3 --streaming-epochs 1
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --max-epochs 3
     .venv/bin/python benchmarks/backbone.py --threads 1 --part long --long-epochs 3
     .venv/bin/python benchmarks/backbone.py --threads 1 --part depth
 
@@ -81,6 +79,7 @@ from long_horizon import MODELS, _EpochTimer, gateformer, git_rev  # noqa: E402
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LinearForecaster,  # noqa: E402
                        LMUFormerForecaster, NaiveForecaster, SeasonalNaiveForecaster)
 from tsformers.backbone import available, build, build_class  # noqa: E402
+from tsformers.backbone.registry import estimator_slots  # noqa: E402
 from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,11 +147,13 @@ def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int, batch_s
 # -- 3. slots: every part each estimator accepts, in its slot --------------------------------------
 
 #: the benchmark's estimators (``long_horizon.MODELS`` names) whose network is streaming: an ETTh1 epoch costs
-#: minutes, so they get ``--streaming-epochs``
+#: them up to 18 minutes here, so their slots are walked in the long-context case alone
 STREAMING = ("lmuformer", "gtrxl", "atlas")
 DEFAULT = "(default)"
 
 
+#: Gateformer's slots that the accuracy part measures with the same recipe (its rows are the catalog's), left out
+MEASURED_BY_ACCURACY = {("gateformer", "temporal_mixer"), ("gateformer", "stack")}
 #: (model, slot, part) -> the other settings the part needs, for a part its slot lists only with them
 NEEDS = {("gateformer", "temporal_block", "tnt"): {"embedding": "tnt_words"}}
 
@@ -165,6 +166,8 @@ def slot_cases(model: str) -> list[tuple[str, str]]:
     params = est.get_params()
     cases = [(DEFAULT, DEFAULT)]
     for slot, names in available(None, est).items():
+        if (model, slot) in MEASURED_BY_ACCURACY:
+            continue
         cases += [(slot, name) for name in names if name != params.get(slot)]
     cases += [(slot, name) for (m, slot, name) in NEEDS if m == model and (slot, name) not in cases]
     return cases
@@ -174,7 +177,6 @@ def part_kind(model: str, slot: str, name: str) -> str:
     """The registry kind of ``name`` among the kinds of ``slot`` (a slot may take several: stages and reducers)."""
     if slot == DEFAULT:
         return ""
-    from tsformers.backbone.registry import estimator_slots
     kinds = estimator_slots(MODELS[model](DATASET, HORIZON))[slot].kinds
     return next(kind for kind in kinds if name in available(kind))
 
@@ -261,12 +263,11 @@ def long_context_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return frame.iloc[:cut], frame.iloc[cut - LONG_LOOKBACK:]
 
 
-def run_long(model: str, name: str, fit_frame, test_frame, max_epochs: int, seed: int) -> dict:
-    """One fit of the long-context case with ``name`` in ``model``'s time-mixing slot (a baseline: ``model``)."""
+def run_long(model: str, slot: str, name: str, fit_frame, test_frame, max_epochs: int, seed: int) -> dict:
+    """One fit of the long-context case with ``name`` in ``model``'s ``slot`` (a baseline: ``model``, no slot)."""
     if model in LONG_CASES:
-        slot, make = LONG_CASES[model]
-        est = make().set_params(**{slot: name})
-        kind = "mixer" if name in available("mixer") else "memory"
+        est = LONG_CASES[model][1]().set_params(**{slot: name})
+        kind = next(k for k in estimator_slots(est)[slot].kinds if name in available(k))
         where = {"slot": slot, "kind": kind, **describe(kind, name)}
         est.set_params(max_epochs=max_epochs, batch_size=32, learning_rate=1e-3, patience=2, random_state=seed,
                        trainer_kwargs={"limit_train_batches": LONG_BATCHES})
@@ -292,12 +293,19 @@ def run_long(model: str, name: str, fit_frame, test_frame, max_epochs: int, seed
             "s_per_epoch": fit_s / len(log) if log else float("nan")}
 
 
-def long_cases(models) -> list[tuple[str, str]]:
-    """``(model, part)`` for the baselines, then every part each model's time-mixing slot accepts."""
-    cases = [(b, b) for b in ("last_value", "seasonal_naive", "linear")]
+def long_cases(models) -> list[tuple[str, str, str]]:
+    """``(model, slot, part)``: the baselines, then every part each model's time-mixing slot accepts, then, for
+    the streaming estimators (measured only here: an ETTh1 epoch costs them minutes), every other part their
+    other slots accept besides each slot's default."""
+    cases = [(b, "", b) for b in ("last_value", "seasonal_naive", "linear")]
     for model in models:
-        slot, make = LONG_CASES[model]
-        cases += [(model, name) for name in available(slot, make())]
+        time_slot, make = LONG_CASES[model]
+        est = make()
+        cases += [(model, time_slot, name) for name in available(time_slot, est)]
+        if model in STREAMING:
+            params = est.get_params()
+            cases += [(model, slot, name) for slot, names in available(None, est).items() if slot != time_slot
+                      for name in names if name != params.get(slot)]
     return cases
 
 
@@ -507,12 +515,12 @@ def main(argv=None) -> int:
     p.add_argument("--mixers", nargs="+", default=None, help="default: every registered mixer")
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
     p.add_argument("--estimators", nargs="+", choices=sorted(MODELS), default=None,
-                   help="--part slots: the estimators whose slots to walk (default: all)")
+                   help="--part slots / long: the estimators whose slots to walk (slots: Gateformer and "
+                        "PV-Client by default; the streaming ones are walked in the long-context case)")
     p.add_argument("--repeats", type=int, default=5, help="--part depth: timed passes each way")
     p.add_argument("--long-epochs", type=int, default=3, help="--part long: max epochs of every part")
     p.add_argument("--slot", default=None, help="--part slots: walk this slot only")
     p.add_argument("--max-epochs", type=int, default=3)
-    p.add_argument("--streaming-epochs", type=int, default=1, help="--part slots: max epochs of " + ", ".join(STREAMING))
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -563,24 +571,23 @@ def main(argv=None) -> int:
     if args.part in ("slots", "all"):
         data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)
         skip = done_slots(args.out) if args.skip_done else set()
-        for model in args.estimators or sorted(MODELS):
-            epochs = args.streaming_epochs if model in STREAMING else args.max_epochs
+        for model in args.estimators or [m for m in sorted(MODELS) if m not in STREAMING]:
             for slot, name in slot_cases(model):
                 if (model, slot, name) in skip or (args.slot and slot not in (args.slot, DEFAULT)):
                     continue
-                row = _stamp(run_slot(model, slot, name, data, epochs, args.seed, args.batch_size))
+                row = _stamp(run_slot(model, slot, name, data, args.max_epochs, args.seed, args.batch_size))
                 append_csv(args.out, [row])
                 print(f"{model} {slot}={name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
     if args.part in ("long", "all"):
         fit_frame, test_frame = long_context_split(long_context_frame(args.seed))
-        skip = {(m, n) for m, s, n in done_slots(args.out, "long")} if args.skip_done else set()
+        skip = done_slots(args.out, "long") if args.skip_done else set()
         models = [m for m in (args.estimators or LONG_CASES) if m in LONG_CASES]
-        for model, name in long_cases(models):
-            if (model, name) in skip:
+        for model, slot, name in long_cases(models):
+            if (model, slot, name) in skip:
                 continue
-            row = _stamp(run_long(model, name, fit_frame, test_frame, args.long_epochs, args.seed))
+            row = _stamp(run_long(model, slot, name, fit_frame, test_frame, args.long_epochs, args.seed))
             append_csv(args.out, [row])
-            print(f"long {model} {name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
+            print(f"long {model} {slot}={name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
     if args.part in ("depth", "all"):
         data = load_protocol_data(DATASET, args.data_dir, LOOKBACK)
         rows = [_stamp(r) for r in run_depth(data, args.max_epochs, args.seed, args.batch_size, args.repeats)]
