@@ -118,30 +118,12 @@ def describe(kind: str, name: str) -> dict:
 
 
 def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int, batch_size: int) -> dict:
-    slot = {"mixer": "temporal_mixer", "stack": "stack"}[kind]
+    """Gateformer with the mixer ``name`` in its temporal slot, or the stack ``name``: a slots row (the same
+    recipe), labelled for the catalog."""
     if kind == "mixer" and SELF not in build_class("mixer", name).patterns:
         return {"part": "accuracy", "kind": kind, "name": name, "skipped": "causal only", **describe(kind, name)}
-    timer = _EpochTimer.make(f"[{kind} {name}]")
-    est = gateformer(DATASET, HORIZON)
-    # batch 32 at 4x the paper's learning rate (linear scaling): a quarter of the steps, so that ~40 parts fit
-    est.set_params(**{slot: name}, max_epochs=max_epochs, random_state=seed, val_size=int(data.val_steps),
-                   batch_size=batch_size, learning_rate=est.learning_rate * batch_size / est.batch_size,
-                   trainer_kwargs={"callbacks": [timer]})
-    t0 = time.perf_counter()
-    try:
-        est.fit(data.fit_frame)
-    except Exception as exc:  # a part that cannot run in this model is a result too: say why
-        return {"part": "accuracy", "kind": kind, "name": name, "skipped": f"{type(exc).__name__}: {exc}"[:200],
-                **describe(kind, name)}
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = evaluate_windows(est, data.test_frame)
-    eval_s = time.perf_counter() - t0
-    return {"part": "accuracy", "kind": kind, "name": name, "dataset": DATASET, "horizon": HORIZON,
-            "mse": scores["mse"], "mae": scores["mae"], "n_params": n_parameters(est.network_),
-            "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
-            "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"),
-            "fit_s": fit_s, "eval_s": eval_s, **describe(kind, name)}
+    slot = {"mixer": "temporal_mixer", "stack": "stack"}[kind]
+    return {**run_slot("gateformer", slot, name, data, max_epochs, seed, batch_size), "part": "accuracy"}
 
 
 # -- 3. slots: every part each estimator accepts, in its slot --------------------------------------

@@ -138,3 +138,39 @@ def test_the_pv_benchmarks_forecast_weather_is_yesterdays_atmosphere_and_todays_
     night = np.stack([actual["Solar Zenith Angle"].to_numpy()[o:o + pv.HORIZON] >= 90 for o in origins])
     assert night.any() and (~night).any()
     np.testing.assert_array_equal(clipped, np.where(night, 0.0, capacity))
+
+
+def test_the_slot_walk_lists_every_accepted_part_once_with_the_defaults_first():
+    from tsformers.backbone import available
+
+    harness = load_harness()
+    gateformer = harness.MODELS["gateformer"](harness.DATASET, harness.HORIZON)
+    cases = harness.slot_cases("gateformer")
+    assert cases[0] == (harness.DEFAULT, harness.DEFAULT) and len(set(cases)) == len(cases)
+    assert ("temporal_block", "tnt") in cases                  # listed only with TNT's words: run with them
+    assert harness.NEEDS["gateformer", "temporal_block", "tnt"] == {"embedding": "tnt_words"}
+    assert not any(slot in ("temporal_mixer", "stack") for slot, _ in cases)   # the accuracy part's rows
+    for slot in ("variate_mixer", "temporal_reducer", "embedding"):
+        listed = {name for s, name in cases if s == slot}
+        assert listed == set(available(slot, gateformer)) - {gateformer.get_params()[slot]}
+    assert harness.part_kind("gateformer", "temporal_reducer", "ltm") == "reducer"
+    assert harness.part_kind("gateformer", "temporal_reducer", "qpool_stage") == "stage"
+
+
+def test_the_long_context_case_needs_the_steps_one_period_back():
+    import numpy as np
+
+    harness = load_harness()
+    cases = harness.long_cases(["gtrxl", "gateformer"])
+    assert cases[:3] == [("last_value", "", "last_value"), ("seasonal_naive", "", "seasonal_naive"),
+                         ("linear", "", "linear")]
+    assert ("gtrxl", "gating", "highway") in cases and ("gtrxl", "gating", "gru") not in cases   # gru: the default
+    assert {slot for model, slot, _ in cases if model == "gateformer"} == {"temporal_mixer"}
+    frame = harness.long_context_frame(0)
+    fit, test = harness.long_context_split(frame)
+    assert len(fit) + len(test) - harness.LONG_LOOKBACK == len(frame) == harness.LONG_STEPS
+    y, period, horizon = frame["y"].to_numpy(), harness.LONG_PERIOD, harness.LONG_HORIZON
+    # a forecast from one period back beats the last value by far, and needs more than a 96-step window
+    seasonal = np.mean([(y[t:t + horizon] - y[t - period:t - period + horizon]) ** 2 for t in range(480, 5000, 7)])
+    last = np.mean([(y[t:t + horizon] - y[t - 1]) ** 2 for t in range(480, 5000, 7)])
+    assert seasonal < 0.5 * last and period > 96 and harness.LONG_LOOKBACK >= 2 * period
