@@ -501,6 +501,9 @@ def main(argv=None) -> int:
                         "PV-Client by default; the streaming ones are walked in the long-context case)")
     p.add_argument("--repeats", type=int, default=5, help="--part depth: timed passes each way")
     p.add_argument("--long-epochs", type=int, default=3, help="--part long: max epochs of every part")
+    p.add_argument("--leave-out", nargs="+", default=[], metavar="SLOT=PART",
+                   help="--part slots: parts recorded as not run, with --leave-out-reason")
+    p.add_argument("--leave-out-reason", default="left out of this run")
     p.add_argument("--slot", default=None, help="--part slots: walk this slot only")
     p.add_argument("--max-epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -556,6 +559,11 @@ def main(argv=None) -> int:
         for model in args.estimators or [m for m in sorted(MODELS) if m not in STREAMING]:
             for slot, name in slot_cases(model):
                 if (model, slot, name) in skip or (args.slot and slot not in (args.slot, DEFAULT)):
+                    continue
+                if f"{slot}={name}" in args.leave_out:  # too slow for this run: a row that says so
+                    row = _stamp({"part": "slots", "estimator": model, "slot": slot, "name": name, "git_rev": git_rev(),
+                                  "kind": part_kind(model, slot, name), "skipped": args.leave_out_reason})
+                    append_csv(args.out, [row])
                     continue
                 row = _stamp(run_slot(model, slot, name, data, args.max_epochs, args.seed, args.batch_size))
                 append_csv(args.out, [row])
