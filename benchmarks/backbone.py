@@ -159,8 +159,14 @@ def part_kind(model: str, slot: str, name: str) -> str:
     """The registry kind of ``name`` among the kinds of ``slot`` (a slot may take several: stages and reducers)."""
     if slot == DEFAULT:
         return ""
-    kinds = estimator_slots(MODELS[model](DATASET, HORIZON))[slot].kinds
-    return next(kind for kind in kinds if name in available(kind))
+    return _kind_of(name, estimator_slots(MODELS[model](DATASET, HORIZON))[slot].kinds)
+
+
+def _kind_of(name: str, kinds) -> str:
+    """The registry kind of ``name``: among the slot's ``kinds`` first, else any (LMUFormer's ``memory="lmu"``,
+    its own name for the Legendre cell, is the registry's ``memory`` of that name)."""
+    return next((kind for kind in kinds if name in available(kind)),
+                next(kind for kind in available() if name in available(kind)))
 
 
 def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int, batch_size: int) -> dict:
@@ -249,7 +255,7 @@ def run_long(model: str, slot: str, name: str, fit_frame, test_frame, max_epochs
     """One fit of the long-context case with ``name`` in ``model``'s ``slot`` (a baseline: ``model``, no slot)."""
     if model in LONG_CASES:
         est = LONG_CASES[model][1]().set_params(**{slot: name})
-        kind = next(k for k in estimator_slots(est)[slot].kinds if name in available(k))
+        kind = _kind_of(name, estimator_slots(est)[slot].kinds)
         where = {"slot": slot, "kind": kind, **describe(kind, name)}
         est.set_params(max_epochs=max_epochs, batch_size=32, learning_rate=1e-3, patience=2, random_state=seed,
                        trainer_kwargs={"limit_train_batches": LONG_BATCHES})
