@@ -52,6 +52,13 @@ def latest_run(name: str) -> pd.DataFrame | None:
     return None if frame is None else frame[frame["timestamp"] == frame["timestamp"].max()]
 
 
+def measured_line(first) -> str:
+    """When, at which revision and load a run of a ``latest_run`` section was measured (its first row)."""
+    return (f"Measured {first.timestamp} (rev {first.git_rev}, torch {first.torch_version}, "
+            f"{int(first.n_threads)} thread) at a 1-minute load of {first.load_start:.1f} at the start and "
+            f"{first.load_end:.1f} at the end.")
+
+
 def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values("timestamp").groupby(keys, as_index=False).tail(1)
 
@@ -739,6 +746,13 @@ def ablation_section() -> list[str]:
 SLOT_MODELS = ["gateformer", "pvclient", "gtrxl", "lmuformer", "atlas"]
 
 
+def metric_cell(value: float, lowest: float, baseline: float | None) -> str:
+    """``value`` to four digits, bold when it is the column's ``lowest``, :data:`LOSS_MARK` when worse than
+    ``baseline`` (None: no mark)."""
+    text = f"**{value:.4f}**" if value == lowest else f"{value:.4f}"
+    return text + (f" {LOSS_MARK}" if baseline is not None and round(value, 4) > round(baseline, 4) else "")
+
+
 def slots_section() -> list[str]:
     """Every part each estimator's slots accept, one at a time on ETTh1-96, against the estimator's defaults."""
     bb = _read("backbone.csv")
@@ -786,11 +800,8 @@ def slots_section() -> list[str]:
             if pd.isna(r.mse):
                 out.append(f"| {slot} | {part} | | not run: {str(r.skipped).replace('|', '/')} | | | | |")
                 continue
-            cells = []
-            for value, lowest, b in ((r.mse, low[0], best_base and best_base[0]),
-                                     (r.mae, low[1], best_base and best_base[1])):
-                text = f"**{value:.4f}**" if value == lowest else f"{value:.4f}"
-                cells.append(text + (f" {LOSS_MARK}" if b is not None and round(value, 4) > round(b, 4) else ""))
+            cells = [metric_cell(value, lowest, b)
+                     for value, lowest, b in zip((r.mse, r.mae), low, best_base or (None, None))]
             change = "–" if r.slot == "(default)" or reference is None else f"{r.mse / reference - 1:+.1%}"
             out.append(f"| {slot} | {part} | {int(r.n_params):,} | {cells[0]} | {cells[1]} | {change} | "
                        f"{r.s_per_epoch:.0f} | {int(r.epochs_run)} of {int(r.max_epochs)} |")
@@ -845,11 +856,8 @@ def long_context_section() -> list[str]:
         if pd.isna(r.mse):
             out.append(f"| {model} | {slot} | {part} | | not run: {str(r.skipped).replace('|', '/')} | | | | |")
             continue
-        cells = []
-        for value, lowest, b in ((r.mse, low[0], best_base and best_base[0]), (r.mae, low[1], best_base and best_base[1])):
-            text = f"**{value:.4f}**" if value == lowest else f"{value:.4f}"
-            cells.append(text + (f" {LOSS_MARK}" if not is_base and b is not None and round(value, 4) > round(b, 4)
-                                 else ""))
+        cells = [metric_cell(value, lowest, None if is_base else b)
+                 for value, lowest, b in zip((r.mse, r.mae), low, best_base or (None, None))]
         ratio = "–" if reference is None else f"{r.mse / reference:.2f}"
         epochs = "" if is_base or pd.isna(r.epochs_run) else f"{int(r.epochs_run)}"
         fit = "" if is_base else _secs(r.fit_s)
@@ -1338,9 +1346,7 @@ def sparse_kv_section() -> list[str]:
         k_global = "–" if pd.isna(r.kv_global) else f"{int(r.kv_global)}"
         out.append(f"| {r.variant} | {window} | {k_global} | {r.step_ms:.2f} | {r.step_ratio:.2f} | "
                    f"{int(r.state_bytes):,} | {r.state_ratio:.2f} | {r.mse:.4f} | {r.mse_ratio:.3f} |")
-    out += ["", f"Measured {first.timestamp} (rev {first.git_rev}, torch {first.torch_version}, "
-            f"{int(first.n_threads)} thread) at a 1-minute load of {first.load_start:.1f} at the start and "
-            f"{first.load_end:.1f} at the end. A window of `mem_len` without heavy hitters is the segment memory "
+    out += ["", measured_line(first) + " A window of `mem_len` without heavy hitters is the segment memory "
             "(the same forecasts); the cache stores each token's accumulated score and position besides its "
             "state, so at the same number of tokens its state is a little larger. The heavy hitters are attended "
             "at distances beyond `mem_len`, which the relative encoding never met in training (the cache is an "
@@ -1373,9 +1379,7 @@ def packed_panel_section() -> list[str]:
         out.append(f"| {r.model} | {r.variant} | {int(r.calls):,} | {r.min_s:.2f} | {r.median_s:.2f} | "
                    f"{r.speedup_min:.2f} | {r.speedup_median:.2f} | {r.peak_rss_mib:.0f} | {r.predict_rss_mib:.0f} | "
                    f"{r.max_abs_diff:.1e} |")
-    out += ["", f"Measured {first.timestamp} (rev {first.git_rev}, torch {first.torch_version}, "
-            f"{int(first.n_threads)} thread) at a 1-minute load of {first.load_start:.1f} at the start and "
-            f"{first.load_end:.1f} at the end. Packing trades memory for calls: a packed call holds a chunk of "
+    out += ["", measured_line(first) + " Packing trades memory for calls: a packed call holds a chunk of "
             "every series that takes it, where the reference holds one span's series at a time, so `predict`'s "
             "peak grows with the series × the chunk. The windowed estimators never pad (every window has the "
             "lookback's length), so the streaming advance is where a ragged panel costs calls; see "
