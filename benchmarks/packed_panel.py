@@ -17,7 +17,6 @@ Rows are appended to ``benchmarks/results/packed_panel.csv``; ``report.py`` rend
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -136,14 +135,6 @@ def measure(model: str, df: pd.DataFrame, args, tmp: Path) -> dict:
     return rows
 
 
-def git_rev() -> str:
-    """The commit the code under test comes from (``$TSFORMERS_GIT_REV`` for a snapshot outside the checkout)."""
-    if os.environ.get("TSFORMERS_GIT_REV"):
-        return os.environ["TSFORMERS_GIT_REV"]
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--series", type=int, default=500)
@@ -158,6 +149,11 @@ def main(argv=None) -> int:
     if args.memory_child:
         memory_child(*args.memory_child, args)
         return 0
+    # the benchmarks' own helpers, imported here so that the memory child above loads no more than a user would
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _protocol import append_rows
+    from long_horizon import git_rev
+
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     df = ragged_panel(args.series, args.min_steps, args.max_steps)
@@ -170,14 +166,8 @@ def main(argv=None) -> int:
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     common = dict(timestamp=stamp, git_rev=git_rev(), load_start=load_start, load_end=os.getloadavg()[0],
                   torch_version=torch.__version__, n_threads=torch.get_num_threads(), **panel)
-    new = not args.out.exists() or not args.out.stat().st_size
-    with args.out.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        for model, rows in results.items():
-            for name, row in rows.items():
-                writer.writerow({**common, "model": model, "variant": name, **row})
+    append_rows(args.out, [{**common, "model": model, "variant": name, **row}
+                           for model, rows in results.items() for name, row in rows.items()], FIELDS)
     print(f"appended {sum(map(len, results.values()))} rows to {args.out}")
     return 0
 

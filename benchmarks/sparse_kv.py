@@ -15,9 +15,8 @@ Rows are appended to ``benchmarks/results/sparse_kv.csv``; ``report.py`` renders
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmarks' helpers when run as a script
+from _protocol import append_rows  # noqa: E402
+from long_horizon import git_rev  # noqa: E402
 
 from tsformers.data.prepare import network_channels, panel_calendar
 from tsformers.datasets import make_demo
@@ -103,22 +106,18 @@ def main(argv=None) -> int:
     for name, row in rows.items():
         print(name, row, flush=True)
     ref = rows["segment memory"]
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    new = not args.out.exists() or not args.out.stat().st_size
-    with args.out.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        for name, row in rows.items():
-            kv = VARIANTS[name]
-            writer.writerow({"timestamp": stamp, "git_rev": rev.strip(), "variant": name,
-                             "kv_window": kv[0] if kv else "", "kv_global": kv[1] if kv else "",
-                             "mem_len": MEM_LEN, "train_steps": args.train_steps, **row,
-                             "step_ratio": row["step_ms"] / ref["step_ms"],
-                             "state_ratio": row["state_bytes"] / ref["state_bytes"], "mse_ratio": row["mse"] / ref["mse"],
-                             "load_start": load_start, "load_end": os.getloadavg()[0],
-                             "torch_version": torch.__version__, "n_threads": torch.get_num_threads()})
+    out = []
+    for name, row in rows.items():
+        kv = VARIANTS[name]
+        out.append({"timestamp": stamp, "git_rev": git_rev(), "variant": name,
+                    "kv_window": kv[0] if kv else "", "kv_global": kv[1] if kv else "",
+                    "mem_len": MEM_LEN, "train_steps": args.train_steps, **row,
+                    "step_ratio": row["step_ms"] / ref["step_ms"],
+                    "state_ratio": row["state_bytes"] / ref["state_bytes"], "mse_ratio": row["mse"] / ref["mse"],
+                    "load_start": load_start, "load_end": os.getloadavg()[0],
+                    "torch_version": torch.__version__, "n_threads": torch.get_num_threads()})
+    append_rows(args.out, out, FIELDS)
     print(f"appended {len(rows)} rows to {args.out}")
     return 0
 
