@@ -184,25 +184,37 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
     est.set_params(**settings, max_epochs=max_epochs, random_state=seed, val_size=int(data.val_steps),
                    batch_size=batch_size, learning_rate=est.learning_rate * batch_size / est.batch_size,
                    trainer_kwargs={"callbacks": [timer]})
-    t0 = time.perf_counter()
-    try:
-        est.fit(data.fit_frame)
-    except Exception as exc:  # a part that cannot run with these settings is a result too: say why
-        return {**where, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
-    fit_s = time.perf_counter() - t0
+    fit_s = fit_timed(est, data.fit_frame)
+    if isinstance(fit_s, str):
+        return {**where, "skipped": fit_s}
     part_class = build_class(kind, name) if kind else None
     if (isinstance(part_class, type) and issubclass(part_class, torch.nn.Module)
             and not any(isinstance(module, part_class) for module in est.network_.modules())):
         # e.g. PV-Client's per-step fusion, built only with known-future inputs: the row would repeat the defaults
         return {**where, "skipped": f"not built: the fitted network holds no {part_class.__name__} (the setting "
                                     f"builds it only with inputs {DATASET} lacks)"}
+    return {**where, "dataset": DATASET, "horizon": HORIZON, **scored(est, data.test_frame),
+            "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
+            "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"), "fit_s": fit_s}
+
+
+def fit_timed(est, frame) -> float | str:
+    """The seconds ``est.fit(frame)`` took, or why it failed: a part that cannot run with the settings is a
+    result too, reported in its row."""
     t0 = time.perf_counter()
-    scores = evaluate_windows(est, data.test_frame)
-    eval_s = time.perf_counter() - t0
-    return {**where, "dataset": DATASET, "horizon": HORIZON, "mse": scores["mse"], "mae": scores["mae"],
-            "n_params": n_parameters(est.network_), "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
-            "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"),
-            "fit_s": fit_s, "eval_s": eval_s}
+    try:
+        est.fit(frame)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return time.perf_counter() - t0
+
+
+def scored(est, test_frame) -> dict:
+    """MSE and MAE of a fitted ``est`` over every test window, its parameters and the seconds the scoring took."""
+    t0 = time.perf_counter()
+    scores = evaluate_windows(est, test_frame)
+    return {"mse": scores["mse"], "mae": scores["mae"], "n_params": n_parameters(est.network_),
+            "eval_s": time.perf_counter() - t0}
 
 
 def done_slots(path: Path, part: str = "slots") -> set[tuple[str, str, str]]:
@@ -266,19 +278,12 @@ def run_long(model: str, slot: str, name: str, fit_frame, test_frame, max_epochs
         where = {"slot": "", "kind": ""}
     row = {"part": "long", "estimator": model, "name": name, "dataset": f"long_context_{LONG_PERIOD}",
            "horizon": LONG_HORIZON, "git_rev": git_rev(), **where}
-    t0 = time.perf_counter()
-    try:
-        est.fit(fit_frame)
-    except Exception as exc:  # a part that cannot run with these settings is a result too: say why
-        return {**row, "skipped": f"{type(exc).__name__}: {exc}"[:200]}
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = evaluate_windows(est, test_frame)
-    eval_s = time.perf_counter() - t0
+    fit_s = fit_timed(est, fit_frame)
+    if isinstance(fit_s, str):
+        return {**row, "skipped": fit_s}
     log = getattr(est, "training_log_", [])
-    return {**row, "mse": scores["mse"], "mae": scores["mae"], "n_params": n_parameters(est.network_),
-            "epochs_run": len(log), "max_epochs": max_epochs if log else "", "fit_s": fit_s, "eval_s": eval_s,
-            "s_per_epoch": fit_s / len(log) if log else float("nan")}
+    return {**row, **scored(est, test_frame), "epochs_run": len(log), "max_epochs": max_epochs if log else "",
+            "fit_s": fit_s, "s_per_epoch": fit_s / len(log) if log else float("nan")}
 
 
 def long_cases(models) -> list[tuple[str, str, str]]:
