@@ -89,7 +89,7 @@ PATTERNS = [SELF, CAUSAL_SELF, CROSS, CAUSAL_CROSS]
 FIELDS = ["timestamp", "part", "kind", "name", *PATTERNS, "faster_from", "smaller_from", "dataset", "horizon", "mse", "mae", "n_params", "epochs_run",
           "max_epochs", "s_per_epoch", "fit_s", "eval_s", "tokens", "forward_ms", "peak_mib", "time_slope",
           "memory_slope", "skipped", "complexity", "paper", "torch_version", "n_threads", "load_avg", "estimator",
-          "slot", "git_rev", "with", "mean_depth", "test_depth"]
+          "slot", "git_rev", "with", "mean_depth", "test_depth", "train_batches"]
 
 
 def _stamp(row: dict) -> dict:
@@ -129,7 +129,7 @@ def run_accuracy(kind: str, name: str, data, max_epochs: int, seed: int, batch_s
 # -- 3. slots: every part each estimator accepts, in its slot --------------------------------------
 
 #: the benchmark's estimators (``long_horizon.MODELS`` names) whose network is streaming: an ETTh1 epoch costs
-#: them up to 18 minutes here, so their slots are walked in the long-context case alone
+#: them minutes here, so their slots are walked on ETTh1 with ``--train-batches`` (and in the long-context case)
 STREAMING = ("lmuformer", "gtrxl", "atlas")
 DEFAULT = "(default)"
 
@@ -169,8 +169,12 @@ def _kind_of(name: str, kinds) -> str:
                 next(kind for kind in available() if name in available(kind)))
 
 
-def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int, batch_size: int) -> dict:
-    """One fit of ``model`` with ``name`` in ``slot`` (the defaults for ``DEFAULT``), scored on every test window."""
+def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int, batch_size: int,
+             train_batches: int | None = None) -> dict:
+    """One fit of ``model`` with ``name`` in ``slot`` (the defaults for ``DEFAULT``), scored on every test window.
+
+    ``train_batches`` caps each training epoch at that many batches (Lightning's ``limit_train_batches``), for
+    the estimators whose full ETTh1 epoch costs minutes; every row records it."""
     kind = part_kind(model, slot, name)
     where = {"part": "slots", "estimator": model, "slot": slot, "kind": kind, "name": name, "git_rev": git_rev(),
              **(describe(kind, name) if kind else {})}
@@ -181,9 +185,11 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
     if "linear_base" in est.get_params():
         settings["linear_base"] = False  # the network alone: the part's effect, not the ridge map's
     # one recipe for every part of an estimator: batch ``batch_size`` at the learning rate scaled linearly
+    trainer_kwargs = {"callbacks": [timer], **({"limit_train_batches": train_batches} if train_batches else {})}
+    where["train_batches"] = train_batches or ""
     est.set_params(**settings, max_epochs=max_epochs, random_state=seed, val_size=int(data.val_steps),
                    batch_size=batch_size, learning_rate=est.learning_rate * batch_size / est.batch_size,
-                   trainer_kwargs={"callbacks": [timer]})
+                   trainer_kwargs=trainer_kwargs)
     fit_s = fit_timed(est, data.fit_frame)
     if isinstance(fit_s, str):
         return {**where, "skipped": fit_s}
@@ -509,7 +515,9 @@ def main(argv=None) -> int:
     p.add_argument("--stacks", nargs="+", default=None, help="default: every registered stack")
     p.add_argument("--estimators", nargs="+", choices=sorted(MODELS), default=None,
                    help="--part slots / long: the estimators whose slots to walk (slots: Gateformer and "
-                        "PV-Client by default; the streaming ones are walked in the long-context case)")
+                        "PV-Client by default; name the streaming ones, with --train-batches)")
+    p.add_argument("--train-batches", type=int, default=None,
+                   help="--part slots: at most this many batches per training epoch (recorded in each row)")
     p.add_argument("--repeats", type=int, default=5, help="--part depth: timed passes each way")
     p.add_argument("--long-epochs", type=int, default=3, help="--part long: max epochs of every part")
     p.add_argument("--leave-out", nargs="+", default=[], metavar="SLOT=PART",
@@ -576,7 +584,8 @@ def main(argv=None) -> int:
                                   "kind": part_kind(model, slot, name), "skipped": args.leave_out_reason})
                     append_csv(args.out, [row])
                     continue
-                row = _stamp(run_slot(model, slot, name, data, args.max_epochs, args.seed, args.batch_size))
+                row = _stamp(run_slot(model, slot, name, data, args.max_epochs, args.seed, args.batch_size,
+                                      args.train_batches))
                 append_csv(args.out, [row])
                 print(f"{model} {slot}={name}: " + (row.get("skipped") or f"MSE {row['mse']:.4f}"), flush=True)
     if args.part in ("long", "all"):
