@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-import tsformers.estimators.streaming as streaming
+import tsformers.estimators.network_path as network_path
 from tsformers import AtlasForecaster, BaseForecaster, GTrXLForecaster, LMUFormerForecaster
 from tsformers.estimators.forecasting import CHUNK, _advance_spans
 
@@ -71,7 +71,7 @@ def ragged_panel(n_series: int, min_steps: int, max_steps: int, seed: int = 0) -
 @contextmanager
 def variant(name: str):
     """``predict`` with the per-span reference in place of the packed advance, or as it is."""
-    with mock.patch.object(streaming, "advance_panel", _advance_spans) if name == "per-span" else nullcontext():
+    with mock.patch.object(network_path, "advance_panel", _advance_spans) if name == "per-span" else nullcontext():
         yield
 
 

@@ -132,26 +132,30 @@ def test_onnx_forecast_still_checks_the_manifest(exported, tmp_path, name):
     assert not (tmp_path / "f.csv").exists() and heavy == []
 
 
-def test_the_onnx_forecasters_predict_through_the_shared_forecast_path():
-    """Every estimator the torch-free engine stands in for forecasts as ForecastPath does, with the settings
-    and defaults it reads, and no physical constraint it would miss."""
+def test_the_estimator_free_forecasters_predict_through_the_shared_forecast_path():
+    """Every estimator the engines of ``tsformers forecast`` stand in for (the ONNX engine; the torch engine's
+    reader without the estimator class) forecasts as ForecastPath does, runs its network as the readers do,
+    with the settings and defaults they read and no physical constraint they would miss."""
     from tsformers.estimators.base import BaseForecaster
-    from tsformers.estimators.forecasting import ForecastPath
-    from tsformers.estimators.onnx import FORECAST_SETTINGS, ONNX_FORECASTERS
+    from tsformers.estimators.forecasting import CONSTRAINTS, FORECAST_SETTINGS, ForecastPath
+    from tsformers.estimators.network_path import NetworkForecastPath, StreamingNetworkPath
+    from tsformers.estimators.onnx import ONNX_FORECASTERS
     from tsformers.estimators.registry import estimator_class
-    from tsformers.estimators.streaming import StreamingForecaster
+    from tsformers.estimators.saved import TORCH_FORECASTERS
 
-    shared = ("predict", "prepare", "_read", "_prepare", "_forecast_after", "_forecast", "_to_original",
+    assert set(ONNX_FORECASTERS) <= set(TORCH_FORECASTERS)
+    shared = ("predict", "prepare", "_read", "_prepare", "_forecast_after", "_to_original",
               "_future_values", "_check_length", "_missing_policy", "_intervals", "_extra_columns")
-    for name, constraint in ONNX_FORECASTERS.items():
+    for name in TORCH_FORECASTERS:
         cls = estimator_class(name)
         for method in shared:
             owner = next(c for c in cls.__mro__ if method in vars(c))
             assert owner in (ForecastPath, BaseForecaster) or owner.__name__ == "EvaluationMixin", (name, method)
-        owner = next(c for c in cls.__mro__ if "_network_output" in vars(c))
-        assert owner in (BaseForecaster, StreamingForecaster), name
+        for method in ("_forecast", "_network_output", "_network", "_core_network"):
+            owner = next(c for c in cls.__mro__ if method in vars(c))
+            assert owner in (NetworkForecastPath, StreamingNetworkPath), (name, method)
         overrides_postprocess = next(c for c in cls.__mro__ if "_postprocess" in vars(c)) is not ForecastPath
-        assert overrides_postprocess == (constraint is not None), name
+        assert overrides_postprocess == (name in CONSTRAINTS), name
         parameters = inspect.signature(cls).parameters
         for setting, default in FORECAST_SETTINGS.items():
             if setting in parameters:

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import tsformers.estimators.streaming as streaming
+import tsformers.estimators.network_path as network_path
 from tsformers import AtlasForecaster, GTrXLForecaster, LMUFormerForecaster
 from tsformers.data.frames import Panel
 from tsformers.estimators.forecasting import _advance_spans, _packed_channels, _packed_schedule, advance_panel
@@ -45,7 +45,7 @@ def test_the_packed_advance_forecasts_as_the_per_span_reference_in_fewer_calls(f
     packed_state = fitted._advance_panel(None, fitted.prepare(df).scaled_panel())
     n_packed = len(calls) // 2
     calls.clear()
-    monkeypatch.setattr(streaming, "advance_panel", _advance_spans)
+    monkeypatch.setattr(network_path, "advance_panel", _advance_spans)
     reference = fitted.predict(df)
     reference_state = fitted._advance_panel(None, fitted.prepare(df).scaled_panel())
     assert len(calls) // 2 == len(SPANS)                                     # one call per distinct span
@@ -64,7 +64,7 @@ def test_updates_of_a_ragged_panel_continue_each_state_as_the_reference(fitted, 
     old, new = fitted.prepare(df.drop(new.index)).scaled_panel(), fitted.prepare(new).scaled_panel()
     assert not new.aligned
     packed = fitted._advance_panel(fitted._advance_panel(None, old), new)
-    monkeypatch.setattr(streaming, "advance_panel", _advance_spans)
+    monkeypatch.setattr(network_path, "advance_panel", _advance_spans)
     reference = fitted._advance_panel(fitted._advance_panel(None, old), new)
     for key, value in reference.items():
         np.testing.assert_allclose(packed[key].double(), value.double(), atol=1e-5, err_msg=key)

@@ -339,7 +339,7 @@ def run_forecast(args) -> int:
     output = Path(args.output)
     check_output(output)
     check_not_an_input(output, input=args.input, future=args.future, static_data=args.static_data)
-    model = load_forecaster(args.model, engine=args.engine, tracking_uri=args.tracking_uri)
+    model = load_forecaster(args.model, engine=args.engine, tracking_uri=args.tracking_uri, history_only=True)
     if args.fill_gaps:
         model = forecast_with_gaps_filled(model)
     ids = id_columns(model.schema_)
@@ -353,14 +353,17 @@ def run_forecast(args) -> int:
     return EXIT_OK
 
 
-def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None = None):
+def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None = None, history_only: bool = False):
     """A fitted forecaster from a model directory or an MLflow model URI (``models:/name/1``, ``runs:/...``).
 
-    ``engine="onnx"``: forecast with the directory's ``model.onnx`` through ONNX Runtime (model directories
-    only); for the estimators of :data:`tsformers.estimators.onnx.ONNX_FORECASTERS` without importing torch,
-    Lightning or scikit-learn. ``tracking_uri``: the MLflow tracking server of a ``models:/`` or ``runs:/``
-    URI (default: ``$MLFLOW_TRACKING_URI``); without either such a URI is refused rather than looked up in a
-    new local store.
+    ``history_only`` (``forecast``: a forecast after each input history, nothing else) with ``engine="torch"``:
+    a model directory of the estimators of :data:`tsformers.estimators.saved.TORCH_FORECASTERS` is read
+    without its estimator class, so without scikit-learn or Lightning
+    (:func:`~tsformers.estimators.saved.load_torch`). ``engine="onnx"``: forecast with the directory's
+    ``model.onnx`` through ONNX Runtime (model directories only); for the estimators of
+    :data:`tsformers.estimators.onnx.ONNX_FORECASTERS` without importing torch, Lightning or scikit-learn.
+    ``tracking_uri``: the MLflow tracking server of a ``models:/`` or ``runs:/`` URI (default:
+    ``$MLFLOW_TRACKING_URI``); without either such a URI is refused rather than looked up in a new local store.
     """
     if _is_uri(spec):
         if engine != "torch":
@@ -373,9 +376,13 @@ def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None =
                          f"or an MLflow model URI such as models:/NAME/VERSION.")
     if engine == "onnx":
         return _load_onnx(path)
+    from tsformers.estimators.saved import TORCH_FORECASTERS, load_torch
+
+    if history_only and _saved_estimator(path) in TORCH_FORECASTERS:
+        return load_torch(path)  # the estimator's network and forecast, without scikit-learn
     from tsformers.estimators.base import BaseForecaster
 
-    return BaseForecaster.load(path)
+    return BaseForecaster.load(path)  # also the one to name a damaged or unknown directory
 
 
 def _load_onnx(path: Path):

@@ -6,9 +6,10 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.backbone.registry import Slot, available
+from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.atlas import ATLAS_MEMORY, LAYERS, Atlas, memories
+from tsformers.models.atlas import ATLAS_MEMORY, LAYERS, memories
 
 
 @shared_docs
@@ -276,28 +277,7 @@ class AtlasForecaster(StreamingForecaster):
         self.quantiles = quantiles
 
     def _build_network(self, n_vars):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
-        if self.memory not in memories():
-            raise ValueError(f"memory={self.memory!r} cannot hold ATLAS's memory: its blocks stream token by token, "
-                             f"so the memory must map tokens to tokens and carry a state; pick one of {memories()}.")
-        if self.frozen_memory and self.memory != ATLAS_MEMORY:
-            raise ValueError(f"frozen_memory=True stops the Omega memory's test-time writes; memory={self.memory!r} "
-                             f"has no memory weights to freeze: use memory={ATLAS_MEMORY!r} or frozen_memory=False.")
-        if self.optimizer not in available("memory_optimizer"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; available: {available('memory_optimizer')}.")
-        if self.conv_kernel > self.lookback + 1:
-            raise ValueError(f"conv_kernel={self.conv_kernel} must be at most lookback + 1 = {self.lookback + 1}.")
-        return Atlas(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars,
-                     channel_independent=self.channel_independent, d_model=self.d_model,
-                     n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff, layer=self.layer,
-                     memory=self.memory,
-                     window=self.window, n_persistent=self.n_persistent, conv_kernel=self.conv_kernel,
-                     d_key=self.d_key, memory_depth=self.memory_depth, memory_expansion=self.memory_expansion,
-                     poly_degree=self.poly_degree, omega_window=self.omega_window, chunk_size=self.chunk_size,
-                     optimizer=self.optimizer, ns_steps=self.ns_steps, max_lr=self.max_lr,
-                     frozen_memory=self.frozen_memory, dropout=self.dropout, linear_path=self.linear_path,
-                     normalize=self.normalize)
+        return networks.atlas(self, n_vars)
 
     def _slots(self):
         # frozen_memory freezes the Omega rule's writes: only the Omega memory has them

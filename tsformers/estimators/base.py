@@ -5,12 +5,14 @@ Data reaches a network through one path, :mod:`tsformers.data.prepare`
 networks are trained in one place (:meth:`BaseForecaster.train_network`); the
 output frame, saving and loading live here once. A concrete forecaster only
 stores its hyperparameters and builds its network from the fitted data schema
-(``_build_network``); one with a recurrent state derives from
-:class:`~tsformers.estimators.streaming.StreamingForecaster`. Lightning is
-imported only to train, so loading a model and forecasting stay light. The
-steps of a forecast that need no torch (reading, scaling, the output frame) are
+(``_build_network``, one of :mod:`tsformers.estimators.networks`); one with a
+recurrent state derives from :class:`~tsformers.estimators.streaming.StreamingForecaster`.
+Lightning is imported only to train, so loading a model and forecasting stay light.
+The steps of a forecast that need no torch (reading, scaling, the output frame) are
 :class:`~tsformers.estimators.forecasting.ForecastPath`, shared with the ONNX
-engine of ``tsformers forecast``.
+engine of ``tsformers forecast``; how the torch network is built and run is
+:class:`~tsformers.estimators.network_path.NetworkForecastPath`, shared with a
+saved model read without scikit-learn (:mod:`tsformers.estimators.saved`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
+from tsformers.backbone.heads import linear_base_of
 from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
 from tsformers.data.missing import MODES as MISSING_MODES
@@ -37,7 +39,7 @@ from tsformers.data.time import future_times
 from tsformers.data.windows import split_train_val, validation_steps
 from tsformers.estimators.evaluation import check_score_metric
 from tsformers.estimators.forecasting import CHUNK as _CHUNK
-from tsformers.estimators.forecasting import ForecastPath
+from tsformers.estimators.network_path import NetworkForecastPath
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.estimators.ridge import fit_ridge_map
 from tsformers.seeding import seeded_call
@@ -47,7 +49,7 @@ from tsformers.seeding import seeded_call
 #: settings; ``after_fit(estimator, df)`` sees the fitted estimator. Empty unless tracking is switched on.
 fit_listeners: list = []
 
-class BaseForecaster(ForecastPath, BaseEstimator):
+class BaseForecaster(NetworkForecastPath, BaseEstimator):
     """Base class of the tsformers forecasters (not used directly).
 
     Subclasses list every parameter in ``__init__`` (scikit-learn reads the
@@ -97,33 +99,7 @@ class BaseForecaster(ForecastPath, BaseEstimator):
         "calendar": [str, list, tuple, None],
     }
 
-    # -- to implement -------------------------------------------------------------------
-
-    def _build_network(self, n_vars: int) -> torch.nn.Module:
-        """The untrained network for ``n_vars`` input variables (targets first)."""
-        raise NotImplementedError
-
-    def _network(self, n_vars: int) -> torch.nn.Module:
-        """The estimator's network; with static attributes and no static input of its own, behind a static residual."""
-        network = self._core_network(n_vars)
-        n_static = self.static_encoder_.n_channels
-        if n_static and not self._tags["static"]:
-            network = StaticResidual(network, n_static=n_static, horizon=self.horizon,
-                                     n_targets=len(self.schema_.targets))
-        levels = self._quantile_levels()
-        if levels:  # any network's (B, H, N) forecast becomes non-crossing quantiles (B, H, n_targets, Q)
-            network = QuantileHead(network, quantiles=levels, horizon=self.horizon,
-                                   n_targets=len(self.schema_.targets))
-        return network
-
-    def _core_network(self, n_vars: int) -> torch.nn.Module:
-        """The estimator's network for ``n_vars`` channels, behind its linear base (``linear_base=True``)."""
-        network = self._build_network(n_vars)
-        if getattr(self, "linear_base", False):  # a forecaster without the parameter has no linear base
-            wrapper = StreamingLinearBase if hasattr(network, "advance") else LinearBase
-            network = wrapper(network, lookback=self.lookback, horizon=self.horizon,
-                              n_targets=len(self.schema_.targets))
-        return network
+    # -- the network (built and run by NetworkForecastPath) ------------------------------
 
     @property
     def network_used_(self) -> bool:
@@ -372,21 +348,6 @@ class BaseForecaster(ForecastPath, BaseEstimator):
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "network_")  # scikit-learn's NotFittedError
-
-    def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):
-        with torch.no_grad():  # not inference_mode: a memory may take gradient steps at test time
-            return super()._forecast(data, future, from_state)
-
-    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
-        """The network's scaled output after the end of each series: a windowed network reads the last window."""
-        x = torch.from_numpy(data.last_windows(future).astype(np.float32))
-        return self._run_network(x, data.static_tensor())
-
-    def _run_network(self, x: torch.Tensor, static: torch.Tensor | None) -> torch.Tensor:
-        """The network on windows ``(n, lookback, n_channels)``, in chunks, with their static attributes."""
-        if static is None:
-            return torch.cat([self.network_(chunk) for chunk in x.split(_CHUNK)])
-        return torch.cat([self.network_(chunk, static=s) for chunk, s in zip(x.split(_CHUNK), static.split(_CHUNK))])
 
     def _rolling_forecasts(self, data: Prepared, n_windows: int, step: int) -> dict:
         """Forecast ``n_windows`` origins per series, ``step`` apart, the last ``horizon`` steps before its end.

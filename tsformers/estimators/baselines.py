@@ -19,9 +19,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.prepare import Prepared
+from tsformers.estimators import networks
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.ridge import ALPHA_GRID, fit_ridge_map
-from tsformers.models.baselines import Linear, Naive, SeasonalNaive
 
 __all__ = ["ALPHA_GRID", "LinearForecaster", "NaiveForecaster", "SeasonalNaiveForecaster"]
 
@@ -145,7 +145,7 @@ class NaiveForecaster(_TargetsOnly):
                          scaler=scaler, missing=missing, max_gap=max_gap, fill_gaps=fill_gaps)
 
     def _build_network(self, n_vars: int) -> torch.nn.Module:
-        return Naive(horizon=self.horizon)
+        return networks.naive(self, n_vars)
 
 
 @_docs
@@ -208,7 +208,7 @@ class SeasonalNaiveForecaster(_TargetsOnly):
     fit.__doc__ = BaseForecaster.fit.__doc__
 
     def _build_network(self, n_vars: int) -> torch.nn.Module:
-        return SeasonalNaive(horizon=self.horizon, lookback=self.lookback, season_length=self.season_length)
+        return networks.seasonal_naive(self, n_vars)
 
     @classmethod
     def get_test_params(cls) -> dict:
@@ -289,7 +289,7 @@ class LinearForecaster(_TargetsOnly):
         return float(self.network_.alpha)
 
     def _build_network(self, n_vars: int) -> torch.nn.Module:
-        return Linear(horizon=self.horizon, lookback=self.lookback)
+        return networks.linear(self, n_vars)
 
     def _fit_network(self, data: Prepared, n_vars: int) -> tuple[torch.nn.Module, list[dict]]:
         weights, alpha = fit_ridge_map(data, lookback=self.lookback, horizon=self.horizon, val_size=self.val_size,

@@ -24,11 +24,12 @@ from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel,
 from tsformers.data.missing import MissingPolicy
 from tsformers.data.prepare import Prepared, network_channels, panel_calendar, prepare, scaler_for
 from tsformers.data.scaling import PanelScaler
-from tsformers.data.static import static_table
+from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.time import future_times_of
 from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 
-__all__ = ["CHUNK", "ForecastAfter", "ForecastPath", "advance_panel", "clip_power"]
+__all__ = ["CHUNK", "CONSTRAINTS", "FORECAST_SETTINGS", "ForecastAfter", "ForecastPath", "SavedForecaster",
+           "advance_panel", "clip_power", "fitted_data"]
 
 #: Windows per network call when forecasting.
 CHUNK = 1024
@@ -256,6 +257,77 @@ class ForecastPath(EvaluationMixin):
                 f"too short to {action}: {who} {n_time} rows, but {what} = {needed} rows are needed "
                 f"(lookback={self.lookback}, horizon={self.horizon}).{hint}"
             )
+
+
+#: The settings of the forecast path, and their defaults in every estimator that takes them.
+FORECAST_SETTINGS = {"missing": "error", "max_gap": None, "fill_gaps": False, "scaler": "standard",
+                     "unknown_static": "error", "quantiles": None}
+
+#: The physical constraint (``_postprocess``) of the estimators that have one, by class name, as
+#: ``f(forecast, params)``: what a saved model's forecast needs besides its network.
+CONSTRAINTS = {
+    "PVClientForecaster": lambda forecast, params: (clip_power(forecast, params.get("capacity"))
+                                                    if params.get("clip", True) else forecast),
+}
+
+
+def fitted_data(config: dict) -> dict:
+    """What a saved model's ``config.json`` holds of its fitted data, as the estimator's attributes: the schema,
+    the scaling statistics, the static attributes' encoder and codes."""
+    static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
+    return {"schema_": PanelSchema.from_dict(config["schema"]), "scaler_": PanelScaler.from_dict(config["scaler"]),
+            "static_encoder_": StaticEncoder.from_dict(static["encoder"]),
+            "static_": None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)}
+
+
+class SavedForecaster(ForecastPath):
+    """A saved model forecasting from a history without its estimator class (not used directly).
+
+    The engines of ``tsformers forecast`` (:class:`tsformers.estimators.onnx.OnnxForecaster`,
+    :mod:`tsformers.estimators.saved`) read a model directory's ``config.json`` into one:
+    the saved parameters become attributes (as the estimator has them), with the fitted
+    schema, scaling statistics and static attributes; ``predict(df, future_df=None,
+    static_df=None)`` reads, validates, scales and writes frames as the estimator does.
+    It forecasts from a history only: ``predict()`` without data, ``update``, conformal
+    intervals (``level=``), ``score`` and backtests need the estimator itself
+    (``BaseForecaster.load``). A subclass sets ``network_`` and ``_network_output``.
+
+    Attributes
+    ----------
+    estimator : str
+        The name of the saved estimator's class.
+    params : dict
+        Its saved parameters.
+    schema_, scaler_, static_encoder_, static_ :
+        The fitted data schema, scaling statistics and static attributes.
+    horizon, lookback : int
+    """
+
+    #: How the engine is named in messages, and how to load the estimator whole instead.
+    engine, load_whole = "this engine", "{estimator}.load(path)"
+
+    def __init__(self, estimator: str, params: dict, config: dict):
+        self.estimator, self.params = estimator, params
+        for name, default in FORECAST_SETTINGS.items():
+            setattr(self, name, params.get(name, default))
+        self.horizon, self.lookback = params["horizon"], params["lookback"]
+        for name, value in fitted_data(config).items():
+            setattr(self, name, value)
+        self.conformal_ = None
+        self._constraint = CONSTRAINTS.get(estimator)
+
+    def _stored_panel(self):
+        raise ValueError(f"{self.engine} forecasts from a history: pass it, predict(df). Forecasting after the "
+                         f"training data needs the estimator: {self.load_whole.format(estimator=self.estimator)}.")
+
+    def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
+        if levels:
+            raise ValueError(f"{self.engine} gives point forecasts and quantiles; for conformal intervals "
+                             f"(level=) load the estimator: {self.load_whole.format(estimator=self.estimator)}.")
+        return {}
+
+    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
+        return forecast if self._constraint is None else self._constraint(forecast, self.params)
 
 
 def advance_panel(scaled: Panel, state: dict | None, init_state, channels, advance, chunk: int = CHUNK) -> dict:

@@ -8,9 +8,10 @@ from sklearn.utils._param_validation import Interval
 from tsformers.backbone import BLOCK_SLOTS, Slot, available, order_free
 from tsformers.backbone.blocks import block_part_names, stacks_for_parts
 from tsformers.backbone.registry import home_stack
+from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.models.gateformer import (Gateformer, MultiScaleView, patch_embeddings, temporal_blocks,
+from tsformers.models.gateformer import (MultiScaleView, patch_embeddings, temporal_blocks,
                                          temporal_fusions, temporal_mixers, temporal_reducers, temporal_stacks)
 
 
@@ -249,15 +250,7 @@ class GateformerForecaster(BaseForecaster):
         self.linear_base = linear_base
 
     def _build_network(self, n_vars):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
-        return Gateformer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
-                          n_heads=self.n_heads, d_ff=self.d_ff, e_layers=self.e_layers, patch_len=self.patch_len,
-                          stride=self.stride, dropout=self.dropout, temporal_mixer=self.temporal_mixer,
-                          variate_mixer=self.variate_mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
-                          embedding=self.embedding, n_static=self.static_encoder_.n_channels,
-                          temporal_stack=self.temporal_stack, temporal_reducer=self.temporal_reducer,
-                          temporal_block=self.temporal_block, temporal_fusion=self.temporal_fusion)
+        return networks.gateformer(self, n_vars)
 
     def _slots(self):
         block_parts = {"ffn": self.ffn, "norm": self.norm}

@@ -7,9 +7,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from tsformers.backbone import Slot
 from tsformers.backbone.gating import GATES
+from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
-from tsformers.models.gtrxl import BLOCKS, STACKS, GTrXL, mixers
+from tsformers.models.gtrxl import BLOCKS, STACKS, mixers
 
 
 @shared_docs
@@ -249,20 +250,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.quantiles = quantiles
 
     def _build_network(self, n_vars):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}.")
-        if self.normalize == "last_value" and not self.last_value_anchor:
-            raise ValueError("normalize='last_value' forecasts from the last observed value; "
-                             "last_value_anchor=False needs normalize='none'.")
-        if self.kv_cache is None and (self.kv_window is not None or self.kv_global is not None):
-            raise ValueError(f"kv_window={self.kv_window} and kv_global={self.kv_global} size the sparse KV cache: "
-                             f"set kv_cache='sparse' to use it, or leave them at None.")
-        return GTrXL(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
-                     n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers, segment_len=self.segment_len,
-                     mem_len=self.mem_len, dropout=self.dropout, block=self.block, stack=self.stack,
-                     mixer=self.mixer, gating=self.gating, gate_bias=self.gate_bias, last_value_anchor=self.last_value_anchor,
-                     normalize=self.normalize, kv_cache=self.kv_cache, kv_window=self.kv_window,
-                     kv_global=self.kv_global)
+        return networks.gtrxl(self, n_vars)
 
     def _slots(self):
         return {"mixer": Slot(("mixer",), mixers()), "stack": Slot(("stack",), sorted(STACKS)),

@@ -5,10 +5,11 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.streaming import StreamingForecaster
 from tsformers.backbone import Slot
-from tsformers.models.lmuformer import LMU_MEMORY, LMUFormer, memories
+from tsformers.models.lmuformer import LMU_MEMORY, memories
 
 
 @shared_docs
@@ -227,12 +228,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.quantiles = quantiles
 
     def _build_network(self, n_vars):
-        return LMUFormer(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, d_model=self.d_model,
-                         memory_size=self.memory_size, theta=self.theta, n_layers=self.n_layers,
-                         embed_layers=self.embed_layers, kernel_size=self.kernel_size, mlp_ratio=self.mlp_ratio,
-                         dropout=self.dropout, spiking=self.spiking, tau=self.tau, v_threshold=self.v_threshold,
-                         surrogate_alpha=self.surrogate_alpha, channel_independent=self.channel_independent,
-                         normalize=self.normalize, memory=self.memory)
+        return networks.lmuformer(self, n_vars)
 
     def _slots(self):
         # "lmu" is LMUFormer's own name for its Legendre memory cell, not a registry name; the rest are mixers

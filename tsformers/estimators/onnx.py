@@ -22,34 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from tsformers.data.frames import PanelSchema
 from tsformers.data.prepare import Prepared
-from tsformers.data.scaling import PanelScaler
-from tsformers.data.static import StaticEncoder
-from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_panel, clip_power
+from tsformers.estimators.forecasting import CHUNK, SavedForecaster, advance_panel
 from tsformers.estimators.modelfile import CONFIG_FILE, WEIGHTS_FILE, ModelDirectory, update_model_directory
 from tsformers.runtime.ort import ONNX_FILE, GraphRunner
 
 __all__ = ["ONNX_FORECASTERS", "OnnxForecaster", "attach", "export_estimator", "load_onnx"]
 
 #: The estimators whose forecast :class:`OnnxForecaster` makes as they do (their ``predict`` is
-#: :class:`~tsformers.estimators.forecasting.ForecastPath` and their network's graph), each with its
-#: physical constraint on the forecast (``_postprocess``) as ``f(forecast, params)``, or None.
-#: Others (an estimator defined outside tsformers) load whole: ``BaseForecaster.load(path, engine="onnx")``.
-ONNX_FORECASTERS = {
-    "GateformerForecaster": None,
-    "PVClientForecaster": lambda forecast, params: (clip_power(forecast, params.get("capacity"))
-                                                    if params.get("clip", True) else forecast),
-    "LMUFormerForecaster": None,
-    "GTrXLForecaster": None,
-    "LinearForecaster": None,
-    "NaiveForecaster": None,
-    "SeasonalNaiveForecaster": None,
-}
-
-#: The settings of the forecast path, and their defaults in every estimator that takes them.
-FORECAST_SETTINGS = {"missing": "error", "max_gap": None, "fill_gaps": False, "scaler": "standard",
-                     "unknown_static": "error", "quantiles": None}
+#: :class:`~tsformers.estimators.forecasting.ForecastPath` and their network's graph). Others (an
+#: estimator defined outside tsformers; ATLAS, whose memory learns at test time) load whole:
+#: ``BaseForecaster.load(path, engine="onnx")``.
+ONNX_FORECASTERS = ("GateformerForecaster", "PVClientForecaster", "LMUFormerForecaster", "GTrXLForecaster",
+                    "LinearForecaster", "NaiveForecaster", "SeasonalNaiveForecaster")
 
 
 def _model_graph(model: ModelDirectory) -> Path:
@@ -123,58 +108,25 @@ def export_estimator(estimator, path) -> Path:
 
 # -- forecasting without torch ------------------------------------------------------------------
 
-class OnnxForecaster(ForecastPath):
+class OnnxForecaster(SavedForecaster):
     """A saved model forecasting with its exported graph on ONNX Runtime, without torch or scikit-learn.
 
-    Made by :func:`load_onnx`. ``predict(df, future_df=None, static_df=None)``
-    reads, validates, scales and writes frames as the estimator it was saved
-    from does (:class:`~tsformers.estimators.forecasting.ForecastPath`), and
-    forecasts what ``BaseForecaster.load(path, engine="onnx")`` does. It
-    forecasts from a history only: ``predict()`` without data, ``update``,
-    intervals (``level=``), ``score`` and backtests need the estimator itself
-    (``BaseForecaster.load``).
+    Made by :func:`load_onnx`; forecasts what ``BaseForecaster.load(path, engine="onnx")``
+    does, from a history only (:class:`~tsformers.estimators.forecasting.SavedForecaster`).
 
     Attributes
     ----------
-    estimator : str
-        The name of the saved estimator's class.
-    params : dict
-        Its saved parameters.
     graph : tsformers.runtime.ort.GraphRunner
-    schema_, scaler_, static_encoder_, static_ :
-        The fitted data schema, scaling statistics and static attributes.
-    horizon, lookback : int
     """
 
+    engine, load_whole = "the ONNX engine", "{estimator}.load(path, engine='onnx')"
+
     def __init__(self, estimator: str, params: dict, graph: GraphRunner, config: dict):
-        self.estimator, self.params, self.graph = estimator, params, graph
-        self.network_ = graph
-        self.horizon, self.lookback = params["horizon"], params["lookback"]
-        for name, default in FORECAST_SETTINGS.items():
-            setattr(self, name, params.get(name, default))
-        self.schema_ = PanelSchema.from_dict(config["schema"])
-        self.scaler_ = PanelScaler.from_dict(config["scaler"])
-        static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
-        self.static_encoder_ = StaticEncoder.from_dict(static["encoder"])
-        self.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
-        self.conformal_ = None
-        self._constraint = ONNX_FORECASTERS.get(estimator)
+        super().__init__(estimator, params, config)
+        self.graph = self.network_ = graph
 
     def __repr__(self) -> str:
         return f"OnnxForecaster({self.estimator}, {self.graph.path})"
-
-    def _stored_panel(self):
-        raise ValueError(f"the ONNX engine forecasts from a history: pass it, predict(df). Forecasting after the "
-                         f"training data needs the estimator: {self.estimator}.load(path).")
-
-    def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
-        if levels:
-            raise ValueError(f"the ONNX engine gives point forecasts and quantiles; for conformal intervals "
-                             f"(level=) load the estimator: {self.estimator}.load(path, engine='onnx').")
-        return {}
-
-    def _postprocess(self, forecast: np.ndarray) -> np.ndarray:
-        return forecast if self._constraint is None else self._constraint(forecast, self.params)
 
     def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> np.ndarray:
         """The graph's scaled output after each series: its last window, or the recurrence over all of it."""

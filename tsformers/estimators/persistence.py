@@ -31,15 +31,14 @@ import pandas as pd
 import torch
 
 from tsformers._version import __version__
-from tsformers.data.frames import PanelSchema
-from tsformers.data.scaling import PanelScaler
-from tsformers.data.static import StaticEncoder
+from tsformers.estimators.forecasting import fitted_data
 from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
                                             ModelFileError, sha256_of, write_model_directory)
 from tsformers.runtime.edits import apply_edits
 from tsformers.runtime.ort import ONNX_FILE
 
-__all__ = ["load_estimator", "save_estimator"]
+__all__ = ["load_estimator", "read_tensors", "rebuild_network", "rebuilding", "save_estimator", "saved_params",
+           "verify_graph"]
 
 # A network built from a configuration may hold this many times the elements of its saved weights (compression
 # shrinks a network: pruned heads, factorised or quantised layers) or NETWORK_FLOOR elements, whichever is more.
@@ -98,22 +97,36 @@ def load_estimator(cls, path):
     model = ModelDirectory.open(path)
     config = model.config
     estimator_cls = _estimator_class(cls, config["estimator"], model.path)
-    tensors = _read_tensors(model)
+    tensors = read_tensors(model)
+    verify_graph(model)
+    with rebuilding(model):
+        return _rebuild(estimator_cls, config, tensors)
+
+
+def verify_graph(model: ModelDirectory) -> None:
+    """Check ``model.onnx`` against the manifest when the directory has one: unused by the torch engine, but a
+    changed file is damage all the same."""
     if model.manifest is not None and (model.path / ONNX_FILE).exists():
-        model.verify(ONNX_FILE)  # unused by the torch engine, but a changed file is damage all the same
+        model.verify(ONNX_FILE)
+
+
+@contextlib.contextmanager
+def rebuilding(model: ModelDirectory):
+    """Rebuilding the model of ``model`` from its configuration: any failure there means the configuration does
+    not describe these weights, a :class:`ModelFileError` naming the directory."""
     try:
-        est = _rebuild(estimator_cls, config, tensors)
+        yield
     except ModelFileError:
         raise
     except (AssertionError, AttributeError, IndexError, KeyError, OverflowError, RuntimeError, TypeError,
-            ValueError) as err:  # any failure here means the configuration does not describe these weights
+            ValueError) as err:
         raise ModelFileError(f"{model.path / CONFIG_FILE} does not describe a model this tsformers can rebuild "
                              f"({type(err).__name__}: {err}); the model directory is damaged. Save the model "
                              f"again.") from None
-    return est
 
 
-def _read_tensors(model: ModelDirectory) -> dict:
+def read_tensors(model: ModelDirectory) -> dict:
+    """The tensors of ``weights.pt`` (``weights_only=True``), checked to be a saved network and history."""
     data = model.read_bytes(WEIGHTS_FILE)
     file = model.path / WEIGHTS_FILE
     try:
@@ -129,8 +142,8 @@ def _read_tensors(model: ModelDirectory) -> dict:
     return tensors
 
 
-def saved_params(estimator_cls, params: dict) -> dict:
-    """The saved parameters as this tsformers reads them.
+def saved_params(estimator: str, params: dict, accepted=None) -> dict:
+    """The saved parameters of an ``estimator`` (its class name) as this tsformers reads them.
 
     Models saved before the streaming estimators took ``normalize`` (tsformers 0.1.0 before the
     level-shift change) were trained on values: they load with ``normalize="none"``, the form they
@@ -138,37 +151,46 @@ def saved_params(estimator_cls, params: dict) -> dict:
     GTrXL's former ``stack="recursive"`` (one layer's weights at every layer) is the registry's
     ``"looped"`` now: the same network, the same weights. PV-Client models saved before its per-step
     pathway load without it (``step_pathway=False``), and streaming models saved before the linear base
-    without it (``linear_base=False``).
+    without it (``linear_base=False``). ``accepted``: the parameters the estimator takes (only those are
+    added); None adds them all, for a reader that looks up only the ones its network reads
+    (:mod:`tsformers.estimators.saved`).
     """
     params = dict(params)
-    if estimator_cls.__name__ == "GTrXLForecaster" and params.get("stack") == "recursive":
+    takes = (lambda name: True) if accepted is None else (lambda name: name in accepted)
+    if estimator == "GTrXLForecaster" and params.get("stack") == "recursive":
         params["stack"] = "looped"
     for added_later in ("step_pathway", "linear_base"):  # off in models saved before the parameter existed
-        if added_later in inspect.signature(estimator_cls).parameters:
+        if takes(added_later):
             params.setdefault(added_later, False)
-    if "normalize" in inspect.signature(estimator_cls).parameters and "normalize" not in params:
+    if takes("normalize") and "normalize" not in params:
         params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
     return params
 
 
+def rebuild_network(owner, n_vars: int, config: dict, weights: dict) -> torch.nn.Module:
+    """The saved network of ``owner`` (an estimator, or a saved model read without it), built from its
+    parameters for ``n_vars`` input channels, with the compression's structural edits replayed and
+    ``weights`` loaded, in eval mode; checked on the meta device first (:func:`_check_network_size`)."""
+    edits = config.get("network_edits", []) if config.get("compression") else []
+    _check_network_size(owner, n_vars, edits, weights)
+    network = owner._network(n_vars)
+    if edits:  # replay the compression's structural edits before loading its weights
+        apply_edits(network, edits)
+    network.load_state_dict(weights)
+    return network.eval()
+
+
 def _rebuild(estimator_cls, config: dict, tensors: dict):
-    est = estimator_cls(**saved_params(estimator_cls, config["params"]))
+    est = estimator_cls(**saved_params(estimator_cls.__name__, config["params"],
+                                       inspect.signature(estimator_cls).parameters))
     est._validate_params()
-    est.schema_ = PanelSchema.from_dict(config["schema"])
-    est.scaler_ = PanelScaler.from_dict(config["scaler"])
-    static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
-    est.static_encoder_ = StaticEncoder.from_dict(static["encoder"])
-    est.static_ = None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)
+    for name, value in fitted_data(config).items():
+        setattr(est, name, value)
     est.history_ = tensors["history"].numpy()
     est.n_features_in_ = config.get("n_features_in", est.history_.shape[-1])
-    edits = config.get("network_edits", []) if config.get("compression") else []
-    _check_network_size(est, edits, tensors["network"])
-    est.network_ = est._network(est.n_features_in_)
-    if config.get("compression"):  # replay the compression's structural edits before loading its weights
-        apply_edits(est.network_, edits)
-        est.network_edits_, est.compression_ = edits, config["compression"]
-    est.network_.load_state_dict(tensors["network"])
-    est.network_.eval()
+    est.network_ = rebuild_network(est, est.n_features_in_, config, tensors["network"])
+    if config.get("compression"):
+        est.network_edits_, est.compression_ = config.get("network_edits", []), config["compression"]
     est.last_time_ = _time_from_json(config["last_time"])
     est.ends_ = [_time_from_json(t) for t in config["ends"]] if "ends" in config else \
         [est.last_time_] * len(est.schema_.series)
@@ -181,7 +203,7 @@ def _rebuild(estimator_cls, config: dict, tensors: dict):
     return est
 
 
-def _check_network_size(est, edits: list, weights: dict) -> None:
+def _check_network_size(est, n_vars: int, edits: list, weights: dict) -> None:
     """Build the network (and replay its edits) on the meta device first: sizes and shapes, no memory.
 
     The configuration decides how large a network is built before the weights are loaded into it, so a
@@ -199,7 +221,7 @@ def _check_network_size(est, edits: list, weights: dict) -> None:
 
     try:
         with torch.device("meta"), _without_distribution_checks():
-            network = est._network(est.n_features_in_)
+            network = est._network(n_vars)
     except (NotImplementedError, RuntimeError) as err:
         if "meta" not in str(err):
             raise

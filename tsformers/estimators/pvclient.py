@@ -7,10 +7,11 @@ from sklearn.utils._param_validation import Interval
 
 from tsformers.backbone import BLOCK_SLOTS, Slot, order_free
 from tsformers.backbone.blocks import block_part_names, blocks_for_parts, stacks_for_parts
+from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.forecasting import clip_power
-from tsformers.models.pvclient import PAPER_BLOCK, STEP_FUSIONS, PVClient
+from tsformers.models.pvclient import PAPER_BLOCK, STEP_FUSIONS
 
 
 @shared_docs
@@ -259,23 +260,7 @@ class PVClientForecaster(BaseForecaster):
         self.quantiles = quantiles
 
     def _build_network(self, n_vars):
-        if self.lookback % self.n_heads:
-            raise ValueError(f"PV-Client's tokens are whole lookback windows (d_model = lookback), so "
-                             f"n_heads={self.n_heads} must divide lookback={self.lookback}.")
-        if not self.clip and self.capacity is not None:
-            raise ValueError(f"capacity={self.capacity} clips the forecasts, but clip=False turns clipping off: "
-                             f"drop capacity, or set clip=True.")
-        if self.step_fusion is not None and not self.step_pathway:
-            raise ValueError(f"step_fusion={self.step_fusion!r} fuses the per-step pathway's streams, and "
-                             f"step_pathway=False turns the pathway off: set step_pathway=True or step_fusion=None.")
-        schema = self.schema_
-        # the known-future channels come last: each future covariate, then a sine and a cosine per calendar feature
-        n_known_future = len(schema.future_covariates) + 2 * len(schema.calendar) if self.step_pathway else 0
-        return PVClient(lookback=self.lookback, horizon=self.horizon, n_vars=n_vars, n_heads=self.n_heads,
-                        d_ff=self.d_ff, e_layers=self.e_layers, dropout=self.dropout, w_trans=self.w_trans,
-                        w_lin=self.w_lin, mixer=self.mixer, stack=self.stack, ffn=self.ffn, norm=self.norm,
-                        block=self.block, n_targets=len(schema.targets), n_known_future=n_known_future,
-                        step_fusion=self.step_fusion)
+        return networks.pvclient(self, n_vars)
 
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity`` (nothing with ``clip=False``)."""

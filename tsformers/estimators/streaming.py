@@ -26,12 +26,10 @@ import torch
 
 from sklearn.utils._param_validation import StrOptions
 
-from tsformers.backbone.heads import KnownFutureHead, StaticResidual
-
 from tsformers.data.frames import Panel
-from tsformers.data.prepare import Prepared, known_future_channels
+from tsformers.data.prepare import Prepared
 from tsformers.estimators.base import BaseForecaster
-from tsformers.estimators.forecasting import advance_panel
+from tsformers.estimators.network_path import StreamingNetworkPath
 
 #: The causal normalisations of the streaming networks, one meaning in each (a tsformers extension):
 #: "last_value" feeds the network each step's change from the step before and adds its forecast onto
@@ -45,7 +43,7 @@ MAX_STREAMING_ORIGINS = 200
 MAX_RAGGED_STREAMING_ORIGINS = 8
 
 
-class StreamingForecaster(BaseForecaster):
+class StreamingForecaster(StreamingNetworkPath, BaseForecaster):
     """Base class of the forecasters whose network carries a recurrent state (not used directly).
 
     Subclasses build a network with ``init_state``, ``advance`` and
@@ -59,16 +57,6 @@ class StreamingForecaster(BaseForecaster):
                               "linear_base": ["boolean"]}
 
     # -- what fit and update carry besides the history ----------------------------------------
-
-    def _core_network(self, n_vars: int) -> torch.nn.Module:
-        """With known-future covariates, the network (and its linear base) without their channels, behind a
-        :class:`~tsformers.backbone.KnownFutureHead` that adds them to the forecast step by step."""
-        n_future = len(self.schema_.future_covariates)
-        if not n_future:
-            return super()._core_network(n_vars)
-        start, stop = known_future_channels(self.schema_, n_vars)
-        return KnownFutureHead(super()._core_network(n_vars - n_future), start=start, stop=stop,
-                               horizon=self.horizon, n_targets=len(self.schema_.targets))
 
     def _after_training(self, data: Prepared) -> None:
         self.state_ = self._advance_panel(None, data.scaled_panel())
@@ -91,18 +79,6 @@ class StreamingForecaster(BaseForecaster):
         super().refresh(data)
 
     # -- forecasts from a state ----------------------------------------------------------------
-
-    def _network_output(self, data: Prepared, future: np.ndarray | None, from_state: bool) -> torch.Tensor:
-        """From the stored state (``from_state``), or from the recurrence over the whole of ``data``."""
-        state = self.state_ if from_state else self._advance_panel(None, data.scaled_panel())
-        return self._forecast_from(state, data.scaled_future(future))
-
-    def _forecast_from(self, state: dict, future: np.ndarray | None) -> torch.Tensor:
-        """The network's forecast from ``state``; ``future``: the scaled known-future covariates of the horizon
-        ``(rows, horizon, n_future)``, which a model fitted with ``future_covariates`` reads."""
-        if not self.schema_.future_covariates:
-            return self.network_.forecast(state)
-        return self.network_.forecast(state, future=torch.from_numpy(np.ascontiguousarray(future, np.float32)))
 
     def _future_after(self, data: Prepared, origins: np.ndarray) -> np.ndarray | None:
         """The scaled known-future covariates of the ``horizon`` rows from each series' origin ``(n_series,)``
@@ -153,26 +129,3 @@ class StreamingForecaster(BaseForecaster):
 
     def _calibration_origins_at_most(self, aligned: bool) -> int:
         return MAX_STREAMING_ORIGINS if aligned else MAX_RAGGED_STREAMING_ORIGINS
-
-    # -- the recurrence ------------------------------------------------------------------------
-
-    def _advance(self, state: dict, inputs: np.ndarray) -> dict:
-        """The state after the network's input channels ``(rows, n_time, n_channels)`` (see ``_channels``)."""
-        with torch.no_grad():
-            return self.network_.advance(state, torch.from_numpy(inputs))
-
-    def _advance_panel(self, state: dict | None, scaled: Panel) -> dict:
-        """Advance the state of every series by its own span of ``scaled`` (from ``init_state`` when None).
-
-        An aligned panel advances in one call, a ragged one in packed calls without padding
-        (:func:`~tsformers.estimators.forecasting.advance_panel`).
-        """
-        return advance_panel(scaled, state, lambda rows: self._init_state(scaled, rows), self._channels,
-                             self._advance)
-
-    def _init_state(self, panel: Panel, rows) -> dict:
-        """A fresh state for some series of ``panel``, carrying their static attributes where the network needs them."""
-        state = self.network_.init_state(len(rows))
-        if isinstance(self.network_, StaticResidual) or getattr(self.network_, "needs_static", False):
-            state["static"] = torch.from_numpy(panel.static[rows].astype(np.float32))
-        return state
