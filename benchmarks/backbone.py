@@ -20,7 +20,8 @@
    (``long_horizon.MODELS``: Gateformer's and Client's paper settings for ETTh1-96), the same recipe for every part of an estimator (batch 32 at the
    learning rate scaled as above, ``--max-epochs``), and the estimator's defaults once as the row each part is
    compared with. Gateformer's temporal mixers and stacks are the accuracy part's rows (the same
-   recipe); the streaming estimators' parts are measured in the long-context case alone.
+   recipe). The streaming estimators (``--estimators lmuformer gtrxl atlas``, the network alone) are walked
+   with ``--train-batches`` (an epoch of at most that many batches): a whole ETTh1 epoch costs them minutes.
 4. **Long context** (``--part long``): the slots that mix along time (Gateformer's
    ``temporal_mixer``, GTrXL's ``mixer``, LMUFormer's and ATLAS's ``memory``), every part they
    accept, and every part of the streaming estimators' other slots (GTrXL's ``stack`` and
@@ -48,6 +49,8 @@
     .venv/bin/python benchmarks/backbone.py --threads 1 --part scaling
     .venv/bin/python benchmarks/backbone.py --threads 1 --part accuracy --max-epochs 3 --batch-size 32
     .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --max-epochs 3
+    .venv/bin/python benchmarks/backbone.py --threads 1 --part slots --max-epochs 3 --train-batches 80 \
+        --estimators gtrxl lmuformer atlas
     .venv/bin/python benchmarks/backbone.py --threads 1 --part long --long-epochs 3
     .venv/bin/python benchmarks/backbone.py --threads 1 --part depth
 

@@ -772,8 +772,11 @@ def slots_section() -> list[str]:
            "so that the parts compare, not the best each could reach: batch 32, the learning rate scaled linearly "
            "from the estimator's batch, the epochs shown, early stopping on the validation windows. Gateformer's "
            "temporal mixers and stacks, measured with the same recipe by `--part accuracy`, are in the "
-           "[backbone catalog](backbone.md); the parts of LMUFormer, GTrXL and ATLAS are measured in "
-           "the long-context case below (an ETTh1 epoch costs them up to 18 minutes here). *change*: the MSE against the defaults' row of the same run; *s/epoch*: "
+           "[backbone catalog](backbone.md). LMUFormer, GTrXL and ATLAS (the network alone, without the linear "
+           "base) train on fewer batches per epoch, as their *epochs* column says (`--train-batches`): a "
+           "whole ETTh1 epoch costs them minutes here, as much as half an hour with some parts; they are also "
+           "measured in the long-context case below. *change*: the MSE against the defaults' row of the same "
+           "run; *s/epoch*: "
            "the median training epoch at the row's load (the machine is shared: compare within a table). "
            "A part that cannot run with these settings says why. "
            f"{LOSS_MARK}: worse than the best of the baselines on the same windows"
@@ -803,8 +806,11 @@ def slots_section() -> list[str]:
             cells = [metric_cell(value, lowest, b)
                      for value, lowest, b in zip((r.mse, r.mae), low, best_base or (None, None))]
             change = "–" if r.slot == "(default)" or reference is None else f"{r.mse / reference - 1:+.1%}"
+            capped = getattr(r, "train_batches", None)
+            epochs = f"{int(r.epochs_run)} of {int(r.max_epochs)}" + (
+                f" × {int(capped)} batches" if isinstance(capped, (int, float)) and capped == capped else "")
             out.append(f"| {slot} | {part} | {int(r.n_params):,} | {cells[0]} | {cells[1]} | {change} | "
-                       f"{r.s_per_epoch:.0f} | {int(r.epochs_run)} of {int(r.max_epochs)} |")
+                       f"{r.s_per_epoch:.0f} | {epochs} |")
         out += ["", revisions_line(rows) + f" 1-minute load during the runs: {rows['load_avg'].min():.1f}–"
                 f"{rows['load_avg'].max():.1f}.", ""]
     return out

@@ -404,7 +404,7 @@ def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_t
         _slot_row("gateformer", "variate_mixer", "mean", 0.900, 0.900, stamp="2026-01-15T00:00:00+00:00"),
         _slot_row("gateformer", "variate_mixer", "mean", 0.380, 0.395),     # the latest run of a part counts
         _slot_row("gateformer", "ffn", "conv", None, None, skipped="ValueError: too short"),
-        _slot_row("gtrxl", "(default)", "(default)", 0.500, 0.480),
+        {**_slot_row("gtrxl", "(default)", "(default)", 0.500, 0.480), "train_batches": 80},
         {**_slot_row("gateformer", "temporal_block", "tnt", 0.390, 0.400), "with": '{"embedding": "tnt_words"}'},
     ]).to_csv(tmp_path / "backbone.csv", index=False)
     report = load_report(tmp_path)
@@ -416,6 +416,7 @@ def test_the_slots_table_compares_each_part_with_the_defaults_and_marks_losses_t
     assert "| `temporal_block` | `tnt` with `embedding='tnt_words'` | 1,000 | 0.3900 ▼ |" in text
     assert "| `ffn` | `conv` | | not run: ValueError: too short | | | | |" in text
     assert text.index("**Gateformer**") < text.index("**GTrXL**")
+    assert "| *(defaults)* |  | 1,000 | **0.5000** ▼ | **0.4800** ▼ | – | 12 | 3 of 3 × 80 batches |" in text  # capped
     assert "linear 0.383 / 0.392" in text and "code revision abc" in text
     assert "## The backbone's parts in their slots" in report.render()
     pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", part="accuracy", kind="mixer", name="full", mse=0.5,
