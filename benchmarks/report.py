@@ -514,8 +514,8 @@ ILI_LOOKBACK, ILI_HORIZONS = 36, [24, 36, 48, 60]
 STREAMING = ("lmuformer", "gtrxl", "atlas")  # the estimators whose default forecasts with the linear base
 
 #: (model, parameter): its default; a run that set another value is an ablation, not the estimator's defaults.
-ABLATION_PARAMS = {("atlas", "frozen_memory"): False, ("atlas", "linear_path"): True,
-                   ("lmuformer", "spiking"): False}
+ABLATION_PARAMS = {("atlas", "frozen_memory"): False, ("atlas", "linear_path"): True, ("atlas", "memory"): "omega",
+                   ("lmuformer", "spiking"): False, ("lmuformer", "memory"): "lmu"}
 
 
 def ablation_of(row) -> dict:
@@ -679,8 +679,10 @@ def panel_section() -> list[str]:
 ABLATIONS = {
     "atlas": [("memory + linear path (the paper's form)", {}),
               ("memory frozen: no test-time writes", {"frozen_memory": True}),
-              ("memory alone: no linear path", {"linear_path": False})],
-    "lmuformer": [("LMU memory, plain", {}), ("spiking (LIF neurons)", {"spiking": True})],
+              ("memory alone: no linear path", {"linear_path": False}),
+              ("memory off: nothing in its slot (`memory='identity'`)", {"memory": "identity"})],
+    "lmuformer": [("LMU memory, plain", {}), ("spiking (LIF neurons)", {"spiking": True}),
+                  ("the convolutions alone: no LMU memory (`memory='identity'`)", {"memory": "identity"})],
 }
 
 

@@ -192,11 +192,11 @@ def test_the_memory_slot_takes_the_memories_and_the_streaming_mixers():
     from tsformers.backbone import available, streaming
     from tsformers.models.atlas import memories
 
-    assert memories() == ["lmu_cell", "mamba", "omega", "sla", "sliding_window"]
+    assert memories() == ["identity", "lmu_cell", "mamba", "omega", "sla", "sliding_window"]
     assert {"omega", "lmu_cell"} <= set(available("memory")) and set(streaming("mixer")) <= set(memories())
 
 
-@pytest.mark.parametrize("memory", ["lmu_cell", "mamba", "sla", "sliding_window"])
+@pytest.mark.parametrize("memory", ["identity", "lmu_cell", "mamba", "sla", "sliding_window"])
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_memory_is_built_in_every_block_and_advance_splits(memory, layer):
     from tsformers.backbone import build_class
@@ -225,7 +225,7 @@ def test_the_memory_slot_trains_its_part():
 
 def test_a_part_that_cannot_hold_the_memory_is_refused_naming_those_that_can():
     df = frame(n=120)
-    names = r"\['lmu_cell', 'mamba', 'omega', 'sla', 'sliding_window'\]"
+    names = r"\['identity', 'lmu_cell', 'mamba', 'omega', 'sla', 'sliding_window'\]"
     for other in ("segment", "lmu", "full", "nope"):
         with pytest.raises(ValueError, match=rf"memory='{other}' cannot hold ATLAS's memory.*{names}"):
             estimator(memory=other).fit(df)

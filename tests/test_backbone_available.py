@@ -68,12 +68,12 @@ def test_every_listed_part_is_accepted_and_every_other_refused(cls, params):
 
 
 def test_an_estimator_is_named_by_its_class_its_name_or_an_instance():
-    expected = ["mamba", "sla", "sliding_window", "xl_relative"]
+    expected = ["identity", "mamba", "sla", "sliding_window", "xl_relative"]
     assert available("mixer", GTrXLForecaster) == expected
     assert available("mixer", "GTrXLForecaster") == available("mixer", "gtrxl") == expected
     assert available("memory", AtlasForecaster(frozen_memory=True)) == ["omega"]
     assert available(None, "AtlasForecaster") == {
-        "memory": ["lmu_cell", "mamba", "omega", "sla", "sliding_window"], "optimizer": ["momentum", "muon"]}
+        "memory": ["identity", "lmu_cell", "mamba", "omega", "sla", "sliding_window"], "optimizer": ["momentum", "muon"]}
 
 
 def test_the_choices_follow_the_other_parameters():

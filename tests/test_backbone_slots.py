@@ -278,9 +278,9 @@ def test_pvclient_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm)
 # -- recurrent slots: GTrXL's mixer, LMUFormer's and ATLAS's memory ---------------------------------
 
 def test_the_recurrent_slots_take_the_streaming_mixers():
-    assert streaming("mixer") == ["mamba", "sla", "sliding_window"]
-    assert gtrxl_mixers() == ["mamba", "sla", "sliding_window", "xl_relative"]
-    assert lmuformer_memories() == ["lmu", "mamba", "sla", "sliding_window"]
+    assert streaming("mixer") == ["identity", "mamba", "sla", "sliding_window"]
+    assert gtrxl_mixers() == ["identity", "mamba", "sla", "sliding_window", "xl_relative"]
+    assert lmuformer_memories() == ["identity", "lmu", "mamba", "sla", "sliding_window"]
 
 
 @pytest.mark.parametrize("name", streaming("mixer"))
@@ -297,10 +297,11 @@ def test_a_streaming_mixer_scanned_in_pieces_is_its_causal_forward(name):
 
 
 def test_the_recurrent_slots_refuse_a_mixer_without_a_streaming_state():
-    with pytest.raises(ValueError, match=r"mixer='full' is not one of \['mamba', 'sla', 'sliding_window', "
-                                         r"'xl_relative'\]"):
+    with pytest.raises(ValueError, match=r"mixer='full' is not one of \['identity', 'mamba', 'sla', "
+                                         r"'sliding_window', 'xl_relative'\]"):
         GTrXL(lookback=32, horizon=8, n_vars=2, mixer="full")
-    with pytest.raises(ValueError, match=r"memory='full' is not one of \['lmu', 'mamba', 'sla', 'sliding_window'\]"):
+    with pytest.raises(ValueError, match=r"memory='full' is not one of \['identity', 'lmu', 'mamba', 'sla', "
+                                         r"'sliding_window'\]"):
         LMUFormer(lookback=32, horizon=8, n_vars=2, memory="full")
     with pytest.raises(ValueError, match="spiking=True needs the spiking LMU cell"):
         LMUFormer(lookback=32, horizon=8, n_vars=2, memory="sla", spiking=True)
@@ -335,7 +336,8 @@ def test_update_then_predict_is_predicting_from_the_full_history_with_every_acce
 @pytest.mark.parametrize("network, slot", [(GTrXL, "mixer"), (LMUFormer, "memory"), (Atlas, "memory")])
 def test_a_recurrent_slot_part_reads_the_history_through_its_state(network, slot):
     """With a streaming mixer the forecast depends on steps long before the last window (the state
-    carries them), and it is the mixer that carries them: another mixer, other forecasts."""
+    carries them), and it is the mixer that carries them: another mixer, other forecasts; the identity
+    (the memory's ablation) carries nothing, so those steps cannot reach the forecast."""
     kwargs = dict(lookback=16, horizon=4, n_vars=2, d_model=16)
     if network is GTrXL:
         kwargs.update(n_heads=2, d_ff=16, n_layers=1, segment_len=4, mem_len=4)
@@ -351,7 +353,9 @@ def test_a_recurrent_slot_part_reads_the_history_through_its_state(network, slot
         with torch.no_grad():
             forecasts[name] = model.forecast(model.advance(model.init_state(2), x))
             changed = model.forecast(model.advance(model.init_state(2), early))
-        if name != "sliding_window":  # a window forgets; a recurrence does not (an untrained Mamba barely recalls)
+        if name == "identity":  # only the convolutions' few steps and the last window reach the forecast
+            torch.testing.assert_close(changed, forecasts[name], rtol=1e-6, atol=1e-6)
+        elif name != "sliding_window":  # a window forgets; a recurrence does not (an untrained Mamba barely recalls)
             assert not torch.equal(forecasts[name], changed), name
     assert not torch.allclose(forecasts["sla"], forecasts["mamba"])
 

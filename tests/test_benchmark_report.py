@@ -369,6 +369,7 @@ def test_the_ablation_table_compares_each_mechanism_with_the_estimators_form_and
     rows = [run(s, 24, 3.0 + s / 100) for s in range(3)]
     rows += [run(s, 24, 3.3, frozen_memory=True) for s in range(3)]
     rows += [run(s, 24, 2.7, linear_path=False) for s in range(3)]
+    rows += [run(s, 24, 3.6, memory="identity") for s in range(3)]
     rows += [dict(run(s, 24, 2.5), params='{"linear_base": true}') for s in range(3)]       # the default: ILI table
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36,
@@ -380,7 +381,9 @@ def test_the_ablation_table_compares_each_mechanism_with_the_estimators_form_and
     frozen = next(line for line in lines if line.startswith("| memory frozen"))
     alone = next(line for line in lines if line.startswith("| memory alone"))
     assert "| 24 | 3 | 3.010 ± 0.010 ▼ |" in form and form.endswith("| – |")
+    off = next(line for line in lines if line.startswith("| memory off"))
     assert frozen.endswith(f"| {3.3 / 3.01 - 1:+.1%} |") and alone.endswith(f"| {2.7 / 3.01 - 1:+.1%} |")
+    assert "| 24 | 3 | 3.600 ± 0.000 ▼ |" in off and off.endswith(f"| {3.6 / 3.01 - 1:+.1%} |")
     assert f"- ATLAS, *memory frozen: no test-time writes*: MSE {3.3 / 3.01 - 1:+.1%} against the estimator's form, " \
            "averaged over 1 horizons (worse at 1 of 1)." in lines
     ili = report.small_data_section()

@@ -66,7 +66,8 @@ class AtlasForecaster(StreamingForecaster):
         steps); ``"mamba"``, ``"sla"`` and ``"sliding_window"`` (over ``window`` steps)
         are the causal mixers with a streaming state
         (``tsformers.backbone.streaming()``), whose state carries the history instead
-        of memory weights. Streaming stays exact with each. Other parts are refused
+        of memory weights; ``"identity"``, also listed there, holds nothing (the
+        memory's ablation). Streaming stays exact with each. Other parts are refused
         in ``fit``, naming these: ``"lmu"`` is the Legendre system inside
         ``"lmu_cell"``, ``"segment"`` a cache with no read-out of its own.
     window : int, default=32

@@ -61,12 +61,13 @@ class GTrXLForecaster(StreamingForecaster):
         pre- and post-blocks: the parameters of one layer, the depth of ``n_layers``; each
         layer keeps its own segment memory). Other stacks are refused: their blocks
         carry no segment memory.
-    mixer : {"xl_relative", "mamba", "sla", "sliding_window"}, default="xl_relative"
+    mixer : {"xl_relative", "identity", "mamba", "sla", "sliding_window"}, default="xl_relative"
         The token mixer of every layer, by its registry name: ``"xl_relative"`` is the
         paper's Transformer-XL relative attention over the segment memory; the others
         are the causal mixers with a streaming state (``tsformers.backbone.streaming()``),
         whose state replaces the segment memory and carries the whole history from
-        segment to segment (``mem_len`` then unused). Streaming stays exact with each.
+        segment to segment (``mem_len`` then unused); ``"identity"`` mixes nothing (the
+        attention's ablation). Streaming stays exact with each.
         ``tsformers.backbone.available(None, "GTrXLForecaster")`` lists the names each
         slot (``mixer``, ``stack``, ``gating``) accepts.
         Mixers without a streaming form are refused. ONNX export takes ``"xl_relative"`` only.

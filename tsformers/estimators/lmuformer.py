@@ -68,13 +68,15 @@ class LMUFormerForecaster(StreamingForecaster):
     mlp_ratio : int, default=4
         Hidden width of the FFN, as a multiple of d_model.
     dropout : float, default=0.1
-    memory : {"lmu", "mamba", "sla", "sliding_window"}, default="lmu"
+    memory : {"lmu", "identity", "mamba", "sla", "sliding_window"}, default="lmu"
         The token mixer of every block, by its registry name
         (``tsformers.backbone.available("memory", "LMUFormerForecaster")``): ``"lmu"`` is the paper's
         Legendre memory cell; the others are the causal mixers with a streaming state
         (``tsformers.backbone.streaming()``: Mamba's selective scan, SLAB's linear
         attention, or softmax attention over a window of ``theta`` steps), built with one
-        head. Each runs in parallel over a training window and streams exactly.
+        head; ``"identity"`` mixes nothing, leaving the block's convolutions as its only
+        token mixing (the memory's ablation). Each runs in parallel over a training window
+        and streams exactly.
         ``memory_size`` is the LMU's only; other mixers are refused with ``spiking=True``,
         and ONNX export takes ``"lmu"`` only.
     spiking : bool, default=False

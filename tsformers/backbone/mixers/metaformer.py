@@ -84,6 +84,15 @@ class IdentityMixer(nn.Module):
         check_cross(self, kv)
         return x
 
+    def init_scan(self, rows: int) -> dict[str, Tensor]:
+        """No state: the identity reads no token but the current one."""
+        return {}
+
+    def scan(self, x: Tensor, state: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The streaming form (a recurrent slot's interface): x unchanged, and still no state. In LMUFormer's
+        ``memory`` slot it leaves the block's convolutions as its only token mixing: the memory's ablation."""
+        return x, {}
+
 
 @register("mixer", "mean")
 class MeanMixer(nn.Module):
