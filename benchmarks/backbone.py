@@ -141,6 +141,9 @@ DEFAULT = "(default)"
 MEASURED_BY_ACCURACY = {("gateformer", "temporal_mixer"), ("gateformer", "stack")}
 #: (model, slot, part) -> the other settings the part needs, for a part its slot lists only with them
 NEEDS = {("gateformer", "temporal_block", "tnt"): {"embedding": "tnt_words"}}
+#: slots whose parts the estimator's network realises itself rather than as an instance of the registry's class
+#: (GTrXL's stacks: the registry's schemes inside its memory-carrying layers), so "not built" is not looked for
+OWN_FORM = {("gtrxl", "stack")}
 
 
 def slot_cases(model: str) -> list[tuple[str, str]]:
@@ -196,15 +199,23 @@ def run_slot(model: str, slot: str, name: str, data, max_epochs: int, seed: int,
     fit_s = fit_timed(est, data.fit_frame)
     if isinstance(fit_s, str):
         return {**where, "skipped": fit_s}
-    part_class = build_class(kind, name) if kind else None
-    if (isinstance(part_class, type) and issubclass(part_class, torch.nn.Module)
-            and not any(isinstance(module, part_class) for module in est.network_.modules())):
-        # e.g. PV-Client's per-step fusion, built only with known-future inputs: the row would repeat the defaults
-        return {**where, "skipped": f"not built: the fitted network holds no {part_class.__name__} (the setting "
-                                    f"builds it only with inputs {DATASET} lacks)"}
+    missing = not_built(model, slot, kind, name, est.network_)
+    if missing:  # PV-Client's per-step fusion, built only with known-future inputs: the row would repeat the defaults
+        return {**where, "skipped": missing}
     return {**where, "dataset": DATASET, "horizon": HORIZON, **scored(est, data.test_frame),
             "epochs_run": len(est.training_log_), "max_epochs": max_epochs,
             "s_per_epoch": statistics.median(timer.seconds) if timer.seconds else float("nan"), "fit_s": fit_s}
+
+
+def not_built(model: str, slot: str, kind: str, name: str, network: torch.nn.Module) -> str | None:
+    """Why a fitted ``network`` lacks the part ``name`` chosen in ``slot``, or None when it holds it (or when the
+    network realises the slot's parts itself: :data:`OWN_FORM`)."""
+    part_class = build_class(kind, name) if kind else None
+    if (not isinstance(part_class, type) or not issubclass(part_class, torch.nn.Module) or (model, slot) in OWN_FORM
+            or any(isinstance(module, part_class) for module in network.modules())):
+        return None
+    return (f"not built: the fitted network holds no {part_class.__name__} (the setting builds it only with inputs "
+            f"{DATASET} lacks)")
 
 
 def fit_timed(est, frame) -> float | str:

@@ -174,3 +174,22 @@ def test_the_long_context_case_needs_the_steps_one_period_back():
     seasonal = np.mean([(y[t:t + horizon] - y[t - period:t - period + horizon]) ** 2 for t in range(480, 5000, 7)])
     last = np.mean([(y[t:t + horizon] - y[t - 1]) ** 2 for t in range(480, 5000, 7)])
     assert seasonal < 0.5 * last and period > 96 and harness.LONG_LOOKBACK >= 2 * period
+
+
+def test_a_part_the_network_lacks_is_reported_not_built_and_gtrxls_own_stacks_are_not():
+    """PV-Client's step fusion without known-future inputs is not built (its row would repeat the defaults);
+    GTrXL's looped stack shares one layer's weights itself, holding no registry LoopedTransformer, and is built."""
+    from tsformers.models.gtrxl import GTrXL
+    from tsformers.models.pvclient import PVClient
+
+    bb = load_harness()
+    plain = PVClient(lookback=24, horizon=6, n_vars=2, n_heads=2, d_ff=8, e_layers=1, n_targets=1,
+                     step_fusion="cross_gating")
+    assert bb.not_built("pvclient", "step_fusion", "fusion", "cross_gating", plain).startswith("not built")
+    fused = PVClient(lookback=24, horizon=6, n_vars=3, n_heads=2, d_ff=8, e_layers=1, n_targets=1, n_known_future=1,
+                     step_fusion="cross_gating")
+    assert bb.not_built("pvclient", "step_fusion", "fusion", "cross_gating", fused) is None
+    looped = GTrXL(lookback=16, horizon=4, n_vars=2, d_model=8, n_heads=2, d_ff=8, n_layers=2, segment_len=8,
+                   mem_len=8, stack="looped")
+    assert bb.not_built("gtrxl", "stack", "stack", "looped", looped) is None
+    assert looped.layers[0] is looped.layers[1]                              # one layer's weights at each layer
