@@ -141,12 +141,12 @@ def test_the_estimator_free_forecasters_predict_through_the_shared_forecast_path
     from tsformers.estimators.network_path import NetworkForecastPath, StreamingNetworkPath
     from tsformers.estimators.onnx import ONNX_FORECASTERS
     from tsformers.estimators.registry import estimator_class
-    from tsformers.estimators.saved import TORCH_FORECASTERS
+    from tsformers.estimators.networks import NETWORKS
 
-    assert set(ONNX_FORECASTERS) <= set(TORCH_FORECASTERS)
+    assert set(ONNX_FORECASTERS) <= set(NETWORKS)
     shared = ("predict", "prepare", "_read", "_prepare", "_forecast_after", "_to_original",
               "_future_values", "_check_length", "_missing_policy", "_intervals", "_extra_columns")
-    for name in TORCH_FORECASTERS:
+    for name in NETWORKS:
         cls = estimator_class(name)
         for method in shared:
             owner = next(c for c in cls.__mro__ if method in vars(c))

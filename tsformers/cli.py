@@ -357,7 +357,7 @@ def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None =
     """A fitted forecaster from a model directory or an MLflow model URI (``models:/name/1``, ``runs:/...``).
 
     ``history_only`` (``forecast``: a forecast after each input history, nothing else) with ``engine="torch"``:
-    a model directory of the estimators of :data:`tsformers.estimators.saved.TORCH_FORECASTERS` is read
+    a model directory of the estimators of :data:`tsformers.estimators.networks.NETWORKS` is read
     without its estimator class, so without scikit-learn or Lightning
     (:func:`~tsformers.estimators.saved.load_torch`). ``engine="onnx"``: forecast with the directory's
     ``model.onnx`` through ONNX Runtime (model directories only); for the estimators of
@@ -376,9 +376,10 @@ def load_forecaster(spec: str, engine: str = "torch", tracking_uri: str | None =
                          f"or an MLflow model URI such as models:/NAME/VERSION.")
     if engine == "onnx":
         return _load_onnx(path)
-    from tsformers.estimators.saved import TORCH_FORECASTERS, load_torch
+    from tsformers.estimators.networks import NETWORKS
+    from tsformers.estimators.saved import load_torch
 
-    if history_only and _saved_estimator(path) in TORCH_FORECASTERS:
+    if history_only and _saved_estimator(path) in NETWORKS:
         return load_torch(path)  # the estimator's network and forecast, without scikit-learn
     from tsformers.estimators.base import BaseForecaster
 

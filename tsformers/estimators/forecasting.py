@@ -29,7 +29,7 @@ from tsformers.data.time import future_times_of
 from tsformers.estimators.evaluation import EvaluationMixin, check_levels, check_quantiles
 
 __all__ = ["CHUNK", "CONSTRAINTS", "FORECAST_SETTINGS", "ForecastAfter", "ForecastPath", "SavedForecaster",
-           "advance_panel", "clip_power", "fitted_data"]
+           "advance_panel", "fitted_data", "pv_power_limits"]
 
 #: Windows per network call when forecasting.
 CHUNK = 1024
@@ -263,12 +263,18 @@ class ForecastPath(EvaluationMixin):
 FORECAST_SETTINGS = {"missing": "error", "max_gap": None, "fill_gaps": False, "scaler": "standard",
                      "unknown_static": "error", "quantiles": None}
 
+def pv_power_limits(forecast: np.ndarray, params: dict) -> np.ndarray:
+    """PV physics on a forecast of power: no negative power, none above ``params["capacity"]``; nothing with
+    ``params["clip"]`` False (PV-Client's parameters)."""
+    if not params.get("clip", True):
+        return forecast
+    capacity = params.get("capacity")
+    return np.clip(forecast, 0.0, np.inf if capacity is None else float(capacity))
+
+
 #: The physical constraint (``_postprocess``) of the estimators that have one, by class name, as
-#: ``f(forecast, params)``: what a saved model's forecast needs besides its network.
-CONSTRAINTS = {
-    "PVClientForecaster": lambda forecast, params: (clip_power(forecast, params.get("capacity"))
-                                                    if params.get("clip", True) else forecast),
-}
+#: ``f(forecast, params)``: the estimator applies it with its parameters, a saved model's reader with the saved ones.
+CONSTRAINTS = {"PVClientForecaster": pv_power_limits}
 
 
 def fitted_data(config: dict) -> dict:
@@ -471,9 +477,3 @@ def _zeros(like, rows: int):
     if isinstance(like, np.ndarray):
         return np.zeros((rows, *like.shape[1:]), dtype=like.dtype)
     return like.new_zeros((rows, *like.shape[1:]))
-
-
-def clip_power(forecast: np.ndarray, capacity: float | None) -> np.ndarray:
-    """PV physics: no negative power, none above ``capacity`` (PV-Client's constraint on its forecast)."""
-    upper = np.inf if capacity is None else float(capacity)
-    return np.clip(forecast, 0.0, upper)

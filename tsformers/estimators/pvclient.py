@@ -10,7 +10,7 @@ from tsformers.backbone.blocks import block_part_names, blocks_for_parts, stacks
 from tsformers.estimators import networks
 from tsformers.estimators._docs import shared_docs
 from tsformers.estimators.base import BaseForecaster
-from tsformers.estimators.forecasting import clip_power
+from tsformers.estimators.forecasting import pv_power_limits
 from tsformers.models.pvclient import PAPER_BLOCK, STEP_FUSIONS
 
 
@@ -264,7 +264,7 @@ class PVClientForecaster(BaseForecaster):
 
     def _postprocess(self, forecast):
         """PV physics: no negative power, none above ``capacity`` (nothing with ``clip=False``)."""
-        return clip_power(forecast, self.capacity) if self.clip else forecast
+        return pv_power_limits(forecast, {"capacity": self.capacity, "clip": self.clip})
 
     def _slots(self):
         # every part runs over variate tokens, an unordered set; a block other than the paper's needs the stack

@@ -19,10 +19,7 @@ from tsformers.estimators.network_path import NetworkForecastPath, StreamingNetw
 from tsformers.estimators.networks import NETWORKS
 from tsformers.estimators.persistence import read_tensors, rebuild_network, rebuilding, saved_params, verify_graph
 
-__all__ = ["TORCH_FORECASTERS", "load_torch"]
-
-#: The estimators whose saved models :func:`load_torch` reads (others load whole: ``BaseForecaster.load``).
-TORCH_FORECASTERS = tuple(NETWORKS)
+__all__ = ["load_torch"]
 
 
 class _SavedNetwork(SavedForecaster):
@@ -79,7 +76,7 @@ def load_torch(path) -> WindowedSavedModel | StreamingSavedModel:
     ModelFileError
         A damaged directory (a changed file, a newer format, weights its configuration does not describe).
     ValueError
-        An estimator :data:`TORCH_FORECASTERS` does not list (load it with ``BaseForecaster.load``).
+        An estimator :data:`~tsformers.estimators.networks.NETWORKS` does not list (load it with ``BaseForecaster.load``).
     """
     model = ModelDirectory.open(path)
     config = model.config
