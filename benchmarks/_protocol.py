@@ -174,8 +174,9 @@ def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
     new = not path.exists() or not path.stat().st_size
     if not new:
         with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+            fh.seek(0)
             old = list(csv.DictReader(fh))
-            header = list(old[0].keys()) if old else fields
         if header != list(fields):
             fields = list(fields) + [c for c in header if c not in fields]
             tmp = path.with_name(f".{path.name}.tmp")

@@ -260,7 +260,9 @@ def append_csv(path: Path, rows: list[dict], meta: dict) -> None:
     new = pd.DataFrame([{**meta, **r} for r in rows])
     if path.exists() and path.stat().st_size:
         new = pd.concat([pd.read_csv(path), new], ignore_index=True)
-    new.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
+    tmp = path.with_name(f".{path.name}.tmp")  # a crash mid-write leaves the earlier rows whole
+    new.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+    tmp.replace(path)
 
 
 def main(argv=None) -> None:

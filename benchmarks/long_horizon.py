@@ -12,7 +12,6 @@ See ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import inspect
 import json
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when run as a script
-from _protocol import (evaluate_windows, load_protocol_data, mase_scale, n_parameters, peak_rss_mib,  # noqa: E402
-                       scaled_values)
+from _protocol import (append_rows, evaluate_windows, load_protocol_data, mase_scale, n_parameters,  # noqa: E402
+                       peak_rss_mib, scaled_values)
 
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
                        PVClientForecaster)
@@ -275,27 +274,7 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def append_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), [])
-        if header != FIELDS:  # an older layout: keep its rows, rewrite with the union of the columns
-            import pandas as pd
-
-            old = pd.read_csv(path)
-            merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True)
-            merged = merged[FIELDS + [c for c in old.columns if c not in FIELDS]]
-            merged.to_csv(path, index=False)
-            return
-        mode, write_header = "a", False
-    else:
-        mode, write_header = "w", True
-    with open(path, mode, newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        if write_header:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_rows(path, rows, FIELDS)
 
 
 def _fmt(values, digits=3) -> str:

@@ -18,9 +18,7 @@ Rows are appended to ``benchmarks/results/side_by_side.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -31,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_worker  # noqa: E402
-from _protocol import load_protocol_data  # noqa: E402
+from _protocol import append_rows, load_protocol_data  # noqa: E402
 from long_horizon import LOOKBACK, MODELS, REFERENCE, default_data_dir, git_rev, run_one  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
@@ -136,20 +134,7 @@ def _version(name: str) -> str:
 
 
 def append_csv(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or not path.stat().st_size
-    if not new:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), [])
-        if header != FIELDS:  # an older layout: keep its rows under the current columns
-            import pandas as pd
-
-            pd.read_csv(path).reindex(columns=FIELDS).to_csv(path, index=False)
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_rows(path, [{k: v for k, v in row.items() if k in FIELDS}], FIELDS)
 
 
 def print_table(rows: list[dict]) -> None:

@@ -193,3 +193,42 @@ def test_a_part_the_network_lacks_is_reported_not_built_and_gtrxls_own_stacks_ar
                    mem_len=8, stack="looped")
     assert bb.not_built("gtrxl", "stack", "stack", "looped", looped) is None
     assert looped.layers[0] is looped.layers[1]                              # one layer's weights at each layer
+
+
+def test_results_are_appended_and_an_older_layout_keeps_its_rows(tmp_path):
+    """Every benchmark's rows go through ``_protocol.append_rows``: new rows are appended under the header; a file
+    with other columns (written before a column was added) keeps its rows and extra columns, the new columns
+    empty; a file holding only a header gains rows under the current columns; nothing temporary is left."""
+    import csv
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        protocol = importlib.import_module("_protocol")  # its dataclasses need it under its own name
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    def read(path):
+        with open(path, newline="") as fh:
+            return next(csv.reader(fh)), list(csv.DictReader(open(path, newline="")))
+
+    path = tmp_path / "results.csv"
+    protocol.append_rows(path, [{"a": 1, "b": 0.123456789}], ["a", "b"])
+    protocol.append_rows(path, [{"a": 2, "b": 2.0}], ["a", "b"])
+    assert read(path) == (["a", "b"], [{"a": "1", "b": "0.123457"}, {"a": "2", "b": "2"}])
+
+    protocol.append_rows(path, [{"a": 3, "b": 3.0, "c": "new"}], ["a", "c", "b"])
+    header, rows = read(path)
+    assert header == ["a", "c", "b"]
+    assert rows == [{"a": "1", "c": "", "b": "0.123457"}, {"a": "2", "c": "", "b": "2"},
+                    {"a": "3", "c": "new", "b": "3"}]
+
+    older = tmp_path / "older.csv"
+    older.write_text("a,gone\n1,kept\n")
+    protocol.append_rows(older, [{"a": 2, "b": 5.0}], ["a", "b"])
+    assert read(older) == (["a", "b", "gone"], [{"a": "1", "b": "", "gone": "kept"}, {"a": "2", "b": "5", "gone": ""}])
+
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text("a\n")
+    protocol.append_rows(header_only, [{"a": 1, "b": 1.0}], ["a", "b"])
+    assert read(header_only) == (["a", "b"], [{"a": "1", "b": "1"}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["header_only.csv", "older.csv", "results.csv"]
