@@ -329,8 +329,6 @@ DEPTH_CASE = {"e_layers": 4, "d_model": 128, "n_heads": 8, "d_ff": 256}
 
 def run_depth(data, max_epochs: int, seed: int, batch_size: int, repeats: int) -> list[dict]:
     """Gateformer with adaptive depth: the test windows gated and at full depth, scores and the time of a pass."""
-    from tsformers.backbone.stacks.adaptive_depth import AdaptiveDepth
-
     est = gateformer(DATASET, HORIZON)
     est.set_params(stack="adaptive_depth", **DEPTH_CASE, max_epochs=max_epochs, random_state=seed,
                    val_size=int(data.val_steps), batch_size=batch_size,

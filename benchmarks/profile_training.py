@@ -14,7 +14,6 @@ import cProfile
 import csv
 import os
 import pstats
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path

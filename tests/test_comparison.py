@@ -1,6 +1,5 @@
 """ModelComparison: several forecasters side by side in neuralforecast's layout, equal to each one's own output."""
 import numpy as np
-import pandas as pd
 import polars as pl
 import pytest
 from sklearn.base import clone

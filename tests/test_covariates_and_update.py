@@ -9,7 +9,6 @@ from tsformers.backbone import KnownFutureHead
 from tsformers import GateformerForecaster
 from tsformers.data.windows import lead_future
 from tsformers.datasets import make_demo
-from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.streaming import StreamingForecaster
 
 SMALL = dict(horizon=12, lookback=24, d_model=16, d_ff=32, n_heads=2, batch_size=32, learning_rate=3e-3,
