@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tsformers import GateformerForecaster, LMUFormerForecaster, PVClientForecaster, GTrXLForecaster, compress
-from tsformers.backbone.blocks import FeedForward
+from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
 
 # the fixtures df, fitted (a small Gateformer) and fitted_as(cls) are in conftest.py

@@ -8,8 +8,9 @@ the tokens require it: ``order_free`` (variate tokens, an unordered set), ``stre
 the ``ffn`` and ``norm`` slots).
 """
 
-from .blocks import BLOCK_SLOTS, FeedForward, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
+from .blocks import BLOCK_SLOTS, PostNormBlock, PreNormBlock, SigmoidGate, TransformerEncoder
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
+from .feedforward import FeedForward
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
 from .heads import KnownFutureHead, LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
 from .lmu import LegendreMemory, LMUCell

@@ -15,9 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
+from .feedforward import FeedForward  # noqa: F401  (registers "mlp", the default of the ffn slot)
 from .registry import available, build, build_class, order_free, register, with_block_slot
 
-__all__ = ["BLOCK_SLOTS", "FeedForward", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
+__all__ = ["BLOCK_SLOTS", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
            "block_part_names", "block_parts", "blocks_for_parts", "build_norm", "stack_block", "stacks_for_parts"]
 
 #: The slots of the standard block besides its mixer, with their defaults (the Transformer's parts).
@@ -143,32 +144,6 @@ def stack_block(stack: str, block: str, *, default: str, **chosen: str) -> dict[
         return {}
     _check_block(block, **chosen)
     return {"block": block}
-
-
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
-
-
-@register("ffn", "mlp")
-class FeedForward(nn.Module):
-    """Position-wise FFN, Linear(D -> d_ff) -> activation -> dropout -> Linear(d_ff -> D).
-
-    Vaswani et al., NeurIPS 2017; the default of the ``ffn`` slot. Cost O(N·D·d_ff), no token mixing.
-    """
-
-    requires_order = False  # token by token
-    complexity = "O(N·D·d_ff)"
-    paper = "Vaswani et al., Attention Is All You Need, NeurIPS 2017"
-
-    def __init__(self, d_model: int, *, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
-        super().__init__()
-        assert activation in _ACTIVATIONS, f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
-        self.fc1 = nn.Linear(d_model, d_ff)
-        self.act = _ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(d_ff, d_model)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.dropout(self.act(self.fc1(x))))  # (..., D) -> (..., d_ff) -> (..., D)
 
 
 class _MixerFFNBlock(nn.Module):

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tsformers.backbone.blocks import FeedForward
+from tsformers.backbone.feedforward import FeedForward
 from tsformers.compress._parts import head_dim
 from tsformers.compress.core import TaskData, derive, finetune, forecast
 from tsformers.compress.units import attention_units

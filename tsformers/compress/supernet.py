@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from tsformers.backbone.blocks import FeedForward, TransformerEncoder
+from tsformers.backbone.blocks import TransformerEncoder
+from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads
 from tsformers.runtime.quant import QuantLinear, fake_quant

@@ -6,7 +6,7 @@ static residual or quantile head):
 - attention: :class:`~tsformers.backbone.mixers.full.FullAttention` (Gateformer's temporal
   and variate encoders, PV-Client's encoder, any estimator whose mixer is ``"full"``),
   also inside a :class:`~tsformers.compress.structure.HardTopKAttention`;
-- MLPs: :class:`~tsformers.backbone.blocks.FeedForward` (Gateformer, PV-Client, GTrXL,
+- MLPs: :class:`~tsformers.backbone.feedforward.FeedForward` (Gateformer, PV-Client, GTrXL,
   ATLAS, MetaFormer blocks) and LMUFormer's ``ConvFFN`` (its hidden batch norm is
   sliced with the neurons).
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from tsformers.backbone.blocks import FeedForward
+from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.compress.structure import Bias, install, set_attr
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tsformers.backbone.blocks import FeedForward
+from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.registry import available, build, register, streaming
 
 from .omega import OmegaMemory

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..feedforward import FeedForward
 from ..registry import build, register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
 
@@ -155,7 +156,6 @@ class MetaFormerBlock(nn.Module):
                  causal: bool = False, norm: str = "layernorm", norm_kwargs: dict[str, Any] | None = None,
                  layer_scale_init: float | None = 1e-5):
         super().__init__()
-        from ..blocks import FeedForward  # blocks imports the mixers package: import it lazily
 
         def make_norm() -> nn.Module:
             if norm == "layernorm":

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import FeedForward
+from ..feedforward import FeedForward
 from ..registry import register
 
 __all__ = ["ChannelLayerNorm", "DualStream", "DualStreamBlock", "HeadLinear"]

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import FeedForward, PreNormBlock
+from ..blocks import PreNormBlock
+from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import register
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..blocks import FeedForward
+from ..feedforward import FeedForward
 from ..registry import build, register
 
 __all__ = ["SReT", "SReTBlock", "grouped"]

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks import FeedForward, PreNormBlock
+from ..blocks import PreNormBlock
+from ..feedforward import FeedForward
 from ..registry import register
 
 __all__ = ["QPoolStage", "ResNASStage", "avg_pool_tokens", "max_pool_tokens"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..blocks import FeedForward
+from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import build, register
 
