@@ -915,7 +915,12 @@ def coverage_section() -> list[str]:
     lh = _read("long_horizon.csv")
     if lh is None or "coverage_80" not in lh:
         return []
-    runs = latest(lh.dropna(subset=["coverage_80"]), ["dataset", "horizon", "model", "seed", "lookback"])
+    runs = lh.dropna(subset=["coverage_80"])
+    # the estimators' own forms, not their ablations; a streaming estimator's network alone (no linear base, its
+    # default) is a row of its own
+    runs = runs[[not ablation_of(r) for r in runs.itertuples()]]
+    runs = runs.assign(alone=[r.model in STREAMING and not with_linear_base(r) for r in runs.itertuples()])
+    runs = latest(runs, ["dataset", "horizon", "model", "alone", "seed", "lookback"])
     if runs.empty:
         return []
     out = ["## Interval coverage", "",
@@ -926,14 +931,17 @@ def coverage_section() -> list[str]:
            "period. *Width* is the mean width of the 80% interval on the scaled data. *CRPS*: of the conformal "
            "predictive distribution (its quantiles 0.05, 0.10, ..., 0.95 are the interval ends at levels 10% to "
            "90% and the point forecast; `tsformers.metrics.crps`), on the scaled data; – where the run predates "
-           "it. For a point forecast the CRPS would be its MAE, the column beside it.", "",
+           "it. For a point forecast the CRPS would be its MAE, the column beside it. Each estimator as its defaults "
+           "run it; *network alone*: LMUFormer, GTrXL or ATLAS without their default linear base (the ablation "
+           "runs of other mechanisms are left out).", "",
            "| data | lookback | H | model | seeds | 80% | 95% | width 80% | CRPS | MAE |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(DATASETS + ["illness"])}
-    grouped = runs.groupby(["dataset", "lookback", "horizon", "model"])
-    for (dataset, lookback, horizon, model), rows in sorted(
-            grouped, key=lambda kv: (order.get(kv[0][0], 99), kv[0][1], kv[0][2], kv[0][3])):
-        out.append(f"| {dataset} | {int(lookback)} | {int(horizon)} | {NAMES.get(model, model)} | {len(rows)} | "
+    grouped = runs.groupby(["dataset", "lookback", "horizon", "model", "alone"])
+    for (dataset, lookback, horizon, model, alone), rows in sorted(
+            grouped, key=lambda kv: (order.get(kv[0][0], 99), *kv[0][1:])):
+        name = NAMES.get(model, model) + (" (network alone)" if alone else "")
+        out.append(f"| {dataset} | {int(lookback)} | {int(horizon)} | {name} | {len(rows)} | "
                    f"{rows['coverage_80'].mean():.1%} | {rows['coverage_95'].mean():.1%} | "
                    f"{rows['width_80'].mean():.3f} | "
                    f"{_f(rows['crps'].mean() if 'crps' in rows and rows['crps'].notna().all() else None)} | "
