@@ -200,8 +200,8 @@ def test_the_cold_start_table_shows_the_latest_run_with_its_ratios_and_load(tmp_
     pd.DataFrame(rows).to_csv(tmp_path / "cold_start.csv", index=False)
     report = load_report(tmp_path)
     text = "\n".join(report.cold_start_section())
-    assert "| `tsformers forecast --engine onnx` | 0.80 | 1.00 | 0.40 | 0.40 | -1.20 | under 1 s" in text
-    assert '| `python -c "import torch"` | 2.00 | 2.50 | 1.00 | 1.00 | +0.00 |' in text
+    assert "| `tsformers forecast --engine onnx` | 0.80 | 1.00 | 0.40 | 0.40 | -1.20 | -1.50 | under 1 s" in text
+    assert '| `python -c "import torch"` | 2.00 | 2.50 | 1.00 | 1.00 | +0.00 | +0.00 |' in text
     assert "4.50" not in text and "9.00" not in text                      # the earlier run is not shown
     assert "load of 1.5 at the start and 2.5 at the end" in text and "each 7 times" in text
     assert "## Cold start of the batch path" in report.render()
