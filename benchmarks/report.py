@@ -461,8 +461,9 @@ def linear_base_section() -> list[str]:
         cells = cells_with_best(scores, ours=("base", "alone"), baseline=baseline)
         mse_cell, mae_cell = cells["base"].split(" / ")
         spread = mean_std(cell["mse"]).split(" ± ")
-        if len(spread) == 2:
-            mse_cell = f"{mse_cell} ± {spread[1]}"
+        if len(spread) == 2:  # the spread after the mean, before the loss mark
+            mean, marked, mark = mse_cell.partition(f" {LOSS_MARK}")
+            mse_cell = f"{mean} ± {spread[1]}{marked}{mark}"
         kept = int((cell["best_epoch"] > 0).sum())
         out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
                    f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")

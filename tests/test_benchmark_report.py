@@ -254,6 +254,18 @@ def test_gateformer_with_the_linear_base_has_its_own_rows_next_to_gateformer_alo
     assert not [line for line in report.other_models_section() if "+base" in line or "linear base" in line]
 
 
+def test_a_linear_base_row_that_loses_to_a_baseline_shows_its_spread_then_the_mark(tmp_path):
+    rows = [{**_row("gateformer+base", "exchange", 96, s, mse, 0.20), "best_epoch": 3}
+            for s, mse in enumerate([0.084, 0.083])]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="exchange", horizon=96, lookback=96,
+                       model="last_value", mse=0.081, mae=0.196, mase=8.0, n_windows=1422, setting="", cpu_s=0.1,
+                       git_rev="abc")]).to_csv(tmp_path / "baselines.csv", index=False)
+    cells = [c.strip() for c in _grid_line(load_report(tmp_path).linear_base_section(), "exchange", 96)
+             .strip("|").split("|")]
+    assert cells[3:5] == [f"0.084 ± {np.std([0.084, 0.083], ddof=1):.3f} ▼", "0.200 ▼"]
+
+
 def test_the_anchors_table_shows_the_latest_run_its_stride_and_bolds_the_best_of_the_data_set(tmp_path):
     stamp, later = "2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"
     anchors = [dict(timestamp=stamp, dataset="ETTh1", horizon=96, lookback=96, model="autoets", mse=9.0, mae=9.0,
