@@ -41,7 +41,9 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     for name, value in sa.items():
-        flat = next((tol for key, tol in FLAT.items() if name.endswith(key)), 1e-5)
+        # elsewhere 5e-5: DDP averages the two halves' gradients in another order than one process sums the
+        # batch, and three epochs of Adam steps carry those float32 rounding differences (1.3e-5 seen here)
+        flat = next((tol for key, tol in FLAT.items() if name.endswith(key)), 5e-5)
         if flat is not None:
             torch.testing.assert_close(sb[name], value, rtol=0, atol=flat, msg=lambda m: f"{name}: {m}")
 
