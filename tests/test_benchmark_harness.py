@@ -209,7 +209,9 @@ def test_results_are_appended_and_an_older_layout_keeps_its_rows(tmp_path):
 
     def read(path):
         with open(path, newline="") as fh:
-            return next(csv.reader(fh)), list(csv.DictReader(open(path, newline="")))
+            header = next(csv.reader(fh))
+            fh.seek(0)
+            return header, list(csv.DictReader(fh))
 
     path = tmp_path / "results.csv"
     protocol.append_rows(path, [{"a": 1, "b": 0.123456789}], ["a", "b"])

@@ -263,6 +263,7 @@ class ForecastPath(EvaluationMixin):
 FORECAST_SETTINGS = {"missing": "error", "max_gap": None, "fill_gaps": False, "scaler": "standard",
                      "unknown_static": "error", "quantiles": None}
 
+
 def pv_power_limits(forecast: np.ndarray, params: dict) -> np.ndarray:
     """PV physics on a forecast of power: no negative power, none above ``params["capacity"]``; nothing with
     ``params["clip"]`` False (PV-Client's parameters)."""
