@@ -4,15 +4,7 @@
 reduced over the processes, early stopping and the best epoch are decided alike, and the launching process of
 ``strategy="ddp_spawn"`` ends with the trained estimator. See ``docs/scaling.md``.
 
-Weights are compared parameter by parameter to ``atol=1e-5``, except the few whose gradient vanishes by a
-symmetry of attention, up to rounding: Adam divides each gradient by its own running size, so there rounding
-noise becomes steps of up to the learning rate's size, and both fits end with arbitrary values that the
-forecast does not depend on (measured: 1e-6 or less for every other parameter of these fits).
-
-- Gateformer's key biases (``to_k.bias``): ``q . (k + b)`` shifts all scores of a query alike; softmax
-  cancels the shift, so the gradient is 0 and the values are noise.
-- GTrXL's relative-position projection (``to_r.weight``): its columns that read the slowest sinusoids
-  (nearly constant over the distances of a segment) shift a query's scores almost alike; compared to 1e-4.
+Weights and forecasts are compared as ``tests/_equal_fits.py`` says (flat directions of attention left out).
 """
 import pandas as pd
 import pytest
@@ -24,32 +16,17 @@ from tsformers.datasets import make_demo
 from tsformers.estimators.base import BaseForecaster
 from tsformers.training.datamodule import EpochShuffle, ShardedBatches
 
+from _equal_fits import FLAT, assert_forecast_ignores, assert_same_forecasts, assert_same_weights
+
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("this torch build has no gloo backend for CPU processes", allow_module_level=True)
 
 DDP = {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}
-# Flat directions of the loss (see the module's docstring): None is not compared, a number is the atol.
-FLAT = {"to_k.bias": None, "to_r.weight": 1e-4}
 
 
 @pytest.fixture(scope="module")
 def df():
     return make_demo(n_steps=300)  # 211 training windows, 19 validation windows
-
-
-def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for name, value in sa.items():
-        # elsewhere 5e-5: DDP averages the two halves' gradients in another order than one process sums the
-        # batch, and three epochs of Adam steps carry those float32 rounding differences (1.3e-5 seen here)
-        flat = next((tol for key, tol in FLAT.items() if name.endswith(key)), 5e-5)
-        if flat is not None:
-            torch.testing.assert_close(sb[name], value, rtol=0, atol=flat, msg=lambda m: f"{name}: {m}")
-
-
-def assert_same_forecasts(a: pd.DataFrame, b: pd.DataFrame):
-    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-5, atol=1e-5)
 
 
 def test_shares_of_each_step_are_the_single_process_batch_without_overlap_or_loss():
@@ -85,6 +62,7 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
     for a, b in zip(one.training_log_, two.training_log_):
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert_forecast_ignores(one, FLAT)
     assert_same_weights(one.network_, two.network_)  # the best epoch's (2), restored in the launching process
     assert_same_forecasts(one.predict(), two.predict())
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.ckpt", "last.ckpt"]
