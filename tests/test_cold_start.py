@@ -216,3 +216,20 @@ def test_the_benchmark_takes_turns_and_records_ratios_to_import_torch(monkeypatc
     onnx = next(r for r in out if r["case"] == "forecast onnx")
     assert (onnx["min_s"], onnx["median_s"], onnx["ratio_min"], onnx["ratio_median"]) == (0.5, 1.0, 0.25, 0.333)
     assert onnx["over_torch_min_s"] == -1.5 and onnx["command"] == "tsformers forecast --engine onnx"
+
+
+def test_the_benchmark_reads_bytecode_as_an_installed_package_does(tmp_path):
+    """Where PYTHONDONTWRITEBYTECODE is set, every timed run would compile tsformers from source."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cold_start_benchmark", ROOT / "benchmarks" / "cold_start.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    env = bench.environment({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": "/elsewhere", "HOME": "/h"},
+                            tmp_path / "bytecode")
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["HOME"] == "/h" and env["OMP_NUM_THREADS"] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(ROOT), "/elsewhere"]
+    command = [sys.executable, "-c", "import tsformers.metrics as m; print(m.__cached__)"]
+    bench.wall_time(command, env)  # the untimed round writes the bytecode, the timed ones read it
+    cached = Path(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip())
+    assert cached.is_file() and cached.is_relative_to(tmp_path / "bytecode")
