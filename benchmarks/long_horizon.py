@@ -162,7 +162,7 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
-          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps"]
+          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps", "accelerator"]
 
 
 class _EpochTimer:
@@ -207,13 +207,24 @@ def git_rev() -> str:
         return ""
 
 
-def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, settings: dict | None = None) -> dict:
+def accelerator_name(accelerator: str) -> str:
+    """What trained: ``cpu``, or ``gpu: <the device's name>`` (the CSV's ``accelerator`` column)."""
+    if accelerator == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise SystemExit(f"--accelerator {accelerator}: torch {torch.__version__} sees no GPU here; use --accelerator cpu")
+    return f"gpu: {torch.cuda.get_device_name(0)}"
+
+
+def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, settings: dict | None = None,
+            accelerator: str = "cpu") -> dict:
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     est = MODELS[model](data.name, horizon)
     timer = _EpochTimer.make(f"[{data.name} H={horizon} {model} seed={seed}]")
+    # training only: the fitted network comes back to the CPU, where the test windows are scored
     overrides = dict(settings or {}, random_state=seed, val_size=int(data.val_steps), verbose=False,
-                     trainer_kwargs={"callbacks": [timer]})
+                     trainer_kwargs={"callbacks": [timer], "accelerator": accelerator, "devices": 1})
     if max_epochs is not None:
         overrides["max_epochs"] = max_epochs
     est.set_params(**overrides)
@@ -245,7 +256,7 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
         # 1-minute load average before and after the run: the machine is shared, so times are comparable only
         # between rows with similar load (or as ratios measured in the same run).
         "load_start": load_start, "load_end": os.getloadavg()[0], "git_rev": git_rev(),
-        "params": json.dumps(params, sort_keys=True),
+        "params": json.dumps(params, sort_keys=True), "accelerator": accelerator_name(accelerator),
     }
 
 
@@ -330,11 +341,14 @@ def main(argv=None) -> int:
                    help="CSV to append one row per run to")
     p.add_argument("--lookback", type=int, default=LOOKBACK,
                    help="the window every model reads; 96 is the literature's long-horizon setting, 36 its ILI one")
+    p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
+                   help="where the networks train (Lightning's accelerator); the test windows are scored on the CPU")
     p.add_argument("--threads", type=int, default=1,
                    help="torch.set_num_threads; 0 keeps torch's default (one per core). One thread is the default "
                         "because these models are small and the machine may be shared: see the README")
     args = p.parse_args(argv)
     git_rev()  # the revision of the code this process imported, before any run
+    accelerator_name(args.accelerator)  # no GPU: said before any run
     LOOKBACK = args.lookback  # read by the model functions above
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -351,7 +365,7 @@ def main(argv=None) -> int:
         for horizon in args.horizons:
             for model in args.models:
                 for seed in args.seeds:
-                    row = run_one(model, data, horizon, seed, args.max_epochs, dict(args.set))
+                    row = run_one(model, data, horizon, seed, args.max_epochs, dict(args.set), args.accelerator)
                     rows.append(row)
                     append_csv(args.out, [row])
                     print(f"{dataset} H={horizon} {model} seed={seed}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "
