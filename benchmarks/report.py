@@ -361,46 +361,66 @@ def with_linear_base(row) -> bool:
     return bool(_params(row).get("linear_base", False))
 
 
-def form_read(row) -> str:
-    """The model cell's note: how the run read the levels and, with a linear base, whether the network was kept."""
+def form_read(row, kept: int | None = None, seeds: int = 1) -> str:
+    """The model cell's note: how the run read the levels and, with a linear base, whether the network was kept
+    (``kept`` of ``seeds`` runs; by default the row's own best epoch decides)."""
     if not with_linear_base(row):
         return levels_read(row)
-    kept = "network kept" if int(row.best_epoch) > 0 else "map alone"
-    return f"{levels_read(row)}, linear base: {kept}"
+    kept = int(int(row.best_epoch) > 0) if kept is None else kept
+    if kept == 0:
+        return f"{levels_read(row)}, linear base: map alone"
+    return f"{levels_read(row)}, linear base: network kept" + (f" in {kept} of {seeds}" if kept < seeds else "")
+
+
+def trained_on(frame: pd.DataFrame) -> str:
+    """" (GPU)" after a time cell whose runs trained on a GPU (``long_horizon.py --accelerator gpu``), else ""."""
+    where = frame["accelerator"].dropna().astype(str) if "accelerator" in frame else pd.Series(dtype=str)
+    return " (GPU)" if where.str.startswith("gpu").any() else ""
+
+
+def _span(values) -> str:
+    low, high = int(min(values)), int(max(values))
+    return f"{low}" if low == high else f"{low}–{high}"
 
 
 def other_models_section() -> list[str]:
     lh = _read("long_horizon.csv")
     if lh is None:
         return []
-    lh = lh[lh["seed"] == 0].assign(linear_base=lambda f: [with_linear_base(r) for r in f.itertuples()])
-    lh = latest(lh, ["dataset", "horizon", "model", "linear_base"])  # with and without the base: the ablation
+    lh = lh.assign(linear_base=lambda f: [with_linear_base(r) for r in f.itertuples()])
+    runs = latest(lh, ["dataset", "horizon", "model", "linear_base", "seed"])
+    first = runs[runs["seed"] == 0]  # a cell is its seed-0 run; other seeds join it from the same revision
     # PV-Client and Gateformer with the linear base have their own sections (client_section, linear_base_section)
-    others = lh[~lh["model"].isin(["gateformer", "pvclient", "gateformer+base"])]
+    others = first[~first["model"].isin(["gateformer", "pvclient", "gateformer+base"])]
     if others.empty:
         return []
-    gate = {(r.dataset, int(r.horizon)): r for r in lh[lh["model"] == "gateformer"].itertuples()}
+    gate = {(r.dataset, int(r.horizon)): r for r in first[first["model"] == "gateformer"].itertuples()}
     out = ["## The other estimators on the grid", "",
            "The same protocol and script (`benchmarks/long_horizon.py --models lmuformer gtrxl atlas`), each "
-           "estimator with its defaults at lookback 96, seed 0; the settings are in `long_horizon.MODELS`. "
+           "estimator with its defaults at lookback 96; the settings are in `long_horizon.MODELS`. "
            "The model cell says how each run read the levels: *changes* is `normalize=\"last_value\"` (each "
            "step's change in, the forecast added onto the last value; today's default, and GTrXL's former "
            "`input_changes=True`), *values* the papers' form from before that option (GTrXL on values with "
            "the earlier learning rate 1e-4 scored 0.790 on ETTh1, an earlier row of the CSV). *linear base* "
            "is `linear_base=True` (today's default): the ridge map of the *linear* baseline plus the network's "
            "gated correction, the correction dropped when the map alone scores as well on the validation "
-           "windows (*map alone*: the forecast is then the linear baseline's, best epoch 0). Rows without it "
-           "are the network alone, so each pair is the ablation of what the network adds to the map. "
-           "PV-Client is in the next section, next to Client's published numbers. The Gateformer column repeats "
-           "the grid's cell.", "",
+           "windows (*map alone*: the forecast is then the linear baseline's, best epoch 0; *network kept in k "
+           "of n*: k of the n seeds kept it). Rows without it are the network alone, so each pair is the "
+           "ablation of what the network adds to the map. *seeds*: the runs averaged (MSE mean ± sample "
+           "standard deviation), all at the seed-0 run's revision. Times are the mean fit + test per run; "
+           "*(GPU)* marks runs trained on a GPU (`--accelerator gpu`, one NVIDIA H200 shared by up to 14 "
+           "runs at once, the test windows scored on one CPU thread), whose seconds do not compare with the "
+           "CPU tables'. PV-Client is in the next section, next to Client's published numbers. The Gateformer "
+           "column repeats the grid's cell.", "",
            "*Skill* is the MSE skill over the last value; *best baseline* the lowest MSE / MAE of the grid's "
            "baselines on the same windows. " + LOSS_LEGEND, "",
-           "| data | H | model | params | MSE | MAE | skill | epochs (best) | fit + test | load | Gateformer | "
+           "| data | H | model | seeds | params | MSE | MAE | skill | epochs (best) | fit + test | load | Gateformer | "
            "best baseline |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     known = baselines()
     est = _read("epoch_estimates.csv")
     est = None if est is None else latest(est[est["model"] != "gateformer"], ["dataset", "horizon", "model"])
+    shown = []
     for dataset in DATASETS:
         for horizon in HORIZONS:
             rows = others[(others["dataset"] == dataset) & (others["horizon"] == horizon)]
@@ -408,27 +428,38 @@ def other_models_section() -> list[str]:
             base = known.get((dataset, horizon), {})
             baseline = best_of(base)
             last = "–" if baseline is None else f"{baseline[0]:.3f} / {baseline[1]:.3f}"
-            for r in rows.sort_values("mse").itertuples():
-                scores = {"model": (float(r.mse), float(r.mae)), "last value": baseline,
+            cells_of = []
+            for r in rows.itertuples():
+                group = runs[(runs["dataset"] == dataset) & (runs["horizon"] == horizon) & (runs["model"] == r.model)
+                             & (runs["linear_base"] == r.linear_base) & (runs["git_rev"] == r.git_rev)]
+                cells_of.append((float(group["mse"].mean()), r, group))
+            for mse, r, group in sorted(cells_of, key=lambda c: c[0]):
+                shown.append(group)
+                scores = {"model": (mse, float(group["mae"].mean())), "last value": baseline,
                           "gateformer": None if g is None else (float(g.mse), float(g.mae))}
                 cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
                 mse_cell, mae_cell = cells["model"].split(" / ")
-                gain = skill(r.mse, base["last value"][0]) if "last value" in base else "–"
-                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} ({form_read(r)}) | "
-                           f"{int(r.n_params):,} | "
-                           f"{mse_cell} | {mae_cell} | {gain} | {int(r.epochs_run)} ({int(r.best_epoch)}) | "
-                           f"{_secs(r.total_s)} | {r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")
+                spread = mean_std(group["mse"]).split(" ± ")
+                if len(spread) == 2:  # the spread after the mean, before the loss mark
+                    mean, marked, mark = mse_cell.partition(f" {LOSS_MARK}")
+                    mse_cell = f"{mean} ± {spread[1]}{marked}{mark}"
+                gain = skill(mse, base["last value"][0]) if "last value" in base else "–"
+                kept = int((group["best_epoch"] > 0).sum())
+                out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} "
+                           f"({form_read(r, kept, len(group))}) | {len(group)} | {int(r.n_params):,} | "
+                           f"{mse_cell} | {mae_cell} | {gain} | {_span(group['epochs_run'])} "
+                           f"({_span(group['best_epoch'])}) | {_secs(group['total_s'].mean())}{trained_on(group)} | "
+                           f"{r.load_start:.1f} | {cells['gateformer']} | {cells['last value']} |")
             if est is None:
                 continue
             cell = est[(est["dataset"] == dataset) & (est["horizon"] == horizon) & ~est["model"].isin(rows["model"])]
             for e in cell.sort_values("run_s_est").itertuples():
                 ref = "–" if g is None else f"{g.mse:.3f} / {g.mae:.3f}"
-                out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | {int(e.n_params):,} | not run | | "
+                out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | | {int(e.n_params):,} | not run | | "
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
-    shown = others[others["dataset"].isin(DATASETS)]
-    out += ["", revisions_line(shown), "", "Cells marked *not run* give the estimated cost on one idle core, measured as for the grid "
-            "(`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
+    out += ["", revisions_line(*shown), "", "Cells marked *not run* give the estimated cost on one idle core, measured as "
+            "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
 
 

@@ -97,8 +97,8 @@ def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     line = _grid_line(load_report(tmp_path).other_models_section(), "ETTh2", 96)
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2] == "LMUFormer (changes)" and cells[4] == "0.447 ▼" and cells[5] == "0.440 ▼"
-    assert cells[6] == f"{1 - 0.447 / 0.432:+.1%}" and cells[-1] == "0.432 / 0.422"
+    assert cells[2] == "LMUFormer (changes)" and cells[3] == "1" and cells[5] == "0.447 ▼" and cells[6] == "0.440 ▼"
+    assert cells[7] == f"{1 - 0.447 / 0.432:+.1%}" and cells[-1] == "0.432 / 0.422"
 
 
 def test_the_pv_table_shows_the_regression_and_marks_networks_that_lose_to_a_baseline(tmp_path):
@@ -234,9 +234,29 @@ def test_the_other_estimators_show_the_network_alone_next_to_the_linear_base_wit
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     body = [line for line in load_report(tmp_path).other_models_section() if line.startswith("| ETTh2 | 96 |")]
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in body]
-    assert [(c[2], c[4]) for c in cells] == [("LMUFormer (changes, linear base: network kept)", "**0.280**"),
+    assert [(c[2], c[5]) for c in cells] == [("LMUFormer (changes, linear base: network kept)", "**0.280**"),
                                              ("GTrXL (changes, linear base: map alone)", "**0.290**"),
                                              ("GTrXL (changes)", "0.490")]
+
+
+def test_an_other_estimator_cell_averages_its_seeds_at_the_seed_0_revision_and_marks_gpu_runs(tmp_path):
+    base = {"params": '{"normalize": "last_value", "linear_base": true}', "accelerator": "gpu: NVIDIA H200"}
+    rows = [{**_row("lmuformer", "ETTh1", 96, s, mse, 0.39), **base, "best_epoch": epoch, "epochs_run": 4 + s,
+             "git_rev": "new", "stamp": None}
+            for s, (mse, epoch) in enumerate([(0.386, 2), (0.383, 0), (0.376, 1)])]
+    rows += [{**_row("lmuformer", "ETTh1", 96, 3, 0.9, 0.9), **base, "git_rev": "old"},  # another revision: left out
+             {**_row("gtrxl", "ETTh1", 96, 0, 0.40, 0.41), "accelerator": "cpu"},
+             _row("atlas", "ETTh1", 96, 0, 0.41, 0.42)]  # written before the accelerator column: the CPU
+    pd.DataFrame(rows).drop(columns="stamp").to_csv(tmp_path / "long_horizon.csv", index=False)
+    lines = load_report(tmp_path).other_models_section()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ETTh1 | 96 |")]
+    mse = [0.386, 0.383, 0.376]
+    assert cells[0][2:7] == ["LMUFormer (changes, linear base: network kept in 2 of 3)", "3", "1,000",
+                             f"**{np.mean(mse):.3f}** ± {np.std(mse, ddof=1):.3f}", "**0.390**"]
+    assert cells[0][8] == "4–6 (0–2)" and cells[0][9] == "101 s (GPU)", "epochs and best epochs as ranges"
+    assert [c[2] for c in cells[1:]] == ["GTrXL (values)", "ATLAS (values)"]
+    assert cells[1][9] == cells[2][9] == "100 s" and cells[1][3] == "1"
+    assert "Code revisions of the cells (2, not yet one): abc, new." in lines, "not the old run left out"
 
 
 def test_gateformer_with_the_linear_base_has_its_own_rows_next_to_gateformer_alone(tmp_path):

@@ -108,7 +108,7 @@ class GTrXLForecaster(StreamingForecaster):
         the last observed value, so streaming stays exact. ``"none"``: the tokens
         embed the values, as the paper's (with ``last_value_anchor`` choosing the
         head's reference). On ETTh1 at H = 96 the changes took the test MSE from
-        0.790 (values, anchored) to 0.483 (``benchmarks/results/long_horizon.csv``).
+        0.790 (values, anchored) to 0.47-0.48 in two revisions (``benchmarks/results/long_horizon.csv``).
     last_value_anchor : bool, default=True
         With ``normalize="none"`` only: forecast the change from the last observed value
         (True) or the values themselves. ``"last_value"`` always anchors (False is refused).
