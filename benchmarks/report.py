@@ -1322,7 +1322,9 @@ def cold_start_section() -> list[str]:
            "`python -c \"import torch\"` measured in the same run (*x torch*; the minimum is the fairest "
            "figure on a shared machine). The forecasts are `tsformers forecast` of one series (the demo model, "
            "horizon 24, lookback 96) from a saved model directory, with the torch engine and with "
-           "`--engine onnx`.", "",
+           "`--engine onnx`. Every command reads compiled bytecode, as from an installed package (the "
+           "untimed first round writes it to a scratch `PYTHONPYCACHEPREFIX`; runs before 2026-12-04 "
+           "compiled tsformers from source in every timed run, about 0.08 s more for the torch engine).", "",
            "| command | min s | median s | x torch (min) | x torch (median) | min − torch s | median − torch s | "
            "goal |",
            "|---|---|---|---|---|---|---|---|"]
