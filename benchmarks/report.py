@@ -1061,8 +1061,7 @@ def side_by_side_section() -> list[str]:
             if label in base_scores:
                 mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | {mse_cell} | {mae_cell} | | | | | |")
-    out.append("")
-    return out
+    return out + ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows.", ""]
 
 
 ANCHORS = {"autoets": ("statsforecast", "AutoETS"), "autotheta": ("statsforecast", "AutoTheta"),
@@ -1111,8 +1110,8 @@ def anchors_section() -> list[str]:
             if label in base_scores:
                 mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | {mse_cell} | {mae_cell} | | | | |")
-    out.append("")
-    return out
+    return out + ["", revisions_line(anchors) + " A revision is this project's protocol code; the anchors' code is "
+                  "their libraries' (installed by `benchmarks/_anchorsenv.py`).", ""]
 
 
 def _four_digits(cell: str, mse: float, mae: float) -> tuple[str, str]:

@@ -514,3 +514,18 @@ def test_the_depth_table_shows_the_gated_and_the_full_depth_pass_with_the_time_r
     assert "| full depth | 4.00 of 4 | 0.4000 | 0.4000 | 4.00 s | 1.00 |" in text
     assert "run 2.50 of 4 blocks" in text and "+1.0%" in text and "e_layers 4, d_model 128" in text
     assert "### Adaptive depth" in report.render()
+
+
+def test_the_anchor_and_side_by_side_tables_name_their_revisions(tmp_path):
+    anchor = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, lookback=96, mse=0.4,
+                  mae=0.42, n_windows=10, setting="", cpu_s=1.0, mase=1.0)
+    pd.DataFrame([{**anchor, "model": "autoets", "git_rev": "aaa"},
+                  {**anchor, "model": "autotheta", "git_rev": "bbb"}]).to_csv(tmp_path / "anchors.csv", index=False)
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, seed=0, mse=0.39, mae=0.4,
+                n_params=10, epochs_run=3, fit_test_s=10.0, fit_test_cpu_s=10.0, load_start=1.0, load_end=1.0)
+    pd.DataFrame([{**side, "library": "tsformers", "model": "gateformer", "git_rev": "ccc"},
+                  {**side, "library": "neuralforecast", "model": "itransformer", "git_rev": "ccc"}]).to_csv(
+        tmp_path / "side_by_side.csv", index=False)
+    report = load_report(tmp_path)
+    assert "Code revisions of the cells (2, not yet one): aaa, bbb." in report.anchors_section()[-2]
+    assert report.side_by_side_section()[-2].startswith("Every cell of this table comes from code revision ccc.")
