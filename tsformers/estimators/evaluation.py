@@ -154,6 +154,49 @@ class EvaluationMixin:
         extra.update(intervals)
         return extra
 
+    def calibrate(self, df, *, last_steps: int | None = None, static_df=None):
+        """Recompute the conformal errors behind ``predict(level=...)`` from recent rows, the network unchanged.
+
+        ``fit`` calibrates the intervals on the tail of the fit data. When the errors
+        of the deployed model drift from those (a calmer or a stormier period), call
+        this on the latest observations, as often as they arrive: the intervals
+        then follow the recent errors (rolling split-conformal calibration) without
+        refitting. The forecast windows are those of :meth:`backtest`; nothing else
+        changes (point forecasts, the history ``predict()`` reads, the state).
+
+        Parameters
+        ----------
+        df : pandas.DataFrame or polars.DataFrame
+            Rows with the columns of the fit data; the calibration windows are
+            those whose forecast steps lie in the last ``last_steps`` rows of each
+            series (each window also reads the ``lookback`` rows before it).
+            Series not seen in fit are scaled by their own history, as in ``predict``.
+        last_steps : int, optional
+            How many final rows of each series the calibration windows forecast, at
+            least ``horizon``. Default: as many as the fit's validation part
+            (``val_size``).
+        static_df : DataFrame, optional
+            Static attributes of series not seen in fit, when they are not columns of ``df``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_fitted()
+        if last_steps is not None and (isinstance(last_steps, bool) or not isinstance(last_steps, (int, np.integer))
+                                       or last_steps < self.horizon):
+            raise ValueError(f"last_steps must be an integer of at least horizon={self.horizon} (the rows one "
+                             f"calibration window forecasts), got {last_steps!r}.")
+        data = self.prepare(df, static_df, min_rows=self.lookback + self.horizon, action="calibrate")
+        steps = data.validation_steps(self.val_size) if last_steps is None else int(last_steps)
+        scores = self._calibrate(data, max(steps, self.horizon))
+        if scores is None:
+            raise ValueError(f"no calibration window fits: each series needs lookback + horizon = "
+                             f"{self.lookback + self.horizon} rows, the last {max(steps, self.horizon)} of them "
+                             f"forecast. Pass more rows.")
+        self.conformal_ = scores
+        return self
+
     def _calibrate(self, data: Prepared, val_steps: int) -> np.ndarray | None:
         """The sorted scaled absolute errors ``(n, H, T)`` of the point forecast over the tail of the fit data."""
         lookback, horizon = self.lookback, self.horizon
