@@ -189,11 +189,10 @@ class EvaluationMixin:
                              f"calibration window forecasts), got {last_steps!r}.")
         data = self.prepare(df, static_df, min_rows=self.lookback + self.horizon, action="calibrate")
         steps = data.validation_steps(self.val_size) if last_steps is None else int(last_steps)
-        scores = self._calibrate(data, max(steps, self.horizon))
+        scores = self._calibrate(data, steps)  # by default the windows fit calibrates on, at the end of df
         if scores is None:
-            raise ValueError(f"no calibration window fits: each series needs lookback + horizon = "
-                             f"{self.lookback + self.horizon} rows, the last {max(steps, self.horizon)} of them "
-                             f"forecast. Pass more rows.")
+            raise ValueError(f"no calibration window fits in the last {steps} rows with lookback + horizon = "
+                             f"{self.lookback + self.horizon} rows each. Pass more rows or a larger last_steps.")
         self.conformal_ = scores
         return self
 
