@@ -289,6 +289,15 @@ def mean_std(values) -> str:
     return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
 
 
+def with_spread(cell: str, values) -> str:
+    """A mean's ``cell`` with the seeds' sample standard deviation after the mean, before any loss mark."""
+    spread = mean_std(values).split(" ± ")
+    if len(spread) < 2:
+        return cell
+    mean, marked, mark = cell.partition(f" {LOSS_MARK}")
+    return f"{mean} ± {spread[1]}{marked}{mark}"
+
+
 def seeds_section(model: str = "gateformer") -> list[str]:
     lh = _read("long_horizon.csv")
     if lh is None:
@@ -439,10 +448,7 @@ def other_models_section() -> list[str]:
                           "gateformer": None if g is None else (float(g.mse), float(g.mae))}
                 cells = cells_with_best(scores, ours=("model", "gateformer"), baseline=baseline)
                 mse_cell, mae_cell = cells["model"].split(" / ")
-                spread = mean_std(group["mse"]).split(" ± ")
-                if len(spread) == 2:  # the spread after the mean, before the loss mark
-                    mean, marked, mark = mse_cell.partition(f" {LOSS_MARK}")
-                    mse_cell = f"{mean} ± {spread[1]}{marked}{mark}"
+                mse_cell = with_spread(mse_cell, group["mse"])
                 gain = skill(mse, base["last value"][0]) if "last value" in base else "–"
                 kept = int((group["best_epoch"] > 0).sum())
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(r.model, r.model)} "
@@ -491,10 +497,7 @@ def linear_base_section() -> list[str]:
                   "alone": (same["mse"].mean(), same["mae"].mean()) if len(same) else None}
         cells = cells_with_best(scores, ours=("base", "alone"), baseline=baseline)
         mse_cell, mae_cell = cells["base"].split(" / ")
-        spread = mean_std(cell["mse"]).split(" ± ")
-        if len(spread) == 2:  # the spread after the mean, before the loss mark
-            mean, marked, mark = mse_cell.partition(f" {LOSS_MARK}")
-            mse_cell = f"{mean} ± {spread[1]}{marked}{mark}"
+        mse_cell = with_spread(mse_cell, cell["mse"])
         kept = int((cell["best_epoch"] > 0).sum())
         out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
                    f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")
