@@ -38,6 +38,13 @@ class ProtocolData:
     bounds: dict              # {"train": (a, b), "val": ..., "test": ...}
     n_rows: int
 
+    def recalibration_stream(self, lookback: int) -> pd.DataFrame:
+        """The validation rows with ``lookback`` rows of context, then the test rows: the rows
+        :func:`recalibrated_intervals` reads (its ``calibration_steps`` is ``val_steps``)."""
+        test_start, test_end = self.bounds["test"]
+        test_rows = self.test_frame.iloc[len(self.test_frame) - (test_end - test_start):]
+        return pd.concat([self.fit_frame.iloc[-(self.val_steps + lookback):], test_rows], ignore_index=True)
+
 
 def load_protocol_data(name: str, data_dir, lookback: int) -> ProtocolData:
     """Load ``name`` and cut it into the fit part (train + val) and the test part with its context."""
@@ -80,6 +87,51 @@ def mase_scale(train_values: np.ndarray) -> np.ndarray:
 INTERVAL_LEVELS = (80, 95)
 # the conformal levels whose interval ends are the quantiles 0.05, 0.10, ..., 0.95 the CRPS is computed from
 CRPS_LEVELS = tuple(range(10, 100, 10))
+_CRPS_Q = torch.tensor([(100 - level) / 200 for level in CRPS_LEVELS], dtype=torch.float64)[:, None, None, None]
+
+
+def _windows(estimator, frame: pd.DataFrame) -> torch.Tensor:
+    """Every stride-1 window of ``frame``'s scaled values: ``(W, N, lookback + horizon)``, a view."""
+    values = torch.from_numpy(scaled_values(estimator, frame))  # (T, N) float64
+    return values.unfold(0, estimator.lookback + estimator.horizon, 1)
+
+
+def _window_errors(estimator, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's forecast error and the inputs of a chunk of windows: ``(B, H, n_targets)``, ``(B, L, N)``."""
+    lookback, n_targets = estimator.lookback, len(estimator.schema_.targets)
+    x = chunk[:, :, :lookback].mT                                  # (B, L, N) float64
+    y = chunk[:, :n_targets, lookback:].mT                         # (B, H, n_targets)
+    return estimator.network_(x.float().contiguous())[..., :n_targets].double() - y, x
+
+
+def _radii(scores: np.ndarray, levels, n_targets: int) -> torch.Tensor:
+    """The conformal radii ``(len(levels), H, n_targets)`` of sorted scores, by the estimators' own rule."""
+    from tsformers.estimators.evaluation import conformal_radius
+    return torch.stack([torch.as_tensor(conformal_radius(scores, level)[:, :n_targets]) for level in levels])
+
+
+def _interval_sums(err: torch.Tensor, radii: torch.Tensor, crps_radii: torch.Tensor) -> tuple[list[float], float]:
+    """Per interval level, how many errors ``(B, H, T)`` lie within its radius ``(H, T)``; and the summed
+    pinball loss of the conformal distribution's quantiles 0.05, ..., 0.95 (the interval ends at
+    :data:`CRPS_LEVELS` around the point forecast, the point forecast the median)."""
+    covered = [float((err.abs() <= radius).sum()) for radius in radii]
+    # forecast - actual = err, so actual - lower end = radius - err and actual - upper end = -err - radius
+    below = crps_radii[:, None] - err                               # (K, B, H, T)
+    above = -err - crps_radii[:, None]
+    pinball = float(torch.maximum(_CRPS_Q * below, (_CRPS_Q - 1) * below).sum()
+                    + torch.maximum((1 - _CRPS_Q) * above, -_CRPS_Q * above).sum() + 0.5 * err.abs().sum())
+    return covered, pinball
+
+
+def _interval_scores(covered: list[float], pinball: float, radius_sum: torch.Tensor, count: int,
+                     prefix: str = "") -> dict:
+    """``coverage_L``/``width_L`` per level and ``crps`` (twice the mean pinball loss over the 19 quantiles)."""
+    out = {}
+    for level, hits, width in zip(INTERVAL_LEVELS, covered, radius_sum):
+        out[f"{prefix}coverage_{level}"] = hits / count
+        out[f"{prefix}width_{level}"] = float(2 * width)
+    out[f"{prefix}crps"] = 2.0 * pinball / (count * (2 * len(CRPS_LEVELS) + 1))
+    return out
 
 
 def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256,
@@ -100,45 +152,30 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
         ``mse``, ``mae``, ``naive_mse``, ``naive_mae``, ``n_windows``, ``mase`` with ``scale``, and
         ``coverage_L``/``width_L`` per level L and ``crps`` with a calibration.
     """
-    from tsformers.estimators.evaluation import conformal_radius
-    lookback, horizon = estimator.lookback, estimator.horizon
-    n_targets = len(estimator.schema_.targets)
-    values = torch.from_numpy(scaled_values(estimator, test_frame))  # (T, N) float64
-    windows = values.unfold(0, lookback + horizon, 1)                 # (W, N, L + H), a view
+    horizon, n_targets = estimator.horizon, len(estimator.schema_.targets)
+    windows = _windows(estimator, test_frame)
     n_windows = windows.shape[0]
-    network = estimator.network_
-    network.eval()
-    sq = ab = naive_sq = naive_ab = scaled_ab = 0.0
+    estimator.network_.eval()
+    sq = ab = naive_sq = naive_ab = scaled_ab = pinball = 0.0
     calibration = getattr(estimator, "conformal_", None)
-    radii = {} if calibration is None else {
-        level: torch.as_tensor(conformal_radius(calibration, level)[:, :n_targets]) for level in INTERVAL_LEVELS}
-    covered = dict.fromkeys(radii, 0.0)
-    crps_radii = None if calibration is None else torch.stack([  # (K, H, n_targets), K = len(CRPS_LEVELS)
-        torch.as_tensor(conformal_radius(calibration, level)[:, :n_targets]) for level in CRPS_LEVELS])
-    crps_levels = torch.tensor([(100 - level) / 200 for level in CRPS_LEVELS], dtype=torch.float64)
-    pinball = 0.0
+    if calibration is not None:
+        radii = _radii(calibration, INTERVAL_LEVELS, n_targets)    # (2, H, n_targets)
+        crps_radii = _radii(calibration, CRPS_LEVELS, n_targets)   # (K, H, n_targets)
+        covered = [0.0] * len(INTERVAL_LEVELS)
     per_variable = None if scale is None else torch.as_tensor(np.asarray(scale, dtype=np.float64)[:n_targets])
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
             chunk = windows[start:start + batch_size]
-            x = chunk[:, :, :lookback].mT                               # (B, L, N) float64
-            y = chunk[:, :n_targets, lookback:].mT                      # (B, H, n_targets)
-            pred = network(x.float().contiguous())[..., :n_targets].double()
-            err = pred - y
+            err, x = _window_errors(estimator, chunk)
             sq += float((err ** 2).sum())
             ab += float(err.abs().sum())
             if per_variable is not None:
                 scaled_ab += float((err.abs() / per_variable).sum())
-            for level, radius in radii.items():                          # radius: (H, n_targets)
-                covered[level] += float((err.abs() <= radius).sum())
-            if crps_radii is not None:  # lower end: quantile q = (1 - L) / 2; upper end: 1 - q; the point: 0.5
-                q = crps_levels[:, None, None, None]                      # (K, 1, 1, 1)
-                below = y - (pred - crps_radii[:, None])                  # (K, B, H, n_targets)
-                above = y - (pred + crps_radii[:, None])
-                pinball += float(torch.maximum(q * below, (q - 1) * below).sum()
-                                 + torch.maximum((1 - q) * above, -q * above).sum()
-                                 + 0.5 * err.abs().sum())
-            naive_err = x[:, -1:, :n_targets] - y                        # last value, repeated over H
+            if calibration is not None:
+                hits, loss = _interval_sums(err, radii, crps_radii)
+                covered = [c + h for c, h in zip(covered, hits)]
+                pinball += loss
+            naive_err = x[:, -1:, :n_targets] - chunk[:, :n_targets, estimator.lookback:].mT  # last value, over H
             naive_sq += float((naive_err ** 2).sum())
             naive_ab += float(naive_err.abs().sum())
     count = n_windows * horizon * n_targets
@@ -146,12 +183,58 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
            "n_windows": n_windows}
     if per_variable is not None:
         out["mase"] = scaled_ab / count
-    for level, radius in radii.items():
-        out[f"coverage_{level}"] = covered[level] / count
-        out[f"width_{level}"] = float(2 * radius.mean())
-    if crps_radii is not None:  # twice the mean pinball loss over the 19 levels
-        out["crps"] = 2.0 * pinball / (count * (2 * len(CRPS_LEVELS) + 1))
+    if calibration is not None:
+        out.update(_interval_scores(covered, pinball, radii.mean(dim=(1, 2)), count))
     return out
+
+
+def recalibrated_intervals(estimator, stream: pd.DataFrame, calibration_steps: int, *, every: int | None = None,
+                           batch_size: int = 256) -> dict:
+    """Interval coverage, width and CRPS over the test windows when the intervals are recalibrated as they go.
+
+    ``stream`` holds the calibration rows and then the test rows: its first test window forecasts from row
+    ``lookback + calibration_steps`` on. Every ``every`` steps (default: the horizon), before forecasting, the
+    conformal errors are recomputed from the windows whose forecast steps lie in the last
+    ``calibration_steps`` rows before the origin, every stride-1 window there: what
+    ``estimator.calibrate(rows so far, last_steps=calibration_steps)`` does on a schedule (its windows
+    are fit's, at most 1,000 evenly spread; all of them here). The first recalibration uses exactly the
+    calibration rows, so the first block's intervals are those of a fit-time calibration on them; the
+    test values enter the calibration only once they are observed. The network is unchanged.
+
+    Returns
+    -------
+    dict
+        ``recal_coverage_L``/``recal_width_L`` per level L in :data:`INTERVAL_LEVELS`, ``recal_crps`` and
+        ``recal_every``.
+    """
+    lookback, horizon, n_targets = estimator.lookback, estimator.horizon, len(estimator.schema_.targets)
+    every = horizon if every is None else int(every)
+    windows = _windows(estimator, stream)                          # window j forecasts rows [j + L, j + L + H)
+    pool = calibration_steps - horizon + 1                         # the windows within calibration_steps rows
+    if calibration_steps < horizon or windows.shape[0] <= calibration_steps:
+        raise ValueError(f"the stream needs {calibration_steps} >= horizon calibration rows and test rows after "
+                         f"them; it has {len(stream)} rows for lookback {lookback}, horizon {horizon}.")
+    estimator.network_.eval()
+    with torch.inference_mode():
+        errors = torch.cat([_window_errors(estimator, windows[start:start + batch_size])[0].float()
+                            for start in range(0, windows.shape[0], batch_size)])  # (W, H, T)
+    first, n_windows = calibration_steps, windows.shape[0]        # the first test window, by its index
+    covered, pinball, radius_sum = [0.0] * len(INTERVAL_LEVELS), 0.0, torch.zeros(len(INTERVAL_LEVELS),
+                                                                                   dtype=torch.float64)
+    for block in range(first, n_windows, every):
+        # windows observed by origin `block + lookback`: forecast steps end at or before it, within the last
+        # calibration_steps rows: indices [block - calibration_steps, block - horizon]
+        scores = errors[block - calibration_steps:block - horizon + 1].abs().sort(dim=0).values.double().numpy()
+        assert scores.shape[0] == pool
+        radii, crps_radii = _radii(scores, INTERVAL_LEVELS, n_targets), _radii(scores, CRPS_LEVELS, n_targets)
+        err = errors[block:block + every].double()
+        hits, loss = _interval_sums(err, radii, crps_radii)
+        covered = [c + h for c, h in zip(covered, hits)]
+        pinball += loss
+        radius_sum += radii.mean(dim=(1, 2)) * err.shape[0]
+    n_test = n_windows - first
+    out = _interval_scores(covered, pinball, radius_sum / n_test, n_test * horizon * n_targets, prefix="recal_")
+    return out | {"recal_every": every}
 
 
 def n_parameters(module: torch.nn.Module) -> int:

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when run as a script
 from _protocol import (append_rows, evaluate_windows, load_protocol_data, mase_scale, n_parameters,  # noqa: E402
-                       peak_rss_mib, scaled_values)
+                       peak_rss_mib, recalibrated_intervals, scaled_values)
 
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
                        PVClientForecaster)
@@ -162,7 +162,8 @@ REFERENCE_NOTE = "Gateformer's own published numbers: not recovered (not listed)
 FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse", "mae", "naive_mse", "naive_mae",
           "n_windows", "epochs_run", "best_epoch", "max_epochs", "fit_s", "eval_s", "total_s", "epoch_s_mean",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
-          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps", "accelerator"]
+          "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps", "accelerator",
+          "recal_coverage_80", "recal_width_80", "recal_coverage_95", "recal_width_95", "recal_crps", "recal_every"]
 
 
 class _EpochTimer:
@@ -236,6 +237,8 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     t0 = time.perf_counter()
     train_rows = data.fit_frame.iloc[:len(data.fit_frame) - data.val_steps]
     scores = evaluate_windows(est, data.test_frame, scale=mase_scale(scaled_values(est, train_rows)))
+    if est.conformal_ is not None:  # the same intervals recalibrated as the test rows are observed
+        scores |= recalibrated_intervals(est, data.recalibration_stream(est.lookback), int(data.val_steps))
     eval_s = time.perf_counter() - t0
     total_s = time.perf_counter() - t_start
 

@@ -113,6 +113,48 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     assert scores["crps"] < scores["mae"], "a calibrated spread scores better than the point forecast alone"
 
 
+def test_recalibrated_intervals_are_the_estimators_own_calibrate_run_on_a_schedule():
+    """recalibrated_intervals' coverage is what calling calibrate(rows so far, last_steps=) every `every` steps and
+    then forecasting gives; without a recalibration after the first it is the fit-time intervals' evaluation."""
+    import numpy as np
+
+    from tsformers import LinearForecaster
+    from tsformers.datasets import make_demo
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _protocol import evaluate_windows, recalibrated_intervals
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    lookback, horizon, cal, every = 48, 12, 100, 25
+    df = make_demo(n_series=1, n_steps=760)
+    df.loc[df.index[560:], "series_0"] *= 1.8  # a stormier test period than the calibration rows: recalibrating matters
+    model = LinearForecaster(horizon=horizon, lookback=lookback, val_size=cal).fit(df.iloc[:500])
+    stream = df.iloc[500 - cal - lookback:].reset_index(drop=True)
+    scores = recalibrated_intervals(model, stream, cal, every=every)
+    n_test = len(stream) - lookback - horizon + 1 - cal
+
+    inside, width = {80: 0, 95: 0}, []
+    for block in range(cal, cal + n_test, every):  # window j forecasts the stream's rows [j + L, j + L + H)
+        model.calibrate(stream.iloc[:block + lookback], last_steps=cal)
+        n = min(every, cal + n_test - block)
+        bt = model.backtest(stream.iloc[block:block + lookback + horizon + n - 1], n_windows=n, step=1, level=[80, 95])
+        for level in inside:
+            inside[level] += int(((bt.actual >= bt[f"lo{level}"]) & (bt.actual <= bt[f"hi{level}"])).sum())
+        width += list((bt.hi80 - bt.lo80) / model.scaler_.scale.ravel()[0])
+    assert scores["recal_every"] == every
+    for level in inside:
+        assert abs(scores[f"recal_coverage_{level}"] - inside[level] / (n_test * horizon)) < 1e-9, level
+    assert abs(scores["recal_width_80"] - np.mean(width)) < 1e-6 * np.mean(width)
+
+    model.fit(df.iloc[:500])  # fit's calibration again: its windows are the stream's first `cal` rows, stride 1
+    fixed = evaluate_windows(model, stream.iloc[cal:])
+    once = recalibrated_intervals(model, stream, cal, every=len(stream))
+    for name in ("coverage_80", "coverage_95", "width_80", "crps"):
+        assert abs(once[f"recal_{name}"] - fixed[name]) < 1e-6, name
+    assert scores["recal_coverage_80"] > fixed["coverage_80"] + 0.05, "the stormier rows widen the recalibrated bands"
+
+
 REAL_PV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "pv_golden_co_2020.csv"
 
 
