@@ -17,19 +17,23 @@ HERE = Path(__file__).resolve().parent
 ANCHORS_VENV = Path(os.environ.get("TSFORMERS_ANCHORS_VENV", HERE / ".venv-anchors"))
 ANCHORS_PYTHON = ANCHORS_VENV / "bin" / "python"
 ANCHORS_WORKER = HERE / "_anchors_worker.py"
-PACKAGES = ["statsforecast", "mlforecast", "lightgbm"]
+# Pinned, so that a row's numbers can be reproduced; each row also records the versions its worker imported.
+PACKAGES = {"statsforecast": "2.1.1", "mlforecast": "1.1.0", "lightgbm": "4.7.0"}
 
 
 def ensure_anchors_venv(python: str = sys.executable) -> Path:
-    """Create ``benchmarks/.venv-anchors`` with statsforecast, mlforecast and lightgbm unless it works already."""
+    """Create ``benchmarks/.venv-anchors`` with the pinned :data:`PACKAGES` unless it has them already."""
+    pins = [f"{name}=={version}" for name, version in PACKAGES.items()]
     if ANCHORS_PYTHON.exists():
-        probe = subprocess.run([str(ANCHORS_PYTHON), "-c", "import statsforecast, mlforecast, lightgbm"],
+        probe = subprocess.run([str(ANCHORS_PYTHON), "-c", "import importlib.metadata as m, sys\n"
+                                f"sys.exit(any(m.version(n) != v for n, v in {PACKAGES!r}.items()))"],
                                capture_output=True)
         if probe.returncode == 0:
             return ANCHORS_PYTHON
-    print(f"creating {ANCHORS_VENV} ({', '.join(PACKAGES)}) ...", flush=True)
-    subprocess.run([python, "-m", "venv", str(ANCHORS_VENV)], check=True)
-    subprocess.run([str(ANCHORS_PYTHON), "-m", "pip", "install", "-q", *PACKAGES], check=True)
+    print(f"installing {', '.join(pins)} into {ANCHORS_VENV} ...", flush=True)
+    if not ANCHORS_PYTHON.exists():
+        subprocess.run([python, "-m", "venv", str(ANCHORS_VENV)], check=True)
+    subprocess.run([str(ANCHORS_PYTHON), "-m", "pip", "install", "-q", *pins], check=True)
     return ANCHORS_PYTHON
 
 

@@ -60,7 +60,7 @@ from tsformers.datasets import info, load_dataset  # noqa: E402
 
 RESULTS = HERE / "results" / "anchors.csv"
 FIELDS = ["timestamp", "dataset", "horizon", "lookback", "model", "mse", "mae", "n_windows", "setting", "cpu_s",
-          "git_rev", "mase"]
+          "git_rev", "mase", "versions"]
 MODELS = {"autoets": ("statsforecast", "AutoETS"), "autotheta": ("statsforecast", "AutoTheta"),
           "lgbm": ("mlforecast", "LightGBM")}
 STRIDES = {"autoets": 1, "autotheta": 7, "lgbm": 1}
@@ -193,7 +193,8 @@ def main(argv=None) -> int:
                     worker = row.pop("worker")
                     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
                     row = {"timestamp": stamp, "dataset": name, "horizon": horizon, "lookback": args.lookback,
-                           "git_rev": rev, **row}
+                           "git_rev": rev, "versions": json.dumps(worker.get("versions", {}), sort_keys=True),
+                           **row}
                     append_rows(args.out, [row], FIELDS)
                     print(f"{name:<7} {horizon:>4} {model:<10} MSE {row['mse']:.4f}  MAE {row['mae']:.4f}  "
                           f"MASE {row['mase']:.4f}  windows {row['n_windows']}  CPU {row['cpu_s']:.0f} s  "

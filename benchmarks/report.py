@@ -981,7 +981,46 @@ def coverage_section() -> list[str]:
                    f"{rows['width_80'].mean():.3f} | "
                    f"{_f(rows['crps'].mean() if 'crps' in rows and rows['crps'].notna().all() else None)} | "
                    f"{rows['mae'].mean():.3f} |")
-    return out + [""]
+    return out + [""] + recalibration_section()
+
+
+def recalibration_section() -> list[str]:
+    """Fit-time against recalibrated intervals, from the same runs (``results/recalibration.csv``)."""
+    rc = _read("recalibration.csv")
+    if rc is None or "recal_coverage_80" not in rc:
+        return []
+    runs = latest(rc.dropna(subset=["recal_coverage_80"]), ["dataset", "horizon", "model", "seed", "lookback"])
+    every = sorted({int(v) for v in runs["recal_every"]} - set(runs["horizon"].astype(int)))
+    out = ["### Recalibrated as the test rows arrive", "",
+           "The same kind of intervals when the deployed model is recalibrated on a schedule, as "
+           "[`calibrate`](probabilistic.md#recalibrating-on-recent-rows) lets a nightly job do: every H steps of "
+           "the test period, before forecasting, the conformal errors are recomputed from the windows whose "
+           "forecast steps lie in the last `val_size` observed rows (`calibrate(rows so far, last_steps=val_size)`; "
+           "`benchmarks/_protocol.py`, `recalibrated_intervals`). Test values enter the calibration only once "
+           "observed, the network is unchanged. *Fit-time*: the same run's intervals calibrated once at fit, "
+           "as in the table above. Estimators as their defaults run them (`benchmarks/long_horizon.py`, "
+           "`--out benchmarks/results/recalibration.csv`), one seed each."
+           + (f" Recalibrated every {', '.join(map(str, every))} steps in some rows." if every else ""), "",
+           "| data | lookback | H | model | seed | 80% fit-time | 80% recalibrated | 95% fit-time | 95% recalibrated "
+           "| width 80% fit-time | width 80% recalibrated | CRPS fit-time | CRPS recalibrated |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(DATASETS + ["illness"])}
+    for r in sorted(runs.itertuples(), key=lambda r: (order.get(r.dataset, 99), r.lookback, r.horizon, r.model, r.seed)):
+        name = NAMES.get(r.model, r.model) + ("" if r.model not in STREAMING or with_linear_base(r)
+                                              else " (network alone)")
+        out.append(f"| {r.dataset} | {int(r.lookback)} | {int(r.horizon)} | {name} | {int(r.seed)} | "
+                   f"{r.coverage_80:.1%} | {r.recal_coverage_80:.1%} | {r.coverage_95:.1%} | {r.recal_coverage_95:.1%} | "
+                   f"{r.width_80:.3f} | {r.recal_width_80:.3f} | {_f(r.crps)} | {_f(r.recal_crps)} |")
+    ett = runs[runs["dataset"].str.startswith("ETT")]
+    if len(ett):
+        out += ["", f"On the ETT data the 80% intervals cover {ett['coverage_80'].min():.1%}–"
+                    f"{ett['coverage_80'].max():.1%} as calibrated at fit and {ett['recal_coverage_80'].min():.1%}–"
+                    f"{ett['recal_coverage_80'].max():.1%} recalibrated; the 95% intervals "
+                    f"{ett['coverage_95'].min():.1%}–{ett['coverage_95'].max():.1%} and "
+                    f"{ett['recal_coverage_95'].min():.1%}–{ett['recal_coverage_95'].max():.1%}. "
+                    f"The CRPS recalibrated is lower in {int((ett['recal_crps'] < ett['crps']).sum())} of "
+                    f"{len(ett)} runs."]
+    return out + ["", revisions_line(runs), ""]
 
 
 # -- 2. side by side ----------------------------------------------------------------------------------
@@ -1114,7 +1153,19 @@ def anchors_section() -> list[str]:
                 mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | {mse_cell} | {mae_cell} | | | | |")
     return out + ["", revisions_line(anchors) + " A revision is this project's protocol code; the anchors' code is "
-                  "their libraries' (installed by `benchmarks/_anchorsenv.py`).", ""]
+                  "their libraries' (installed by `benchmarks/_anchorsenv.py`). " + versions_line(anchors), ""]
+
+
+def versions_line(rows: pd.DataFrame) -> str:
+    """The library versions the rows' workers imported (their ``versions`` column, JSON), and how many rows
+    predate that record."""
+    recorded = rows["versions"].dropna() if "versions" in rows else pd.Series(dtype=object)
+    sets = sorted({", ".join(f"{k} {v}" for k, v in sorted(json.loads(text).items())) for text in recorded})
+    if not sets:
+        return "Library versions: not recorded by these rows."
+    missing = len(rows) - len(recorded)
+    return (f"Library versions: {'; '.join(sets)}" + (" (one set)" if len(sets) == 1 else f" ({len(sets)} sets)")
+            + (f"; not recorded by {missing} of {len(rows)} rows, which predate the record." if missing else "."))
 
 
 def _four_digits(cell: str, mse: float, mae: float) -> tuple[str, str]:

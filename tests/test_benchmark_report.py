@@ -220,6 +220,29 @@ def test_the_coverage_table_averages_the_seeds_and_leaves_out_runs_without_it(tm
     assert not any(line.startswith("| ETTh1") and "LMUFormer" in line for line in lines)
 
 
+def test_the_recalibration_table_puts_each_runs_fit_time_and_recalibrated_intervals_side_by_side(tmp_path):
+    def run(model, dataset, seed, fixed, recal, stamp="2026-01-01T00:00:00+00:00", rev="abc"):
+        return dict(_row(model, dataset, 96, seed, 0.39, 0.40, stamp=stamp), lookback=96, git_rev=rev,
+                    params=json.dumps({"linear_base": True}), recal_every=96,
+                    **{f"{prefix}{name}": value for prefix, values in (("", fixed), ("recal_", recal))
+                       for name, value in zip(("coverage_80", "coverage_95", "width_80", "crps"), values)})
+    rows = [run("gateformer", "ETTh1", 0, (0.80, 0.95, 1.6, 0.33), (0.70, 0.90, 1.2, 0.34), rev="old"),  # replaced
+            run("gateformer", "ETTh1", 0, (0.89, 0.97, 1.7, 0.32), (0.84, 0.96, 1.4, 0.31),
+                stamp="2026-02-01T00:00:00+00:00"),
+            run("lmuformer", "ETTh2", 0, (0.78, 0.92, 1.0, 0.27), (0.81, 0.94, 1.1, 0.28)),
+            run("gateformer", "illness", 0, (0.50, 0.70, 1.1, 0.9), (0.60, 0.80, 1.5, 0.8))]
+    pd.DataFrame(rows).to_csv(tmp_path / "recalibration.csv", index=False)
+    lines = load_report(tmp_path).recalibration_section()
+    assert "| ETTh1 | 96 | 96 | Gateformer | 0 | 89.0% | 84.0% | 97.0% | 96.0% | 1.700 | 1.400 | 0.320 | 0.310 |" in lines
+    assert "| ETTh2 | 96 | 96 | LMUFormer | 0 | 78.0% | 81.0% | 92.0% | 94.0% | 1.000 | 1.100 | 0.270 | 0.280 |" in lines
+    assert sum(line.startswith("| ETTh1") for line in lines) == 1, "the latest run of a cell only"
+    summary = next(line for line in lines if line.startswith("On the ETT data"))
+    assert "cover 78.0%–89.0% as calibrated at fit and 81.0%–84.0% recalibrated" in summary, "illness left out"
+    assert "lower in 1 of 2 runs" in summary
+    assert "Every cell of this table comes from code revision abc." in lines
+    assert load_report(tmp_path / "none").recalibration_section() == []
+
+
 def test_the_other_estimators_show_the_network_alone_next_to_the_linear_base_with_what_it_kept(tmp_path):
     """The ablation: the latest run with and without ``linear_base`` each get a row, the base's say whether the
     fit kept the network (best epoch > 0) or the map alone (best epoch 0), the older run of a form is dropped."""
@@ -310,7 +333,16 @@ def test_the_anchors_table_shows_the_latest_run_its_stride_and_bolds_the_best_of
     assert "| 398 | 350 | stride 7 (398 of 2785 windows; linear on them MSE 0.3812) |" in rows[1]
     assert "| mlforecast | LightGBM | **0.3701** | 0.4100 |" in rows[2], "the lowest MSE of the data set is bold"
     assert "| baseline | linear | 0.3830 | **0.3920** |" in rows[5], "the lowest MAE stays the linear map's"
+    assert "Library versions: not recorded by these rows." in lines[-2]
     assert load_report(tmp_path / "none").anchors_section() == []
+
+    versions = json.dumps({"lightgbm": "4.7.0", "mlforecast": "1.1.0", "statsforecast": "2.1.1"})
+    pd.DataFrame([dict(a, versions=versions if a["model"] != "lgbm" else None) for a in anchors]).to_csv(
+        tmp_path / "anchors.csv", index=False)
+    assert lines[-2].split(". Library versions")[0] in load_report(tmp_path).anchors_section()[-2]
+    assert load_report(tmp_path).anchors_section()[-2].endswith(
+        "Library versions: lightgbm 4.7.0, mlforecast 1.1.0, statsforecast 2.1.1 (one set); not recorded by 1 of 3 "
+        "rows, which predate the record."), "the latest row per cell only: the old AutoETS run is not counted"
 
 
 def test_the_grid_shows_mase_next_to_the_best_baseline_and_the_revisions_of_its_cells(tmp_path):
