@@ -998,8 +998,9 @@ def recalibration_section() -> list[str]:
            "forecast steps lie in the last `val_size` observed rows (`calibrate(rows so far, last_steps=val_size)`; "
            "`benchmarks/_protocol.py`, `recalibrated_intervals`). Test values enter the calibration only once "
            "observed, the network is unchanged. *Fit-time*: the same run's intervals calibrated once at fit, "
-           "as in the table above. Estimators as their defaults run them (`benchmarks/long_horizon.py`, "
-           "`--out benchmarks/results/recalibration.csv`), one seed each."
+           "as in the table above. Each estimator with the settings of the grid (`long_horizon.MODELS`: Gateformer "
+           "and PV-Client with their papers' settings, the streaming estimators with their defaults; "
+           "`benchmarks/long_horizon.py --out benchmarks/results/recalibration.csv`), one seed each."
            + (f" Recalibrated every {', '.join(map(str, every))} steps in some rows." if every else ""), "",
            "| data | lookback | H | model | seed | 80% fit-time | 80% recalibrated | 95% fit-time | 95% recalibrated "
            "| width 80% fit-time | width 80% recalibrated | CRPS fit-time | CRPS recalibrated |",
