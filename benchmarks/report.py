@@ -1050,6 +1050,52 @@ def in_grid_order(frame: pd.DataFrame, column: str, ranked) -> pd.DataFrame:
                              key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
 
 
+def seed_difference(ours: pd.Series, theirs: pd.Series) -> tuple[float, float, int]:
+    """Our MSE minus theirs over the seeds both ran (indexed by seed): mean, standard error, seed count.
+
+    A row with one value for every seed (a baseline: the same forecast whatever the seed) pairs with each of
+    our seeds. The standard error is the sample standard deviation of the paired differences over the
+    square root of their count, NaN with fewer than two pairs.
+    """
+    if len(theirs) == 1 and theirs.index[0] is None:
+        diff = ours - float(theirs.iloc[0])
+    else:
+        common = ours.index.intersection(theirs.index)
+        diff = ours.loc[common] - theirs.loc[common]
+    n = len(diff)
+    se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return float(diff.mean()) if n else float("nan"), se, n
+
+
+def difference_cell(mean: float, se: float, n: int) -> str:
+    """Our MSE minus a row's, with its standard error and what it says at two standard errors."""
+    if n == 0 or np.isnan(mean):
+        return "–"
+    if n < 2:
+        return f"{mean:+.4f} (1 seed: no verdict)"
+    if se == 0:
+        verdict = "ahead" if mean < 0 else ("behind" if mean > 0 else "level")
+    else:
+        verdict = "ahead" if mean < -2 * se else ("behind" if mean > 2 * se else "within 2 SE")
+    return f"{mean:+.4f} ± {se:.4f}: {verdict}"
+
+
+def _seed_runs(group: pd.DataFrame) -> list[dict]:
+    """One entry per (library, model) of a data set and horizon: its seeds' rows summed up, in ``group``'s order."""
+    runs = []
+    for (library, model), rows in group.groupby(["library", "model"], sort=False):
+        cpu = rows["fit_test_cpu_s"] if "fit_test_cpu_s" in rows else pd.Series(np.nan, index=rows.index)
+        runs.append(dict(library=library, model=model, n_params=int(rows["n_params"].iloc[0]), seeds=len(rows),
+                         mse=float(rows["mse"].mean()), mae=float(rows["mae"].mean()),
+                         mse_sd=float(rows["mse"].std(ddof=1)) if len(rows) > 1 else float("nan"),
+                         by_seed=rows.set_index("seed")["mse"].astype(float),
+                         epochs=(int(rows["epochs_run"].min()), int(rows["epochs_run"].max())),
+                         fit_test_s=float(rows["fit_test_s"].mean()),
+                         cpu_s=float(cpu.mean()) if cpu.notna().all() else float("nan"),
+                         load=(float(rows["load_start"].min()), float(rows["load_end"].max()))))
+    return runs
+
+
 def side_by_side_section() -> list[str]:
     frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     if not frames:
@@ -1058,52 +1104,65 @@ def side_by_side_section() -> list[str]:
     sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
     sbs = in_grid_order(sbs, "library", ["tsformers", "neuralforecast"])
     out = ["## Accuracy side by side with neuralforecast", "",
-           "`benchmarks/side_by_side.py`: one run, one protocol (the same rows, the same train-split scaling, "
+           "`benchmarks/side_by_side.py`: one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
            "data). neuralforecast runs in its own venv (`benchmarks/.venv-nf`) through "
            "`NeuralForecast.cross_validation(refit=False)`, with the hyperparameters of each model's reference "
            "scripts at lookback 96 (iTransformer: thuml/iTransformer scripts; PatchTST: Time-Series-Library's, "
-           "as the iTransformer paper reran it). *fit + test* is the wall time of the fit and of every test "
+           "as the iTransformer paper reran it). Where a model ran several seeds (*seeds*), its MSE is their "
+           "mean ± the sample standard deviation, its MAE, times and load the mean and range over them. "
+           "*ours − row*: Gateformer's MSE minus the row's, averaged over the seeds both ran (paired by seed; "
+           "a baseline is the same for every seed), ± its standard error; *ahead* or *behind* when the "
+           "difference is beyond two standard errors, else *within 2 SE*; with one seed there is no verdict. "
+           "*fit + test* is the wall time of the fit and of every test "
            "window, one torch thread each; *CPU s* the CPU seconds of the same (recorded from the ETTm1 run on); "
            "*x ours* is the CPU time over ours where known, else the wall time, in the same run. Epochs are "
            "not comparable one to one: Gateformer's recipe uses batches of 8 (1,057 steps per ETTh1 epoch), "
            "the others batches of 32 (265). One protocol difference is left: neuralforecast's early stopping "
            "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
-           "before the patience runs out (ETTm1: neuralforecast's iTransformer stopped after 8 epochs) that "
-           "costs it accuracy. " + patchtst_note(sbs), "",
+           "before the patience runs out that costs it accuracy. " + patchtst_note(sbs), "",
            "Each data set closes with the baselines on the same test windows. " + BASELINE_NOTE + " "
            + LOSS_LEGEND, "",
-           "| data | H | library | model | params | MSE | MAE | epochs | fit + test (wall) | CPU s | x ours | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| data | H | library | model | params | seeds | MSE | MAE | ours − row | epochs | fit + test (wall) "
+           "| CPU s | x ours | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     known = baselines()
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
         base_scores = known.get((dataset, int(horizon)), {})
         baseline = best_of(base_scores)
         published = {peer: ITRANSFORMER_TABLE[peer].get(dataset, {}).get(int(horizon)) for peer in ("iTransformer", "PatchTST")}
-        scores = {("run", i): (float(r.mse), float(r.mae)) for i, r in enumerate(group.itertuples())}
+        runs = _seed_runs(group)
+        scores = {("run", i): (r["mse"], r["mae"]) for i, r in enumerate(runs)}
         scores.update({("published", peer): v for peer, v in published.items() if v})
         scores.update({("baseline", label): v for label, v in base_scores.items()})
-        ours = tuple(("run", i) for i, r in enumerate(group.itertuples()) if r.library == "tsformers")
+        ours = tuple(("run", i) for i, r in enumerate(runs) if r["library"] == "tsformers")
         cells = cells_with_best(scores, ours=ours, baseline=baseline)
-        ours_rows = group[group["library"] == "tsformers"]
-        cpu_known = "fit_test_cpu_s" in group and group["fit_test_cpu_s"].notna().all()
-        key = "fit_test_cpu_s" if cpu_known else "fit_test_s"
-        base = float(ours_rows[key].iloc[0]) if len(ours_rows) else None
-        for i, r in enumerate(group.itertuples()):
-            ratio = f"{getattr(r, key) / base:.2f}" if base else "–"
-            cpu_s = getattr(r, "fit_test_cpu_s", np.nan)
-            mse_cell, mae_cell = _four_digits(cells[("run", i)], r.mse, r.mae)
-            out.append(f"| {dataset} | {horizon} | {r.library} | {NAMES.get(r.model, r.model)} | {int(r.n_params):,} | "
-                       f"{mse_cell} | {mae_cell} | {r.epochs_run:.0f} | {_secs(r.fit_test_s)} | "
-                       f"{'–' if pd.isna(cpu_s) else f'{cpu_s:.0f}'} | {ratio} | {r.load_start:.1f}–{r.load_end:.1f} |")
+        ours_run = next((r for r in runs if r["library"] == "tsformers"), None)
+        key = "cpu_s" if all(not np.isnan(r["cpu_s"]) for r in runs) else "fit_test_s"
+        for i, r in enumerate(runs):
+            ratio = f"{r[key] / ours_run[key]:.2f}" if ours_run else "–"
+            mse_cell, mae_cell = _four_digits(cells[("run", i)], r["mse"], r["mae"])
+            if r["seeds"] > 1:
+                mse_cell = mse_cell.replace(f"{r['mse']:.4f}", f"{r['mse']:.4f} ± {r['mse_sd']:.4f}", 1)
+            diff = ("–" if ours_run is None or r is ours_run
+                    else difference_cell(*seed_difference(ours_run["by_seed"], r["by_seed"])))
+            cpu_cell = "–" if np.isnan(r["cpu_s"]) else f"{r['cpu_s']:.0f}"
+            epochs = f"{r['epochs'][0]}" if r["epochs"][0] == r["epochs"][1] else f"{r['epochs'][0]}–{r['epochs'][1]}"
+            out.append(f"| {dataset} | {horizon} | {r['library']} | {NAMES.get(r['model'], r['model'])} | "
+                       f"{r['n_params']:,} | {r['seeds']} | {mse_cell} | {mae_cell} | {diff} | {epochs} | "
+                       f"{_secs(r['fit_test_s'])} | {cpu_cell} | "
+                       f"{ratio} | {r['load'][0]:.1f}–{r['load'][1]:.1f} |")
         for peer, v in published.items():
             if v:
                 mse_cell, mae_cell = cells[("published", peer)].split(" / ")
-                out.append(f"| {dataset} | {horizon} | published | {peer} | | {mse_cell} | {mae_cell} | | | | | |")
+                out.append(f"| {dataset} | {horizon} | published | {peer} | | | {mse_cell} | {mae_cell} | | | | | | |")
         for label in BASELINES.values():
             if label in base_scores:
                 mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
-                out.append(f"| {dataset} | {horizon} | baseline | {label} | | {mse_cell} | {mae_cell} | | | | | |")
+                diff = ("–" if ours_run is None else difference_cell(*seed_difference(
+                    ours_run["by_seed"], pd.Series([base_scores[label][0]], index=[None]))))
+                out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
+                           f"| | | | | |")
     return out + ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows.", ""]
 
 

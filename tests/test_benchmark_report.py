@@ -561,3 +561,33 @@ def test_the_anchor_and_side_by_side_tables_name_their_revisions(tmp_path):
     report = load_report(tmp_path)
     assert "Code revisions of the cells (2, not yet one): aaa, bbb." in report.anchors_section()[-2]
     assert report.side_by_side_section()[-2].startswith("Every cell of this table comes from code revision ccc.")
+
+
+def test_the_side_by_side_table_averages_seeds_and_says_who_is_ahead_beyond_two_standard_errors(tmp_path):
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, n_windows=2785, fit_test_s=100.0,
+                load_start=1.0, load_end=2.0, git_rev="abc")
+    rows = [{**side, "library": "tsformers", "model": "gateformer", "seed": s, "mse": m, "mae": 0.40, "n_params": 133344,
+             "epochs_run": e, "fit_test_cpu_s": c} for s, m, e, c in [(0, 0.390, 5, 60.0), (1, 0.392, 6, 70.0),
+                                                                      (2, 0.388, 6, 80.0)]]
+    rows += [{**side, "library": "neuralforecast", "model": "itransformer", "seed": s, "mse": m, "mae": 0.41,
+              "n_params": 841568, "epochs_run": 10, "fit_test_cpu_s": 35.0} for s, m in [(0, 0.380), (1, 0.381),
+                                                                                       (2, 0.379)]]
+    rows.append({**side, "library": "neuralforecast", "model": "patchtst", "seed": 0, "mse": 0.378, "mae": 0.39,
+                 "n_params": 3757153, "epochs_run": 7, "fit_test_cpu_s": 1400.0})
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, lookback=96, model="linear",
+                       mse=0.389, mae=0.392, n_windows=2785, setting="", cpu_s=0.1, git_rev="abc")]).to_csv(
+        tmp_path / "baselines.csv", index=False)
+    lines = load_report(tmp_path).side_by_side_section()
+
+    def cells(marker):
+        return [c.strip() for c in next(line for line in lines if marker in line).strip("|").split("|")]
+
+    ours, itransformer, patchtst = cells("| Gateformer |"), cells("| iTransformer | 841"), cells("| PatchTST | 3,")
+    assert ours[5:9] == ["3", "0.3900 ± 0.0020 ▼", "0.4000 ▼", "–"], "mean ± sample sd, beaten by the linear map"
+    assert ours[9] == "5–6" and ours[11:13] == ["70", "1.00"], "epochs as a range, the mean CPU seconds"
+    # paired differences 0.010, 0.011, 0.009: mean 0.010, standard error 0.001 / sqrt(3)
+    assert itransformer[8] == "+0.0100 ± 0.0006: behind" and itransformer[12] == "0.50"
+    assert patchtst[5] == "1" and patchtst[6] == "**0.3780**" and patchtst[8] == "+0.0120 (1 seed: no verdict)"
+    # against a baseline, the same for every seed: 0.001, 0.003, -0.001 -> mean 0.001, standard error 0.002 / sqrt(3)
+    assert cells("| baseline | linear |")[8] == "+0.0010 ± 0.0012: within 2 SE"
