@@ -12,7 +12,11 @@ busy shared machine does not inflate the way it inflates wall time; wall times a
   ``batch`` multivariate windows), ``steps_short`` and ``steps_long`` optimiser steps, no validation.
   The difference gives the time of one step (so windows per second) without the fixed cost of a fit,
   and the intercept ``fit_fixed_s`` is that fixed cost (building the trainer, preparing the data...).
-  An untimed 2-step fit comes first, so imports and first-call costs are in neither.
+  Untimed fits of 1 and 2 steps come first, so imports and first-call costs are in neither; torch's FLOP
+  counter (``torch.utils.flop_counter``) runs over them, and their difference gives the arithmetic of one
+  step (``mflop_per_window``: matmul, convolution and attention FLOPs, forward and backward, per window;
+  ``gflop_per_s``: that over the step time), which says whether a model is slower per window because it does
+  more arithmetic or because it does it less efficiently.
 * ``predict``: a short fit on ``n_series`` synthetic univariate series, then ``predict()`` of the next
   96 steps for all of them: the first call and the median of ``repeats`` more (public API, frame in,
   frame out).
@@ -198,29 +202,41 @@ def task_train(spec):
     wide, long = ett_train(spec)
     batch = spec["batch"]
     n_vars = wide.shape[1] - 1
-    times, walls, n_params = {}, {}, None
-    # a first fit of 2 steps, untimed: the first fit in a process also imports and initialises most of the
-    # training stack (seconds), which would otherwise land in the short fit and bias the step time down
-    for steps in (2, spec["steps_short"], spec["steps_long"]):
+    times, walls, flops, n_params = {}, {}, {}, None
+
+    def fit(steps: int) -> None:
+        nonlocal n_params
         if spec["library"] == "tsformers":
             est = ours(spec, steps, batch, time_col="t")
-            t0, w0 = cpu(), time.perf_counter()
             est.fit(wide)
-            times[steps], walls[steps] = cpu() - t0, time.perf_counter() - w0
             n_params = sum(p.numel() for p in est.network_.parameters())
         else:
             from neuralforecast import NeuralForecast
 
             model = theirs(spec, steps, batch, n_vars, n_vars)
             n_params = sum(p.numel() for p in model.parameters())
-            nf = NeuralForecast(models=[model], freq=1)
-            t0, w0 = cpu(), time.perf_counter()
-            nf.fit(long, val_size=0)
-            times[steps], walls[steps] = cpu() - t0, time.perf_counter() - w0
+            NeuralForecast(models=[model], freq=1).fit(long, val_size=0)
+
+    # untimed fits of 1 and 2 steps under torch's FLOP counter (matmuls, convolutions and attention, forward
+    # and backward): their difference is the arithmetic of one training step. They also make the first fit of
+    # the process, which imports and initialises most of the training stack (seconds) and would otherwise land
+    # in the short timed fit and bias the step time down
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for steps in (1, 2):
+        with FlopCounterMode(display=False) as counter:
+            fit(steps)
+        flops[steps] = counter.get_total_flops()
+    for steps in (spec["steps_short"], spec["steps_long"]):
+        t0, w0 = cpu(), time.perf_counter()
+        fit(steps)
+        times[steps], walls[steps] = cpu() - t0, time.perf_counter() - w0
     s1, s2 = spec["steps_short"], spec["steps_long"]
     step_s = (times[s2] - times[s1]) / (s2 - s1)
+    step_flops = flops[2] - flops[1]
     return {"n_params": n_params, "fit_short_s": times[s1], "fit_long_s": times[s2], "step_ms": 1e3 * step_s,
             "windows_per_s": batch / step_s, "fit_fixed_s": times[s1] - s1 * step_s,
+            "mflop_per_window": step_flops / batch / 1e6, "gflop_per_s": step_flops / step_s / 1e9,
             "fit_long_wall_s": walls[s2], "peak_rss_mib": _peak_rss_mib()}
 
 

@@ -10,6 +10,7 @@ side by side, the training-loop before/after, and the cold start of the batch pa
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from pathlib import Path
@@ -1314,13 +1315,17 @@ def speed_section() -> list[str]:
            "closest parameter count. Training: ETTh1 train rows, 7 variables, lookback 96, horizon 96, "
            "batches of 32 multivariate windows (PatchTST: 32 x 7 univariate windows), step time from two fits "
            "of different lengths so the fixed cost of a fit is separate. Predict: `predict()` of the next 96 "
-           "steps, frame in and frame out, median of 5 calls. Peak RSS of the process. *ratio*: our "
+           "steps, frame in and frame out, median of 5 calls. *large-train*: the same training at Gateformer's "
+           "d_model 512 against the iTransformer width of the closest parameter count, where a step is "
+           "arithmetic rather than op dispatch. *MFLOP/window*: torch's count (`torch.utils.flop_counter`) of "
+           "one training step's matmul, convolution and attention FLOPs, forward and backward, per window; "
+           "*GFLOP/s*: that arithmetic over the step time. Peak RSS of the process. *ratio*: our "
            "throughput over theirs (train) or their latency over ours (predict, import); above 1, we are "
            "faster. (`--baseline-tree` adds our package from an older tree as `tsformers@LABEL`; the before/after of "
            "the training loop is measured separately below.)", "",
-           "| case | library | model | params | series | step ms | windows/s | fit fixed s | predict s | "
-           "import s | peak RSS MiB | ratio | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| case | library | model | params | series | step ms | windows/s | MFLOP/window | GFLOP/s | fit fixed s "
+           "| predict s | import s | peak RSS MiB | ratio | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def g(r, k, d=1):
         v = getattr(r, k, np.nan)
@@ -1331,7 +1336,8 @@ def speed_section() -> list[str]:
         series = "" if pd.isna(r.n_series) else f"{int(r.n_series):,}"
         rss = g(r, "peak_rss_mib", 0) or g(r, "rss_after_import_mib", 0)
         out.append(f"| {r.case} | {r.label} | {NAMES.get(r.model, r.model)} | {params} | {series} | "
-                   f"{g(r, 'step_ms')} | {g(r, 'windows_per_s', 0)} | {g(r, 'fit_fixed_s', 2)} | "
+                   f"{g(r, 'step_ms')} | {g(r, 'windows_per_s', 0)} | {g(r, 'mflop_per_window')} | "
+                   f"{g(r, 'gflop_per_s')} | {g(r, 'fit_fixed_s', 2)} | "
                    f"{g(r, 'predict_median_s', 3)} | {g(r, 'import_s')} | {rss} | {g(r, 'ratio', 2)} | "
                    f"{g(r, 'load_start')} |")
     out.append("")
@@ -1345,12 +1351,35 @@ def speed_section() -> list[str]:
             out += [f"Reading the train rows: at batch {batch} our whole training step costs {step:.1f} ms of CPU, "
                     f"and a bare PyTorch loop over the same network (forward, loss, backward, AdamW; "
                     f"`compile_check.py`) {eager:.1f} ms, so the estimator, Lightning and the data path add about "
-                    f"{100 * max(step - eager, 0) / step:.0f}% to a step. Where iTransformer is faster at equal size, "
-                    "it is because Gateformer does more work per window (attention over each variate's patches "
-                    "and then across variates; iTransformer only across variates), not because of the loop. The "
+                    f"{100 * max(step - eager, 0) / step:.0f}% to a step. " + work_line(sp) + "The "
                     "tiny models show the per-step floor of each stack (op dispatch, not arithmetic), and "
                     "`predict` the per-call cost: neuralforecast builds a Trainer for every call.", ""]
     return out
+
+
+def work_line(sp: pd.DataFrame) -> str:
+    """What the FLOP counts say about the train rows: our arithmetic per window and its speed against iTransformer's."""
+    parts = []
+    for case in ("train", "large-train"):
+        rows = sp[sp["case"] == case]
+        ours = rows[rows["label"] == "tsformers"]
+        theirs = rows[rows["model"] == "itransformer"]
+        if not len(ours) or not len(theirs) or "mflop_per_window" not in rows or rows["mflop_per_window"].isna().any():
+            continue
+        o, t = ours.iloc[0], theirs.iloc[0]
+        width = ast.literal_eval(o.hp)["d_model"]
+        parts.append(f"at d_model {width}, {int(o.n_params):,} parameters, Gateformer's step does "
+                     f"{o.mflop_per_window / t.mflop_per_window:.1f} times iTransformer's arithmetic per window "
+                     f"({o.mflop_per_window:.1f} against {t.mflop_per_window:.1f} MFLOP) at "
+                     f"{o.gflop_per_s / t.gflop_per_s:.2f} times its GFLOP/s, so "
+                     f"{o.windows_per_s / t.windows_per_s:.2f} times its windows per second")
+    if not parts:
+        return ("Where iTransformer is faster at equal size, it is because Gateformer does more work per window "
+                "(attention over each variate's patches and then across variates; iTransformer only across "
+                "variates), not because of the loop. ")
+    return ("Where iTransformer is faster at equal size, the FLOP counts say why: " + "; ".join(parts) + ". Gateformer "
+            "attends over each variate's patches and then across the variates, iTransformer only across the "
+            "variates, so at equal parameter count it does more arithmetic per window, not worse arithmetic. ")
 
 
 # -- 4. training loop ---------------------------------------------------------------------------------

@@ -15,7 +15,12 @@ records the 1-minute load average before and after.
 * predict latency: ``predict()`` (frame in, frame out) for 1 and 1,000 univariate series;
 * peak RSS of each process; import time and RSS right after the import;
 * a tiny model (d_model 8), where the framework's own cost dominates: the fixed cost of a fit, the
-  time of one step and the latency of one prediction.
+  time of one step and the latency of one prediction;
+* a large one (Gateformer at d_model 512 against the iTransformer width of the closest parameter count),
+  where a step is arithmetic rather than op dispatch;
+* per training step, torch's count of its matmul, convolution and attention FLOPs (forward and backward):
+  MFLOP per window and the GFLOP/s achieved, so that a throughput gap reads as more arithmetic per window
+  or as arithmetic done less efficiently.
 
     .venv/bin/python benchmarks/speed.py
     .venv/bin/python benchmarks/speed.py --baseline-tree /tmp/old-checkout --baseline-label before
@@ -26,7 +31,6 @@ older commit), for before/after comparisons in the same run. Rows go to ``benchm
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -35,12 +39,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, ensure_nf_venv, run_worker  # noqa: E402
+from _protocol import append_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKER = HERE / "_speed_worker.py"
 
 GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4}  # ETTh1-96 paper settings
+# a width where a step is arithmetic rather than op dispatch (the ETTh2 and weather papers' d_model is 512)
+GATEFORMER_LARGE = {"d_model": 512, "d_ff": 512, "e_layers": 1, "n_heads": 8}
 TINY = {
     "gateformer": {"d_model": 8, "d_ff": 8, "e_layers": 1, "n_heads": 1},
     "itransformer": {"d_model": 8, "d_ff": 8, "e_layers": 1, "n_heads": 1},
@@ -48,7 +55,7 @@ TINY = {
 FIELDS = ["timestamp", "case", "library", "model", "label", "n_params", "n_series", "batch", "steps", "step_ms",
           "windows_per_s", "fit_fixed_s", "fit_s", "predict_first_s", "predict_median_s", "import_s",
           "rss_after_import_mib", "peak_rss_mib", "ratio", "ratio_meaning", "load_start", "load_end", "n_threads",
-          "git_rev", "hp"]
+          "git_rev", "hp", "mflop_per_window", "gflop_per_s"]
 
 
 def git_rev(tree: Path) -> str:
@@ -81,7 +88,7 @@ class Runner:
 def match_size(runner: Runner, model: str, target: int) -> tuple[dict, int]:
     """The neuralforecast width whose parameter count is closest to ``target``."""
     if model == "itransformer":
-        candidates = [{"d_model": h, "d_ff": h, "e_layers": 2, "n_heads": 8} for h in range(8, 257, 8)]
+        candidates = [{"d_model": h, "d_ff": h, "e_layers": 2, "n_heads": 8} for h in range(8, 2049, 8)]
     else:
         candidates = [{"d_model": h, "d_ff": k * h, "e_layers": 1, "n_heads": 2}
                       for h in range(8, 257, 8) for k in (2, 4)]
@@ -98,7 +105,9 @@ def main(argv=None) -> int:
                    help="optimiser steps of the two timed fits (throughput from their difference)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--series", nargs="+", type=int, default=[1, 1000], help="series counts for predict latency")
-    p.add_argument("--skip", nargs="*", default=[], choices=["import", "train", "predict", "tiny", "nf"],
+    p.add_argument("--large-steps", nargs=2, type=int, default=[4, 14], metavar=("SHORT", "LONG"),
+                   help="optimiser steps of the two timed fits at the large width (d_model 512)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["import", "train", "predict", "tiny", "large", "nf"],
                    help="parts to leave out")
     p.add_argument("--baseline-tree", type=Path, default=None,
                    help="also measure tsformers imported from this tree (e.g. an older commit)")
@@ -178,6 +187,20 @@ def main(argv=None) -> int:
                    runner.theirs({**spec, "model": "itransformer", "hp": TINY["itransformer"]}),
                    str(TINY["itransformer"]), n_series=1)
 
+    if "large" not in args.skip:
+        short, long = args.large_steps
+        spec = {**base, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
+        for label, tree in trees:
+            record("large-train", "tsformers", "gateformer", label, runner.ours({**spec, "hp": GATEFORMER_LARGE}, tree),
+                   str(GATEFORMER_LARGE), batch=args.batch, steps=f"{short}/{long}")
+        if with_nf:
+            count = {"task": "count", "model": "gateformer", "hp": GATEFORMER_LARGE}
+            target = runner.ours(count, args.tree)["n_params"]
+            hp = match_size(runner, "itransformer", target)[0]
+            record("large-train", "neuralforecast", "itransformer", "neuralforecast",
+                   runner.theirs({**spec, "model": "itransformer", "hp": hp}), str(hp), batch=args.batch,
+                   steps=f"{short}/{long}")
+
     add_ratios(rows)
     print_table(rows)
     write_csv(args.out, rows)
@@ -222,15 +245,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or not path.stat().st_size
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
+    append_rows(path, [{k: v for k, v in row.items() if k in FIELDS} for row in rows], FIELDS)
 
 if __name__ == "__main__":
     raise SystemExit(main())

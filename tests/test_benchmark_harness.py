@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 from torch import nn
 
 from tsformers.backbone.mixers import CAUSAL_CROSS, CAUSAL_SELF, CROSS, SELF
@@ -276,3 +277,27 @@ def test_results_are_appended_and_an_older_layout_keeps_its_rows(tmp_path):
     protocol.append_rows(header_only, [{"a": 1, "b": 1.0}], ["a", "b"])
     assert read(header_only) == (["a", "b"], [{"a": "1", "b": "1"}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["header_only.csv", "older.csv", "results.csv"]
+
+
+def test_the_speed_workers_flop_count_is_one_training_step_forward_and_backward(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    worker = load_benchmark("_speed_worker.py", "speed_worker_under_test")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((400, 7)), columns=[f"v{i}" for i in range(7)])
+    frame.insert(0, "date", pd.date_range("2020-01-01", periods=400, freq="h").astype(str))
+    frame.to_csv(tmp_path / "ett.csv", index=False)
+    spec = {"csv": str(tmp_path / "ett.csv"), "train_end": 400, "library": "tsformers", "batch": 32,
+            "steps_short": 2, "steps_long": 3, "hp": {"d_model": 8, "d_ff": 8, "e_layers": 1, "n_heads": 1}}
+    result = worker.task_train(spec)
+
+    # the reference: the same network, in training mode, forward and backward on one batch of 32 windows
+    wide, _ = worker.ett_train(spec)
+    net = worker.ours(spec, 1, 32, time_col="t").set_params(max_epochs=0).fit(wide).network_.train()
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.mse_loss(net(torch.randn(32, 96, 7)), torch.randn(32, 96, 7)).backward()
+    assert result["mflop_per_window"] * 1e6 * 32 == counter.get_total_flops() > 0
+    assert result["gflop_per_s"] == pytest.approx(result["mflop_per_window"] * result["windows_per_s"] / 1e3)

@@ -591,3 +591,32 @@ def test_the_side_by_side_table_averages_seeds_and_says_who_is_ahead_beyond_two_
     assert patchtst[5] == "1" and patchtst[6] == "**0.3780**" and patchtst[8] == "+0.0120 (1 seed: no verdict)"
     # against a baseline, the same for every seed: 0.001, 0.003, -0.001 -> mean 0.001, standard error 0.002 / sqrt(3)
     assert cells("| baseline | linear |")[8] == "+0.0010 ± 0.0012: within 2 SE"
+
+
+def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_it(tmp_path):
+    base = dict(timestamp="2026-01-01T00:00:00+00:00", batch=32, steps="10/60", n_series=np.nan, load_start=1.0,
+                load_end=1.0, n_threads=1, git_rev="abc")
+    rows = [dict(base, case="import", library="tsformers", model="gateformer", label="tsformers", import_s=0.1),
+            dict(base, case="train", library="tsformers", model="gateformer", label="tsformers", n_params=133344,
+                 step_ms=40.0, windows_per_s=800.0, mflop_per_window=18.9, gflop_per_s=15.1,
+                 hp=str({"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4})),
+            dict(base, case="train", library="neuralforecast", model="itransformer", label="neuralforecast",
+                 n_params=131328, step_ms=20.0, windows_per_s=1600.0, mflop_per_window=5.4, gflop_per_s=8.6,
+                 ratio=0.5, hp=str({"d_model": 96})),
+            dict(base, case="large-train", library="tsformers", model="gateformer", label="tsformers",
+                 n_params=7_000_000, step_ms=400.0, windows_per_s=80.0, mflop_per_window=900.0, gflop_per_s=72.0,
+                 hp=str({"d_model": 512, "d_ff": 512, "e_layers": 1, "n_heads": 8})),
+            dict(base, case="large-train", library="neuralforecast", model="itransformer", label="neuralforecast",
+                 n_params=7_100_000, step_ms=100.0, windows_per_s=320.0, mflop_per_window=300.0, gflop_per_s=96.0,
+                 ratio=0.25, hp=str({"d_model": 1000}))]
+    pd.DataFrame(rows).to_csv(tmp_path / "speed.csv", index=False)
+    pd.DataFrame([dict(batch=32, eager_step_ms=30.0)]).to_csv(tmp_path / "compile_check.csv", index=False)
+    lines = load_report(tmp_path).speed_section()
+    train = next(line for line in lines if line.startswith("| train | neuralforecast |"))
+    assert "| 20.0 | 1600 | 5.4 | 8.6 |" in train and "| 0.50 |" in train
+    reading = next(line for line in lines if line.startswith("Reading the train rows"))
+    assert "costs 40.0 ms" in reading and "about 25% to a step" in reading
+    assert ("at d_model 64, 133,344 parameters, Gateformer's step does 3.5 times iTransformer's arithmetic per window "
+            "(18.9 against 5.4 MFLOP) at 1.76 times its GFLOP/s, so 0.50 times its windows per second") in reading
+    assert "at d_model 512, 7,000,000 parameters, Gateformer's step does 3.0 times" in reading
+    assert "at 0.75 times its GFLOP/s, so 0.25 times its windows per second" in reading
