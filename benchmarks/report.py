@@ -540,8 +540,7 @@ def client_section() -> list[str]:
         out.append(f"| {dataset} | {horizon} | {len(runs)} | {mse_:.3f}{spread}{marks[0]} | {mae_:.3f}{marks[1]} | "
                    f"{_f(published and published[0])} / {_f(published and published[1])} | {gap} | "
                    f"{'–' if baseline is None else f'{baseline[0]:.3f} / {baseline[1]:.3f}'} | {_secs(cpu)} |")
-    out.append("")
-    return out
+    return out + ["", revisions_line(lh), ""]
 
 
 # -- the small-data case: ILI ------------------------------------------------------------------------

@@ -620,3 +620,22 @@ def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_
             "(18.9 against 5.4 MFLOP) at 1.76 times its GFLOP/s, so 0.50 times its windows per second") in reading
     assert "at d_model 512, 7,000,000 parameters, Gateformer's step does 3.0 times" in reading
     assert "at 0.75 times its GFLOP/s, so 0.25 times its windows per second" in reading
+
+
+def test_the_client_table_averages_seeds_shows_clients_gap_and_names_its_revisions(tmp_path):
+    rows = [dict(_row("pvclient", "ETTh2", 96, s, m, 0.35, naive=(0.432, 0.422)), git_rev="aaa", fit_cpu_s=60.0)
+            for s, m in [(0, 0.308), (1, 0.310), (2, 0.312)]]
+    rows.append(dict(_row("pvclient", "ETTh2", 192, 0, 0.370, 0.40, naive=(0.53, 0.47)), git_rev="bbb", fit_cpu_s=90.0))
+    rows.append(dict(_row("gateformer", "ETTh2", 96, 0, 0.30, 0.35), git_rev="ccc"))
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    pd.DataFrame([dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh2", horizon=h, lookback=96, model="linear",
+                       mse=m, mae=a, n_windows=10, setting="", cpu_s=0.1, git_rev="ddd")
+                  for h, m, a in [(96, 0.289, 0.338), (192, 0.375, 0.395)]]).to_csv(tmp_path / "baselines.csv",
+                                                                                   index=False)
+    lines = load_report(tmp_path).client_section()
+    h96 = next(line for line in lines if line.startswith("| ETTh2 | 96 |"))
+    h192 = next(line for line in lines if line.startswith("| ETTh2 | 192 |"))
+    # Client's published ETTh2-96: 0.305 / 0.353
+    assert h96 == "| ETTh2 | 96 | 3 | 0.310 ± 0.002 ▼ | 0.350 ▼ | 0.305 / 0.353 | +0.005 | 0.289 / 0.338 | 60 s |"
+    assert "| 1 | 0.370 | 0.400 ▼ |" in h192, "better than the linear map's MSE, worse on MAE"
+    assert lines[-2] == "Code revisions of the cells (2, not yet one): aaa, bbb.", "Gateformer's row is not in it"
