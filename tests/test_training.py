@@ -112,3 +112,54 @@ def test_resume_needs_somewhere_to_resume_from():
         GateformerForecaster(**SMALL, max_epochs=1, resume=True).fit(make_demo(n_steps=300))
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         GateformerForecaster(**SMALL, max_epochs=1, resume="nowhere.ckpt").fit(make_demo(n_steps=300))
+
+
+class AveragesSeenByValidation(Callback):
+    """Records the weights each validation epoch scores (after a WeightAveraging callback swapped in its average)
+    and the weights as trained at the end of each training epoch."""
+
+    def __init__(self):
+        self.validated, self.trained = [], []
+
+    def on_validation_epoch_start(self, trainer, module):
+        self.validated.append({k: v.clone() for k, v in module.network.state_dict().items()})
+
+    def on_train_epoch_end(self, trainer, module):
+        self.trained.append({k: v.clone() for k, v in module.network.state_dict().items()})
+
+
+def test_ema_decay_validates_the_weight_average_and_keeps_the_best_epochs_average():
+    df = make_demo(n_steps=400)
+    seen = AveragesSeenByValidation()
+    model = GateformerForecaster(**SMALL, max_epochs=4, patience=None, val_size=96, ema_decay=0.9,
+                                 trainer_kwargs={"callbacks": [seen]}).fit(df)
+    val_losses = [row["val_loss"] for row in model.training_log_]
+    best = val_losses.index(min(val_losses))
+    assert len(seen.validated) == len(seen.trained) == 4
+    kept = model.network_.state_dict()
+    for name, value in kept.items():   # the best epoch's average, as validation scored it
+        torch.testing.assert_close(value, seen.validated[best][name], rtol=0, atol=0)
+    drift = max((seen.trained[best][name] - value).abs().max().item() for name, value in kept.items()
+                if value.is_floating_point())
+    assert drift > 1e-4, "the average is not the weights as trained"
+
+
+def test_a_weight_averaging_callback_of_trainer_kwargs_gives_what_ema_decay_gives():
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    df = make_demo(n_steps=400)
+    settings = dict(**SMALL, max_epochs=3, val_size=96)
+    ours = GateformerForecaster(**settings, ema_decay=0.9).fit(df)
+    # Lightning's callback alone writes the average into full checkpoints only; the best epoch's is weights-only
+    theirs = GateformerForecaster(**settings, trainer_kwargs={"callbacks": [EMAWeightAveraging(decay=0.9)]}).fit(df)
+    plain = GateformerForecaster(**settings).fit(df)
+    assert ours.training_log_ == theirs.training_log_ != plain.training_log_
+    for name, value in ours.network_.state_dict().items():
+        torch.testing.assert_close(theirs.network_.state_dict()[name], value, rtol=0, atol=0)
+    pd.testing.assert_frame_equal(ours.predict(), theirs.predict())
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
+    with pytest.raises(ValueError, match="ema_decay"):
+        GateformerForecaster(**SMALL, max_epochs=1, ema_decay=decay).fit(make_demo(n_steps=200))

@@ -33,6 +33,11 @@ val_size : float or int, default=0.1
     The final part of each series held out for early stopping: a fraction or a number of steps.
 gradient_clip : float or None, default=None
     Clip the gradient norm at this value.
+ema_decay : float in (0, 1) or None, default=None
+    Keep an exponential moving average of the weights, updated after every optimiser step with this
+    decay (Lightning's ``EMAWeightAveraging``; 0.99 averages over about the last 100 steps). Validation,
+    early stopping and the best epoch then read the averaged weights, and the averaged weights are what
+    the fit keeps. None: the weights as trained.
 random_state : int, default=0
     The same seed gives the same forecasts, whatever other fits run in other threads
     meanwhile (see :mod:`tsformers.seeding`).

@@ -212,17 +212,14 @@ class AtlasForecaster(StreamingForecaster):
     }
 
     def __init__(self, horizon=96, lookback=96, *, channel_independent=True, d_model=32, n_layers=1, n_heads=2,
-                 d_ff=64, layer="mag", memory=ATLAS_MEMORY, window=32, n_persistent=4, conv_kernel=16, d_key=4, memory_depth=2,
-                 memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon", ns_steps=5,
-                 max_lr=0.1,
-                 frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value", linear_base=True, target=None,
-                 covariates=None,
-                 future_covariates=None, calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
-                 weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
-                 scaler="standard", gradient_clip=1.0, random_state=0, verbose=False, trainer_kwargs=None,
-                 missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False,
-                 quantiles=None):
+                 d_ff=64, layer="mag", memory=ATLAS_MEMORY, window=32, n_persistent=4, conv_kernel=16, d_key=4,
+                 memory_depth=2, memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon",
+                 ns_steps=5, max_lr=0.1, frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value",
+                 linear_base=True, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
+                 id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32,
+                 max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=1.0, ema_decay=None,
+                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False,
+                 static=None, unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.channel_independent = channel_independent
@@ -265,6 +262,7 @@ class AtlasForecaster(StreamingForecaster):
         self.val_size = val_size
         self.scaler = scaler
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs

@@ -85,6 +85,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         "val_size": [Interval(Real, 0, 1, closed="left"), Interval(Integral, 0, None, closed="left")],
         "scaler": [StrOptions({"standard"}), None],
         "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "ema_decay": [Interval(Real, 0, 1, closed="neither"), None],
         "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both")],
         "verbose": ["boolean"],
         "trainer_kwargs": [dict, None],
@@ -284,7 +285,9 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
                            trainer_kwargs=dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs,
                            static=data.static_tensor(), checkpoint_dir=self.checkpoint_dir if checkpoints else None,
                            resume=self.resume if checkpoints else False, quantiles=self._quantile_levels(),
-                           objective=objective, linear_base=linear_base_of(network))
+                           objective=objective, linear_base=linear_base_of(network),
+                           # a forecaster without the parameter (subclasses written before it) averages nothing
+                           ema_decay=getattr(self, "ema_decay", None))
 
     # -- the data path, predict: ForecastPath (tsformers.estimators.forecasting) ---------------
 

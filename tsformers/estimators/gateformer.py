@@ -191,14 +191,13 @@ class GateformerForecaster(BaseForecaster):
         "embedding": [str],
     }
 
-    def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8,
-                 stride=8, dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard",
-                 temporal_stack=None, temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp",
-                 norm="layernorm", embedding="patch",
-                 target=None, covariates=None, future_covariates=None,
-                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0,
-                 lr_schedule="halving", batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
-                 gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+    def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8, stride=8,
+                 dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", temporal_stack=None,
+                 temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
+                 embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
+                 time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
+                 batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
+                 ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
                  quantiles=None, linear_base=False):
         self.horizon = horizon
@@ -236,6 +235,7 @@ class GateformerForecaster(BaseForecaster):
         self.val_size = val_size
         self.scaler = scaler
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs

@@ -194,14 +194,13 @@ class GTrXLForecaster(StreamingForecaster):
 
     def __init__(self, horizon=96, lookback=1024, *, d_model=128, n_heads=8, d_ff=256, n_layers=3, segment_len=96,
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
-                 gate_bias=2.0, kv_cache=None, kv_window=None, kv_global=None,
-                 normalize="last_value", linear_base=True, last_value_anchor=True, target=None, covariates=None, future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse",
-                 learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10,
-                 patience=3, val_size=0.1, scaler="standard", gradient_clip=None, random_state=0, verbose=False,
-                 trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
-                 unknown_static="error", checkpoint_dir=None, resume=False,
-                 quantiles=None):
+                 gate_bias=2.0, kv_cache=None, kv_window=None, kv_global=None, normalize="last_value",
+                 linear_base=True, last_value_anchor=True, target=None, covariates=None, future_covariates=None,
+                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
+                 lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
+                 gradient_clip=None, ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None,
+                 missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
+                 checkpoint_dir=None, resume=False, quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -238,6 +237,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.val_size = val_size
         self.scaler = scaler
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs

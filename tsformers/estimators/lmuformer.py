@@ -175,14 +175,12 @@ class LMUFormerForecaster(StreamingForecaster):
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, memory_size=None, theta=None, n_layers=1,
                  embed_layers=4, kernel_size=3, mlp_ratio=4, dropout=0.1, spiking=False, tau=2.0, v_threshold=1.0,
-                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", linear_base=True, memory="lmu", target=None, covariates=None,
-                 future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
-                 lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
-                 gradient_clip=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error",
-                 max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False,
-                 quantiles=None):
+                 surrogate_alpha=4.0, channel_independent=True, normalize="last_value", linear_base=True,
+                 memory="lmu", target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
+                 id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32,
+                 max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None,
+                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False,
+                 static=None, unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -217,6 +215,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.val_size = val_size
         self.scaler = scaler
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs

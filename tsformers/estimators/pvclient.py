@@ -206,14 +206,13 @@ class PVClientForecaster(BaseForecaster):
     }
 
     def __init__(self, horizon=96, lookback=192, *, n_heads=4, d_ff=128, e_layers=2, dropout=0.1, mixer="full",
-                 stack="standard", ffn="mlp", norm="layernorm", block="postnorm", step_pathway=True,
-                 step_fusion=None, w_trans=1.0, w_lin=1.0,
-                 capacity=None, clip=True, target=None, covariates=None, future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
-                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
-                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
-                 quantiles=None):
+                 stack="standard", ffn="mlp", norm="layernorm", block="postnorm", step_pathway=True, step_fusion=None,
+                 w_trans=1.0, w_lin=1.0, capacity=None, clip=True, target=None, covariates=None,
+                 future_covariates=None, calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
+                 weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
+                 scaler="standard", gradient_clip=None, ema_decay=None, random_state=0, verbose=False,
+                 trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
+                 unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.n_heads = n_heads
@@ -247,6 +246,7 @@ class PVClientForecaster(BaseForecaster):
         self.val_size = val_size
         self.scaler = scaler
         self.gradient_clip = gradient_clip
+        self.ema_decay = ema_decay
         self.random_state = random_state
         self.verbose = verbose
         self.trainer_kwargs = trainer_kwargs

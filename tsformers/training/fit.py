@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from tsformers.seeding import SEEDED_LOCK
 from tsformers.training.datamodule import WindowDataModule
@@ -125,7 +125,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
                 static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
-                quantiles: list | None = None, objective=None, linear_base=None) -> list[dict]:
+                quantiles: list | None = None, objective=None, linear_base=None,
+                ema_decay: float | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -163,6 +164,10 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     ``linear_base``: the :class:`~tsformers.backbone.heads.LinearBase` inside ``network``, if any; with
     validation data its linear map alone replaces the trained correction when it is as good on the
     validation windows (:class:`KeepBaseline`).
+
+    ``ema_decay``: keep an exponential moving average of the weights, updated after every optimiser step
+    (Lightning's ``EMAWeightAveraging``). Validation, early stopping and the best epoch read the average,
+    and the average is what the fit returns (the best epoch's, or the last one's without validation data).
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
@@ -178,6 +183,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     with SEEDED_LOCK, tempfile.TemporaryDirectory(prefix="tsformers-ckpt-") as scratch, _quiet(not verbose):
         log = EpochLog(Path(scratch) / "epochs.json")
         callbacks = [log, SeedEachStep(seed), QuietWorkers(not verbose)]
+        if ema_decay is not None:
+            callbacks.append(EMAWeightAveraging(decay=ema_decay))
         ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
         checkpointing = val is not None or checkpoint_dir is not None
         if val is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from torch import nn
 
 from tsformers.training.losses import make_loss
@@ -135,6 +136,19 @@ class ForecastingModule(L.LightningModule):
         if self.trainer.world_size > 1:
             totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         return totals[0] / totals[1]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # With a WeightAveraging callback (``ema_decay``, or one of trainer_kwargs' callbacks) validation scores
+        # the averaged weights, and Lightning's callback puts them into full checkpoints only: it is not called
+        # for a weights-only one, such as the best epoch's that the fit restores, which would then hold the raw
+        # weights of an epoch chosen for its average's loss. The module's own hook runs for every checkpoint.
+        if "current_model_state" in checkpoint:  # a full checkpoint: the callback has done it
+            return
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, WeightAveraging):
+                callback.on_save_checkpoint(self.trainer, self, checkpoint)
+                for key in ("current_model_state", "averaging_state"):  # weights only: the average alone
+                    checkpoint.pop(key, None)
 
     def configure_optimizers(self):
         hp = self.hparams
