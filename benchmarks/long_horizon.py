@@ -164,7 +164,7 @@ FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
           "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps", "accelerator",
           "recal_coverage_80", "recal_width_80", "recal_coverage_95", "recal_width_95", "recal_crps", "recal_every",
-          "recal_s"]
+          "recal_s", "val_loss"]
 
 
 class _EpochTimer:
@@ -219,7 +219,12 @@ def accelerator_name(accelerator: str) -> str:
 
 
 def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, settings: dict | None = None,
-            accelerator: str = "cpu") -> dict:
+            accelerator: str = "cpu", validation_only: bool = False) -> dict:
+    """Fit one estimator on the protocol's training and validation rows and score it on every test window.
+
+    ``validation_only``: a search run, which never reads the test split; the row records the best
+    validation loss alone (``val_loss``, which every row records), for choosing settings before a test run.
+    """
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
     est = MODELS[model](data.name, horizon)
@@ -236,14 +241,16 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     est.fit(data.fit_frame)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    train_rows = data.fit_frame.iloc[:len(data.fit_frame) - data.val_steps]
-    scores = evaluate_windows(est, data.test_frame, scale=mase_scale(scaled_values(est, train_rows)))
+    scores = {}
+    if not validation_only:
+        train_rows = data.fit_frame.iloc[:len(data.fit_frame) - data.val_steps]
+        scores = evaluate_windows(est, data.test_frame, scale=mase_scale(scaled_values(est, train_rows)))
     eval_s = time.perf_counter() - t0
     total_s = time.perf_counter() - t_start
     t0 = time.perf_counter()  # timed apart: the tables' "fit + test" seconds stay those of fit and the test windows
-    if est.conformal_ is not None:  # the same intervals recalibrated as the test rows are observed
+    if est.conformal_ is not None and not validation_only:  # the intervals recalibrated as the test rows arrive
         scores |= recalibrated_intervals(est, data.recalibration_stream(est.lookback), int(data.val_steps))
-    scores["recal_s"] = time.perf_counter() - t0
+        scores["recal_s"] = time.perf_counter() - t0
 
     log = est.training_log_
     val_losses = [row.get("val_loss", np.inf) for row in log]
@@ -253,6 +260,7 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
         **scores,
         # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
         "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and _network_used(est) else 0,
+        "val_loss": float(np.min(val_losses)) if log else float("nan"),
         "max_epochs": est.max_epochs,
         "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s,
         "epoch_s_mean": float(np.mean(timer.seconds)) if timer.seconds else float("nan"),
@@ -343,8 +351,11 @@ def main(argv=None) -> int:
     p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="an estimator parameter for every run (JSON values: --set linear_base=false); the CSV's "
                         "params column records it")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "long_horizon.csv",
-                   help="CSV to append one row per run to")
+    p.add_argument("--out", type=Path, default=None,
+                   help="CSV to append one row per run to (default: benchmarks/results/long_horizon.csv, or "
+                        "search.csv with --validation-only)")
+    p.add_argument("--validation-only", action="store_true",
+                   help="a search run: fit, record the best validation loss, never read the test split")
     p.add_argument("--lookback", type=int, default=LOOKBACK,
                    help="the window every model reads; 96 is the literature's long-horizon setting, 36 its ILI one")
     p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
@@ -353,6 +364,8 @@ def main(argv=None) -> int:
                    help="torch.set_num_threads; 0 keeps torch's default (one per core). One thread is the default "
                         "because these models are small and the machine may be shared: see the README")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = REPO / "benchmarks" / "results" / ("search.csv" if args.validation_only else "long_horizon.csv")
     git_rev()  # the revision of the code this process imported, before any run
     accelerator_name(args.accelerator)  # no GPU: said before any run
     LOOKBACK = args.lookback  # read by the model functions above
@@ -371,15 +384,22 @@ def main(argv=None) -> int:
         for horizon in args.horizons:
             for model in args.models:
                 for seed in args.seeds:
-                    row = run_one(model, data, horizon, seed, args.max_epochs, dict(args.set), args.accelerator)
+                    row = run_one(model, data, horizon, seed, args.max_epochs, dict(args.set), args.accelerator,
+                                  validation_only=args.validation_only)
                     rows.append(row)
                     append_csv(args.out, [row])
+                    if args.validation_only:
+                        print(f"{dataset} H={horizon} {model} seed={seed}: best validation loss {row['val_loss']:.4f} "
+                              f"({row['epochs_run']} epochs, best {row['best_epoch']}), fit {row['fit_s']:.0f}s",
+                              flush=True)
+                        continue
                     print(f"{dataset} H={horizon} {model} seed={seed}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "
                           f"(last value {row['naive_mse']:.4f}/{row['naive_mae']:.4f}); {row['epochs_run']} epochs "
                           f"(best {row['best_epoch']}), fit {row['fit_s']:.0f}s, eval {row['eval_s']:.1f}s, "
                           f"total {row['total_s']:.0f}s, peak RSS {row['peak_rss_mib']:.0f} MiB, "
                           f"{row['n_params']} parameters", flush=True)
-    print_table(rows)
+    if not args.validation_only:
+        print_table(rows)
     print(f"\nappended {len(rows)} row(s) to {args.out}")
     return 0
 

@@ -301,3 +301,34 @@ def test_the_speed_workers_flop_count_is_one_training_step_forward_and_backward(
         torch.nn.functional.mse_loss(net(torch.randn(32, 96, 7)), torch.randn(32, 96, 7)).backward()
     assert result["mflop_per_window"] * 1e6 * 32 == counter.get_total_flops() > 0
     assert result["gflop_per_s"] == pytest.approx(result["mflop_per_window"] * result["windows_per_s"] / 1e3)
+
+
+def test_a_validation_only_run_records_the_best_validation_loss_and_never_reads_the_test_rows():
+    import math
+
+    from tsformers.datasets import make_demo
+
+    long_horizon = load_benchmark("long_horizon.py", "long_horizon_under_test")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _protocol import ProtocolData
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+    class Unreadable:
+        def __getattr__(self, name):
+            raise AssertionError(f"a validation-only run read the test rows ({name})")
+
+        def __len__(self):
+            raise AssertionError("a validation-only run read the test rows (len)")
+
+    fit_frame = make_demo(n_steps=500)
+    data = ProtocolData(name="illness", fit_frame=fit_frame, test_frame=Unreadable(), val_steps=150, bounds={},
+                        n_rows=len(fit_frame))
+    settings = dict(d_model=16, d_ff=16, batch_size=64)
+    row = long_horizon.run_one("gateformer", data, 24, 0, 2, settings, validation_only=True)
+    assert "mse" not in row and "coverage_80" not in row
+    reference = long_horizon.gateformer("illness", 24).set_params(**settings, random_state=0, val_size=150,
+                                                                     max_epochs=2, verbose=False).fit(fit_frame)
+    best = min(r["val_loss"] for r in reference.training_log_)
+    assert math.isfinite(row["val_loss"]) and row["val_loss"] == best and row["epochs_run"] == 2
