@@ -515,6 +515,7 @@ def client_section() -> list[str]:
     lh = latest(lh[lh["model"] == "pvclient"], ["dataset", "horizon", "seed"])
     if lh.empty:
         return []
+    lh = in_grid_order(lh, "seed", [0, 1, 2])
     out = ["## PV-Client's network as Client, on the grid", "",
            "PV-Client's architecture is Client's (cross-variable attention over whole-window tokens plus a "
            "linear trend module). `benchmarks/long_horizon.py --models pvclient` runs it with PV clipping off "
