@@ -1051,18 +1051,18 @@ def in_grid_order(frame: pd.DataFrame, column: str, ranked) -> pd.DataFrame:
                              key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
 
 
-def seed_difference(ours: pd.Series, theirs: pd.Series) -> tuple[float, float, int]:
+def seed_difference(ours: pd.Series, theirs: pd.Series | float) -> tuple[float, float, int]:
     """Our MSE minus theirs over the seeds both ran (indexed by seed): mean, standard error, seed count.
 
-    A row with one value for every seed (a baseline: the same forecast whatever the seed) pairs with each of
-    our seeds. The standard error is the sample standard deviation of the paired differences over the
-    square root of their count, NaN with fewer than two pairs.
+    ``theirs`` as a number (a baseline: the same forecast whatever the seed) pairs with each of our seeds.
+    The standard error is the sample standard deviation of the paired differences over the square root of
+    their count, NaN with fewer than two pairs.
     """
-    if len(theirs) == 1 and theirs.index[0] is None:
-        diff = ours - float(theirs.iloc[0])
-    else:
+    if isinstance(theirs, pd.Series):
         common = ours.index.intersection(theirs.index)
         diff = ours.loc[common] - theirs.loc[common]
+    else:
+        diff = ours - theirs
     n = len(diff)
     se = float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
     return float(diff.mean()) if n else float("nan"), se, n
@@ -1160,8 +1160,8 @@ def side_by_side_section() -> list[str]:
         for label in BASELINES.values():
             if label in base_scores:
                 mse_cell, mae_cell = _four_digits(cells[("baseline", label)], *base_scores[label])
-                diff = ("–" if ours_run is None else difference_cell(*seed_difference(
-                    ours_run["by_seed"], pd.Series([base_scores[label][0]], index=[None]))))
+                diff = ("–" if ours_run is None
+                        else difference_cell(*seed_difference(ours_run["by_seed"], base_scores[label][0])))
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
                            f"| | | | | |")
     return out + ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows.", ""]
