@@ -190,13 +190,11 @@ def main(argv=None) -> int:
     if "large" not in args.skip:
         short, long = args.large_steps
         spec = {**base, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
-        for label, tree in trees:
-            record("large-train", "tsformers", "gateformer", label, runner.ours({**spec, "hp": GATEFORMER_LARGE}, tree),
-                   str(GATEFORMER_LARGE), batch=args.batch, steps=f"{short}/{long}")
-        if with_nf:
-            count = {"task": "count", "model": "gateformer", "hp": GATEFORMER_LARGE}
-            target = runner.ours(count, args.tree)["n_params"]
-            hp = match_size(runner, "itransformer", target)[0]
+        large = [record("large-train", "tsformers", "gateformer", label,
+                        runner.ours({**spec, "hp": GATEFORMER_LARGE}, tree), str(GATEFORMER_LARGE), batch=args.batch,
+                        steps=f"{short}/{long}") for label, tree in trees]
+        if with_nf:  # the width matched to the size of the current tree's network (the first row)
+            hp = match_size(runner, "itransformer", large[0]["n_params"])[0]
             record("large-train", "neuralforecast", "itransformer", "neuralforecast",
                    runner.theirs({**spec, "model": "itransformer", "hp": hp}), str(hp), batch=args.batch,
                    steps=f"{short}/{long}")
