@@ -131,3 +131,19 @@ def test_batch_size_is_the_global_batch_split_evenly_over_the_processes(df):
         GateformerForecaster(**params | {"batch_size": 31}, trainer_kwargs=DDP).fit(df)  # refused before launching
     with pytest.raises(ValueError, match="use_distributed_sampler"):
         GateformerForecaster(**params, trainer_kwargs={"use_distributed_sampler": True}).fit(df)
+
+
+def test_ddp_fit_with_weight_averaging_keeps_the_single_process_fits_average(df, tmp_path):
+    # ema_decay: every process updates the same average after each (all-reduced) step; the best epoch's average,
+    # written by the first process into a weights-only checkpoint, is what the launching process ends with.
+    params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
+              "max_epochs": 3, "patience": None, "ema_decay": 0.9, "random_state": 0}
+    one = GateformerForecaster(**params).fit(df)
+    two = GateformerForecaster(**params, trainer_kwargs=DDP).fit(df)
+    plain = GateformerForecaster(**(params | {"ema_decay": None})).fit(df)
+    assert [r["val_loss"] for r in two.training_log_] == pytest.approx([r["val_loss"] for r in one.training_log_],
+                                                                       rel=1e-5)
+    assert [r["val_loss"] for r in one.training_log_] != pytest.approx([r["val_loss"] for r in plain.training_log_],
+                                                                       rel=1e-3), "the average is validated"
+    assert_same_weights(one.network_, two.network_)
+    assert_same_forecasts(one.predict(), two.predict())

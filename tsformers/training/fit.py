@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+from torch.optim.swa_utils import get_ema_avg_fn
 
 from tsformers.seeding import SEEDED_LOCK
 from tsformers.training.datamodule import WindowDataModule
@@ -90,6 +91,28 @@ class RestoreBest(Callback):
         state = trainer.strategy.broadcast(state, src=0)
         if state is not None:
             module.load_state_dict(state)
+
+
+class ExponentialAverage(EMAWeightAveraging):
+    """Lightning's ``EMAWeightAveraging`` (an average updated after every optimiser step) that pickles.
+
+    ``ddp_spawn`` and Spark's distributor pickle the callbacks to send them to the training processes;
+    Lightning's keeps torch's ``get_ema_avg_fn(decay)``, a local function, which does not pickle. This one
+    pickles its ``decay`` and rebuilds the same function on arrival, so the average is computed alike.
+    """
+
+    def __init__(self, decay: float):
+        super().__init__(decay=decay)
+        self.decay = decay
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_kwargs"] = {k: v for k, v in self._kwargs.items() if k != "avg_fn"}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay)
 
 
 class KeepBaseline(Callback):
@@ -184,7 +207,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
         log = EpochLog(Path(scratch) / "epochs.json")
         callbacks = [log, SeedEachStep(seed), QuietWorkers(not verbose)]
         if ema_decay is not None:
-            callbacks.append(EMAWeightAveraging(decay=ema_decay))
+            callbacks.append(ExponentialAverage(ema_decay))
         ckpt_dir = str(checkpoint_dir) if checkpoint_dir is not None else scratch
         checkpointing = val is not None or checkpoint_dir is not None
         if val is not None:
