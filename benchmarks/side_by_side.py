@@ -50,14 +50,23 @@ ITRANSFORMER_TABLE = {
     "ETTm1": dict(_SMALL),
     "ETTm2": dict(_SMALL),
     "exchange": dict(_SMALL),
+    # scripts/multivariate_forecasting/Weather/iTransformer.sh
+    "weather": {h: (3, 512, 512) for h in (96, 192, 336, 720)},
 }
 # PatchTST at lookback 96 as the iTransformer paper ran it: thuml/Time-Series-Library
-# scripts/long_term_forecast/ETT_script/PatchTST_<data>.sh (e_layers, n_heads, batch); TSLib defaults:
-# d_model 512, d_ff 2048, dropout 0.1, patch 16 / stride 8, lr 1e-4, 10 epochs, patience 3, type1 halving.
+# scripts/long_term_forecast/ETT_script/PatchTST_<data>.sh, Exchange_script/PatchTST.sh and
+# Weather_script/PatchTST.sh (e_layers, n_heads, batch); TSLib defaults: d_model 512, d_ff 2048, dropout 0.1,
+# patch 16 / stride 8, n_heads 8, batch 32, lr 1e-4, 10 epochs, patience 3, type1 halving. The weather script
+# trains 3 epochs (PATCHTST_EPOCHS); the Exchange script's one epoch at H = 336 is not followed (as for iTransformer).
 PATCHTST_TABLE = {
     "ETTh1": {96: (1, 2, 32), 192: (1, 8, 32), 336: (1, 8, 32), 720: (1, 16, 32)},
+    "ETTh2": {h: (3, 4, 32) for h in (96, 192, 336, 720)},
     "ETTm1": {96: (1, 2, 32), 192: (3, 2, 128), 336: (1, 4, 128), 720: (3, 4, 128)},
+    "ETTm2": {96: (3, 16, 32), 192: (3, 2, 128), 336: (1, 4, 32), 720: (3, 4, 128)},
+    "exchange": {h: (2, 8, 32) for h in (96, 192, 336, 720)},
+    "weather": {96: (2, 4, 32), 192: (2, 16, 32), 336: (2, 4, 128), 720: (2, 4, 128)},
 }
+PATCHTST_EPOCHS = {"weather": 3}
 
 
 def nf_hparams(model: str, dataset: str, horizon: int) -> dict:
@@ -68,6 +77,7 @@ def nf_hparams(model: str, dataset: str, horizon: int) -> dict:
             return dict(e_layers=e_layers, d_model=d_model, d_ff=d_ff, n_heads=8, batch_size=32, **common)
         if model == "patchtst":
             e_layers, n_heads, batch = PATCHTST_TABLE[dataset][horizon]
+            common["max_epochs"] = PATCHTST_EPOCHS.get(dataset, common["max_epochs"])
             return dict(e_layers=e_layers, d_model=512, d_ff=2048, n_heads=n_heads, batch_size=batch, patch_len=16,
                         stride=8, **common)
     except KeyError:

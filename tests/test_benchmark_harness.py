@@ -332,3 +332,19 @@ def test_a_validation_only_run_records_the_best_validation_loss_and_never_reads_
                                                                      max_epochs=2, verbose=False).fit(fit_frame)
     best = min(r["val_loss"] for r in reference.training_log_)
     assert math.isfinite(row["val_loss"]) and row["val_loss"] == best and row["epochs_run"] == 2
+
+
+def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scripts_settings():
+    side = load_benchmark("side_by_side.py", "side_by_side_benchmark")
+    # Time-Series-Library's PatchTST scripts: ETTh2 3 layers and 4 heads at every horizon in batches of 32
+    # (run.py's default); weather trains 3 epochs; an unlisted cell is refused, never guessed
+    etth2 = side.nf_hparams("patchtst", "ETTh2", 336)
+    assert (etth2["e_layers"], etth2["n_heads"], etth2["batch_size"], etth2["max_epochs"]) == (3, 4, 32, 10)
+    assert side.nf_hparams("patchtst", "weather", 192)["n_heads"] == 16
+    assert {side.nf_hparams("patchtst", "weather", h)["max_epochs"] for h in (96, 192, 336, 720)} == {3}
+    assert side.nf_hparams("patchtst", "ETTm2", 96)["n_heads"] == 16
+    # the iTransformer weather script: 3 layers of width 512 and its usual 10 epochs
+    weather = side.nf_hparams("itransformer", "weather", 96)
+    assert (weather["e_layers"], weather["d_model"], weather["d_ff"], weather["max_epochs"]) == (3, 512, 512, 10)
+    with pytest.raises(SystemExit, match="no reference-script hyperparameters for electricity"):
+        side.nf_hparams("patchtst", "electricity", 96)
