@@ -223,7 +223,8 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     """Fit one estimator on the protocol's training and validation rows and score it on every test window.
 
     ``validation_only``: a search run, which never reads the test split; the row records the best
-    validation loss alone (``val_loss``, which every row records), for choosing settings before a test run.
+    validation loss alone (``val_loss``, which every row records: the best epoch's, or the linear map's where the
+    fit kept the map alone), for choosing settings before a test run.
     """
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
@@ -254,13 +255,16 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
 
     log = est.training_log_
     val_losses = [row.get("val_loss", np.inf) for row in log]
+    val_loss = float(np.min(val_losses)) if log else float("nan")
+    if log and not _network_used(est):  # the fit kept the linear map alone: its score, not the dropped network's
+        val_loss = validation_mse(est, data)
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": data.name, "horizon": horizon, "model": _label(model, est), "seed": seed, "lookback": est.lookback,
         **scores,
         # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
         "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and _network_used(est) else 0,
-        "val_loss": float(np.min(val_losses)) if log else float("nan"),
+        "val_loss": val_loss,
         "max_epochs": est.max_epochs,
         "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s,
         "epoch_s_mean": float(np.mean(timer.seconds)) if timer.seconds else float("nan"),
@@ -272,6 +276,12 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
         "load_start": load_start, "load_end": os.getloadavg()[0], "git_rev": git_rev(),
         "params": json.dumps(params, sort_keys=True), "accelerator": accelerator_name(accelerator),
     }
+
+
+def validation_mse(est, data) -> float:
+    """MSE of the fitted forecast on the validation windows the fit early-stopped on (scaled data, every stride-1
+    window): the validation loss of what the fit returned, for an MSE-trained estimator."""
+    return float(evaluate_windows(est, data.fit_frame.iloc[-(data.val_steps + est.lookback):])["mse"])
 
 
 def _network_used(est) -> bool:

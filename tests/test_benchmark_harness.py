@@ -332,6 +332,18 @@ def test_a_validation_only_run_records_the_best_validation_loss_and_never_reads_
                                                                      max_epochs=2, verbose=False).fit(fit_frame)
     best = min(r["val_loss"] for r in reference.training_log_)
     assert math.isfinite(row["val_loss"]) and row["val_loss"] == best and row["epochs_run"] == 2
+    # the protocol's validation MSE of a fitted forecaster is the validation loss the training loop measured
+    assert long_horizon.validation_mse(reference, data) == pytest.approx(best, rel=1e-5)
+
+    # A fit that keeps its linear map alone records the map's validation loss, not the dropped network's:
+    # on the demo data no epoch of the correction beats the map (the row's best epoch is 0)
+    based = dict(settings, linear_base=True)
+    row = long_horizon.run_one("gateformer", data, 24, 0, 2, based, validation_only=True)
+    kept = long_horizon.gateformer("illness", 24).set_params(**based, random_state=0, val_size=150, max_epochs=2,
+                                                            verbose=False).fit(fit_frame)
+    assert not kept.network_used_ and row["best_epoch"] == 0
+    assert row["val_loss"] == long_horizon.validation_mse(kept, data)
+    assert row["val_loss"] < min(r["val_loss"] for r in kept.training_log_)
 
 
 def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scripts_settings():
