@@ -92,6 +92,7 @@ def test_autolog_logs_params_schema_losses_metrics_model_and_plot(experiment, lo
     metrics = run.data.metrics
     assert metrics["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in f.training_log_), rel=1e-6)
     assert metrics["epochs_trained"] == 3
+    assert "network_used" not in metrics  # no linear base: the forecast is the network's
     groups = long_df.groupby("unique_id", sort=False)  # the last horizon of each series, from the rows before
     error = f.predict(groups.head(-12))["y"].to_numpy() - groups.tail(12)["y"].to_numpy()
     assert metrics["val_mse"] == pytest.approx(np.mean(error ** 2), rel=1e-9)
@@ -103,6 +104,16 @@ def test_autolog_logs_params_schema_losses_metrics_model_and_plot(experiment, lo
     [model] = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     assert model.source_run_id == run.info.run_id
     pd.testing.assert_frame_equal(mlflow.pyfunc.load_model(model.model_uri).predict(long_df), f.predict(long_df))
+
+
+def test_autolog_says_whether_a_linear_base_fit_kept_its_network(experiment, long_df):
+    tsf_tracking.autolog()
+    f = GateformerForecaster(**TINY, max_epochs=2, linear_base=True).fit(long_df)
+    [run] = _runs(experiment)
+    assert run.data.metrics["network_used"] == float(f.network_used_)
+    groups = long_df.groupby("unique_id", sort=False)  # val_mse scores the forecast the fit kept
+    error = f.predict(groups.head(-12))["y"].to_numpy() - groups.tail(12)["y"].to_numpy()
+    assert run.data.metrics["val_mse"] == pytest.approx(np.mean(error ** 2), rel=1e-9)
 
 
 def test_without_autolog_nothing_is_logged(experiment, long_df):

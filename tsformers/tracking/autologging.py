@@ -8,10 +8,12 @@ One run per fit (or the active run, when the fit happens inside
   (params ``data_*``; the whole schema as ``data_schema.json``);
 - per-epoch ``train_loss`` / ``val_loss`` (and ``epoch``), through Lightning's
   ``MLFlowLogger`` added to the Trainer;
-- the final validation metrics: ``best_val_loss`` (scaled, as trained) and,
-  in the data's units, ``val_mse`` / ``val_mae`` of forecasting the last
-  ``horizon`` steps of the fit data (inside the validation part) from the steps
-  before them; ``epochs_trained``;
+- the final validation metrics: ``best_val_loss`` (the best epoch's, scaled, as
+  trained) and, in the data's units, ``val_mse`` / ``val_mae`` of forecasting the
+  last ``horizon`` steps of the fit data (inside the validation part) from the
+  steps before them; ``epochs_trained``; with ``linear_base=True``,
+  ``network_used`` (1, or 0 where the fit kept the linear map alone: then
+  ``best_val_loss`` is the dropped network's, and ``val_mse`` the map's);
 - the model, as a pyfunc model (see :func:`tsformers.tracking.log_model`);
 - ``forecast.png``: the last ``horizon`` steps of a few series, observed and forecast from
   the ``lookback`` steps before them (with the band of the outermost quantiles of a
@@ -35,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from tsformers.data.frames import as_pandas, time_as_column
+from tsformers.backbone.heads import linear_base_of
 from tsformers.batch.frames import example_from_frame, holdout_forecast
 
 MAX_PARAM_CHARS = 500
@@ -192,6 +195,8 @@ def final_metrics(estimator, holdout) -> dict:
     if not val:
         return metrics
     metrics["best_val_loss"] = float(min(val))
+    if linear_base_of(estimator.network_) is not None:  # whether the forecast scored below is the network's at all
+        metrics["network_used"] = float(estimator.network_used_)
     both, targets = holdout(), estimator.schema_.targets
     error = (both[[f"{t}__forecast" for t in targets]].to_numpy(dtype=np.float64)
              - both[targets].to_numpy(dtype=np.float64))
