@@ -76,7 +76,7 @@ GATEFORMER_DEFAULTS_FOR = {"illness"}
 
 def gateformer(dataset: str, horizon: int) -> GateformerForecaster:
     """Gateformer with its paper's settings for ``dataset`` and ``horizon`` (its defaults on ILI, which the paper
-    does not cover: d_model 64, one layer, lr 5e-4, batch 32, patches of 8 steps)."""
+    does not cover: d_model 64, one layer, lr 5e-4, batch 8, patches of 8 steps)."""
     if dataset in GATEFORMER_DEFAULTS_FOR:
         return GateformerForecaster(horizon=horizon, lookback=LOOKBACK)
     e_layers, d_model, d_ff, lr = _table_entry(GATEFORMER_TABLE, "gateformer", dataset, horizon)
