@@ -27,7 +27,7 @@ DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange"]
 HORIZONS = [96, 192, 336, 720]
 NAMES = {"gateformer": "Gateformer", "itransformer": "iTransformer", "patchtst": "PatchTST",
          "lmuformer": "LMUFormer", "gtrxl": "GTrXL", "atlas": "ATLAS", "pvclient": "PV-Client",
-         "gateformer+base": "Gateformer + linear base"}
+         "gateformer+base": "Gateformer + linear base", "gateformer-defaults": "Gateformer (defaults)"}
 
 
 def _read(name: str) -> pd.DataFrame | None:
@@ -401,7 +401,7 @@ def other_models_section() -> list[str]:
     runs = latest(lh, ["dataset", "horizon", "model", "linear_base", "seed"])
     first = runs[runs["seed"] == 0]  # a cell is its seed-0 run; other seeds join it from the same revision
     # PV-Client and Gateformer with the linear base have their own sections (client_section, linear_base_section)
-    others = first[~first["model"].isin(["gateformer", "pvclient", "gateformer+base"])]
+    others = first[~first["model"].isin(["gateformer", "pvclient", "gateformer+base", "gateformer-defaults"])]
     if others.empty:
         return []
     gate = {(r.dataset, int(r.horizon)): r for r in first[first["model"] == "gateformer"].itertuples()}

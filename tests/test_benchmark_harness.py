@@ -360,3 +360,12 @@ def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scri
     assert (weather["e_layers"], weather["d_model"], weather["d_ff"], weather["max_epochs"]) == (3, 512, 512, 10)
     with pytest.raises(SystemExit, match="no reference-script hyperparameters for electricity"):
         side.nf_hparams("patchtst", "electricity", 96)
+
+
+def test_gateformers_one_default_setting_is_the_paper_setting_on_ettm_at_h96_and_not_elsewhere():
+    long_horizon = load_benchmark("long_horizon.py", "long_horizon_defaults")
+    for dataset in ("ETTm1", "ETTm2"):   # the same estimator, so the same fit
+        assert long_horizon.gateformer(dataset, 96).get_params() == \
+            long_horizon.gateformer_defaults(dataset, 96).get_params()
+    assert long_horizon.gateformer("ETTh2", 96).get_params()["d_model"] == 128
+    assert long_horizon.gateformer_defaults("ETTh2", 96).get_params()["d_model"] == 64
