@@ -1169,7 +1169,7 @@ def side_by_side_section() -> list[str]:
            "scripts at lookback 96 (iTransformer: thuml/iTransformer scripts; PatchTST: Time-Series-Library's, "
            "as the iTransformer paper reran it). Where a model ran several seeds (*seeds*), its MSE is their "
            "mean ± the sample standard deviation, its MAE, times and load the mean and range over them. "
-           "*ours − row*: Gateformer's MSE (the first tsformers row of the data set: the paper settings) minus the "
+           "*ours − row*: Gateformer's MSE (the first tsformers row of the data set: the paper settings where they ran) minus the "
            "row's, averaged over the seeds both ran (paired by seed; "
            "a baseline is the same for every seed), ± its standard error; *ahead* or *behind* when the "
            "difference is beyond two standard errors, else *within 2 SE*; with one seed there is no verdict. "
