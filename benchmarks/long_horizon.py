@@ -263,15 +263,15 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
 
     log = est.training_log_
     val_losses = [row.get("val_loss", np.inf) for row in log]
-    val_loss = float(np.min(val_losses)) if log else float("nan")
-    if log and not _network_used(est):  # the fit kept the linear map alone: its score, not the dropped network's
-        val_loss = validation_mse(est, data)
+    network_used = _network_used(est)
+    # where the fit kept the linear map alone, the validation loss is the map's, not the dropped network's
+    val_loss = (float(np.min(val_losses)) if network_used else validation_mse(est, data)) if log else float("nan")
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": data.name, "horizon": horizon, "model": _label(model, est), "seed": seed, "lookback": est.lookback,
         **scores,
         # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
-        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and _network_used(est) else 0,
+        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and network_used else 0,
         "val_loss": val_loss,
         "max_epochs": est.max_epochs,
         "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s,

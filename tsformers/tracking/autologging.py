@@ -36,9 +36,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tsformers.data.frames import as_pandas, time_as_column
 from tsformers.backbone.heads import linear_base_of
 from tsformers.batch.frames import example_from_frame, holdout_forecast
+from tsformers.data.frames import as_pandas, time_as_column
 
 MAX_PARAM_CHARS = 500
 

@@ -96,8 +96,7 @@ class RestoreBest(Callback):
 class ExponentialAverage(EMAWeightAveraging):
     """Lightning's ``EMAWeightAveraging`` (an average updated after every optimiser step) that pickles.
 
-    ``ddp_spawn`` and Spark's distributor pickle the callbacks to send them to the training processes;
-    Lightning's keeps torch's ``get_ema_avg_fn(decay)``, a local function, which does not pickle. This one
+    ``ddp_spawn`` pickles the callbacks to send them to the training processes; Lightning's keeps torch's ``get_ema_avg_fn(decay)``, a local function, which does not pickle. This one
     pickles its ``decay`` and rebuilds the same function on arrival, so the average is computed alike.
     """
 
