@@ -231,8 +231,9 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     """Fit one estimator on the protocol's training and validation rows and score it on every test window.
 
     ``validation_only``: a search run, which never reads the test split; the row records the best
-    validation loss alone (``val_loss``, which every row records: the best epoch's, or the linear map's where the
-    fit kept the map alone), for choosing settings before a test run.
+    validation loss alone (``val_loss``, which every row records: the best epoch's, or with a linear base the
+    validation MSE of the forecast the fit kept, a share of the network's correction on the map), for choosing
+    settings before a test run.
     """
     load_start = os.getloadavg()[0]
     t_start = time.perf_counter()
@@ -264,8 +265,10 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     log = est.training_log_
     val_losses = [row.get("val_loss", np.inf) for row in log]
     network_used = _network_used(est)
-    # where the fit kept the linear map alone, the validation loss is the map's, not the dropped network's
-    val_loss = (float(np.min(val_losses)) if network_used else validation_mse(est, data)) if log else float("nan")
+    # with a linear base the forecast keeps a share of the network's correction: its validation loss is that
+    # forecast's (the map's where the share is 0), not the best epoch's with all of the correction
+    kept_all = linear_base_of(est.network_) is None
+    val_loss = (float(np.min(val_losses)) if kept_all else validation_mse(est, data)) if log else float("nan")
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": data.name, "horizon": horizon, "model": _label(model, est), "seed": seed, "lookback": est.lookback,

@@ -27,7 +27,8 @@ DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange"]
 HORIZONS = [96, 192, 336, 720]
 NAMES = {"gateformer": "Gateformer", "itransformer": "iTransformer", "patchtst": "PatchTST",
          "lmuformer": "LMUFormer", "gtrxl": "GTrXL", "atlas": "ATLAS", "pvclient": "PV-Client",
-         "gateformer+base": "Gateformer + linear base", "gateformer-defaults": "Gateformer (defaults)"}
+         "gateformer+base": "Gateformer + linear base", "gateformer-defaults": "Gateformer (defaults)",
+         "gateformer-defaults+base": "Gateformer (defaults + linear base)"}
 
 
 def _read(name: str) -> pd.DataFrame | None:
@@ -401,7 +402,7 @@ def other_models_section() -> list[str]:
     runs = latest(lh, ["dataset", "horizon", "model", "linear_base", "seed"])
     first = runs[runs["seed"] == 0]  # a cell is its seed-0 run; other seeds join it from the same revision
     # PV-Client and Gateformer with the linear base have their own sections (client_section, linear_base_section)
-    others = first[~first["model"].isin(["gateformer", "pvclient", "gateformer+base", "gateformer-defaults"])]
+    others = first[~first["model"].str.startswith("gateformer") & (first["model"] != "pvclient")]
     if others.empty:
         return []
     gate = {(r.dataset, int(r.horizon)): r for r in first[first["model"] == "gateformer"].itertuples()}

@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_worker  # noqa: E402
 from _protocol import append_rows, load_protocol_data  # noqa: E402
-from long_horizon import LOOKBACK, MODELS, REFERENCE, default_data_dir, git_rev, run_one  # noqa: E402
+from long_horizon import LOOKBACK, MODELS, REFERENCE, _setting, default_data_dir, git_rev, run_one  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
 from tsformers.datasets import info  # noqa: E402
@@ -87,7 +87,7 @@ def nf_hparams(model: str, dataset: str, horizon: int) -> dict:
 
 FIELDS = ["timestamp", "dataset", "horizon", "library", "model", "seed", "mse", "mae", "n_windows", "epochs_run",
           "fit_test_s", "fit_test_cpu_s", "n_params", "peak_rss_mib", "load_start", "load_end", "n_threads", "torch_version",
-          "lib_version", "git_rev", "params"]
+          "lib_version", "git_rev", "params", "val_loss"]
 
 
 def train_stats(data) -> tuple[list, list, list]:
@@ -101,18 +101,21 @@ def train_stats(data) -> tuple[list, list, list]:
     return columns, mean.tolist(), scale.tolist()
 
 
-def ours(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats) -> dict:
+def ours(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats,
+         settings: dict | None = None) -> dict:
+    """Our ``model`` fitted and tested by ``long_horizon.run_one``, ``settings`` replacing some of its parameters
+    (the row's model is labelled as there: ``+base`` where they turn on a linear base the defaults leave off)."""
     c0 = time.process_time()
-    row = run_one(model, data, horizon, seed, max_epochs)
+    row = run_one(model, data, horizon, seed, max_epochs, settings)
     cpu_s = time.process_time() - c0  # building, fit and test: CPU seconds, which a shared machine inflates less
     return {"timestamp": row["timestamp"], "dataset": data.name, "horizon": horizon, "library": "tsformers",
-            "model": model, "seed": seed, "mse": row["mse"], "mae": row["mae"], "n_windows": row["n_windows"],
+            "model": row["model"], "seed": seed, "mse": row["mse"], "mae": row["mae"], "n_windows": row["n_windows"],
             "epochs_run": row["epochs_run"], "fit_test_s": row["fit_s"] + row["eval_s"], "fit_test_cpu_s": cpu_s,
             "n_params": row["n_params"],
             "peak_rss_mib": row["peak_rss_mib"], "load_start": row["load_start"], "load_end": row["load_end"],
             "n_threads": row["n_threads"], "torch_version": row["torch_version"],
             "lib_version": _version("tsformers"), "git_rev": row["git_rev"], "params": row["params"],
-            "naive_mse": row["naive_mse"], "naive_mae": row["naive_mae"]}
+            "naive_mse": row["naive_mse"], "naive_mae": row["naive_mae"], "val_loss": row["val_loss"]}
 
 
 def nf(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats, csv_path: str, log) -> dict:
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--max-epochs", type=int, default=None, help="override every model's epochs (quick checks)")
+    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter of our estimators, as long_horizon.py's --set (e.g. linear_base=true)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both libraries")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "side_by_side.csv")
     p.add_argument("--log", type=Path, default=None, help="where the neuralforecast workers' output goes")
@@ -193,7 +198,7 @@ def main(argv=None) -> int:
         for horizon in args.horizons:
             for seed in args.seeds:
                 for model in args.models:
-                    row = ours(model, data, horizon, seed, args.max_epochs, stats)
+                    row = ours(model, data, horizon, seed, args.max_epochs, stats, dict(args.set))
                     rows.append(row)
                     append_csv(args.out, row)
                     print(f"{dataset} H={horizon} tsformers {model}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "

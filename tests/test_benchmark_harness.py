@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -369,3 +370,32 @@ def test_gateformers_one_default_setting_is_the_paper_setting_on_ettm_at_h96_and
             long_horizon.gateformer_defaults(dataset, 96).get_params()
     assert long_horizon.gateformer("ETTh2", 96).get_params()["d_model"] == 128
     assert long_horizon.gateformer_defaults("ETTh2", 96).get_params()["d_model"] == 64
+
+
+def test_side_by_side_settings_reach_our_estimator_and_label_its_rows():
+    """``side_by_side.py --set linear_base=true``: the row is Gateformer's defaults with the linear base, labelled
+    ``gateformer-defaults+base`` (never standing in for the defaults' rows), and records the validation MSE of the
+    forecast the fit kept."""
+    from tsformers.datasets import make_demo
+
+    side = load_benchmark("side_by_side.py", "side_by_side_settings")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _protocol import ProtocolData
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    frame = make_demo(n_steps=700)
+    data = ProtocolData(name="illness", fit_frame=frame.iloc[:500].reset_index(drop=True),
+                        test_frame=frame.iloc[500 - 96:].reset_index(drop=True), val_steps=150,
+                        bounds={"train": (0, 350), "val": (350, 500), "test": (500, 700)}, n_rows=700)
+    tiny = {"d_model": 16, "d_ff": 16, "batch_size": 64}
+    plain = side.ours("gateformer-defaults", data, 24, 0, 1, None, tiny)
+    based = side.ours("gateformer-defaults", data, 24, 0, 1, None, dict(tiny, linear_base=True))
+    assert (plain["model"], based["model"]) == ("gateformer-defaults", "gateformer-defaults+base")
+    assert json.loads(based["params"])["linear_base"] is True and json.loads(plain["params"])["d_model"] == 16
+    kept = side.MODELS["gateformer-defaults"]("illness", 24).set_params(
+        **tiny, linear_base=True, random_state=0, val_size=150, max_epochs=1, verbose=False).fit(data.fit_frame)
+    long_horizon = sys.modules["long_horizon"]
+    assert based["val_loss"] == pytest.approx(long_horizon.validation_mse(kept, data), rel=1e-6)
+    assert based["mse"] == pytest.approx(
+        long_horizon.evaluate_windows(kept, data.test_frame)["mse"], rel=1e-6)

@@ -111,6 +111,7 @@ def test_autolog_says_whether_a_linear_base_fit_kept_its_network(experiment, lon
     f = GateformerForecaster(**TINY, max_epochs=2, linear_base=True).fit(long_df)
     [run] = _runs(experiment)
     assert run.data.metrics["network_used"] == float(f.network_used_)
+    assert run.data.metrics["correction_share"] == f.correction_share_
     groups = long_df.groupby("unique_id", sort=False)  # val_mse scores the forecast the fit kept
     error = f.predict(groups.head(-12))["y"].to_numpy() - groups.tail(12)["y"].to_numpy()
     assert run.data.metrics["val_mse"] == pytest.approx(np.mean(error ** 2), rel=1e-9)

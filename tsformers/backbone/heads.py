@@ -79,7 +79,7 @@ class LinearBase(_Wrapper):
     targets are w (B, L, n_targets) with last value w_L::
 
         base = w_L + W (w - w_L) + b                      the NLinear map, one per horizon step, every target
-        y    = base + gate * (network(x) - w_L)            gate (horizon,), learned, ``gate_init`` at the start
+        y    = base + share * gate * (network(x) - w_L)    gate (horizon,), learned, ``gate_init`` at the start
 
     ``W`` (horizon, lookback) and ``b`` (horizon,) are buffers, not trained: the estimator sets them to
     the closed-form ridge map of the training windows before training
@@ -90,9 +90,11 @@ class LinearBase(_Wrapper):
     loss of 0.091 against 0.110 from an open gate (1.0), and a shut one (0.0) never left the map;
     on ETTh2 a shut start beat the map's validation loss after one epoch where an open one did not.
     After training, the
-    fit compares the best epoch with the map alone (:meth:`alone`) on the validation windows and
-    shuts the gate (:meth:`drop_network`) when the map alone is as good
-    (``fit_network(linear_base=...)``), so the forecast is never worse than the linear map there.
+    fit sets ``share`` (a buffer, 1 during training) to the part of the trained correction that
+    scores best on the validation windows, of 0 (the map alone, :meth:`drop_network`), 1/4, 1/2,
+    3/4 and all of it (``fit_network(linear_base=...)``), so the forecast is never worse than the
+    linear map there, nor than the best epoch: where the network and the map err differently, a
+    share between them can beat both.
     A tsformers part, not from a paper (a linear model plus a learned residual, as in hybrid
     ARIMA-network forecasters); cost O(horizon * lookback * n_targets) per forecast on top of the
     network's. Outputs past the targets (covariates a network forecasts) are the network's.
@@ -111,6 +113,12 @@ class LinearBase(_Wrapper):
         self.register_buffer("weight", torch.zeros(horizon, lookback))   # the last value until fitted
         self.register_buffer("bias", torch.zeros(horizon))
         self.gate = nn.Parameter(torch.full((horizon,), float(gate_init)))
+        self.register_buffer("share", torch.ones(()))                    # of the correction; chosen after training
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before ``share`` existed kept all of the correction (or shut the gate itself)
+        state_dict.setdefault(prefix + "share", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_map(self, weight: Tensor, bias: Tensor) -> None:
         """Set the linear map: ``weight`` (horizon, lookback), ``bias`` (horizon,)."""
@@ -120,24 +128,28 @@ class LinearBase(_Wrapper):
 
     @contextlib.contextmanager
     def alone(self):
-        """The linear map alone (the gate shut) inside the ``with`` block, to evaluate it; the gate is kept."""
-        gate = self.gate.detach().clone()
+        """The linear map alone (share 0) inside the ``with`` block, to evaluate it; the share is kept."""
+        share = float(self.share)
         self.drop_network()
         try:
             yield self
         finally:
-            with torch.no_grad():
-                self.gate.copy_(gate)
+            self.keep_share(share)
+
+    def keep_share(self, share: float) -> None:
+        """Keep ``share`` (0 to 1) of the network's gated correction in the forecast."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share={share} is not a part of the correction: pick a value from 0 to 1")
+        self.share.fill_(share)
 
     def drop_network(self) -> None:
-        """Shut the gate: the forecast is the linear map's."""
-        with torch.no_grad():
-            self.gate.zero_()
+        """Share 0: the forecast is the linear map's."""
+        self.keep_share(0.0)
 
     @property
     def network_used(self) -> bool:
-        """Whether the network contributes (some gate is open): False where the fit kept the linear map alone."""
-        return bool(self.gate.detach().abs().max() > 0)
+        """Whether the network contributes (a share of an open gate): False where the fit kept the linear map alone."""
+        return bool(self.share > 0 and self.gate.detach().abs().max() > 0)
 
     def base(self, window: Tensor, seen: Tensor | None = None) -> Tensor:
         """The linear forecast of ``window`` (B, L, n_targets): (B, H, n_targets); ``seen`` (B, L, 1) marks
@@ -148,7 +160,8 @@ class LinearBase(_Wrapper):
 
     def combine(self, y: Tensor, base: Tensor, last: Tensor) -> Tensor:
         """The network's forecast ``y`` (B, H, >= n_targets) as a gated correction of ``base``."""
-        corrected = base + self.gate[:, None] * (y[..., : self.n_targets] - last)     # (B, H, n_targets)
+        gate = self.share * self.gate                                                 # (H,)
+        corrected = base + gate[:, None] * (y[..., : self.n_targets] - last)          # (B, H, n_targets)
         return with_targets(y, corrected)
 
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:

@@ -102,10 +102,11 @@ _LINEAR_BASE_TEXT = """\
     fits (ridge on last-value-normalised windows, the penalty chosen on the validation windows),
     plus the network's correction through a learned gate per horizon step
     (:class:`~tsformers.backbone.LinearBase`; a tsformers extension, not in the paper). The map is
-    solved before training and the network learns what it leaves. After training, when the map
-    alone scores as well on the validation windows as the best epoch, the gate is shut: the
-    forecast is never worse than the linear baseline there, and ``network_used_`` says whether the
-    network contributes. The last ``lookback`` values ride in the streaming state, so streaming
+    solved before training and the network learns what it leaves. After training, the forecast
+    keeps the share of the trained correction (none, a quarter, half, three quarters or all of it)
+    that scores best on the validation windows: it is never worse than the linear baseline there,
+    nor than the best epoch, ``correction_share_`` says which share was kept and ``network_used_``
+    whether the network contributes at all. The last ``lookback`` values ride in the streaming state, so streaming
     stays exact. ``False``: the network alone, the paper's form. ``docs/benchmarks.md`` shows what
     each part buys."""
 
@@ -114,8 +115,11 @@ LINEAR_BASE_PARAMETER_OFF = "linear_base : bool, default=False\n" + _LINEAR_BASE
 
 LINEAR_BASE_ATTRIBUTE = """\
 network_used_ : bool
-    Only with ``linear_base=True``: whether the network contributes to the forecast (some gate is
-    open); False where no training epoch beat the linear map alone on the validation windows."""
+    Only with ``linear_base=True``: whether the network contributes to the forecast; False where no
+    share of the trained correction beat the linear map alone on the validation windows.
+correction_share_ : float
+    Only with ``linear_base=True``: the share of the network's gated correction the forecast keeps
+    (0, 0.25, 0.5, 0.75 or 1), the one of the lowest validation loss."""
 
 MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
            "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE,

@@ -102,15 +102,24 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
 
     # -- the network (built and run by NetworkForecastPath) ------------------------------
 
-    @property
-    def network_used_(self) -> bool:
-        """With ``linear_base=True``: whether the network contributes to the forecast (some gate is open)."""
+    def _linear_base(self, attribute: str):
         check_is_fitted(self, "network_")
         base = linear_base_of(self.network_)
         if base is None:
-            raise AttributeError("network_used_ is defined with linear_base=True only: without a linear base "
+            raise AttributeError(f"{attribute} is defined with linear_base=True only: without a linear base "
                                  "the forecast is the network's")
-        return base.network_used
+        return base
+
+    @property
+    def network_used_(self) -> bool:
+        """With ``linear_base=True``: whether the network contributes to the forecast (a share of an open gate)."""
+        return self._linear_base("network_used_").network_used
+
+    @property
+    def correction_share_(self) -> float:
+        """With ``linear_base=True``: the share of the network's correction the forecast keeps (0 to 1), chosen
+        on the validation windows."""
+        return float(self._linear_base("correction_share_").share)
 
     def new_network(self, **params) -> torch.nn.Module:
         """An untrained network for the fitted data, built from this estimator's parameters with ``params`` replacing some.

@@ -12,8 +12,9 @@ One run per fit (or the active run, when the fit happens inside
   trained) and, in the data's units, ``val_mse`` / ``val_mae`` of forecasting the
   last ``horizon`` steps of the fit data (inside the validation part) from the
   steps before them; ``epochs_trained``; with ``linear_base=True``,
-  ``network_used`` (1, or 0 where the fit kept the linear map alone: then
-  ``best_val_loss`` is the dropped network's, and ``val_mse`` the map's);
+  ``correction_share`` (the share of the network's correction the forecast keeps, 0 to 1)
+  and ``network_used`` (1, or 0 where the fit kept the linear map alone); below a share of 1
+  ``best_val_loss`` is the best epoch's with all of the correction, and ``val_mse`` the forecast's;
 - the model, as a pyfunc model (see :func:`tsformers.tracking.log_model`);
 - ``forecast.png``: the last ``horizon`` steps of a few series, observed and forecast from
   the ``lookback`` steps before them (with the band of the outermost quantiles of a
@@ -197,6 +198,7 @@ def final_metrics(estimator, holdout) -> dict:
     metrics["best_val_loss"] = float(min(val))
     if linear_base_of(estimator.network_) is not None:  # whether the forecast scored below is the network's at all
         metrics["network_used"] = float(estimator.network_used_)
+        metrics["correction_share"] = estimator.correction_share_
     both, targets = holdout(), estimator.schema_.targets
     error = (both[[f"{t}__forecast" for t in targets]].to_numpy(dtype=np.float64)
              - both[targets].to_numpy(dtype=np.float64))

@@ -114,32 +114,50 @@ class ExponentialAverage(EMAWeightAveraging):
         self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay)
 
 
-class KeepBaseline(Callback):
-    """After training, drop the network when the baseline it corrects is as good alone on the validation windows.
+class ChooseShare(Callback):
+    """After training, keep the share of the network's correction that scores best on the validation windows.
 
-    ``base`` is a :class:`~tsformers.backbone.heads.LinearBase` (``alone()``, ``drop_network()``): its
-    fitted linear map, evaluated with the gate shut, against the best epoch's validation loss. The
-    loss is computed on every process as an epoch's validation loss is, so all decide alike; the map
-    is fitted before training and never trained, so a resumed fit decides as an uninterrupted one.
-    Runs after :class:`RestoreBest`.
+    ``base`` is a :class:`~tsformers.backbone.heads.LinearBase`: its fitted linear map plus ``share`` of
+    the trained network's gated correction, for each share of :data:`SHARES` (0: the map alone), scored
+    by the training loss over every validation window, restored best epoch included (1: all of it). The
+    forecast is linear in the share, so two passes (the map alone and all of it) give every share's.
+    The smallest share of the lowest loss is kept: the map where nothing beats it. Without a best
+    epoch (no validation loss was recorded) the map alone is kept. The sums are reduced over all
+    processes as an epoch's validation loss is, so all decide alike; the map is fitted before training
+    and never trained, so a resumed fit decides as an uninterrupted one. Runs after :class:`RestoreBest`.
     """
+
+    SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
     def __init__(self, checkpoint: ModelCheckpoint, base):
         self.checkpoint, self.base = checkpoint, base
-        self.baseline_loss = None
+        self.losses = None   # the validation loss of each share, in the order of SHARES
 
     def on_fit_end(self, trainer, module):
+        if self.checkpoint.best_model_score is None:
+            self.base.drop_network()
+            return
         training = module.training
         module.eval()
-        with self.base.alone(), torch.no_grad():
-            module.on_validation_epoch_start()
-            for i, batch in enumerate(trainer.datamodule.val_dataloader()):
-                module.validation_step(module.transfer_batch_to_device(batch, module.device, 0), i)
-            self.baseline_loss = float(module.validation_loss())
+        sums = torch.zeros(len(self.SHARES) + 1, dtype=torch.float64, device=module.device)  # losses, count
+        with torch.no_grad():
+            for batch in trainer.datamodule.val_dataloader():
+                *inputs, y = module.transfer_batch_to_device(batch, module.device, 0)
+                observed = (~torch.isnan(y)).sum()
+                if observed == 0:  # a padding window (a process with no validation windows of its own)
+                    continue
+                full = module(*inputs)
+                with self.base.alone():
+                    alone = module(*inputs)
+                for i, share in enumerate(self.SHARES):
+                    sums[i] += module.masked_loss(alone + share * (full - alone), y).double() * observed
+                sums[-1] += observed
         module.train(training)
-        best = self.checkpoint.best_model_score
-        if best is None or self.baseline_loss <= float(best):
-            self.base.drop_network()
+        if trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        losses = sums[:-1] / sums[-1]
+        self.losses = losses.tolist()
+        self.base.keep_share(self.SHARES[int(torch.argmin(losses))])   # argmin: the first, smallest share of a tie
 
 
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
@@ -184,8 +202,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     trained weights (the depth gates of ``adaptive_depth`` stacks).
 
     ``linear_base``: the :class:`~tsformers.backbone.heads.LinearBase` inside ``network``, if any; with
-    validation data its linear map alone replaces the trained correction when it is as good on the
-    validation windows (:class:`KeepBaseline`).
+    validation data the forecast keeps the share of the trained correction (none, a quarter, half, three
+    quarters or all of it) that scores best on the validation windows (:class:`ChooseShare`).
 
     ``ema_decay``: keep an exponential moving average of the weights, updated after every optimiser step
     (Lightning's ``EMAWeightAveraging``). Validation, early stopping and the best epoch read the average,
@@ -214,7 +232,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
             # ddp_spawn hands back to the launching process).
             best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min",
                                    save_weights_only=True, enable_version_counter=False)
-            callbacks += [best, RestoreBest(best)] + ([KeepBaseline(best, linear_base)] if linear_base is not None else [])
+            callbacks += [best, RestoreBest(best)] + ([ChooseShare(best, linear_base)] if linear_base is not None else [])
             if patience is not None:
                 callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
         if checkpoint_dir is not None:
