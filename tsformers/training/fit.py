@@ -119,8 +119,8 @@ class ChooseShare(Callback):
 
     ``base`` is a :class:`~tsformers.backbone.heads.LinearBase`: its fitted linear map plus ``share`` of
     the trained network's gated correction, for each share of :data:`SHARES` (0: the map alone), scored
-    by the training loss over every validation window, restored best epoch included (1: all of it). The
-    forecast is linear in the share, so two passes (the map alone and all of it) give every share's.
+    by the training loss over every validation window, restored best epoch included (1: all of it). Each
+    share's forecast is computed, not interpolated: a quantile head around the base is not linear in it.
     The smallest share of the lowest loss is kept: the map where nothing beats it. Without a best
     epoch (no validation loss was recorded) the map alone is kept. The sums are reduced over all
     processes as an epoch's validation loss is, so all decide alike; the map is fitted before training
@@ -146,11 +146,9 @@ class ChooseShare(Callback):
                 observed = (~torch.isnan(y)).sum()
                 if observed == 0:  # a padding window (a process with no validation windows of its own)
                     continue
-                full = module(*inputs)
-                with self.base.alone():
-                    alone = module(*inputs)
                 for i, share in enumerate(self.SHARES):
-                    sums[i] += module.masked_loss(alone + share * (full - alone), y).double() * observed
+                    self.base.keep_share(share)
+                    sums[i] += module.masked_loss(module(*inputs), y).double() * observed
                 sums[-1] += observed
         module.train(training)
         if trainer.world_size > 1:
