@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                     row = ours(model, data, horizon, seed, args.max_epochs, stats, dict(args.set))
                     rows.append(row)
                     append_csv(args.out, row)
-                    print(f"{dataset} H={horizon} tsformers {model}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "
+                    print(f"{dataset} H={horizon} tsformers {row['model']}: MSE {row['mse']:.4f} MAE {row['mae']:.4f} "
                           f"fit+test {row['fit_test_s']:.0f}s", flush=True)
                 for model in args.nf_models:
                     t0 = time.perf_counter()
