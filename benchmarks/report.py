@@ -1272,12 +1272,12 @@ def search_section() -> list[str]:
            "tested once.", "",
            "| data | H | setting | seeds | validation MSE (mean ± sd) | from | revisions |", "|---|---|---|---|---|---|---|"]
     for (dataset, horizon), cell in runs.groupby(["dataset", "horizon"], sort=False):
-        by = cell.groupby("setting", sort=False)
-        means = by["val_loss"].mean()
-        for setting, group in by:
+        settings = list(cell.groupby("setting", sort=False))
+        means = [group["val_loss"].astype(float).mean() for _, group in settings]
+        for i, (setting, group) in enumerate(settings):
             loss = group["val_loss"].astype(float)
-            text = f"{loss.mean():.4f}" + (f" ± {loss.std():.4f}" if len(loss) > 1 else "")
-            if loss.mean() == means.min():
+            text = f"{means[i]:.4f}" + (f" ± {loss.std():.4f}" if len(loss) > 1 else "")
+            if i == int(np.argmin(means)):
                 text = f"**{text}**"
             out.append(f"| {dataset} | {int(horizon)} | {setting} | {len(loss)} | {text} | "
                        f"{', '.join(sorted(set(group['source'])))} | {', '.join(sorted(set(group['git_rev'].astype(str))))} |")
