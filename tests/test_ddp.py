@@ -89,6 +89,7 @@ def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit_and_is_t
         assert run.info.status == "FINISHED"
         assert [m.value for m in history] == [row["val_loss"] for row in two.training_log_]  # logged by rank 0
         assert run.data.metrics["epochs_trained"] == 2
+        assert run.data.metrics["correction_share"] == two.correction_share_  # decided alike on both processes
     finally:
         tracking.autolog(disable=True)
         while mlflow.active_run():
@@ -97,6 +98,7 @@ def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit_and_is_t
     assert [r["val_loss"] for r in two.training_log_] == pytest.approx([r["val_loss"] for r in one.training_log_],
                                                                        rel=1e-5)
     assert_same_weights(one.network_, two.network_)
+    assert one.correction_share_ == two.correction_share_   # the share's validation sums are reduced over processes
     assert_same_forecasts(one.predict(), two.predict())
     assert_same_forecasts(one.predict(df.iloc[:250]), two.predict(df.iloc[:250]))  # the streaming state's path
 
