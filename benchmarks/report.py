@@ -1264,6 +1264,7 @@ def search_section() -> list[str]:
     defaults = GateformerForecaster().get_params()
     runs = runs.assign(setting=[setting_label(p, defaults) for p in runs["params"]])
     runs = latest(runs, ["dataset", "horizon", "setting", "seed"])
+    runs = in_grid_order(runs, "setting", [])   # data sets in the grid's order, settings as they were first run
     out = ["### The search record: validation loss alone", "",
            "Every Gateformer setting tried for the one default, scored by its validation loss only (the MSE on "
            "the scaled validation windows the fit early-stopped on; with a linear base, of the forecast the fit "
