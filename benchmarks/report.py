@@ -1275,9 +1275,9 @@ def search_section() -> list[str]:
            "| data | H | setting | seeds | validation MSE (mean ± sd) | from | revisions |", "|---|---|---|---|---|---|---|"]
     for (dataset, horizon), cell in runs.groupby(["dataset", "horizon"], sort=False):
         settings = list(cell.groupby("setting", sort=False))
-        means = [group["val_loss"].astype(float).mean() for _, group in settings]
-        for i, (setting, group) in enumerate(settings):
-            loss = group["val_loss"].astype(float)
+        scores = [group["val_loss"].astype(float) for _, group in settings]
+        means = [loss.mean() for loss in scores]
+        for i, ((setting, group), loss) in enumerate(zip(settings, scores)):
             text = f"{means[i]:.4f}" + (f" ± {loss.std():.4f}" if len(loss) > 1 else "")
             if i == int(np.argmin(means)):
                 text = f"**{text}**"

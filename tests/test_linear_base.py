@@ -278,7 +278,7 @@ def test_the_fit_keeps_the_share_of_the_correction_with_the_lowest_validation_lo
     assert kept == ChooseShare.SHARES[int(np.argmin(losses))], losses
     if quantiles is None:   # (with quantiles the differences are too small to count on beyond this machine)
         assert 0.0 < kept < 1.0 and min(losses) < min(losses[0], losses[-1]), losses
-    if quantiles is None:   # the point forecast is linear in the share: the map plus that share of the correction
+        # the point forecast is linear in the share: the map plus that share of the correction
         with torch.no_grad():
             with base.alone():
                 alone = base(x)

@@ -122,8 +122,9 @@ class ChooseShare(Callback):
     by the training loss over every validation window, restored best epoch included (1: all of it). Each
     share's forecast is computed, not interpolated: a quantile head around the base is not linear in it.
     The smallest share of the lowest loss is kept: the map where nothing beats it. Without a best
-    epoch (no validation loss was recorded) the map alone is kept. The sums are reduced over all
-    processes as an epoch's validation loss is, so all decide alike; the map is fitted before training
+    epoch (no validation loss was recorded) the map alone is kept. Each share's loss is the module's own
+    validation loss (:meth:`ForecastingModule.validation_step`, reduced over all processes), so all
+    decide alike; the map is fitted before training
     and never trained, so a resumed fit decides as an uninterrupted one. Runs after :class:`RestoreBest`.
     """
 
@@ -139,23 +140,16 @@ class ChooseShare(Callback):
             return
         training = module.training
         module.eval()
-        sums = torch.zeros(len(self.SHARES) + 1, dtype=torch.float64, device=module.device)  # losses, count
+        self.losses = []
         with torch.no_grad():
-            for batch in trainer.datamodule.val_dataloader():
-                *inputs, y = module.transfer_batch_to_device(batch, module.device, 0)
-                observed = (~torch.isnan(y)).sum()
-                if observed == 0:  # a padding window (a process with no validation windows of its own)
-                    continue
-                for i, share in enumerate(self.SHARES):
-                    self.base.keep_share(share)
-                    sums[i] += module.masked_loss(module(*inputs), y).double() * observed
-                sums[-1] += observed
+            for share in self.SHARES:   # each share scored as an epoch's validation loss is (all processes' sums)
+                self.base.keep_share(share)
+                module.on_validation_epoch_start()
+                for i, batch in enumerate(trainer.datamodule.val_dataloader()):
+                    module.validation_step(module.transfer_batch_to_device(batch, module.device, 0), i)
+                self.losses.append(float(module.validation_loss()))
         module.train(training)
-        if trainer.world_size > 1:
-            sums = trainer.strategy.reduce(sums, reduce_op="sum")
-        losses = sums[:-1] / sums[-1]
-        self.losses = losses.tolist()
-        self.base.keep_share(self.SHARES[int(torch.argmin(losses))])   # argmin: the first, smallest share of a tie
+        self.base.keep_share(self.SHARES[self.losses.index(min(self.losses))])   # the first, smallest share of a tie
 
 
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
