@@ -115,7 +115,7 @@ def ours(spec, steps: int, batch: int, **frame):
     from tsformers import GateformerForecaster
 
     hp = spec["hp"]
-    return GateformerForecaster(**frame, horizon=HORIZON, lookback=LOOKBACK, d_model=hp["d_model"], d_ff=hp["d_ff"],
+    return GateformerForecaster(linear_base=False, **frame, horizon=HORIZON, lookback=LOOKBACK, d_model=hp["d_model"], d_ff=hp["d_ff"],
                                 e_layers=hp["e_layers"], n_heads=hp["n_heads"], batch_size=batch, max_epochs=1,
                                 val_size=0, learning_rate=1e-4, random_state=0, verbose=False,
                                 trainer_kwargs={"limit_train_batches": steps})

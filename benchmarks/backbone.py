@@ -253,7 +253,8 @@ LONG_BATCHES = 60
 #: the slot of each estimator whose parts mix along time, and the estimator at the long-context case's size
 LONG_CASES = {
     "gateformer": ("temporal_mixer", lambda: GateformerForecaster(
-        lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, patch_len=16, stride=16)),
+        lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, patch_len=16, stride=16,
+        linear_base=False)),
     "gtrxl": ("mixer", lambda: GTrXLForecaster(
         lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, n_layers=2, segment_len=96,
         mem_len=96, linear_base=False)),

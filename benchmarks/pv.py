@@ -199,7 +199,7 @@ def pvclient_estimator(seed: int, capacity: float, weather: list[str], *, past_o
 
 def gateformer_estimator(seed: int, capacity: float, weather: list[str], **_):
     # the estimator's defaults (the paper's ETTh1-96 setting: d_model 64, 4 heads, 1 layer, batch 8, lr 5e-4)
-    return GateformerForecaster(horizon=HORIZON, lookback=LOOKBACK, target="power", future_covariates=weather,
+    return GateformerForecaster(linear_base=False, horizon=HORIZON, lookback=LOOKBACK, target="power", future_covariates=weather,
                                 calendar=CALENDAR, max_epochs=10, random_state=seed)
 
 

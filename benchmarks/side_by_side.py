@@ -104,7 +104,7 @@ def train_stats(data) -> tuple[list, list, list]:
 def ours(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats,
          settings: dict | None = None) -> dict:
     """Our ``model`` fitted and tested by ``long_horizon.run_one``, ``settings`` replacing some of its parameters
-    (the row's model is labelled as there: ``+base`` where they turn on a linear base the defaults leave off)."""
+    (the row's model is labelled as there: ``+base`` where a Gateformer corrects a linear base)."""
     c0 = time.process_time()
     row = run_one(model, data, horizon, seed, max_epochs, settings)
     cpu_s = time.process_time() - c0  # building, fit and test: CPU seconds, which a shared machine inflates less

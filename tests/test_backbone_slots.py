@@ -213,7 +213,7 @@ def test_gateformer_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, nor
     df = make_demo(n_steps=400)
     f = GateformerForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1,
                              **GateformerForecaster.get_test_params()).fit(df)
-    assert type(f.network_.temporal_encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=16, d_ff=32))
+    assert type(f.network_.network.temporal_encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=16, d_ff=32))  # behind the linear base
     f.save(tmp_path / "m")
     g = GateformerForecaster.load(tmp_path / "m")
     assert (g.ffn, g.norm) == (ffn, norm)
@@ -417,7 +417,7 @@ def test_adaptive_depth_fits_its_gates_in_fit_and_exits_early_within_tolerance(t
     df = make_demo(n_steps=600)
     params = {**estimator.get_test_params(), "stack": "adaptive_depth", "e_layers": 3, **extra}
     f = estimator(horizon=12, lookback=48, max_epochs=2, **params).fit(df.iloc[:-120])
-    stacks = f.network_.depth_stacks()
+    stacks = f.network_.depth_stacks()                                # through Gateformer's linear base
     assert stacks and all(bool(s.gate_fitted) for s in stacks)
     assert 1 <= f.mean_depth_ < 3
     rows = [0, 0, 0]                                                   # windows (rows) each block of the last stack ran
@@ -499,4 +499,4 @@ def test_fca_is_refused_where_it_would_get_no_cross_tokens():
 def test_gateformer_fits_with_fca_over_time():
     f = GateformerForecaster(horizon=12, lookback=48, temporal_mixer="fca", e_layers=2, max_epochs=1,
                              **GateformerForecaster.get_test_params()).fit(make_demo(n_steps=300))
-    assert type(f.network_.temporal_encoder).__name__ == "FcaStage" and f.predict().shape[0] == 12
+    assert type(f.network_.network.temporal_encoder).__name__ == "FcaStage" and f.predict().shape[0] == 12

@@ -239,11 +239,41 @@ def test_a_bad_alpha_is_refused(alpha):
         LinearForecaster(horizon=6, lookback=24, alpha=alpha).fit(wide())
 
 
-def test_alpha_none_without_validation_windows_says_what_to_pass():
-    with pytest.raises(ValueError, match=r"alpha=None chooses the ridge penalty on validation windows.*alpha="):
-        LinearForecaster(horizon=6, lookback=24, val_size=0).fit(wide())
-    est = LinearForecaster(horizon=6, lookback=24, val_size=0, alpha=1.0).fit(wide())
-    assert est.alpha_ == 1.0
+def test_alpha_none_without_validation_windows_is_scikit_learns_leave_one_out_choice():
+    """With no validation part the penalty is the one of the lowest leave-one-out error over the training
+    windows: scikit-learn's RidgeCV (its efficient leave-one-out, intercept unpenalised) on the same rows,
+    built here by hand from the standardised series, chooses the same penalty and scores it alike."""
+    from sklearn.linear_model import RidgeCV
+
+    horizon, lookback = 6, 24
+    df = wide(160)
+    est = LinearForecaster(horizon=horizon, lookback=lookback, val_size=0).fit(df)
+    z = df[COLUMNS].to_numpy(float)
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    rows, outs = [], []
+    for start in range(len(z) - lookback - horizon + 1):
+        window, future = z[start:start + lookback], z[start + lookback:start + lookback + horizon]
+        rows += list((window - window[-1]).T)
+        outs += list((future - window[-1]).T)
+    reference = RidgeCV(alphas=ALPHA_GRID, fit_intercept=True).fit(np.array(rows), np.array(outs))
+    assert est.alpha_ == reference.alpha_ and ALPHA_GRID[0] < est.alpha_ < ALPHA_GRID[-1]
+    window = z[-lookback:]                          # the forecast is the reference's map of the last window
+    scaled = window[-1] + reference.predict((window - window[-1]).T).T
+    raw = df[COLUMNS].to_numpy(float)
+    np.testing.assert_allclose(forecast_values(est.predict()), scaled * raw.std(axis=0) + raw.mean(axis=0),
+                               rtol=1e-6)
+    fixed = LinearForecaster(horizon=horizon, lookback=lookback, val_size=0, alpha=1.0).fit(df)
+    assert fixed.alpha_ == 1.0
+
+
+def test_alpha_none_says_what_to_pass_where_no_window_can_be_left_out():
+    """One series of exactly lookback + horizon rows: one training window, which the unpenalised intercept fits
+    exactly, so leaving it out says nothing; a second window is enough."""
+    one_series = wide(30)[["date", "load"]]
+    with pytest.raises(ValueError, match=r"alpha=None chooses the ridge penalty.*leaving out one training window.*"
+                                         r"alpha= \(e.g. alpha=1.0\)"):
+        LinearForecaster(horizon=6, lookback=24, val_size=0).fit(one_series)
+    assert LinearForecaster(horizon=6, lookback=24, val_size=0).fit(wide(31)[["date", "load"]]).alpha_ in ALPHA_GRID
 
 
 @pytest.mark.parametrize("cls", [NaiveForecaster, SeasonalNaiveForecaster, LinearForecaster])

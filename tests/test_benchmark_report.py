@@ -677,21 +677,24 @@ def test_the_client_table_averages_seeds_shows_clients_gap_and_names_its_revisio
 
 def test_the_search_record_lists_each_setting_by_its_validation_loss_and_names_what_changed(tmp_path):
     """Validation-only runs and side-by-side runs with a validation loss, grouped by the parameters that differ
-    from Gateformer's defaults; mean ± sample sd over seeds (checked by hand); the lowest mean bold; rows
-    without a validation loss (neuralforecast's) and other estimators left out."""
+    from Gateformer's defaults (a run from before ``linear_base`` existed had none); mean ± sample sd over seeds
+    (checked by hand); the lowest mean bold; rows without a validation loss (neuralforecast's) and other
+    estimators left out."""
     from tsformers import GateformerForecaster
 
     defaults = GateformerForecaster().get_params()
-    plain = json.dumps({k: v for k, v in defaults.items() if k != "trainer_kwargs"} | {"random_state": 1})
-    based = json.dumps(json.loads(plain) | {"linear_base": True, "random_state": 2})
+    based = json.dumps({k: v for k, v in defaults.items() if k != "trainer_kwargs"} | {"random_state": 2})
+    plain = json.dumps(json.loads(based) | {"linear_base": False, "random_state": 1})
     common = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, git_rev="abc")
-    pd.DataFrame([{**common, "model": "gateformer-defaults", "seed": s, "val_loss": v, "params": plain}
-                  for s, v in enumerate([0.70, 0.68, 0.69])]).to_csv(tmp_path / "search.csv", index=False)
+    older = json.dumps({k: v for k, v in json.loads(plain).items() if k != "linear_base"})  # before the parameter
+    pd.DataFrame([{**common, "model": "gateformer-defaults", "seed": s, "val_loss": v, "params": p}
+                  for s, v, p in [(0, 0.70, older), (1, 0.68, plain), (2, 0.69, plain)]]
+                 ).to_csv(tmp_path / "search.csv", index=False)
     pd.DataFrame([{**common, "library": "tsformers", "model": "gateformer-defaults+base", "seed": s, "val_loss": v,
                    "params": based, "git_rev": "def"} for s, v in enumerate([0.684, 0.686, 0.680])]
                  + [{**common, "library": "neuralforecast", "model": "itransformer", "seed": 0, "val_loss": None,
                      "params": "{}"}]).to_csv(tmp_path / "side_by_side.csv", index=False)
     lines = load_report(tmp_path).search_section()
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ETTh1")]
-    assert rows == [["ETTh1", "96", "*defaults*", "3", "0.6900 ± 0.0100", "search.csv", "abc"],
-                    ["ETTh1", "96", "`linear_base=True`", "3", "**0.6833 ± 0.0031**", "side_by_side.csv", "def"]]
+    assert rows == [["ETTh1", "96", "`linear_base=False`", "3", "0.6900 ± 0.0100", "search.csv", "abc"],
+                    ["ETTh1", "96", "*defaults*", "3", "**0.6833 ± 0.0031**", "side_by_side.csv", "def"]]

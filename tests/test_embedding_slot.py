@@ -56,7 +56,7 @@ def test_each_embedding_fits_forecasts_and_survives_save_and_load(tmp_path, embe
     df = make_demo(n_steps=400)
     f = GateformerForecaster(horizon=12, lookback=48, embedding=embedding, max_epochs=1,
                              **GateformerForecaster.get_test_params()).fit(df)
-    assert type(f.network_.patch_embed) is MODULES[embedding]
+    assert type(f.network_.network.patch_embed) is MODULES[embedding]   # behind the default linear base
     forecast = f.predict().select_dtypes("number").to_numpy()
     assert forecast.shape == (12, 3) and np.isfinite(forecast).all()
     f.save(tmp_path / "m")

@@ -16,6 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 from tsformers import GateformerForecaster, RollingOriginSplit
+from tsformers.backbone import linear_base_of
 from tsformers.data.windows import WindowDataset
 from tsformers.datasets import make_demo
 
@@ -120,9 +121,15 @@ def test_early_stopping_restores_the_best_epoch(demo):
                                                   .drop(columns="date").to_numpy()[None]).astype(np.float32))
     val_steps = round(0.1 * 840)
     x, y = WindowDataset(scaled[:, -val_steps - 96:], 96, 24, 3).__getitems__(range(val_steps - 24 + 1))
+    base = linear_base_of(f.network_)            # the default linear base: a share of the correction is kept
+    chosen = float(base.share)
     with torch.inference_mode():
         kept = torch.mean((f.network_(x) - y) ** 2).item()
-    assert kept == pytest.approx(min(val_losses), rel=1e-4)
+        base.keep_share(1.0)                     # all of it: the best epoch's network, as validation scored it
+        best = torch.mean((f.network_(x) - y) ** 2).item()
+    base.keep_share(chosen)
+    assert best == pytest.approx(min(val_losses), rel=1e-4)
+    assert kept <= best * (1 + 1e-5), "the share kept scores no worse than the best epoch on validation"
 
 
 @pytest.mark.filterwarnings("ignore:.*could not find the monitored key")

@@ -187,24 +187,35 @@ def test_a_smaller_network_for_compression_keeps_the_fitted_map():
     torch.testing.assert_close(linear_base_of(student).weight, linear_base_of(est.network_).weight)
 
 
-def test_without_validation_windows_the_penalty_cannot_be_chosen():
+def test_without_validation_windows_the_map_is_chosen_by_leave_one_out_and_the_correction_kept_whole():
+    """``val_size=0``: the map is LinearForecaster's without validation windows (its penalty chosen by leaving
+    out one training window at a time) and, with nothing held out to choose a share on, the forecast keeps
+    all of the trained correction, as a network trained without validation keeps its last epoch."""
+    df = bumps(200)
+    est = lmuformer(max_epochs=1, val_size=0).fit(df)
+    linear = LinearForecaster(horizon=H, lookback=L, val_size=0).fit(df)
+    torch.testing.assert_close(linear_base_of(est.network_).weight, linear.network_.map.weight.to(torch.float32))
+    assert est.correction_share_ == 1.0 and est.network_used_
     with pytest.raises(ValueError, match=r"linear_base=True chooses the ridge penalty.*linear_base=False"):
-        lmuformer(max_epochs=1, val_size=0).fit(bumps(200))
+        lmuformer(max_epochs=1, val_size=0, horizon=6, lookback=24).fit(df.iloc[:30])
 
 
-def test_gateformer_takes_it_as_an_option_and_falls_back_to_the_map(tmp_path):
-    """The windowed form: off by default (the paper's network); on, an untrained network is dropped. On a
+def test_gateformer_has_it_by_default_and_falls_back_to_the_map(tmp_path):
+    """The windowed form: on by default (``linear_base=False`` is the paper's network); an untrained network is
+    dropped. On a
     noisy sine the map forecasts almost exactly, so every share of an untrained correction only adds error
     (validation MSE measured here: 0.0051 for the map alone, 0.0058 with a quarter of it). On a random walk,
     as above for LMUFormer, an untrained Gateformer's correction (towards the window's level) kept a quarter
     by 0.2% of validation MSE: the share follows the validation windows, noise included."""
     from tsformers import GateformerForecaster
 
-    assert GateformerForecaster().linear_base is False
+    assert GateformerForecaster().linear_base is True
+    alone = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, linear_base=False)
+    assert linear_base_of(alone.fit(random_walk()).network_) is None
     df = random_walk()
     df["y"] = np.sin(2 * np.pi * np.arange(len(df)) / 24) + 0.05 * np.random.default_rng(0).standard_normal(len(df))
     est = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, learning_rate=1e-9,
-                               linear_base=True, val_size=0.3).fit(df)
+                               val_size=0.3).fit(df)
     assert type(linear_base_of(est.network_)) is LinearBase and est.network_used_ is False
     assert est.correction_share_ == 0.0
     linear = LinearForecaster(horizon=H, lookback=L, val_size=0.3).fit(df)

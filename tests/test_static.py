@@ -22,7 +22,7 @@ def test_static_columns_are_encoded_and_change_the_forecast(tmp_path):
     f = GateformerForecaster(**SMALL, static=["region", "capacity"]).fit(df)
     assert f.static_encoder_.categories == {"region": ["north", "south"]}
     assert f.static_.shape == (3, 3), "capacity and two region channels"
-    assert f.network_.static_context.in_features == 3
+    assert f.network_.network.static_context.in_features == 3   # behind the default linear base
     # the same history under another region forecasts differently: the attribute reaches the network
     one = df[df.unique_id == "series_0"]
     as_south = one.assign(unique_id="twin", region="south")

@@ -92,7 +92,8 @@ def test_autolog_logs_params_schema_losses_metrics_model_and_plot(experiment, lo
     metrics = run.data.metrics
     assert metrics["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in f.training_log_), rel=1e-6)
     assert metrics["epochs_trained"] == 3
-    assert "network_used" not in metrics  # no linear base: the forecast is the network's
+    # the default linear base: the share of the correction the forecast keeps, chosen on validation
+    assert metrics["correction_share"] == f.correction_share_ and metrics["network_used"] == f.network_used_
     groups = long_df.groupby("unique_id", sort=False)  # the last horizon of each series, from the rows before
     error = f.predict(groups.head(-12))["y"].to_numpy() - groups.tail(12)["y"].to_numpy()
     assert metrics["val_mse"] == pytest.approx(np.mean(error ** 2), rel=1e-9)

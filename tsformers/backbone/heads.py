@@ -105,7 +105,8 @@ class LinearBase(_Wrapper):
     """
 
     #: what an estimator or the trainer reads from the wrapped network, passed through
-    PASSED = ("auxiliary_loss", "after_training", "mean_depth", "needs_static", "onnx_unsupported")
+    PASSED = ("auxiliary_loss", "after_training", "mean_depth", "depth_stacks", "at_depth", "needs_static",
+              "onnx_unsupported")
 
     def __init__(self, network: nn.Module, *, lookback: int, horizon: int, n_targets: int, gate_init: float = 0.1):
         super().__init__()

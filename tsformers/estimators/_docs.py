@@ -111,7 +111,6 @@ _LINEAR_BASE_TEXT = """\
     each part buys."""
 
 LINEAR_BASE_PARAMETER = "linear_base : bool, default=True\n" + _LINEAR_BASE_TEXT
-LINEAR_BASE_PARAMETER_OFF = "linear_base : bool, default=False\n" + _LINEAR_BASE_TEXT
 
 LINEAR_BASE_ATTRIBUTE = """\
 network_used_ : bool
@@ -123,8 +122,7 @@ correction_share_ : float
 
 MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
            "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE,
-           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER,
-           "%(linear_base_parameter_off)s": LINEAR_BASE_PARAMETER_OFF, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
+           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
 
 
 def shared_docs(cls: type) -> type:

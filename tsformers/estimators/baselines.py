@@ -228,7 +228,9 @@ class LinearForecaster(_TargetsOnly):
     Gram matrix accumulated over chunks of windows: no gradient training, a fit of seconds
     on the long-horizon benchmarks. With ``alpha=None`` the penalty is chosen from
     ``ALPHA_GRID`` (1e-2 ... 1e7) by the mean squared error on the validation windows
-    (``val_size``); the map is then solved on the training windows with that penalty.
+    (``val_size``), or by the leave-one-out error over the training windows where there are
+    none (``val_size=0``, or a history too short for a validation part); the map is then
+    solved on the training windows with that penalty.
 
     A strong baseline for long horizons: linear maps of this kind match or beat many
     Transformers on the standard benchmarks (Zeng et al. 2023).
@@ -240,8 +242,10 @@ class LinearForecaster(_TargetsOnly):
     lookback : int, default=96
         Number of past steps the map reads.
     alpha : float or None, default=None
-        The ridge penalty (> 0); None chooses it on the validation windows, which then must exist
-        (a ``val_size`` part of at least ``horizon`` steps besides a training window).
+        The ridge penalty (> 0); None chooses it on the validation windows (a ``val_size`` part of
+        at least ``horizon`` steps besides a training window), else by leaving out one training
+        window at a time (exact for ridge, as scikit-learn's ``RidgeCV``; overlapping windows make
+        it lean towards smaller penalties than a held-out part).
     %(parameters)s
 
     Attributes

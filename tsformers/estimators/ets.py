@@ -262,8 +262,8 @@ class ETSForecaster(_TargetsOnly):
         data.panel.static = np.array([[known.get(key, -1)] for key in data.panel.series], dtype=np.float64)
         return data
 
-    def _prepare(self, raw: Panel) -> Prepared:
-        return self._mark_series(super()._prepare(raw))
+    def _prepare(self, raw: Panel, *, unknown_last: int = 0) -> Prepared:
+        return self._mark_series(super()._prepare(raw, unknown_last=unknown_last))
 
     def _network_static_width(self) -> int:
         return 1

@@ -282,7 +282,10 @@ class EvaluationMixin:
         recurrence over the history before each origin, in one pass. With
         ``missing="interpolate"``, a gap that runs up to an origin is held at
         the last value observed before it, since interpolating it would read
-        values after the origin.
+        values after the origin. A series not seen in fit is scaled by its
+        history before the first origin (``predict`` at a later origin would
+        also read the steps up to it, so its forecasts there may differ
+        slightly, for a network that is not scale-free such as the linear base).
 
         Parameters
         ----------
@@ -365,7 +368,9 @@ class EvaluationMixin:
         raw = self._read(frame, schema, fitting=False, static_df=static_df)
         if drop:
             raw = raw.drop_last(drop)
-        done = self._rolling_forecasts(self._prepare(raw), n_windows, step)
+        # a series unseen in fit is scaled by what is known at the first origin: no window reads a later step
+        done = self._rolling_forecasts(self._prepare(raw, unknown_last=self.horizon + (n_windows - 1) * step),
+                                       n_windows, step)
         intervals = self._intervals(done["point"], done["scale"], levels)
         extra = {k.lstrip("_"): v for k, v in self._extra_columns(done["quantiles"], intervals).items()}
         rows, origins, horizon = done["rows"], done["origins"], self.horizon

@@ -89,11 +89,18 @@ class ForecastPath(EvaluationMixin):
             panel.static = np.stack([codes[key] for key in panel.series])
         return panel
 
-    def _prepare(self, raw: Panel) -> Prepared:
-        """``raw`` readied with the fitted policy and statistics (a series unseen in fit by its own history)."""
-        return prepare(raw, self.schema_, self._missing_policy(),
-                       lambda panel: scaler_for(panel, self.scaler_, self.schema_.series, self.scaler),
-                       lookback=self.lookback, horizon=self.horizon)
+    def _prepare(self, raw: Panel, *, unknown_last: int = 0) -> Prepared:
+        """``raw`` readied with the fitted policy and statistics (a series unseen in fit by its own history).
+
+        ``unknown_last``: the last steps of each series, not yet known at the first forecast origin (a
+        backtest's); a series unseen in fit is scaled by its history without them, as ``predict`` there would.
+        """
+        def statistics(panel: Panel):
+            return scaler_for(panel.drop_last(unknown_last) if unknown_last else panel, self.scaler_,
+                              self.schema_.series, self.scaler)
+
+        return prepare(raw, self.schema_, self._missing_policy(), statistics, lookback=self.lookback,
+                       horizon=self.horizon)
 
     def prepare(self, df, static_df=None, *, min_rows: int | None = None, action: str = "predict") -> Prepared:
         """Read ``df`` and ready it for the fitted network, as ``predict``, ``update`` and ``score`` do.

@@ -24,7 +24,9 @@ class GateformerForecaster(BaseForecaster):
     variate tokens, gated again, mixes the variates; a linear head forecasts
     every step of the horizon at once. The network defaults are the paper's
     ETTh1 setting at horizon 96; the training defaults its recipe (batch 8,
-    10 epochs, patience 3, learning rate halved every epoch).
+    10 epochs, patience 3, learning rate halved every epoch). By default the
+    network corrects a closed-form linear map of the window (``linear_base``, a
+    tsformers extension); ``linear_base=False`` is the paper's network alone.
 
     Parameters
     ----------
@@ -141,13 +143,14 @@ class GateformerForecaster(BaseForecaster):
     max_epochs : int, default=10
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
-    %(linear_base_parameter_off)s
+    %(linear_base_parameter)s
     %(common_parameters)s
 
     Attributes
     ----------
     network_ : torch.nn.Module
-        The trained :class:`~tsformers.models.Gateformer`.
+        The trained :class:`~tsformers.models.Gateformer`, behind its
+        :class:`~tsformers.backbone.LinearBase` with ``linear_base=True``.
     %(adaptive_depth_attribute)s
     %(common_attributes)s
     %(linear_base_attribute)s
@@ -199,7 +202,7 @@ class GateformerForecaster(BaseForecaster):
                  batch_size=8, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
-                 quantiles=None, linear_base=False):
+                 quantiles=None, linear_base=True):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model

@@ -4,7 +4,11 @@
 window (channel independence), on the scaled data. ``W`` and ``b`` minimise the squared error over the
 training windows plus ``alpha * ||W||^2`` (the intercept is not penalised), solved from the Gram matrix
 accumulated over chunks of windows; with ``alpha=None`` the penalty is the one of :data:`ALPHA_GRID` with
-the lowest mean squared error on the validation windows.
+the lowest mean squared error on the validation windows, or, where the series leave no validation part
+(``val_size=0``, or too short a history), the lowest leave-one-out error over the training windows
+(exact for ridge, from each row's leverage, as scikit-learn's ``RidgeCV`` computes it). Neighbouring
+windows overlap, so a window left out still has near copies in the fit: leave-one-out leans towards
+smaller penalties than a held-out part would.
 """
 from __future__ import annotations
 
@@ -28,19 +32,22 @@ def fit_ridge_map(data: Prepared, *, lookback: int, horizon: int, val_size, alph
     intercept) and the penalty used (``alpha``, or the validation windows' choice when None).
 
     ``who`` (what chooses the penalty) and ``remedy`` (a first fix) word the error raised when ``alpha=None``
-    finds no validation windows.
+    finds neither validation windows nor two training windows to leave out in turn.
     """
     train, val = data.split(val_size)
-    if alpha is None and val is None:
-        raise ValueError(
-            f"{who} chooses the ridge penalty on validation windows, but the series "
-            f"({data.panel.values.shape[1]} rows) leave none at val_size={val_size} (a validation part "
-            f"needs horizon={horizon} rows besides lookback + horizon for training). Pass {remedy}"
-            f"a larger val_size or a longer history.")
     gram, cross = _normal_equations(train, lookback, horizon)
     if alpha is None:
-        scores = [_mse(_ridge(gram, cross, a), val, lookback, horizon) for a in ALPHA_GRID]
-        alpha = ALPHA_GRID[int(np.argmin(scores))]                    # the first of equal scores: the smaller
+        if val is not None:
+            scores = [_mse(_ridge(gram, cross, a), val, lookback, horizon) for a in ALPHA_GRID]
+        else:
+            scores = [_leave_one_out_mse(gram, cross, a, train, lookback, horizon) for a in ALPHA_GRID]
+        if not np.isfinite(scores).any():
+            raise ValueError(
+                f"{who} chooses the ridge penalty on validation windows, or without them by leaving out one "
+                f"training window at a time, but the series ({data.panel.values.shape[1]} rows) leave neither at "
+                f"val_size={val_size} (a window needs lookback={lookback} + horizon={horizon} rows). Pass {remedy}"
+                f"or a longer history.")
+        alpha = ALPHA_GRID[int(np.nanargmin(scores))]                 # the first of equal scores: the smaller
     return _ridge(gram, cross, float(alpha)), float(alpha)
 
 
@@ -77,8 +84,30 @@ def _mse(weights: np.ndarray, part: tuple, lookback: int, horizon: int) -> float
     return total / count if count else float("inf")
 
 
+def _leave_one_out_mse(gram: np.ndarray, cross: np.ndarray, alpha: float, part: tuple, lookback: int,
+                       horizon: int) -> float:
+    """The mean squared error of each training row predicted by the map fitted without it: its residual over
+    ``1 - leverage`` (exact for a fixed penalty). NaN where no row can be left out (fewer rows than weights
+    leave a leverage of 1)."""
+    inverse = np.linalg.inv(gram + _penalty(len(gram), alpha))
+    weights = inverse @ cross
+    total, count = 0.0, 0
+    for design, out in _windows(part, lookback, horizon):
+        leverage = ((design @ inverse) * design).sum(axis=1)            # x_i (G + P)^-1 x_i, one matrix product
+        kept = leverage < 1 - 1e-9
+        residual = (out[kept] - design[kept] @ weights) / (1 - leverage[kept])[:, None]
+        total += float((residual ** 2).sum())
+        count += residual.size
+    return total / count if count else float("nan")
+
+
+def _penalty(size: int, alpha: float) -> np.ndarray:
+    """``alpha`` times the identity but for the intercept (last), which is not penalised."""
+    penalty = alpha * np.eye(size)
+    penalty[-1, -1] = 0.0
+    return penalty
+
+
 def _ridge(gram: np.ndarray, cross: np.ndarray, alpha: float) -> np.ndarray:
     """The ridge solution ``(gram + alpha I') w = cross``, with ``I'`` the identity but for the intercept (last)."""
-    penalty = alpha * np.eye(len(gram))
-    penalty[-1, -1] = 0.0
-    return np.linalg.solve(gram + penalty, cross)
+    return np.linalg.solve(gram + _penalty(len(gram), alpha), cross)
