@@ -99,16 +99,17 @@ mean_depth_ : float
 
 _LINEAR_BASE_TEXT = """\
     Forecast with the closed-form linear map of the window that :class:`~tsformers.LinearForecaster`
-    fits (ridge on last-value-normalised windows, the penalty chosen on the validation windows),
+    fits (ridge on last-value-normalised windows, the penalty chosen on the validation windows, or by
+    leaving out one training window at a time where there are none),
     plus the network's correction through a learned gate per horizon step
     (:class:`~tsformers.backbone.LinearBase`; a tsformers extension, not in the paper). The map is
     solved before training and the network learns what it leaves. After training, the forecast
     keeps the share of the trained correction (none, a quarter, half, three quarters or all of it)
-    that scores best on the validation windows: it is never worse than the linear baseline there,
-    nor than the best epoch, ``correction_share_`` says which share was kept and ``network_used_``
-    whether the network contributes at all. The last ``lookback`` values ride in the streaming state, so streaming
-    stays exact. ``False``: the network alone, the paper's form. ``docs/benchmarks.md`` shows what
-    each part buys."""
+    that scores best on the validation windows (all of it without them): it is never worse than the
+    linear baseline there, nor than the best epoch. ``correction_share_`` says which share was kept
+    and ``network_used_`` whether the network contributes at all. A streaming estimator keeps the
+    last ``lookback`` values in its state, so streaming stays exact. ``False``: the network alone,
+    the paper's form. ``docs/benchmarks.md`` shows what each part buys."""
 
 LINEAR_BASE_PARAMETER = "linear_base : bool, default=True\n" + _LINEAR_BASE_TEXT
 
