@@ -29,7 +29,8 @@ _WINDOW_CHUNK = 4096
 def fit_ridge_map(data: Prepared, *, lookback: int, horizon: int, val_size, alpha: float | None = None,
                   who: str = "alpha=None", remedy: str = "alpha= (e.g. alpha=1.0), ") -> tuple[np.ndarray, float]:
     """The ridge map of ``data``'s training windows: weights ``(lookback + 1, horizon)`` (the map, then the
-    intercept) and the penalty used (``alpha``, or the validation windows' choice when None).
+    intercept) and the penalty used (``alpha``, or when None the validation windows' choice, else
+    leave-one-out's over the training windows).
 
     ``who`` (what chooses the penalty) and ``remedy`` (a first fix) word the error raised when ``alpha=None``
     finds neither validation windows nor two training windows to leave out in turn.
@@ -87,8 +88,8 @@ def _mse(weights: np.ndarray, part: tuple, lookback: int, horizon: int) -> float
 def _leave_one_out_mse(gram: np.ndarray, cross: np.ndarray, alpha: float, part: tuple, lookback: int,
                        horizon: int) -> float:
     """The mean squared error of each training row predicted by the map fitted without it: its residual over
-    ``1 - leverage`` (exact for a fixed penalty). NaN where no row can be left out (fewer rows than weights
-    leave a leverage of 1)."""
+    ``1 - leverage`` (exact for a fixed penalty). A row of leverage 1 (a lone training window, which the
+    unpenalised intercept fits exactly) says nothing when left out and is skipped; NaN where every row is."""
     inverse = np.linalg.inv(gram + _penalty(len(gram), alpha))
     weights = inverse @ cross
     total, count = 0.0, 0
