@@ -139,7 +139,7 @@ def test_ddp_fit_with_weight_averaging_keeps_the_single_process_fits_average(df,
     # ema_decay: every process updates the same average after each (all-reduced) step; the best epoch's average,
     # written by the first process into a weights-only checkpoint, is what the launching process ends with.
     params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
-              "max_epochs": 3, "patience": None, "ema_decay": 0.9, "random_state": 0}
+              "max_epochs": 3, "patience": None, "ema_decay": 0.9, "random_state": 0, "linear_base": False}
     one = GateformerForecaster(**params).fit(df)
     two = GateformerForecaster(**params, trainer_kwargs=DDP).fit(df)
     plain = GateformerForecaster(**(params | {"ema_decay": None})).fit(df)
