@@ -16,7 +16,7 @@ Accuracy (``"task": "accuracy"``), the literature protocol with neuralforecast's
 Epochs become steps: one epoch is ``ceil(n_train_windows / batch)`` steps of ``batch`` multivariate windows
 (``windows_batch_size = batch * n_vars`` univariate windows for channel-independent PatchTST), validation
 once per epoch, early stopping after ``patience`` epochs without improvement, the learning rate halved
-every epoch (``num_lr_decays = max_epochs``), MSE loss, no scaler inside neuralforecast (the data are
+every epoch (``num_lr_decays = max_epochs``; with ``"schedule": "type3"`` the PatchTST scripts' schedule), MSE loss, no scaler inside neuralforecast (the data are
 already scaled; the models keep their own RevIN / instance normalisation as in the papers).
 """
 from __future__ import annotations
@@ -72,12 +72,38 @@ def build_model(name: str, horizon: int, lookback: int, n_series: int, hp: dict,
     if name == "itransformer":
         return iTransformer(n_series=n_series, hidden_size=hp["d_model"], d_ff=hp["d_ff"], e_layers=hp["e_layers"],
                             n_heads=hp.get("n_heads", 8), dropout=hp.get("dropout", 0.1), use_norm=True, **common)
-    if name == "patchtst":
+    if name in ("patchtst", "patchtst-authors"):
         return PatchTST(hidden_size=hp["d_model"], linear_hidden_size=hp["d_ff"], encoder_layers=hp["e_layers"],
                         n_heads=hp["n_heads"], dropout=hp.get("dropout", 0.1), fc_dropout=hp.get("dropout", 0.1),
                         head_dropout=0.0, patch_len=hp.get("patch_len", 16), stride=hp.get("stride", 8),
                         revin=True, **common)
     raise ValueError(f"unknown model {name!r}")
+
+
+class Type3:
+    """The PatchTST scripts' "type3" learning-rate factor per optimiser step: 1 for the first 4 epochs, then 0.9
+    per epoch (their ``adjust_learning_rate`` runs after each 1-based epoch ``e`` and sets the rate of epoch
+    e + 1: lr for e < 3, else lr * 0.9 ** (e - 3)). A class, not a lambda, so Lightning's checkpoint can pickle it."""
+
+    def __init__(self, steps_per_epoch: int):
+        self.steps_per_epoch = steps_per_epoch
+
+    def __call__(self, step: int) -> float:
+        epoch = step // self.steps_per_epoch  # 0-based epoch of this step
+        return 0.9 ** max(epoch - 3, 0)
+
+
+def schedule(hp: dict, steps_per_epoch: int, max_epochs: int) -> dict:
+    """neuralforecast's learning-rate arguments for ``hp["schedule"]``: halved every epoch (TSLib's type1, the
+    default: ``num_lr_decays = max_epochs``) or the PatchTST scripts' type3."""
+    if hp.get("schedule", "type1") == "type1":
+        return dict(num_lr_decays=max_epochs)
+    if hp["schedule"] == "type3":
+        import torch
+
+        return dict(lr_scheduler=torch.optim.lr_scheduler.LambdaLR,
+                    lr_scheduler_kwargs=dict(lr_lambda=Type3(steps_per_epoch)))
+    raise ValueError(f"unknown schedule {hp['schedule']!r}")
 
 
 def accuracy(spec: dict) -> dict:
@@ -107,7 +133,7 @@ def accuracy(spec: dict) -> dict:
     steps_per_epoch = math.ceil(n_train_windows / batch)
     multivariate = spec["model"] == "itransformer"
     extra = dict(max_steps=steps_per_epoch * max_epochs, val_check_steps=steps_per_epoch,
-                 early_stop_patience_steps=patience, num_lr_decays=max_epochs,
+                 early_stop_patience_steps=patience, **schedule(hp, steps_per_epoch, max_epochs),
                  batch_size=batch if multivariate else n_vars,
                  windows_batch_size=batch if multivariate else batch * n_vars,
                  valid_batch_size=None, inference_windows_batch_size=256 if multivariate else 256 * n_vars,

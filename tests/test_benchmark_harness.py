@@ -361,6 +361,28 @@ def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scri
     assert (weather["e_layers"], weather["d_model"], weather["d_ff"], weather["max_epochs"]) == (3, 512, 512, 10)
     with pytest.raises(SystemExit, match="no reference-script hyperparameters for electricity"):
         side.nf_hparams("patchtst", "electricity", 96)
+    # PatchTST at its authors' sizes (yuqinie98/PatchTST scripts): tiny on ETTh, d_model 128 on ETTm and weather,
+    # batches of 128, their type3 schedule; no Exchange script
+    etth1 = side.nf_hparams("patchtst-authors", "ETTh1", 96)
+    assert (etth1["e_layers"], etth1["n_heads"], etth1["d_model"], etth1["d_ff"], etth1["dropout"]) == (3, 4, 16, 128, 0.3)
+    assert (etth1["batch_size"], etth1["schedule"], etth1["max_epochs"], etth1["patience"]) == (128, "type3", 20, 3)
+    weather = side.nf_hparams("patchtst-authors", "weather", 720)
+    assert (weather["n_heads"], weather["d_model"], weather["d_ff"], weather["dropout"]) == (16, 128, 256, 0.2)
+    with pytest.raises(SystemExit, match="patchtst-authors: no reference-script hyperparameters for exchange"):
+        side.nf_hparams("patchtst-authors", "exchange", 96)
+
+
+def test_the_patchtst_scripts_type3_schedule_keeps_the_rate_three_epochs_then_takes_a_tenth_off_per_epoch():
+    """PatchTST's ``adjust_learning_rate(type3)`` after 1-based epoch e sets lr * 0.9 ** (e - 3) for e >= 3
+    (lr otherwise) as the rate of epoch e + 1: epochs 1 to 4 at lr, epoch 5 at 0.9 lr, epoch 6 at 0.81 lr."""
+    worker = load_benchmark("_nf_worker.py", "nf_worker_schedule")
+    factor = worker.Type3(steps_per_epoch=10)
+    by_epoch = [factor(10 * e) for e in range(6)]   # 0-based epochs' first steps
+    assert by_epoch == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.9, 0.81])
+    assert factor(39) == 1.0 and factor(40) == pytest.approx(0.9)   # the rate changes at the epoch's boundary
+    assert worker.schedule({}, 10, 7) == {"num_lr_decays": 7}        # TSLib's halving, the default
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+        worker.schedule({"schedule": "cosine"}, 10, 7)
 
 
 def test_gateformers_one_default_setting_is_the_paper_setting_on_ettm_at_h96_and_not_elsewhere():

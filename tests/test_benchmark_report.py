@@ -608,12 +608,16 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
             # ETTh2: level with iTransformer, PatchTST on one seed, slower, and spread beyond 0.005
             + runs("ETTh2", "tsformers", "gateformer", [0.300, 0.290, 0.310], 90.0)
             + runs("ETTh2", "neuralforecast", "itransformer", [0.300, 0.300, 0.300], 30.0)
-            + runs("ETTh2", "neuralforecast", "patchtst", [0.299], 900.0))
+            + runs("ETTh2", "neuralforecast", "patchtst", [0.299], 900.0)
+            # ETTm1: TSLib's PatchTST not run, so PatchTST at its authors' sizes stands in for it
+            + runs("ETTm1", "tsformers", "gateformer", [0.320, 0.322, 0.321], 50.0)
+            + runs("ETTm1", "neuralforecast", "itransformer", [0.340, 0.341, 0.342], 60.0)
+            + runs("ETTm1", "neuralforecast", "patchtst-authors", [0.325, 0.321, 0.323], 200.0))
     pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
     linear = dict(timestamp="2026-01-01T00:00:00+00:00", horizon=96, lookback=96, model="linear", mae=0.4,
                   n_windows=100, setting="", cpu_s=0.1, git_rev="abc")
-    pd.DataFrame([{**linear, "dataset": "ETTh1", "mse": 0.383}, {**linear, "dataset": "ETTh2", "mse": 0.289}]).to_csv(
-        tmp_path / "baselines.csv", index=False)
+    pd.DataFrame([{**linear, "dataset": "ETTh1", "mse": 0.383}, {**linear, "dataset": "ETTh2", "mse": 0.289},
+                  {**linear, "dataset": "ETTm1", "mse": 0.351}]).to_csv(tmp_path / "baselines.csv", index=False)
     lines = load_report(tmp_path).side_by_side_section()
     goal = lines[lines.index("### The goal, cell by cell"):]
 
@@ -627,6 +631,12 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
     assert etth2[4] == "0.3000 ± 0.0100" and etth2[5] == "+0.0000 ± 0.0058: within 2 SE"
     assert etth2[8:] == ["3.00", "not ahead of iTransformer; PatchTST on 1 seed; not ahead of the linear baseline; "
                                  "3.00 times iTransformer's CPU; seed sd 0.0100 > 0.005"]
+    # paired differences -0.005, +0.001, -0.002 against the authors' sizes: within 2 SE, and the cell says whose
+    ettm1 = cells("ETTm1")
+    assert ettm1[6] == "-0.0020 ± 0.0017: within 2 SE (PatchTST, authors' sizes)"
+    assert ettm1[9] == "not ahead of PatchTST"
+    note = next(line for line in lines if line.startswith("`benchmarks/side_by_side.py`"))
+    assert "TSLib's PatchTST was not run on ETTm1" in note and "*PatchTST, authors' sizes* (on ETTm1)" in note
 
 
 def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_it(tmp_path):
