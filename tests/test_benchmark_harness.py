@@ -365,7 +365,7 @@ def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scri
     # batches of 128, their type3 schedule; no Exchange script
     etth1 = side.nf_hparams("patchtst-authors", "ETTh1", 96)
     assert (etth1["e_layers"], etth1["n_heads"], etth1["d_model"], etth1["d_ff"], etth1["dropout"]) == (3, 4, 16, 128, 0.3)
-    assert (etth1["batch_size"], etth1["schedule"], etth1["max_epochs"], etth1["patience"]) == (128, "type3", 20, 3)
+    assert (etth1["batch_size"], etth1["schedule"], etth1["max_epochs"], etth1["patience"]) == (128, "type3", 10, 3)
     weather = side.nf_hparams("patchtst-authors", "weather", 720)
     assert (weather["n_heads"], weather["d_model"], weather["d_ff"], weather["dropout"]) == (16, 128, 256, 0.2)
     with pytest.raises(SystemExit, match="patchtst-authors: no reference-script hyperparameters for exchange"):
