@@ -5,6 +5,8 @@ map), the forecast of the full history (exact streaming), and the map alone wher
 the network.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -223,6 +225,15 @@ def test_gateformer_has_it_by_default_and_falls_back_to_the_map(tmp_path):
                                rtol=1e-5, atol=1e-5)
     loaded = GateformerForecaster.load(est.save(tmp_path / "m"))
     pd.testing.assert_frame_equal(loaded.predict(), est.predict())
+    # compressing a network that never reaches the forecast says so; the forecast is the map's, unchanged
+    from tsformers import compress
+
+    with pytest.warns(UserWarning, match=r"kept its linear base alone \(correction_share_ = 0\).*linear_base=False"):
+        small = compress.quantize_dynamic(est)
+    pd.testing.assert_frame_equal(small.predict(), est.predict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)   # a fit that uses its network compresses without it
+        compress.quantize_dynamic(alone)
 
 
 # -- the share of the correction --------------------------------------------------------------------

@@ -11,7 +11,10 @@ its structural edits are recorded (``network_edits_``) and replayed by ``load``,
 and ``compression_`` lists what was done, with parameter and FLOP counts.
 Calibration and fine-tuning data come as a frame with the fit data's columns,
 read with the estimator's own schema and scaling; fine-tuning runs through the
-same Lightning module as training.
+same Lightning module as training. Behind a linear base (``linear_base=True``) only the
+network is compressed, never the map; where the fit kept the map alone
+(``network_used_`` False) the network does not reach the forecast, so compressing
+it changes nothing, and a warning says so when the compressed estimator is made.
 
 Methods (and where they apply):
 

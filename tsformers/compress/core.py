@@ -251,6 +251,12 @@ def derive(estimator, network: nn.Module, edits: list, record: dict, data: TaskD
     ``data``'s frame, so ``predict()`` without data then forecasts after that frame's
     end; conformal calibration errors are recomputed from it too.
     """
+    if getattr(estimator, "network_used_", True) is False:
+        warnings.warn(
+            f"{type(estimator).__name__}'s fit kept its linear base alone (correction_share_ = 0): its network "
+            "never reaches the forecast, so the compressed model forecasts exactly as the original and the "
+            "compression's scores say nothing about accuracy. Compress a fit that uses its network "
+            "(network_used_ is True), or one with linear_base=False.", UserWarning, stacklevel=3)
     new = clone(estimator)
     if params:
         new.set_params(**params)
