@@ -311,7 +311,7 @@ def _label(model: str, est) -> str:
     return f"{model}+base" if isinstance(est, GateformerForecaster) and est.linear_base else model
 
 
-def _setting(text: str) -> tuple[str, object]:
+def parse_setting(text: str) -> tuple[str, object]:
     """``name=value`` of ``--set``, the value read as JSON where it is JSON (``true``, ``3e-3``), else as text."""
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -372,7 +372,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="the estimators' random_state")
     p.add_argument("--data-dir", default=default_data_dir(), help="folder with the CSVs ($TSFORMERS_DATA)")
     p.add_argument("--max-epochs", type=int, default=None, help="override the paper's number of epochs")
-    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="an estimator parameter for every run (JSON values: --set linear_base=false); the CSV's "
                         "params column records it")
     p.add_argument("--out", type=Path, default=None,

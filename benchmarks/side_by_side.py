@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_worker  # noqa: E402
 from _protocol import append_rows, load_protocol_data  # noqa: E402
-from long_horizon import LOOKBACK, MODELS, REFERENCE, _setting, default_data_dir, git_rev, run_one  # noqa: E402
+from long_horizon import LOOKBACK, MODELS, REFERENCE, default_data_dir, git_rev, parse_setting, run_one  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
 from tsformers.datasets import info  # noqa: E402
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--max-epochs", type=int, default=None, help="override every model's epochs (quick checks)")
-    p.add_argument("--set", type=_setting, action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=VALUE",
                    help="a parameter of our estimators, as long_horizon.py's --set (e.g. linear_base=true)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both libraries")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "side_by_side.csv")
