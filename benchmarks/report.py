@@ -1316,7 +1316,7 @@ def anchors_section() -> list[str]:
            "`benchmarks/anchors.py` (rows in `benchmarks/results/anchors.csv`): well-known forecasters from other "
            "libraries on the same rows, train-split scaling and test windows, each run in its own venv "
            "(`benchmarks/.venv-anchors`, one thread). *AutoETS* and *AutoTheta* (statsforecast; season 24 for "
-           "hourly data) are fitted per variable on the training rows, then every test window is forecast with "
+           "hourly data, 96 for the 15-minute ETTm data) are fitted per variable on the training rows, then every test window is forecast with "
            "`forward` on the history up to the window: parameters fixed, state run over the data (what "
            "`cross_validation(refit=False)` does after its single fit); the state reads the whole history, not "
            "only the 96-row window. *LightGBM* (mlforecast, `LGBMRegressor`) is one global model on lags 1..96 "
