@@ -1139,6 +1139,7 @@ def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
                     short.append("not ahead of the linear baseline")
             it = anchors.get(GOAL_ANCHORS[0])
             ratio = ours["cpu_s"] / it["cpu_s"] if it is not None else float("nan")
+            apart = it is not None and ours["revisions"] != it["revisions"]
             if np.isnan(ratio):
                 short.append("no CPU time to compare")
             elif ratio > 1:
@@ -1150,7 +1151,8 @@ def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
             spread = f" ± {ours['mse_sd']:.4f}" if ours["seeds"] > 1 else ""
             out.append(f"| {dataset} | {horizon} | {NAMES.get(ours['model'], ours['model'])} | {ours['seeds']} | "
                        f"{ours['mse']:.4f}{spread} | {' | '.join(cells)} | "
-                       f"{'–' if np.isnan(ratio) else f'{ratio:.2f}'} | {'met' if not short else '; '.join(short)} |")
+                       f"{'–' if np.isnan(ratio) else f'{ratio:.2f}' + (' (other runs)' if apart else '')} | "
+                       f"{'met' if not short else '; '.join(short)} |")
     return out
 
 
@@ -1166,7 +1168,8 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
                          epochs=(int(rows["epochs_run"].min()), int(rows["epochs_run"].max())),
                          fit_test_s=float(rows["fit_test_s"].mean()),
                          cpu_s=float(cpu.mean()) if cpu.notna().all() else float("nan"),
-                         load=(float(rows["load_start"].min()), float(rows["load_end"].max()))))
+                         load=(float(rows["load_start"].min()), float(rows["load_end"].max())),
+                         revisions=frozenset(rows["git_rev"].astype(str)) if "git_rev" in rows else frozenset()))
     return runs
 
 
@@ -1191,7 +1194,8 @@ def side_by_side_section() -> list[str]:
            "difference is beyond two standard errors, else *within 2 SE*; with one seed there is no verdict. "
            "*fit + test* is the wall time of the fit and of every test "
            "window, one torch thread each; *CPU s* the CPU seconds of the same (recorded from the ETTm1 run on); "
-           "*x ours* is the CPU time over ours where known, else the wall time, in the same run. Epochs are "
+           "*x ours* is the CPU time over ours where known, else the wall time (rows of different revisions "
+           "ran in different runs, at the loads given). Epochs are "
            "not comparable one to one: Gateformer's recipe uses batches of 8 (1,057 steps per ETTh1 epoch), "
            "the others batches of 32 (265). One protocol difference is left: neuralforecast's early stopping "
            "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
@@ -1244,7 +1248,9 @@ def side_by_side_section() -> list[str]:
                   "iTransformer and PatchTST and than the linear baseline, each beyond two standard errors of the "
                   f"paired difference, with every trained side on at least {GOAL_SEEDS} seeds, a seed standard "
                   f"deviation of at most {GOAL_SD}, and no more CPU time than iTransformer's fit (*CPU / "
-                  "iTransformer*, the mean CPU seconds of fit and test in the same run). *Short of it* lists "
+                  "iTransformer*, the mean CPU seconds of fit and test; *other runs* where the two sides ran "
+                  "at different revisions, so in different runs at different loads: the table above gives each "
+                  "row's load). *Short of it* lists "
                   "what fails; *met* where nothing does.", "",
                   "| data | H | ours | seeds | MSE | − iTransformer | − PatchTST | − linear | CPU / iTransformer "
                   "| short of it |",
