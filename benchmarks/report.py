@@ -1051,7 +1051,7 @@ def patchtst_note(sbs: pd.DataFrame) -> str:
                      "the sizes of its authors' scripts (yuqinie98/PatchTST: 3 layers, patch 16 / stride 8, batch "
                      "128; d_model 16, d_ff 128, 4 heads, dropout 0.3 on ETTh; d_model 128, d_ff 256, 16 heads, "
                      "dropout 0.2 on ETTm and weather), trained with their type3 learning-rate schedule for at "
-                     "most 10 epochs with patience 3, as every neuralforecast row (the scripts: lookback 336, 100 "
+                     "most 10 epochs with patience 3, our protocol's (the scripts: lookback 336, 100 "
                      "epochs): affordable here, "
                      "where TSLib's sizes are not; the goal counts it as PatchTST where TSLib's did not run.")
     return " ".join(parts)

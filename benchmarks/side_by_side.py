@@ -76,7 +76,7 @@ PATCHTST_EPOCHS = {"weather": 3}
 _AUTHORS_SMALL, _AUTHORS_LARGE = (4, 16, 128, 0.3), (16, 128, 256, 0.2)
 PATCHTST_AUTHORS_TABLE = {"ETTh1": _AUTHORS_SMALL, "ETTh2": _AUTHORS_SMALL, "ETTm1": _AUTHORS_LARGE,
                           "ETTm2": _AUTHORS_LARGE, "weather": _AUTHORS_LARGE}
-PATCHTST_AUTHORS_EPOCHS = 10  # our protocol's epochs for every neuralforecast row
+PATCHTST_AUTHORS_EPOCHS = 10  # our protocol's epochs, as for iTransformer
 NF_MODELS = ("itransformer", "patchtst", "patchtst-authors")
 
 
