@@ -114,8 +114,10 @@ class CrashAfterEpoch(Callback):
 
 
 def test_ddp_resumes_a_checkpoint_and_ends_as_an_uninterrupted_fit(df, tmp_path):
+    # the network alone: with the linear base a spawned process aborted at exit in two fresh clones under
+    # load (SIGABRT, "terminate called without an active exception"); the share under DDP: the streaming test
     params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
-              "max_epochs": 4, "patience": None, "random_state": 0}
+              "max_epochs": 4, "patience": None, "random_state": 0, "linear_base": False}
     straight = GateformerForecaster(**params).fit(df)
     interrupted = GateformerForecaster(**params, checkpoint_dir=str(tmp_path),
                                        trainer_kwargs={"callbacks": [CrashAfterEpoch()]})
