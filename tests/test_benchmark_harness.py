@@ -372,7 +372,7 @@ def test_the_side_by_side_runs_each_neuralforecast_model_with_its_reference_scri
         side.nf_hparams("patchtst-authors", "exchange", 96)
 
 
-def test_the_patchtst_scripts_type3_schedule_keeps_the_rate_three_epochs_then_takes_a_tenth_off_per_epoch():
+def test_the_patchtst_scripts_type3_schedule_keeps_the_rate_four_epochs_then_takes_a_tenth_off_per_epoch():
     """PatchTST's ``adjust_learning_rate(type3)`` after 1-based epoch e sets lr * 0.9 ** (e - 3) for e >= 3
     (lr otherwise) as the rate of epoch e + 1: epochs 1 to 4 at lr, epoch 5 at 0.9 lr, epoch 6 at 0.81 lr."""
     worker = load_benchmark("_nf_worker.py", "nf_worker_schedule")
