@@ -1036,7 +1036,7 @@ def patchtst_note(sbs: pd.DataFrame) -> str:
     runs = sbs[(sbs["library"] == "neuralforecast") & (sbs["model"] == "patchtst")]
     missing = sorted(set(sbs["dataset"]) - set(runs["dataset"]))
     parts = []
-    for r in runs.itertuples():
+    for r in runs.drop_duplicates(["dataset", "horizon"]).itertuples():   # one sentence a cell, whatever its seeds
         ours = sbs[(sbs["library"] == "tsformers") & (sbs["dataset"] == r.dataset) & (sbs["horizon"] == r.horizon)]
         size = f", {r.n_params / ours['n_params'].iloc[0]:.0f} times Gateformer's parameters" if len(ours) else ""
         parts.append(f"neuralforecast's PatchTST on {r.dataset} at H = {r.horizon} runs with the TSLib settings "

@@ -637,6 +637,7 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
     assert ettm1[8:] == ["0.83 (other runs)", "not ahead of PatchTST"]   # ours ran at another revision
     note = next(line for line in lines if line.startswith("`benchmarks/side_by_side.py`"))
     assert "TSLib's PatchTST was not run on ETTm1" in note and "*PatchTST, authors' sizes* (on ETTm1)" in note
+    assert note.count("PatchTST on ETTh1 at H = 96 runs with the TSLib settings") == 1, "once, whatever its seeds"
 
 
 def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_it(tmp_path):
