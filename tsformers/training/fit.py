@@ -152,6 +152,32 @@ class ChooseShare(Callback):
         self.base.keep_share(self.SHARES[self.losses.index(min(self.losses))])   # the first, smallest share of a tie
 
 
+class EndProcessGroup(Callback):
+    """When the fit is over, end the process group its strategy started (data-parallel fits only).
+
+    Lightning ends a group at the process's exit only for NCCL. A gloo group left to the exit can abort
+    the process (``std::terminate``: "terminate called without an active exception") when its worker
+    threads still hold finished collectives as Python shuts down, pytorch/pytorch#190489; the
+    processes of ``ddp_spawn`` exit right after the fit. So every process waits for the others
+    (a barrier: no collective still in flight), then destroys the group, in the ``teardown`` hook, after
+    everything of the fit that communicates (``on_fit_end``: :class:`RestoreBest`, :class:`ChooseShare`).
+    A group that existed before the fit (initialised by the caller) is the caller's and is left alone;
+    the next fit starts a group of its own.
+    """
+
+    def __init__(self):
+        self.owned = not _process_group_running()   # judged where the fit starts; travels to spawned processes
+
+    def teardown(self, trainer, module, stage):
+        if self.owned and _process_group_running():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def _process_group_running() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lookback: int,
                 horizon: int, n_targets: int, loss: str, learning_rate: float, weight_decay: float,
                 lr_schedule: str, batch_size: int, max_epochs: int, patience: int | None, gradient_clip: float | None,
@@ -229,7 +255,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience, strict=False))
         if checkpoint_dir is not None:
             callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False))
-        callbacks += kwargs.pop("callbacks", [])
+        callbacks += kwargs.pop("callbacks", []) + [EndProcessGroup()]   # last: after the others' teardown
         settings = dict(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
                         enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=checkpointing,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
