@@ -164,3 +164,44 @@ def test_a_weight_averaging_callback_of_trainer_kwargs_gives_what_ema_decay_give
 def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ValueError, match="ema_decay"):
         GateformerForecaster(**SMALL, max_epochs=1, ema_decay=decay).fit(make_demo(n_steps=200))
+
+
+class WindowsRead(Callback):
+    """The targets of every training batch, per epoch."""
+
+    def __init__(self):
+        self.epochs = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.epochs[-1].append(batch[-1].clone())
+
+
+def test_max_epoch_windows_reads_a_fresh_part_of_the_windows_each_epoch():
+    df = make_demo(n_steps=300)   # 211 training windows at lookback 48, horizon 12
+    read = WindowsRead()
+    settings = {**SMALL, "max_epochs": 3, "patience": None, "batch_size": 8, "val_size": 0.1}
+    capped = GateformerForecaster(**settings, max_epoch_windows=50, trainer_kwargs={"callbacks": [read]}).fit(df)
+    assert [len(batches) for batches in read.epochs] == [7, 7, 7], "ceil(50 / 8) batches an epoch"
+    assert [sum(len(b) for b in batches) for batches in read.epochs] == [56, 56, 56]
+    firsts = [batches[0] for batches in read.epochs]
+    assert not torch.equal(firsts[0], firsts[1]) and not torch.equal(firsts[1], firsts[2]), "a fresh part each epoch"
+    assert len(capped.training_log_) == 3
+
+    # at or above the number of windows, the cap changes nothing
+    plain = GateformerForecaster(**settings).fit(df)
+    roomy = GateformerForecaster(**settings, max_epoch_windows=211).fit(df)
+    assert roomy.training_log_ == plain.training_log_
+    pd.testing.assert_frame_equal(roomy.predict(), plain.predict())
+    assert capped.training_log_ != plain.training_log_
+
+
+def test_max_epoch_windows_below_one_is_refused_and_old_models_load_reading_every_window():
+    from tsformers.estimators.persistence import saved_params
+
+    with pytest.raises(ValueError, match="max_epoch_windows"):
+        GateformerForecaster(**SMALL, max_epochs=1, max_epoch_windows=0).fit(make_demo(n_steps=200))
+    params = saved_params("GateformerForecaster", {"horizon": 12}, GateformerForecaster().get_params())
+    assert params["max_epoch_windows"] is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -184,7 +185,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
                 static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
                 quantiles: list | None = None, objective=None, linear_base=None,
-                ema_decay: float | None = None) -> list[dict]:
+                ema_decay: float | None = None, max_epoch_windows: int | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -226,6 +227,10 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     ``ema_decay``: keep an exponential moving average of the weights, updated after every optimiser step
     (Lightning's ``EMAWeightAveraging``). Validation, early stopping and the best epoch read the average,
     and the average is what the fit returns (the best epoch's, or the last one's without validation data).
+
+    ``max_epoch_windows``: where there are more training windows, an epoch is the first
+    ``ceil(max_epoch_windows / batch_size)`` batches of that epoch's shuffled order (Lightning's
+    ``limit_train_batches``), a fresh random part each epoch; ``trainer_kwargs`` may set the limit itself.
     """
     module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
                                weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
@@ -260,6 +265,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                         enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=checkpointing,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
                         limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
+        if max_epoch_windows is not None and len(data.train_set) > max_epoch_windows:
+            settings["limit_train_batches"] = math.ceil(max_epoch_windows / batch_size)
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks, "use_distributed_sampler": False})
         if batch_size % trainer.world_size:
             raise ValueError(f"batch_size={batch_size} is the global batch, split evenly over the "
