@@ -316,6 +316,9 @@ def parse_setting(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"--set takes name=value (an estimator parameter), got {text!r}")
+    if name == "trainer_kwargs":   # run_one sets the Trainer's own (timer, accelerator), and rows do not record it
+        raise argparse.ArgumentTypeError("--set trainer_kwargs=...: the harness sets the Trainer itself and the rows "
+                                         "do not record trainer_kwargs; set an estimator parameter instead")
     try:
         return name, json.loads(value)
     except json.JSONDecodeError:

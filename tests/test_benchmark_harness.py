@@ -426,3 +426,13 @@ def test_side_by_side_settings_reach_our_estimator_and_label_its_rows():
     assert based["val_loss"] == pytest.approx(long_horizon.validation_mse(kept, data), rel=1e-6)
     assert based["mse"] == pytest.approx(
         long_horizon.evaluate_windows(kept, data.test_frame)["mse"], rel=1e-6)
+
+
+def test_set_refuses_trainer_kwargs_which_the_harness_replaces_and_does_not_record():
+    # a run with --set trainer_kwargs={"limit_train_batches": ...} once ran the plain defaults, recorded as them
+    import argparse
+
+    long_horizon = load_benchmark("long_horizon.py", "long_horizon_set")
+    assert long_horizon.parse_setting("max_epoch_windows=10000") == ("max_epoch_windows", 10000)
+    with pytest.raises(argparse.ArgumentTypeError, match="trainer_kwargs.*estimator parameter instead"):
+        long_horizon.parse_setting('trainer_kwargs={"limit_train_batches": 1057}')
