@@ -1264,9 +1264,10 @@ _NOT_A_SETTING = {"random_state", "val_size", "verbose", "trainer_kwargs", "hori
 
 def setting_label(params: str, defaults: dict) -> str:
     """The parameters of a run (its ``params`` JSON) that differ from the estimator's defaults, or *defaults*."""
-    # runs from before the estimator took linear_base had none (as a model saved then loads)
+    # runs from before the estimator took linear_base had none (as a model saved then loads); a parameter it
+    # no longer takes is a setting where it was set (not None)
     changed = {k: v for k, v in {"linear_base": False, **json.loads(params)}.items()
-               if k not in _NOT_A_SETTING and k in defaults and defaults[k] != v}
+               if k not in _NOT_A_SETTING and (defaults[k] != v if k in defaults else v is not None)}
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
 
 

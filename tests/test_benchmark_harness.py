@@ -433,6 +433,6 @@ def test_set_refuses_trainer_kwargs_which_the_harness_replaces_and_does_not_reco
     import argparse
 
     long_horizon = load_benchmark("long_horizon.py", "long_horizon_set")
-    assert long_horizon.parse_setting("max_epoch_windows=10000") == ("max_epoch_windows", 10000)
+    assert long_horizon.parse_setting("val_every_windows=10000") == ("val_every_windows", 10000)
     with pytest.raises(argparse.ArgumentTypeError, match="trainer_kwargs.*estimator parameter instead"):
         long_horizon.parse_setting('trainer_kwargs={"limit_train_batches": 1057}')

@@ -698,8 +698,11 @@ def test_the_search_record_lists_each_setting_by_its_validation_loss_and_names_w
     plain = json.dumps(json.loads(based) | {"linear_base": False, "random_state": 1})
     common = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, git_rev="abc")
     older = json.dumps({k: v for k, v in json.loads(plain).items() if k != "linear_base"})  # before the parameter
+    # a parameter the estimator no longer takes: a setting of its own where set, none where None
+    gone = json.dumps(json.loads(based) | {"max_epoch_windows": 10000})
+    gone_unset = json.dumps(json.loads(plain) | {"max_epoch_windows": None, "random_state": 2})
     pd.DataFrame([{**common, "model": "gateformer-defaults", "seed": s, "val_loss": v, "params": p}
-                  for s, v, p in [(0, 0.70, older), (1, 0.68, plain), (2, 0.69, plain)]]
+                  for s, v, p in [(0, 0.70, older), (1, 0.68, plain), (2, 0.69, gone_unset), (0, 0.71, gone)]]
                  ).to_csv(tmp_path / "search.csv", index=False)
     pd.DataFrame([{**common, "library": "tsformers", "model": "gateformer-defaults+base", "seed": s, "val_loss": v,
                    "params": based, "git_rev": "def"} for s, v in enumerate([0.684, 0.686, 0.680])]
@@ -708,4 +711,5 @@ def test_the_search_record_lists_each_setting_by_its_validation_loss_and_names_w
     lines = load_report(tmp_path).search_section()
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ETTh1")]
     assert rows == [["ETTh1", "96", "`linear_base=False`", "3", "0.6900 ± 0.0100", "search.csv", "abc"],
+                    ["ETTh1", "96", "`max_epoch_windows=10000`", "1", "0.7100", "search.csv", "abc"],
                     ["ETTh1", "96", "*defaults*", "3", "**0.6833 ± 0.0031**", "side_by_side.csv", "def"]]

@@ -179,29 +179,33 @@ class WindowsRead(Callback):
         self.epochs[-1].append(batch[-1].clone())
 
 
-def test_max_epoch_windows_reads_a_fresh_part_of_the_windows_each_epoch():
+def test_val_every_windows_validates_after_each_fresh_part_while_the_schedule_counts_passes():
     df = make_demo(n_steps=300)   # 211 training windows at lookback 48, horizon 12
     read = WindowsRead()
-    settings = {**SMALL, "max_epochs": 3, "patience": None, "batch_size": 8, "val_size": 0.1}
-    capped = GateformerForecaster(**settings, max_epoch_windows=50, trainer_kwargs={"callbacks": [read]}).fit(df)
-    assert [len(batches) for batches in read.epochs] == [7, 7, 7], "ceil(50 / 8) batches an epoch"
-    assert [sum(len(b) for b in batches) for batches in read.epochs] == [56, 56, 56]
+    settings = {**SMALL, "max_epochs": 1, "patience": None, "batch_size": 8, "val_size": 0.1, "learning_rate": 1e-3}
+    parts = GateformerForecaster(**settings, val_every_windows=50, trainer_kwargs={"callbacks": [read]}).fit(df)
+    # ceil(50 / 8) = 7 batches (56 windows, a share of 56 / 211 of a pass) between validations, and
+    # max_epochs=1 pass: ceil(211 / 56) = 4 parts, each validated
+    assert [len(batches) for batches in read.epochs] == [7, 7, 7, 7]
+    assert [sum(len(b) for b in batches) for batches in read.epochs] == [56] * 4
     firsts = [batches[0] for batches in read.epochs]
-    assert not torch.equal(firsts[0], firsts[1]) and not torch.equal(firsts[1], firsts[2]), "a fresh part each epoch"
-    assert len(capped.training_log_) == 3
+    assert not any(torch.equal(a, b) for a, b in zip(firsts, firsts[1:])), "a fresh part each time"
+    assert [row["epoch"] for row in parts.training_log_] == [0, 1, 2, 3]
+    assert all("val_loss" in row for row in parts.training_log_)
+    # the halving schedule halves the rate once a pass: by 0.5 ** (56 / 211) after each part
+    assert [row["lr"] for row in parts.training_log_] == pytest.approx([1e-3 * 0.5 ** (k * 56 / 211) for k in range(4)])
 
-    # at or above the number of windows, the cap changes nothing
+    # at or above the number of windows nothing changes
     plain = GateformerForecaster(**settings).fit(df)
-    roomy = GateformerForecaster(**settings, max_epoch_windows=211).fit(df)
-    assert roomy.training_log_ == plain.training_log_
+    roomy = GateformerForecaster(**settings, val_every_windows=211).fit(df)
+    assert roomy.training_log_ == plain.training_log_ and len(plain.training_log_) == 1
     pd.testing.assert_frame_equal(roomy.predict(), plain.predict())
-    assert capped.training_log_ != plain.training_log_
 
 
-def test_max_epoch_windows_below_one_is_refused_and_old_models_load_reading_every_window():
+def test_val_every_windows_below_one_is_refused_and_old_models_load_validating_each_pass():
     from tsformers.estimators.persistence import saved_params
 
-    with pytest.raises(ValueError, match="max_epoch_windows"):
-        GateformerForecaster(**SMALL, max_epochs=1, max_epoch_windows=0).fit(make_demo(n_steps=200))
+    with pytest.raises(ValueError, match="val_every_windows"):
+        GateformerForecaster(**SMALL, max_epochs=1, val_every_windows=0).fit(make_demo(n_steps=200))
     params = saved_params("GateformerForecaster", {"horizon": 12}, GateformerForecaster().get_params())
-    assert params["max_epoch_windows"] is None
+    assert params["val_every_windows"] is None

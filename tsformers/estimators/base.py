@@ -81,7 +81,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         "lr_schedule": [StrOptions({"halving", "cosine", "constant"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "max_epoch_windows": [Interval(Integral, 1, None, closed="left"), None],
+        "val_every_windows": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "val_size": [Interval(Real, 0, 1, closed="left"), Interval(Integral, 0, None, closed="left")],
         "scaler": [StrOptions({"standard"}), None],
@@ -298,7 +298,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
                            objective=objective, linear_base=linear_base_of(network),
                            # a forecaster without the parameter (subclasses written before it) averages nothing
                            ema_decay=getattr(self, "ema_decay", None),
-                           max_epoch_windows=getattr(self, "max_epoch_windows", None))
+                           val_every_windows=getattr(self, "val_every_windows", None))
 
     # -- the data path, predict: ForecastPath (tsformers.estimators.forecasting) ---------------
 

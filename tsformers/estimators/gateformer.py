@@ -141,13 +141,15 @@ class GateformerForecaster(BaseForecaster):
     learning_rate : float, default=5e-4
     batch_size : int, default=8
     max_epochs : int, default=10
-    max_epoch_windows : int or None, default=None
-        The most training windows one epoch reads: where the training part has more, each epoch
-        reads a fresh random ``max_epoch_windows`` of them (Lightning's ``limit_train_batches``,
-        ``ceil(max_epoch_windows / batch_size)`` batches), so validation, early stopping and the
-        learning rate's per-epoch halving come that often, and a large data set stops after its
-        last improvement by ``patience`` such epochs, not ``patience`` passes over all of it.
-        None: every window, every epoch.
+    val_every_windows : int or None, default=None
+        Validate after every ``val_every_windows`` training windows (whole batches) rather than
+        after each pass over all of them, where there are more: early stopping's ``patience`` and
+        the best checkpoint count these validations, so a large data set stops ``patience``
+        validations after its last improvement, not ``patience`` passes. The learning-rate
+        schedule and ``max_epochs`` still count passes over the training windows. Each part
+        between validations is a fresh random part of the windows (a Lightning epoch of
+        ``ceil(val_every_windows / batch_size)`` batches, ``limit_train_batches``; the training
+        log has a row for each). None: validate after each pass.
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
     %(linear_base_parameter)s
@@ -206,7 +208,7 @@ class GateformerForecaster(BaseForecaster):
                  temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
                  embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=8, max_epochs=10, max_epoch_windows=None, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
+                 batch_size=8, max_epochs=10, val_every_windows=None, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
                  ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
                  fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
                  quantiles=None, linear_base=True):
@@ -241,7 +243,7 @@ class GateformerForecaster(BaseForecaster):
         self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.max_epochs = max_epochs
-        self.max_epoch_windows = max_epoch_windows
+        self.val_every_windows = val_every_windows
         self.patience = patience
         self.val_size = val_size
         self.scaler = scaler

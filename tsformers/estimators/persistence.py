@@ -162,8 +162,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     for added_later in ("step_pathway", "linear_base"):  # off in models saved before the parameter existed
         if takes(added_later):
             params.setdefault(added_later, False)
-    if takes("max_epoch_windows"):   # every window, every epoch, before the parameter existed
-        params.setdefault("max_epoch_windows", None)
+    if takes("val_every_windows"):   # validated after each pass before the parameter existed
+        params.setdefault("val_every_windows", None)
     if takes("normalize") and "normalize" not in params:
         params["normalize"] = "last_value" if params.pop("input_changes", False) else "none"
     return params

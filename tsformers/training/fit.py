@@ -185,7 +185,7 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                 seed: int, verbose: bool, trainer_kwargs: dict | None = None,
                 static: torch.Tensor | None = None, checkpoint_dir=None, resume=False,
                 quantiles: list | None = None, objective=None, linear_base=None,
-                ema_decay: float | None = None, max_epoch_windows: int | None = None) -> list[dict]:
+                ema_decay: float | None = None, val_every_windows: int | None = None) -> list[dict]:
     """Train ``network`` in place and return the per-epoch log.
 
     ``train`` and ``val`` are ``(inputs, targets)`` tensors of the whole
@@ -228,15 +228,21 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
     (Lightning's ``EMAWeightAveraging``). Validation, early stopping and the best epoch read the average,
     and the average is what the fit returns (the best epoch's, or the last one's without validation data).
 
-    ``max_epoch_windows``: where there are more training windows, an epoch is the first
-    ``ceil(max_epoch_windows / batch_size)`` batches of that epoch's shuffled order (Lightning's
-    ``limit_train_batches``), a fresh random part each epoch; ``trainer_kwargs`` may set the limit itself.
+    ``val_every_windows``: where there are more training windows, validate after every
+    ``ceil(val_every_windows / batch_size)`` batches: Lightning's epoch becomes the first that many
+    batches of its shuffled order (``limit_train_batches``), a fresh random part each time, while the
+    learning-rate schedule and ``max_epochs`` keep counting passes over all the windows (the rate
+    changes by the part's share of a pass's change at each such epoch; ``max_epochs / share`` of them).
     """
-    module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
-                               weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
-                               quantiles=quantiles, objective=objective)
     data = WindowDataModule(train, val, lookback=lookback, horizon=horizon, n_targets=n_targets,
                             batch_size=batch_size, seed=seed, static=static)
+    share, batches_per_part = 1.0, None   # the share of a pass one Lightning epoch trains on
+    if val is not None and val_every_windows is not None and len(data.train_set) > val_every_windows:
+        batches_per_part = math.ceil(val_every_windows / batch_size)
+        share = min(1.0, batches_per_part * batch_size / len(data.train_set))
+    module = ForecastingModule(network, n_targets=n_targets, loss=loss, learning_rate=learning_rate,
+                               weight_decay=weight_decay, lr_schedule=lr_schedule, max_epochs=max_epochs,
+                               quantiles=quantiles, objective=objective, epoch_share=share)
     kwargs = dict(trainer_kwargs or {})
     if kwargs.get("use_distributed_sampler"):
         raise ValueError("use_distributed_sampler=True: tsformers shards the training windows itself (batch_size is "
@@ -265,8 +271,8 @@ def fit_network(network: torch.nn.Module, train: tuple, val: tuple | None, *, lo
                         enable_progress_bar=verbose, enable_model_summary=verbose, enable_checkpointing=checkpointing,
                         gradient_clip_val=gradient_clip, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
                         limit_val_batches=None if val is not None else 0, log_every_n_steps=1)
-        if max_epoch_windows is not None and len(data.train_set) > max_epoch_windows:
-            settings["limit_train_batches"] = math.ceil(max_epoch_windows / batch_size)
+        if share < 1:
+            settings.update(limit_train_batches=batches_per_part, max_epochs=math.ceil(max_epochs / share))
         trainer = L.Trainer(**{**settings, **kwargs, "callbacks": callbacks, "use_distributed_sampler": False})
         if batch_size % trainer.world_size:
             raise ValueError(f"batch_size={batch_size} is the global batch, split evenly over the "

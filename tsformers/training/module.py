@@ -25,6 +25,10 @@ class ForecastingModule(L.LightningModule):
         the Time-Series-Library papers); ``"cosine"`` anneals to 0 over ``max_epochs``.
     max_epochs : int
         Needed by the cosine schedule.
+    epoch_share : float, default=1.0
+        The share of a pass over the training windows one epoch trains on (below 1 with
+        ``val_every_windows``): both schedules count passes, so each epoch moves the rate by that
+        share of a pass's change (halving: ``0.5 ** epoch_share`` an epoch).
     quantiles : list of float, optional
         With a quantile head (``network`` returns ``(B, horizon, n_targets, Q)``): train on the
         multi-quantile pinball loss over these levels instead of ``loss``.
@@ -44,7 +48,7 @@ class ForecastingModule(L.LightningModule):
 
     def __init__(self, network: nn.Module, *, n_targets: int, loss: str = "mse", learning_rate: float = 1e-3,
                  weight_decay: float = 0.0, lr_schedule: str = "halving", max_epochs: int = 10,
-                 quantiles: list | None = None, objective=None):
+                 quantiles: list | None = None, objective=None, epoch_share: float = 1.0):
         super().__init__()
         self.save_hyperparameters(ignore=["network", "objective"])
         self.network = network
@@ -156,9 +160,9 @@ class ForecastingModule(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay,
                                       foreach=True)
         if hp.lr_schedule == "halving":
-            schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5)
+            schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5 ** hp.epoch_share)
         elif hp.lr_schedule == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(hp.max_epochs, 1))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(hp.max_epochs, 1) / hp.epoch_share)
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
