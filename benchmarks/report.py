@@ -1330,8 +1330,8 @@ def anchors_section() -> list[str]:
            "and hour and day of week, fitted on the training rows, forecasting recursively from each window's "
            "96 rows; its target transform and number of trees come from a four-point grid scored on the "
            "validation windows (on lagged levels the trees cannot forecast outside the range of the training "
-           "split; first differences, which could, lost on the validation windows of both data sets: *setting* "
-           "lists the grid). *windows*: the test windows read; where that is fewer than every stride-1 "
+           "split; first differences can: the validation windows chose them on Exchange and levels on every ETT data "
+           "set, *setting* lists the grid and its scores). *windows*: the test windows read; where that is fewer than every stride-1 "
            "window (AutoTheta re-runs its seasonal decomposition over the whole history for each window), "
            "*setting* gives the stride and the linear baseline's MSE on the same subset. *CPU s*: fit, "
            "validation and every forecast. **Bold**: the lowest MSE and MAE of the rows of the data set.", "",
