@@ -208,10 +208,10 @@ class GateformerForecaster(BaseForecaster):
                  temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
                  embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
                  time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=8, max_epochs=10, val_every_windows=None, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
-                 ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
-                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
-                 quantiles=None, linear_base=True):
+                 batch_size=8, max_epochs=10, val_every_windows=None, patience=3, val_size=0.1, scaler="standard",
+                 gradient_clip=None, ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None,
+                 missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
+                 checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model

@@ -162,7 +162,8 @@ class ForecastingModule(L.LightningModule):
         if hp.lr_schedule == "halving":
             schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5 ** hp.epoch_share)
         elif hp.lr_schedule == "cosine":
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(hp.max_epochs, 1) / hp.epoch_share)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                                  T_max=max(hp.max_epochs, 1) / hp.epoch_share)
         else:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
