@@ -181,15 +181,20 @@ def _fit_in_training_process(estimator_class, params: dict, trainer_kwargs: dict
     settings = {"accelerator": "gpu" if use_gpu else "cpu", "devices": local, "num_nodes": world // local,
                 "strategy": "ddp"}
     estimator = estimator_class(**{**params, "trainer_kwargs": {**trainer_kwargs, **settings}})
-    estimator.fit(panel, static_df=static_df)
-    # The Trainer's settings (and the loggers rebuilt here) stay here: the driver keeps the caller's parameters.
-    estimator.set_params(trainer_kwargs=None)
-    payload = [pickle.dumps(estimator) if int(os.environ["RANK"]) == 0 else None]
-    if world > 1:
-        if not dist.is_initialized():
-            raise RuntimeError("the training processes ended without a process group, so the fitted estimator "
-                               "cannot reach the first of them; this is a bug in tsformers.tracking.spark.")
-        dist.broadcast_object_list(payload, src=0)
+    if world > 1 and not dist.is_initialized():
+        # Started here (torchrun's environment), so the group is this function's: the fit joins it and leaves it
+        # alone, the fitted estimator travels over it, and it ends here before the process exits.
+        dist.init_process_group("nccl" if use_gpu else "gloo")
+    try:
+        estimator.fit(panel, static_df=static_df)
+        # The Trainer's settings (and the loggers rebuilt here) stay here: the driver keeps the caller's parameters.
+        estimator.set_params(trainer_kwargs=None)
+        payload = [pickle.dumps(estimator) if int(os.environ["RANK"]) == 0 else None]
+        if world > 1:
+            dist.broadcast_object_list(payload, src=0)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
     return payload[0]
 
 
