@@ -181,20 +181,19 @@ def _fit_in_training_process(estimator_class, params: dict, trainer_kwargs: dict
     settings = {"accelerator": "gpu" if use_gpu else "cpu", "devices": local, "num_nodes": world // local,
                 "strategy": "ddp"}
     estimator = estimator_class(**{**params, "trainer_kwargs": {**trainer_kwargs, **settings}})
-    if world > 1 and not dist.is_initialized():
+    started_here = world > 1 and not dist.is_initialized()
+    if started_here:
         # Started here (torchrun's environment), so the group is this function's: the fit joins it and leaves it
         # alone, the fitted estimator travels over it, and it ends here before the process exits.
         dist.init_process_group("nccl" if use_gpu else "gloo")
-    try:
-        estimator.fit(panel, static_df=static_df)
-        # The Trainer's settings (and the loggers rebuilt here) stay here: the driver keeps the caller's parameters.
-        estimator.set_params(trainer_kwargs=None)
-        payload = [pickle.dumps(estimator) if int(os.environ["RANK"]) == 0 else None]
-        if world > 1:
-            dist.broadcast_object_list(payload, src=0)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    estimator.fit(panel, static_df=static_df)
+    # The Trainer's settings (and the loggers rebuilt here) stay here: the driver keeps the caller's parameters.
+    estimator.set_params(trainer_kwargs=None)
+    payload = [pickle.dumps(estimator) if int(os.environ["RANK"]) == 0 else None]
+    if world > 1:
+        dist.broadcast_object_list(payload, src=0)
+    if started_here:   # not after a failure: another process may still be inside a collective
+        dist.destroy_process_group()
     return payload[0]
 
 
