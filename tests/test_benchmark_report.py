@@ -713,3 +713,25 @@ def test_the_search_record_lists_each_setting_by_its_validation_loss_and_names_w
     assert rows == [["ETTh1", "96", "`linear_base=False`", "3", "0.6900 ± 0.0100", "search.csv", "abc"],
                     ["ETTh1", "96", "`max_epoch_windows=10000`", "1", "0.7100", "search.csv", "abc"],
                     ["ETTh1", "96", "*defaults*", "3", "**0.6833 ± 0.0031**", "side_by_side.csv", "def"]]
+
+
+def test_each_before_after_run_of_the_training_loop_gets_its_own_table_and_speed_up(tmp_path):
+    def row(label, repeat, step_ms, stamp):
+        return dict(timestamp=stamp, label=label, tree_rev="abc", repeat=repeat, batch=8, d_model=64, steps="20/220",
+                    n_params=1000, fit_short_s=0.5, fit_long_s=3.0, step_ms=step_ms, windows_per_s=8e3 / step_ms,
+                    fit_fixed_s=0.2, fit_long_wall_s=4.0, peak_rss_mib=700.0, load_start=1.0, load_end=1.0)
+    rows = [row("before", 0, 14.0, "2026-01-01T00:00:00+00:00"), row("after", 0, 12.5, "2026-01-01T00:01:00+00:00"),
+            row("before", 1, 15.0, "2026-01-01T00:02:00+00:00"), row("after", 1, 12.0, "2026-01-01T00:03:00+00:00"),
+            row("foreach", 0, 13.0, "2026-02-01T00:00:00+00:00"), row("fused", 0, 10.4, "2026-02-01T00:01:00+00:00")]
+    pd.DataFrame(rows).to_csv(tmp_path / "train_overhead.csv", index=False)
+    lines = load_report(tmp_path).overhead_section()
+
+    def table_row(label):
+        return next(line for line in lines if line.startswith(f"| {label} |")).split(" | ")
+
+    # each run's speed-up is against its own first tree, from the minimum step time over its repeats
+    assert table_row("after")[2] == "12.00" and table_row("after")[-1] == f"{14.0 / 12.0:.2f} |"
+    assert table_row("fused")[-1] == f"{13.0 / 10.4:.2f} |" and table_row("foreach")[-1] == "1.00 |"
+    text = "\n".join(lines)
+    assert text.index("| after |") < text.index("fused=True") < text.index("| foreach |")
+    assert "Measured 2026-01-01T00:03:00+00:00" in text and "Measured 2026-02-01T00:01:00+00:00" in text
