@@ -8,9 +8,11 @@ not by name. What is particular to one model is tested in its own module.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import functools
 import inspect
+import re
 
 import numpy as np
 import pandas as pd
@@ -82,6 +84,42 @@ def test_every_exported_forecaster_is_checked():
     assert {cls.__name__ for cls in STREAMING} == {"AtlasForecaster", "GTrXLForecaster", "LMUFormerForecaster"}
     assert {cls.__name__ for cls in ESTIMATORS} - {cls.__name__ for cls in SEEDED} == {
         "ETSForecaster", "LinearForecaster", "NaiveForecaster", "SeasonalNaiveForecaster"}
+
+
+def _documented_parameters(cls) -> list[tuple[str, str | None]]:
+    """Each (name, documented default or None) of the class docstring's Parameters section, once per entry:
+    ``d_model, n_heads : int, default=64, 4`` documents two names with a default each."""
+    doc = inspect.cleandoc(cls.__doc__)
+    section = doc.split("Parameters\n----------\n", 1)[1]
+    section = re.split(r"\n\w[\w ]*\n-+\n", section)[0]  # up to the next numpydoc section
+    found = []
+    for line in section.splitlines():
+        if not line or line[0].isspace():
+            continue
+        names = [name.strip() for name in line.split(" : ", 1)[0].split(",")]
+        default = re.search(r"default=(.*)$", line)
+        values = [None] * len(names) if default is None else [v.strip() for v in default.group(1).split(",")]
+        if default is not None and len(names) == 1:
+            values = [default.group(1).strip()]
+        assert len(values) == len(names), f"{cls.__name__}: {line!r} gives {len(values)} defaults for {names}"
+        found += list(zip(names, values))
+    return found
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_the_docstring_documents_every_parameter_once_with_its_true_default(cls):
+    documented = _documented_parameters(cls)
+    names = [name for name, _ in documented]
+    signature = inspect.signature(cls).parameters
+    assert sorted(names) == sorted(signature), (
+        f"documented twice: {sorted({n for n in names if names.count(n) > 1})}, not documented: "
+        f"{sorted(set(signature) - set(names))}, documented but not taken: {sorted(set(names) - set(signature))}")
+    for name, default in documented:
+        if default is None:
+            continue
+        shown = ast.literal_eval(default) if default not in ("None", "True", "False") else eval(default)
+        assert shown == signature[name].default, (
+            f"{cls.__name__}({name}=...) defaults to {signature[name].default!r}; its docstring says {default}")
 
 
 @pytest.fixture(params=ESTIMATORS, ids=lambda cls: cls.__name__)

@@ -6,6 +6,7 @@ A forecaster's docstring lists its own parameters, then the line
 """
 from __future__ import annotations
 
+import re
 import textwrap
 
 COMMON_PARAMETERS = """\
@@ -126,11 +127,35 @@ MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": 
            "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
 
 
+def _entries(text: str) -> list[tuple[set[str], str]]:
+    """The numpydoc entries of ``text`` (unindented ``name : type`` lines, then their indented description),
+    each with the names it documents (``time_col, id_col : str`` documents two)."""
+    entries: list[tuple[set[str], list[str]]] = []
+    for line in text.splitlines():
+        if line and not line[0].isspace():
+            names = {name.strip() for name in line.split(" : ", 1)[0].split(",")}
+            entries.append((names, [line]))
+        else:
+            entries[-1][1].append(line)
+    return [(names, "\n".join(lines)) for names, lines in entries]
+
+
+def _own_entries(doc: str) -> set[str]:
+    """The names a class docstring documents itself: its entries at the first level of indentation."""
+    names = set()
+    for match in re.finditer(r"^ {4}(\w[\w, ]*) : ", doc, flags=re.MULTILINE):
+        names |= {name.strip() for name in match.group(1).split(",")}
+    return names
+
+
 def shared_docs(cls: type) -> type:
     """Fill the markers of :data:`MARKERS` (``%(common_parameters)s``, ...) in the class docstring, at their
-    indentation."""
+    indentation. A shared entry the class documents itself (another default, say) is left out: one entry per
+    name."""
     doc = cls.__doc__ or ""
+    own = _own_entries(doc)
     for marker, text in MARKERS.items():
+        text = "\n".join(block for names, block in _entries(text) if not names <= own)
         for line in doc.splitlines():
             if line.strip() == marker:
                 indent = line[: len(line) - len(line.lstrip())]

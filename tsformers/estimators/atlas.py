@@ -127,6 +127,9 @@ class AtlasForecaster(StreamingForecaster):
         the data scaled so (its changes, by default); the output's normalisation
         uses the last ``lookback`` steps only (per-window statistics at the input
         would change every token the memories have already stored).
+    gradient_clip : float or None, default=1.0
+        Clip the gradient norm at this value (see Notes: the memories' test-time
+        updates make the gradients spike); None does not clip.
     %(linear_base_parameter)s
     %(common_parameters)s
 
