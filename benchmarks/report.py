@@ -1149,7 +1149,7 @@ def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
             elif ours["mse_sd"] > GOAL_SD:
                 short.append(f"seed sd {ours['mse_sd']:.4f} > {GOAL_SD}")
             spread = f" ± {ours['mse_sd']:.4f}" if ours["seeds"] > 1 else ""
-            out.append(f"| {dataset} | {horizon} | {NAMES.get(ours['model'], ours['model'])} | {ours['seeds']} | "
+            out.append(f"| {dataset} | {horizon} | {model_name(ours['model'])} | {ours['seeds']} | "
                        f"{ours['mse']:.4f}{spread} | {' | '.join(cells)} | "
                        f"{'–' if np.isnan(ratio) else f'{ratio:.2f}' + (' (other runs)' if apart else '')} | "
                        f"{'met' if not short else '; '.join(short)} |")
@@ -1173,13 +1173,57 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
     return runs
 
 
+DEFAULTS_MODELS = ("gateformer-defaults+base", "gateformer-defaults")
+
+
+def name_earlier_defaults(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows of Gateformer's defaults that ran with defaults since changed, named apart.
+
+    A ``gateformer-defaults`` row records the estimator's defaults when it ran (its ``params``). Where those differ
+    from today's (``linear_base`` aside: the label says it), the row's model becomes ``<model> [<setting>]``
+    (:func:`setting_label` against today's defaults), so it is neither averaged with nor superseded by the current
+    defaults' rows, and shown as the earlier defaults (:func:`model_name`).
+    """
+    if "params" not in runs:
+        return runs
+    from tsformers import GateformerForecaster
+
+    defaults = GateformerForecaster().get_params()
+    models = runs["model"].astype(str).tolist()
+    for i, (model, params) in enumerate(zip(models, runs["params"])):
+        if model in DEFAULTS_MODELS and isinstance(params, str):
+            setting = setting_label(json.dumps({**json.loads(params), "linear_base": defaults["linear_base"]}),
+                                    defaults)
+            if setting != "*defaults*":
+                models[i] = f"{model} [{setting}]"
+    return runs.assign(model=models)
+
+
+def earlier_defaults_last(runs: pd.DataFrame) -> pd.DataFrame:
+    """Within each data set, horizon and library, the rows of earlier defaults after the others (the first
+    tsformers row is the one the table's differences read)."""
+    group = runs.groupby(["dataset", "horizon", "library"], sort=False).ngroup()
+    earlier = runs["model"].astype(str).str.endswith("]")
+    return runs.assign(_group=group, _earlier=earlier).sort_values(["_group", "_earlier"], kind="stable").drop(
+        columns=["_group", "_earlier"])
+
+
+def model_name(model: str) -> str:
+    """A model's name in the tables; ``<model> [<setting>]`` (:func:`name_earlier_defaults`) as earlier defaults."""
+    base, _, setting = model.partition(" [")
+    if not setting:
+        return NAMES.get(model, model)
+    alone = "" if base.endswith("+base") else ", no linear base"
+    return f"Gateformer (earlier defaults: {setting[:-1]}{alone})"
+
+
 def side_by_side_section() -> list[str]:
     frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     if not frames:
         return []
-    sbs = pd.concat(frames, ignore_index=True)
+    sbs = name_earlier_defaults(pd.concat(frames, ignore_index=True))
     sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
-    sbs = in_grid_order(sbs, "library", ["tsformers", "neuralforecast"])
+    sbs = earlier_defaults_last(in_grid_order(sbs, "library", ["tsformers", "neuralforecast"]))
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
@@ -1227,7 +1271,7 @@ def side_by_side_section() -> list[str]:
                     else difference_cell(*seed_difference(ours_run["by_seed"], r["by_seed"])))
             cpu_cell = "–" if np.isnan(r["cpu_s"]) else f"{r['cpu_s']:.0f}"
             epochs = f"{r['epochs'][0]}" if r["epochs"][0] == r["epochs"][1] else f"{r['epochs'][0]}–{r['epochs'][1]}"
-            out.append(f"| {dataset} | {horizon} | {r['library']} | {NAMES.get(r['model'], r['model'])} | "
+            out.append(f"| {dataset} | {horizon} | {r['library']} | {model_name(r['model'])} | "
                        f"{r['n_params']:,} | {r['seeds']} | {mse_cell} | {mae_cell} | {diff} | {epochs} | "
                        f"{_secs(r['fit_test_s'])} | {cpu_cell} | "
                        f"{ratio} | {r['load'][0]:.1f}–{r['load'][1]:.1f} |")

@@ -735,3 +735,36 @@ def test_each_before_after_run_of_the_training_loop_gets_its_own_table_and_speed
     text = "\n".join(lines)
     assert text.index("| after |") < text.index("fused=True") < text.index("| foreach |")
     assert "Measured 2026-01-01T00:03:00+00:00" in text and "Measured 2026-02-01T00:01:00+00:00" in text
+
+
+def test_rows_of_earlier_gateformer_defaults_stand_apart_from_the_current_defaults(tmp_path):
+    from tsformers import GateformerForecaster
+
+    today = GateformerForecaster().get_params()
+    earlier = {**today, "batch_size": today["batch_size"] // 4, "patience": today["patience"] + 1}
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, library="tsformers",
+                n_windows=100, fit_test_s=100.0, load_start=1.0, load_end=1.0, git_rev="abc", mae=0.4, epochs_run=5,
+                n_params=10, fit_test_cpu_s=50.0)
+
+    def runs(model, params, mses, stamp):
+        return [{**side, "model": model, "seed": s, "mse": m, "params": json.dumps({**params, "random_state": s}),
+                 "timestamp": stamp} for s, m in enumerate(mses)]
+
+    rows = (runs("gateformer-defaults+base", earlier, [0.380, 0.381, 0.382], "2026-01-01T00:00:00+00:00")
+            # the network alone under the earlier defaults (linear_base is in the label, not the setting)
+            + runs("gateformer-defaults", {**earlier, "linear_base": False}, [0.39, 0.39, 0.39],
+                   "2026-01-01T00:00:00+00:00")
+            # today's defaults ran later: they must not supersede the earlier rows, nor be averaged with them
+            + runs("gateformer-defaults+base", today, [0.370, 0.372, 0.371], "2026-02-01T00:00:00+00:00"))
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    lines = load_report(tmp_path).side_by_side_section()
+    table = lines[:lines.index("### The goal, cell by cell")]
+    names = [line.split(" | ")[3] for line in table if line.startswith("| ETTh1 | 96 | tsformers |")]
+    setting = f"`batch_size={earlier['batch_size']}`, `patience={earlier['patience']}`"
+    assert names == ["Gateformer (defaults)", f"Gateformer (earlier defaults: {setting})",
+                     f"Gateformer (earlier defaults: {setting}, no linear base)"], "today's first, the others after"
+    current = next(line for line in table if "| Gateformer (defaults) |" in line)
+    assert "0.3710 ± 0.0010" in current
+    earlier_row = next(line for line in table if f"| Gateformer (earlier defaults: {setting}) |" in line)
+    # the differences read today's defaults, the first row: 0.370 - 0.380, 0.372 - 0.381, 0.371 - 0.382 by seed
+    assert "0.3810 ± 0.0010" in earlier_row and earlier_row.split(" | ")[8] == "-0.0100 ± 0.0006: ahead"
