@@ -23,8 +23,10 @@ class GateformerForecaster(BaseForecaster):
     embedding with a patch-wise temporal Transformer; attention across the
     variate tokens, gated again, mixes the variates; a linear head forecasts
     every step of the horizon at once. The network defaults are the paper's
-    ETTh1 setting at horizon 96; the training defaults its recipe (batch 8,
-    10 epochs, patience 3, learning rate halved every epoch). By default the
+    ETTh1 setting at horizon 96; the training defaults were chosen on the
+    validation windows of the benchmark data sets (batches of 32 at a learning
+    rate of 1e-3 halved every epoch, at most 10 epochs, patience 2; the paper's
+    recipe is batches of 8 at 5e-4, patience 3). By default the
     network corrects a closed-form linear map of the window (``linear_base``, a
     tsformers extension); ``linear_base=False`` is the paper's network alone.
 
@@ -138,9 +140,11 @@ class GateformerForecaster(BaseForecaster):
     future_covariates : str or list of str, optional
         Known-future exogenous columns (a weather forecast, a calendar): their
         values over the horizon are passed to ``predict(df, future_df)``.
-    learning_rate : float, default=5e-4
-    batch_size : int, default=8
+    learning_rate : float, default=1e-3
+    batch_size : int, default=32
     max_epochs : int, default=10
+    patience : int or None, default=2
+        Early-stopping patience on the validation loss; the best epoch's weights are kept.
     val_every_windows : int or None, default=None
         Validate after every ``val_every_windows`` training windows (whole batches) rather than
         after each pass over all of them, where there are more: early stopping's ``patience`` and
@@ -207,8 +211,8 @@ class GateformerForecaster(BaseForecaster):
                  dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", temporal_stack=None,
                  temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
                  embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse", learning_rate=5e-4, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=8, max_epochs=10, val_every_windows=None, patience=3, val_size=0.1, scaler="standard",
+                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
+                 batch_size=32, max_epochs=10, val_every_windows=None, patience=2, val_size=0.1, scaler="standard",
                  gradient_clip=None, ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None,
                  missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
                  checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
