@@ -59,9 +59,12 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
     epochs = [row["epoch"] for row in one.training_log_]
     assert epochs == [0, 1, 2, 3], "early stopping ends the single-process fit before max_epochs"
     assert [row["epoch"] for row in two.training_log_] == epochs, "and the DDP fit at the same epoch"
+    # DDP averages two halves' gradients where one process takes the whole batch's mean: they round apart, and
+    # four epochs at a learning rate of 0.05 carry that to about 2e-5 of the losses (measured with AdamW's fused
+    # update, which rounds otherwise than its foreach form, whose fits agreed to 1e-5)
     for a, b in zip(one.training_log_, two.training_log_):
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert_forecast_ignores(one, FLAT)
     assert_same_weights(one.network_, two.network_)  # the best epoch's (2), restored in the launching process
     assert_same_forecasts(one.predict(), two.predict())

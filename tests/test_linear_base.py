@@ -323,3 +323,48 @@ def test_a_share_outside_zero_to_one_is_refused_and_models_saved_before_it_keep_
     fresh.load_state_dict(state)
     assert float(fresh.share) == 1.0
     torch.testing.assert_close(fresh(x), expected)
+
+
+@pytest.mark.parametrize("quantiles", [None, [0.1, 0.5, 0.9]])
+def test_choosing_the_share_runs_the_network_once_per_batch_and_scores_as_a_pass_per_share(quantiles, monkeypatch):
+    """The share's validation losses are bit for bit those of a whole validation pass per share (the module's
+    own validation step, share by share), while the wrapped network runs once per validation batch, not once
+    per batch and share; around a quantile head too (the head runs per share: it is not linear in it)."""
+    from tsformers.backbone import QuantileHead
+    from tsformers.training.fit import ChooseShare, fit_network
+
+    calls, scored, reference, batches = [], [], [], []
+    choose = ChooseShare.on_fit_end
+
+    def scored_both_ways(self, trainer, module):
+        module.eval()
+        with torch.no_grad():   # the reference: one whole validation pass per share
+            losses = []
+            for share in ChooseShare.SHARES:
+                self.base.keep_share(share)
+                module.on_validation_epoch_start()
+                for i, batch in enumerate(trainer.datamodule.val_dataloader()):
+                    module.validation_step(module.transfer_batch_to_device(batch, module.device, 0), i)
+                losses.append(float(module.validation_loss()))
+        module.train()
+        reference.append(losses)
+        batches.append(len(trainer.datamodule.val_dataloader()))
+        calls.clear()
+        choose(self, trainer, module)
+        scored.append((self.losses, len(calls)))
+
+    monkeypatch.setattr(ChooseShare, "on_fit_end", scored_both_ways)
+    y = torch.from_numpy(bumps(900)["y"].to_numpy().astype(np.float32))[None, :, None]      # (1, T, 1)
+    train, val = (y[:, :500], y[:, :500]), (y[:, 500 - L:], y[:, 500 - L:])
+    torch.manual_seed(0)
+    inner = _WindowMLP(L, H)
+    inner.register_forward_hook(lambda *_: calls.append(1))
+    base = LinearBase(inner, lookback=L, horizon=H, n_targets=1)
+    network = base if quantiles is None else QuantileHead(base, quantiles=quantiles, horizon=H, n_targets=1)
+    fit_network(network, train, val, lookback=L, horizon=H, n_targets=1, loss="mse", learning_rate=1e-2,
+                weight_decay=0.0, lr_schedule="constant", batch_size=32, max_epochs=2, patience=None,
+                gradient_clip=None, seed=0, verbose=False, linear_base=base, quantiles=quantiles)
+    (losses, network_runs), = scored
+    assert losses == reference[0], "the same sums in the same order: the same floats"
+    assert len(set(losses)) == len(losses), "the shares differ, so the network's output was combined per share"
+    assert batches[0] >= 2 and network_runs == batches[0]

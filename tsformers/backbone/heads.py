@@ -165,12 +165,34 @@ class LinearBase(_Wrapper):
         corrected = base + gate[:, None] * (y[..., : self.n_targets] - last)          # (B, H, n_targets)
         return with_targets(y, corrected)
 
+    @contextlib.contextmanager
+    def reusing_network_output(self):
+        """Inside the ``with`` block, a forward of the very same input tensors as the previous one reuses the
+        wrapped network's output: scoring several shares of one batch runs the network once. Only for
+        evaluation (no gradients, the weights unchanged inside the block); the output is the same as without."""
+        self._reused = {}
+        try:
+            yield self
+        finally:
+            self._reused = None
+
+    def _network_output(self, x: Tensor, args: tuple, kwargs: dict) -> Tensor:
+        reused = getattr(self, "_reused", None)
+        if reused is None:
+            return self.network(x, *args, **kwargs)
+        names, inputs = tuple(kwargs), (x, *args, *kwargs.values())
+        same = (reused.get("names") == names and len(reused["inputs"]) == len(inputs)
+                and all(a is b for a, b in zip(reused["inputs"], inputs)))
+        if not same:
+            reused.update(names=names, inputs=inputs, output=self.network(x, *args, **kwargs))
+        return reused["output"]
+
     def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
         window = x[:, -self.lookback:, : self.n_targets]                               # (B, <= L, n_targets)
         missing = self.lookback - window.shape[1]
         if missing:  # the older steps a short window lacks count as the last value: no change
             window = torch.cat([window[:, -1:].expand(-1, missing, -1), window], dim=1)
-        return self.combine(self.network(x, *args, **kwargs), self.base(window), window[:, -1:])
+        return self.combine(self._network_output(x, args, kwargs), self.base(window), window[:, -1:])
 
 
 class StreamingLinearBase(LinearBase):

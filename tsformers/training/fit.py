@@ -1,6 +1,8 @@
 """Fit a network with Lightning's Trainer: early stopping, best weights restored, clipping, seeding."""
 from __future__ import annotations
 
+import functools
+
 import json
 import logging
 import math
@@ -121,7 +123,9 @@ class ChooseShare(Callback):
     ``base`` is a :class:`~tsformers.backbone.heads.LinearBase`: its fitted linear map plus ``share`` of
     the trained network's gated correction, for each share of :data:`SHARES` (0: the map alone), scored
     by the training loss over every validation window, restored best epoch included (1: all of it). Each
-    share's forecast is computed, not interpolated: a quantile head around the base is not linear in it.
+    share's forecast is computed, not interpolated: a quantile head around the base is not linear in it;
+    the wrapped network's output, the same for every share, is computed once per validation batch
+    (:meth:`LinearBase.reusing_network_output`, :meth:`ForecastingModule.validation_losses`).
     The smallest share of the lowest loss is kept: the map where nothing beats it. Without a best
     epoch (no validation loss was recorded) the map alone is kept. Each share's loss is the module's own
     validation loss (:meth:`ForecastingModule.validation_step`, reduced over all processes), so all
@@ -141,14 +145,11 @@ class ChooseShare(Callback):
             return
         training = module.training
         module.eval()
-        self.losses = []
-        with torch.no_grad():
-            for share in self.SHARES:   # each share scored as an epoch's validation loss is (all processes' sums)
-                self.base.keep_share(share)
-                module.on_validation_epoch_start()
-                for i, batch in enumerate(trainer.datamodule.val_dataloader()):
-                    module.validation_step(module.transfer_batch_to_device(batch, module.device, 0), i)
-                self.losses.append(float(module.validation_loss()))
+        # each share scored as an epoch's validation loss is (all processes' sums); the network runs once per
+        # batch for all of them, as only the share of its output in the forecast differs
+        shares = [functools.partial(self.base.keep_share, share) for share in self.SHARES]
+        with torch.no_grad(), self.base.reusing_network_output():
+            self.losses = module.validation_losses(trainer.datamodule.val_dataloader(), shares)
         module.train(training)
         self.base.keep_share(self.SHARES[self.losses.index(min(self.losses))])   # the first, smallest share of a tie
 

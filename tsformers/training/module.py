@@ -128,6 +128,29 @@ class ForecastingModule(L.LightningModule):
             self._val_sum = self._val_sum + self.masked_loss(self(*inputs), y).detach() * observed
             self._val_count = self._val_count + observed
 
+    def validation_losses(self, batches, variants: list) -> list[float]:
+        """The validation loss (:meth:`validation_loss`, all processes') of each of ``variants``, functions that
+        set the network up for one variant, over the same ``batches``: each batch is moved to the device once
+        and scored by every variant in turn, each variant's sums kept apart in the order of the batches, so
+        each loss is what a whole validation pass of that variant alone gives."""
+        totals = []
+        for variant in variants:
+            variant()
+            self.on_validation_epoch_start()
+            totals.append((self._val_sum, self._val_count))
+        for i, batch in enumerate(batches):
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            for k, variant in enumerate(variants):
+                variant()
+                self._val_sum, self._val_count = totals[k]
+                self.validation_step(batch, i)
+                totals[k] = (self._val_sum, self._val_count)
+        losses = []
+        for total in totals:
+            self._val_sum, self._val_count = total
+            losses.append(float(self.validation_loss()))
+        return losses
+
     def on_validation_epoch_end(self):
         self.log("val_loss", self.validation_loss(), prog_bar=True, batch_size=1,
                  sync_dist=self.trainer.world_size > 1)
