@@ -1240,8 +1240,9 @@ def side_by_side_section() -> list[str]:
            "window, one torch thread each; *CPU s* the CPU seconds of the same (recorded from the ETTm1 run on); "
            "*x ours* is the CPU time over ours where known, else the wall time (rows of different revisions "
            "ran in different runs, at the loads given). Epochs are "
-           "not comparable one to one: Gateformer's recipe uses batches of 8 (1,057 steps per ETTh1 epoch), "
-           "the others batches of 32 (265). One protocol difference is left: neuralforecast's early stopping "
+           "not comparable one to one where batch sizes differ: Gateformer's paper recipe and its earlier defaults "
+           "use batches of 8 (1,057 steps per ETTh1 epoch), its defaults since 544bdc0 and the others batches "
+           "of 32 (265). One protocol difference is left: neuralforecast's early stopping "
            "keeps the last epoch's weights, ours (as TSLib) the best epoch's; when validation loss rises "
            "before the patience runs out that costs it accuracy. " + patchtst_note(sbs), "",
            "Each data set closes with the baselines on the same test windows. " + BASELINE_NOTE + " "
