@@ -134,8 +134,7 @@ class ForecastingModule(L.LightningModule):
         and scored by every variant in turn, each variant's sums kept apart in the order of the batches, so
         each loss is what a whole validation pass of that variant alone gives."""
         totals = []
-        for variant in variants:
-            variant()
+        for _ in variants:
             self.on_validation_epoch_start()
             totals.append((self._val_sum, self._val_count))
         for i, batch in enumerate(batches):
@@ -179,8 +178,9 @@ class ForecastingModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        # fused: the whole update of every parameter in one kernel; on CPU a third of the time of foreach=True's
-        # one kernel per operation (benchmarks/train_overhead.py), the same update up to float rounding
+        # fused: the whole update of every parameter in one kernel instead of foreach=True's one kernel per
+        # operation; the same update up to float rounding, 1.12 times the CPU step speed at batch 8
+        # (benchmarks/train_overhead.py)
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay,
                                       fused=True)
         if hp.lr_schedule == "halving":
