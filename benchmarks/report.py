@@ -1176,6 +1176,18 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
 DEFAULTS_MODELS = ("gateformer-defaults+base", "gateformer-defaults")
 
 
+def with_earlier_defaults(model: str, setting: str) -> str:
+    """``<model> [<setting>]``: the name of a defaults row that ran with ``setting`` where today's defaults differ."""
+    return f"{model} [{setting}]"
+
+
+def earlier_defaults(model: str) -> tuple[str, str | None]:
+    """The model and the earlier defaults' setting of a name made by :func:`with_earlier_defaults` (None for
+    any other name)."""
+    base, bracket, setting = model.partition(" [")
+    return (base, setting[:-1]) if bracket and setting.endswith("]") else (model, None)
+
+
 def name_earlier_defaults(runs: pd.DataFrame) -> pd.DataFrame:
     """Rows of Gateformer's defaults that ran with defaults since changed, named apart.
 
@@ -1195,7 +1207,7 @@ def name_earlier_defaults(runs: pd.DataFrame) -> pd.DataFrame:
             setting = setting_label(json.dumps({**json.loads(params), "linear_base": defaults["linear_base"]}),
                                     defaults)
             if setting != "*defaults*":
-                models[i] = f"{model} [{setting}]"
+                models[i] = with_earlier_defaults(model, setting)
     return runs.assign(model=models)
 
 
@@ -1203,18 +1215,18 @@ def earlier_defaults_last(runs: pd.DataFrame) -> pd.DataFrame:
     """Within each data set, horizon and library, the rows of earlier defaults after the others (the first
     tsformers row is the one the table's differences read)."""
     group = runs.groupby(["dataset", "horizon", "library"], sort=False).ngroup()
-    earlier = runs["model"].astype(str).str.endswith("]")
+    earlier = runs["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
     return runs.assign(_group=group, _earlier=earlier).sort_values(["_group", "_earlier"], kind="stable").drop(
         columns=["_group", "_earlier"])
 
 
 def model_name(model: str) -> str:
     """A model's name in the tables; ``<model> [<setting>]`` (:func:`name_earlier_defaults`) as earlier defaults."""
-    base, _, setting = model.partition(" [")
-    if not setting:
+    base, setting = earlier_defaults(model)
+    if setting is None:
         return NAMES.get(model, model)
     alone = "" if base.endswith("+base") else ", no linear base"
-    return f"Gateformer (earlier defaults: {setting[:-1]}{alone})"
+    return f"Gateformer (earlier defaults: {setting}{alone})"
 
 
 def side_by_side_section() -> list[str]:
