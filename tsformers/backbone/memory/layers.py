@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.registry import available, build, register, streaming
 
+from ..dropout import Dropout
 from .omega import OmegaMemory
 from .window import SlidingWindowAttention
 
@@ -134,7 +135,7 @@ class _AtlasBlock(nn.Module):
                                                     window=window, n_persistent=n_persistent)
         self.norm_ffn = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff or 4 * d_model, dropout=dropout, activation=activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def init_state(self, rows: int) -> State:
         state = _prefixed("memory", self.memory.init_state(rows))
