@@ -1589,31 +1589,15 @@ def _overhead_table(to, labels: list[str]) -> list[str]:
                       f"{int(first['d_model'].iloc[0])}, steps {first['steps'].iloc[0]}.", ""]
 
 
-#: later before/after runs of train_overhead.py, each by the labels it was given, and what changed between them
-LATER_OVERHEAD_RUNS = [
-    (["foreach", "fused"],
-     "Later, AdamW's `foreach=True` (one kernel per operation over all parameters) gave way to `fused=True` (the "
-     "whole update of every parameter in one kernel; torch has it on CPU since 2.4). It is the same update up to "
-     "float rounding, not bit for bit (after 50 steps of batch 8 the weights differed by at most 3e-5), so results "
-     "of the fused tree are recorded under its own revision. The same measurement, the tree before and after:"),
-    (["torch-dropout", "bit-mask-dropout"],
-     "Then dropout: torch's CPU dropout draws its mask with `bernoulli_`, one pseudo-random float per element, "
-     "the largest single cost of a step under torch.profiler (23% of a batch-32 step's CPU time). "
-     "`tsformers.backbone.dropout.Dropout` draws the same Bernoulli mask from 16 random bits per element (one "
-     "64-bit draw serves four; an element is dropped with probability `round(p * 2**15) / 2**15`, 0.100006 for "
-     "`p=0.1`) and keeps only the boolean mask for the backward pass; every network of the package uses it. The "
-     "random stream differs from torch's, so fits are not bit for bit those of before (the same distribution, "
-     "other draws, as with another seed), and results of the new tree are recorded under its own revision. "
-     "Batch 32 (Gateformer's default since rev 544bdc0), the tree before and after:"),
-]
+#: the optimiser's before/after run: the labels train_overhead.py was given
+ADAMW_LABELS = ["foreach", "fused"]
 
 
 def overhead_section() -> list[str]:
     to = _read("train_overhead.csv")
     if to is None:
         return []
-    later = {label for labels, _ in LATER_OVERHEAD_RUNS for label in labels}
-    loop_labels = [label for label in dict.fromkeys(to["label"]) if label not in later]
+    loop_labels = [label for label in dict.fromkeys(to["label"]) if label not in ADAMW_LABELS]
     out = ["## The training loop, before and after", "",
            "`benchmarks/profile_training.py` (cProfile of a Gateformer fit, ETTh1, batch 8) found three costs "
            "that do no model work: `torch.manual_seed` in the per-step reseeding callback (on a machine "
@@ -1627,9 +1611,13 @@ def overhead_section() -> list[str]:
            "the tree before and after the change, in turn, in one run (minimum over the repeats: the "
            "fairest figure on a shared machine):", ""]
     out += _overhead_table(to, loop_labels)
-    for labels, text in LATER_OVERHEAD_RUNS:
-        if set(labels) <= set(to["label"]):
-            out += [text, ""] + _overhead_table(to, labels)
+    if set(ADAMW_LABELS) <= set(to["label"]):
+        out += ["Later, AdamW's `foreach=True` (one kernel per operation over all parameters) gave way to "
+                "`fused=True` (the whole update of every parameter in one kernel; torch has it on CPU since 2.4). "
+                "It is the same update up to float rounding, not bit for bit (after 50 steps of batch 8 the "
+                "weights differed by at most 3e-5), so results of the fused tree are recorded under its own "
+                "revision. The same measurement, the tree before and after:", ""]
+        out += _overhead_table(to, ADAMW_LABELS)
     return out
 
 

@@ -7,7 +7,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .dropout import Dropout
 from .registry import register
 
 __all__ = ["InstanceNorm", "NormStats", "PatchEmbedding", "SinusoidalPositionalEncoding"]
@@ -100,7 +99,7 @@ class PatchEmbedding(nn.Module):
         self.pad = nn.ReplicationPad1d((0, stride))
         self.value_embedding = nn.Linear(patch_len, d_model, bias=False)
         self.position = SinusoidalPositionalEncoding(d_model, max_len=max_len)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def n_patches(self, length: int) -> int:
         """Number of patches P for a series of ``length`` steps."""

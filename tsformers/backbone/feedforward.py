@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .dropout import Dropout
 from .registry import register
 
 __all__ = ["FeedForward"]
@@ -32,7 +31,7 @@ class FeedForward(nn.Module):
         assert activation in _ACTIVATIONS, f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
         self.fc1 = nn.Linear(d_model, d_ff)
         self.act = _ACTIVATIONS[activation]()
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -16,7 +16,6 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .dropout import Dropout
 from .registry import register
 from .spiking import LIFNode
 
@@ -283,7 +282,7 @@ class ConvFFN(nn.Module):
         self.lif1 = LIFNode(**lif) if spiking else None
         self.fc1, self.norm1 = nn.Linear(d_model, hidden), TokenBatchNorm(hidden)
         self.act = nn.Identity() if spiking else nn.GELU()
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.lif2 = LIFNode(**lif) if spiking else None
         self.fc2, self.norm2 = nn.Linear(hidden, d_model), TokenBatchNorm(d_model)
 

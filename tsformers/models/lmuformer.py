@@ -14,7 +14,6 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tsformers.backbone import build, streaming
-from tsformers.backbone.dropout import Dropout
 from tsformers.backbone.lmu import ConvFFN, LMUCell, TokenBatchNorm
 from tsformers.backbone.spiking import LIFNode
 
@@ -273,7 +272,7 @@ class LMUFormer(nn.Module):
             for _ in range(n_layers)
         )
         out = horizon if channel_independent else horizon * n_vars
-        self.head = nn.Sequential(Dropout(dropout), nn.Linear(d_model, out))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, out))
 
     # -- the window path (training) ------------------------------------------------------
 

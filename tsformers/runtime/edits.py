@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tsformers.backbone.dropout import apply_dropout
 from tsformers.backbone.lmu import TokenBatchNorm
 from tsformers.runtime.quant import QuantLinear
 
@@ -128,7 +127,7 @@ class HardTopKAttention(nn.Module):
         att = self.attention
         weights = self.attention_weights(x, kv, mask)
         if self.training and att.dropout:
-            weights = apply_dropout(weights, att.dropout)
+            weights = F.dropout(weights, att.dropout)
         v = att.to_v(x if kv is None else kv).unflatten(-1, (att.n_heads, -1)).transpose(1, 2)  # (B, h, M, d_v)
         return att.to_out((weights @ v).transpose(1, 2).flatten(-2))             # (B, N, D)
 

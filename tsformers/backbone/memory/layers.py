@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.registry import available, build, register, streaming
 
-from ..dropout import Dropout
 from .omega import OmegaMemory
 from .window import SlidingWindowAttention
 
@@ -135,7 +134,7 @@ class _AtlasBlock(nn.Module):
                                                     window=window, n_persistent=n_persistent)
         self.norm_ffn = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff or 4 * d_model, dropout=dropout, activation=activation)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def init_state(self, rows: int) -> State:
         state = _prefixed("memory", self.memory.init_state(rows))

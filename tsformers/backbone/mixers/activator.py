@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
 
@@ -41,7 +40,7 @@ class Activator(nn.Module):
         self.proj_v = nn.Linear(d_model, d_hidden)
         self.norm = nn.LayerNorm(d_hidden)
         self.proj_out = nn.Linear(d_hidden, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)

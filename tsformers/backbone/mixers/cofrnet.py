@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..registry import register
 
 __all__ = ["ContinuedFraction", "ContinuedFractionFFN", "continued_fraction", "continuants"]
@@ -104,7 +103,7 @@ class ContinuedFractionFFN(nn.Module):
             self.mix = nn.Linear(n_ladders * d_model, d_model, bias=False)      # [V_1 … V_L]
         else:
             self.mix = nn.Parameter(torch.randn(n_ladders, d_model) / n_ladders)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def ladders(self, x: Tensor) -> Tensor:
         """z (..., L, D): the L continued fractions of each channel."""

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
 from ._grouped import ceil_div, grouped_attention
@@ -115,7 +114,7 @@ class ChannelAttention(nn.Module):
         self.conv2 = nn.Conv1d(hidden, d_model, kernel_size)
         self.squeeze = nn.Linear(d_model, squeezed)
         self.excite = nn.Linear(squeezed, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def _pad(self, x: Tensor) -> Tensor:
         k = self.kernel_size

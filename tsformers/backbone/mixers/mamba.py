@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
 
@@ -139,7 +138,7 @@ class Mamba(nn.Module):
         self.forward_scan = _Direction(self.d_inner, d_state, d_conv, dt_rank)
         self.backward_scan = _Direction(self.d_inner, d_state, d_conv, dt_rank) if bidirectional else None
         self.out_proj = nn.Linear(self.d_inner, d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)

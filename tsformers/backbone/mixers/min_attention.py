@@ -8,7 +8,6 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..registry import register
 from ._base import ALL_PATTERNS, check_causal, check_cross
 
@@ -55,7 +54,7 @@ class MinimalAttention(nn.Module):
             self.w_qk = nn.Parameter(torch.randn(n_heads, d, d) * std)           # (H, d, d)
         self.to_v = None if drop_vo else nn.Linear(d_model, d_model)
         self.to_out = None if drop_vo else nn.Linear(d_model, d_model)
-        self.attn_dropout = Dropout(dropout)
+        self.attn_dropout = nn.Dropout(dropout)
 
     def matrix(self) -> Tensor:
         """W_QK per head, (H, d_head, d_head); symmetric when built so."""

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..feedforward import FeedForward
 from ..registry import register
 
@@ -100,7 +99,7 @@ class DualStreamBlock(nn.Module):
         self.q, self.k, self.v, self.o = (HeadLinear(d_model, n_heads, mixing) for _ in range(4))
         self.norm_ffn = ChannelLayerNorm(d_model, n_heads)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation="gelu")
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x_t: Tensor, x_e: Tensor) -> tuple[Tensor, Tensor]:
         h = self.norm_attn(x_t + x_e if self.attn_reads == "both" else x_t)      # (B, N, D)

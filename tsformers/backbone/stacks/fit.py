@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import PreNormBlock
-from ..dropout import Dropout
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import register
@@ -28,7 +27,7 @@ class _CrossBlock(nn.Module):
         super().__init__()
         self.norm_q, self.norm_kv = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = FullAttention(d_model, n_heads=n_heads, dropout=dropout)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.ffn = None if d_ff is None else nn.Sequential(nn.LayerNorm(d_model),
                                                              FeedForward(d_model, d_ff=d_ff, dropout=dropout))
 

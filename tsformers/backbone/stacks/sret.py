@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..feedforward import FeedForward
 from ..registry import build, register
 
@@ -51,7 +50,7 @@ class SReTBlock(nn.Module):
                            **(mixer_kwargs or {}))
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation="gelu")
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.alpha = nn.Parameter(torch.ones(2))  # (α1, α2)
         self.beta = nn.Parameter(torch.ones(2))   # (β1, β2)
 

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import PreNormBlock
-from ..dropout import Dropout
 from ..feedforward import FeedForward
 from ..registry import register
 
@@ -107,7 +106,7 @@ class QPoolStage(nn.Module):
         self.to_out = nn.Linear(d_out, d_out)
         self.norm2 = nn.LayerNorm(d_out)
         self.ffn = FeedForward(d_out, d_ff=d_ff or 4 * d_out, dropout=dropout, activation="gelu")
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def attention_mask(self, n: int, device=None) -> Tensor | None:
         """(M, N) True where pooled query j may attend key i, or None for all."""

@@ -10,7 +10,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..dropout import Dropout
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import build, register
@@ -60,7 +59,7 @@ class _Block(nn.Module):
         super().__init__()
         self.norm1, self.mixer, self.norm2 = nn.LayerNorm(d_model), mixer, nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.dropout(self.mixer(self.norm1(x)))
