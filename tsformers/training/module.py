@@ -133,10 +133,9 @@ class ForecastingModule(L.LightningModule):
         set the network up for one variant, over the same ``batches``: each batch is moved to the device once
         and scored by every variant in turn, each variant's sums kept apart in the order of the batches, so
         each loss is what a whole validation pass of that variant alone gives."""
-        totals = []
-        for _ in variants:
-            self.on_validation_epoch_start()
-            totals.append((self._val_sum, self._val_count))
+        self.on_validation_epoch_start()
+        # validation_step replaces the sums rather than adding in place, so every variant may start from these zeros
+        totals = [(self._val_sum, self._val_count)] * len(variants)
         for i, batch in enumerate(batches):
             batch = self.transfer_batch_to_device(batch, self.device, 0)
             for k, variant in enumerate(variants):
