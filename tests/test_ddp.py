@@ -75,7 +75,7 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
 
 
 def test_ddp_fit_of_a_streaming_estimator_equals_the_single_process_fit_and_is_tracked(df, tmp_path):
-    mlflow = pytest.importorskip("mlflow")
+    mlflow = pytest.importorskip("mlflow", reason="mlflow, a dependency of the package: pip install -e .")
     import tsformers.tracking as tracking
 
     params = {**GTrXLForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0, "max_epochs": 2,
