@@ -23,10 +23,12 @@ class GateformerForecaster(BaseForecaster):
     embedding with a patch-wise temporal Transformer; attention across the
     variate tokens, gated again, mixes the variates; a linear head forecasts
     every step of the horizon at once. The network defaults are the paper's
-    ETTh1 setting at horizon 96; the training defaults were chosen on the
+    ETTh1 setting at horizon 96 but for its patches, 16 steps long instead of 8
+    (half as many tokens: the training step is about 1.5 times faster at the
+    same validation loss); they and the training defaults were chosen on the
     validation windows of the benchmark data sets (batches of 32 at a learning
     rate of 1e-3 halved every epoch, at most 10 epochs, patience 2; the paper's
-    recipe is batches of 8 at 5e-4, patience 3). By default the
+    recipe is batches of 8 at 5e-4, patience 3, on patches of 8). By default the
     network corrects a closed-form linear map of the window (``linear_base``, a
     tsformers extension); ``linear_base=False`` is the paper's network alone.
 
@@ -38,8 +40,10 @@ class GateformerForecaster(BaseForecaster):
         Number of past steps the network reads.
     d_model, n_heads, d_ff, e_layers : int, default=64, 4, 64, 1
         Width, attention heads, feed-forward width and layers of both encoders.
-    patch_len, stride : int, default=8, 8
-        Patches of the temporal encoder.
+    patch_len, stride : int, default=16, 16
+        Patches of the temporal encoder: ``(lookback - patch_len) // stride + 2``
+        of them, the window padded by ``stride`` repeated last values (7 at the
+        defaults; the paper's 8, 8 gives 13).
     dropout : float, default=0.1
     temporal_mixer : str, default="full"
         The token mixer over the patches of each variate (ordered time tokens), by
@@ -207,7 +211,7 @@ class GateformerForecaster(BaseForecaster):
         "embedding": [str],
     }
 
-    def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=8, stride=8,
+    def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=16, stride=16,
                  dropout=0.1, temporal_mixer="full", variate_mixer="full", stack="standard", temporal_stack=None,
                  temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
                  embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
