@@ -30,7 +30,8 @@ def test_gateformer_takes_every_registered_embedding_and_pvclient_has_no_slot():
 def test_the_choices_follow_patch_len_stride_and_d_model():
     assert available("embedding", GateformerForecaster(stride=4)) == ["patch", "tnt_words"]  # cel steps by patch_len
     assert available("embedding", GateformerForecaster(d_model=4, n_heads=2)) == ["patch", "tnt_words"]
-    assert available("embedding", GateformerForecaster(lookback=6, stride=4)) == ["patch"]  # padded to one patch
+    assert available("embedding", GateformerForecaster(lookback=6, patch_len=8, stride=4)) == ["patch"]  # padded
+    assert available("embedding", GateformerForecaster(lookback=6, stride=4)) == []  # 6 + 4 steps < one patch of 16
 
 
 @pytest.mark.parametrize("embedding, n_patches", [("patch", 7), ("cel", 6), ("tnt_words", 6)])
@@ -91,7 +92,7 @@ def test_a_bad_name_is_refused_in_fit_naming_the_parts_that_fit():
         GateformerForecaster(**small, embedding=3).fit(df)
     fits = re.escape(str(["patch", "tnt_words"]))
     with pytest.raises(ValueError, match=rf"embedding='cel' cannot make Gateformer's patch tokens here: .*stride == "
-                                         rf"patch_len, got stride=4, patch_len=8; pick an embedding from {fits}"):
+                                         rf"patch_len, got stride=4, patch_len=16; pick an embedding from {fits}"):
         GateformerForecaster(**small, embedding="cel", stride=4).fit(df)
     with pytest.raises(ValueError, match=rf"embedding='cel' .*needs d_model >= 8, got 4; pick an embedding from {fits}"):
         GateformerForecaster(**{**small, "d_model": 4}, embedding="cel").fit(df)

@@ -17,7 +17,8 @@ from tsformers.backbone import available, build_class
 from tsformers.datasets import make_demo
 
 FRAME = make_demo(n_steps=80)
-SMALL = dict(horizon=4, lookback=16, d_model=8, n_heads=2, d_ff=16, max_epochs=1, batch_size=64)
+# patches of 8: CrossViT's two branches cut the 16-step window at patch_len and at 2·patch_len
+SMALL = dict(horizon=4, lookback=16, patch_len=8, stride=8, d_model=8, n_heads=2, d_ff=16, max_epochs=1, batch_size=64)
 
 
 @pytest.mark.parametrize("setting, part", [
