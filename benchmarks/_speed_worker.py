@@ -117,6 +117,8 @@ def ours(spec, steps: int, batch: int, **frame):
     hp = spec["hp"]
     return GateformerForecaster(linear_base=False, **frame, horizon=HORIZON, lookback=LOOKBACK, d_model=hp["d_model"], d_ff=hp["d_ff"],
                                 e_layers=hp["e_layers"], n_heads=hp["n_heads"], batch_size=batch, max_epochs=1,
+                                # the paper's patches unless the spec names others (the default is 16 since 80b1c43)
+                                patch_len=hp.get("patch_len", 8), stride=hp.get("stride", 8),
                                 val_size=0, learning_rate=1e-4, random_state=0, verbose=False,
                                 trainer_kwargs={"limit_train_batches": steps})
 

@@ -66,7 +66,8 @@ def make_model(name: str, *, horizon: int, lookback: int, quick: bool, **common)
         return AtlasForecaster(horizon=horizon, lookback=lookback, frozen_memory=name == "atlas_frozen",
                                **size, **common)
     size = dict(d_model=16, n_heads=2, d_ff=32) if quick else {}
-    return GateformerForecaster(linear_base=False, horizon=horizon, lookback=lookback, **size, **common)
+    return GateformerForecaster(linear_base=False, horizon=horizon, lookback=lookback,
+                                **{"patch_len": 8, "stride": 8, **size, **common})
 
 
 # ----------------------------------------------------------------------------------------------
