@@ -1516,7 +1516,9 @@ def speed_section() -> list[str]:
            "of different lengths so the fixed cost of a fit is separate. Predict: `predict()` of the next 96 "
            "steps, frame in and frame out, median of 5 calls. *large-train*: the same training at Gateformer's "
            "d_model 512 against the iTransformer width of the closest parameter count, where a step is "
-           "arithmetic rather than op dispatch. *MFLOP/window*: torch's count (`torch.utils.flop_counter`) of "
+           "arithmetic rather than op dispatch. *defaults-train*: the same training with the estimator's default "
+           "network (the paper's ETTh1-96 network but for its patches: 16 steps, not 8) against the iTransformer "
+           "width of its parameter count. *MFLOP/window*: torch's count (`torch.utils.flop_counter`) of "
            "one training step's matmul, convolution and attention FLOPs, forward and backward, per window; "
            "*GFLOP/s*: that arithmetic over the step time. Peak RSS of the process. *ratio*: our "
            "throughput over theirs (train) or their latency over ours (predict, import); above 1, we are "
@@ -1551,16 +1553,17 @@ def speed_section() -> list[str]:
 def work_line(sp: pd.DataFrame) -> str:
     """What the FLOP counts say about the train rows: our arithmetic per window and its speed against iTransformer's."""
     parts, speeds = [], []
-    for case in ("train", "large-train"):
+    for case in ("train", "defaults-train", "large-train"):
         rows = sp[sp["case"] == case]
         ours = rows[rows["label"] == "tsformers"]
         theirs = rows[rows["model"] == "itransformer"]
         if not len(ours) or not len(theirs) or "mflop_per_window" not in rows or rows["mflop_per_window"].isna().any():
             continue
         o, t = ours.iloc[0], theirs.iloc[0]
-        width = ast.literal_eval(o.hp)["d_model"]
+        hp = ast.literal_eval(o.hp)
         speeds.append(o.gflop_per_s / t.gflop_per_s)
-        parts.append(f"at d_model {width}, {int(o.n_params):,} parameters, Gateformer's step does "
+        parts.append(f"at d_model {hp['d_model']}, patches of {hp.get('patch_len', 8)}, {int(o.n_params):,} "
+                     "parameters, Gateformer's step does "
                      f"{o.mflop_per_window / t.mflop_per_window:.1f} times iTransformer's arithmetic per window "
                      f"({o.mflop_per_window:.1f} against {t.mflop_per_window:.1f} MFLOP) at "
                      f"{speeds[-1]:.2f} times its GFLOP/s, so "

@@ -14,6 +14,8 @@ records the 1-minute load average before and after.
   (PatchTST is channel-independent: 32 x 7 univariate windows per step);
 * predict latency: ``predict()`` (frame in, frame out) for 1 and 1,000 univariate series;
 * peak RSS of each process; import time and RSS right after the import;
+* the estimator's default network (patches of 16 steps instead of the paper's 8) against the iTransformer
+  width of its parameter count (*defaults-train*);
 * a tiny model (d_model 8), where the framework's own cost dominates: the fixed cost of a fit, the
   time of one step and the latency of one prediction;
 * a large one (Gateformer at d_model 512 against the iTransformer width of the closest parameter count),
@@ -45,7 +47,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKER = HERE / "_speed_worker.py"
 
-GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4}  # ETTh1-96 paper settings
+GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4, "patch_len": 8, "stride": 8}  # ETTh1-96 paper
+# the estimator's default network: the paper's but for its patches of 16 (7 patch tokens per window, not 13)
+GATEFORMER_DEFAULTS = {**GATEFORMER, "patch_len": 16, "stride": 16}
 # a width where a step is arithmetic rather than op dispatch (the ETTh2 and weather papers' d_model is 512)
 GATEFORMER_LARGE = {"d_model": 512, "d_ff": 512, "e_layers": 1, "n_heads": 8}
 TINY = {
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--series", nargs="+", type=int, default=[1, 1000], help="series counts for predict latency")
     p.add_argument("--large-steps", nargs=2, type=int, default=[4, 14], metavar=("SHORT", "LONG"),
                    help="optimiser steps of the two timed fits at the large width (d_model 512)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["import", "train", "predict", "tiny", "large", "nf"],
+    p.add_argument("--skip", nargs="*", default=[], choices=["import", "train", "defaults", "predict", "tiny", "large", "nf"],
                    help="parts to leave out")
     p.add_argument("--baseline-tree", type=Path, default=None,
                    help="also measure tsformers imported from this tree (e.g. an older commit)")
@@ -159,6 +163,16 @@ def main(argv=None) -> int:
         for model, hp in nf_models.items():
             record("train", "neuralforecast", model, "neuralforecast", runner.theirs({**spec, "model": model, "hp": hp}),
                    str(hp), batch=args.batch, steps=f"{steps_short}/{steps_long}")
+    if "defaults" not in args.skip:
+        spec = {**base, "task": "train", "batch": args.batch, "steps_short": steps_short, "steps_long": steps_long}
+        defaults = [record("defaults-train", "tsformers", "gateformer", label,
+                           runner.ours({**spec, "hp": GATEFORMER_DEFAULTS}, tree), str(GATEFORMER_DEFAULTS),
+                           batch=args.batch, steps=f"{steps_short}/{steps_long}") for label, tree in trees]
+        if with_nf:  # fewer parameters than the paper's network (no longer patch embedding): its own matched width
+            hp = match_size(runner, "itransformer", defaults[0]["n_params"])[0]
+            record("defaults-train", "neuralforecast", "itransformer", "neuralforecast",
+                   runner.theirs({**spec, "model": "itransformer", "hp": hp}), str(hp), batch=args.batch,
+                   steps=f"{steps_short}/{steps_long}")
     if "predict" not in args.skip:
         for n in args.series:
             spec = {**base, "task": "predict", "n_series": n, "batch": args.batch, "fit_steps": 5, "repeats": 5}

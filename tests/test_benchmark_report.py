@@ -650,6 +650,12 @@ def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_
             dict(base, case="train", library="neuralforecast", model="itransformer", label="neuralforecast",
                  n_params=131328, step_ms=20.0, windows_per_s=1600.0, mflop_per_window=5.4, gflop_per_s=8.6,
                  ratio=0.5, hp=str({"d_model": 96})),
+            dict(base, case="defaults-train", library="tsformers", model="gateformer", label="tsformers",
+                 n_params=109280, step_ms=25.0, windows_per_s=1280.0, mflop_per_window=10.0, gflop_per_s=12.8,
+                 hp=str({"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4, "patch_len": 16, "stride": 16})),
+            dict(base, case="defaults-train", library="neuralforecast", model="itransformer", label="neuralforecast",
+                 n_params=110000, step_ms=20.0, windows_per_s=1600.0, mflop_per_window=4.5, gflop_per_s=7.2,
+                 ratio=0.8, hp=str({"d_model": 88})),
             dict(base, case="large-train", library="tsformers", model="gateformer", label="tsformers",
                  n_params=7_000_000, step_ms=400.0, windows_per_s=80.0, mflop_per_window=900.0, gflop_per_s=72.0,
                  hp=str({"d_model": 512, "d_ff": 512, "e_layers": 1, "n_heads": 8})),
@@ -661,9 +667,13 @@ def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_
     train = next(line for line in lines if line.startswith("| train | neuralforecast |"))
     assert "| 20.0 | 1600 | 5.4 | 8.6 |" in train and "| 0.50 |" in train
     reading = next(line for line in lines if line.startswith("Reading the train rows"))
-    assert ("at d_model 64, 133,344 parameters, Gateformer's step does 3.5 times iTransformer's arithmetic per window "
-            "(18.9 against 5.4 MFLOP) at 1.76 times its GFLOP/s, so 0.50 times its windows per second") in reading
-    assert "at d_model 512, 7,000,000 parameters, Gateformer's step does 3.0 times" in reading
+    assert ("at d_model 64, patches of 8, 133,344 parameters, Gateformer's step does 3.5 times iTransformer's "
+            "arithmetic per window (18.9 against 5.4 MFLOP) at 1.76 times its GFLOP/s, so 0.50 times its windows per "
+            "second") in reading, "a row without patch_len ran the paper's patches of 8"
+    assert ("at d_model 64, patches of 16, 109,280 parameters, Gateformer's step does 2.2 times iTransformer's "
+            "arithmetic per window (10.0 against 4.5 MFLOP) at 1.78 times its GFLOP/s, so 0.80 times its windows per "
+            "second") in reading
+    assert "at d_model 512, patches of 8, 7,000,000 parameters, Gateformer's step does 3.0 times" in reading
     assert "at 0.75 times its GFLOP/s, so 0.25 times its windows per second" in reading
 
 
