@@ -52,7 +52,8 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
     # a constant, high learning rate makes the validation loss rise, so early stopping ends the fit at epoch 3 of 6.
     params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
               "batch_size": 30, "learning_rate": 0.05, "lr_schedule": "constant", "max_epochs": 6, "patience": 1,
-              "random_state": 0, "linear_base": False}   # the network's own loss curve; the share under DDP: the streaming test
+              "random_state": 0, "linear_base": False,   # the network's own loss curve; the share under DDP: the streaming test
+              "patch_len": 8, "stride": 8}   # the loss curve this scenario was built on (the default is 16)
     one = GateformerForecaster(**params).fit(df)
     two = GateformerForecaster(**params, trainer_kwargs=DDP, checkpoint_dir=str(tmp_path / "ckpt")).fit(df)
 
