@@ -403,23 +403,28 @@ def test_gateformers_one_default_network_differs_from_the_paper_network_on_ettm_
     assert long_horizon.gateformer("illness", 24).linear_base is False   # the paper's network where it has no table
 
 
-def test_side_by_side_settings_reach_our_estimator_and_label_its_rows():
-    """``side_by_side.py --set linear_base=false``: the row is Gateformer's defaults without the linear base,
-    labelled ``gateformer-defaults``; the defaults themselves (with it) are labelled ``gateformer-defaults+base``
-    whatever the default was when they ran, so the two never stand in for each other; the row records the
-    validation MSE of the forecast the fit kept."""
+def tiny_protocol_data():
+    """The protocol's cut of 700 demo rows: 350 to train, 150 to validate, 200 to test (lookback 96)."""
     from tsformers.datasets import make_demo
 
-    side = load_benchmark("side_by_side.py", "side_by_side_settings")
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from _protocol import ProtocolData
     finally:
         sys.path.remove(str(BENCHMARKS))
     frame = make_demo(n_steps=700)
-    data = ProtocolData(name="illness", fit_frame=frame.iloc[:500].reset_index(drop=True),
+    return ProtocolData(name="illness", fit_frame=frame.iloc[:500].reset_index(drop=True),
                         test_frame=frame.iloc[500 - 96:].reset_index(drop=True), val_steps=150,
                         bounds={"train": (0, 350), "val": (350, 500), "test": (500, 700)}, n_rows=700)
+
+
+def test_side_by_side_settings_reach_our_estimator_and_label_its_rows():
+    """``side_by_side.py --set linear_base=false``: the row is Gateformer's defaults without the linear base,
+    labelled ``gateformer-defaults``; the defaults themselves (with it) are labelled ``gateformer-defaults+base``
+    whatever the default was when they ran, so the two never stand in for each other; the row records the
+    validation MSE of the forecast the fit kept."""
+    side = load_benchmark("side_by_side.py", "side_by_side_settings")
+    data = tiny_protocol_data()
     tiny = {"d_model": 16, "d_ff": 16, "batch_size": 64}
     plain = side.ours("gateformer-defaults", data, 24, 0, 1, None, dict(tiny, linear_base=False))
     based = side.ours("gateformer-defaults", data, 24, 0, 1, None, tiny)
@@ -439,19 +444,9 @@ def test_side_by_sides_cpu_seconds_are_the_fit_and_the_test_windows_only(monkeyp
     report (they once took half of our CPU seconds on ETTm1)."""
     import time
 
-    from tsformers.datasets import make_demo
-
     side = load_benchmark("side_by_side.py", "side_by_side_cpu")
     long_horizon = sys.modules["long_horizon"]
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import ProtocolData
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    frame = make_demo(n_steps=700)
-    data = ProtocolData(name="illness", fit_frame=frame.iloc[:500].reset_index(drop=True),
-                        test_frame=frame.iloc[500 - 96:].reset_index(drop=True), val_steps=150,
-                        bounds={"train": (0, 350), "val": (350, 500), "test": (500, 700)}, n_rows=700)
+    data = tiny_protocol_data()
     tiny = {"d_model": 16, "d_ff": 16, "batch_size": 64}
     recalibrations = []
     real = long_horizon.recalibrated_intervals
