@@ -93,9 +93,9 @@ def gateformer_defaults(dataset: str, horizon: int) -> GateformerForecaster:
     all, against the paper's per-cell settings (``gateformer``). On ETTm1 and ETTm2 at H = 96 the two networks
     differ only in their patches, 8 steps long in the paper (whose recipe trains them with batches of 8 at 5e-4,
     patience 3); rows of the defaults before patches of 16 record ``patch_len=8`` in their parameters, and the
-    report labels them earlier defaults. Rows are labelled
-    ``gateformer-defaults+base`` (see ``_label``); ``--set linear_base=false`` runs the defaults' network alone,
-    as every ``gateformer-defaults`` row did before the base became the default."""
+    report labels them earlier defaults. Rows are labelled ``gateformer-defaults+base`` (see ``_label``);
+    ``--set linear_base=false`` runs the defaults' network alone, as every ``gateformer-defaults`` row did before
+    the base became the default."""
     return GateformerForecaster(horizon=horizon, lookback=LOOKBACK)
 
 

@@ -122,7 +122,7 @@ def ours(model: str, data, horizon: int, seed: int, max_epochs: int | None, stat
     """Our ``model`` fitted and tested by ``long_horizon.run_one``, ``settings`` replacing some of its parameters
     (the row's model is labelled as there: ``+base`` where a Gateformer corrects a linear base)."""
     # the fit and the test windows only, as neuralforecast's cross_validation call is timed: no recalibrated
-    # intervals (the grid's), no validation-window score after the fit (rows before 2026-12-05 counted both)
+    # intervals (the grid's), no validation-window score after the fit (rows before rev 71051cc counted both)
     row = run_one(model, data, horizon, seed, max_epochs, settings, recalibrate=False)
     cpu_s = row["fit_cpu_s"] + row["eval_cpu_s"]
     return {"timestamp": row["timestamp"], "dataset": data.name, "horizon": horizon, "library": "tsformers",

@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--series", nargs="+", type=int, default=[1, 1000], help="series counts for predict latency")
     p.add_argument("--large-steps", nargs=2, type=int, default=[4, 14], metavar=("SHORT", "LONG"),
                    help="optimiser steps of the two timed fits at the large width (d_model 512)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["import", "train", "defaults", "predict", "tiny", "large", "nf"],
-                   help="parts to leave out")
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["import", "train", "defaults", "predict", "tiny", "large", "nf"], help="parts to leave out")
     p.add_argument("--baseline-tree", type=Path, default=None,
                    help="also measure tsformers imported from this tree (e.g. an older commit)")
     p.add_argument("--baseline-label", default="baseline")
@@ -140,6 +140,17 @@ def main(argv=None) -> int:
             if k not in ("load_start", "load_end")) + f"  (load {res['load_start']:.1f})", flush=True)
         return row
 
+    def train_against_matched_itransformer(case: str, hp: dict, short: int, long: int) -> None:
+        """Our network ``hp`` trained from each tree, then the iTransformer width of the current tree's size."""
+        spec = {**base, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
+        ours = [record(case, "tsformers", "gateformer", label, runner.ours({**spec, "hp": hp}, tree), str(hp),
+                       batch=args.batch, steps=f"{short}/{long}") for label, tree in trees]
+        if with_nf:
+            theirs = match_size(runner, "itransformer", ours[0]["n_params"])[0]
+            record(case, "neuralforecast", "itransformer", "neuralforecast",
+                   runner.theirs({**spec, "model": "itransformer", "hp": theirs}), str(theirs), batch=args.batch,
+                   steps=f"{short}/{long}")
+
     # sizes
     nf_models = {}
     if with_nf:
@@ -163,16 +174,8 @@ def main(argv=None) -> int:
         for model, hp in nf_models.items():
             record("train", "neuralforecast", model, "neuralforecast", runner.theirs({**spec, "model": model, "hp": hp}),
                    str(hp), batch=args.batch, steps=f"{steps_short}/{steps_long}")
-    if "defaults" not in args.skip:
-        spec = {**base, "task": "train", "batch": args.batch, "steps_short": steps_short, "steps_long": steps_long}
-        defaults = [record("defaults-train", "tsformers", "gateformer", label,
-                           runner.ours({**spec, "hp": GATEFORMER_DEFAULTS}, tree), str(GATEFORMER_DEFAULTS),
-                           batch=args.batch, steps=f"{steps_short}/{steps_long}") for label, tree in trees]
-        if with_nf:  # fewer parameters than the paper's network (no longer patch embedding): its own matched width
-            hp = match_size(runner, "itransformer", defaults[0]["n_params"])[0]
-            record("defaults-train", "neuralforecast", "itransformer", "neuralforecast",
-                   runner.theirs({**spec, "model": "itransformer", "hp": hp}), str(hp), batch=args.batch,
-                   steps=f"{steps_short}/{steps_long}")
+    if "defaults" not in args.skip:  # fewer parameters than the paper's network (a shorter patch embedding)
+        train_against_matched_itransformer("defaults-train", GATEFORMER_DEFAULTS, steps_short, steps_long)
     if "predict" not in args.skip:
         for n in args.series:
             spec = {**base, "task": "predict", "n_series": n, "batch": args.batch, "fit_steps": 5, "repeats": 5}
@@ -202,16 +205,7 @@ def main(argv=None) -> int:
                    str(TINY["itransformer"]), n_series=1)
 
     if "large" not in args.skip:
-        short, long = args.large_steps
-        spec = {**base, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
-        large = [record("large-train", "tsformers", "gateformer", label,
-                        runner.ours({**spec, "hp": GATEFORMER_LARGE}, tree), str(GATEFORMER_LARGE), batch=args.batch,
-                        steps=f"{short}/{long}") for label, tree in trees]
-        if with_nf:  # the width matched to the size of the current tree's network (the first row)
-            hp = match_size(runner, "itransformer", large[0]["n_params"])[0]
-            record("large-train", "neuralforecast", "itransformer", "neuralforecast",
-                   runner.theirs({**spec, "model": "itransformer", "hp": hp}), str(hp), batch=args.batch,
-                   steps=f"{short}/{long}")
+        train_against_matched_itransformer("large-train", GATEFORMER_LARGE, *args.large_steps)
 
     add_ratios(rows)
     print_table(rows)
