@@ -1591,19 +1591,23 @@ def _overhead_table(to, labels: list[str]) -> list[str]:
                    f"{(t['batch'].iloc[0] * 1e3 / t['step_ms'].min()):.0f} | {t['fit_fixed_s'].min():.2f} | "
                    f"{t['peak_rss_mib'].max():.0f} | {base / t['step_ms'].min():.2f} |")
     first = to[to["label"].isin(labels)]
+    patches = (f", patches of {int(first['patch_len'].iloc[0])}" if "patch_len" in first
+               and first["patch_len"].notna().all() else "")
     return out + ["", f"Measured {first['timestamp'].max()}; batch {int(first['batch'].iloc[0])}, d_model "
-                      f"{int(first['d_model'].iloc[0])}, steps {first['steps'].iloc[0]}.", ""]
+                      f"{int(first['d_model'].iloc[0])}{patches}, steps {first['steps'].iloc[0]}.", ""]
 
 
 #: the optimiser's before/after run: the labels train_overhead.py was given
 ADAMW_LABELS = ["foreach", "fused"]
+#: the dropout's before/after runs (torch's masks, then tsformers.backbone.dropout's), one per network
+DROPOUT_LABELS = ["torch dropout", "backbone dropout"]
 
 
 def overhead_section() -> list[str]:
     to = _read("train_overhead.csv")
     if to is None:
         return []
-    loop_labels = [label for label in dict.fromkeys(to["label"]) if label not in ADAMW_LABELS]
+    loop_labels = [label for label in dict.fromkeys(to["label"]) if label not in ADAMW_LABELS + DROPOUT_LABELS]
     out = ["## The training loop, before and after", "",
            "`benchmarks/profile_training.py` (cProfile of a Gateformer fit, ETTh1, batch 8) found three costs "
            "that do no model work: `torch.manual_seed` in the per-step reseeding callback (on a machine "
@@ -1624,6 +1628,23 @@ def overhead_section() -> list[str]:
                 "weights differed by at most 3e-5), so results of the fused tree are recorded under its own "
                 "revision. The same measurement, the tree before and after:", ""]
         out += _overhead_table(to, ADAMW_LABELS)
+    dropout_runs = to[to["label"].isin(DROPOUT_LABELS)]
+    if len(dropout_runs):
+        out += ["Then dropout. On CPU torch draws a dropout mask with one Mersenne-Twister number per element "
+                "(`bernoulli_`, about 4 ns each here), and attention with dropout takes torch's unfused path, whose "
+                "softmax over fewer than 16 keys (Gateformer's 7 patches, 7 variates) is about ten times slower "
+                "than over 16; a profile of the default network's step put dropout at about a third of it. "
+                "`tsformers.backbone.dropout` draws a mask from a quarter of the random numbers (four 16-bit "
+                "lanes per 64-bit draw of the same generator: drop probability p rounded to a multiple of "
+                "1/65536, kept elements scaled by the exact inverse keep probability) and runs the short rows' "
+                "softmax in three ops; every dropout and attention with dropout of the backbone and the models "
+                "use it. The masks are a different random stream from torch's, so fits are not bit for bit "
+                "those of the tree before: results are recorded under the new revision. The same measurement, "
+                "the tree before and after, for the paper's network (batch 8, patches of 8) and the default one "
+                "(batch 32, patches of 16):", ""]
+        for patch in sorted(dropout_runs["patch_len"].dropna().unique()):
+            run = dropout_runs[dropout_runs["patch_len"] == patch]
+            out += _overhead_table(run, DROPOUT_LABELS)
     return out
 
 

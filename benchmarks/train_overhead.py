@@ -1,6 +1,7 @@
 """Before/after of the training loop: the time of one training step, our package imported from two trees.
 
-Gateformer with its ETTh1-96 paper settings (d_model 64, 1 layer, batch 8) on the ETTh1 train rows:
+Gateformer with its ETTh1-96 paper settings (d_model 64, 1 layer, patches of 8, batch 8) on the ETTh1 train
+rows (``--batch``, ``--d-model`` and ``--patch-len`` change them: 32 and 16 give the estimator's default step):
 each measurement is a fresh process (``_speed_worker.py``, task ``train``) that fits for SHORT and
 LONG steps; the difference gives the time of one step without the fixed cost of a fit. The trees
 are measured in turn, ``--repeats`` times (A B A B ...), so both see the same machine. Times are CPU
@@ -14,7 +15,6 @@ Rows go to ``benchmarks/results/train_overhead.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import run_worker  # noqa: E402
+from _protocol import append_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,12 +37,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", nargs=2, type=int, default=[20, 220])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--d-model", type=int, default=64)
+    p.add_argument("--patch-len", type=int, default=8, help="patch length and stride (the paper's 8; defaults: 16)")
     p.add_argument("--data-dir", default=os.environ.get("TSFORMERS_DATA") or str(HERE.parent.parent / "shared" /
                                                                                    "datasets"))
     p.add_argument("--out", type=Path, default=HERE / "results" / "train_overhead.csv")
     args = p.parse_args(argv)
     assert len(args.trees) == len(args.labels)
-    hp = {"d_model": args.d_model, "d_ff": args.d_model, "e_layers": 1, "n_heads": 4}
+    hp = {"d_model": args.d_model, "d_ff": args.d_model, "e_layers": 1, "n_heads": 4, "patch_len": args.patch_len,
+          "stride": args.patch_len}
     spec = {"task": "train", "library": "tsformers", "model": "gateformer", "hp": hp, "batch": args.batch,
             "steps_short": args.steps[0], "steps_long": args.steps[1], "threads": 1,
             "csv": str(Path(args.data_dir) / "ETTh1.csv"), "train_end": 8640}
@@ -57,7 +60,7 @@ def main(argv=None) -> int:
             rev = (tree / "REV").read_text().strip() if (tree / "REV").exists() else ""
             row = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "label": label,
                    "tree_rev": rev, "repeat": rep, "batch": args.batch, "d_model": args.d_model,
-                   "steps": f"{args.steps[0]}/{args.steps[1]}", **res}
+                   "patch_len": args.patch_len, "steps": f"{args.steps[0]}/{args.steps[1]}", **res}
             rows.append(row)
             print(f"  repeat {rep} {label:<10} step {res['step_ms']:.2f} ms, {res['windows_per_s']:.0f} windows/s, "
                   f"fit fixed {res['fit_fixed_s']:.2f}s, peak RSS {res['peak_rss_mib']:.0f} MiB "
@@ -70,14 +73,7 @@ def main(argv=None) -> int:
         fixed = min(r["fit_fixed_s"] for r in rows if r["label"] == label)
         print(f"{label:<10} {min(steps):>11.2f} {np.median(steps):>8.2f} {args.batch * 1e3 / min(steps):>13.0f} "
               f"{fixed:>17.2f} {base / min(steps):>18.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    append_rows(args.out, rows, list(rows[0]))
     print(f"\nappended {len(rows)} row(s) to {args.out}")
     return 0
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
 from .feedforward import FeedForward  # noqa: F401  (registers "mlp", the default of the ffn slot)
 from .registry import available, build, build_class, order_free, register, with_block_slot
+from .dropout import Dropout
 
 __all__ = ["BLOCK_SLOTS", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
            "block_part_names", "block_parts", "blocks_for_parts", "build_norm", "stack_block", "stacks_for_parts"]
@@ -177,11 +178,11 @@ class _MixerFFNBlock(nn.Module):
         self.norm1 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
         self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
                            **(mixer_kwargs or {}))
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.norm2 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
         self.ffn = build("ffn", ffn, d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation,
                          **(ffn_kwargs or {}))
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
 
 
 @register("block", "prenorm")

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .registry import register
+from .dropout import Dropout
 
 __all__ = ["InstanceNorm", "NormStats", "PatchEmbedding", "SinusoidalPositionalEncoding"]
 
@@ -99,7 +100,7 @@ class PatchEmbedding(nn.Module):
         self.pad = nn.ReplicationPad1d((0, stride))
         self.value_embedding = nn.Linear(patch_len, d_model, bias=False)
         self.position = SinusoidalPositionalEncoding(d_model, max_len=max_len)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def n_patches(self, length: int) -> int:
         """Number of patches P for a series of ``length`` steps."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .registry import register
+from .dropout import Dropout
 
 __all__ = ["FeedForward"]
 
@@ -31,7 +32,7 @@ class FeedForward(nn.Module):
         assert activation in _ACTIVATIONS, f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
         self.fc1 = nn.Linear(d_model, d_ff)
         self.act = _ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:

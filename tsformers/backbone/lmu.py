@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .registry import register
 from .spiking import LIFNode
+from .dropout import Dropout
 
 __all__ = ["ConvFFN", "ConvFeedForward", "LMUCell", "LegendreMemory", "TokenBatchNorm", "legendre_delay_system", "shifted_legendre",
            "zoh_discretise"]
@@ -282,7 +283,7 @@ class ConvFFN(nn.Module):
         self.lif1 = LIFNode(**lif) if spiking else None
         self.fc1, self.norm1 = nn.Linear(d_model, hidden), TokenBatchNorm(hidden)
         self.act = nn.Identity() if spiking else nn.GELU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.lif2 = LIFNode(**lif) if spiking else None
         self.fc2, self.norm2 = nn.Linear(hidden, d_model), TokenBatchNorm(d_model)
 

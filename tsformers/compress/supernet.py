@@ -37,6 +37,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tsformers.backbone.blocks import TransformerEncoder
+from tsformers.backbone.dropout import attend
 from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads
@@ -69,8 +70,7 @@ class ElasticFullAttention(FullAttention):
         is_causal = self.causal and mask is None
         if self.causal and mask is not None:
             mask = mask & torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=x.device).tril()
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = attend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0)
         out = rearrange(out, "b h n d -> b n (h d)")
         return F.linear(out, fake_quant(self.to_out.weight[:, :rows], self.bits), self.to_out.bias)
 

@@ -22,6 +22,7 @@ from tsformers.backbone.mixers._base import SELF
 from tsformers.backbone.registry import home_stack
 from tsformers.backbone.blocks import block_parts
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
+from tsformers.backbone.dropout import Dropout
 
 __all__ = ["GRID_STACKS", "CrossScaleTokens", "Gateformer", "MultiScaleView", "WordSentenceEncoder", "WordTokens",
            "patch_embeddings", "temporal_blocks", "temporal_fusions", "temporal_mixers", "temporal_reducers",
@@ -104,7 +105,7 @@ class CrossScaleTokens(nn.Module):
         assert stride in (None, patch_len), f"CEL steps by patch_len={patch_len}, not stride={stride}"
         self.cel = build("embedding", "cel", in_ch=1, d_model=d_model, patch_len=patch_len, kernel_mults=CEL_KERNELS)
         self.position = SinusoidalPositionalEncoding(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @staticmethod
     def misfit(*, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
@@ -155,7 +156,7 @@ class WordTokens(nn.Module):
         self.proj = nn.Linear(patch_len * d_inner, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.position = SinusoidalPositionalEncoding(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @staticmethod
     def misfit(*, lookback: int, d_model: int, patch_len: int, stride: int) -> str | None:
@@ -237,7 +238,7 @@ class MultiScaleView(nn.Module):
         self.branches = build("fusion", name, d_small=d_model, d_large=2 * d_model, patch_small=patch_len,
                               patch_large=LARGE_PATCH * patch_len, n_heads=n_heads, depth=n_layers,
                               d_ff_mult=max(1, d_ff // d_model), dropout=dropout)
-        self.head = nn.Sequential(nn.Linear(3 * d_model, d_model), nn.Dropout(dropout))
+        self.head = nn.Sequential(nn.Linear(3 * d_model, d_model), Dropout(dropout))
 
     @staticmethod
     def misfit(*, lookback: int, patch_len: int, stride: int) -> str | None:
@@ -475,7 +476,7 @@ class Gateformer(ExitSupervised, nn.Module):
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)
-        self.global_embed = nn.Sequential(nn.Linear(lookback, d_model), nn.Dropout(dropout))
+        self.global_embed = nn.Sequential(nn.Linear(lookback, d_model), Dropout(dropout))
         if temporal_fusion is not None:
             # CrossViT: two branches at two patch sizes, fused through their CLS tokens, read out by a Linear
             self.temporal_view = MultiScaleView(temporal_fusion, d_model, patch_len=patch_len, n_heads=n_heads,
@@ -501,7 +502,7 @@ class Gateformer(ExitSupervised, nn.Module):
             self.temporal_reducer = None if temporal_reducer is None else _PATCH_REDUCERS[temporal_reducer](
                 temporal_reducer, d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, n_patches=n_patches)
             n_tokens = n_patches if temporal_reducer is None else math.ceil(n_patches / 2)
-            self.temporal_head = nn.Sequential(nn.Linear(d_model * n_tokens, d_model), nn.Dropout(dropout))
+            self.temporal_head = nn.Sequential(nn.Linear(d_model * n_tokens, d_model), Dropout(dropout))
         self.time_gate = SigmoidGate(d_model)
         # static attributes of the series (optional): one context vector added to every variate token
         self.static_context = nn.Linear(n_static, d_model) if n_static else None

@@ -20,6 +20,7 @@ from tsformers.backbone.gating import BIASED_GATES, GATES  # importing it regist
 from tsformers.backbone.memory.segment import SegmentMemory
 from tsformers.backbone.mixers.xl_relative import RelativeMultiHeadAttention
 from tsformers.runtime.sparse_kv import SparseKVCache
+from tsformers.backbone.dropout import Dropout
 
 __all__ = ["BLOCKS", "STACKS", "GTrXL", "IdentityMapXLBlock", "PostNormXLBlock", "mixers"]
 
@@ -62,7 +63,7 @@ class _XLBlock(nn.Module):
         self.norm_ff = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff=d_ff, dropout=dropout)
         self.gate_ff = _gate(gating, d_model, gate_bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def attend_sparse(self, x: Tensor, memory: Tensor, distances: Tensor, policy) -> tuple[Tensor, object]:
         """The layer over a memory of non-contiguous tokens (a sparse KV cache), for inference.
@@ -266,7 +267,7 @@ class GTrXL(nn.Module):
         self.normalize = normalize
         self.last_value_anchor = last_value_anchor
 
-        self.embed = nn.Sequential(nn.Linear(n_vars, d_model), nn.Dropout(dropout))    # (B, T, N) -> (B, T, D)
+        self.embed = nn.Sequential(nn.Linear(n_vars, d_model), Dropout(dropout))    # (B, T, N) -> (B, T, D)
         def new_block():
             return BLOCKS[block](d_model, n_heads=n_heads, d_ff=d_ff, mem_len=mem_len, dropout=dropout,
                                  gating=gating, gate_bias=gate_bias, mixer=mixer)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tsformers.backbone import build, streaming
 from tsformers.backbone.lmu import ConvFFN, LMUCell, TokenBatchNorm
 from tsformers.backbone.spiking import LIFNode
+from tsformers.backbone.dropout import Dropout
 
 __all__ = ["CausalConv1d", "ConvFFN", "LMUFormer", "LMUFormerBlock", "LMUTokenizer", "memories"]
 
@@ -272,7 +273,7 @@ class LMUFormer(nn.Module):
             for _ in range(n_layers)
         )
         out = horizon if channel_independent else horizon * n_vars
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_model, out))
+        self.head = nn.Sequential(Dropout(dropout), nn.Linear(d_model, out))
 
     # -- the window path (training) ------------------------------------------------------
 

@@ -20,6 +20,7 @@ from tsformers.backbone import InstanceNorm, TransformerEncoder, build, build_cl
 from tsformers.backbone.blocks import block_parts, stack_block
 from tsformers.backbone.registry import home_stack
 from tsformers.backbone.stacks.adaptive_depth import ExitSupervised
+from tsformers.backbone.dropout import Dropout
 
 __all__ = ["PAPER_BLOCK", "STEP_FUSIONS", "FusedStepPathway", "PVClient"]
 
@@ -188,7 +189,7 @@ class PVClient(ExitSupervised, nn.Module):
                                                  width=d_ff, fusion=step_fusion, dropout=dropout)
         elif n_known_future:  # the tsformers extension: the hour's known inputs -> the hour's targets
             self.step_pathway = nn.Sequential(
-                nn.Linear(n_known_future + n_targets, d_ff), nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(n_known_future + n_targets, d_ff), nn.GELU(), Dropout(dropout),
                 nn.Linear(d_ff, d_ff), nn.GELU(), nn.Linear(d_ff, n_targets),
             )
             nn.init.zeros_(self.step_pathway[-1].weight)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tsformers.backbone.lmu import TokenBatchNorm
+from tsformers.backbone.dropout import dropout
 from tsformers.runtime.quant import QuantLinear
 
 __all__ = ["Bias", "ChannelAffine", "FactorizedLinear", "HardTopKAttention", "Int8Linear", "Zero", "apply_edits",
@@ -127,7 +128,7 @@ class HardTopKAttention(nn.Module):
         att = self.attention
         weights = self.attention_weights(x, kv, mask)
         if self.training and att.dropout:
-            weights = F.dropout(weights, att.dropout)
+            weights = dropout(weights, att.dropout)
         v = att.to_v(x if kv is None else kv).unflatten(-1, (att.n_heads, -1)).transpose(1, 2)  # (B, h, M, d_v)
         return att.to_out((weights @ v).transpose(1, 2).flatten(-2))             # (B, N, D)
 

@@ -24,6 +24,7 @@ from tsformers.backbone.registry import available, build, register, streaming
 
 from .omega import OmegaMemory
 from .window import SlidingWindowAttention
+from ..dropout import Dropout
 
 __all__ = ["ATLAS_MEMORY", "AtlasDeepBlock", "AtlasGatedBlock", "AtlasLayeredBlock", "StreamingMemory",
            "build_memory", "check_memory", "memories"]
@@ -134,7 +135,7 @@ class _AtlasBlock(nn.Module):
                                                     window=window, n_persistent=n_persistent)
         self.norm_ffn = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff or 4 * d_model, dropout=dropout, activation=activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def init_state(self, rows: int) -> State:
         state = _prefixed("memory", self.memory.init_state(rows))

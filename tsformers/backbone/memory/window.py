@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from tsformers.backbone.mixers._base import CAUSAL_SELF, SELF, check_cross
 from tsformers.backbone.registry import register
+from tsformers.backbone.dropout import attend
 
 __all__ = ["SlidingWindowAttention"]
 
@@ -142,6 +143,5 @@ class SlidingWindowAttention(nn.Module):
         bias = self.rel_bias[:, distance]                                         # (h, N, M)
         bias = bias.masked_fill(~allowed, float("-inf"))                          # (B, h, N, M)
         bias = F.pad(bias, (persistent.shape[1], 0))                              # persistent keys: bias 0, always seen
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = attend(q, k, v, mask=bias, dropout_p=self.dropout if self.training else 0.0)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))               # (B, N, D)

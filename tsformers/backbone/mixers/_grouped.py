@@ -12,8 +12,8 @@ any N >= 1 works with any group size. Memory O(B·h·G·Wq·Wk).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+from ..dropout import dropout as apply_dropout
 
 __all__ = ["grouped_attention", "gather_tokens", "scatter_tokens", "ceil_div"]
 
@@ -90,6 +90,6 @@ def grouped_attention(
     has_key = allowed.any(-1, keepdim=True)                             # (..., G, Wq, 1)
     scores = scores.masked_fill(~allowed, float("-inf")).masked_fill(~has_key, 0.0)
     attn = scores.softmax(-1) * has_key.to(scores.dtype)
-    attn = F.dropout(attn, p=dropout, training=training)
+    attn = apply_dropout(attn, dropout, training)
     out = attn @ vg                                                     # (B, h, G, Wq, d)
     return scatter_tokens(out, qi, n) if scatter else out

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["Activator"]
 
@@ -40,7 +41,7 @@ class Activator(nn.Module):
         self.proj_v = nn.Linear(d_model, d_hidden)
         self.norm = nn.LayerNorm(d_hidden)
         self.proj_out = nn.Linear(d_hidden, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import register
+from ..dropout import Dropout
 
 __all__ = ["ContinuedFraction", "ContinuedFractionFFN", "continued_fraction", "continuants"]
 
@@ -103,7 +104,7 @@ class ContinuedFractionFFN(nn.Module):
             self.mix = nn.Linear(n_ladders * d_model, d_model, bias=False)      # [V_1 … V_L]
         else:
             self.mix = nn.Parameter(torch.randn(n_ladders, d_model) / n_ladders)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def ladders(self, x: Tensor) -> Tensor:
         """z (..., L, D): the L continued fractions of each channel."""

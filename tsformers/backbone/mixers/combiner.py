@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["Combiner"]
 
@@ -53,7 +54,7 @@ class Combiner(nn.Module):
         self.to_qkv = nn.Linear(d_model, 3 * d_model)
         self.to_out = nn.Linear(d_model, d_model)
         self.summary_query = nn.Parameter(torch.zeros(n_heads, self.d_head))   # w_h
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
 
     def logits(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Blocked logits (B, H, n_b, b, b + n_b), own-block values (B, H, n_b, b, d), summary values (B, H, n_b, d)."""

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..embeddings import PatchEmbedding
 from ..registry import build, register
+from ..dropout import attend
 
 __all__ = ["ClsCrossAttention", "CrossViTFusion", "CrossViTTwoBranch"]
 
@@ -48,8 +49,7 @@ class ClsCrossAttention(nn.Module):
         q = rearrange(self.to_q(h[:, :1]), "b n (h d) -> b h n d", h=self.n_heads)  # (B, h, 1, d)
         k = rearrange(self.to_k(h), "b n (h d) -> b h n d", h=self.n_heads)         # (B, h, 1 + M, d)
         v = rearrange(self.to_v(h), "b n (h d) -> b h n d", h=self.n_heads)
-        out = nn.functional.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)         # (B, h, 1, d)
+        out = attend(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, h, 1, d)
         return x[:, :1] + self.to_out(rearrange(out, "b h n d -> b n (h d)"))  # (B, 1, D)
 
 

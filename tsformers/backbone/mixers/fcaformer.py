@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
+from ..dropout import Dropout, dropout
 
 __all__ = ["FcaBlock", "FcaStage", "ForwardCrossAttention", "TokenMerger"]
 
@@ -124,7 +125,7 @@ class ForwardCrossAttention(nn.Module):
         logits = logits.masked_fill(weight == 0, float("-inf"))
         unnormalised = torch.exp(logits - logits.amax(dim=-1, keepdim=True)) * weight
         attn = unnormalised / unnormalised.sum(dim=-1, keepdim=True)   # weighted softmax
-        attn = F.dropout(attn, p=self.dropout, training=self.training)
+        attn = dropout(attn, self.dropout, self.training)
         out = attn @ torch.cat(values, dim=-2)                          # (B, h, N, d)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))     # (B, N, D)
 
@@ -167,8 +168,8 @@ class FcaBlock(nn.Module):
                                            n_sources=n_sources, merge_stride=merge_stride, **(mixer_kwargs or {}))
         self.norm2 = nn.LayerNorm(d_model)
         act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
-        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), act(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), act(), Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cross: Sequence[Tensor] | None = None) -> Tensor:
         x = x + self.dropout(self.mixer(self.norm1(x), cross=cross))

@@ -7,11 +7,11 @@ described in ``_base``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register
+from ..dropout import attend
 from ._base import ALL_PATTERNS
 
 __all__ = ["FullAttention"]
@@ -59,7 +59,6 @@ class FullAttention(nn.Module):
         if self.causal and mask is not None:
             # same top-left alignment as scaled_dot_product_attention(is_causal=True)
             mask = mask & torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=x.device).tril()
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )                                                                      # (B, h, N, d)
+        out = attend(q, k, v, mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                     is_causal=is_causal)                                      # (B, h, N, d)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))            # (B, N, D)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
 from ._grouped import ceil_div, grouped_attention
+from ..dropout import Dropout
 
 __all__ = ["ChannelAttention", "OverlappingCrossAttention", "ocab_windows"]
 
@@ -114,7 +115,7 @@ class ChannelAttention(nn.Module):
         self.conv2 = nn.Conv1d(hidden, d_model, kernel_size)
         self.squeeze = nn.Linear(d_model, squeezed)
         self.excite = nn.Linear(squeezed, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _pad(self, x: Tensor) -> Tensor:
         k = self.kernel_size

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..registry import register
+from ..dropout import Dropout
 
 __all__ = ["KMeansCrossAttention"]
 
@@ -61,8 +62,8 @@ class KMeansCrossAttention(nn.Module):
         self.update = nn.Sequential(nn.Linear(d_model, d_model), nn.LayerNorm(d_model))
         self.norm_ffn = nn.LayerNorm(d_model)
         d_ff = d_ff or 2 * d_model
-        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, return_assignment: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         b = x.shape[0]

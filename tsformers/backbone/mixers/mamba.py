@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["Mamba", "selective_scan"]
 
@@ -138,7 +139,7 @@ class Mamba(nn.Module):
         self.forward_scan = _Direction(self.d_inner, d_state, d_conv, dt_rank)
         self.backward_scan = _Direction(self.d_inner, d_state, d_conv, dt_rank) if bidirectional else None
         self.out_proj = nn.Linear(self.d_inner, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["AxisGatedMLP", "CrossGatingBlock", "MultiAxisGatedMLP", "SpatialGatingWeights"]
 
@@ -98,7 +99,7 @@ class AxisGatedMLP(nn.Module):
         self.gate_norm = nn.LayerNorm(hidden // 2)
         self.axis_dense = _TokenAxisDense(size, causal=causal)
         self.out_proj = nn.Linear(hidden // 2, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x, n = _pad_to_multiple(x, self.size)                          # (B, N_pad, C)
@@ -147,7 +148,7 @@ class MultiAxisGatedMLP(nn.Module):
         self.local_branch = AxisGatedMLP(width, size=block_size, mode="block", factor=gmlp_factor,
                                          dropout=dropout, causal=causal)
         self.out_proj = nn.Linear(2 * width, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, kv: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         check_cross(self, kv)
@@ -175,7 +176,7 @@ class SpatialGatingWeights(nn.Module):
         self.grid_dense = _TokenAxisDense(grid_size, causal=False, bias_init=1.0)
         self.block_dense = _TokenAxisDense(block_size, causal=False, bias_init=1.0)
         self.out_proj = nn.Linear(2 * width, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def _along(self, x: Tensor, dense: nn.Module, size: int, mode: str) -> Tensor:
         x, n = _pad_to_multiple(x, size)
@@ -215,7 +216,7 @@ class CrossGatingBlock(nn.Module):
         self.y_gate = SpatialGatingWeights(d_model, block_size=block_size, grid_size=grid_size, dropout=dropout)
         self.x_out = nn.Linear(d_model, d_model)
         self.y_out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         assert x.shape[:2] == y.shape[:2], (

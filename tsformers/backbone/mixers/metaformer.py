@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..feedforward import FeedForward
 from ..registry import build, register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["IdentityMixer", "MeanMixer", "MetaFormerBlock", "PoolMixer"]
 
@@ -168,7 +169,7 @@ class MetaFormerBlock(nn.Module):
         self.ffn = FeedForward(d_model, d_ff=d_ff or 4 * d_model, dropout=dropout, activation=activation)
         scale = (lambda: LayerScale(d_model, layer_scale_init)) if layer_scale_init is not None else nn.Identity
         self.scale1, self.scale2 = scale(), scale()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.dropout(self.scale1(self.mixer(self.norm1(x))))

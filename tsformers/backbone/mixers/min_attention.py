@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import ALL_PATTERNS, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["MinimalAttention"]
 
@@ -54,7 +55,7 @@ class MinimalAttention(nn.Module):
             self.w_qk = nn.Parameter(torch.randn(n_heads, d, d) * std)           # (H, d, d)
         self.to_v = None if drop_vo else nn.Linear(d_model, d_model)
         self.to_out = None if drop_vo else nn.Linear(d_model, d_model)
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
 
     def matrix(self) -> Tensor:
         """W_QK per head, (H, d_head, d_head); symmetric when built so."""

@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register
+from ..dropout import Dropout
 
 __all__ = ["PrototypeCrossAttention"]
 
@@ -56,8 +57,8 @@ class PrototypeCrossAttention(nn.Module):
         self.alpha = nn.Parameter(torch.ones(d_model))
         self.norm_ffn = nn.LayerNorm(d_model)
         d_ff = d_ff or 2 * d_model
-        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
-        self.dropout = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), Dropout(dropout), nn.Linear(d_ff, d_model))
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None,
                 return_index: bool = False) -> Tensor | tuple[Tensor, Tensor]:

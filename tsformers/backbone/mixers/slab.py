@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["PRepBN", "RepBN", "SimplifiedLinearAttention"]
 
@@ -61,7 +62,7 @@ class SimplifiedLinearAttention(nn.Module):
         self.requires_order = conv_kernel > 0  # instance value: without the conv the mixer is order-free
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.dwc = (nn.Conv1d(self.d_head, self.d_head, conv_kernel, groups=self.d_head)
                     if conv_kernel > 0 else None)
 

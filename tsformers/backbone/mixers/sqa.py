@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..registry import register
 from ._base import ALL_PATTERNS, check_causal, check_cross
+from ..dropout import Dropout
 
 __all__ = ["ExtremeSparseQueryAttention", "SparseQueryAttention", "SymmetricSparseQueryAttention"]
 
@@ -57,7 +58,7 @@ class SparseQueryAttention(nn.Module):
         self.to_k = nn.Linear(d_model, self.n_kv_heads * head_dim)
         self.to_v = nn.Linear(d_model, self.n_kv_heads * head_dim)
         self.to_out = nn.Linear(self.n_query_heads * head_dim, d_model)
-        self.attn_dropout = nn.Dropout(dropout)
+        self.attn_dropout = Dropout(dropout)
 
     @staticmethod
     def default_heads(n_heads: int) -> tuple[int, int]:

@@ -25,13 +25,14 @@ from torch import Tensor, nn
 
 from ..registry import build, register
 from .full import FullAttention
+from ..dropout import Dropout
 
 __all__ = ["TNTBlock", "TNTWords"]
 
 
 def _mlp(width: int, hidden: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width),
-                         nn.Dropout(dropout))
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width),
+                         Dropout(dropout))
 
 
 @register("block", "tnt")
@@ -74,7 +75,7 @@ class TNTBlock(nn.Module):
                                  **(mixer_kwargs or {}))
         self.outer_norm2 = nn.LayerNorm(d_model)
         self.outer_mlp = _mlp(d_model, d_ff or 4 * d_model, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor, words: Tensor) -> tuple[Tensor, Tensor]:
         b, n, w, c = words.shape

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from ..registry import register
+from ..dropout import attend
 from ._base import CAUSAL_SELF, check_cross
 
 
@@ -139,8 +139,8 @@ class RelativeMultiHeadAttention(nn.Module):
             allowed = allowed & mask
         bias = position.masked_fill(~allowed, float("-inf"))
         # softmax(((q + u) . k) / sqrt(d) + bias) v, the content term inside the fused kernel
-        out = F.scaled_dot_product_attention(q + self.u[:, None], k, v, attn_mask=bias,
-                                             dropout_p=self.dropout if self.training else 0.0)  # (B, h, S, d)
+        out = attend(q + self.u[:, None], k, v, mask=bias,
+                     dropout_p=self.dropout if self.training else 0.0)           # (B, h, S, d)
         return self.to_out(rearrange(out, "b h s d -> b s (h d)"))               # (B, S, D)
 
     def logits_at(self, x: Tensor, memory: Tensor, distances: Tensor) -> tuple[Tensor, Tensor]:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..feedforward import FeedForward
 from ..registry import register
+from ..dropout import Dropout, attend
 
 __all__ = ["ChannelLayerNorm", "DualStream", "DualStreamBlock", "HeadLinear"]
 
@@ -99,13 +100,12 @@ class DualStreamBlock(nn.Module):
         self.q, self.k, self.v, self.o = (HeadLinear(d_model, n_heads, mixing) for _ in range(4))
         self.norm_ffn = ChannelLayerNorm(d_model, n_heads)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation="gelu")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x_t: Tensor, x_e: Tensor) -> tuple[Tensor, Tensor]:
         h = self.norm_attn(x_t + x_e if self.attn_reads == "both" else x_t)      # (B, N, D)
         q, k, v = (proj(h).unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for proj in (self.q, self.k, self.v))
-        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.p if self.training else 0.0,
-                                           is_causal=self.causal)                # (B, H, N, d_h)
+        a = attend(q, k, v, dropout_p=self.p if self.training else 0.0, is_causal=self.causal)  # (B, H, N, d_h)
         x_t = x_t + self.dropout(self.o(a.transpose(1, 2).flatten(-2)))           # token stream: attention only
         x_e = x_e + self.dropout(self.ffn(self.norm_ffn(x_t + x_e)))              # context stream: FFN only
         return x_t, x_e

@@ -16,6 +16,7 @@ from ..blocks import PreNormBlock
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import register
+from ..dropout import Dropout
 
 __all__ = ["FIT"]
 
@@ -27,7 +28,7 @@ class _CrossBlock(nn.Module):
         super().__init__()
         self.norm_q, self.norm_kv = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = FullAttention(d_model, n_heads=n_heads, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.ffn = None if d_ff is None else nn.Sequential(nn.LayerNorm(d_model),
                                                              FeedForward(d_model, d_ff=d_ff, dropout=dropout))
 

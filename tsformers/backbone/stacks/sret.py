@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..feedforward import FeedForward
 from ..registry import build, register
+from ..dropout import Dropout
 
 __all__ = ["SReT", "SReTBlock", "grouped"]
 
@@ -50,7 +51,7 @@ class SReTBlock(nn.Module):
                            **(mixer_kwargs or {}))
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation="gelu")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.alpha = nn.Parameter(torch.ones(2))  # (α1, α2)
         self.beta = nn.Parameter(torch.ones(2))   # (β1, β2)
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..blocks import PreNormBlock
 from ..feedforward import FeedForward
 from ..registry import register
+from ..dropout import Dropout, attend
 
 __all__ = ["QPoolStage", "ResNASStage", "avg_pool_tokens", "max_pool_tokens"]
 
@@ -106,7 +107,7 @@ class QPoolStage(nn.Module):
         self.to_out = nn.Linear(d_out, d_out)
         self.norm2 = nn.LayerNorm(d_out)
         self.ffn = FeedForward(d_out, d_ff=d_ff or 4 * d_out, dropout=dropout, activation="gelu")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def attention_mask(self, n: int, device=None) -> Tensor | None:
         """(M, N) True where pooled query j may attend key i, or None for all."""
@@ -127,7 +128,7 @@ class QPoolStage(nn.Module):
         q = max_pool_tokens(self.to_q(h), self.stride)                            # (B, M, D_out) pooled queries
         k, v = self.to_k(h), self.to_v(h)                                         # (B, N, D_out) full K, V
         q, k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_mask(x.shape[1], x.device),
-                                           dropout_p=self.p if self.training else 0.0)  # (B, H, M, d_h)
+        a = attend(q, k, v, mask=self.attention_mask(x.shape[1], x.device),
+                   dropout_p=self.p if self.training else 0.0)                    # (B, H, M, d_h)
         x = max_pool_tokens(self.proj(h), self.stride) + self.dropout(self.to_out(a.transpose(1, 2).flatten(-2)))
         return x + self.dropout(self.ffn(self.norm2(x)))                          # (B, M, D_out)

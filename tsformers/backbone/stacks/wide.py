@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
 from ..registry import build, register
+from ..dropout import Dropout
 
 __all__ = ["DeepAttention", "WideAttention", "build_attention"]
 
@@ -59,7 +60,7 @@ class _Block(nn.Module):
         super().__init__()
         self.norm1, self.mixer, self.norm2 = nn.LayerNorm(d_model), mixer, nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.dropout(self.mixer(self.norm1(x)))
