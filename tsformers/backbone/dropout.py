@@ -20,6 +20,8 @@ one fused kernel).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,9 +45,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device: torch.de
 
     Drawn from torch's default generator of ``device`` (``torch.manual_seed`` repeats it).
     """
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # randint over the whole int64 range: every bit of a draw is uniform, so each 16-bit lane is
     bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)  # (ceil(n/4),)
     lanes = bits.view(torch.int16)[:n]                                                       # (n,) in [-2^15, 2^15)
@@ -60,12 +60,13 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if x.device.type != "cpu" or x.numel() < _MIN_ELEMENTS:
         return F.dropout(x, p, training)
-    if _drop_threshold(p) == 0:
+    dropped = _drop_threshold(p)
+    if dropped == 0:
         return x
-    if _drop_threshold(p) == _LANES:
+    if dropped == _LANES:
         return x * 0.0
     # as torch's own CPU dropout: the scaled mask in x's dtype, kept by autograd for the backward
-    noise = keep_mask(x.shape, p, device=x.device).to(x.dtype).mul_(_LANES / (_LANES - _drop_threshold(p)))
+    noise = keep_mask(x.shape, p, device=x.device).to(x.dtype).mul_(_LANES / (_LANES - dropped))
     return x * noise
 
 
