@@ -52,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 OUT = HERE / "results" / "inference.csv"
 LOOKBACK = HORIZON = 96
-GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4, "patch_len": 8, "stride": 8}  # ETTh1-96 paper
+GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4, "patch_len": 8, "stride": 8,
+              "attention_dropout": None}  # ETTh1-96 paper
 FIELDS = ["timestamp", "part", "case", "engine", "n_series", "median_ms", "min_ms", "first_ms", "extra",
           "note", "load_start", "load_end", "n_threads"]
 

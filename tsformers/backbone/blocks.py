@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from . import mixers  # noqa: F401  (registers every mixer, "full" the default)
 from .feedforward import FeedForward  # noqa: F401  (registers "mlp", the default of the ffn slot)
-from .registry import available, build, build_class, order_free, register, with_block_slot
+from .registry import available, build, build_class, build_mixer, order_free, register, with_block_slot
 from .dropout import Dropout
 
 __all__ = ["BLOCK_SLOTS", "PostNormBlock", "PreNormBlock", "SigmoidGate", "TransformerEncoder",
@@ -176,8 +176,8 @@ class _MixerFFNBlock(nn.Module):
     ):
         super().__init__()
         self.norm1 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
-        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                           **(mixer_kwargs or {}))
+        self.mixer = build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                                 mixer_kwargs=mixer_kwargs)
         self.dropout1 = Dropout(dropout)
         self.norm2 = build_norm(norm, d_model, eps=eps, **(norm_kwargs or {}))
         self.ffn = build("ffn", ffn, d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation,

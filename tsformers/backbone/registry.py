@@ -201,3 +201,12 @@ def streaming(kind: str = "mixer") -> list[str]:
 def build(kind: str, name: str, **kwargs: Any) -> Any:
     """Instantiate the class registered under ``(kind, name)`` with ``kwargs``."""
     return build_class(kind, name)(**kwargs)
+
+
+def build_mixer(name: str, *, d_model: int, n_heads: int, dropout: float, causal: bool,
+                mixer_kwargs: dict[str, Any] | None = None) -> Any:
+    """The mixer ``name`` as a block builds it: the block's width, heads, ``dropout`` and ``causal``, plus the
+    mixer's own options ``mixer_kwargs``, whose ``"dropout"`` (the attention weights' dropout of an attention
+    mixer) replaces the block's where it is given."""
+    return build("mixer", name, d_model=d_model, n_heads=n_heads, causal=causal,
+                 **{"dropout": dropout, **(mixer_kwargs or {})})

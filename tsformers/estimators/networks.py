@@ -29,7 +29,8 @@ def gateformer(owner, n_vars: int) -> nn.Module:
         raise ValueError(f"d_model={owner.d_model} must be a multiple of n_heads={owner.n_heads}.")
     return Gateformer(lookback=owner.lookback, horizon=owner.horizon, n_vars=n_vars, d_model=owner.d_model,
                       n_heads=owner.n_heads, d_ff=owner.d_ff, e_layers=owner.e_layers, patch_len=owner.patch_len,
-                      stride=owner.stride, dropout=owner.dropout, temporal_mixer=owner.temporal_mixer,
+                      stride=owner.stride, dropout=owner.dropout, attention_dropout=owner.attention_dropout,
+                      temporal_mixer=owner.temporal_mixer,
                       variate_mixer=owner.variate_mixer, stack=owner.stack, ffn=owner.ffn, norm=owner.norm,
                       embedding=owner.embedding, n_static=owner.static_encoder_.n_channels,
                       temporal_stack=owner.temporal_stack, temporal_reducer=owner.temporal_reducer,

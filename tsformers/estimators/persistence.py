@@ -151,7 +151,9 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     GTrXL's former ``stack="recursive"`` (one layer's weights at every layer) is the registry's
     ``"looped"`` now: the same network, the same weights. PV-Client models saved before its per-step
     pathway load without it (``step_pathway=False``), and streaming models saved before the linear base
-    without it (``linear_base=False``). ``accepted``: the parameters the estimator takes (only those are
+    without it (``linear_base=False``). Gateformer models saved before ``attention_dropout`` existed
+    dropped their attention weights at ``dropout``: they load with ``attention_dropout=None``, which
+    is that (it matters only to a model trained on). ``accepted``: the parameters the estimator takes (only those are
     added); None adds them all, for a reader that looks up only the ones its network reads
     (:mod:`tsformers.estimators.saved`).
     """
@@ -162,6 +164,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     for added_later in ("step_pathway", "linear_base"):  # off in models saved before the parameter existed
         if takes(added_later):
             params.setdefault(added_later, False)
+    if estimator == "GateformerForecaster" and takes("attention_dropout"):
+        params.setdefault("attention_dropout", None)  # the attention weights' dropout was dropout's
     if takes("val_every_windows"):   # validated after each pass before the parameter existed
         params.setdefault("val_every_windows", None)
     if takes("normalize") and "normalize" not in params:

@@ -375,6 +375,14 @@ class Gateformer(ExitSupervised, nn.Module):
     patch embedding, temporal encoder and flatten head by CrossViT's two branches at two patch
     sizes (:class:`MultiScaleView`).
 
+    ``attention_dropout`` (None: ``dropout``, the paper's) is the own dropout of the mixers named by
+    ``temporal_mixer`` and ``variate_mixer`` (on the attention weights of an attention mixer), apart
+    from the ``dropout`` of the embeddings, blocks and heads; at 0 an attention mixer on CPU takes
+    torch's fused kernel in training too. The other parts with mixers of their own keep ``dropout``:
+    ``temporal_fusion``'s branches, an attention ``temporal_reducer``, the latent attention of the
+    ``"fit"`` stack, the Mamba blocks of ``"hybrid"`` and the linear ones of ``"mixed"``
+    (``"dual_stream"``'s own attention takes it).
+
     ``forward(x, static=None)``: x (batch, lookback, n_vars) -> (batch, horizon, n_vars);
     every variate is forecast, a caller that wants fewer selects them. With
     ``n_static`` > 0, ``static`` (batch, n_static) holds the series' encoded static
@@ -395,6 +403,7 @@ class Gateformer(ExitSupervised, nn.Module):
         patch_len: int = 8,
         stride: int = 8,
         dropout: float = 0.1,
+        attention_dropout: float | None = None,
         temporal_mixer: str = "full",
         variate_mixer: str = "full",
         stack: str = "standard",
@@ -473,6 +482,9 @@ class Gateformer(ExitSupervised, nn.Module):
         # a grid mixer (cswin) regroups the (B·N, P, D) rows into each sample's N × P grid, the variates being
         # the unordered set they are everywhere in Gateformer (one-variate time stripes, LePE along time only)
         grid = dict(variates=n_vars, unordered_variates=True) if _reads_grid(temporal_mixer) else None
+        # the mixers' own dropout, when not the blocks' (mixer_kwargs' "dropout" replaces it: build_mixer)
+        mixer_dropout = None if attention_dropout is None else dict(dropout=attention_dropout)
+        temporal_options = {**(grid or {}), **(mixer_dropout or {})} or None
 
         self.norm = InstanceNorm()
         # global temporal embedding: the whole window of a variate -> one vector (iTransformer-style)
@@ -493,11 +505,12 @@ class Gateformer(ExitSupervised, nn.Module):
             if temporal_block is not None:
                 self.temporal_encoder = WordSentenceEncoder(
                     d_model=d_model, d_inner=self.patch_embed.d_inner, words_per_patch=patch_len, n_heads=n_heads,
-                    d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=temporal_mixer, mixer_kwargs=grid)
+                    d_ff=d_ff, n_layers=e_layers, dropout=dropout, mixer=temporal_mixer,
+                    mixer_kwargs=temporal_options)
             else:
                 temporal_parts = block_parts(temporal_stack, ffn=ffn, norm=norm)
                 self.temporal_encoder = build("stack", temporal_stack, **encoder, **temporal_parts,
-                                              mixer=temporal_mixer, mixer_kwargs=grid)
+                                              mixer=temporal_mixer, mixer_kwargs=temporal_options)
             # optional: fewer patch tokens for the flatten head (a stage or learned queries), ceil(P/2) of them
             self.temporal_reducer = None if temporal_reducer is None else _PATCH_REDUCERS[temporal_reducer](
                 temporal_reducer, d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, n_patches=n_patches)
@@ -507,7 +520,8 @@ class Gateformer(ExitSupervised, nn.Module):
         # static attributes of the series (optional): one context vector added to every variate token
         self.static_context = nn.Linear(n_static, d_model) if n_static else None
         # variate-wise attention over the N variate tokens (no positions: an unordered set)
-        self.variate_encoder = build("stack", stack, **encoder, **variate_parts, mixer=variate_mixer)
+        self.variate_encoder = build("stack", stack, **encoder, **variate_parts, mixer=variate_mixer,
+                                     mixer_kwargs=mixer_dropout)
         self.variate_gate = SigmoidGate(d_model)
         self.head = nn.Linear(d_model, horizon)
 

@@ -164,8 +164,8 @@ class FcaBlock(nn.Module):
                  causal: bool, n_sources: int, merge_stride: int, mixer_kwargs: dict[str, Any] | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.mixer = ForwardCrossAttention(d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                                           n_sources=n_sources, merge_stride=merge_stride, **(mixer_kwargs or {}))
+        self.mixer = ForwardCrossAttention(d_model, n_heads=n_heads, causal=causal, n_sources=n_sources,
+                                           merge_stride=merge_stride, **{"dropout": dropout, **(mixer_kwargs or {})})
         self.norm2 = nn.LayerNorm(d_model)
         act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), act(), Dropout(dropout), nn.Linear(d_ff, d_model))

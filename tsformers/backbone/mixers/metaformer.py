@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..feedforward import FeedForward
-from ..registry import build, register
+from ..registry import build, build_mixer, register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
 from ..dropout import Dropout
 
@@ -164,8 +164,8 @@ class MetaFormerBlock(nn.Module):
             return build("norm", norm, d_model=d_model, **(norm_kwargs or {}))
 
         self.norm1, self.norm2 = make_norm(), make_norm()
-        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                           **(mixer_kwargs or {}))
+        self.mixer = build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                                 mixer_kwargs=mixer_kwargs)
         self.ffn = FeedForward(d_model, d_ff=d_ff or 4 * d_model, dropout=dropout, activation=activation)
         scale = (lambda: LayerScale(d_model, layer_scale_init)) if layer_scale_init is not None else nn.Identity
         self.scale1, self.scale2 = scale(), scale()

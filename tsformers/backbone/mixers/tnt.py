@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..registry import build, register
+from ..registry import build_mixer, register
 from .full import FullAttention
 from ..dropout import Dropout
 
@@ -71,8 +71,8 @@ class TNTBlock(nn.Module):
         self.proj = nn.Linear(words_per_patch * d_inner, d_model)
         # outer transformer
         self.outer_norm1 = nn.LayerNorm(d_model)
-        self.outer_mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                                 **(mixer_kwargs or {}))
+        self.outer_mixer = build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                                       mixer_kwargs=mixer_kwargs)
         self.outer_norm2 = nn.LayerNorm(d_model)
         self.outer_mlp = _mlp(d_model, d_ff or 4 * d_model, dropout)
         self.dropout = Dropout(dropout)

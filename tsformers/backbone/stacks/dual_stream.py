@@ -92,10 +92,11 @@ class DualStreamBlock(nn.Module):
     """
 
     def __init__(self, d_model: int, *, n_heads: int, d_ff: int, dropout: float = 0.0, causal: bool = False,
-                 mixing: str = "kronecker", attn_reads: str = "both"):
+                 mixing: str = "kronecker", attn_reads: str = "both", attention_dropout: float | None = None):
         super().__init__()
         assert attn_reads in ("both", "token"), attn_reads
-        self.n_heads, self.causal, self.attn_reads, self.p = n_heads, causal, attn_reads, dropout
+        self.n_heads, self.causal, self.attn_reads = n_heads, causal, attn_reads
+        self.p = dropout if attention_dropout is None else attention_dropout  # on the attention weights
         self.norm_attn = ChannelLayerNorm(d_model, n_heads)
         self.q, self.k, self.v, self.o = (HeadLinear(d_model, n_heads, mixing) for _ in range(4))
         self.norm_ffn = ChannelLayerNorm(d_model, n_heads)
@@ -125,7 +126,8 @@ class DualStream(nn.Module):
     each sublayer was not available to us: attention reads x_t + x_e by default
     (``attn_reads="token"`` makes it read x_t alone) and the FFN reads x_t + x_e.
 
-    Uses its own channelized softmax attention, so ``mixer`` must be ``"full"``.
+    Uses its own channelized softmax attention, so ``mixer`` must be ``"full"``; of the mixer's
+    options it takes ``mixer_kwargs={"dropout": p}`` only, the dropout of its attention weights.
     Cost O(N²·D) + O(N·D·d_ff) per layer. x: (B, N, D) -> (B, N, D).
     """
 
@@ -146,11 +148,15 @@ class DualStream(nn.Module):
         attn_reads: str = "both",
     ):
         super().__init__()
-        if mixer != "full" or mixer_kwargs:
-            raise ValueError("dual_stream uses its own channelized softmax attention; build it with mixer='full'")
+        options = dict(mixer_kwargs or {})
+        attention_dropout = options.pop("dropout", None)
+        if mixer != "full" or options:
+            raise ValueError(f"dual_stream uses its own channelized softmax attention, which takes no mixer options "
+                             f"but its dropout; build it with mixer='full' and no mixer_kwargs other than dropout, got "
+                             f"mixer={mixer!r}, mixer_kwargs={mixer_kwargs}")
         self.layers = nn.ModuleList(
             DualStreamBlock(d_model, n_heads=n_heads, d_ff=d_ff, dropout=dropout, causal=causal, mixing=mixing,
-                            attn_reads=attn_reads)
+                            attn_reads=attn_reads, attention_dropout=attention_dropout)
             for _ in range(n_layers)
         )
 

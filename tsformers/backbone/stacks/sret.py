@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..feedforward import FeedForward
-from ..registry import build, register
+from ..registry import build_mixer, register
 from ..dropout import Dropout
 
 __all__ = ["SReT", "SReTBlock", "grouped"]
@@ -47,8 +47,8 @@ class SReTBlock(nn.Module):
                  mixer_kwargs: dict[str, Any] | None = None, causal: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.mixer = build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                           **(mixer_kwargs or {}))
+        self.mixer = build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                                 mixer_kwargs=mixer_kwargs)
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = FeedForward(d_model, d_ff=d_ff, dropout=dropout, activation="gelu")
         self.dropout = Dropout(dropout)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
-from ..registry import build, register
+from ..registry import build_mixer, register
 from ..dropout import Dropout
 
 __all__ = ["DeepAttention", "WideAttention", "build_attention"]
@@ -41,15 +41,15 @@ def build_attention(d_model: int, n_heads: int, head_dim: int, *, mixer: str = "
     """
     inner = n_heads * head_dim
     if inner == d_model:
-        return build("mixer", mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
-                     **(mixer_kwargs or {}))
+        return build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
+                           mixer_kwargs=mixer_kwargs)
     if mixer == "full" and not mixer_kwargs:
         attn = FullAttention(inner, n_heads=n_heads, dropout=dropout, causal=causal)
         attn.to_q, attn.to_k, attn.to_v = (nn.Linear(d_model, inner) for _ in range(3))
         attn.to_out = nn.Linear(inner, d_model)
         return attn
-    inner_mixer = build("mixer", mixer, d_model=inner, n_heads=n_heads, dropout=dropout, causal=causal,
-                        **(mixer_kwargs or {}))
+    inner_mixer = build_mixer(mixer, d_model=inner, n_heads=n_heads, dropout=dropout, causal=causal,
+                              mixer_kwargs=mixer_kwargs)
     return _Projected(d_model, inner, inner_mixer)
 
 
