@@ -1601,13 +1601,16 @@ def _overhead_table(to, labels: list[str]) -> list[str]:
 ADAMW_LABELS = ["foreach", "fused"]
 #: the dropout's before/after runs (torch's masks, then tsformers.backbone.dropout's), one per network
 DROPOUT_LABELS = ["torch dropout", "backbone dropout"]
+#: Gateformer's attention weights dropped at dropout (0.1, the default) against kept whole (attention_dropout=0)
+ATTENTION_DROPOUT_LABELS = ["attention-dropout-0.1", "attention-dropout-0"]
 
 
 def overhead_section() -> list[str]:
     to = _read("train_overhead.csv")
     if to is None:
         return []
-    loop_labels = [label for label in dict.fromkeys(to["label"]) if label not in ADAMW_LABELS + DROPOUT_LABELS]
+    loop_labels = [label for label in dict.fromkeys(to["label"])
+                   if label not in ADAMW_LABELS + DROPOUT_LABELS + ATTENTION_DROPOUT_LABELS]
     out = ["## The training loop, before and after", "",
            "`benchmarks/profile_training.py` (cProfile of a Gateformer fit, ETTh1, batch 8) found three costs "
            "that do no model work: `torch.manual_seed` in the per-step reseeding callback (on a machine "
@@ -1645,6 +1648,12 @@ def overhead_section() -> list[str]:
         for patch in sorted(dropout_runs["patch_len"].dropna().unique()):
             run = dropout_runs[dropout_runs["patch_len"] == patch]
             out += _overhead_table(run, DROPOUT_LABELS)
+    if set(ATTENTION_DROPOUT_LABELS) <= set(to["label"]):
+        out += ["Without dropout on the attention weights (Gateformer's `attention_dropout=0`, tried as the default "
+                "and not taken: see the Gateformer page) the attention of a training step takes torch's fused "
+                "kernel; the default network (batch 32, patches of 16), the tree with the weights dropped at 0.1 "
+                "and the tree with 0 in turn:", ""]
+        out += _overhead_table(to, ATTENTION_DROPOUT_LABELS)
     return out
 
 

@@ -50,9 +50,8 @@ WORKER = HERE / "_speed_worker.py"
 # ETTh1-96 paper (its attention weights dropped at dropout, 0.1)
 GATEFORMER = {"d_model": 64, "d_ff": 64, "e_layers": 1, "n_heads": 4, "patch_len": 8, "stride": 8,
               "attention_dropout": None}
-# the estimator's default network: the paper's but for its patches of 16 (7 patch tokens per window, not 13) and
-# no dropout on the attention weights (the estimator's attention_dropout=0)
-GATEFORMER_DEFAULTS = {**GATEFORMER, "patch_len": 16, "stride": 16, "attention_dropout": 0.0}
+# the estimator's default network: the paper's but for its patches of 16 (7 patch tokens per window, not 13)
+GATEFORMER_DEFAULTS = {**GATEFORMER, "patch_len": 16, "stride": 16}
 # a width where a step is arithmetic rather than op dispatch (the ETTh2 and weather papers' d_model is 512)
 GATEFORMER_LARGE = {"d_model": 512, "d_ff": 512, "e_layers": 1, "n_heads": 8}
 TINY = {

@@ -82,14 +82,14 @@ def test_without_it_the_attention_in_training_is_torchs_fused_attention_and_draw
     assert not torch.equal(dropped(x), a)
 
 
-def test_the_estimator_defaults_to_zero_and_passes_it_to_its_network():
+def test_the_estimator_defaults_to_the_papers_dropout_and_passes_it_to_its_network():
     df = make_demo(n_steps=300)
-    fitted = GateformerForecaster(horizon=12, lookback=48, max_epochs=1, linear_base=False).fit(df)
-    assert fitted.attention_dropout == 0.0
-    assert all(m.dropout == 0.0 for m in _named_mixers(fitted.network_, FullAttention).values())
-    paper = GateformerForecaster(horizon=12, lookback=48, max_epochs=1, attention_dropout=None,
-                                 linear_base=False).fit(df)
+    paper = GateformerForecaster(horizon=12, lookback=48, max_epochs=1, linear_base=False).fit(df)
+    assert paper.attention_dropout is None
     assert all(m.dropout == 0.1 for m in _named_mixers(paper.network_, FullAttention).values())
+    fitted = GateformerForecaster(horizon=12, lookback=48, max_epochs=1, attention_dropout=0.0,
+                                  linear_base=False).fit(df)
+    assert all(m.dropout == 0.0 for m in _named_mixers(fitted.network_, FullAttention).values())
     with pytest.raises(InvalidParameterError, match="attention_dropout"):
         GateformerForecaster(attention_dropout=1.5).fit(df)
 
