@@ -99,3 +99,14 @@ def test_models_saved_before_it_load_with_the_papers_dropout():
     assert saved_params("GateformerForecaster", {"horizon": 12}, takes)["attention_dropout"] is None
     assert saved_params("GateformerForecaster", {"attention_dropout": 0.0}, takes)["attention_dropout"] == 0.0
     assert "attention_dropout" not in saved_params("LMUFormerForecaster", {"horizon": 12}, {"horizon": 12})
+
+
+def test_a_wide_stacks_narrower_attention_takes_it_and_stays_the_same_network():
+    """With fewer heads·head width than d_model the wide stack builds full attention with projections to
+    and from the narrower width; the attention weights' dropout is no other mixer option, so it stays so."""
+    from tsformers.backbone.stacks.wide import build_attention
+
+    plain = build_attention(64, 2, 16, dropout=0.1)                    # 2·16 = 32 < 64
+    kept = build_attention(64, 2, 16, dropout=0.1, mixer_kwargs={"dropout": 0.0})
+    assert type(plain) is type(kept) is FullAttention and (plain.dropout, kept.dropout) == (0.1, 0.0)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in kept.state_dict().items()}

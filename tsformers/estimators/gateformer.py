@@ -222,14 +222,14 @@ class GateformerForecaster(BaseForecaster):
     }
 
     def __init__(self, horizon=96, lookback=96, *, d_model=64, n_heads=4, d_ff=64, e_layers=1, patch_len=16, stride=16,
-                 dropout=0.1, attention_dropout=None, temporal_mixer="full", variate_mixer="full", stack="standard", temporal_stack=None,
-                 temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp", norm="layernorm",
-                 embedding="patch", target=None, covariates=None, future_covariates=None, calendar=None,
-                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
-                 batch_size=32, max_epochs=10, val_every_windows=None, patience=2, val_size=0.1, scaler="standard",
-                 gradient_clip=None, ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None,
-                 missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
+                 dropout=0.1, attention_dropout=None, temporal_mixer="full", variate_mixer="full", stack="standard",
+                 temporal_stack=None, temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp",
+                 norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
+                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
+                 lr_schedule="halving", batch_size=32, max_epochs=10, val_every_windows=None, patience=2,
+                 val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None, random_state=0, verbose=False,
+                 trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
+                 unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model

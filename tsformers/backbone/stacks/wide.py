@@ -43,8 +43,10 @@ def build_attention(d_model: int, n_heads: int, head_dim: int, *, mixer: str = "
     if inner == d_model:
         return build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
                            mixer_kwargs=mixer_kwargs)
-    if mixer == "full" and not mixer_kwargs:
-        attn = FullAttention(inner, n_heads=n_heads, dropout=dropout, causal=causal)
+    options = dict(mixer_kwargs or {})
+    attention_dropout = options.pop("dropout", dropout)   # a dropout of its own is no other mixer option
+    if mixer == "full" and not options:
+        attn = FullAttention(inner, n_heads=n_heads, dropout=attention_dropout, causal=causal)
         attn.to_q, attn.to_k, attn.to_v = (nn.Linear(d_model, inner) for _ in range(3))
         attn.to_out = nn.Linear(inner, d_model)
         return attn
