@@ -203,10 +203,16 @@ def build(kind: str, name: str, **kwargs: Any) -> Any:
     return build_class(kind, name)(**kwargs)
 
 
+def mixer_dropout(dropout: float, mixer_kwargs: dict[str, Any] | None) -> tuple[float, dict[str, Any]]:
+    """A block's mixer's own dropout and its other options: ``mixer_kwargs``' ``"dropout"`` (the attention
+    weights' dropout of an attention mixer) where given, else the block's ``dropout``."""
+    options = dict(mixer_kwargs or {})
+    return options.pop("dropout", dropout), options
+
+
 def build_mixer(name: str, *, d_model: int, n_heads: int, dropout: float, causal: bool,
                 mixer_kwargs: dict[str, Any] | None = None) -> Any:
-    """The mixer ``name`` as a block builds it: the block's width, heads, ``dropout`` and ``causal``, plus the
-    mixer's own options ``mixer_kwargs``, whose ``"dropout"`` (the attention weights' dropout of an attention
-    mixer) replaces the block's where it is given."""
-    return build("mixer", name, d_model=d_model, n_heads=n_heads, causal=causal,
-                 **{"dropout": dropout, **(mixer_kwargs or {})})
+    """The mixer ``name`` as a block builds it: the block's width, heads and ``causal``, its dropout as
+    :func:`mixer_dropout` gives it, plus the mixer's other options from ``mixer_kwargs``."""
+    own, options = mixer_dropout(dropout, mixer_kwargs)
+    return build("mixer", name, d_model=d_model, n_heads=n_heads, dropout=own, causal=causal, **options)

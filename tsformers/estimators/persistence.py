@@ -153,8 +153,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     pathway load without it (``step_pathway=False``), and streaming models saved before the linear base
     without it (``linear_base=False``). Gateformer models saved before ``attention_dropout`` existed
     dropped their attention weights at ``dropout``: they load with ``attention_dropout=None``, which
-    is that (it matters only to a model trained on). ``accepted``: the parameters the estimator takes (only those are
-    added); None adds them all, for a reader that looks up only the ones its network reads
+    is that (it matters only to a model trained on). ``accepted``: the parameters the estimator takes
+    (only those are added); None adds them all, for a reader that looks up only the ones its network reads
     (:mod:`tsformers.estimators.saved`).
     """
     params = dict(params)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..registry import register
+from ..registry import mixer_dropout, register
 from ._base import CAUSAL_SELF, CROSS, SELF, check_causal, check_cross
 from ..dropout import Dropout, dropout
 
@@ -164,8 +164,9 @@ class FcaBlock(nn.Module):
                  causal: bool, n_sources: int, merge_stride: int, mixer_kwargs: dict[str, Any] | None = None):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.mixer = ForwardCrossAttention(d_model, n_heads=n_heads, causal=causal, n_sources=n_sources,
-                                           merge_stride=merge_stride, **{"dropout": dropout, **(mixer_kwargs or {})})
+        own, options = mixer_dropout(dropout, mixer_kwargs)
+        self.mixer = ForwardCrossAttention(d_model, n_heads=n_heads, dropout=own, causal=causal, n_sources=n_sources,
+                                           merge_stride=merge_stride, **options)
         self.norm2 = nn.LayerNorm(d_model)
         act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), act(), Dropout(dropout), nn.Linear(d_ff, d_model))

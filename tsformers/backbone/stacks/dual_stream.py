@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..feedforward import FeedForward
-from ..registry import register
+from ..registry import mixer_dropout, register
 from ..dropout import Dropout, attend
 
 __all__ = ["ChannelLayerNorm", "DualStream", "DualStreamBlock", "HeadLinear"]
@@ -148,8 +148,7 @@ class DualStream(nn.Module):
         attn_reads: str = "both",
     ):
         super().__init__()
-        options = dict(mixer_kwargs or {})
-        attention_dropout = options.pop("dropout", None)
+        attention_dropout, options = mixer_dropout(None, mixer_kwargs)  # None: the blocks' dropout
         if mixer != "full" or options:
             raise ValueError(f"dual_stream uses its own channelized softmax attention, which takes no mixer options "
                              f"but its dropout; build it with mixer='full' and no mixer_kwargs other than dropout, got "

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..feedforward import FeedForward
 from ..mixers.full import FullAttention
-from ..registry import build_mixer, register
+from ..registry import build_mixer, mixer_dropout, register
 from ..dropout import Dropout
 
 __all__ = ["DeepAttention", "WideAttention", "build_attention"]
@@ -43,8 +43,7 @@ def build_attention(d_model: int, n_heads: int, head_dim: int, *, mixer: str = "
     if inner == d_model:
         return build_mixer(mixer, d_model=d_model, n_heads=n_heads, dropout=dropout, causal=causal,
                            mixer_kwargs=mixer_kwargs)
-    options = dict(mixer_kwargs or {})
-    attention_dropout = options.pop("dropout", dropout)   # a dropout of its own is no other mixer option
+    attention_dropout, options = mixer_dropout(dropout, mixer_kwargs)  # its own dropout is no other option
     if mixer == "full" and not options:
         attn = FullAttention(inner, n_heads=n_heads, dropout=attention_dropout, causal=causal)
         attn.to_q, attn.to_k, attn.to_v = (nn.Linear(d_model, inner) for _ in range(3))
