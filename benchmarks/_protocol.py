@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tsformers.data.cycle import step_index
 from tsformers.datasets import info, load_dataset, split_bounds
 
 
@@ -75,6 +76,19 @@ def scaled_values(estimator, frame: pd.DataFrame) -> np.ndarray:
     return estimator.scaler_.transform(raw)[0]
 
 
+def network_values(estimator, frame: pd.DataFrame) -> np.ndarray:
+    """:func:`scaled_values` less the targets' seasonal cycle (``estimator.cycle_``, where it has one): the values
+    its network reads and forecasts. The forecast adds the cycle back onto the output, and the same cycle lies
+    in the truth, so the network's error on these values is the forecast's on the scaled data."""
+    values = scaled_values(estimator, frame)
+    cycle = getattr(estimator, "cycle_", None)
+    if cycle is not None:
+        schema = estimator.schema_
+        first = step_index(frame[schema.time_col].iloc[0], schema.step)
+        values[:, :len(schema.targets)] -= cycle.at(first, len(frame))[0]
+    return values
+
+
 def mase_scale(train_values: np.ndarray) -> np.ndarray:
     """Per variable, the mean absolute one-step change over the training rows ``(T, N)``: MASE's denominator.
 
@@ -90,10 +104,10 @@ CRPS_LEVELS = tuple(range(10, 100, 10))
 _CRPS_Q = torch.tensor([(100 - level) / 200 for level in CRPS_LEVELS], dtype=torch.float64)[:, None, None, None]
 
 
-def _windows(estimator, frame: pd.DataFrame) -> torch.Tensor:
-    """Every stride-1 window of ``frame``'s scaled values: ``(W, N, lookback + horizon)``, a view."""
-    values = torch.from_numpy(scaled_values(estimator, frame))  # (T, N) float64
-    return values.unfold(0, estimator.lookback + estimator.horizon, 1)
+def _windows(estimator, frame: pd.DataFrame, values=network_values) -> torch.Tensor:
+    """Every stride-1 window of ``frame``'s values as the network reads them (``values``: or
+    :func:`scaled_values`, the scaled data): ``(W, N, lookback + horizon)``, a view."""
+    return torch.from_numpy(values(estimator, frame)).unfold(0, estimator.lookback + estimator.horizon, 1)
 
 
 def _window_errors(estimator, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +150,8 @@ def _interval_scores(covered: list[float], pinball: float, radius_sum: torch.Ten
 
 def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 256,
                      scale: np.ndarray | None = None) -> dict:
-    """MSE/MAE of the network and of the last-value forecast over every stride-1 test window, scaled data.
+    """MSE/MAE of the network and of the last-value forecast over every stride-1 test window, scaled data
+    (the network's on the values less the seasonal cycle, the same errors: :func:`network_values`).
 
     With ``scale`` (:func:`mase_scale` of the training rows, one per target) also the MASE: each absolute
     error divided by its variable's scale, averaged like the MAE. For a model with a conformal calibration
@@ -154,6 +169,7 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     """
     horizon, n_targets = estimator.horizon, len(estimator.schema_.targets)
     windows = _windows(estimator, test_frame)
+    scaled = _windows(estimator, test_frame, scaled_values)        # the last value forecasts the data, no cycle out
     n_windows = windows.shape[0]
     estimator.network_.eval()
     sq = ab = naive_sq = naive_ab = scaled_ab = pinball = 0.0
@@ -166,7 +182,7 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
             chunk = windows[start:start + batch_size]
-            err, x = _window_errors(estimator, chunk)
+            err, _ = _window_errors(estimator, chunk)
             sq += float((err ** 2).sum())
             ab += float(err.abs().sum())
             if per_variable is not None:
@@ -175,7 +191,9 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
                 hits, loss = _interval_sums(err, radii, crps_radii)
                 covered = [c + h for c, h in zip(covered, hits)]
                 pinball += loss
-            naive_err = x[:, -1:, :n_targets] - chunk[:, :n_targets, estimator.lookback:].mT  # last value, over H
+            plain = scaled[start:start + batch_size]
+            naive_err = plain[:, :n_targets, estimator.lookback - 1:estimator.lookback].mT \
+                - plain[:, :n_targets, estimator.lookback:].mT                                # last value, over H
             naive_sq += float((naive_err ** 2).sum())
             naive_ab += float(naive_err.abs().sum())
     count = n_windows * horizon * n_targets

@@ -67,7 +67,8 @@ def make_model(name: str, *, horizon: int, lookback: int, quick: bool, **common)
                                **size, **common)
     size = dict(d_model=16, n_heads=2, d_ff=32) if quick else {}
     return GateformerForecaster(linear_base=False, horizon=horizon, lookback=lookback,
-                                **{"patch_len": 8, "stride": 8, "attention_dropout": None, **size, **common})
+                                **{"patch_len": 8, "stride": 8, "attention_dropout": None, "cycle": None, **size,
+                                   **common})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ def task_etth1(args) -> list[dict]:
         if name == "gateformer" and not args.quick:
             # the paper's ETTh1 H=96 cell (benchmarks/long_horizon.py): e_layers 1, d_model 64, d_ff 64, lr 1e-4
             common |= dict(e_layers=1, d_model=64, d_ff=64, n_heads=4, learning_rate=1e-4, batch_size=8,
-                           dropout=0.1, attention_dropout=None, patch_len=8, stride=8)
+                           dropout=0.1, attention_dropout=None, patch_len=8, stride=8, cycle=None)
         est = make_model(name, horizon=horizon, lookback=lookback, quick=args.quick, **common)
         est.set_params(val_size=int(data.val_steps))
         t0 = time.perf_counter()

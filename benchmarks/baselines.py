@@ -13,6 +13,10 @@ Three forecasts that cost nothing to train, so every table can say what a model 
   independent) and normalised by the window's last value (NLinear / RLinear style), fitted in closed
   form by ridge regression on the training windows; the ridge penalty is chosen on the validation
   windows from ``RIDGE_GRID``, then the test windows are read once.
+- ``linear_cycle``: the same map on the values less their seasonal cycle (the season above: each
+  variable's mean at each phase of it over the training rows, added back onto the forecast), as
+  ``LinearForecaster(cycle=...)`` and Gateformer's default ``cycle="auto"`` take it out
+  (``tsformers.data.cycle``): what the cycle alone buys a linear map.
 
 The protocol is ``_protocol.py``'s: the training split's standard scaling, every stride-1 window of
 the test split (its first input window starting ``lookback`` rows before it), MSE and MAE over all
@@ -33,6 +37,7 @@ sys.path.insert(0, str(HERE))
 from _protocol import append_rows, load_protocol_data, mase_scale  # noqa: E402
 from long_horizon import default_data_dir, git_rev  # noqa: E402
 
+from tsformers.data.cycle import SeasonalCycle  # noqa: E402
 from tsformers.data.scaling import PanelScaler  # noqa: E402
 from tsformers.datasets import info, load_dataset  # noqa: E402
 
@@ -94,6 +99,23 @@ class ChannelIndependentRidge:
         out = self._design(x) @ self.weights                       # (B * N, H)
         b, n = x.shape[0], x.shape[2]
         return out.reshape(b, n, -1).transpose(0, 2, 1) + x[:, -1:]
+
+
+def linear_cycle(fit_scaled: np.ndarray, test_scaled: np.ndarray, train_end: int, test_first_row: int, season: int,
+                 lookback: int, horizon: int, scale: np.ndarray) -> tuple:
+    """The ridge map on the values less each variable's phase means over the training rows (``season`` steps a
+    cycle, phases counted from row 0; the test rows start at row ``test_first_row``). The cycle is added back
+    onto the forecast and lies in the truth alike, so the errors on the values less it are the forecast's."""
+    profile = SeasonalCycle.fit(fit_scaled[None, :train_end], 0, season)
+    fit_rest = fit_scaled - profile.at(0, len(fit_scaled))[0]
+    test_rest = test_scaled - profile.at(test_first_row, len(test_scaled))[0]
+    x_train, y_train = windows(fit_rest[:train_end], lookback, horizon)
+    x_val, y_val = windows(fit_rest[train_end - lookback:], lookback, horizon)
+    ridge = ChannelIndependentRidge(x_train, y_train)
+    val_mse = {penalty: scored_in_chunks(ridge.solve(penalty).predict, x_val, y_val)[0] for penalty in RIDGE_GRID}
+    chosen = min(val_mse, key=val_mse.get)
+    return (*scored_in_chunks(ridge.solve(chosen).predict, *windows(test_rest, lookback, horizon), scale=scale),
+            f"ridge {chosen:g}, cycle {season} (validation MSE {val_mse[chosen]:.4f})")
 
 
 def errors(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -161,6 +183,8 @@ def run_dataset(name: str, horizons: list[int], lookback: int, data_dir) -> list
         chosen = min(val_mse, key=val_mse.get)
         results["linear"] = (*scored_in_chunks(ridge.solve(chosen).predict, x_test, y_test, scale=scale),
                              f"ridge {chosen:g} (validation MSE {val_mse[chosen]:.4f})")
+        results["linear_cycle"] = linear_cycle(fit_scaled, test_scaled, train_end, data.bounds["test"][0] - lookback,
+                                               season, lookback, horizon, scale)
         seconds = time.process_time() - started
         for model, (mse, mae, mase, setting) in results.items():
             rows.append({"timestamp": stamp, "dataset": name, "horizon": horizon, "lookback": lookback,

@@ -63,7 +63,7 @@ ACCURACY_RUNS = {
     "gateformer_l96": lambda: GateformerForecaster(linear_base=False, horizon=HORIZON, lookback=96, e_layers=1, d_model=64, d_ff=64,
                                                    n_heads=4, learning_rate=5e-4, batch_size=8, max_epochs=10,
                                                    patience=3, lr_schedule="halving", dropout=0.1, patch_len=8,
-                                                   stride=8, attention_dropout=None),
+                                                   stride=8, attention_dropout=None, cycle=None),
 }
 # The stress setting of the stability runs: 4 layers, learning rate 1e-3 held constant, no clipping, no early stop.
 STABILITY = dict(horizon=HORIZON, lookback=96, segment_len=96, mem_len=96, d_model=128, n_heads=8, d_ff=256,

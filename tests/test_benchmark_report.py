@@ -87,7 +87,7 @@ def test_the_grid_shows_the_last_value_bolds_the_best_of_the_row_and_marks_our_l
     assert cells[2] == "**0.080** / 0.198 ▼" and cells[7] == "0.081 / **0.196**"
     cells = [c.strip() for c in _grid_line(lines, "ETTh2", 96).strip("|").split("|")]
     assert cells[2] == "0.312 / 0.356", "ours is not bold when a published peer is better (iTransformer 0.297)"
-    assert "**0.297**" in cells[10] and "▼" not in cells[2]
+    assert "**0.297**" in cells[11] and "▼" not in cells[2]
 
 
 def test_the_other_estimators_show_their_skill_and_losses_to_the_last_value(tmp_path):
@@ -137,7 +137,8 @@ def test_the_grid_marks_a_loss_to_the_linear_baseline_and_bolds_it(tmp_path):
     assert cells[2] == "0.390 ▼ / 0.402 ▼", "beaten by the closed-form linear map"
     assert cells[3] == f"{1 - 0.3896 / 1.294:+.1%}"
     assert cells[7:10] == ["1.294 / 0.713", "0.512 / 0.433", "**0.383** / **0.392**"], "the linear map owns the row"
-    assert cells[13].startswith("0.384 / "), "published TimesNet (0.384) is not bold next to 0.383"
+    assert cells[10] == "–", "no linear + cycle row recorded"
+    assert cells[14].startswith("0.384 / "), "published TimesNet (0.384) is not bold next to 0.383"
     sbs = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTh1", horizon=96, library="tsformers",
                 model="gateformer", seed=0, mse=0.3896, mae=0.4017, n_windows=2785, epochs_run=6, fit_test_s=95.0,
                 fit_test_cpu_s=67.0, n_params=133344, peak_rss_mib=500.0, load_start=1.0, load_end=1.0)]
@@ -616,8 +617,10 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
     pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
     linear = dict(timestamp="2026-01-01T00:00:00+00:00", horizon=96, lookback=96, model="linear", mae=0.4,
                   n_windows=100, setting="", cpu_s=0.1, git_rev="abc")
+    cycle = dict(linear, model="linear_cycle")      # ETTm1 has none: the cell says so
     pd.DataFrame([{**linear, "dataset": "ETTh1", "mse": 0.383}, {**linear, "dataset": "ETTh2", "mse": 0.289},
-                  {**linear, "dataset": "ETTm1", "mse": 0.351}]).to_csv(tmp_path / "baselines.csv", index=False)
+                  {**linear, "dataset": "ETTm1", "mse": 0.351}, {**cycle, "dataset": "ETTh1", "mse": 0.375},
+                  {**cycle, "dataset": "ETTh2", "mse": 0.285}]).to_csv(tmp_path / "baselines.csv", index=False)
     lines = load_report(tmp_path).side_by_side_section()
     goal = lines[lines.index("### The goal, cell by cell"):]
 
@@ -627,14 +630,18 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
     etth1, etth2 = cells("ETTh1"), cells("ETTh2")
     # paired differences -0.010, -0.009, -0.011 (iTransformer): mean -0.010, standard error 0.001 / sqrt(3)
     assert etth1[5] == "-0.0100 ± 0.0006: ahead" and etth1[7] == "-0.0120 ± 0.0006: ahead"
-    assert etth1[8:] == ["0.83", "met"]
+    # against the linear map with the cycle: -0.005, -0.003, -0.004
+    assert etth1[8:] == ["-0.0040 ± 0.0006: ahead", "0.83", "met"]
     assert etth2[4] == "0.3000 ± 0.0100" and etth2[5] == "+0.0000 ± 0.0058: within 2 SE"
-    assert etth2[8:] == ["3.00", "not ahead of iTransformer; PatchTST on 1 seed; not ahead of the linear baseline; "
-                                 "3.00 times iTransformer's CPU; seed sd 0.0100 > 0.005"]
+    assert etth2[8:] == ["+0.0150 ± 0.0058: behind", "3.00",
+                         "not ahead of iTransformer; PatchTST on 1 seed; not ahead of the linear baseline; "
+                         "not ahead of the linear baseline with the cycle; 3.00 times iTransformer's CPU; "
+                         "seed sd 0.0100 > 0.005"]
     # paired differences -0.005, +0.001, -0.002 against the authors' sizes: within 2 SE, and the cell says whose
     ettm1 = cells("ETTm1")
     assert ettm1[6] == "-0.0020 ± 0.0017: within 2 SE (PatchTST, authors' sizes)"
-    assert ettm1[8:] == ["0.83 (other runs)", "not ahead of PatchTST"]   # ours ran at another revision
+    assert ettm1[8:] == ["–", "0.83 (other runs)",   # ours ran at another revision
+                         "not ahead of PatchTST; no linear baseline with the cycle"]
     note = next(line for line in lines if line.startswith("`benchmarks/side_by_side.py`"))
     assert "TSLib's PatchTST was not run on ETTm1" in note and "*PatchTST, authors' sizes* (on ETTm1)" in note
     assert note.count("PatchTST on ETTh1 at H = 96 runs with the TSLib settings") == 1, "once, whatever its seeds"

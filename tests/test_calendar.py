@@ -171,7 +171,8 @@ def test_the_calendar_explains_what_a_short_window_cannot():
     y = ((times.hour >= 8) & (times.hour < 12)).astype(float) + 0.1 * rng.standard_normal(len(times))
     df = pd.DataFrame({"date": times, "y": y})
     settings = dict(horizon=6, lookback=6, patch_len=6, stride=6, d_model=32, d_ff=64, n_heads=2, batch_size=32,
-                    learning_rate=3e-3, max_epochs=10, patience=None, lr_schedule="constant", random_state=0)
+                    learning_rate=3e-3, max_epochs=10, patience=None, lr_schedule="constant", random_state=0,
+                    cycle=None)           # the daily cycle taken out would tell the hour as well (test_cycle.py)
     errors = {}
     for calendar in (None, ["hour"]):
         f = GateformerForecaster(**settings, calendar=calendar).fit(df.iloc[: 24 * 30])

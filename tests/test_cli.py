@@ -91,8 +91,8 @@ def test_chunks_of_series_give_the_forecast_of_one_predict(long_model_dir, long_
     assert main(args + ["--output", str(tmp_path / "f.csv"), "--chunk-size", chunk_size]) == 0
     expected = GateformerForecaster.load(long_model_dir).predict(long_history)
     written = pd.read_csv(tmp_path / "f.csv", parse_dates=["ds"])
-    # the network sees other batch sizes, so float32 rounding may differ in the last digits
-    pd.testing.assert_frame_equal(written, expected, check_dtype=False, rtol=1e-6, atol=0)
+    # the network sees other batch sizes, so float32 rounding may differ in the last digits (of the data's scale, ~10)
+    pd.testing.assert_frame_equal(written, expected, check_dtype=False, rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -117,8 +117,8 @@ def test_early_stopping_restores_the_best_epoch(demo):
                              patience=2).fit(demo)
     val_losses = [row["val_loss"] for row in f.training_log_]
     # recompute the validation loss of the weights the estimator kept
-    scaled = torch.from_numpy(f.scaler_.transform(make_demo(n_series=3, n_steps=840, seed=0)
-                                                  .drop(columns="date").to_numpy()[None]).astype(np.float32))
+    # the scaled values less their daily cycle (the default cycle="auto"), as the network reads them
+    scaled = torch.from_numpy(f.prepare(make_demo(n_series=3, n_steps=840, seed=0)).scaled.astype(np.float32))
     val_steps = round(0.1 * 840)
     x, y = WindowDataset(scaled[:, -val_steps - 96:], 96, 24, 3).__getitems__(range(val_steps - 24 + 1))
     base = linear_base_of(f.network_)            # the default linear base: a share of the correction is kept

@@ -195,6 +195,7 @@ def test_the_public_prepare_reads_a_frame_as_predict_does():
     data = f.prepare(df)
     with torch.no_grad():
         out = f.network_(torch.from_numpy(data.last_windows().astype(np.float32))).double().numpy()
+    out = data.restore_cycle(out, np.arange(2), data.panel.last + 1)   # the daily cycle (cycle="auto") back on
     expected = data.scaler.inverse(out[..., :1], 1)
     np.testing.assert_allclose(f.predict(df)["y"].to_numpy(), expected.reshape(-1), rtol=0, atol=0)
     with pytest.raises(ValueError, match="too short to compress with: series '.*' has 10 rows, but lookback \\+ "

@@ -8,7 +8,9 @@
    :class:`~tsformers.data.missing.MissingPolicy` allows them;
 2. **gaps**: the policy fills them (``missing="interpolate"``) or keeps them;
 3. **scale**: each series by its own statistics (:func:`fit_scaler` on the
-   training part at fit, :func:`scaler_for` afterwards);
+   training part at fit, :func:`scaler_for` afterwards), then its targets'
+   seasonal cycle taken out (``cycle=``, :mod:`tsformers.data.cycle`; added
+   back onto the forecast by :meth:`Prepared.restore_cycle`);
 4. **channels**: targets and past covariates, their observed masks
    (``missing="mask"``), then known-future covariates led by the horizon
    (:func:`~tsformers.data.windows.lead_future`), then the calendar features
@@ -31,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from tsformers.data.calendar import calendar_channels
+from tsformers.data.cycle import SeasonalCycle, step_index
 from tsformers.data.frames import Panel, PanelSchema
 from tsformers.data.missing import MissingPolicy, hold_trailing_gaps
 from tsformers.data.scaling import PanelScaler
@@ -102,8 +105,9 @@ class Prepared:
 
     Made by :func:`prepare`. ``raw`` is the panel as read (gaps NaN: the truth
     a forecast is scored against), ``panel`` the same after the missing policy,
-    ``scaler`` the statistics of each of its series. The scaled values and the
-    channels are computed on first use, over the whole panel.
+    ``scaler`` the statistics of each of its series, ``cycle`` the seasonal
+    cycle of its targets (None: none). The scaled values and the channels are
+    computed on first use, over the whole panel.
     """
 
     raw: Panel
@@ -113,6 +117,7 @@ class Prepared:
     policy: MissingPolicy
     lookback: int
     horizon: int
+    cycle: SeasonalCycle | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -125,11 +130,33 @@ class Prepared:
         return len(self.schema.targets) + len(self.schema.covariates)
 
     @property
+    def first_phase(self) -> int:
+        """The steps from the cycles' origin to the panel's first row (:func:`~tsformers.data.cycle.step_index`)."""
+        return step_index(self.panel.times[0], self.schema.step)
+
+    @property
     def scaled(self) -> np.ndarray:
-        """``(n_series, n_time, n_vars)``: the panel's values in each series' scale; gaps stay NaN."""
+        """``(n_series, n_time, n_vars)``: the panel's values in each series' scale, its targets less their
+        seasonal cycle; gaps stay NaN."""
         if "scaled" not in self._cache:
-            self._cache["scaled"] = self.scaler.transform(self.panel.values)
+            scaled = self.scaler.transform(self.panel.values)
+            if self.cycle is not None:
+                scaled[..., : self.n_targets] -= self.cycle.at(self.first_phase, scaled.shape[1])
+            self._cache["scaled"] = scaled
         return self._cache["scaled"]
+
+    def restore_cycle(self, out, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The network's scaled output ``(n, horizon, >= n_targets)`` or ``(n, horizon, n_targets, Q)`` for series
+        ``rows`` from grid rows ``starts`` on, with the targets' seasonal cycle added back (float64)."""
+        values = np.array(out.detach().cpu().numpy() if hasattr(out, "detach") else out, dtype=np.float64)
+        if self.cycle is None:
+            return values
+        profile = self.cycle.from_starts(self.first_phase, rows, starts, values.shape[1])   # (n, H, T)
+        if values.ndim == 4:
+            values += profile[..., None]
+        else:
+            values[..., : self.n_targets] += profile
+        return values
 
     @property
     def inputs(self) -> np.ndarray:
@@ -225,7 +252,12 @@ class Prepared:
         if self.calendar is not None:  # each series' window ends at its own last row
             calendar = windows_before(np.broadcast_to(self.calendar, (len(panel.series), *self.calendar.shape[1:])),
                                       np.arange(len(panel.series)), panel.last + 1, self.lookback)
-        return self.channels(self.scaler.transform(tail), future, calendar)
+        scaled = self.scaler.transform(tail)
+        if self.cycle is not None:
+            series = np.arange(len(panel.series))
+            scaled[..., : self.n_targets] -= self.cycle.from_starts(self.first_phase, series,
+                                                                    panel.last + 1 - self.lookback, self.lookback)
+        return self.channels(scaled, future, calendar)
 
     def last_observed_before(self, rows: np.ndarray, origins: np.ndarray) -> np.ndarray | None:
         """Where the missing policy holds a gap at a forecast origin: the last observed row before each origin
@@ -264,7 +296,8 @@ class Prepared:
                          last=panel.last[rows])
 
         return Prepared(raw=part(self.raw), panel=part(self.panel), scaler=self.scaler.select(rows),
-                        schema=self.schema, policy=self.policy, lookback=self.lookback, horizon=self.horizon)
+                        schema=self.schema, policy=self.policy, lookback=self.lookback, horizon=self.horizon,
+                        cycle=None if self.cycle is None else self.cycle.select(rows))
 
     def missing_report(self) -> dict:
         """What the missing policy did, per series (:meth:`MissingPolicy.report`)."""
@@ -272,7 +305,8 @@ class Prepared:
 
 
 def prepare(raw: Panel, schema: PanelSchema, policy: MissingPolicy,
-            scaler: PanelScaler | Callable[[Panel], PanelScaler], *, lookback: int, horizon: int) -> Prepared:
+            scaler: PanelScaler | Callable[[Panel], PanelScaler], *, lookback: int, horizon: int,
+            cycle: SeasonalCycle | Callable[[Prepared], SeasonalCycle | None] | None = None) -> Prepared:
     """Ready a panel as read for the network: its gaps handled by ``policy``, scaled, cut into channels.
 
     Parameters
@@ -288,11 +322,38 @@ def prepare(raw: Panel, schema: PanelSchema, policy: MissingPolicy,
         its gaps handled (at fit: :func:`fit_scaler` on the training part; afterwards :func:`scaler_for`).
     lookback, horizon : int
         The window lengths.
+    cycle : SeasonalCycle, callable or None
+        The seasonal cycle of the targets of each series, or a function that computes it from the data scaled
+        without one (at fit: :meth:`~tsformers.estimators.base.BaseForecaster._training_cycle` on the training
+        part; afterwards :func:`cycle_for`); None: no cycle.
 
     Returns
     -------
     Prepared
     """
     panel = policy.fill(raw, schema.variables)
-    return Prepared(raw=raw, panel=panel, scaler=scaler(panel) if callable(scaler) else scaler, schema=schema,
+    data = Prepared(raw=raw, panel=panel, scaler=scaler(panel) if callable(scaler) else scaler, schema=schema,
                     policy=policy, lookback=lookback, horizon=horizon)
+    data.cycle = cycle(data) if callable(cycle) else cycle
+    data._cache.clear()                  # the scaled values, if the cycle function read them, were without it
+    return data
+
+
+def cycle_for(data: Prepared, fitted: SeasonalCycle | None, fitted_series: list,
+              unknown_last: int = 0) -> SeasonalCycle | None:
+    """The fitted cycle of each series of ``data`` (scaled without a cycle); a series unseen in fit gets the phase
+    means of its own history, without its last ``unknown_last`` steps (as :func:`scaler_for` leaves them out)."""
+    if fitted is None:
+        return None
+    known = {key: i for i, key in enumerate(fitted_series)}
+    rows = [known.get(key) for key in data.panel.series]
+    if all(r is not None for r in rows):
+        return fitted.select(np.asarray(rows))
+    history = data.scaled[..., : data.n_targets].copy()
+    if unknown_last:
+        history[np.arange(history.shape[1]) > (data.panel.last - unknown_last)[:, None]] = np.nan
+    own = SeasonalCycle.fit(history, data.first_phase, fitted.period)
+    for i, r in enumerate(rows):
+        if r is not None:
+            own.profile[i] = fitted.profile[r]
+    return own

@@ -122,9 +122,30 @@ correction_share_ : float
     Only with ``linear_base=True``: the share of the network's gated correction the forecast keeps
     (0, 0.25, 0.5, 0.75 or 1), the one of the lowest validation loss."""
 
+_CYCLE_TEXT = """\
+    The targets' seasonal cycle, taken out of the scaled values before the model reads them and added
+    back onto its forecast: per series and target, the mean scaled value at each phase of the period over
+    the training part (residual cycle forecasting as in CycleNet, Lin et al. 2024, with the cycle the
+    training mean instead of learned; a tsformers extension). ``"auto"`` takes the period by the data's
+    step: a day at steps that divide a day (24 hourly, 96 at 15 minutes, 144 at 10 minutes), a week at
+    daily steps (7) and business days (5), a year at monthly (12) and quarterly (4) steps; no cycle at
+    other steps, on an integer time axis, or where the training part spans fewer than two periods. An int
+    is the period in steps (phases counted from a Monday midnight, or from step 0 on an integer axis);
+    None: no cycle. See :mod:`tsformers.data.cycle`; ``docs/benchmarks.md`` shows what it buys."""
+
+CYCLE_PARAMETER = 'cycle : "auto", int or None, default="auto"\n' + _CYCLE_TEXT
+CYCLE_PARAMETER_OFF = 'cycle : "auto", int or None, default=None\n' + _CYCLE_TEXT
+
+CYCLE_ATTRIBUTE = """\
+cycle_ : SeasonalCycle or None
+    The targets' phase means (``profile``, shape (n_series, period, n_targets), in the scaled units) and
+    their ``period``; None without a cycle."""
+
 MARKERS = {"%(common_parameters)s": COMMON_PARAMETERS, "%(common_attributes)s": COMMON_ATTRIBUTES,
            "%(adaptive_depth_attribute)s": ADAPTIVE_DEPTH_ATTRIBUTE,
-           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE}
+           "%(linear_base_parameter)s": LINEAR_BASE_PARAMETER, "%(linear_base_attribute)s": LINEAR_BASE_ATTRIBUTE,
+           "%(cycle_parameter)s": CYCLE_PARAMETER, "%(cycle_parameter_off)s": CYCLE_PARAMETER_OFF,
+           "%(cycle_attribute)s": CYCLE_ATTRIBUTE}
 
 
 def _entries(text: str) -> list[tuple[set[str], str]]:

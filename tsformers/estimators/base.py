@@ -32,6 +32,8 @@ from tsformers.backbone.heads import linear_base_of
 from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
 from tsformers.data.missing import MODES as MISSING_MODES
+from tsformers.data.cycle import MIN_PERIODS, SeasonalCycle
+from tsformers.data.cycle import resolve as resolve_cycle
 from tsformers.data.prepare import Prepared, fit_scaler, prepare
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
@@ -99,6 +101,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         "resume": ["boolean", str, os.PathLike],
         "quantiles": [list, tuple, None],
         "calendar": [str, list, tuple, None],
+        "cycle": [StrOptions({"auto"}), Interval(Integral, 2, None, closed="left"), None],
     }
 
     # -- the network (built and run by NetworkForecastPath) ------------------------------
@@ -196,9 +199,10 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
             if schema.static else None
         self._check_length(raw, self.lookback + self.horizon, "fit")
         data = prepare(raw, schema, self._missing_policy(), self._training_scaler, lookback=self.lookback,
-                       horizon=self.horizon)
+                       horizon=self.horizon, cycle=self._training_cycle)
         val_steps = data.validation_steps(self.val_size)
         self.schema_, self.scaler_, self.static_encoder_, self.static_ = schema, data.scaler, encoder, raw.static
+        self.cycle_ = data.cycle
         n_vars = data.inputs.shape[-1]
 
         network, log = self._fit_network(data, n_vars)
@@ -250,6 +254,26 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         """Statistics of each series' training part only, so that the validation part stays unseen."""
         val_steps = validation_steps(int(filled.lengths.max()), self.lookback, self.horizon, self.val_size)
         return fit_scaler(split_train_val(filled.values, self.lookback, val_steps)[0], self.scaler)
+
+    def _training_cycle(self, data: Prepared) -> SeasonalCycle | None:
+        """The targets' seasonal cycle (``cycle=``) from the training part of each series only, so that the
+        validation part stays unseen; None without one (a forecaster without the parameter takes none)."""
+        where = f" of {type(self).__name__}"
+        cycle = getattr(self, "cycle", None)
+        period = resolve_cycle(cycle, data.schema.step, where)
+        if period is None:
+            return None
+        val_steps = data.validation_steps(self.val_size)
+        train = split_train_val(data.scaled[..., : data.n_targets], self.lookback, val_steps)[0]
+        longest = int((np.minimum(data.panel.last + 1, train.shape[1]) - data.panel.first).max())
+        if cycle == "auto" and longest < MIN_PERIODS * period:
+            return None                  # phase means of fewer than two periods would only copy the series
+        if longest < period:
+            raise ValueError(
+                f"cycle={cycle!r}{where}: the longest series has {longest} training steps (before the validation "
+                f"part of val_size={self.val_size}), fewer than one period of {period} steps, so some phases were "
+                f"never seen. Pass a shorter period, cycle='auto' or None, or a longer history.")
+        return SeasonalCycle.fit(train, data.first_phase, period)
 
     def _after_training(self, data: Prepared) -> None:
         """Hook: what a model derives from its training data once the network is trained (a streaming state)."""
@@ -391,6 +415,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         held = data.last_observed_before(rows, starts)
         with torch.no_grad():
             out = self._origin_forecasts(data, rows, starts, held)
+        out = data.restore_cycle(out, rows, starts)
         window_scaler = data.scaler.select(rows)
         point, quantiles = self._to_original(out, window_scaler)
         truth = data.raw.values[rows[:, None], starts[:, None] + np.arange(horizon), : len(self.schema_.targets)]

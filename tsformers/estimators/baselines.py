@@ -245,6 +245,11 @@ class LinearForecaster(_TargetsOnly):
         at least ``horizon`` steps besides a training window), else by leaving out one training
         window at a time (exact for ridge, as scikit-learn's ``RidgeCV``; overlapping windows make
         it lean towards smaller penalties than a held-out part).
+    cycle : "auto", int or None, default=None
+        The targets' seasonal cycle, taken out of the scaled values before the map reads them and
+        added back onto its forecast, as :class:`~tsformers.GateformerForecaster` does by default
+        (see its ``cycle`` and :mod:`tsformers.data.cycle`). None: the plain map, the literature's
+        linear baseline.
     %(parameters)s
 
     Attributes
@@ -253,6 +258,8 @@ class LinearForecaster(_TargetsOnly):
         The fitted :class:`~tsformers.models.baselines.Linear`.
     alpha_ : float
         The penalty of the fitted map: ``alpha``, or the one chosen on the validation windows.
+    cycle_ : SeasonalCycle or None
+        The targets' phase means and their period; None without a cycle.
     %(attributes)s
 
     References
@@ -279,11 +286,12 @@ class LinearForecaster(_TargetsOnly):
     _parameter_constraints = {**_TargetsOnly._parameter_constraints,
                               "alpha": [Interval(Real, 0, None, closed="neither"), None]}
 
-    def __init__(self, horizon=96, lookback=96, *, alpha=None, target=None, time_col=None, id_col=None,
+    def __init__(self, horizon=96, lookback=96, *, alpha=None, cycle=None, target=None, time_col=None, id_col=None,
                  val_size=0.1, scaler="standard", missing="error", max_gap=None, fill_gaps=False):
         super().__init__(horizon, lookback, target=target, time_col=time_col, id_col=id_col, val_size=val_size,
                          scaler=scaler, missing=missing, max_gap=max_gap, fill_gaps=fill_gaps)
         self.alpha = alpha
+        self.cycle = cycle
 
     @property
     def alpha_(self) -> float:

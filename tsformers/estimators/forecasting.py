@@ -22,7 +22,8 @@ import pandas as pd
 from tsformers.data.frames import Panel, PanelSchema, as_pandas, frame_to_panel, future_values, output_columns, \
     panel_to_frame, tails_panel
 from tsformers.data.missing import MissingPolicy
-from tsformers.data.prepare import Prepared, network_channels, panel_calendar, prepare, scaler_for
+from tsformers.data.cycle import SeasonalCycle
+from tsformers.data.prepare import Prepared, cycle_for, network_channels, panel_calendar, prepare, scaler_for
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
 from tsformers.data.time import future_times_of
@@ -99,8 +100,11 @@ class ForecastPath(EvaluationMixin):
             return scaler_for(panel.drop_last(unknown_last) if unknown_last else panel, self.scaler_,
                               self.schema_.series, self.scaler)
 
+        def cycle(data: Prepared):
+            return cycle_for(data, getattr(self, "cycle_", None), self.schema_.series, unknown_last)
+
         return prepare(raw, self.schema_, self._missing_policy(), statistics, lookback=self.lookback,
-                       horizon=self.horizon)
+                       horizon=self.horizon, cycle=cycle)
 
     def prepare(self, df, static_df=None, *, min_rows: int | None = None, action: str = "predict") -> Prepared:
         """Read ``df`` and ready it for the fitted network, as ``predict``, ``update`` and ``score`` do.
@@ -208,6 +212,7 @@ class ForecastPath(EvaluationMixin):
         ``from_state``: the data is the stored end of the training data and updates.
         """
         out = self._network_output(data, future, from_state)
+        out = data.restore_cycle(out, np.arange(len(data.panel.series)), data.panel.last + 1)
         point, quantiles = self._to_original(out, data.scaler)
         return point, quantiles, data.scaler.scale[:, : len(self.schema_.targets)]
     # -- network outputs in the data's units -------------------------------------------------
@@ -287,9 +292,11 @@ CONSTRAINTS = {"PVClientForecaster": pv_power_limits}
 
 def fitted_data(config: dict) -> dict:
     """What a saved model's ``config.json`` holds of its fitted data, as the estimator's attributes: the schema,
-    the scaling statistics, the static attributes' encoder and codes."""
+    the scaling statistics, the targets' seasonal cycle (None in models saved without one), the static
+    attributes' encoder and codes."""
     static = config.get("static") or {"encoder": {"numeric": {}, "categories": {}}, "codes": None}
     return {"schema_": PanelSchema.from_dict(config["schema"]), "scaler_": PanelScaler.from_dict(config["scaler"]),
+            "cycle_": SeasonalCycle.from_dict(config["cycle"]) if config.get("cycle") else None,
             "static_encoder_": StaticEncoder.from_dict(static["encoder"]),
             "static_": None if static["codes"] is None else np.asarray(static["codes"], dtype=np.float64)}
 

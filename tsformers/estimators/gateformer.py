@@ -169,6 +169,7 @@ class GateformerForecaster(BaseForecaster):
         log has a row for each). None: validate after each pass.
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
+    %(cycle_parameter)s
     %(linear_base_parameter)s
     %(common_parameters)s
 
@@ -179,6 +180,7 @@ class GateformerForecaster(BaseForecaster):
         :class:`~tsformers.backbone.LinearBase` with ``linear_base=True``.
     %(adaptive_depth_attribute)s
     %(common_attributes)s
+    %(cycle_attribute)s
     %(linear_base_attribute)s
 
     References
@@ -225,10 +227,10 @@ class GateformerForecaster(BaseForecaster):
                  dropout=0.1, attention_dropout=None, temporal_mixer="full", variate_mixer="full", stack="standard",
                  temporal_stack=None, temporal_reducer=None, temporal_block=None, temporal_fusion=None, ffn="mlp",
                  norm="layernorm", embedding="patch", target=None, covariates=None, future_covariates=None,
-                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
-                 lr_schedule="halving", batch_size=32, max_epochs=10, val_every_windows=None, patience=2,
-                 val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None, random_state=0, verbose=False,
-                 trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
+                 calendar=None, cycle="auto", time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
+                 weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, val_every_windows=None,
+                 patience=2, val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None, random_state=0,
+                 verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
                  unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
         self.horizon = horizon
         self.lookback = lookback
@@ -254,6 +256,7 @@ class GateformerForecaster(BaseForecaster):
         self.covariates = covariates
         self.future_covariates = future_covariates
         self.calendar = calendar
+        self.cycle = cycle
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

@@ -68,6 +68,7 @@ CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "n_features_in": ((int,), False),
     "training_log": ((list,), False),
     "static": ((dict,), False),
+    "cycle": ((dict,), False),
     "network_edits": ((list,), False),
     "compression": ((list,), False),
 }

@@ -72,6 +72,8 @@ def save_estimator(est, path) -> Path:
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
+        if getattr(est, "cycle_", None) is not None:  # the targets' seasonal cycle (cycle=)
+            config["cycle"] = est.cycle_.to_dict()
         if getattr(est, "mean_depth_", None) is not None:  # adaptive depth: the mean depth its gates chose in fit
             config["mean_depth"] = est.mean_depth_
         if getattr(est, "compression_", None):  # a compressed network (tsformers.compress): its surgery, as JSON
@@ -153,7 +155,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     pathway load without it (``step_pathway=False``), and streaming models saved before the linear base
     without it (``linear_base=False``). Gateformer models saved before ``attention_dropout`` existed
     dropped their attention weights at ``dropout``: they load with ``attention_dropout=None``, which
-    is that (it matters only to a model trained on). ``accepted``: the parameters the estimator takes
+    is that (it matters only to a model trained on). Models saved before ``cycle`` existed took no seasonal
+    cycle out: they load with ``cycle=None``. ``accepted``: the parameters the estimator takes
     (only those are added); None adds them all, for a reader that looks up only the ones its network reads
     (:mod:`tsformers.estimators.saved`).
     """
@@ -166,6 +169,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
             params.setdefault(added_later, False)
     if estimator == "GateformerForecaster" and takes("attention_dropout"):
         params.setdefault("attention_dropout", None)  # the attention weights' dropout was dropout's
+    if takes("cycle"):   # no seasonal cycle was taken out before the parameter existed
+        params.setdefault("cycle", None)
     if takes("val_every_windows"):   # validated after each pass before the parameter existed
         params.setdefault("val_every_windows", None)
     if takes("normalize") and "normalize" not in params:
