@@ -115,6 +115,33 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     assert scores["crps"] < scores["mae"], "a calibrated spread scores better than the point forecast alone"
 
 
+@pytest.mark.parametrize("cycle", [None, "auto"])
+def test_protocol_errors_equal_the_estimators_own_backtest_with_and_without_the_cycle(cycle):
+    """The protocol scores the network on the values less the seasonal cycle (what it reads and forecasts): its MSE
+    is the backtest's on the scaled data all the same, and the last value's is that of the data itself."""
+    import numpy as np
+
+    from tsformers import LinearForecaster
+    from tsformers.datasets import make_demo
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from _protocol import evaluate_windows
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    df = make_demo(n_series=1, n_steps=700)
+    fit, test = df.iloc[:600], df.iloc[600 - 48:]
+    model = LinearForecaster(horizon=12, lookback=48, cycle=cycle).fit(fit)
+    assert (model.cycle_ is None) == (cycle is None)
+    scores = evaluate_windows(model, test)
+    n_windows = len(test) - 48 - 12 + 1
+    bt = model.backtest(test, n_windows=n_windows, step=1)
+    unit = model.scaler_.scale.ravel()[0]
+    assert scores["mse"] == pytest.approx(float((((bt.forecast - bt.actual) / unit) ** 2).mean()), rel=1e-6)
+    last = test.set_index("date").iloc[:, 0].reindex(bt.cutoff).to_numpy()
+    assert scores["naive_mse"] == pytest.approx(float((((last - bt.actual) / unit) ** 2).mean()), rel=1e-9)
+
+
 def test_recalibrated_intervals_are_the_estimators_own_calibrate_run_on_a_schedule():
     """recalibrated_intervals' coverage is what calling calibrate(rows so far, last_steps=) every `every` steps and
     then forecasting gives; without a recalibration after the first it is the fit-time intervals' evaluation."""
