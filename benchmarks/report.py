@@ -1242,9 +1242,11 @@ def side_by_side_section() -> list[str]:
     frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     if not frames:
         return []
-    sbs = name_earlier_defaults(pd.concat(frames, ignore_index=True))
-    sbs = latest(sbs, ["dataset", "horizon", "library", "model", "seed"])
-    sbs = earlier_defaults_last(in_grid_order(sbs, "library", ["tsformers", "neuralforecast"]))
+    every = name_earlier_defaults(pd.concat(frames, ignore_index=True))
+    every = latest(every, ["dataset", "horizon", "library", "model", "seed"])
+    every = earlier_defaults_last(in_grid_order(every, "library", ["tsformers", "neuralforecast"]))
+    earlier = every["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
+    sbs, history = every[~earlier], every[earlier]   # today's settings; the defaults' settings since changed
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
@@ -1310,7 +1312,9 @@ def side_by_side_section() -> list[str]:
                         else difference_cell(*seed_difference(ours_run["by_seed"], base_scores[label][0])))
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
                            f"| | | | | |")
-    out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows.", ""]
+    out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows. "
+            "Gateformer's earlier defaults are in the next table.", ""]
+    out += earlier_defaults_section(every, history)
     return out + ["### The goal, cell by cell", "",
                   "What the side-by-side goal asks of each of our rows above: lower MSE than neuralforecast's "
                   "iTransformer and PatchTST and than the linear baseline (the literature's map, and the same map on "
@@ -1325,8 +1329,8 @@ def side_by_side_section() -> list[str]:
                   "what fails; *met* where nothing does.", "",
                   "| data | H | ours | seeds | MSE | − iTransformer | − PatchTST | − linear | − linear + cycle "
                   "| CPU / iTransformer | short of it |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|", *goal_rows(sbs, known), ""] + cycle_section(sbs, known) \
-        + search_section()
+                  "|---|---|---|---|---|---|---|---|---|---|---|", *goal_rows(sbs, known), ""] \
+        + cycle_section(every, known) + search_section()
 
 
 # parameters that say nothing about the setting searched: the run's seed, its data and its plumbing
@@ -1341,6 +1345,37 @@ def setting_label(params: str, defaults: dict) -> str:
     changed = {k: v for k, v in {"linear_base": False, "cycle": None, **json.loads(params)}.items()
                if k not in _NOT_A_SETTING and (defaults[k] != v if k in defaults else v is not None)}
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
+
+
+def earlier_defaults_section(every: pd.DataFrame, history: pd.DataFrame) -> list[str]:
+    """The side-by-side rows of Gateformer's defaults whose settings have since changed, each against today's
+    defaults on the same data set (paired by seed), with the revisions they ran at."""
+    if history.empty:
+        return []
+    out = ["### Gateformer's earlier defaults", "",
+           "The same protocol, Gateformer with defaults since changed (*setting*: where they differ from today's; "
+           "*no linear base*: the network alone). *defaults − row*: today's defaults' MSE minus the row's, paired "
+           "by seed, ± its standard error. Each row gives the revisions it ran at; the history of each change is on "
+           "[the Gateformer page](estimators/gateformer.md#one-setting-for-every-data-set).", "",
+           "| data | H | setting | params | seeds | MSE | MAE | defaults − row | epochs | fit + test (wall) | CPU s "
+           "| load | revisions |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, horizon), group in every.groupby(["dataset", "horizon"], sort=False):
+        runs = _seed_runs(group)
+        today = next((r for r in runs if r["model"] in DEFAULTS_MODELS), None)
+        for r in runs:
+            base, setting = earlier_defaults(r["model"])
+            if setting is None:
+                continue
+            alone = "" if base.endswith("+base") else ", no linear base"
+            spread = f" ± {r['mse_sd']:.4f}" if r["seeds"] > 1 else ""
+            diff = "–" if today is None else difference_cell(*seed_difference(today["by_seed"], r["by_seed"]))
+            epochs = f"{r['epochs'][0]}" if r["epochs"][0] == r["epochs"][1] else f"{r['epochs'][0]}–{r['epochs'][1]}"
+            cpu = "–" if np.isnan(r["cpu_s"]) else f"{r['cpu_s']:.0f}"
+            out.append(f"| {dataset} | {horizon} | {setting}{alone} | {r['n_params']:,} | {r['seeds']} | "
+                       f"{r['mse']:.4f}{spread} | {r['mae']:.4f} | {diff} | {epochs} | {_secs(r['fit_test_s'])} | "
+                       f"{cpu} | {r['load'][0]:.1f}–{r['load'][1]:.1f} | {', '.join(sorted(r['revisions']))} |")
+    return out + [""]
 
 
 def _validation_runs() -> pd.DataFrame | None:

@@ -775,13 +775,19 @@ def test_rows_of_earlier_gateformer_defaults_stand_apart_from_the_current_defaul
             + runs("gateformer-defaults+base", today, [0.370, 0.372, 0.371], "2026-02-01T00:00:00+00:00"))
     pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
     lines = load_report(tmp_path).side_by_side_section()
-    table = lines[:lines.index("### The goal, cell by cell")]
+    table = lines[:lines.index("### Gateformer's earlier defaults")]
     names = [line.split(" | ")[3] for line in table if line.startswith("| ETTh1 | 96 | tsformers |")]
-    setting = f"`batch_size={earlier['batch_size']}`, `patience={earlier['patience']}`"
-    assert names == ["Gateformer (defaults)", f"Gateformer (earlier defaults: {setting})",
-                     f"Gateformer (earlier defaults: {setting}, no linear base)"], "today's first, the others after"
+    assert names == ["Gateformer (defaults)"], "the main table shows today's defaults only"
     current = next(line for line in table if "| Gateformer (defaults) |" in line)
     assert "0.3710 ± 0.0010" in current
-    earlier_row = next(line for line in table if f"| Gateformer (earlier defaults: {setting}) |" in line)
-    # the differences read today's defaults, the first row: 0.370 - 0.380, 0.372 - 0.381, 0.371 - 0.382 by seed
-    assert "0.3810 ± 0.0010" in earlier_row and earlier_row.split(" | ")[8] == "-0.0100 ± 0.0006: ahead"
+    history = lines[lines.index("### Gateformer's earlier defaults"):lines.index("### The goal, cell by cell")]
+    setting = f"`batch_size={earlier['batch_size']}`, `patience={earlier['patience']}`"
+    settings = [line.split(" | ")[2] for line in history if line.startswith("| ETTh1 | 96 |")]
+    assert settings == [setting, f"{setting}, no linear base"]
+    earlier_row = next(line for line in history if f"| {setting} |" in line)
+    # today's defaults minus the row: 0.370 - 0.380, 0.372 - 0.381, 0.371 - 0.382 by seed
+    cells = earlier_row.split(" | ")
+    assert cells[5] == "0.3810 ± 0.0010" and cells[7] == "-0.0100 ± 0.0006: ahead" and cells[-1] == "abc |"
+    goal = lines[lines.index("### The goal, cell by cell"):]
+    assert not [line for line in goal if "earlier defaults" in line and line.startswith("| ETTh1")], \
+        "the goal reads today's settings only"
