@@ -791,3 +791,18 @@ def test_rows_of_earlier_gateformer_defaults_stand_apart_from_the_current_defaul
     goal = lines[lines.index("### The goal, cell by cell"):]
     assert not [line for line in goal if "earlier defaults" in line and line.startswith("| ETTh1")], \
         "the goal reads today's settings only"
+
+
+def test_the_reruns_line_counts_neuralforecast_runs_that_reproduced_at_other_revisions(tmp_path):
+    report = load_report(tmp_path)
+    row = dict(library="neuralforecast", dataset="ETTh1", horizon=96, model="itransformer")
+    runs = pd.DataFrame([{**row, "seed": 0, "mse": 0.386627, "git_rev": "a"}, {**row, "seed": 0, "mse": 0.386627,
+                                                                               "git_rev": "b"},
+                         {**row, "seed": 1, "mse": 0.3869, "git_rev": "a"}, {**row, "seed": 1, "mse": 0.3870,
+                                                                             "git_rev": "b"},
+                         {**row, "seed": 2, "mse": 0.3860, "git_rev": "a"},                # ran once: not counted
+                         {**row, "library": "tsformers", "seed": 0, "mse": 0.1, "git_rev": "c"}])
+    assert report.reruns_line(runs) == ("neuralforecast's runs are deterministic here: 2 of them ran again at other "
+                                        "revisions, and 1 gave the same MSE to the last recorded digit each time "
+                                        "(1 did not).")
+    assert report.reruns_line(runs[runs["seed"] == 2]) == ""
