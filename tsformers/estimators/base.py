@@ -30,10 +30,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from tsformers.backbone.heads import linear_base_of
 from tsformers.data.calendar import resolve as resolve_calendar
-from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
-from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.cycle import MIN_PERIODS, SeasonalCycle
 from tsformers.data.cycle import resolve as resolve_cycle
+from tsformers.data.frames import Panel, PanelSchema, as_pandas, infer_schema, output_columns
+from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.prepare import Prepared, fit_scaler, prepare
 from tsformers.data.scaling import PanelScaler
 from tsformers.data.static import StaticEncoder, static_table
