@@ -281,7 +281,7 @@ def grid_section(model: str = "gateformer") -> list[str]:
     bl = _read("baselines.csv")
     bl = None if bl is None else latest(bl[(bl["lookback"] == 96) & bl["dataset"].isin(DATASETS)],
                                         ["dataset", "horizon", "model"])
-    out += ["", revisions_line(used, bl)]
+    out += ["", revisions_line(used, bl) + baseline_reruns_line(bl)]
     out += ["", f"Published numbers: {SOURCE} (iTransformer, PatchTST, DLinear, TimesNet, all rerun by the "
             "iTransformer authors under this protocol), checked against a public transcription of that table; "
             f"Exchange: DLinear and TimesNet only ({SOURCE_EXCHANGE}); the iTransformer and PatchTST Exchange "
@@ -635,7 +635,7 @@ def small_data_section() -> list[str]:
                 cells.append(text)
             out.append(f"| {horizon} | {label} | {seeds} | " + " | ".join(cells) + f" | {cover} |")
     revisions = sorted(set(lh["git_rev"].dropna().astype(str)) | set(bl["git_rev"].dropna().astype(str)))
-    out += ["", f"Code revisions of the cells: {', '.join(revisions) or 'not recorded'}.", ""]
+    out += ["", f"Code revisions of the cells: {', '.join(revisions) or 'not recorded'}." + baseline_reruns_line(bl), ""]
     return out
 
 
@@ -1346,6 +1346,27 @@ def setting_label(params: str, defaults: dict) -> str:
     changed = {k: v for k, v in {"linear_base": False, "cycle": None, **json.loads(params)}.items()
                if k not in _NOT_A_SETTING and (defaults[k] != v if k in defaults else v is not None)}
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
+
+
+def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
+    """Of the baselines' cells ``shown`` (latest rows), how many ran again at another revision and gave the MSE of their
+    previous run to the last recorded digit: closed-form baselines depend on the data, not on this project's revision
+    (a change of the baseline itself shows as a difference). Empty where none ran twice."""
+    bl = _read("baselines.csv")
+    keys = ["dataset", "horizon", "lookback", "model"]
+    if shown is None or bl is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(bl):
+        return ""
+    rows = bl.merge(shown[keys].drop_duplicates(), on=keys)
+    # each cell's last two runs, at two revisions
+    pairs = [g.sort_values("timestamp").tail(2) for _, g in rows.groupby(keys)]
+    pairs = [p for p in pairs if p["git_rev"].nunique() == 2]
+    if not pairs:
+        return ""
+    same = sum(p["mse"].nunique() == 1 for p in pairs)
+    revs = sorted({str(r) for p in pairs for r in p["git_rev"]})
+    return (f" The baselines are closed-form: {len(pairs)} of their cells here ran again at a later revision "
+            f"({', '.join(revs)}), and {same} gave the MSE of their previous run to the last recorded digit"
+            + (f" ({len(pairs) - same} did not)." if len(pairs) > same else "."))
 
 
 def reruns_line(runs: pd.DataFrame) -> str:

@@ -806,3 +806,20 @@ def test_the_reruns_line_counts_neuralforecast_runs_that_reproduced_at_other_rev
                                         "revisions, and 1 gave the same MSE to the last recorded digit each time "
                                         "(1 did not).")
     assert report.reruns_line(runs[runs["seed"] == 2]) == ""
+
+
+def test_the_baseline_reruns_line_compares_each_cell_with_its_previous_run(tmp_path):
+    base = dict(dataset="ETTh1", lookback=96, mae=0.4, n_windows=10, setting="", cpu_s=0.1, mase=1.0)
+    rows = [dict(base, horizon=96, model="linear", mse=0.3831, git_rev="a", timestamp="2026-01-01"),
+            dict(base, horizon=96, model="linear", mse=0.3831, git_rev="b", timestamp="2026-02-01"),   # reproduced
+            dict(base, horizon=96, model="seasonal_naive", mse=0.50, git_rev="o", timestamp="2025-12-01"),
+            dict(base, horizon=96, model="seasonal_naive", mse=0.51, git_rev="a", timestamp="2026-01-01"),
+            dict(base, horizon=96, model="seasonal_naive", mse=0.52, git_rev="b", timestamp="2026-02-01"),  # changed
+            dict(base, horizon=96, model="linear_cycle", mse=0.3711, git_rev="b", timestamp="2026-02-01")]  # once
+    pd.DataFrame(rows).to_csv(tmp_path / "baselines.csv", index=False)
+    report = load_report(tmp_path)
+    shown = report.latest(pd.DataFrame(rows), ["dataset", "horizon", "model"])
+    assert report.baseline_reruns_line(shown) == (" The baselines are closed-form: 2 of their cells here ran again at "
+                                                  "a later revision (a, b), and 1 gave the MSE of their previous run "
+                                                  "to the last recorded digit (1 did not).")
+    assert report.baseline_reruns_line(shown[shown["model"] == "linear_cycle"]) == ""
