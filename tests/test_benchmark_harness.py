@@ -31,6 +31,15 @@ def load_harness():
     return load_benchmark("backbone.py", "backbone_benchmark")
 
 
+def load_protocol():
+    """``benchmarks/_protocol.py`` as the module the scripts import (its dataclasses need it under its own name)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module("_protocol")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
 class LeakyMixer(nn.Module):
     """Claims a causal form but mixes every token with the mean of all of them."""
 
@@ -82,11 +91,8 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     from tsformers import LinearForecaster
     from tsformers.datasets import make_demo
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import evaluate_windows, mase_scale, scaled_values
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    protocol = load_protocol()
+    evaluate_windows, mase_scale, scaled_values = protocol.evaluate_windows, protocol.mase_scale, protocol.scaled_values
     df = make_demo(n_series=1, n_steps=700)
     fit, test = df.iloc[:600], df.iloc[600 - 48:]
     model = LinearForecaster(horizon=12, lookback=48).fit(fit)
@@ -103,7 +109,7 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
     assert abs(scores["mase"] - mae_scaled / scale[0]) < 1e-4 * scores["mase"]
 
     # the CRPS of the conformal distribution: its quantiles 0.05..0.95 are the band ends at 10%..90% and the point
-    from _protocol import CRPS_LEVELS
+    CRPS_LEVELS = protocol.CRPS_LEVELS
 
     from tsformers.metrics import crps
     bands = model.backtest(test, n_windows=n_windows, step=1, level=list(CRPS_LEVELS))
@@ -119,16 +125,10 @@ def test_protocol_coverage_and_mase_equal_the_estimators_own_backtest():
 def test_protocol_errors_equal_the_estimators_own_backtest_with_and_without_the_cycle(cycle):
     """The protocol scores the network on the values less the seasonal cycle (what it reads and forecasts): its MSE
     is the backtest's on the scaled data all the same, and the last value's is that of the data itself."""
-    import numpy as np
-
     from tsformers import LinearForecaster
     from tsformers.datasets import make_demo
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import evaluate_windows
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    evaluate_windows = load_protocol().evaluate_windows
     df = make_demo(n_series=1, n_steps=700)
     fit, test = df.iloc[:600], df.iloc[600 - 48:]
     model = LinearForecaster(horizon=12, lookback=48, cycle=cycle).fit(fit)
@@ -150,11 +150,8 @@ def test_recalibrated_intervals_are_the_estimators_own_calibrate_run_on_a_schedu
     from tsformers import LinearForecaster
     from tsformers.datasets import make_demo
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import evaluate_windows, recalibrated_intervals
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    protocol = load_protocol()
+    evaluate_windows, recalibrated_intervals = protocol.evaluate_windows, protocol.recalibrated_intervals
     lookback, horizon, cal, every = 48, 12, 100, 25
     df = make_demo(n_series=1, n_steps=760)
     df.loc[df.index[560:], "series_0"] *= 1.8  # a stormier test period than the calibration rows: recalibrating matters
@@ -272,11 +269,7 @@ def test_results_are_appended_and_an_older_layout_keeps_its_rows(tmp_path):
     empty; a file holding only a header gains rows under the current columns; nothing temporary is left."""
     import csv
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        protocol = importlib.import_module("_protocol")  # its dataclasses need it under its own name
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    protocol = load_protocol()
 
     def read(path):
         with open(path, newline="") as fh:
@@ -337,11 +330,7 @@ def test_a_validation_only_run_records_the_best_validation_loss_and_never_reads_
     from tsformers.datasets import make_demo
 
     long_horizon = load_benchmark("long_horizon.py", "long_horizon_under_test")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import ProtocolData
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    ProtocolData = load_protocol().ProtocolData
 
     class Unreadable:
         def __getattr__(self, name):
@@ -437,11 +426,7 @@ def tiny_protocol_data():
     """The protocol's cut of 700 demo rows: 350 to train, 150 to validate, 200 to test (lookback 96)."""
     from tsformers.datasets import make_demo
 
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from _protocol import ProtocolData
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    ProtocolData = load_protocol().ProtocolData
     frame = make_demo(n_steps=700)
     return ProtocolData(name="illness", fit_frame=frame.iloc[:500].reset_index(drop=True),
                         test_frame=frame.iloc[500 - 96:].reset_index(drop=True), val_steps=150,
