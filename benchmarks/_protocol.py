@@ -76,15 +76,17 @@ def scaled_values(estimator, frame: pd.DataFrame) -> np.ndarray:
     return estimator.scaler_.transform(raw)[0]
 
 
-def network_values(estimator, frame: pd.DataFrame) -> np.ndarray:
-    """:func:`scaled_values` less the targets' seasonal cycle (``estimator.cycle_``, where it has one): the values
-    its network reads and forecasts. The forecast adds the cycle back onto the output, and the same cycle lies
-    in the truth, so the network's error on these values is the forecast's on the scaled data."""
-    values = scaled_values(estimator, frame)
+def network_values(estimator, frame: pd.DataFrame, scaled: np.ndarray | None = None) -> np.ndarray:
+    """:func:`scaled_values` (``scaled``, where already computed) less the targets' seasonal cycle
+    (``estimator.cycle_``, where it has one): the values its network reads and forecasts. The forecast adds the
+    cycle back onto the output, and the same cycle lies in the truth, so the network's error on these values is
+    the forecast's on the scaled data. Without a cycle, ``scaled`` itself."""
+    values = scaled_values(estimator, frame) if scaled is None else scaled
     cycle = getattr(estimator, "cycle_", None)
     if cycle is not None:
         schema = estimator.schema_
         first = step_index(frame[schema.time_col].iloc[0], schema.step)
+        values = values.copy()
         values[:, :len(schema.targets)] -= cycle.at(first, len(frame))[0]
     return values
 
@@ -104,10 +106,10 @@ CRPS_LEVELS = tuple(range(10, 100, 10))
 _CRPS_Q = torch.tensor([(100 - level) / 200 for level in CRPS_LEVELS], dtype=torch.float64)[:, None, None, None]
 
 
-def _windows(estimator, frame: pd.DataFrame, values=network_values) -> torch.Tensor:
-    """Every stride-1 window of ``frame``'s values as the network reads them (``values``: or
-    :func:`scaled_values`, the scaled data): ``(W, N, lookback + horizon)``, a view."""
-    return torch.from_numpy(values(estimator, frame)).unfold(0, estimator.lookback + estimator.horizon, 1)
+def _windows(estimator, values: np.ndarray) -> torch.Tensor:
+    """Every stride-1 window of ``values`` ``(T, N)`` (:func:`network_values` or :func:`scaled_values` of a frame):
+    ``(W, N, lookback + horizon)``, a view."""
+    return torch.from_numpy(values).unfold(0, estimator.lookback + estimator.horizon, 1)
 
 
 def _window_errors(estimator, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,8 +170,9 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
         ``coverage_L``/``width_L`` per level L and ``crps`` with a calibration.
     """
     horizon, n_targets = estimator.horizon, len(estimator.schema_.targets)
-    windows = _windows(estimator, test_frame)
-    scaled = _windows(estimator, test_frame, scaled_values)        # the last value forecasts the data, no cycle out
+    data = scaled_values(estimator, test_frame)
+    windows = _windows(estimator, network_values(estimator, test_frame, data))
+    scaled = _windows(estimator, data)                             # the last value forecasts the data, no cycle out
     n_windows = windows.shape[0]
     estimator.network_.eval()
     sq = ab = naive_sq = naive_ab = scaled_ab = pinball = 0.0
@@ -227,7 +230,7 @@ def recalibrated_intervals(estimator, stream: pd.DataFrame, calibration_steps: i
     """
     lookback, horizon, n_targets = estimator.lookback, estimator.horizon, len(estimator.schema_.targets)
     every = horizon if every is None else int(every)
-    windows = _windows(estimator, stream)                          # window j forecasts rows [j + L, j + L + H)
+    windows = _windows(estimator, network_values(estimator, stream))  # window j forecasts rows [j + L, j + L + H)
     pool = calibration_steps - horizon + 1                         # the windows within calibration_steps rows
     if calibration_steps < horizon or windows.shape[0] <= calibration_steps:
         raise ValueError(f"the stream needs {calibration_steps} >= horizon calibration rows and test rows after "

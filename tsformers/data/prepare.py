@@ -131,8 +131,11 @@ class Prepared:
 
     @property
     def first_phase(self) -> int:
-        """The steps from the cycles' origin to the panel's first row (:func:`~tsformers.data.cycle.step_index`)."""
-        return step_index(self.panel.times[0], self.schema.step)
+        """The steps from the cycles' origin to the panel's first row (:func:`~tsformers.data.cycle.step_index`;
+        computed once: at monthly or business-day steps it counts the steps since 1970)."""
+        if "first_phase" not in self._cache:
+            self._cache["first_phase"] = step_index(self.panel.times[0], self.schema.step)
+        return self._cache["first_phase"]
 
     @property
     def scaled(self) -> np.ndarray:
