@@ -29,7 +29,7 @@ from _protocol import (append_rows, evaluate_windows, load_protocol_data, mase_s
 
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
                        PVClientForecaster)
-from tsformers.backbone import linear_base_of  # noqa: E402
+from tsformers.backbone import SeedEnsemble, linear_bases_of  # noqa: E402
 from tsformers.datasets import info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -278,14 +278,17 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
     network_used = _network_used(est)
     # with a linear base the forecast keeps a share of the network's correction: its validation loss is that
     # forecast's (the map's where the share is 0), not the best epoch's with all of the correction
-    kept_all = linear_base_of(est.network_) is None
+    # (and a seed ensemble's is its members' mean forecast's, not any member's best epoch)
+    kept_all = not linear_bases_of(est.network_) and not isinstance(est.network_, SeedEnsemble)
     val_loss = (float(np.min(val_losses)) if kept_all else validation_mse(est, data)) if log else float("nan")
+    first = [loss for row, loss in zip(log, val_losses) if row.get("member", 0) == 0]  # an ensemble's first member
     return {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": data.name, "horizon": horizon, "model": _label(model, est), "seed": seed, "lookback": est.lookback,
         **scores,
         # 0: no epoch beat the starting point on validation, which the fit kept (a linear base's map alone)
-        "epochs_run": len(log), "best_epoch": int(np.argmin(val_losses)) + 1 if log and network_used else 0,
+        # epochs_run: of all members (what the fit cost); best_epoch: the first member's
+        "epochs_run": len(log), "best_epoch": int(np.argmin(first)) + 1 if log and network_used else 0,
         "val_loss": val_loss,
         "max_epochs": est.max_epochs,
         "fit_s": fit_s, "eval_s": eval_s, "total_s": total_s, "fit_cpu_s": fit_cpu_s, "eval_cpu_s": eval_cpu_s,
@@ -307,8 +310,8 @@ def validation_mse(est, data) -> float:
 
 
 def _network_used(est) -> bool:
-    base = linear_base_of(est.network_)
-    return base is None or base.network_used
+    bases = linear_bases_of(est.network_)
+    return not bases or any(base.network_used for base in bases)
 
 
 def _label(model: str, est) -> str:

@@ -1341,9 +1341,10 @@ _NOT_A_SETTING = {"random_state", "val_size", "verbose", "trainer_kwargs", "hori
 
 def setting_label(params: str, defaults: dict) -> str:
     """The parameters of a run (its ``params`` JSON) that differ from the estimator's defaults, or *defaults*."""
-    # runs from before the estimator took linear_base or cycle had neither (as a model saved then loads); a parameter it
-    # no longer takes is a setting where it was set (not None)
-    changed = {k: v for k, v in {"linear_base": False, "cycle": None, **json.loads(params)}.items()
+    # runs from before the estimator took linear_base, cycle or ensemble_size had neither base nor cycle and fitted one
+    # network (as a model saved then loads); a parameter it no longer takes is a setting where it was set (not None)
+    earlier = {"linear_base": False, "cycle": None, "ensemble_size": 1}
+    changed = {k: v for k, v in {**earlier, **json.loads(params)}.items()
                if k not in _NOT_A_SETTING and (defaults[k] != v if k in defaults else v is not None)}
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
 

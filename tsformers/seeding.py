@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 
 #: Held while torch's global generator is seeded and drawn from. Reentrant, so a seeded section may start
@@ -27,3 +28,18 @@ def seeded_call(seed: int, function, *args, **kwargs):
     with SEEDED_LOCK:
         torch.manual_seed(seed)
         return function(*args, **kwargs)
+
+
+def seeded_apart(seed: int, function, *args, **kwargs):
+    """:func:`seeded_call`, with torch's global CPU generator restored afterwards: what ``function`` draws leaves
+    the caller's draws as they were (building an ensemble's other members when a saved model is read)."""
+    with SEEDED_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return function(*args, **kwargs)
+
+
+def member_seeds(seed: int, size: int) -> list[int]:
+    """The seeds of an ensemble's ``size`` members fitted under ``seed``: ``seed`` itself first (an ensemble of
+    one is the plain fit), then seeds drawn from ``numpy.random.SeedSequence([seed, member])``, so the members
+    of two ensembles fitted under nearby seeds (0 and 1, say) share none."""
+    return [seed] + [int(np.random.SeedSequence([seed, member]).generate_state(1)[0]) for member in range(1, size)]

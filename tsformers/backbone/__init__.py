@@ -12,7 +12,8 @@ from .blocks import BLOCK_SLOTS, PostNormBlock, PreNormBlock, SigmoidGate, Trans
 from .embeddings import InstanceNorm, PatchEmbedding, SinusoidalPositionalEncoding
 from .feedforward import FeedForward
 from .gating import GRUGate, HighwayGate, InputGate, OutputGate, ResidualGate, SigmoidTanhGate
-from .heads import KnownFutureHead, LinearBase, QuantileHead, StaticResidual, StreamingLinearBase, linear_base_of
+from .heads import (KnownFutureHead, LinearBase, QuantileHead, SeedEnsemble, StaticResidual, StreamingLinearBase,
+                    linear_base_of, linear_bases_of)
 from .lmu import LegendreMemory, LMUCell
 from .mixers import FullAttention, RelativeMultiHeadAttention
 from .memory import DeepMemory, OmegaMemory, SegmentMemory, SlidingWindowAttention
@@ -42,6 +43,7 @@ __all__ = [
     "QuantileHead",
     "RelativeMultiHeadAttention",
     "ResidualGate",
+    "SeedEnsemble",
     "SegmentMemory",
     "SigmoidGate",
     "SigmoidTanhGate",
@@ -55,6 +57,7 @@ __all__ = [
     "build",
     "build_class",
     "linear_base_of",
+    "linear_bases_of",
     "order_free",
     "register",
     "streaming",

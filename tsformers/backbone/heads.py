@@ -293,12 +293,59 @@ class KnownFutureHead(_Wrapper):
 
 
 def linear_base_of(network: nn.Module) -> LinearBase | None:
-    """The :class:`LinearBase` inside ``network``'s wrappers (each holds the next as ``.network``), or None."""
+    """The :class:`LinearBase` inside ``network``'s wrappers (each holds the next as ``.network``), or None.
+
+    A :class:`SeedEnsemble` holds one per member: :func:`linear_bases_of` finds them all."""
     while isinstance(network, nn.Module):
         if isinstance(network, LinearBase):
             return network
         network = network._modules.get("network")
     return None
+
+
+def linear_bases_of(network: nn.Module) -> list[LinearBase]:
+    """The :class:`LinearBase` of ``network``, or of each member of a :class:`SeedEnsemble` (empty: none)."""
+    members = network.members if isinstance(network, SeedEnsemble) else [network]
+    return [base for base in map(linear_base_of, members) if base is not None]
+
+
+class SeedEnsemble(nn.Module):
+    """The mean forecast of networks of one architecture, each trained on its own from its own seed.
+
+    ``forward(x, *args, **kwargs)`` is the mean of ``member(x, *args, **kwargs)`` over the members: (B, L, C) ->
+    the members' output shape (point forecasts, or quantiles, whose mean over members keeps their order). A deep
+    ensemble (Lakshminarayanan et al., NeurIPS 2017) of point forecasters: members that differ only in their
+    initial weights, batch order and dropout draws err partly apart, and the mean's squared error is at most the
+    members' mean squared error (the difference is the members' spread about their mean). Cost: the members'
+    together, in training and in every forecast. A window network only (a streaming network's state is its
+    own); the estimators build it with ``ensemble_size`` > 1.
+    """
+
+    #: what the ONNX export and the estimators read from a network, the same in every member
+    PASSED = ("onnx_unsupported", "needs_static")
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        self.members = nn.ModuleList(members)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in type(self).PASSED:
+                return getattr(self._modules["members"][0], name)
+            raise
+
+    @property
+    def mean_depth(self) -> float | None:
+        """The members' mean depth (adaptive-depth stacks), or None where they have none."""
+        depths = [getattr(member, "mean_depth", None) for member in self.members]
+        return None if any(d is None for d in depths) else sum(depths) / len(depths)
+
+    def forward(self, x: Tensor, *args, **kwargs) -> Tensor:
+        return torch.stack([member(x, *args, **kwargs) for member in self.members]).mean(0)
 
 
 class QuantileHead(nn.Module):

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tsformers.backbone.heads import linear_base_of
+from tsformers.backbone.heads import SeedEnsemble, linear_base_of, linear_bases_of
 from tsformers.data.calendar import resolve as resolve_calendar
 from tsformers.data.cycle import MIN_PERIODS, SeasonalCycle
 from tsformers.data.cycle import resolve as resolve_cycle
@@ -44,7 +44,7 @@ from tsformers.estimators.forecasting import CHUNK as _CHUNK
 from tsformers.estimators.network_path import NetworkForecastPath
 from tsformers.estimators.persistence import load_estimator, save_estimator
 from tsformers.estimators.ridge import fit_ridge_map
-from tsformers.seeding import seeded_call
+from tsformers.seeding import member_seeds, seeded_call
 
 #: Observers of every fit (``tsformers.tracking.autolog`` adds one): ``before_training(estimator,
 #: trainer_kwargs) -> trainer_kwargs`` may add Lightning loggers/callbacks to a copy of the Trainer
@@ -106,24 +106,26 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
 
     # -- the network (built and run by NetworkForecastPath) ------------------------------
 
-    def _linear_base(self, attribute: str):
+    def _linear_bases(self, attribute: str) -> list:
         check_is_fitted(self, "network_")
-        base = linear_base_of(self.network_)
-        if base is None:
+        bases = linear_bases_of(self.network_)
+        if not bases:
             raise AttributeError(f"{attribute} is defined with linear_base=True only: without a linear base "
                                  "the forecast is the network's")
-        return base
+        return bases
 
     @property
     def network_used_(self) -> bool:
-        """With ``linear_base=True``: whether the network contributes to the forecast (a share of an open gate)."""
-        return self._linear_base("network_used_").network_used
+        """With ``linear_base=True``: whether the network contributes to the forecast (a share of an open gate;
+        with ``ensemble_size`` > 1, in any member)."""
+        return any(base.network_used for base in self._linear_bases("network_used_"))
 
     @property
     def correction_share_(self) -> float:
         """With ``linear_base=True``: the share of the network's correction the forecast keeps (0 to 1), chosen
-        on the validation windows."""
-        return float(self._linear_base("correction_share_").share)
+        on the validation windows (with ``ensemble_size`` > 1, each member's own; their mean)."""
+        shares = [float(base.share) for base in self._linear_bases("correction_share_")]
+        return sum(shares) / len(shares)
 
     def new_network(self, **params) -> torch.nn.Module:
         """An untrained network for the fitted data, built from this estimator's parameters with ``params`` replacing some.
@@ -136,9 +138,10 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         builder = type(self)(**{**self.get_params(), **params})
         builder.schema_, builder.static_encoder_ = self.schema_, self.static_encoder_
         network = seeded_call(self.random_state, builder._network, self.n_features_in_)
-        fitted, new = linear_base_of(self.network_), linear_base_of(network)
-        if fitted is not None and new is not None:  # the linear map is the data's, not the network's size
-            new.set_map(fitted.weight, fitted.bias)
+        fitted, new = linear_bases_of(self.network_), linear_bases_of(network)
+        if fitted and new:  # the linear map is the data's, not the network's size: the same in every member
+            for base in new:
+                base.set_map(fitted[0].weight, fitted[0].bias)
         return network
 
     @classmethod
@@ -237,17 +240,25 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
                 f"val_size={self.val_size} besides training windows; training on all of it without early stopping.",
                 UserWarning, stacklevel=3)
         network = seeded_call(self.random_state, self._network, n_vars)  # under a lock: see tsformers.seeding
-        base = linear_base_of(network)
-        if base is not None:  # the linear map first: the network learns what it leaves
+        bases = linear_bases_of(network)
+        if bases:  # the linear map first: the network learns what it leaves
             weights, _ = fit_ridge_map(data, lookback=self.lookback, horizon=self.horizon, val_size=self.val_size,
                                        who="linear_base=True", remedy="linear_base=False, ")
-            base.set_map(torch.from_numpy(weights[:-1].T), torch.from_numpy(weights[-1]))
+            for base in bases:
+                base.set_map(torch.from_numpy(weights[:-1].T), torch.from_numpy(weights[-1]))
         log = []
         if self.max_epochs > 0:
             trainer_kwargs = dict(self.trainer_kwargs or {})
             for listener in fit_listeners:
                 trainer_kwargs = listener.before_training(self, trainer_kwargs)
-            log = self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
+            if not isinstance(network, SeedEnsemble):
+                return network, self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
+            # each member on its own, as a fit under its seed would train it: its batches, dropout and early stop
+            for member, (number, seed) in zip(network.members, enumerate(member_seeds(self.random_state,
+                                                                                       len(network.members)))):
+                rows = self.train_network(member, data, trainer_kwargs=trainer_kwargs, checkpoints=True, seed=seed,
+                                          member=number)
+                log += [{**row, "member": number} for row in rows]
         return network, log
 
     def _training_scaler(self, filled: Panel) -> PanelScaler:
@@ -280,7 +291,8 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
 
     def train_network(self, network: torch.nn.Module, data: Prepared, *, max_epochs: int | None = None,
                       learning_rate: float | None = None, objective=None, verbose: bool | None = None,
-                      trainer_kwargs: dict | None = None, checkpoints: bool = False) -> list[dict]:
+                      trainer_kwargs: dict | None = None, checkpoints: bool = False, seed: int | None = None,
+                      member: int = 0) -> list[dict]:
         """Train ``network`` in place on the windows of ``data`` with this estimator's training settings.
 
         The one place a network is trained: :meth:`fit` and :mod:`tsformers.compress` (fine-tuning) call it.
@@ -300,6 +312,11 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
             ``objective(module, inputs, pred, y) -> loss`` replaces the training loss (distillation).
         checkpoints : bool, default=False
             Write and resume from ``checkpoint_dir`` / ``resume`` (as ``fit`` does).
+        seed : int, optional
+            Replaces ``random_state`` as the seed of the batches' order and the dropout draws.
+        member : int, default=0
+            Which member of an ensemble (``ensemble_size``) this is: member k > 0 keeps its checkpoints in
+            ``checkpoint_dir/member-k``.
 
         Returns
         -------
@@ -309,17 +326,24 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         from tsformers.training import fit_network  # Lightning only when training
 
         train, val = data.split(self.val_size)
+        checkpoint_dir, resume = (self.checkpoint_dir, self.resume) if checkpoints else (None, False)
+        if member and checkpoint_dir is not None:
+            if not isinstance(resume, bool):
+                raise ValueError(f"resume={str(resume)!r} names one checkpoint, and an ensemble of "
+                                 f"ensemble_size={self.ensemble_size} trains one network per member, each with its "
+                                 f"own: pass resume=True to resume every member from its own last.ckpt under "
+                                 f"checkpoint_dir, or ensemble_size=1.")
+            checkpoint_dir = Path(checkpoint_dir) / f"member-{member}"
         return fit_network(network, train, val, lookback=self.lookback, horizon=self.horizon,
                            n_targets=len(data.schema.targets), loss=self.loss,
                            learning_rate=learning_rate or self.learning_rate, weight_decay=self.weight_decay,
                            lr_schedule=self.lr_schedule, batch_size=self.batch_size,
                            max_epochs=self.max_epochs if max_epochs is None else max_epochs, patience=self.patience,
-                           gradient_clip=self.gradient_clip, seed=self.random_state,
+                           gradient_clip=self.gradient_clip, seed=self.random_state if seed is None else seed,
                            verbose=self.verbose if verbose is None else verbose,
                            trainer_kwargs=dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs,
-                           static=data.static_tensor(), checkpoint_dir=self.checkpoint_dir if checkpoints else None,
-                           resume=self.resume if checkpoints else False, quantiles=self._quantile_levels(),
-                           objective=objective, linear_base=linear_base_of(network),
+                           static=data.static_tensor(), checkpoint_dir=checkpoint_dir, resume=resume,
+                           quantiles=self._quantile_levels(), objective=objective, linear_base=linear_base_of(network),
                            # a forecaster without the parameter (subclasses written before it) averages nothing
                            ema_decay=getattr(self, "ema_decay", None),
                            val_every_windows=getattr(self, "val_every_windows", None))

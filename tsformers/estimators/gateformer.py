@@ -171,13 +171,22 @@ class GateformerForecaster(BaseForecaster):
         Per series and variable, fitted on the training part only.
     %(cycle_parameter)s
     %(linear_base_parameter)s
+    ensemble_size : int, default=2
+        Networks fitted, each on its own from its own seed, whose mean is the forecast (a seed ensemble,
+        :class:`~tsformers.backbone.SeedEnsemble`; a tsformers extension). The first member is the network
+        ``ensemble_size=1`` fits under ``random_state``, the others' seeds are drawn from it
+        (:func:`~tsformers.seeding.member_seeds`); each member gets its own linear base share and early
+        stopping, and ``training_log_`` holds every member's epochs, each row naming its ``member``. Fit and
+        forecast cost scale with it. The default was chosen on the validation windows of the benchmark data
+        sets (``docs/benchmarks.md``); 1 is the paper's single network.
     %(common_parameters)s
 
     Attributes
     ----------
     network_ : torch.nn.Module
         The trained :class:`~tsformers.models.Gateformer`, behind its
-        :class:`~tsformers.backbone.LinearBase` with ``linear_base=True``.
+        :class:`~tsformers.backbone.LinearBase` with ``linear_base=True``; with ``ensemble_size`` > 1, a
+        :class:`~tsformers.backbone.SeedEnsemble` of such networks (``network_.members``).
     %(adaptive_depth_attribute)s
     %(common_attributes)s
     %(cycle_attribute)s
@@ -203,6 +212,7 @@ class GateformerForecaster(BaseForecaster):
     _parameter_constraints = {
         **BaseForecaster._parameter_constraints,
         "linear_base": ["boolean"],
+        "ensemble_size": [Interval(Integral, 1, None, closed="left")],
         "d_model": [Interval(Integral, 1, None, closed="left")],
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "d_ff": [Interval(Integral, 1, None, closed="left")],
@@ -231,7 +241,8 @@ class GateformerForecaster(BaseForecaster):
                  weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, val_every_windows=None,
                  patience=2, val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None, random_state=0,
                  verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
-                 unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None, linear_base=True):
+                 unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None, linear_base=True,
+                 ensemble_size=2):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -283,6 +294,7 @@ class GateformerForecaster(BaseForecaster):
         self.resume = resume
         self.quantiles = quantiles
         self.linear_base = linear_base
+        self.ensemble_size = ensemble_size
 
     def _build_network(self, n_vars):
         return networks.gateformer(self, n_vars)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tsformers.backbone.heads import KnownFutureHead, LinearBase, QuantileHead, StaticResidual, StreamingLinearBase
+from tsformers.backbone.heads import (KnownFutureHead, LinearBase, QuantileHead, SeedEnsemble, StaticResidual,
+                                     StreamingLinearBase)
 from tsformers.data.frames import Panel
 from tsformers.data.prepare import Prepared, known_future_channels
 from tsformers.estimators.forecasting import CHUNK, ForecastPath, advance_panel
+from tsformers.seeding import member_seeds, seeded_apart
 
 __all__ = ["NetworkForecastPath", "StreamingNetworkPath"]
 
@@ -38,7 +40,19 @@ class NetworkForecastPath(ForecastPath):
         raise NotImplementedError
 
     def _network(self, n_vars: int) -> torch.nn.Module:
-        """The estimator's network; with static attributes and no static input of its own, behind a static residual."""
+        """The estimator's network: with ``ensemble_size`` > 1, a :class:`~tsformers.backbone.SeedEnsemble` of that
+        many, each built under its member's seed (:func:`~tsformers.seeding.member_seeds`), the first drawing on
+        the generator as it is (the caller seeds it: an ensemble's first member is the plain fit's network), the
+        others on their own, leaving the generator to the caller as the first left it."""
+        size = getattr(self, "ensemble_size", 1)  # a forecaster without the parameter fits one network
+        if size == 1:
+            return self._member_network(n_vars)
+        first, *others = member_seeds(self.random_state, size)
+        return SeedEnsemble([self._member_network(n_vars)]
+                            + [seeded_apart(seed, self._member_network, n_vars) for seed in others])
+
+    def _member_network(self, n_vars: int) -> torch.nn.Module:
+        """One network; with static attributes and no static input of its own, behind a static residual."""
         network = self._core_network(n_vars)
         n_static = self.static_encoder_.n_channels
         if n_static and not self._tags["static"]:

@@ -156,7 +156,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
     without it (``linear_base=False``). Gateformer models saved before ``attention_dropout`` existed
     dropped their attention weights at ``dropout``: they load with ``attention_dropout=None``, which
     is that (it matters only to a model trained on). Models saved before ``cycle`` existed took no seasonal
-    cycle out: they load with ``cycle=None``. ``accepted``: the parameters the estimator takes
+    cycle out: they load with ``cycle=None``; those saved before ``ensemble_size`` fitted one network: they
+    load with ``ensemble_size=1``. ``accepted``: the parameters the estimator takes
     (only those are added); None adds them all, for a reader that looks up only the ones its network reads
     (:mod:`tsformers.estimators.saved`).
     """
@@ -171,6 +172,8 @@ def saved_params(estimator: str, params: dict, accepted=None) -> dict:
         params.setdefault("attention_dropout", None)  # the attention weights' dropout was dropout's
     if takes("cycle"):   # no seasonal cycle was taken out before the parameter existed
         params.setdefault("cycle", None)
+    if takes("ensemble_size"):   # one network before the parameter existed
+        params.setdefault("ensemble_size", 1)
     if takes("val_every_windows"):   # validated after each pass before the parameter existed
         params.setdefault("val_every_windows", None)
     if takes("normalize") and "normalize" not in params:

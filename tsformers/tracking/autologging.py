@@ -37,7 +37,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tsformers.backbone.heads import linear_base_of
+from tsformers.backbone.heads import linear_bases_of
 from tsformers.batch.frames import example_from_frame, holdout_forecast
 from tsformers.data.frames import as_pandas, time_as_column
 
@@ -196,7 +196,7 @@ def final_metrics(estimator, holdout) -> dict:
     if not val:
         return metrics
     metrics["best_val_loss"] = float(min(val))
-    if linear_base_of(estimator.network_) is not None:  # whether the forecast scored below is the network's at all
+    if linear_bases_of(estimator.network_):  # whether the forecast scored below is the network's at all
         metrics["network_used"] = float(estimator.network_used_)
         metrics["correction_share"] = estimator.correction_share_
     both, targets = holdout(), estimator.schema_.targets
