@@ -118,8 +118,11 @@ def ours(spec, steps: int, batch: int, **frame):
     # the attention weights' own dropout where the spec names it and the tree's estimator takes it (an older
     # tree, from before the parameter, dropped them at dropout, as the paper's attention_dropout=None does)
     takes = "attention_dropout" in hp and "attention_dropout" in GateformerForecaster().get_params()
-    attention = {"attention_dropout": hp["attention_dropout"]} if takes else {}
-    return GateformerForecaster(linear_base=False, **frame, **attention, horizon=HORIZON, lookback=LOOKBACK, d_model=hp["d_model"], d_ff=hp["d_ff"],
+    extra = {"attention_dropout": hp["attention_dropout"]} if takes else {}
+    # one network: a step of the seed ensemble the estimator fits by default (ensemble_size=2) is its members' steps
+    if "ensemble_size" in GateformerForecaster().get_params():
+        extra["ensemble_size"] = 1
+    return GateformerForecaster(linear_base=False, **frame, **extra, horizon=HORIZON, lookback=LOOKBACK, d_model=hp["d_model"], d_ff=hp["d_ff"],
                                 e_layers=hp["e_layers"], n_heads=hp["n_heads"], batch_size=batch, max_epochs=1,
                                 # the paper's patches unless the spec names others (the default is 16 since 80b1c43)
                                 patch_len=hp.get("patch_len", 8), stride=hp.get("stride", 8),

@@ -66,7 +66,7 @@ def make_model(name: str, *, horizon: int, lookback: int, quick: bool, **common)
         return AtlasForecaster(horizon=horizon, lookback=lookback, frozen_memory=name == "atlas_frozen",
                                **size, **common)
     size = dict(d_model=16, n_heads=2, d_ff=32) if quick else {}
-    return GateformerForecaster(linear_base=False, horizon=horizon, lookback=lookback,
+    return GateformerForecaster(linear_base=False, ensemble_size=1, horizon=horizon, lookback=lookback,
                                 **{"patch_len": 8, "stride": 8, "attention_dropout": None, "cycle": None, **size,
                                    **common})
 

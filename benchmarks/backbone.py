@@ -254,7 +254,7 @@ LONG_BATCHES = 60
 LONG_CASES = {
     "gateformer": ("temporal_mixer", lambda: GateformerForecaster(
         lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, patch_len=16, stride=16,
-        linear_base=False)),
+        linear_base=False, ensemble_size=1)),
     "gtrxl": ("mixer", lambda: GTrXLForecaster(
         lookback=LONG_LOOKBACK, horizon=LONG_HORIZON, d_model=32, n_heads=4, d_ff=64, n_layers=2, segment_len=96,
         mem_len=96, linear_base=False)),

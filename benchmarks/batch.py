@@ -50,7 +50,7 @@ def make_panel(n_series: int, n_steps: int, seed: int = 0, first_id: int = 0) ->
 def train_model(path: Path, args) -> None:
     from tsformers import GateformerForecaster
 
-    model = GateformerForecaster(linear_base=False, horizon=args.horizon, lookback=args.lookback, max_epochs=args.max_epochs,
+    model = GateformerForecaster(linear_base=False, ensemble_size=1, horizon=args.horizon, lookback=args.lookback, max_epochs=args.max_epochs,
                                  random_state=0)
     model.fit(make_panel(args.train_series, args.train_steps, seed=1))
     model.save(path)

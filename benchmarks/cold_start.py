@@ -57,7 +57,7 @@ def prepare(folder: Path) -> tuple[Path, Path]:
     from tsformers.datasets import make_demo
 
     df = make_demo()
-    model = GateformerForecaster(linear_base=False, horizon=24, lookback=96, max_epochs=1, batch_size=32, learning_rate=1e-3,
+    model = GateformerForecaster(linear_base=False, ensemble_size=1, horizon=24, lookback=96, max_epochs=1, batch_size=32, learning_rate=1e-3,
                                  random_state=0).fit(df)
     path = model.save(folder / "model")
     model.export_onnx(path)

@@ -55,7 +55,7 @@ def base_models(quick: bool) -> dict:
     common = dict(horizon=HORIZON, lookback=LOOKBACK, batch_size=8, patience=3, lr_schedule="halving",
                   dropout=0.1, max_epochs=epochs, random_state=0)
     return {
-        "gateformer": GateformerForecaster(linear_base=False, e_layers=1, d_model=64, d_ff=64, n_heads=4, learning_rate=1e-4,
+        "gateformer": GateformerForecaster(linear_base=False, ensemble_size=1, e_layers=1, d_model=64, d_ff=64, n_heads=4, learning_rate=1e-4,
                                            patch_len=8, stride=8, attention_dropout=None, cycle=None, **common),
         "pvclient": PVClientForecaster(n_heads=4, d_ff=128, e_layers=2, learning_rate=1e-4,
                                        **{**common, "batch_size": 32}),

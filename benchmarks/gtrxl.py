@@ -60,7 +60,7 @@ ACCURACY_RUNS = {
                                            **GTRXL_COMMON),
     # Gateformer, the paper's ETTm1 / H = 96 row (benchmarks/long_horizon.py): e_layers 1, d_model 64, d_ff 64,
     # lr 5e-4, 4 heads, batch 8, 10 epochs, patience 3, lr halved every epoch
-    "gateformer_l96": lambda: GateformerForecaster(linear_base=False, horizon=HORIZON, lookback=96, e_layers=1, d_model=64, d_ff=64,
+    "gateformer_l96": lambda: GateformerForecaster(linear_base=False, ensemble_size=1, horizon=HORIZON, lookback=96, e_layers=1, d_model=64, d_ff=64,
                                                    n_heads=4, learning_rate=5e-4, batch_size=8, max_epochs=10,
                                                    patience=3, lr_schedule="halving", dropout=0.1, patch_len=8,
                                                    stride=8, attention_dropout=None, cycle=None),

@@ -96,7 +96,7 @@ def latency(repeats: int, compile_: bool, nf: bool, workdir: Path) -> list[dict]
 
     rows = []
     fit_panel = synthetic_panel(8, LOOKBACK + HORIZON + 104)
-    est = GateformerForecaster(linear_base=False, horizon=HORIZON, lookback=LOOKBACK, **GATEFORMER, max_epochs=1, val_size=0,
+    est = GateformerForecaster(linear_base=False, ensemble_size=1, horizon=HORIZON, lookback=LOOKBACK, **GATEFORMER, max_epochs=1, val_size=0,
                                batch_size=32, random_state=0, trainer_kwargs={"limit_train_batches": 5})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

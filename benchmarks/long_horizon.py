@@ -57,9 +57,10 @@ GATEFORMER_TABLE = {
 # Shared by every script: n_heads 4 for ETT and Exchange, 8 otherwise; batch 8; 10 epochs;
 # patience 3; learning rate halved every epoch ("type1"); dropout 0.1, on the attention weights too
 # (attention_dropout=None, also the estimator's default); patch_len = stride = 8; no seasonal cycle taken
-# out (cycle=None; the estimator's default takes the daily one out, a tsformers extension).
+# out (cycle=None; the estimator's default takes the daily one out, a tsformers extension); one network
+# (ensemble_size=1; the estimator's default fits a seed ensemble of two, a tsformers extension).
 GATEFORMER_COMMON = dict(batch_size=8, max_epochs=10, patience=3, lr_schedule="halving", dropout=0.1,
-                         attention_dropout=None, patch_len=8, stride=8, cycle=None)
+                         attention_dropout=None, patch_len=8, stride=8, cycle=None, ensemble_size=1)
 
 
 def _table_entry(table: dict, model: str, dataset: str, horizon: int):

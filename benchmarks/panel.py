@@ -229,7 +229,7 @@ def run_model(model: str, panel: PanelData, args) -> tuple[dict[str, pd.DataFram
     elif model == "gbm":
         est = GBMForecaster(lookback=LOOKBACK, random_state=args.seed, **common)
     elif model == "gateformer":
-        est = GateformerForecaster(linear_base=False, lookback=LOOKBACK, max_epochs=args.max_epochs, random_state=args.seed,
+        est = GateformerForecaster(linear_base=False, ensemble_size=1, lookback=LOOKBACK, max_epochs=args.max_epochs, random_state=args.seed,
                                    trainer_kwargs={"limit_train_batches": args.max_train_batches},
                                    **GATEFORMER, **common)
     else:

@@ -35,7 +35,7 @@ df = pd.DataFrame({"unique_id": np.repeat(np.arange(n_series), n_steps),
                    "y": values.reshape(-1)})
 del values
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-f = GateformerForecaster(linear_base=False, horizon=12, lookback=48, d_model=16, d_ff=32, n_heads=2, batch_size=256, max_epochs=1,
+f = GateformerForecaster(linear_base=False, ensemble_size=1, horizon=12, lookback=48, d_model=16, d_ff=32, n_heads=2, batch_size=256, max_epochs=1,
                          trainer_kwargs={"limit_train_batches": 20, "limit_val_batches": 5})
 start = time.perf_counter(); f.fit(df); fit_s = time.perf_counter() - start
 after_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     frame = etth1_fit_frame(args.data_dir)
 
     def make(steps):
-        return GateformerForecaster(linear_base=False, time_col="t", horizon=96, lookback=96, d_model=64, d_ff=64, e_layers=1,
+        return GateformerForecaster(linear_base=False, ensemble_size=1, time_col="t", horizon=96, lookback=96, d_model=64, d_ff=64, e_layers=1,
                                     n_heads=4, patch_len=8, stride=8, attention_dropout=None, batch_size=args.batch,
                                     max_epochs=1, val_size=0,
                                     learning_rate=1e-4, random_state=0, trainer_kwargs={"limit_train_batches": steps})

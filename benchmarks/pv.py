@@ -200,7 +200,7 @@ def pvclient_estimator(seed: int, capacity: float, weather: list[str], *, past_o
 def gateformer_estimator(seed: int, capacity: float, weather: list[str], **_):
     # the estimator's defaults of the row's revision (until 544bdc0 the paper's ETTh1-96 setting: d_model 64, 4 heads,
     # 1 layer, batch 8, lr 5e-4, patches of 8)
-    return GateformerForecaster(linear_base=False, horizon=HORIZON, lookback=LOOKBACK, target="power", future_covariates=weather,
+    return GateformerForecaster(linear_base=False, ensemble_size=1, horizon=HORIZON, lookback=LOOKBACK, target="power", future_covariates=weather,
                                 calendar=CALENDAR, max_epochs=10, random_state=seed)
 
 

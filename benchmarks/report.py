@@ -1331,7 +1331,7 @@ def side_by_side_section() -> list[str]:
                   "| data | H | ours | seeds | MSE | − iTransformer | − PatchTST | − linear | − linear + cycle "
                   "| CPU / iTransformer | short of it |",
                   "|---|---|---|---|---|---|---|---|---|---|---|", *goal_rows(sbs, known), ""] \
-        + cycle_section(every, known) + search_section()
+        + ensemble_section(every, known) + cycle_section(every, known) + search_section()
 
 
 # parameters that say nothing about the setting searched: the run's seed, its data and its plumbing
@@ -1433,34 +1433,53 @@ def _validation_runs() -> pd.DataFrame | None:
     return latest(runs, ["dataset", "horizon", "setting", "seed"])
 
 
-#: The defaults' rows without the seasonal cycle: those from before ``cycle`` existed, labelled so.
-NO_CYCLE = "`cycle=None`"
+#: Today's defaults but for one network instead of a seed ensemble of two: the rows from before ``ensemble_size``
+ONE_NETWORK = "`ensemble_size=1`"
+#: ... and without the seasonal cycle besides: the rows from before ``cycle`` existed
+NO_CYCLE = "`cycle=None`, `ensemble_size=1`"
+DEFAULTS_ROW = "gateformer-defaults+base"
 
 
-def cycle_section(sbs: pd.DataFrame, known: dict) -> list[str]:
-    """Gateformer's defaults with the seasonal cycle taken out (``cycle="auto"``) against the same defaults without
-    it (the rows from before the parameter): the validation loss the choice read, then the test MSE, paired by
-    seed, next to the linear map with and without the cycle."""
+def _setting_name(setting: str) -> str:
+    """The side-by-side model name of the defaults' rows that ran with ``setting`` (``*defaults*``: today's)."""
+    return DEFAULTS_ROW if setting == "*defaults*" else with_earlier_defaults(DEFAULTS_ROW, setting)
+
+
+def paired_setting_rows(sbs: pd.DataFrame, known: dict, off: str, on: str) -> list[str]:
+    """Per data set and horizon where both ran: the validation loss of the defaults' rows with setting ``off`` and
+    with ``on`` (the search record and the side-by-side runs), their test MSE, the paired difference on − off, the
+    linear baselines and the revisions (off / on)."""
     val = _validation_runs()
-    on_name, off_name = "gateformer-defaults+base", with_earlier_defaults("gateformer-defaults+base", NO_CYCLE)
     rows = []
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
         runs = {r["model"]: r for r in _seed_runs(group) if r["library"] == "tsformers"}
-        on, off = runs.get(on_name), runs.get(off_name)
-        if on is None or off is None:
+        with_on, with_off = runs.get(_setting_name(on)), runs.get(_setting_name(off))
+        if with_on is None or with_off is None:
             continue
         cells = []
-        for setting in (NO_CYCLE, "*defaults*"):
+        for setting in (off, on):
             v = None if val is None else val[(val["dataset"] == dataset) & (val["horizon"] == horizon)
                                              & (val["setting"] == setting)]["val_loss"].astype(float)
             cells.append("–" if v is None or v.empty else
                          f"{v.mean():.4f}" + (f" ± {v.std(ddof=1):.4f}" if len(v) > 1 else "") + f" ({len(v)})")
-        diff = difference_cell(*seed_difference(on["by_seed"], off["by_seed"]))
+        diff = difference_cell(*seed_difference(with_on["by_seed"], with_off["by_seed"]))
         linear = known.get((dataset, int(horizon)), {})
         lin = [f"{linear[k][0]:.4f}" if k in linear else "–" for k in GOAL_LINEAR]
-        revisions = ", ".join(sorted(off["revisions"])) + " / " + ", ".join(sorted(on["revisions"]))
-        rows.append(f"| {dataset} | {horizon} | {cells[0]} | {cells[1]} | {off['mse']:.4f} ± {off['mse_sd']:.4f} | "
-                    f"{on['mse']:.4f} ± {on['mse_sd']:.4f} | {diff} | {' | '.join(lin)} | {revisions} |")
+        revisions = ", ".join(sorted(with_off["revisions"])) + " / " + ", ".join(sorted(with_on["revisions"]))
+        cpu = [r["cpu_s"] for r in (with_off, with_on)]
+        cpu_cell = "–" if any(np.isnan(c) for c in cpu) else f"{cpu[0]:.0f} / {cpu[1]:.0f}"
+        rows.append(f"| {dataset} | {horizon} | {cells[0]} | {cells[1]} | {with_off['mse']:.4f} ± "
+                    f"{with_off['mse_sd']:.4f} | {with_on['mse']:.4f} ± {with_on['mse_sd']:.4f} | {diff} | "
+                    f"{' | '.join(lin)} | {cpu_cell} | {revisions} |")
+    return rows
+
+
+def cycle_section(sbs: pd.DataFrame, known: dict) -> list[str]:
+    """Gateformer's defaults with the seasonal cycle taken out (``cycle="auto"``) against the same defaults without
+    it (the rows from before the parameter), both with one network (the defaults before ``ensemble_size``): the
+    validation loss the choice read, then the test MSE, paired by seed, next to the linear map with and without
+    the cycle."""
+    rows = paired_setting_rows(sbs, known, NO_CYCLE, ONE_NETWORK)
     if not rows:
         return []
     return ["### The seasonal cycle", "",
@@ -1470,15 +1489,38 @@ def cycle_section(sbs: pd.DataFrame, known: dict) -> list[str]:
             "day on the ETT data (24 hourly steps, 96 at 15 minutes) and a week (7) on Exchange; none on weather, "
             "whose rows the protocol counts as integer steps (its file repeats a timestamp), which have no "
             "calendar. Chosen on the validation windows (*validation*: the mean ± sd of the runs counted in "
-            "brackets, the search record's `cycle=None` and *defaults* rows), then tested once: *test* is the "
+            "brackets, the search record's `cycle=None` and cycle rows), then tested once: *test* is the "
             "side-by-side rows of the defaults without the cycle (the earlier defaults, same network and recipe) "
-            "and with it, 3 seeds each; *cycle − none* their paired difference. *linear* and *linear + cycle* are "
-            "the baselines on the same windows. *revisions*: without / with. On weather both rows are the same "
+            "and with it, 3 seeds each, both one network (`ensemble_size=1`, the defaults when the cycle was "
+            "chosen); *cycle − none* their paired difference. *linear* and *linear + cycle* are "
+            "the baselines on the same windows. *CPU s*: mean CPU seconds of fit and test per run, without / with. "
+            "*revisions*: without / with. On weather both rows are the same "
             "fits (no cycle) at two revisions, equal to the last digit; the search record below has the daily cycle "
             "given explicitly (`cycle=144`), which the validation windows preferred.", "",
             "| data | H | validation, no cycle | validation, cycle | test, no cycle | test, cycle | cycle − none "
-            "(paired) | linear | linear + cycle | revisions |",
-            "|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+            "(paired) | linear | linear + cycle | CPU s | revisions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def ensemble_section(sbs: pd.DataFrame, known: dict) -> list[str]:
+    """Gateformer's defaults (a seed ensemble of two networks) against the same defaults with one network (the rows
+    from before ``ensemble_size``): validation, then test, paired by seed, and the CPU each costs."""
+    rows = paired_setting_rows(sbs, known, ONE_NETWORK, "*defaults*")
+    if not rows:
+        return []
+    return ["### The seed ensemble", "",
+            "Gateformer's default `ensemble_size=2` fits two networks apart, the first under `random_state` (the "
+            "one-network fit itself), the second under a seed drawn from it, and forecasts their mean "
+            "(`tsformers.backbone.SeedEnsemble`). The members of the runs under seeds 0, 1 and 2 are six distinct "
+            "networks, so the seeds' spread is that of independent ensembles. Chosen on the validation windows "
+            "(*validation*: the mean ± sd of the runs counted in brackets, from the search record and the "
+            "side-by-side runs), then tested once: *test* is the side-by-side rows of one network and of the "
+            "ensemble, 3 seeds each; *two − one* their paired difference (the ensemble's first member is the "
+            "one-network fit of the same seed, so the pairing is exact). *CPU s*: mean CPU seconds of fit and test "
+            "per run, one / two. *revisions*: one / two.", "",
+            "| data | H | validation, one network | validation, two | test, one network | test, two | two − one "
+            "(paired) | linear | linear + cycle | CPU s | revisions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def search_section() -> list[str]:

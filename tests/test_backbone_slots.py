@@ -211,7 +211,7 @@ def test_gateformer_refuses_a_part_in_fit_naming_the_parts_that_fit():
 @pytest.mark.parametrize("ffn, norm", [("conv", "prepbn"), ("cofrnet", "layernorm")])
 def test_gateformer_block_parts_fit_and_survive_save_and_load(tmp_path, ffn, norm):
     df = make_demo(n_steps=400)
-    f = GateformerForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1,
+    f = GateformerForecaster(horizon=12, lookback=48, ffn=ffn, norm=norm, max_epochs=1, ensemble_size=1,
                              **GateformerForecaster.get_test_params()).fit(df)
     assert type(f.network_.network.temporal_encoder.layers[0].ffn) is type(build("ffn", ffn, d_model=16, d_ff=32))  # behind the linear base
     f.save(tmp_path / "m")
@@ -405,7 +405,7 @@ def test_the_exits_losses_join_the_training_loss_weighted_by_depth():
     assert stack.exits[0].weight.grad is not None and stack.exits[0].weight.grad.abs().sum() > 0
 
 
-ADAPTIVE = [pytest.param(GateformerForecaster, {}, id="gateformer"),
+ADAPTIVE = [pytest.param(GateformerForecaster, {"ensemble_size": 1}, id="gateformer"),   # one network's gates
             pytest.param(PVClientForecaster, {"clip": False}, id="pvclient")]
 
 
@@ -497,6 +497,6 @@ def test_fca_is_refused_where_it_would_get_no_cross_tokens():
 
 
 def test_gateformer_fits_with_fca_over_time():
-    f = GateformerForecaster(horizon=12, lookback=48, temporal_mixer="fca", e_layers=2, max_epochs=1,
+    f = GateformerForecaster(horizon=12, lookback=48, temporal_mixer="fca", e_layers=2, max_epochs=1, ensemble_size=1,
                              **GateformerForecaster.get_test_params()).fit(make_demo(n_steps=300))
     assert type(f.network_.network.temporal_encoder).__name__ == "FcaStage" and f.predict().shape[0] == 12

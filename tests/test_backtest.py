@@ -81,7 +81,8 @@ def test_a_streaming_backtest_equals_predict_on_the_history_before_each_origin()
 
 def test_refit_false_trains_once_and_refit_true_once_per_window(count_fits):
     df = hourly(120)
-    params = dict(horizon=4, lookback=16, max_epochs=1, patch_len=4, stride=4, val_size=0, **TINY)
+    # one network: count_fits counts trainings, and a seed ensemble trains each member
+    params = dict(horizon=4, lookback=16, max_epochs=1, patch_len=4, stride=4, val_size=0, ensemble_size=1, **TINY)
     f = GateformerForecaster(**params)
     out = f.backtest(df, n_windows=3, step=4)             # unfitted: fitted once, on the data before window 0
     assert len(count_fits) == 1 and out.window.nunique() == 3

@@ -404,16 +404,17 @@ def test_the_patchtst_scripts_type3_schedule_keeps_the_rate_four_epochs_then_tak
 def test_gateformers_one_default_network_differs_from_the_paper_network_on_ettm_at_h96_only_in_its_patches():
     """On ETTm1 and ETTm2 at H = 96 the defaults' network is the paper's but for its patches (16 steps, not 8); the
     paper rows run it alone with the paper's recipe (batches of 8 at 5e-4, patience 3), the defaults behind the
-    linear base with their own, and take the daily cycle out (cycle="auto"; the paper rows do not). Both drop the
-    attention weights at dropout (attention_dropout=None)."""
+    linear base with their own, take the daily cycle out (cycle="auto"; the paper rows do not) and fit a seed
+    ensemble of two (the paper rows one network). Both drop the attention weights at dropout (attention_dropout=None)."""
     long_horizon = load_benchmark("long_horizon.py", "long_horizon_defaults")
     recipe = {"batch_size", "learning_rate", "patience", "patch_len", "stride"}
     for dataset in ("ETTm1", "ETTm2"):
         paper, defaults = long_horizon.gateformer(dataset, 96), long_horizon.gateformer_defaults(dataset, 96)
         assert (paper.linear_base, defaults.linear_base) == (False, True)
         paper_params, default_params = paper.get_params(), defaults.set_params(linear_base=False).get_params()
-        assert {k for k in paper_params if paper_params[k] != default_params[k]} == recipe | {"cycle"}
+        assert {k for k in paper_params if paper_params[k] != default_params[k]} == recipe | {"cycle", "ensemble_size"}
         assert (paper_params["cycle"], default_params["cycle"]) == (None, "auto")
+        assert (paper_params["ensemble_size"], default_params["ensemble_size"]) == (1, 2)
         assert [paper_params[k] for k in sorted(recipe)] == [8, 5e-4, 8, 3, 8]
         assert [default_params[k] for k in sorted(recipe)] == [32, 1e-3, 16, 2, 16]
         assert paper_params["attention_dropout"] is default_params["attention_dropout"] is None

@@ -823,3 +823,29 @@ def test_the_baseline_reruns_line_compares_each_cell_with_its_previous_run(tmp_p
                                                   "a later revision (a, b), and 1 gave the MSE of their previous run "
                                                   "to the last recorded digit (1 did not).")
     assert report.baseline_reruns_line(shown[shown["model"] == "linear_cycle"]) == ""
+
+
+def test_the_ensemble_section_pairs_two_networks_with_one_on_validation_and_test(tmp_path):
+    from tsformers import GateformerForecaster
+
+    today = GateformerForecaster().get_params()
+    one = {k: v for k, v in today.items() if k != "ensemble_size"}       # rows from before the parameter
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="ETTm1", horizon=96, library="tsformers",
+                n_windows=100, fit_test_s=100.0, load_start=1.0, load_end=1.0, mae=0.4, epochs_run=5, n_params=10)
+
+    def runs(params, mses, vals, cpu, rev):
+        return [{**side, "model": "gateformer-defaults+base", "seed": s, "mse": m, "val_loss": v, "git_rev": rev,
+                 "fit_test_cpu_s": cpu, "params": json.dumps({**params, "random_state": s})}
+                for s, (m, v) in enumerate(zip(mses, vals))]
+
+    rows = (runs(one, [0.320, 0.324, 0.319], [0.376, 0.373, 0.378], 60.0, "old")
+            + runs(today, [0.318, 0.321, 0.318], [0.373, 0.371, 0.375], 120.0, "new"))
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    lines = load_report(tmp_path).side_by_side_section()
+    section = lines[lines.index("### The seed ensemble"):]
+    cells = next(line for line in section if line.startswith("| ETTm1 | 96 |")).split(" | ")
+    assert cells[2] == "0.3757 ± 0.0025 (3)" and cells[3] == "0.3730 ± 0.0020 (3)"    # validation: one, two
+    assert cells[4] == "0.3210 ± 0.0026" and cells[5] == "0.3190 ± 0.0017"             # test: one, two
+    # two minus one by seed: -0.002, -0.003, -0.001
+    assert cells[6] == "-0.0020 ± 0.0006: ahead"
+    assert cells[-2] == "60 / 120" and cells[-1] == "old / new |"

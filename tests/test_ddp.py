@@ -54,7 +54,8 @@ def test_ddp_fit_equals_the_single_process_fit_stops_at_its_epoch_and_is_a_usual
               "batch_size": 30, "learning_rate": 0.05, "lr_schedule": "constant", "max_epochs": 6, "patience": 1,
               "random_state": 0, "linear_base": False,   # the network's own loss curve; the share under DDP: the streaming test
               "patch_len": 8, "stride": 8,   # the loss curve this scenario was built on (the default is 16)
-              "cycle": None}                 # (and on the data with its daily cycle in)
+              "cycle": None,                 # (and on the data with its daily cycle in)
+              "ensemble_size": 1}            # one network's loss curve
     one = GateformerForecaster(**params).fit(df)
     two = GateformerForecaster(**params, trainer_kwargs=DDP, checkpoint_dir=str(tmp_path / "ckpt")).fit(df)
 
@@ -121,7 +122,8 @@ class CrashAfterEpoch(Callback):
 def test_ddp_resumes_a_checkpoint_and_ends_as_an_uninterrupted_fit(df, tmp_path):
     # with the linear base (the default), whose share is chosen on the validation windows after training
     params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
-              "max_epochs": 4, "patience": None, "random_state": 0}
+              "max_epochs": 4, "patience": None, "random_state": 0,
+              "ensemble_size": 1}   # one network, interrupted after an epoch and resumed
     straight = GateformerForecaster(**params).fit(df)
     interrupted = GateformerForecaster(**params, checkpoint_dir=str(tmp_path),
                                        trainer_kwargs={"callbacks": [CrashAfterEpoch()]})
@@ -147,7 +149,8 @@ def test_ddp_fit_with_weight_averaging_keeps_the_single_process_fits_average(df,
     # the linear base's share is chosen on it.
     params = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0,
               "max_epochs": 3, "patience": None, "ema_decay": 0.9, "random_state": 0,
-              "cycle": None}   # with the daily cycle out the map leaves the network too little to average apart
+              "cycle": None,   # with the daily cycle out the map leaves the network too little to average apart
+              "ensemble_size": 1}
     one = GateformerForecaster(**params).fit(df)
     two = GateformerForecaster(**params, trainer_kwargs=DDP).fit(df)
     plain = GateformerForecaster(**(params | {"ema_decay": None})).fit(df)

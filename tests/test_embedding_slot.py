@@ -55,7 +55,7 @@ def test_each_embedding_makes_per_variate_patch_tokens(embedding, n_patches):
 @pytest.mark.parametrize("embedding", EMBEDDINGS)
 def test_each_embedding_fits_forecasts_and_survives_save_and_load(tmp_path, embedding):
     df = make_demo(n_steps=400)
-    f = GateformerForecaster(horizon=12, lookback=48, embedding=embedding, max_epochs=1,
+    f = GateformerForecaster(horizon=12, lookback=48, embedding=embedding, max_epochs=1, ensemble_size=1,
                              **GateformerForecaster.get_test_params()).fit(df)
     assert type(f.network_.network.patch_embed) is MODULES[embedding]   # behind the default linear base
     forecast = f.predict().select_dtypes("number").to_numpy()

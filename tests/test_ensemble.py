@@ -140,3 +140,12 @@ def test_checkpoints_per_member_and_a_named_checkpoint_is_refused(frame, tmp_pat
 def test_bad_ensemble_size_is_refused(frame, bad):
     with pytest.raises(ValueError, match="ensemble_size"):
         GateformerForecaster(ensemble_size=bad, **SETTINGS).fit(frame)
+
+
+def test_compression_refuses_an_ensemble_and_names_the_fix(fits, frame):
+    from tsformers.compress import fold_bn, magnitude
+
+    _, three = fits
+    for method in (magnitude, fold_bn):
+        with pytest.raises(ValueError, match="seed ensemble of 3 networks.*ensemble_size=1"):
+            method(three, frame)

@@ -212,12 +212,14 @@ def test_gateformer_has_it_by_default_and_falls_back_to_the_map(tmp_path):
     from tsformers import GateformerForecaster
 
     assert GateformerForecaster().linear_base is True
-    alone = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, linear_base=False)
+    # one network (the default fits a seed ensemble of two, each member with its base: tests/test_ensemble.py)
+    alone = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, linear_base=False, ensemble_size=1)
     assert linear_base_of(alone.fit(random_walk()).network_) is None
     df = random_walk()
     df["y"] = np.sin(2 * np.pi * np.arange(len(df)) / 24) + 0.05 * np.random.default_rng(0).standard_normal(len(df))
     est = GateformerForecaster(horizon=H, lookback=L, d_model=16, max_epochs=1, learning_rate=1e-9,
-                               val_size=0.3, cycle=None).fit(df)   # the sine in, not taken out as the daily cycle
+                               val_size=0.3, cycle=None,     # the sine in, not taken out as the daily cycle
+                               ensemble_size=1).fit(df)
     assert type(linear_base_of(est.network_)) is LinearBase and est.network_used_ is False
     assert est.correction_share_ == 0.0
     linear = LinearForecaster(horizon=H, lookback=L, val_size=0.3).fit(df)

@@ -81,7 +81,8 @@ def test_mask_mode_trained_on_20_percent_missing_targets_is_nearly_as_good_as_co
     complete = GateformerForecaster(**SMALL, max_epochs=5).fit(train)
     masked = GateformerForecaster(**SMALL, max_epochs=5, missing="mask").fit(with_gaps(train, 0.2))
     assert masked.report_["masked"] == [int(with_gaps(train, 0.2)[cols].isna().sum().sum())]
-    assert masked.network_.network.n_vars == 2 * len(cols), "one observed-mask channel per variable (behind the base)"
+    # one observed-mask channel per variable, in each member of the default seed ensemble (behind its base)
+    assert {member.network.n_vars for member in masked.network_.members} == {2 * len(cols)}
     err = {name: np.mean((m.predict(train)[cols].to_numpy() - test[cols].to_numpy()) ** 2)
            for name, m in [("complete", complete), ("masked", masked)]}
     naive = np.mean((np.repeat(train[cols].to_numpy()[-1:], 12, axis=0) - test[cols].to_numpy()) ** 2)

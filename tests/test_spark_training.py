@@ -27,10 +27,11 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
 # A constant learning rate makes the validation loss rise after epoch 2, so early stopping ends the fit at epoch 3
 # of 6 (at 0.05 instead, rounding differences grow: 2e-3 between the DDP and the single-process fit of this data).
 # The network alone on patches of 8 (the default is 16), on the data with its daily cycle in (the default takes it
-# out), whose loss curve this is; the linear base's share under data parallelism: tests/test_ddp.py.
+# out), one network (the default fits two), whose loss curve this is; the linear base's share under data
+# parallelism: tests/test_ddp.py.
 PARAMS = {**GateformerForecaster.get_test_params(), "horizon": 12, "lookback": 48, "dropout": 0.0, "batch_size": 30,
           "learning_rate": 0.01, "lr_schedule": "constant", "max_epochs": 6, "patience": 1, "random_state": 0,
-          "linear_base": False, "patch_len": 8, "stride": 8, "cycle": None}
+          "linear_base": False, "patch_len": 8, "stride": 8, "cycle": None, "ensemble_size": 1}
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ def panel_with_attributes():
 
 def test_static_columns_are_encoded_and_change_the_forecast(tmp_path):
     df, _ = panel_with_attributes()
-    f = GateformerForecaster(**SMALL, static=["region", "capacity"]).fit(df)
+    f = GateformerForecaster(**SMALL, static=["region", "capacity"], ensemble_size=1).fit(df)   # one network to read
     assert f.static_encoder_.categories == {"region": ["north", "south"]}
     assert f.static_.shape == (3, 3), "capacity and two region channels"
     assert f.network_.network.static_context.in_features == 3   # behind the default linear base

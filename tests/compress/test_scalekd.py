@@ -30,7 +30,7 @@ def teacher():
     # the network alone: behind the default linear base this one-epoch teacher's share is 0 (it would not
     # reach the forecast, and compress warns so)
     est = GateformerForecaster(horizon=4, lookback=16, d_model=16, n_heads=2, d_ff=32, max_epochs=1,
-                               batch_size=64, random_state=0, linear_base=False).fit(df)
+                               batch_size=64, random_state=0, linear_base=False, ensemble_size=1).fit(df)
     return est, df
 
 

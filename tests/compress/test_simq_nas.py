@@ -39,7 +39,7 @@ def test_non_dominated_sort_and_crowding():
 def test_simq_nas_returns_pareto_and_a_smaller_estimator(tmp_path):
     df = make_demo(n_series=1, n_steps=200, seed=1)
     est = GateformerForecaster(horizon=4, lookback=16, d_model=16, n_heads=4, d_ff=16, e_layers=2,
-                               max_epochs=0, random_state=0, batch_size=64).fit(df)
+                               max_epochs=0, random_state=0, batch_size=64, ensemble_size=1).fit(df)
     res = simq_nas(est, df, epochs=1, n_samples=8, population=8, generations=3, max_size=0.6)
     sizes = np.array([[p["predicted_val_mse"], p["predicted_latency_s"], p["size_ratio"]] for p in res.pareto])
     assert non_dominated_sort(sizes)[0] == list(range(len(res.pareto)))

@@ -16,7 +16,8 @@ from tsformers.datasets import make_demo
 def fitted():
     df = make_demo(n_series=1, n_steps=200, seed=1)
     est = GateformerForecaster(horizon=4, lookback=16, d_model=16, n_heads=4, d_ff=16, e_layers=2,
-                               max_epochs=0, random_state=0, dropout=0.0, batch_size=32, linear_base=False).fit(df)
+                               max_epochs=0, random_state=0, dropout=0.0, batch_size=32, linear_base=False,
+                               ensemble_size=1).fit(df)
     return est, df
 
 

@@ -6,7 +6,7 @@ import copy
 from torch import nn
 
 from tsformers.backbone.blocks import TransformerEncoder
-from tsformers.compress.core import TaskData, derive, mse
+from tsformers.compress.core import TaskData, derive, mse, one_network
 from tsformers.compress.structure import HardTopKAttention, Zero, install, wrap
 from tsformers.compress.units import attention_units, mlp_units, prune_attention
 
@@ -86,7 +86,7 @@ def axformer(estimator, df, k: int | None = None, layers=None, kinds=KINDS, tol:
     """
     data = TaskData.from_frame(estimator, df, static_df)
     val = data.windows("val", max_windows)
-    network = copy.deepcopy(estimator.network_).eval()
+    network = copy.deepcopy(one_network(estimator)).eval()
     current = mse(network, val)
     start = current
     edits, trace = [], []

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from tsformers.compress.core import TaskData, derive, finetune
+from tsformers.compress.core import TaskData, derive, finetune, one_network
 from tsformers.compress.structure import Int8Linear, install
 from tsformers.compress.units import mlp_units, prune_mlp
 
@@ -29,7 +29,7 @@ def magnitude(estimator, df=None, amount: float = 0.5, structured: bool = False,
     """
     if not 0 <= amount < 1:
         raise ValueError(f"amount must be in [0, 1), got {amount}")
-    network = copy.deepcopy(estimator.network_).eval()
+    network = copy.deepcopy(one_network(estimator)).eval()
     edits: list = []
     if structured:
         units = mlp_units(network)
@@ -64,7 +64,7 @@ def quantize_dynamic(estimator, df=None):
     so the model saves and loads with ``weights_only=True``. Not trainable afterwards.
     Applies to every estimator (its Linear layers; attention kernels and convolutions stay float).
     """
-    network = copy.deepcopy(estimator.network_).eval()
+    network = copy.deepcopy(one_network(estimator)).eval()
     paths = [p for p, m in network.named_modules() if type(m) is nn.Linear]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,7 +111,7 @@ def distill(estimator, df, alpha: float = 0.5, epochs: int | None = None, learni
     data = TaskData.from_frame(estimator, df, static_df)
     network = estimator.new_network(**smaller_params)
     log = finetune(estimator, network, data, epochs=estimator.max_epochs if epochs is None else epochs,
-                   learning_rate=learning_rate, objective=DistillObjective(copy.deepcopy(estimator.network_), alpha))
+                   learning_rate=learning_rate, objective=DistillObjective(copy.deepcopy(one_network(estimator)), alpha))
     record = {"method": "distill", "alpha": alpha, "student": smaller_params,
               "val_loss": log[-1].get("val_loss") if log else None}
     return derive(estimator, network, [], record, data, params=smaller_params)

@@ -20,6 +20,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 from torch import Tensor, nn
 
+from tsformers.backbone.heads import SeedEnsemble
 from tsformers.data.frames import Panel
 from tsformers.data.prepare import Prepared
 from tsformers.data.windows import WindowDataset
@@ -80,7 +81,7 @@ class TaskData:
     @classmethod
     def from_frame(cls, estimator, df, static_df=None) -> TaskData:
         """Read ``df`` (columns of the fit data, at least lookback + horizon rows a series) with ``estimator``'s schema and scaling."""
-        check_is_fitted(estimator, "network_")
+        one_network(estimator)
         prepared = estimator.prepare(df, static_df, min_rows=estimator.lookback + estimator.horizon,
                                      action="compress with")
         train, val = prepared.split(estimator.val_size)
@@ -227,6 +228,18 @@ def resolve_budget(budget: float, reference: int, what: str = "flop_budget") -> 
     if budget <= 0:
         raise ValueError(f"{what} must be positive, got {budget}")
     return int(budget * reference) if budget <= 1 else int(budget)
+
+
+def one_network(estimator) -> nn.Module:
+    """The fitted network of ``estimator``, which the compression methods edit: one network, not a seed ensemble."""
+    check_is_fitted(estimator, "network_")
+    if isinstance(estimator.network_, SeedEnsemble):
+        size = len(estimator.network_.members)
+        raise ValueError(f"{type(estimator).__name__} was fitted as a seed ensemble of {size} networks "
+                         f"(ensemble_size={size}), and compression edits one network's layers. Fit it with "
+                         f"ensemble_size=1 to compress it, or compress one member: set "
+                         f"estimator.network_ = estimator.network_.members[0] on a copy first.")
+    return estimator.network_
 
 
 def _network_of(obj) -> nn.Module:

@@ -7,7 +7,7 @@ import re
 import torch
 from torch import Tensor, nn
 
-from tsformers.compress.core import TaskData, derive, finetune
+from tsformers.compress.core import TaskData, derive, finetune, one_network
 from tsformers.compress.structure import FactorizedLinear, install
 
 __all__ = ["STEFactorizedLinear", "dsformer", "sparsity_mask"]
@@ -100,7 +100,7 @@ def dsformer(estimator, df, rank: int = 8, nnz_per_col: int | None = 2, n_m: tup
     if n_m is not None and not (len(n_m) == 2 and 1 <= n_m[0] <= n_m[1]):
         raise ValueError(f"n_m must be (N, M) with 1 <= N <= M, got {n_m}")
     data = TaskData.from_frame(estimator, df, static_df)
-    network = copy.deepcopy(estimator.network_)
+    network = copy.deepcopy(one_network(estimator))
     patterns = None if layers is None else [re.compile(p) for p in ([layers] if isinstance(layers, str) else layers)]
     chosen = []
     for path, m in network.named_modules():

@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from tsformers.compress.core import derive
+from tsformers.compress.core import derive, one_network
 from tsformers.compress.structure import ChannelAffine, install
 
 __all__ = ["fold_bn", "fold_bn_network"]
@@ -118,7 +118,7 @@ def fold_bn(estimator, df=None):
     Guo et al., "SLAB: Efficient Transformers with Simplified Linear Attention and
     Progressive Re-parameterized Batch Normalization", ICML 2024.
     """
-    network = copy.deepcopy(estimator.network_).eval()
+    network = copy.deepcopy(one_network(estimator)).eval()
     edits: list = []
     folded = fold_bn_network(network, edits)
     if not folded:

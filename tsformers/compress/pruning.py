@@ -13,7 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from tsformers.compress.core import TaskData, count_flops, count_parameters, derive, finetune, forecast, resolve_budget
+from tsformers.compress.core import (TaskData, count_flops, count_parameters, derive, finetune, forecast, one_network,
+                                     resolve_budget)
 from tsformers.compress.units import attention_units, masked, mlp_units, prune_attention, prune_mlp, remove
 
 __all__ = ["amp", "nvit", "nvit_saliency", "optin", "optin_scores"]
@@ -103,7 +104,7 @@ def optin(estimator, df, flop_budget: float = 0.5, structures=("heads", "neurons
     """
     data = TaskData.from_frame(estimator, df, static_df)
     batch = data.windows("train", max_windows)
-    original = copy.deepcopy(estimator.network_).eval()
+    original = copy.deepcopy(one_network(estimator)).eval()
     budget = resolve_budget(flop_budget, count_flops(estimator))
     ranked = optin_scores(original, batch, structures)
     if not ranked:
@@ -211,7 +212,7 @@ def amp(estimator, df, tol: float = 0.01, max_windows: int = 128, n_probes: int 
     """
     data = TaskData.from_frame(estimator, df, static_df)
     batch = data.windows("train", max_windows)
-    network = copy.deepcopy(estimator.network_).eval()
+    network = copy.deepcopy(one_network(estimator)).eval()
     units = mlp_units(network)
     if not units:
         raise ValueError(f"{type(estimator).__name__}'s network has no FeedForward/ConvFFN MLP to prune.")
@@ -399,7 +400,7 @@ def nvit(estimator, df, ratio: float = 0.5, steps: int = 2, finetune_epochs: int
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     data = TaskData.from_frame(estimator, df, static_df)
     batch = data.windows("train", max_windows)
-    network = copy.deepcopy(estimator.network_)
+    network = copy.deepcopy(one_network(estimator))
     if not attention_units(network) and not mlp_units(network):
         raise ValueError(f"{type(estimator).__name__}'s network has no prunable attention or MLP.")
     start = count_parameters(network)

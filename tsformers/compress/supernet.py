@@ -42,7 +42,7 @@ from tsformers.backbone.feedforward import FeedForward
 from tsformers.backbone.mixers.full import FullAttention
 from tsformers.compress._parts import find_blocks, find_encoders, head_dim, keep_ffn, keep_heads
 from tsformers.runtime.quant import QuantLinear, fake_quant
-from tsformers.compress.core import TaskData, derive, finetune, mse
+from tsformers.compress.core import TaskData, derive, finetune, mse, one_network
 from tsformers.compress.structure import install
 from tsformers.compress.units import attention_units, mlp_units, prune_attention, prune_mlp
 
@@ -389,7 +389,7 @@ def supernet(estimator, df, *, epochs: int = 2, n_random: int = 2, distill: bool
         ``data`` (:class:`~tsformers.compress.core.TaskData` of ``df``),
         ``val_batch`` (its validation windows) and ``training_log_``.
     """
-    net = Supernet(estimator.network_, rewire=rewire, widths=widths, bits=bits)
+    net = Supernet(one_network(estimator), rewire=rewire, widths=widths, bits=bits)
     data = TaskData.from_frame(estimator, df)
     net.training_log_ = []
     if epochs:
