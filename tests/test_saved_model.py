@@ -79,8 +79,9 @@ def test_a_compressed_model_is_rebuilt_with_its_edits(tmp_path):
 
     df = make_demo(n_series=2, n_steps=160)
     # the network alone, so the forecast depends on the edited network (behind a linear base whose share is 0
-    # it would not, and the edits would go untested)
-    model = GateformerForecaster(**FIT, **{**GateformerForecaster.get_test_params(), "linear_base": False}).fit(df)
+    # it would not, and the edits would go untested); one network, which compression edits
+    model = GateformerForecaster(**FIT, **{**GateformerForecaster.get_test_params(), "linear_base": False,
+                                           "ensemble_size": 1}).fit(df)
     small = quantize_dynamic(model)
     path = small.save(tmp_path / "int8")
     assert json.loads((path / "config.json").read_text())["network_edits"]

@@ -81,7 +81,8 @@ scaler_ : PanelScaler
 history_ : ndarray of shape (n_series, lookback, n_vars)
     The last window of each series (of the fit data and of every ``update`` since).
 training_log_ : list of dict
-    Learning rate, train and validation loss per epoch.
+    Learning rate, train and validation loss per epoch; a seed ensemble's (``ensemble_size`` > 1) holds
+    every member's epochs in turn, each row naming its ``member``.
 report_ : dict
     Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
 conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
