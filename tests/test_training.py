@@ -9,7 +9,8 @@ from tsformers import GateformerForecaster
 from tsformers.datasets import make_demo
 from tsformers.training import ForecastingModule
 
-SMALL = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64, random_state=0)
+# one network's training loop (a seed ensemble trains each member through it: tests/test_ensemble.py)
+SMALL = dict(horizon=12, lookback=48, d_model=16, d_ff=16, n_heads=2, batch_size=64, random_state=0, ensemble_size=1)
 
 
 class Linear(nn.Module):

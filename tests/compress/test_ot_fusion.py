@@ -55,6 +55,8 @@ def _fit(cls, df, **kw):
     base = dict(horizon=4, lookback=16, max_epochs=1, random_state=0, batch_size=64, dropout=0.0)
     if "linear_base" in cls().get_params():   # the network alone: fusion acts on it (see conftest.TINY)
         base["linear_base"] = False
+    if "ensemble_size" in cls().get_params():   # one network, which compression edits
+        base["ensemble_size"] = 1
     return cls(**{**base, **kw}).fit(df)
 
 
