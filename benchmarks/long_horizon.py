@@ -311,8 +311,7 @@ def validation_mse(est, data) -> float:
 
 
 def _network_used(est) -> bool:
-    bases = linear_bases_of(est.network_)
-    return not bases or any(base.network_used for base in bases)
+    return not linear_bases_of(est.network_) or est.network_used_
 
 
 def _label(model: str, est) -> str:

@@ -63,12 +63,16 @@ class _Wrapper(nn.Module):
 
     PASSED: tuple[str, ...] = ()
 
+    def _passes_to(self) -> nn.Module:
+        """The module that answers the names in ``PASSED``."""
+        return self._modules["network"]
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
         except AttributeError:
             if name in type(self).PASSED:
-                return getattr(self._modules["network"], name)
+                return getattr(self._passes_to(), name)
             raise
 
 
@@ -309,7 +313,7 @@ def linear_bases_of(network: nn.Module) -> list[LinearBase]:
     return [base for base in map(linear_base_of, members) if base is not None]
 
 
-class SeedEnsemble(nn.Module):
+class SeedEnsemble(_Wrapper):
     """The mean forecast of networks of one architecture, each trained on its own from its own seed.
 
     ``forward(x, *args, **kwargs)`` is the mean of ``member(x, *args, **kwargs)`` over the members: (B, L, C) ->
@@ -330,13 +334,8 @@ class SeedEnsemble(nn.Module):
             raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
         self.members = nn.ModuleList(members)
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name in type(self).PASSED:
-                return getattr(self._modules["members"][0], name)
-            raise
+    def _passes_to(self) -> nn.Module:
+        return self._modules["members"][0]
 
     @property
     def mean_depth(self) -> float | None:

@@ -254,8 +254,8 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
             if not isinstance(network, SeedEnsemble):
                 return network, self.train_network(network, data, trainer_kwargs=trainer_kwargs, checkpoints=True)
             # each member on its own, as a fit under its seed would train it: its batches, dropout and early stop
-            for member, (number, seed) in zip(network.members, enumerate(member_seeds(self.random_state,
-                                                                                       len(network.members)))):
+            seeds = member_seeds(self.random_state, len(network.members))
+            for number, (member, seed) in enumerate(zip(network.members, seeds)):
                 rows = self.train_network(member, data, trainer_kwargs=trainer_kwargs, checkpoints=True, seed=seed,
                                           member=number)
                 log += [{**row, "member": number} for row in rows]

@@ -47,7 +47,7 @@ class NetworkForecastPath(ForecastPath):
         size = getattr(self, "ensemble_size", 1)  # a forecaster without the parameter fits one network
         if size == 1:
             return self._member_network(n_vars)
-        first, *others = member_seeds(self.random_state, size)
+        _, *others = member_seeds(self.random_state, size)   # the first: the caller's seed, already drawn on
         return SeedEnsemble([self._member_network(n_vars)]
                             + [seeded_apart(seed, self._member_network, n_vars) for seed in others])
 
