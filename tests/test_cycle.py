@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tsformers import GateformerForecaster, LinearForecaster
+from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LinearForecaster,
+                       LMUFormerForecaster)
 from tsformers.data.cycle import ORIGIN, SeasonalCycle, resolve, step_index
 from tsformers.estimators.persistence import saved_params
 
@@ -156,3 +157,49 @@ def test_a_series_unseen_in_fit_gets_its_own_history_s_cycle():
     hours = pd.DatetimeIndex(new["date"]).hour
     np.testing.assert_allclose(data.cycle.profile[0, :, 0], [scaled[hours == h].mean() for h in range(DAY)])
     assert np.corrcoef(data.cycle.profile[0, :, 0], own.cycle_.profile[0, :, 0])[0, 1] > 0.95
+
+
+# -- the streaming estimators ---------------------------------------------------------------------------
+
+#: small networks of the three streaming estimators (the recurrence alone: no linear base around it)
+STREAMING = {"lmuformer": (LMUFormerForecaster, dict(d_model=16)),
+             "gtrxl": (GTrXLForecaster, dict(d_model=16, n_heads=2, d_ff=16, n_layers=1, segment_len=24, mem_len=24)),
+             "atlas": (AtlasForecaster, dict(d_model=16, conv_kernel=4))}
+
+
+@pytest.mark.parametrize("name", list(STREAMING))
+def test_streaming_recurrence_reads_the_values_less_the_cycle_and_stays_exact(name, tmp_path):
+    cls, small = STREAMING[name]
+    df, times = _daily(n_days=20)
+    assert cls().get_params()["cycle"] is None                       # off by default: not measured as the default
+    est = cls(horizon=DAY, lookback=48, max_epochs=1, linear_base=False, cycle="auto", **small).fit(df.iloc[:-37])
+    assert est.cycle_.period == DAY
+    est.update(df.iloc[-37:])               # not a whole number of days: each row is taken at its own phase
+    pd.testing.assert_frame_equal(est.predict(), est.predict(df), atol=1e-5)
+    # the forecast is the network's from the state, plus the cycle of the next day, in the data's units
+    with torch.no_grad():
+        out = est._forecast_from(est.state_, None)[0, :, 0].double().numpy()
+    future_hours = pd.date_range(times[-1], periods=DAY + 1, freq="h")[1:].hour
+    scale, mean = est.scaler_.scale[0, 0], est.scaler_.mean[0, 0]
+    expected = (out + est.cycle_.profile[0, future_hours, 0]) * scale + mean
+    np.testing.assert_allclose(est.predict()["y0"].to_numpy(), expected, rtol=1e-5, atol=1e-5)
+    # the state is the recurrence over the scaled values less the profile at each row's hour
+    scaled = (df["y0"].to_numpy() - mean) / scale - est.cycle_.profile[0, times.hour, 0]
+    np.testing.assert_allclose(est.prepare(df).scaled[0, :, 0], scaled, rtol=1e-6, atol=1e-6)
+    est.save(tmp_path / "m")
+    loaded = cls.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.cycle_.profile, est.cycle_.profile)
+    pd.testing.assert_frame_equal(loaded.predict(), est.predict())
+
+
+@pytest.mark.parametrize("name", list(STREAMING))
+def test_streaming_estimators_with_the_cycle_forecast_a_day_their_window_cannot_see(name):
+    # lookback 6 of an irregular 24-step profile: the defaults (linear base around the network) cannot know the
+    # rest of the day from the window; with the cycle out they need not
+    cls, small = STREAMING[name]
+    df, _ = _daily()
+    train = df.iloc[:-5 * DAY]
+    errors = {cycle: _mse(cls(horizon=DAY, lookback=6, max_epochs=1, cycle=cycle, **small).fit(train), df)
+              for cycle in (None, "auto")}
+    assert errors["auto"] < 0.5 * errors[None]
+    assert errors["auto"] < 0.3          # about the noise (0.09) plus the drift over a day

@@ -400,3 +400,22 @@ def test_log_model_after_autolog_registers_the_logged_model_in_its_run(experimen
     assert own.run_id not in (None, fit_run.info.run_id)
     assert client.get_model_version("fresh", "1").run_id == own.run_id
     assert mlflow.active_run() is None, "the run log_model opened is ended"
+
+
+def test_only_the_first_training_process_opens_the_tracking_store(tmp_path, monkeypatch):
+    # every training process of a multi-process fit rebuilds autolog's logger; only the first one logs, and
+    # processes that opened one SQLite store at once raced on its schema migration (seen under load)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers.logger import DummyLogger
+
+    from tsformers.tracking.autologging import _run_logger
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    assert isinstance(_run_logger("0" * 32, uri), DummyLogger)
+    assert not (tmp_path / "store.db").exists()                      # the store was not opened
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    first = _run_logger("0" * 32, uri)
+    assert isinstance(first, MLFlowLogger)
+    assert (tmp_path / "store.db").exists()

@@ -130,6 +130,7 @@ class AtlasForecaster(StreamingForecaster):
     gradient_clip : float or None, default=1.0
         Clip the gradient norm at this value (see Notes: the memories' test-time
         updates make the gradients spike); None does not clip.
+    %(cycle_parameter_off)s
     %(linear_base_parameter)s
     %(common_parameters)s
 
@@ -149,6 +150,7 @@ class AtlasForecaster(StreamingForecaster):
         ``normalize="last_value"`` ``"changes"`` (the last ``lookback`` steps' changes) and
         ``"seen"`` (n_series, 1, 1; 1 once a step was read).
     %(common_attributes)s
+    %(cycle_attribute)s
     %(linear_base_attribute)s
 
     Notes
@@ -218,11 +220,12 @@ class AtlasForecaster(StreamingForecaster):
                  d_ff=64, layer="mag", memory=ATLAS_MEMORY, window=32, n_persistent=4, conv_kernel=16, d_key=4,
                  memory_depth=2, memory_expansion=1, poly_degree=2, omega_window=8, chunk_size=16, optimizer="muon",
                  ns_steps=5, max_lr=0.1, frozen_memory=False, dropout=0.1, linear_path=True, normalize="last_value",
-                 linear_base=True, target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
-                 id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32,
-                 max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=1.0, ema_decay=None,
-                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False,
-                 static=None, unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
+                 linear_base=True, target=None, covariates=None, future_covariates=None, calendar=None, cycle=None,
+                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
+                 batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=1.0,
+                 ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
+                 quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.channel_independent = channel_independent
@@ -253,6 +256,7 @@ class AtlasForecaster(StreamingForecaster):
         self.covariates = covariates
         self.future_covariates = future_covariates
         self.calendar = calendar
+        self.cycle = cycle
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

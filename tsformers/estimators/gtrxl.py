@@ -125,6 +125,7 @@ class GTrXLForecaster(StreamingForecaster):
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only. There is no instance
         normalisation inside the network: per-window statistics would change every cached state.
+    %(cycle_parameter_off)s
     %(linear_base_parameter)s
     %(common_parameters)s
 
@@ -140,6 +141,7 @@ class GTrXLForecaster(StreamingForecaster):
         kv_global``), with ``"kv_score.<l>"`` and ``"kv_pos.<l>"`` (n_series, tokens), their
         accumulated attention and stream positions, and ``"kv_seen"`` (n_series,) the steps seen.
     %(common_attributes)s
+    %(cycle_attribute)s
     %(linear_base_attribute)s
 
     Notes
@@ -196,11 +198,11 @@ class GTrXLForecaster(StreamingForecaster):
                  mem_len=256, dropout=0.1, block="identity_map", stack="standard", mixer="xl_relative", gating="gru",
                  gate_bias=2.0, kv_cache=None, kv_window=None, kv_global=None, normalize="last_value",
                  linear_base=True, last_value_anchor=True, target=None, covariates=None, future_covariates=None,
-                 calendar=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0,
-                 lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard",
-                 gradient_clip=None, ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None,
-                 missing="error", max_gap=None, fill_gaps=False, static=None, unknown_static="error",
-                 checkpoint_dir=None, resume=False, quantiles=None):
+                 calendar=None, cycle=None, time_col=None, id_col=None, loss="mse", learning_rate=1e-3,
+                 weight_decay=0.0, lr_schedule="halving", batch_size=32, max_epochs=10, patience=3, val_size=0.1,
+                 scaler="standard", gradient_clip=None, ema_decay=None, random_state=0, verbose=False,
+                 trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False, static=None,
+                 unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -225,6 +227,7 @@ class GTrXLForecaster(StreamingForecaster):
         self.covariates = covariates
         self.future_covariates = future_covariates
         self.calendar = calendar
+        self.cycle = cycle
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

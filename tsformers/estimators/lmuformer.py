@@ -111,6 +111,7 @@ class LMUFormerForecaster(StreamingForecaster):
     max_epochs : int, default=10
     scaler : {"standard"} or None, default="standard"
         Per series and variable, fitted on the training part only.
+    %(cycle_parameter_off)s
     %(linear_base_parameter)s
     %(common_parameters)s
 
@@ -123,6 +124,7 @@ class LMUFormerForecaster(StreamingForecaster):
         :meth:`update` since; ``predict()`` forecasts from it. Each tensor's
         first dimension is the series.
     %(common_attributes)s
+    %(cycle_attribute)s
     %(linear_base_attribute)s
 
     Notes
@@ -176,11 +178,12 @@ class LMUFormerForecaster(StreamingForecaster):
     def __init__(self, horizon=96, lookback=96, *, d_model=64, memory_size=None, theta=None, n_layers=1,
                  embed_layers=4, kernel_size=3, mlp_ratio=4, dropout=0.1, spiking=False, tau=2.0, v_threshold=1.0,
                  surrogate_alpha=4.0, channel_independent=True, normalize="last_value", linear_base=True,
-                 memory="lmu", target=None, covariates=None, future_covariates=None, calendar=None, time_col=None,
-                 id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving", batch_size=32,
-                 max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None, ema_decay=None,
-                 random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None, fill_gaps=False,
-                 static=None, unknown_static="error", checkpoint_dir=None, resume=False, quantiles=None):
+                 memory="lmu", target=None, covariates=None, future_covariates=None, calendar=None, cycle=None,
+                 time_col=None, id_col=None, loss="mse", learning_rate=1e-3, weight_decay=0.0, lr_schedule="halving",
+                 batch_size=32, max_epochs=10, patience=3, val_size=0.1, scaler="standard", gradient_clip=None,
+                 ema_decay=None, random_state=0, verbose=False, trainer_kwargs=None, missing="error", max_gap=None,
+                 fill_gaps=False, static=None, unknown_static="error", checkpoint_dir=None, resume=False,
+                 quantiles=None):
         self.horizon = horizon
         self.lookback = lookback
         self.d_model = d_model
@@ -203,6 +206,7 @@ class LMUFormerForecaster(StreamingForecaster):
         self.covariates = covariates
         self.future_covariates = future_covariates
         self.calendar = calendar
+        self.cycle = cycle
         self.time_col = time_col
         self.id_col = id_col
         self.loss = loss

@@ -18,6 +18,9 @@ What that changes, and only that, lives here:
   the forecast step by step (``predict(future_df=...)``; backtests read them from the data), so
   the state stays exact. Calendar features (``calendar=``), computed from each step's
   timestamp, enter every step of the recurrence led by the horizon, as in training.
+- the targets' seasonal cycle (``cycle=``, off by default here) is taken out of every step the
+  recurrence reads, each row at the phase of its own timestamp (an update's rows too), and added
+  back onto every forecast, so the state stays exact.
 """
 from __future__ import annotations
 

@@ -257,8 +257,19 @@ def _log_model(estimator, frame, registered_model_name):
 
 
 def _run_logger(run_id: str, tracking_uri: str | None = None):
-    """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog."""
+    """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog.
+
+    Rebuilt in every training process of a multi-process fit (its ``__reduce__``). Only the first one logs
+    (the logger's methods are Lightning's ``rank_zero_only``), so the others, whose rank ``torchrun`` has set
+    in the environment by then, get Lightning's ``DummyLogger`` instead: an ``MLFlowLogger`` opens the tracking
+    store as it is built, and processes opening one SQLite store at once can race on its schema migration.
+    """
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers.logger import DummyLogger
+
+    if rank_zero_only.rank != 0:
+        return DummyLogger()
 
     class RunLogger(MLFlowLogger):
         def log_hyperparams(self, params) -> None:  # autolog logs the estimator's own parameters
