@@ -8,6 +8,7 @@ from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, L
                        LMUFormerForecaster)
 from tsformers.data.cycle import ORIGIN, SeasonalCycle, resolve, step_index
 from tsformers.estimators.persistence import saved_params
+from tsformers.estimators.saved import load_torch
 
 DAY = 24
 
@@ -190,6 +191,8 @@ def test_streaming_recurrence_reads_the_values_less_the_cycle_and_stays_exact(na
     loaded = cls.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.cycle_.profile, est.cycle_.profile)
     pd.testing.assert_frame_equal(loaded.predict(), est.predict())
+    # the saved-model reader (the batch command's torch engine) takes the same cycle out of a new history
+    pd.testing.assert_frame_equal(load_torch(tmp_path / "m").predict(df), est.predict(df))
 
 
 @pytest.mark.parametrize("name", list(STREAMING))
