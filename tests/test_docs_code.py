@@ -128,12 +128,19 @@ def test_page_code_runs(page, reader):
 # What a Spark page presumes: a registered model at the alias "production" and a folder of history
 # files, both in the working folder (a cluster's registry and storage, in the pages).
 SPARK_SETUP = """
+import os
+
 import mlflow
 import tsformers.tracking
 from tsformers import GateformerForecaster
 from tsformers.datasets import make_demo
 
-mlflow.set_tracking_uri("sqlite:///mlflow.db")
+# absolute: MLflow keeps one database engine per URI for the process's life, so a relative SQLite URI an earlier
+# test opened in its own folder would still write there, while the training processes (fresh, started in
+# this folder) would open this folder's store and find no run in it; and an experiment of this store, not the
+# one an earlier test left active
+mlflow.set_tracking_uri(f"sqlite:///{os.path.abspath('mlflow.db')}")
+mlflow.set_experiment("spark pages")
 panel = make_demo(n_steps=400, layout="long")
 model = GateformerForecaster(horizon=24, lookback=96, d_model=16, d_ff=16, n_heads=2).fit(panel)
 version = tsformers.tracking.log_model(model, "model", registered_model_name="demand").registered_model_version

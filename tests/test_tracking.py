@@ -403,8 +403,8 @@ def test_log_model_after_autolog_registers_the_logged_model_in_its_run(experimen
 
 
 def test_only_the_first_training_process_opens_the_tracking_store(tmp_path, monkeypatch):
-    # every training process of a multi-process fit rebuilds autolog's logger; only the first one logs, and
-    # processes that opened one SQLite store at once raced on its schema migration (seen under load)
+    # every training process of a multi-process fit rebuilds autolog's logger; only the first one logs, so only
+    # it opens the store (an MLFlowLogger opens it as it is built, creating and migrating a fresh one)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.loggers import MLFlowLogger
     from lightning.pytorch.loggers.logger import DummyLogger

@@ -262,7 +262,8 @@ def _run_logger(run_id: str, tracking_uri: str | None = None):
     Rebuilt in every training process of a multi-process fit (its ``__reduce__``). Only the first one logs
     (the logger's methods are Lightning's ``rank_zero_only``), so the others, whose rank ``torchrun`` has set
     in the environment by then, get Lightning's ``DummyLogger`` instead: an ``MLFlowLogger`` opens the tracking
-    store as it is built, and processes opening one SQLite store at once can race on its schema migration.
+    store as it is built (and a store it finds without MLflow's tables, it creates and migrates), which only
+    the process that logs needs to do.
     """
     from lightning.fabric.utilities.rank_zero import rank_zero_only
     from lightning.pytorch.loggers import MLFlowLogger
