@@ -353,3 +353,22 @@ def test_streaming_models_saved_before_normalize_load_in_the_form_they_were_trai
     assert (got["date"].to_numpy() == expected["date"].to_numpy()).all()
     np.testing.assert_allclose(got.drop(columns="date").to_numpy(), expected.drop(columns="date").to_numpy(),
                                rtol=1e-6)
+
+
+def test_reading_a_model_leaves_the_callers_random_numbers_as_they_were(small_model, tmp_path):
+    # building the network before its weights are loaded draws initial values the weights then replace
+    import torch
+
+    from tsformers.estimators.saved import load_torch
+
+    from tsformers.datasets import make_demo
+
+    history = make_demo(n_series=3, n_steps=60, layout="long", seed=1)
+    small_model.save(tmp_path / "model")
+    torch.manual_seed(7)
+    expected = torch.rand(5)
+    for read in (BaseForecaster.load, load_torch):
+        torch.manual_seed(7)
+        model = read(tmp_path / "model")
+        np.testing.assert_array_equal(torch.rand(5).numpy(), expected.numpy())
+        pd.testing.assert_frame_equal(model.predict(history), small_model.predict(history))

@@ -36,6 +36,7 @@ from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION,
                                             ModelFileError, sha256_of, write_model_directory)
 from tsformers.runtime.edits import apply_edits
 from tsformers.runtime.ort import ONNX_FILE
+from tsformers.seeding import seeded_apart
 
 __all__ = ["load_estimator", "read_tensors", "rebuild_network", "rebuilding", "save_estimator", "saved_params",
            "verify_graph"]
@@ -187,11 +188,18 @@ def rebuild_network(owner, n_vars: int, config: dict, weights: dict) -> torch.nn
     ``weights`` loaded, in eval mode; checked on the meta device first (:func:`_check_network_size`)."""
     edits = config.get("network_edits", []) if config.get("compression") else []
     _check_network_size(owner, n_vars, edits, weights)
+    # the weights replace every value the build draws: drawn apart, so that reading a model leaves the caller's
+    # random numbers as they were
+    network = seeded_apart(0, _built_network, owner, n_vars, edits)
+    network.load_state_dict(weights)
+    return network.eval()
+
+
+def _built_network(owner, n_vars: int, edits: list) -> torch.nn.Module:
     network = owner._network(n_vars)
     if edits:  # replay the compression's structural edits before loading its weights
         apply_edits(network, edits)
-    network.load_state_dict(weights)
-    return network.eval()
+    return network
 
 
 def _rebuild(estimator_cls, config: dict, tensors: dict):
