@@ -419,3 +419,18 @@ def test_only_the_first_training_process_opens_the_tracking_store(tmp_path, monk
     first = _run_logger("0" * 32, uri)
     assert isinstance(first, MLFlowLogger)
     assert (tmp_path / "store.db").exists()
+
+
+def test_autolog_logs_each_member_of_a_seed_ensemble_under_its_own_names(experiment, long_df):
+    # every member's Trainer counts its steps from 0: under one name two curves would interleave
+    tsf_tracking.autolog()
+    f = GateformerForecaster(**TINY, max_epochs=2, patience=None, ensemble_size=3).fit(long_df)
+    [run] = _runs(experiment)
+    client = mlflow.MlflowClient()
+    for member, prefix in ((0, ""), (1, "member_1/"), (2, "member_2/")):
+        rows = [row for row in f.training_log_ if row["member"] == member]
+        for key in ("train_loss", "val_loss"):
+            history = client.get_metric_history(run.info.run_id, prefix + key)
+            np.testing.assert_allclose([m.value for m in history], [row[key] for row in rows], rtol=1e-6)
+    assert run.data.metrics["epochs_trained"] == 6
+    assert not any(key.startswith("member_0") for key in run.data.metrics)

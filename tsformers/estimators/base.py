@@ -316,7 +316,8 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
             Replaces ``random_state`` as the seed of the batches' order and the dropout draws.
         member : int, default=0
             Which member of an ensemble (``ensemble_size``) this is: member k > 0 keeps its checkpoints in
-            ``checkpoint_dir/member-k``.
+            ``checkpoint_dir/member-k``, and a logger of ``trainer_kwargs`` that can log a member apart (with a
+            ``for_member(k)`` method, as :func:`tsformers.tracking.autolog`'s) gives way to member k's.
 
         Returns
         -------
@@ -326,6 +327,9 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         from tsformers.training import fit_network  # Lightning only when training
 
         train, val = data.split(self.val_size)
+        trainer_kwargs = dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs
+        if member and trainer_kwargs.get("logger") not in (None, True, False):
+            trainer_kwargs = {**trainer_kwargs, "logger": _member_logger(trainer_kwargs["logger"], member)}
         checkpoint_dir, resume = (self.checkpoint_dir, self.resume) if checkpoints else (None, False)
         if member and checkpoint_dir is not None:
             if not isinstance(resume, bool):
@@ -341,7 +345,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
                            max_epochs=self.max_epochs if max_epochs is None else max_epochs, patience=self.patience,
                            gradient_clip=self.gradient_clip, seed=self.random_state if seed is None else seed,
                            verbose=self.verbose if verbose is None else verbose,
-                           trainer_kwargs=dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs,
+                           trainer_kwargs=trainer_kwargs,
                            static=data.static_tensor(), checkpoint_dir=checkpoint_dir, resume=resume,
                            quantiles=self._quantile_levels(), objective=objective, linear_base=linear_base_of(network),
                            # a forecaster without the parameter (subclasses written before it) averages nothing
@@ -665,3 +669,12 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
+
+
+def _member_logger(logger, member: int):
+    """``trainer_kwargs["logger"]`` for an ensemble's member ``member``: each logger with a ``for_member`` method
+    replaced by what it returns, any other kept (it logs every member's epochs under the same names)."""
+    if isinstance(logger, (list, tuple)):
+        return [_member_logger(one, member) for one in logger]
+    for_member = getattr(logger, "for_member", None)
+    return logger if for_member is None else for_member(member)

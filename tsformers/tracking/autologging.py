@@ -7,7 +7,8 @@ One run per fit (or the active run, when the fit happens inside
 - the data schema: layout, columns, frequency, number of series and rows
   (params ``data_*``; the whole schema as ``data_schema.json``);
 - per-epoch ``train_loss`` / ``val_loss`` (and ``epoch``), through Lightning's
-  ``MLFlowLogger`` added to the Trainer;
+  ``MLFlowLogger`` added to the Trainer; a seed ensemble's member k > 0 under
+  ``member_k/train_loss`` and so on;
 - the final validation metrics: ``best_val_loss`` (the best epoch's, scaled, as
   trained) and, in the data's units, ``val_mse`` / ``val_mae`` of forecasting the
   last ``horizon`` steps of the fit data (inside the validation part) from the
@@ -256,8 +257,9 @@ def _log_model(estimator, frame, registered_model_name):
     log_model(estimator, "model", registered_model_name, input_example=example_from_frame(estimator, frame))
 
 
-def _run_logger(run_id: str, tracking_uri: str | None = None):
-    """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog.
+def _run_logger(run_id: str, tracking_uri: str | None = None, prefix: str = ""):
+    """Lightning's MLFlowLogger writing into ``run_id``, leaving the run's lifecycle and params to autolog; its
+    metric names after ``prefix/`` where there is one (the members of a seed ensemble after the first).
 
     Rebuilt in every training process of a multi-process fit (its ``__reduce__``). Only the first one logs
     (the logger's methods are Lightning's ``rank_zero_only``), so the others, whose rank ``torchrun`` has set
@@ -273,16 +275,23 @@ def _run_logger(run_id: str, tracking_uri: str | None = None):
         return DummyLogger()
 
     class RunLogger(MLFlowLogger):
+        LOGGER_JOIN_CHAR = "/"  # member_1/train_loss: MLflow's UI groups the metrics of a prefix together
+
         def log_hyperparams(self, params) -> None:  # autolog logs the estimator's own parameters
             pass
+
+        def for_member(self, member: int):
+            """The logger of a seed ensemble's member ``member`` (> 0; the fit calls it): into the same run, its
+            metrics named apart, since every member's Trainer counts its steps from 0."""
+            return _run_logger(self.run_id, self._tracking_uri, f"member_{member}")
 
         def finalize(self, status: str = "success") -> None:  # the run outlives training
             pass
 
         def __reduce__(self):  # the training processes of strategy="ddp_spawn" get it pickled: rebuild it there
-            return _run_logger, (self.run_id, self._tracking_uri)
+            return _run_logger, (self.run_id, self._tracking_uri, self._prefix)
 
-    return RunLogger(run_id=run_id, tracking_uri=tracking_uri or mlflow.get_tracking_uri())
+    return RunLogger(run_id=run_id, tracking_uri=tracking_uri or mlflow.get_tracking_uri(), prefix=prefix)
 
 
 def _fail_run_callback(listener: AutologListener, estimator):
