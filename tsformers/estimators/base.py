@@ -328,7 +328,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
 
         train, val = data.split(self.val_size)
         trainer_kwargs = dict(self.trainer_kwargs or {}) if trainer_kwargs is None else trainer_kwargs
-        if member and trainer_kwargs.get("logger") not in (None, True, False):
+        if member and "logger" in trainer_kwargs:  # _member_logger keeps what cannot log a member apart
             trainer_kwargs = {**trainer_kwargs, "logger": _member_logger(trainer_kwargs["logger"], member)}
         checkpoint_dir, resume = (self.checkpoint_dir, self.resume) if checkpoints else (None, False)
         if member and checkpoint_dir is not None:
