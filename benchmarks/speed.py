@@ -29,6 +29,10 @@ records the 1-minute load average before and after.
 
 ``--baseline-tree`` adds the tsformers measurements with the package imported from another tree (an
 older commit), for before/after comparisons in the same run. Rows go to ``benchmarks/results/speed.csv``.
+
+``--accelerator gpu`` (and ``--precision``, e.g. ``bf16-mixed``) trains every *train* case of both libraries
+on the machine's first GPU, timed by the wall clock (``_speed_worker.py``); import and predict stay on the CPU.
+``benchmarks/gpu_check.py`` runs it so, into a CSV of its own.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ TINY = {
 FIELDS = ["timestamp", "case", "library", "model", "label", "n_params", "n_series", "batch", "steps", "step_ms",
           "windows_per_s", "fit_fixed_s", "fit_s", "predict_first_s", "predict_median_s", "import_s",
           "rss_after_import_mib", "peak_rss_mib", "ratio", "ratio_meaning", "load_start", "load_end", "n_threads",
-          "git_rev", "hp", "mflop_per_window", "gflop_per_s"]
+          "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock"]
 
 
 def git_rev(tree: Path) -> str:
@@ -121,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--tree", type=Path, default=REPO, help="the tree tsformers is imported from (default: this one)")
     p.add_argument("--out", type=Path, default=HERE / "results" / "speed.csv")
     p.add_argument("--log", type=Path, default=None)
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"],
+                   help="where the train cases train (gpu: the first GPU, wall-clock step times)")
+    p.add_argument("--precision", default=None, help="the Trainers' precision for the train cases, e.g. bf16-mixed")
     args = p.parse_args(argv)
     with_nf = "nf" not in args.skip
     if with_nf:
@@ -130,10 +137,13 @@ def main(argv=None) -> int:
     trees = [("tsformers", args.tree)] + ([(f"tsformers@{args.baseline_label}", args.baseline_tree)]
                                           if args.baseline_tree else [])
     base = {"csv": runner.csv, "train_end": 8640, "threads": 1}
+    # where the train cases train; predict and import always measure the CPU
+    device = {"accelerator": args.accelerator, "precision": args.precision}
 
     def record(case, library, model, label, res, hp, **extra):
         row = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "case": case,
                "library": library, "model": model, "label": label, **extra, **res, "hp": hp, "n_threads": 1,
+               **({"accelerator": args.accelerator, "precision": args.precision or ""} if "train" in case else {}),
                "git_rev": git_rev(args.tree) if library == "tsformers" and label == "tsformers" else
                (git_rev(args.baseline_tree) if library == "tsformers" else "")}
         rows.append(row)
@@ -144,7 +154,7 @@ def main(argv=None) -> int:
 
     def train_against_matched_itransformer(case: str, hp: dict, short: int, long: int) -> None:
         """Our network ``hp`` trained from each tree, then the iTransformer width of the current tree's size."""
-        spec = {**base, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
+        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
         ours = [record(case, "tsformers", "gateformer", label, runner.ours({**spec, "hp": hp}, tree), str(hp),
                        batch=args.batch, steps=f"{short}/{long}") for label, tree in trees]
         if with_nf:
@@ -169,7 +179,8 @@ def main(argv=None) -> int:
 
     steps_short, steps_long = args.steps
     if "train" not in args.skip:
-        spec = {**base, "task": "train", "batch": args.batch, "steps_short": steps_short, "steps_long": steps_long}
+        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": steps_short,
+                "steps_long": steps_long}
         for label, tree in trees:
             record("train", "tsformers", "gateformer", label, runner.ours({**spec, "hp": GATEFORMER}, tree),
                    str(GATEFORMER), batch=args.batch, steps=f"{steps_short}/{steps_long}")
@@ -188,7 +199,8 @@ def main(argv=None) -> int:
                 record("predict", "neuralforecast", model, "neuralforecast",
                        runner.theirs({**spec, "model": model, "hp": hp}), str(hp), n_series=n)
     if "tiny" not in args.skip:
-        spec = {**base, "task": "train", "batch": args.batch, "steps_short": steps_short, "steps_long": steps_long}
+        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": steps_short,
+                "steps_long": steps_long}
         for label, tree in trees:
             record("tiny-train", "tsformers", "gateformer", label,
                    runner.ours({**spec, "hp": TINY["gateformer"]}, tree), str(TINY["gateformer"]), batch=args.batch,
