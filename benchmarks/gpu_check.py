@@ -51,8 +51,10 @@ FIELDS = ["timestamp", "dataset", "horizon", "precision", "accelerator", "seed",
 
 
 def check_precision(data, horizon: int, precision: str, *, accelerator: str, seed: int, max_epochs: int | None,
-                    limit_batches: int | None) -> dict:
-    """Fit Gateformer's defaults at ``precision`` on ``accelerator``, score the test windows, save and read back."""
+                    limit_batches: int | None, timestamp: str | None = None) -> dict:
+    """Fit Gateformer's defaults at ``precision`` on ``accelerator``, score the test windows, save and read back.
+
+    ``timestamp``: the run's start, which every row of one run shares (the report reads a run by it)."""
     load_start = os.getloadavg()[0]
     trainer = {"accelerator": accelerator, "devices": 1, "precision": precision}
     if limit_batches:  # a short check of the script itself, not a result
@@ -75,7 +77,7 @@ def check_precision(data, horizon: int, precision: str, *, accelerator: str, see
         again = type(est).load(est.save(Path(folder) / "model")).predict(data.fit_frame)
     targets = list(est.schema_.targets)
     diff = np.abs(forecast[targets].to_numpy(np.float64) - again[targets].to_numpy(np.float64))
-    return {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": data.name,
+    return {"timestamp": timestamp or datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": data.name,
             "horizon": horizon, "precision": precision, "accelerator": accelerator_name(accelerator), "seed": seed,
             **{k: scores[k] for k in ("mse", "mae", "mase", "naive_mse", "n_windows")},
             "epochs_run": len(est.training_log_), "fit_s": fit_s, "fit_cpu_s": fit_cpu_s, "eval_s": eval_s,
@@ -105,10 +107,10 @@ def main(argv=None) -> int:
     accelerator_name(args.accelerator)  # no GPU: said before anything runs
 
     data = load_protocol_data(args.dataset, args.data_dir, lookback=96)
-    rows = []
+    rows, started = [], datetime.now(timezone.utc).isoformat(timespec="seconds")
     for precision in args.precisions:
         row = check_precision(data, args.horizon, precision, accelerator=args.accelerator, seed=args.seed,
-                              max_epochs=args.max_epochs, limit_batches=args.limit_batches)
+                              max_epochs=args.max_epochs, limit_batches=args.limit_batches, timestamp=started)
         rows.append(row)
         print(f"{row['dataset']} H={row['horizon']} {precision} on {row['accelerator']}: MSE {row['mse']:.4f} "
               f"MAE {row['mae']:.4f}, fit {row['fit_s']:.0f} s ({row['epochs_run']} epochs), network on the CPU: "

@@ -1735,6 +1735,38 @@ def speed_section() -> list[str]:
     return out
 
 
+def gpu_section() -> list[str]:
+    """Gateformer on a GPU (``gpu_check.py``'s latest run and the training steps it measured), or that none ran."""
+    out = ["## On a GPU", "",
+           "`benchmarks/gpu_check.py`, the prepared script for a machine with a GPU (never run in CI): Gateformer's "
+           "defaults fitted on the GPU at full precision (`32-true`) and at `bf16-mixed`, scored on every test window "
+           "of the protocol above (the forecasts made on the CPU, where the fitted network comes back), and the "
+           "model saved and read back: *identical* when its forecast equals the fitted one's to the bit. Then "
+           "`speed.py`'s training cases on the same GPU against neuralforecast's at each precision, step times "
+           "by the wall clock (*ratio*: our windows per second over theirs).", ""]
+    checks = latest_run("gpu_check.csv")
+    if checks is None:
+        return out + ["Not run yet: no GPU machine has been lent to a session since the script was written.", ""]
+    out += ["| data | H | precision | trained on | MSE | MAE | epochs | fit | network on the CPU | saved, read back |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in checks.itertuples():
+        same = "identical" if r.identical else f"**differs** (max {r.max_abs_diff:.2g})"
+        out.append(f"| {r.dataset} | {r.horizon} | {r.precision} | {r.accelerator} | {r.mse:.4f} | {r.mae:.4f} | "
+                   f"{r.epochs_run} | {_secs(r.fit_s)} | {'yes' if r.on_cpu else '**no**'} | {same} |")
+    first = checks.iloc[0]
+    out += ["", f"Run {first.timestamp} at rev {first.git_rev}, torch {first.torch_version}.", ""]
+    steps = _read("gpu_speed.csv")
+    steps = None if steps is None else steps[steps["timestamp"] >= first.timestamp]
+    if steps is not None and len(steps):
+        out += ["| case | precision | library | model | params | step ms | windows/s | ratio |", "|---|---|---|---|---|---|---|---|"]
+        for r in steps.itertuples():
+            ratio = "" if pd.isna(r.ratio) else f"{r.ratio:.2f}"
+            out.append(f"| {r.case} | {r.precision} | {r.library} | {NAMES.get(r.model, r.model)} | "
+                       f"{int(r.n_params):,} | {r.step_ms:.2f} | {r.windows_per_s:.0f} | {ratio} |")
+        out.append("")
+    return out
+
+
 def work_line(sp: pd.DataFrame) -> str:
     """What the FLOP counts say about the train rows: our arithmetic per window and its speed against iTransformer's."""
     parts, speeds = [], []
@@ -2017,7 +2049,8 @@ def render() -> str:
             "only the ratios measured in the same run compare like with like.", ""]
     body = (grid_section() + seeds_section() + linear_base_section() + other_models_section() + client_section()
             + small_data_section() + ablation_section() + slots_section() + long_context_section() + depth_section() + panel_section() + coverage_section()
-            + side_by_side_section() + anchors_section() + pv_section() + speed_section() + overhead_section()
+            + side_by_side_section() + anchors_section() + pv_section() + speed_section() + gpu_section()
+            + overhead_section()
             + profile_section() + sparse_kv_section() + packed_panel_section()
             + cold_start_section() + spark_scoring_section())
     return "\n".join(head + body).rstrip() + "\n"

@@ -849,3 +849,31 @@ def test_the_ensemble_section_pairs_two_networks_with_one_on_validation_and_test
     # two minus one by seed: -0.002, -0.003, -0.001
     assert cells[6] == "-0.0020 ± 0.0006: ahead"
     assert cells[-2] == "60 / 120" and cells[-1] == "old / new |"
+
+
+def test_the_gpu_section_shows_the_latest_checks_and_their_training_steps_or_that_none_ran(tmp_path):
+    assert "Not run yet: no GPU machine has been lent to a session since the script was written." in \
+        load_report(tmp_path).gpu_section()
+    check = dict(dataset="ETTh1", horizon=96, accelerator="gpu: NVIDIA H100", mse=0.3674, mae=0.3901, epochs_run=12,
+                 fit_s=95.0, on_cpu=True, max_abs_diff=0.0, git_rev="abc1234", torch_version="2.11.0+cu130")
+    earlier, later = "2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"
+    pd.DataFrame([dict(check, timestamp=earlier, precision="32-true", identical=True, mse=0.5),
+                  dict(check, timestamp=later, precision="32-true", identical=True),
+                  dict(check, timestamp=later, precision="bf16-mixed", identical=False, max_abs_diff=3e-7)]
+                 ).to_csv(tmp_path / "gpu_check.csv", index=False)
+    step = dict(case="defaults-train", n_params=109280, ratio=float("nan"))
+    pd.DataFrame([dict(step, timestamp=earlier, precision="32-true", library="tsformers", model="gateformer",
+                       step_ms=9.0, windows_per_s=3556.0),
+                  dict(step, timestamp=later, precision="bf16-mixed", library="tsformers", model="gateformer",
+                       step_ms=4.0, windows_per_s=8000.0),
+                  dict(step, timestamp=later, precision="bf16-mixed", library="neuralforecast", model="itransformer",
+                       n_params=111944, step_ms=5.0, windows_per_s=6400.0, ratio=1.25)]
+                 ).to_csv(tmp_path / "gpu_speed.csv", index=False)
+    lines = load_report(tmp_path).gpu_section()
+    rows = [line for line in lines if line.startswith("| ETTh1 |")]
+    assert rows == ["| ETTh1 | 96 | 32-true | gpu: NVIDIA H100 | 0.3674 | 0.3901 | 12 | 95 s | yes | identical |",
+                    "| ETTh1 | 96 | bf16-mixed | gpu: NVIDIA H100 | 0.3674 | 0.3901 | 12 | 95 s | yes | **differs** "
+                    "(max 3e-07) |"], "the latest run only, a forecast that changed on reading marked"
+    steps = [line for line in lines if line.startswith("| defaults-train |")]
+    assert steps == ["| defaults-train | bf16-mixed | tsformers | Gateformer | 109,280 | 4.00 | 8000 |  |",
+                     "| defaults-train | bf16-mixed | neuralforecast | iTransformer | 111,944 | 5.00 | 6400 | 1.25 |"]
