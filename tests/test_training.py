@@ -210,3 +210,31 @@ def test_val_every_windows_below_one_is_refused_and_old_models_load_validating_e
         GateformerForecaster(**SMALL, max_epochs=1, val_every_windows=0).fit(make_demo(n_steps=200))
     params = saved_params("GateformerForecaster", {"horizon": 12}, GateformerForecaster().get_params())
     assert params["val_every_windows"] is None
+
+
+def test_bf16_mixed_precision_trains_under_autocast_and_fits_the_same_kind_of_estimator(tmp_path):
+    """docs/scaling.md: mixed precision is ``trainer_kwargs={"precision": "bf16-mixed"}``, and the fitted estimator is
+    the same object however it was trained."""
+    trained_in = set()
+
+    class Spy(Callback):
+        def on_train_start(self, trainer, module):
+            first = next(m for m in module.network.modules() if isinstance(m, nn.Linear))
+            first.register_forward_hook(lambda layer, args, out: trained_in.add(out.dtype) if layer.training else None)
+
+    df = make_demo(n_steps=24 * 30)
+    history, future = df.iloc[:-12], df.iloc[-12:]
+    errors = {}
+    for precision in ("32-true", "bf16-mixed"):
+        trained_in.clear()
+        f = GateformerForecaster(**SMALL, max_epochs=3,
+                                 trainer_kwargs={"precision": precision, "callbacks": [Spy()]}).fit(history)
+        assert trained_in == {torch.bfloat16 if precision == "bf16-mixed" else torch.float32}
+        assert {p.dtype for p in f.network_.parameters()} == {torch.float32}
+        forecast = f.predict(history)
+        f.set_params(trainer_kwargs={"precision": precision})  # the spy is no setting to save
+        assert f.load(f.save(tmp_path / precision)).predict(history).equals(forecast)
+        targets = [c for c in df.columns if c != "date"]
+        errors[precision] = float(((forecast[targets].to_numpy() - future[targets].to_numpy()) ** 2).mean())
+    last_value = float(((history[targets].iloc[-1].to_numpy() - future[targets].to_numpy()) ** 2).mean())
+    assert errors["bf16-mixed"] < 0.5 * last_value and errors["bf16-mixed"] == pytest.approx(errors["32-true"], rel=0.2)
