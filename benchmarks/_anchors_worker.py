@@ -3,9 +3,10 @@
 It imports neither tsformers nor torch, only numpy, pandas, statsforecast, mlforecast and lightgbm. It reads
 one JSON spec (a file given as the only argument) and an ``.npz`` with the scaled series (``values``
 ``(T, N)``: every row up to the end of the test split, scaled by the caller with the train split's
-statistics; ``times``: their timestamps in ns), writes its forecasts ``(W, H, N)`` (one per requested
-cutoff) to ``spec["out"]`` (``.npy``) and prints one JSON line prefixed with ``RESULT`` on stdout. Scoring
-is the caller's (``baselines.scored_in_chunks``), so both sides of a table share it.
+statistics; ``times``: their timestamps in ns, or their positions where the rows are integer steps), writes
+its forecasts ``(W, H, N)`` (one per requested cutoff) to ``spec["out"]`` (``.npy``) and prints one JSON line
+prefixed with ``RESULT`` on stdout. Scoring is the caller's (``baselines.scored_in_chunks``), so both sides of a
+table share it.
 
 A *cutoff* ``c`` is the row of a window's first target: the window forecasts rows ``[c, c + H)``.
 
@@ -21,7 +22,8 @@ Tasks:
   ``AutoTheta.forward`` re-runs its seasonality test and classical decomposition on the history it is
   given, as statsforecast implements it.
 * ``"mlforecast"``: ``MLForecast`` with ``lightgbm.LGBMRegressor`` (one thread), lags ``1..lookback`` and
-  the calendar features hour and day of week, one global model over the series, fitted on the training
+  the calendar features hour and day of week (none with ``spec["calendar"]`` False: the rows are integer steps,
+  ``times`` their positions, ``freq`` 1), one global model over the series, fitted on the training
   rows; forecasts are *recursive* (mlforecast's default: one model, each step's forecast fed back as a
   lag). Every window is predicted from its own ``lookback`` rows only: ``predict(h, new_df=...)`` with one
   series id per (window, variable), all windows in one call. The configuration is chosen from
@@ -63,8 +65,10 @@ def statsforecast_task(spec: dict, values, times) -> tuple:
     return preds, {"chosen": chosen}
 
 
-def _long_frame(values, times, ids, starts, length):
-    """One long frame with a series per (start, variable): rows ``[start, start + length)`` of that variable."""
+def _long_frame(values, times, ids, starts, length, calendar: bool = True):
+    """One long frame with a series per (start, variable): rows ``[start, start + length)`` of that variable.
+
+    ``times``: int64 nanoseconds of timestamps (``calendar``), or integer steps, which stay integers."""
     import numpy as np
     import pandas as pd
 
@@ -75,18 +79,18 @@ def _long_frame(values, times, ids, starts, length):
     ds = times[rows]                                                   # (S, length)
     return pd.DataFrame({
         "unique_id": np.repeat(ids, length),                          # ids: (S * N,), start-major
-        "ds": pd.to_datetime(np.repeat(ds[:, None, :], n_vars, axis=1).reshape(-1)),
+        "ds": (pd.to_datetime if calendar else np.asarray)(np.repeat(ds[:, None, :], n_vars, axis=1).reshape(-1)),
         "y": y.transpose(0, 2, 1).reshape(-1),
     })
 
 
-def _mlf_forecast(fcst, values, times, cutoffs, lookback, horizon):
+def _mlf_forecast(fcst, values, times, cutoffs, lookback, horizon, calendar: bool = True):
     """Recursive forecasts ``(W, H, N)`` of every cutoff, each from its own ``lookback`` rows."""
     import numpy as np
 
     n_vars = values.shape[1]
     ids = np.arange(len(cutoffs) * n_vars)                            # id = window * N + variable
-    new_df = _long_frame(values, times, ids, np.asarray(cutoffs) - lookback, lookback)
+    new_df = _long_frame(values, times, ids, np.asarray(cutoffs) - lookback, lookback, calendar)
     out = fcst.predict(h=horizon, new_df=new_df)
     out = out.sort_values(["unique_id", "ds"])
     assert len(out) == len(ids) * horizon
@@ -103,7 +107,8 @@ def mlforecast_task(spec: dict, values, times) -> tuple:
 
     lookback, horizon, train_end = spec["lookback"], spec["horizon"], spec["train_end"]
     n_vars = values.shape[1]
-    train = _long_frame(values, times, np.arange(n_vars), [0], train_end)
+    calendar = spec.get("calendar", True)  # False: integer steps (freq 1), no calendar features
+    train = _long_frame(values, times, np.arange(n_vars), [0], train_end, calendar)
     val_cutoffs = spec["val_cutoffs"]
     truth = np.stack([values[c:c + horizon] for c in val_cutoffs])     # (V, H, N)
 
@@ -113,19 +118,20 @@ def mlforecast_task(spec: dict, values, times) -> tuple:
                                   num_leaves=config.get("num_leaves", 31), n_jobs=1, verbosity=-1,
                                   random_state=0)
         fcst = MLForecast(models={"lgbm": model}, freq=spec["freq"], lags=list(range(1, lookback + 1)),
-                          date_features=["hour", "dayofweek"], target_transforms=transforms)
+                          date_features=["hour", "dayofweek"] if calendar else [], target_transforms=transforms)
         return fcst.fit(train, static_features=[])
 
     val_mse, fitted = [], None
     best = None
     for config in spec["grid"]:
         fcst = build(config)
-        mse = float(np.mean((_mlf_forecast(fcst, values, times, val_cutoffs, lookback, horizon) - truth) ** 2))
+        forecast = _mlf_forecast(fcst, values, times, val_cutoffs, lookback, horizon, calendar)
+        mse = float(np.mean((forecast - truth) ** 2))
         val_mse.append(mse)
         print(f"grid {config}: validation MSE {mse:.4f}", flush=True)
         if best is None or mse < best:
             best, fitted, chosen = mse, fcst, config
-    preds = _mlf_forecast(fitted, values, times, spec["cutoffs"], lookback, horizon)
+    preds = _mlf_forecast(fitted, values, times, spec["cutoffs"], lookback, horizon, calendar)
     return preds, {"chosen": chosen, "val_mse": val_mse, "grid": spec["grid"]}
 
 

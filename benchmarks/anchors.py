@@ -17,7 +17,8 @@ interpreter (``benchmarks/.venv-anchors``: statsforecast, mlforecast, lightgbm; 
   row before the first test cutoff, train + val, hence ``forward`` directly). Unlike the networks, the
   state reads the whole history before the window, not only its ``lookback`` rows (the models' own way).
 - ``lgbm``: mlforecast's ``MLForecast`` with ``lightgbm.LGBMRegressor`` (``n_jobs=1``), lags
-  ``1..lookback`` (all 96) and the calendar features hour and day of week, one global model over the
+  ``1..lookback`` (all 96) and the calendar features hour and day of week (none where the protocol counts the
+  rows as integer steps: weather, whose file repeats a timestamp; ``time_axis``), one global model over the
   variables, fitted on the training rows, forecasting **recursively** (mlforecast's default); each test
   window is read from its own ``lookback`` rows only, like the networks. The configuration comes from
   ``LGBM_GRID`` (with or without first differences as target transform, 100 or 300 trees, LightGBM's
@@ -46,6 +47,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -104,6 +106,20 @@ def parse_strides(items: list[str]) -> dict:
     return out
 
 
+def time_axis(times: np.ndarray, freq: str) -> tuple[np.ndarray, str | int, bool]:
+    """The worker's time axis: ``(times, freq, calendar)``.
+
+    Timestamps (int64 ns) at the data's frequency, with calendar features; or, where the rows repeat or reorder
+    a timestamp (``weather.csv`` repeats one), the rows' positions as integer steps of frequency 1 and no
+    calendar, as the protocol reads such rows (``_protocol.load_protocol_data``): mlforecast refuses repeated
+    timestamps, and an hour of the day read off them would be wrong from the repeat on.
+    """
+    stamps = pd.Index(times)
+    if isinstance(stamps, pd.DatetimeIndex) and stamps.is_unique and stamps.is_monotonic_increasing:
+        return times.astype("datetime64[ns]").astype(np.int64), freq, True
+    return np.arange(len(times), dtype=np.int64), 1, False
+
+
 def prepare(name: str, lookback: int, horizon: int, data_dir):
     """The scaled rows up to the test split's end, their times, and the baselines' test windows over them."""
     data = load_protocol_data(name, data_dir, lookback)
@@ -115,19 +131,17 @@ def prepare(name: str, lookback: int, horizon: int, data_dir):
     scaler = PanelScaler.fit(fit_values[None, :train_end])
     full = load_dataset(name, data_dir=data_dir).iloc[:test_end]
     values = scaler.transform(full[columns].to_numpy(dtype=np.float64)[None])[0]
-    times = full[time_col].to_numpy()
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise SystemExit(f"{name}: the calendar features need timestamps, the time column is {times.dtype}")
+    times, freq, calendar = time_axis(full[time_col].to_numpy(), info(name)["freq"])
     test_scaled = scaler.transform(data.test_frame[columns].to_numpy(dtype=np.float64)[None])[0]
     x_test, y_test = windows(test_scaled, lookback, horizon)
     first = test_start                       # the first test window's cutoff
     assert np.allclose(values[first - lookback:], test_scaled), "the worker's rows must be the test windows' rows"
     x_train, y_train = windows(values[:train_end], lookback, horizon)
     x_val, y_val = windows(values[train_end - lookback:val_end], lookback, horizon)
-    return dict(values=values, times=times.astype("datetime64[ns]").astype(np.int64), columns=columns,
+    return dict(values=values, times=times, calendar=calendar, columns=columns,
                 train_end=train_end, val_end=val_end, first=first, x_test=x_test, y_test=y_test,
                 x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
-                scale=mase_scale(values[:train_end]), season=SEASONS[info(name)["freq"]], freq=info(name)["freq"])
+                scale=mase_scale(values[:train_end]), season=SEASONS[info(name)["freq"]], freq=freq)
 
 
 def linear_on(prep: dict, index: np.ndarray) -> float:
@@ -145,7 +159,8 @@ def run_model(python, model: str, prep: dict, horizon: int, lookback: int, strid
     library, _ = MODELS[model]
     spec = {"task": library, "model": model, "data": str(workdir / "data.npz"), "out": str(workdir / f"{model}.npy"),
             "horizon": horizon, "lookback": lookback, "train_end": prep["train_end"], "season": prep["season"],
-            "freq": prep["freq"], "cutoffs": cutoffs(prep["first"], index), "threads": 1}
+            "freq": prep["freq"], "calendar": prep["calendar"], "cutoffs": cutoffs(prep["first"], index),
+            "threads": 1}
     if model == "lgbm":
         val_first = prep["train_end"]
         spec["val_cutoffs"] = cutoffs(val_first, strided(len(prep["y_val"]), VAL_STRIDE))
@@ -159,7 +174,8 @@ def run_model(python, model: str, prep: dict, horizon: int, lookback: int, strid
         chosen = result["chosen"]
         grid = ", ".join(f"{'differences' if c['differences'] else 'levels'} {c['n_estimators']}: {v:.4f}"
                          for c, v in zip(result["grid"], result["val_mse"]))
-        detail = (f"recursive, lags 1..{lookback} + hour, day of week; chosen "
+        features = "hour, day of week" if prep["calendar"] else "no calendar (integer steps)"
+        detail = (f"recursive, lags 1..{lookback} + {features}; chosen "
                   f"{'first differences' if chosen['differences'] else 'levels'}, {chosen['n_estimators']} trees "
                   f"by validation MSE (every {VAL_STRIDE}th validation window; {grid})")
     else:

@@ -78,3 +78,17 @@ def test_the_worker_puts_each_recursive_forecast_back_in_its_window_step_and_var
     for w, cutoff in enumerate(cuts):
         expected = values[cutoff - 1][None, :] + 10 * np.arange(1, horizon + 1)[:, None]
         np.testing.assert_allclose(pred[w], expected)
+
+
+def test_rows_that_repeat_a_timestamp_become_integer_steps_without_a_calendar(anchors, worker):
+    hours = np.datetime64("2020-01-01T00:00") + np.arange(6) * np.timedelta64(10, "m")
+    times, freq, calendar = anchors.time_axis(hours, "10min")
+    assert calendar and freq == "10min" and times[1] - times[0] == 600 * 10**9
+    repeated = hours.copy()
+    repeated[3] = repeated[2]                                                      # weather.csv repeats one
+    times, freq, calendar = anchors.time_axis(repeated, "10min")
+    assert not calendar and freq == 1 and list(times) == [0, 1, 2, 3, 4, 5]
+    values = np.arange(12, dtype=np.float64).reshape(6, 2)
+    frame = worker._long_frame(values, times, np.arange(2), [1], 4, calendar=False)
+    assert frame["ds"].dtype == np.int64 and list(frame["ds"].iloc[:4]) == [1, 2, 3, 4]
+    np.testing.assert_array_equal(frame[frame["unique_id"] == 1]["y"], values[1:5, 1])
