@@ -50,20 +50,27 @@ FIELDS = ["timestamp", "dataset", "horizon", "precision", "accelerator", "seed",
           "n_params", "max_epochs", "limit_batches", "torch_version", "git_rev", "load_start", "load_end"]
 
 
-def check_precision(data, horizon: int, precision: str, *, accelerator: str, seed: int, max_epochs: int | None,
-                    limit_batches: int | None, timestamp: str | None = None) -> dict:
-    """Fit Gateformer's defaults at ``precision`` on ``accelerator``, score the test windows, save and read back.
-
-    ``timestamp``: the run's start, which every row of one run shares (the report reads a run by it)."""
-    load_start = os.getloadavg()[0]
+def fit_defaults(data, horizon: int, precision: str, *, accelerator: str, seed: int, max_epochs: int | None,
+                 limit_batches: int | None):
+    """Gateformer's defaults fitted on ``data``'s fit rows with the Trainer on ``accelerator`` at ``precision``."""
     trainer = {"accelerator": accelerator, "devices": 1, "precision": precision}
     if limit_batches:  # a short check of the script itself, not a result
         trainer |= {"limit_train_batches": limit_batches, "limit_val_batches": limit_batches}
     est = gateformer_defaults(data.name, horizon).set_params(
         random_state=seed, val_size=int(data.val_steps), verbose=False, trainer_kwargs=trainer,
         **({"max_epochs": max_epochs} if max_epochs else {}))
+    return est.fit(data.fit_frame)
+
+
+def check_precision(data, horizon: int, precision: str, *, accelerator: str, seed: int, max_epochs: int | None,
+                    limit_batches: int | None, timestamp: str | None = None) -> dict:
+    """Fit Gateformer's defaults at ``precision`` on ``accelerator``, score the test windows, save and read back.
+
+    ``timestamp``: the run's start, which every row of one run shares (the report reads a run by it)."""
+    load_start = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
-    est.fit(data.fit_frame)
+    est = fit_defaults(data, horizon, precision, accelerator=accelerator, seed=seed, max_epochs=max_epochs,
+                       limit_batches=limit_batches)
     fit_s, fit_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     on_cpu = all(p.device.type == "cpu" for p in est.network_.parameters())
 

@@ -506,23 +506,14 @@ def test_the_gpu_check_scores_its_fit_and_finds_a_saved_model_that_forecasts_oth
         assert row["n_windows"] == 200 + 96 - 96 - 24 + 1   # every stride-1 window of the 200 test rows
 
     # the row scores what the script fitted: the same fit, scored by the protocol itself
-    reference = long_horizon_defaults_fit(data, settings)
+    reference = gpu_check.fit_defaults(data, 24, "32-true", **settings)
     assert rows["32-true"]["mse"] == protocol.evaluate_windows(reference, data.test_frame)["mse"]
 
     # a saved model whose forecasts are not the fitted one's is caught (one fitted on fewer rows: after two batches
     # the linear base keeps the map alone, which another seed would not change)
-    other = long_horizon_defaults_fit(protocol.ProtocolData(**{**vars(data), "fit_frame": frame.iloc[:450]}),
-                                      settings)
+    other = gpu_check.fit_defaults(protocol.ProtocolData(**{**vars(data), "fit_frame": frame.iloc[:450]}), 24,
+                                   "32-true", **settings)
     monkeypatch.setattr(GateformerForecaster, "load", classmethod(lambda cls, path, engine="torch": other))
     row = gpu_check.check_precision(data, 24, "32-true", **settings)
     assert not row["identical"] and row["max_abs_diff"] > 0
 
-
-def long_horizon_defaults_fit(data, settings):
-    """Gateformer's defaults fitted as ``gpu_check.check_precision`` fits them at full precision."""
-    long_horizon = sys.modules["long_horizon"]
-    trainer = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "limit_train_batches": 2,
-               "limit_val_batches": 2}
-    return long_horizon.gateformer_defaults(data.name, 24).set_params(
-        random_state=settings["seed"], val_size=data.val_steps, verbose=False, trainer_kwargs=trainer,
-        max_epochs=settings["max_epochs"]).fit(data.fit_frame)
