@@ -184,6 +184,26 @@ def test_the_ili_table_says_in_how_many_seeds_the_linear_base_kept_the_network(t
     assert any("| LMUFormer (linear base: network kept in 2 of 3) | 3 | **2.500 ± 0.000** |" in line for line in lines)
 
 
+def test_the_ili_table_shows_gateformers_defaults_with_their_linear_base_and_leaves_out_their_network_alone(tmp_path):
+    with_base, alone = '{"linear_base": true, "cycle": "auto"}', '{"linear_base": false, "cycle": "auto"}'
+    runs = [dict(_row("gateformer-defaults+base", "illness", 24, seed, mse, 1.0), lookback=36, mase=7.5,
+                 best_epoch=best, params=with_base) for seed, (mse, best) in enumerate([(2.4, 3), (2.6, 0)])]
+    runs += [dict(_row("gateformer-defaults", "illness", 24, 0, 9.0, 2.0), lookback=36, mase=9.0, params=alone),
+             dict(_row("gateformer", "illness", 24, 0, 2.7, 1.0), lookback=36, mase=7.6,
+                  params='{"linear_base": false}')]
+    pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
+    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v,
+                 mae=1.0, mase=7.9, n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
+            for m, v in [("seasonal_naive", 2.56), ("linear", 2.57)]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    lines = load_report(tmp_path).small_data_section()
+    defaults = [line for line in lines if "| Gateformer (defaults" in line]
+    assert len(defaults) == 1, "the network alone of Gateformer's defaults is an ablation, not its defaults"
+    assert defaults[0].startswith("| 24 | Gateformer (defaults; linear base: network kept in 1 of 2) | 2 | "
+                                  f"**2.500 ± {np.std([2.4, 2.6], ddof=1):.3f}** |")
+    assert any(line.startswith("| 24 | Gateformer | 1 | 2.700 ▼ |") for line in lines), "the paper's network alone"
+
+
 def _cold_row(stamp, case, min_s, median_s, torch=(2.0, 2.5), load=(3.0, 4.0)):
     return dict(timestamp=stamp, case=case, command={"import torch": 'python -c "import torch"',
                                                      "forecast onnx": "tsformers forecast --engine onnx"}[case],
