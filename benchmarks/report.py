@@ -1698,6 +1698,7 @@ def speed_section() -> list[str]:
     if sp is None:
         return []
     starts = sp.index[(sp["case"] == "import") & (sp["label"] == "tsformers")]
+    earlier = [sp.loc[a:b - 1] for a, b in zip(starts[:-1], starts[1:])]
     if len(starts):
         sp = sp.loc[starts[-1]:]
     out = ["## Speed and memory side by side", "",
@@ -1734,7 +1735,7 @@ def speed_section() -> list[str]:
                    f"{g(r, 'gflop_per_s')} | {g(r, 'fit_fixed_s', 2)} | "
                    f"{g(r, 'predict_median_s', 3)} | {g(r, 'import_s')} | {rss} | {g(r, 'ratio', 2)} | "
                    f"{g(r, 'load_start')} |")
-    out.append("")
+    out += ["", machine_line(sp, earlier), ""]
     if len(sp[sp["case"] == "train"]):
         # (the framework's share of a step is measured apart, in one run: "The training loop, before and after")
         out += ["Reading the train rows: " + work_line(sp) + "The tiny models show the per-step floor of each "
@@ -1775,6 +1776,36 @@ def gpu_section() -> list[str]:
     return out
 
 
+def _train_ratio(run: pd.DataFrame, case: str) -> float | None:
+    """Our windows per second over iTransformer's in one run's ``case`` (None where the run has no such pair)."""
+    rows = run[run["case"] == case]
+    ours, theirs = rows[rows["label"] == "tsformers"], rows[rows["model"] == "itransformer"]
+    if not len(ours) or not len(theirs):
+        return None
+    return float(ours["windows_per_s"].iloc[0] / theirs["windows_per_s"].iloc[0])
+
+
+def machine_line(run: pd.DataFrame, earlier: list[pd.DataFrame]) -> str:
+    """When, at which revision and on which processor the speed run measured, and the train ratios of the runs
+    before it (ratios hold on the machine they were measured on)."""
+    def where(r: pd.DataFrame) -> str:
+        cpus = sorted(set(r["cpu"].dropna().astype(str))) if "cpu" in r else []
+        return f"on {' / '.join(cpus)}" if cpus else "processor not recorded"
+
+    revs = sorted(set(run["git_rev"].dropna().astype(str)) - {""})
+    text = (f"One run, started {run.iloc[0].timestamp}, rev {', '.join(revs) or 'not recorded'}, {where(run)}. "
+            "Both libraries' kernels change with the processor's instruction set, so the ratios hold on the machine "
+            "of their run")
+    before = []
+    for r in earlier[-3:]:
+        ratios = [(label, _train_ratio(r, case)) for label, case in (("paper size", "train"),
+                                                                       ("defaults", "defaults-train"))]
+        shown = ", ".join(f"{label} {value:.2f}" for label, value in ratios if value is not None)
+        if shown:
+            before.append(f"{r.iloc[0].timestamp[:10]} ({where(r)}): {shown}")
+    return text + ("; the train ratios of the runs before it: " + "; ".join(before) + "." if before else ".")
+
+
 def work_line(sp: pd.DataFrame) -> str:
     """What the FLOP counts say about the train rows: our arithmetic per window and its speed against iTransformer's."""
     parts, speeds = [], []
@@ -1795,7 +1826,7 @@ def work_line(sp: pd.DataFrame) -> str:
                      f"{o.windows_per_s / t.windows_per_s:.2f} times its windows per second")
     if not parts:
         return "no FLOP counts were recorded in this run. "
-    return ("Where iTransformer is faster at equal size, the FLOP counts say why: " + "; ".join(parts) + ". Gateformer "
+    return ("the FLOP counts say where each ratio comes from: " + "; ".join(parts) + ". Gateformer "
             "attends over each variate's patches and then across the variates, iTransformer only across the "
             "variates: at equal parameter count the gap is the arithmetic per window, which Gateformer runs at "
             f"{min(speeds):.2f}–{max(speeds):.2f} times iTransformer's speed per FLOP. ")

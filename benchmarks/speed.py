@@ -65,7 +65,26 @@ TINY = {
 FIELDS = ["timestamp", "case", "library", "model", "label", "n_params", "n_series", "batch", "steps", "step_ms",
           "windows_per_s", "fit_fixed_s", "fit_s", "predict_first_s", "predict_median_s", "import_s",
           "rss_after_import_mib", "peak_rss_mib", "ratio", "ratio_meaning", "load_start", "load_end", "n_threads",
-          "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock"]
+          "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock", "cpu"]
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor and its widest vector extension torch's CPU kernels use (``AMD EPYC, AVX2``): ratios of one run
+    hold on that machine only, since both libraries' kernels differ by instruction set (recorded with every row)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break  # the first processor's entry says it for all
+    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON")) if flag in flags),
+               None)
+    return f"{name}, {isa}" if isa else name
 
 
 def git_rev(tree: Path) -> str:
@@ -139,10 +158,12 @@ def main(argv=None) -> int:
     base = {"csv": runner.csv, "train_end": 8640, "threads": 1}
     # where the train cases train; predict and import always measure the CPU
     device = {"accelerator": args.accelerator, "precision": args.precision}
+    machine = cpu_name()
 
     def record(case, library, model, label, res, hp, **extra):
         row = {"timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"), "case": case,
                "library": library, "model": model, "label": label, **extra, **res, "hp": hp, "n_threads": 1,
+               "cpu": machine,
                **({"accelerator": args.accelerator, "precision": args.precision or ""} if "train" in case else {}),
                "git_rev": git_rev(args.tree) if library == "tsformers" and label == "tsformers" else
                (git_rev(args.baseline_tree) if library == "tsformers" else "")}

@@ -704,6 +704,47 @@ def test_the_speed_table_shows_the_arithmetic_per_window_and_reads_the_gap_from_
     assert "at 0.75 times its GFLOP/s, so 0.25 times its windows per second" in reading
 
 
+def test_the_speed_table_names_its_processor_and_the_train_ratios_of_the_runs_before_it(tmp_path):
+    def run(stamp, ours, theirs, defaults=None, cpu=None):
+        base = dict(timestamp=stamp, batch=32, steps="10/60", load_start=1.0, load_end=1.0, n_threads=1, n_params=1000,
+                    n_series=np.nan, git_rev="abc", **({} if cpu is None else {"cpu": cpu}))
+        rows = [dict(base, case="import", library="tsformers", model="gateformer", label="tsformers", import_s=0.1),
+                dict(base, case="train", library="tsformers", model="gateformer", label="tsformers",
+                     windows_per_s=ours),
+                dict(base, case="train", library="neuralforecast", model="itransformer", label="neuralforecast",
+                     windows_per_s=theirs)]
+        if defaults is not None:
+            rows += [dict(base, case="defaults-train", library="tsformers", model="gateformer", label="tsformers",
+                          windows_per_s=defaults[0]),
+                     dict(base, case="defaults-train", library="neuralforecast", model="itransformer",
+                          label="neuralforecast", windows_per_s=defaults[1])]
+        return rows
+
+    rows = (run("2026-01-01T00:00:00+00:00", 500.0, 1000.0)
+            + run("2026-01-02T00:00:00+00:00", 900.0, 1000.0, defaults=(940.0, 1000.0), cpu="Intel Xeon, AVX-512")
+            + run("2026-01-03T00:00:00+00:00", 1030.0, 1000.0, defaults=(1040.0, 1000.0), cpu="AMD EPYC, AVX2"))
+    pd.DataFrame(rows).to_csv(tmp_path / "speed.csv", index=False)
+    lines = load_report(tmp_path).speed_section()
+    assert sum(line.startswith("| train | tsformers |") for line in lines) == 1, "the table is the latest run"
+    line = next(line for line in lines if line.startswith("One run, "))
+    assert line.startswith("One run, started 2026-01-03T00:00:00+00:00, rev abc, on AMD EPYC, AVX2.")
+    assert line.endswith("the train ratios of the runs before it: 2026-01-01 (processor not recorded): paper size "
+                         "0.50; 2026-01-02 (on Intel Xeon, AVX-512): paper size 0.90, defaults 0.94.")
+
+
+def test_the_speed_run_names_the_processor_and_its_widest_vector_extension(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import speed
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx avx2 fma\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert speed.cpu_name(info) == "AMD EPYC 9B14, AVX2"
+    info.write_text("model name\t: Intel(R) Xeon(R) Platinum\nflags\t: avx avx2 avx512f avx512bw\n")
+    assert speed.cpu_name(info) == "Intel(R) Xeon(R) Platinum, AVX-512"
+    assert speed.cpu_name(tmp_path / "absent")  # no /proc/cpuinfo: the platform's own name, never empty
+
+
 def test_the_client_table_averages_seeds_shows_clients_gap_and_names_its_revisions(tmp_path):
     rows = [dict(_row("pvclient", "ETTh2", 96, s, m, 0.35, naive=(0.432, 0.422)), git_rev="aaa", fit_cpu_s=60.0)
             for s, m in [(0, 0.308), (1, 0.310), (2, 0.312)]]
