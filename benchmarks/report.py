@@ -1716,7 +1716,10 @@ def speed_section() -> list[str]:
            "one training step's matmul, convolution and attention FLOPs, forward and backward, per window; "
            "*GFLOP/s*: that arithmetic over the step time. Peak RSS of the process. *ratio*: our "
            "throughput over theirs (train) or their latency over ours (predict, import); above 1, we are "
-           "faster. (`--baseline-tree` adds our package from an older tree as `tsformers@LABEL`; the before/after of "
+           "faster. Each train case runs `--repeats` times (3 since 2026-12-06), the libraries taking turns: its step "
+           "time is the median repeat, and the ratio's range over the repeats run side by side follows it in "
+           "brackets (one measurement on this shared machine can be off by a third). (`--baseline-tree` adds our "
+           "package from an older tree as `tsformers@LABEL`; the before/after of "
            "the training loop is measured separately below.)", "",
            "| case | library | model | params | series | step ms | windows/s | MFLOP/window | GFLOP/s | fit fixed s "
            "| predict s | import s | peak RSS MiB | ratio | load |",
@@ -1733,7 +1736,7 @@ def speed_section() -> list[str]:
         out.append(f"| {r.case} | {r.label} | {NAMES.get(r.model, r.model)} | {params} | {series} | "
                    f"{g(r, 'step_ms')} | {g(r, 'windows_per_s', 0)} | {g(r, 'mflop_per_window')} | "
                    f"{g(r, 'gflop_per_s')} | {g(r, 'fit_fixed_s', 2)} | "
-                   f"{g(r, 'predict_median_s', 3)} | {g(r, 'import_s')} | {rss} | {g(r, 'ratio', 2)} | "
+                   f"{g(r, 'predict_median_s', 3)} | {g(r, 'import_s')} | {rss} | {ratio_cell(r)} | "
                    f"{g(r, 'load_start')} |")
     out += ["", machine_line(sp, earlier), ""]
     if len(sp[sp["case"] == "train"]):
@@ -1774,6 +1777,15 @@ def gpu_section() -> list[str]:
                        f"{int(r.n_params):,} | {r.step_ms:.2f} | {r.windows_per_s:.0f} | {ratio} |")
         out.append("")
     return out
+
+
+def ratio_cell(r) -> str:
+    """A speed row's ratio, with its range over the repeats run side by side where the run repeated the case."""
+    if pd.isna(getattr(r, "ratio", np.nan)):
+        return ""
+    low, high = getattr(r, "ratio_low", np.nan), getattr(r, "ratio_high", np.nan)
+    spread = "" if pd.isna(low) or pd.isna(high) else f" ({low:.2f}–{high:.2f})"
+    return f"{r.ratio:.2f}{spread}"
 
 
 def _train_ratio(run: pd.DataFrame, case: str) -> float | None:

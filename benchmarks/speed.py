@@ -22,7 +22,10 @@ records the 1-minute load average before and after.
   where a step is arithmetic rather than op dispatch;
 * per training step, torch's count of its matmul, convolution and attention FLOPs (forward and backward):
   MFLOP per window and the GFLOP/s achieved, so that a throughput gap reads as more arithmetic per window
-  or as arithmetic done less efficiently.
+  or as arithmetic done less efficiently;
+* every train case measured ``--repeats`` times (3 by default), the libraries taking turns: a row is the
+  repeat with the median step time, with the fastest and slowest step, and the ratio's range over the
+  repeats run side by side (on a shared machine one measurement of a ratio can be off by a third).
 
     .venv/bin/python benchmarks/speed.py
     .venv/bin/python benchmarks/speed.py --baseline-tree /tmp/old-checkout --baseline-label before
@@ -65,7 +68,8 @@ TINY = {
 FIELDS = ["timestamp", "case", "library", "model", "label", "n_params", "n_series", "batch", "steps", "step_ms",
           "windows_per_s", "fit_fixed_s", "fit_s", "predict_first_s", "predict_median_s", "import_s",
           "rss_after_import_mib", "peak_rss_mib", "ratio", "ratio_meaning", "load_start", "load_end", "n_threads",
-          "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock", "cpu"]
+          "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock", "cpu", "repeats",
+          "step_ms_min", "step_ms_max", "ratio_low", "ratio_high"]
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -147,7 +151,11 @@ def main(argv=None) -> int:
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"],
                    help="where the train cases train (gpu: the first GPU, wall-clock step times)")
     p.add_argument("--precision", default=None, help="the Trainers' precision for the train cases, e.g. bf16-mixed")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="times each train case is measured, the libraries taking turns (the median is reported)")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
     with_nf = "nf" not in args.skip
     if with_nf:
         ensure_nf_venv()
@@ -173,16 +181,38 @@ def main(argv=None) -> int:
             if k not in ("load_start", "load_end")) + f"  (load {res['load_start']:.1f})", flush=True)
         return row
 
+    def train_case(case: str, ours_hp: dict, theirs: dict, short: int, long: int) -> None:
+        """Our network ``ours_hp`` from each tree and neuralforecast's models ``theirs`` (``{model: hp}``) trained
+        ``--repeats`` times, taking turns, so that a slow spell of the shared machine falls on every entry alike.
+        Each row is the entry's repeat with the median step time, with its fastest and slowest step; a row of theirs
+        also has the range of our windows per second over theirs in the repeats measured side by side."""
+        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
+        entries = [("tsformers", "gateformer", label, ours_hp, lambda tree=tree: runner.ours({**spec, "hp": ours_hp},
+                                                                                             tree))
+                   for label, tree in trees]
+        entries += [("neuralforecast", model, "neuralforecast", hp,
+                     lambda model=model, hp=hp: runner.theirs({**spec, "model": model, "hp": hp}))
+                    for model, hp in theirs.items()]
+        runs = [[] for _ in entries]
+        for _ in range(args.repeats):
+            for done, (*_, measure) in zip(runs, entries):
+                done.append(measure())
+        for i, ((library, model, label, hp, _), done) in enumerate(zip(entries, runs)):
+            median = sorted(done, key=lambda res: res["step_ms"])[(len(done) - 1) // 2]
+            extra = {"repeats": len(done), "step_ms_min": min(r["step_ms"] for r in done),
+                     "step_ms_max": max(r["step_ms"] for r in done)}
+            if library != "tsformers":  # paired with our current tree's run of the same turn
+                paired = [o["windows_per_s"] / t["windows_per_s"] for o, t in zip(runs[0], done)]
+                extra.update(ratio_low=min(paired), ratio_high=max(paired))
+            record(case, library, model, label, median, str(hp), batch=args.batch, steps=f"{short}/{long}", **extra)
+
     def train_against_matched_itransformer(case: str, hp: dict, short: int, long: int) -> None:
         """Our network ``hp`` trained from each tree, then the iTransformer width of the current tree's size."""
-        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
-        ours = [record(case, "tsformers", "gateformer", label, runner.ours({**spec, "hp": hp}, tree), str(hp),
-                       batch=args.batch, steps=f"{short}/{long}") for label, tree in trees]
+        theirs = {}
         if with_nf:
-            theirs = match_size(runner, "itransformer", ours[0]["n_params"])[0]
-            record(case, "neuralforecast", "itransformer", "neuralforecast",
-                   runner.theirs({**spec, "model": "itransformer", "hp": theirs}), str(theirs), batch=args.batch,
-                   steps=f"{short}/{long}")
+            target = runner.ours({"task": "count", "model": "gateformer", "hp": hp}, args.tree)["n_params"]
+            theirs = {"itransformer": match_size(runner, "itransformer", target)[0]}
+        train_case(case, hp, theirs, short, long)
 
     # sizes
     nf_models = {}
@@ -200,14 +230,7 @@ def main(argv=None) -> int:
 
     steps_short, steps_long = args.steps
     if "train" not in args.skip:
-        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": steps_short,
-                "steps_long": steps_long}
-        for label, tree in trees:
-            record("train", "tsformers", "gateformer", label, runner.ours({**spec, "hp": GATEFORMER}, tree),
-                   str(GATEFORMER), batch=args.batch, steps=f"{steps_short}/{steps_long}")
-        for model, hp in nf_models.items():
-            record("train", "neuralforecast", model, "neuralforecast", runner.theirs({**spec, "model": model, "hp": hp}),
-                   str(hp), batch=args.batch, steps=f"{steps_short}/{steps_long}")
+        train_case("train", GATEFORMER, nf_models, steps_short, steps_long)
     if "defaults" not in args.skip:  # fewer parameters than the paper's network (a shorter patch embedding)
         train_against_matched_itransformer("defaults-train", GATEFORMER_DEFAULTS, steps_short, steps_long)
     if "predict" not in args.skip:
@@ -220,16 +243,8 @@ def main(argv=None) -> int:
                 record("predict", "neuralforecast", model, "neuralforecast",
                        runner.theirs({**spec, "model": model, "hp": hp}), str(hp), n_series=n)
     if "tiny" not in args.skip:
-        spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": steps_short,
-                "steps_long": steps_long}
-        for label, tree in trees:
-            record("tiny-train", "tsformers", "gateformer", label,
-                   runner.ours({**spec, "hp": TINY["gateformer"]}, tree), str(TINY["gateformer"]), batch=args.batch,
-                   steps=f"{steps_short}/{steps_long}")
-        if with_nf:
-            record("tiny-train", "neuralforecast", "itransformer", "neuralforecast",
-                   runner.theirs({**spec, "model": "itransformer", "hp": TINY["itransformer"]}),
-                   str(TINY["itransformer"]), batch=args.batch, steps=f"{steps_short}/{steps_long}")
+        train_case("tiny-train", TINY["gateformer"], {"itransformer": TINY["itransformer"]} if with_nf else {},
+                   steps_short, steps_long)
         spec = {**base, "task": "predict", "n_series": 1, "batch": args.batch, "fit_steps": 5, "repeats": 5}
         for label, tree in trees:
             record("tiny-predict", "tsformers", "gateformer", label,
