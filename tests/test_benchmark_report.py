@@ -723,9 +723,15 @@ def test_the_speed_table_names_its_processor_and_the_train_ratios_of_the_runs_be
     rows = (run("2026-01-01T00:00:00+00:00", 500.0, 1000.0)
             + run("2026-01-02T00:00:00+00:00", 900.0, 1000.0, defaults=(940.0, 1000.0), cpu="Intel Xeon, AVX-512")
             + run("2026-01-03T00:00:00+00:00", 1030.0, 1000.0, defaults=(1040.0, 1000.0), cpu="AMD EPYC, AVX2"))
+    rows[-3].update(ratio=1.03, ratio_low=0.9, ratio_high=1.1, repeats=3)  # the latest train row of theirs
+    rows[-1].update(ratio=1.04)                                           # a run without repeats: no range
     pd.DataFrame(rows).to_csv(tmp_path / "speed.csv", index=False)
     lines = load_report(tmp_path).speed_section()
     assert sum(line.startswith("| train | tsformers |") for line in lines) == 1, "the table is the latest run"
+    assert next(line for line in lines if line.startswith("| train | neuralforecast |")).endswith(
+        "| 1.03 (0.90–1.10) | 1.0 |"), "the ratio's range over the paired repeats"
+    assert next(line for line in lines if line.startswith("| defaults-train | neuralforecast |")).endswith(
+        "| 1.04 | 1.0 |")
     line = next(line for line in lines if line.startswith("One run, "))
     assert line.startswith("One run, started 2026-01-03T00:00:00+00:00, rev abc, on AMD EPYC, AVX2.")
     assert line.endswith("the train ratios of the runs before it: 2026-01-01 (processor not recorded): paper size "
