@@ -44,6 +44,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -86,8 +87,8 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
             elif key.strip() == "flags":
                 flags = set(value.split())
                 break  # the first processor's entry says it for all
-    isa = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON")) if flag in flags),
-               None)
+    widest = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON"))
+    isa = next((label for flag, label in widest if flag in flags), None)
     return f"{name}, {isa}" if isa else name
 
 
@@ -187,17 +188,22 @@ def main(argv=None) -> int:
         Each row is the entry's repeat with the median step time, with its fastest and slowest step; a row of theirs
         also has the range of our windows per second over theirs in the repeats measured side by side."""
         spec = {**base, **device, "task": "train", "batch": args.batch, "steps_short": short, "steps_long": long}
-        entries = [("tsformers", "gateformer", label, ours_hp, lambda tree=tree: runner.ours({**spec, "hp": ours_hp},
-                                                                                             tree))
-                   for label, tree in trees]
-        entries += [("neuralforecast", model, "neuralforecast", hp,
-                     lambda model=model, hp=hp: runner.theirs({**spec, "model": model, "hp": hp}))
+
+        def ours(tree: Path) -> dict:
+            return runner.ours({**spec, "hp": ours_hp}, tree)
+
+        def nf(model: str, hp: dict) -> dict:
+            return runner.theirs({**spec, "model": model, "hp": hp})
+
+        # (library, model, label, hp, measure): ours from each tree first, the current tree's the pairs' reference
+        entries = [("tsformers", "gateformer", label, ours_hp, partial(ours, tree)) for label, tree in trees]
+        entries += [("neuralforecast", model, "neuralforecast", hp, partial(nf, model, hp))
                     for model, hp in theirs.items()]
         runs = [[] for _ in entries]
         for _ in range(args.repeats):
             for done, (*_, measure) in zip(runs, entries):
                 done.append(measure())
-        for i, ((library, model, label, hp, _), done) in enumerate(zip(entries, runs)):
+        for (library, model, label, hp, _), done in zip(entries, runs):
             median = sorted(done, key=lambda res: res["step_ms"])[(len(done) - 1) // 2]
             extra = {"repeats": len(done), "step_ms_min": min(r["step_ms"] for r in done),
                      "step_ms_max": max(r["step_ms"] for r in done)}
