@@ -171,15 +171,20 @@ def test_the_ili_table_shows_seed_means_mase_and_marks_losses_to_the_seasonal_na
     assert "| **7.760** |" in next(line for line in lines if "| linear |" in line)
 
 
+def _ili_baselines(tmp_path):
+    """The seasonal naive (2.56) and the linear baseline (2.57) at ILI's H = 24, MAE 1.0 and MASE 7.9 both."""
+    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v,
+                 mae=1.0, mase=7.9, n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
+            for m, v in [("seasonal_naive", 2.56), ("linear", 2.57)]]
+    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+
+
 def test_the_ili_table_says_in_how_many_seeds_the_linear_base_kept_the_network(tmp_path):
     runs = [dict(_row("lmuformer", "illness", 24, seed, 2.5, 1.0), lookback=36, mase=7.5, best_epoch=best,
                  params='{"linear_base": true, "normalize": "last_value"}')
             for seed, best in enumerate([4, 0, 9])]
     pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
-    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v,
-                 mae=1.0, mase=7.9, n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
-            for m, v in [("seasonal_naive", 2.56), ("linear", 2.57)]]
-    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    _ili_baselines(tmp_path)
     lines = load_report(tmp_path).small_data_section()
     assert any("| LMUFormer (linear base: network kept in 2 of 3) | 3 | **2.500 ± 0.000** |" in line for line in lines)
 
@@ -192,10 +197,7 @@ def test_the_ili_table_shows_gateformers_defaults_with_their_linear_base_and_lea
              dict(_row("gateformer", "illness", 24, 0, 2.7, 1.0), lookback=36, mase=7.6,
                   params='{"linear_base": false}')]
     pd.DataFrame(runs).to_csv(tmp_path / "long_horizon.csv", index=False)
-    base = [dict(timestamp="2026-01-01T00:00:00+00:00", dataset="illness", horizon=24, lookback=36, model=m, mse=v,
-                 mae=1.0, mase=7.9, n_windows=170, setting="", cpu_s=0.1, git_rev="abc")
-            for m, v in [("seasonal_naive", 2.56), ("linear", 2.57)]]
-    pd.DataFrame(base).to_csv(tmp_path / "baselines.csv", index=False)
+    _ili_baselines(tmp_path)
     lines = load_report(tmp_path).small_data_section()
     defaults = [line for line in lines if "| Gateformer (defaults" in line]
     assert len(defaults) == 1, "the network alone of Gateformer's defaults is an ablation, not its defaults"
