@@ -1789,12 +1789,10 @@ def ratio_cell(r) -> str:
 
 
 def _train_ratio(run: pd.DataFrame, case: str) -> float | None:
-    """Our windows per second over iTransformer's in one run's ``case`` (None where the run has no such pair)."""
-    rows = run[run["case"] == case]
-    ours, theirs = rows[rows["label"] == "tsformers"], rows[rows["model"] == "itransformer"]
-    if not len(ours) or not len(theirs):
-        return None
-    return float(ours["windows_per_s"].iloc[0] / theirs["windows_per_s"].iloc[0])
+    """Our windows per second over iTransformer's in one run's ``case``, as ``speed.py`` recorded it on
+    iTransformer's row (None where the run has no such row)."""
+    theirs = run[(run["case"] == case) & (run["model"] == "itransformer")]["ratio"].dropna()
+    return float(theirs.iloc[0]) if len(theirs) else None
 
 
 def machine_line(run: pd.DataFrame, earlier: list[pd.DataFrame]) -> str:

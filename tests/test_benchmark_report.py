@@ -714,12 +714,12 @@ def test_the_speed_table_names_its_processor_and_the_train_ratios_of_the_runs_be
                 dict(base, case="train", library="tsformers", model="gateformer", label="tsformers",
                      windows_per_s=ours),
                 dict(base, case="train", library="neuralforecast", model="itransformer", label="neuralforecast",
-                     windows_per_s=theirs)]
+                     windows_per_s=theirs, ratio=ours / theirs)]
         if defaults is not None:
             rows += [dict(base, case="defaults-train", library="tsformers", model="gateformer", label="tsformers",
                           windows_per_s=defaults[0]),
                      dict(base, case="defaults-train", library="neuralforecast", model="itransformer",
-                          label="neuralforecast", windows_per_s=defaults[1])]
+                          label="neuralforecast", windows_per_s=defaults[1], ratio=defaults[0] / defaults[1])]
         return rows
 
     rows = (run("2026-01-01T00:00:00+00:00", 500.0, 1000.0)
