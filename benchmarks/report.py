@@ -40,6 +40,16 @@ def _read(name: str) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
+def grid_runs() -> pd.DataFrame | None:
+    """The runs of ``long_horizon.csv`` under the grid's protocol: lookback 96 on the grid's data sets.
+
+    The ILI runs (lookback 36, horizons 24-60) share the file and have their own tables; a table of the grid
+    reads none of them, its revisions line included.
+    """
+    lh = _read("long_horizon.csv")
+    return None if lh is None else lh[(lh["lookback"] == 96) & lh["dataset"].isin(DATASETS)]
+
+
 def _f(v, digits=3) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
@@ -97,7 +107,7 @@ def baselines() -> dict:
     records beside every run (the same windows).
     """
     out: dict = {}
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     if lh is not None and "naive_mse" in lh:
         for r in latest(lh.dropna(subset=["naive_mse"]), ["dataset", "horizon"]).itertuples():
             out.setdefault((r.dataset, int(r.horizon)), {})["last value"] = (float(r.naive_mse), float(r.naive_mae))
@@ -182,7 +192,7 @@ def skill(ours_mse: float, baseline_mse: float) -> str:
 # -- 1. the grid --------------------------------------------------------------------------------------
 
 def grid_section(model: str = "gateformer") -> list[str]:
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     est = _read("epoch_estimates.csv")
     runs = {}
     if lh is not None:
@@ -313,7 +323,7 @@ def with_spread(cell: str, values) -> str:
 
 
 def seeds_section(model: str = "gateformer") -> list[str]:
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     if lh is None:
         return []
     lh = latest(lh[lh["model"] == model], ["dataset", "horizon", "seed"])
@@ -407,7 +417,7 @@ def _span(values) -> str:
 
 
 def other_models_section() -> list[str]:
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     if lh is None:
         return []
     lh = lh.assign(linear_base=lambda f: [with_linear_base(r) for r in f.itertuples()])
@@ -485,7 +495,7 @@ def other_models_section() -> list[str]:
 def linear_base_section() -> list[str]:
     """Gateformer with ``linear_base=True`` (``--set linear_base=true``, model ``gateformer+base``) per cell and seed
     mean, next to Gateformer alone (the grid's paper settings) and the baselines."""
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     if lh is None:
         return []
     runs = latest(lh[lh["model"] == "gateformer+base"], ["dataset", "horizon", "seed"])
@@ -520,7 +530,7 @@ def linear_base_section() -> list[str]:
 
 def client_section() -> list[str]:
     """PV-Client (clip off) on the long-horizon grid with Client's script settings, next to Client's own numbers."""
-    lh = _read("long_horizon.csv")
+    lh = grid_runs()
     if lh is None:
         return []
     lh = latest(lh[lh["model"] == "pvclient"], ["dataset", "horizon", "seed"])

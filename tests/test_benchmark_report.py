@@ -26,8 +26,8 @@ def load_report(results: Path):
 
 
 def _row(model, dataset, horizon, seed, mse, mae, stamp="2026-01-01T00:00:00+00:00", naive=(1.0, 1.0)):
-    return dict(timestamp=stamp, dataset=dataset, horizon=horizon, model=model, seed=seed, mse=mse, mae=mae,
-                naive_mse=naive[0], naive_mae=naive[1],
+    return dict(timestamp=stamp, dataset=dataset, horizon=horizon, lookback=96, model=model, seed=seed, mse=mse,
+                mae=mae, naive_mse=naive[0], naive_mae=naive[1],
                 epochs_run=5, best_epoch=2, total_s=100.0 + seed, load_start=1.0, n_params=1000,
                 git_rev="abc")
 
@@ -386,6 +386,26 @@ def test_the_grid_shows_mase_next_to_the_best_baseline_and_the_revisions_of_its_
     assert "Code revisions of the cells (2, not yet one): r1, r2." in lines
     pd.DataFrame([{**r, "git_rev": "r1"} for r in runs]).to_csv(tmp_path / "long_horizon.csv", index=False)
     assert "Every cell of this table comes from code revision r1." in load_report(tmp_path).grid_section()
+
+
+def test_the_grid_tables_read_lookback_96_only_so_the_ili_runs_stay_out_of_their_cells_and_revisions(tmp_path):
+    later = "2026-02-01T00:00:00+00:00"
+    grid = [_row("gateformer", "ETTh1", 96, seed, 0.40 + 0.01 * seed, 0.41) for seed in range(3)]
+    # the ILI runs share the file: another revision, and one at lookback 36 with a grid horizon and a later stamp
+    ili = [dict(_row("gateformer", "illness", h, seed, 2.5, 1.0), lookback=36, git_rev="ili")
+           for h in (24, 36) for seed in range(3)]
+    ili += [dict(_row("gateformer", "ETTh1", 96, seed, 9.9, 9.9, stamp=later), lookback=36, git_rev="ili")
+            for seed in range(3)]
+    pd.DataFrame(grid + ili).to_csv(tmp_path / "long_horizon.csv", index=False)
+    report = load_report(tmp_path)
+    lines = report.grid_section()
+    assert "Every cell of this table comes from code revision abc." in lines
+    assert "0.400" in _grid_line(lines, "ETTh1", 96) and "9.900" not in "\n".join(lines)
+    lines = report.seeds_section()
+    assert "Every cell of this table comes from code revision abc." in lines
+    assert not any(line.startswith("| illness") for line in lines)
+    seeds_row = next(line for line in lines if line.startswith("| ETTh1 | 96 |"))
+    assert "0.410 ± 0.010" in seeds_row, "the three lookback-96 seeds, not the later lookback-36 runs"
 
 
 def _sparse_kv_rows(stamp, variants, load=(2.0, 3.0)):
