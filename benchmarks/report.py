@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -2124,7 +2125,10 @@ def main(argv=None) -> int:
     if args.stdout:
         print(text)
     else:
-        args.out.write_text(text)
+        # a whole page or none: a reader (or mkdocs serve) never sees a half-written file
+        partial = args.out.with_name(args.out.name + ".partial")
+        partial.write_text(text)
+        os.replace(partial, args.out)
         print(f"wrote {args.out}")
     return 0
 
