@@ -31,8 +31,9 @@ variables on the scaled data, scored by ``baselines.scored_in_chunks``. Where a 
 every stride-1 window (``AutoTheta.forward`` re-runs its seasonal decomposition over the whole history, ~0.1
 CPU s per window and variable: ~36 CPU min for the 2,785 ETTh windows) it reads every ``stride``-th window
 (``STRIDES``, or ``--stride model=s``); the ``setting`` column then says so and gives the linear
-baseline's MSE on the same subset, so the comparison stays like for like. A stride prime to the season
-keeps every hour of the day among the cutoffs.
+baseline's MSE on the same subset, so the comparison stays like for like. The stride is raised to the next
+one prime to the data's season (``season_stride``: 7 stays 7 on hourly data, becomes 8 on Exchange's season of
+7), so the cutoffs visit every step of the cycle rather than one phase of it.
 
 Rows go to ``benchmarks/results/anchors.csv`` (the columns of ``baselines.csv``; ``cpu_s`` is the
 worker's CPU time for fit + validation + every forecast, one thread, imports excluded).
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -94,6 +96,19 @@ def score(pred: np.ndarray, truth: np.ndarray, scale: np.ndarray) -> tuple[float
     """MSE, MAE and MASE of forecasts ``(W, H, N)`` against ``truth``, with ``baselines.scored_in_chunks``."""
     assert pred.shape == truth.shape, (pred.shape, truth.shape)
     return scored_in_chunks(lambda p: p, pred, truth, scale=scale)
+
+
+def season_stride(stride: int, season: int) -> int:
+    """The smallest stride at least ``stride`` that shares no factor with ``season``.
+
+    A stride with a common factor (7 on a weekly season of 7, 12 on a daily one of 24) puts every cutoff on a
+    few phases of the cycle, and the strided windows would score a different mix of hours than the full set.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1, got {stride}")
+    while stride > 1 and math.gcd(stride, season) > 1:
+        stride += 1
+    return stride
 
 
 def parse_strides(items: list[str]) -> dict:
@@ -205,7 +220,11 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 np.savez(Path(tmp) / "data.npz", values=prep["values"], times=prep["times"])
                 for model in args.models:
-                    row = run_model(python, model, prep, horizon, args.lookback, strides[model], Path(tmp), args.log)
+                    stride = season_stride(strides[model], prep["season"])
+                    if stride != strides[model]:
+                        print(f"{name}: stride {strides[model]} shares a factor with the season {prep['season']}; "
+                              f"{model} reads every {stride}th window", flush=True)
+                    row = run_model(python, model, prep, horizon, args.lookback, stride, Path(tmp), args.log)
                     worker = row.pop("worker")
                     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
                     row = {"timestamp": stamp, "dataset": name, "horizon": horizon, "lookback": args.lookback,

@@ -26,6 +26,8 @@ from _published import CLIENT, CLIENT_SOURCE, ITRANSFORMER_TABLE, SOURCE, SOURCE
 RESULTS = HERE / "results"
 DATASETS = ["ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange"]
 HORIZONS = [96, 192, 336, 720]
+# The input window of every grid-protocol table; ILI (lookback 36) has its own tables
+GRID_LOOKBACK = 96
 NAMES = {"gateformer": "Gateformer", "itransformer": "iTransformer", "patchtst": "PatchTST",
          "patchtst-authors": "PatchTST, authors' sizes",
          "lmuformer": "LMUFormer", "gtrxl": "GTrXL", "atlas": "ATLAS", "pvclient": "PV-Client",
@@ -48,7 +50,7 @@ def grid_runs() -> pd.DataFrame | None:
     reads none of them, its revisions line included.
     """
     lh = _read("long_horizon.csv")
-    return None if lh is None else lh[(lh["lookback"] == 96) & lh["dataset"].isin(DATASETS)]
+    return None if lh is None else lh[(lh["lookback"] == GRID_LOOKBACK) & lh["dataset"].isin(DATASETS)]
 
 
 def _f(v, digits=3) -> str:
@@ -114,12 +116,12 @@ def baselines() -> dict:
             out.setdefault((r.dataset, int(r.horizon)), {})["last value"] = (float(r.naive_mse), float(r.naive_mae))
     bl = _read("baselines.csv")
     if bl is not None:
-        for r in latest(bl[bl["lookback"] == 96], ["dataset", "horizon", "model"]).itertuples():
+        for r in latest(bl[bl["lookback"] == GRID_LOOKBACK], ["dataset", "horizon", "model"]).itertuples():
             out.setdefault((r.dataset, int(r.horizon)), {})[BASELINES[r.model]] = (float(r.mse), float(r.mae))
     return out
 
 
-def baseline_mase(lookback: int = 96) -> dict:
+def baseline_mase(lookback: int = GRID_LOOKBACK) -> dict:
     """``{(dataset, horizon): {label: mase}}`` of the baselines on the grid's windows, where recorded."""
     bl = _read("baselines.csv")
     if bl is None or "mase" not in bl:
@@ -290,7 +292,7 @@ def grid_section(model: str = "gateformer") -> list[str]:
                    + " | ".join(cells[peer] for peer in peers) + " |")
     used = pd.DataFrame([{"git_rev": getattr(r, "git_rev", np.nan)} for r in runs.values()])
     bl = _read("baselines.csv")
-    bl = None if bl is None else latest(bl[(bl["lookback"] == 96) & bl["dataset"].isin(DATASETS)],
+    bl = None if bl is None else latest(bl[(bl["lookback"] == GRID_LOOKBACK) & bl["dataset"].isin(DATASETS)],
                                         ["dataset", "horizon", "model"])
     out += ["", revisions_line(used, bl) + baseline_reruns_line(bl)]
     out += ["", f"Published numbers: {SOURCE} (iTransformer, PatchTST, DLinear, TimesNet, all rerun by the "
@@ -1576,7 +1578,7 @@ def anchors_section() -> list[str]:
     anchors = _read("anchors.csv")
     if anchors is None:
         return []
-    anchors = latest(anchors[anchors["lookback"] == 96], ["dataset", "horizon", "model"])
+    anchors = latest(anchors[anchors["lookback"] == GRID_LOOKBACK], ["dataset", "horizon", "model"])
     anchors = in_grid_order(anchors, "model", ANCHORS)
     out = ["### Anchors: statsforecast and mlforecast", "",
            "`benchmarks/anchors.py` (rows in `benchmarks/results/anchors.csv`): well-known forecasters from other "

@@ -51,6 +51,19 @@ def test_score_is_the_baselines_scoring_and_the_setting_states_the_stride(anchor
         anchors.parse_strides(["arima=3"])
 
 
+def test_the_stride_is_raised_until_it_shares_no_factor_with_the_season_so_every_phase_is_read(anchors):
+    assert anchors.season_stride(7, 24) == 7 and anchors.season_stride(1, 7) == 1
+    assert anchors.season_stride(7, 7) == 8 and anchors.season_stride(12, 24) == 13
+    assert anchors.season_stride(96, 96) == 97 and anchors.season_stride(97, 144) == 97
+    for stride, season in [(7, 7), (6, 24), (10, 144)]:
+        raised = anchors.season_stride(stride, season)
+        n = raised * season                                              # enough windows for a full turn
+        assert set(anchors.strided(n, raised) % season) == set(range(season))     # every phase among the cutoffs
+        assert len(set(anchors.strided(n, stride) % season)) < season             # the unraised stride misses some
+    with pytest.raises(ValueError):
+        anchors.season_stride(0, 24)
+
+
 def test_the_worker_frames_one_series_per_window_and_variable(worker):
     values = np.arange(40, dtype=np.float64).reshape(20, 2) * np.array([1.0, 100.0])   # variable 1 = 100 x variable 0
     times = (np.datetime64("2020-01-01T00:00") + np.arange(20) * np.timedelta64(1, "h")).astype("datetime64[ns]")
