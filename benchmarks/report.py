@@ -154,6 +154,14 @@ def revisions_line(*frames) -> str:
             else f"Code revisions of the cells ({len(revs)}, not yet one): {', '.join(revs)}.")
 
 
+def repeated_line(column: str, source: str, *frames) -> str:
+    """The revisions of a column that repeats another table's cells: that table's, not this one's."""
+    revs = sorted({str(v) for f in frames if f is not None and "git_rev" in f for v in f["git_rev"].dropna()})
+    if not revs:
+        return ""
+    return f" The {column} column repeats {source}: code revision{'s' if len(revs) > 1 else ''} {', '.join(revs)}."
+
+
 def best_of(scores: dict | None):
     """The lowest of each metric among ``scores`` (label -> (mse, mae), or any tuple of metrics), or None."""
     if not scores:
@@ -455,7 +463,7 @@ def other_models_section() -> list[str]:
     known = baselines()
     est = _read("epoch_estimates.csv")
     est = None if est is None else latest(est[est["model"] != "gateformer"], ["dataset", "horizon", "model"])
-    shown = []
+    shown, repeated = [], []
     for dataset in DATASETS:
         for horizon in HORIZONS:
             rows = others[(others["dataset"] == dataset) & (others["horizon"] == horizon)]
@@ -468,6 +476,8 @@ def other_models_section() -> list[str]:
                 group = runs[(runs["dataset"] == dataset) & (runs["horizon"] == horizon) & (runs["model"] == r.model)
                              & (runs["linear_base"] == r.linear_base) & (runs["git_rev"] == r.git_rev)]
                 cells_of.append((float(group["mse"].mean()), r, group))
+            if cells_of and g is not None:
+                repeated.append(pd.DataFrame([{"git_rev": getattr(g, "git_rev", np.nan)}]))
             for mse, r, group in sorted(cells_of, key=lambda c: c[0]):
                 shown.append(group)
                 scores = {"model": (mse, float(group["mae"].mean())), "last value": baseline,
@@ -490,7 +500,8 @@ def other_models_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | | {int(e.n_params):,} | not run | | "
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
-    out += ["", revisions_line(*shown), "", "Cells marked *not run* give the estimated cost on one idle core, measured as "
+    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", *repeated), "",
+            "Cells marked *not run* give the estimated cost on one idle core, measured as "
             "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
 
@@ -514,10 +525,12 @@ def linear_base_section() -> list[str]:
            "| data | H | seeds | MSE | MAE | kept | alone | best baseline |",
            "|---|---|---|---|---|---|---|---|"]
     known = baselines()
+    repeated = []
     for (dataset, horizon), cell in runs.groupby(["dataset", "horizon"], sort=False):
         base = known.get((dataset, int(horizon)), {})
         baseline = best_of(base)
         same = alone[(alone["dataset"] == dataset) & (alone["horizon"] == horizon) & alone["seed"].isin(cell["seed"])]
+        repeated.append(same)
         scores = {"base": (cell["mse"].mean(), cell["mae"].mean()), "best baseline": baseline,
                   "alone": (same["mse"].mean(), same["mae"].mean()) if len(same) else None}
         cells = cells_with_best(scores, ours=("base", "alone"), baseline=baseline)
@@ -526,7 +539,7 @@ def linear_base_section() -> list[str]:
         kept = int((cell["best_epoch"] > 0).sum())
         out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
                    f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")
-    return out + ["", revisions_line(runs), ""]
+    return out + ["", revisions_line(runs) + repeated_line("*alone*", "the seeds table's cells", *repeated), ""]
 
 
 # -- PV-Client's network as Client, on the grid ---------------------------------------------------------

@@ -320,6 +320,21 @@ def test_gateformer_with_the_linear_base_has_its_own_rows_next_to_gateformer_alo
     assert not [line for line in report.other_models_section() if "+base" in line or "linear base" in line]
 
 
+def test_a_column_repeating_another_tables_cells_names_their_revision_apart_from_the_tables_own(tmp_path):
+    """The linear-base table's *alone* column and the other estimators' Gateformer column repeat the grid's runs;
+    when those were rerun at another revision, the revisions line says so instead of claiming one revision."""
+    rows = [{**_row("gateformer", "ETTh1", 96, s, 0.389, 0.40), "git_rev": "new"} for s in range(2)]
+    rows += [_row("gateformer+base", "ETTh1", 96, s, 0.381, 0.39) for s in range(2)]
+    rows += [_row("lmuformer", "ETTh1", 96, 0, 0.407, 0.430)]
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    report = load_report(tmp_path)
+    base = next(line for line in report.linear_base_section() if "code revision" in line)
+    assert base == ("Every cell of this table comes from code revision abc. "
+                    "The *alone* column repeats the seeds table's cells: code revision new.")
+    others = next(line for line in report.other_models_section() if "code revision" in line)
+    assert others.endswith("code revision abc. The Gateformer column repeats the grid's cells: code revision new.")
+
+
 def test_a_linear_base_row_that_loses_to_a_baseline_shows_its_spread_then_the_mark(tmp_path):
     rows = [{**_row("gateformer+base", "exchange", 96, s, mse, 0.20), "best_epoch": 3}
             for s, mse in enumerate([0.084, 0.083])]
