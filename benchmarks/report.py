@@ -147,17 +147,22 @@ def mase_cell(ours: float | None, base: dict) -> tuple[str, str]:
 
 def revisions_line(*frames) -> str:
     """The code revisions of a table's cells, from their rows' ``git_rev``: one revision is the goal."""
-    revs = sorted({str(v) for f in frames if f is not None and "git_rev" in f for v in f["git_rev"].dropna()})
+    revs = _revisions(frames)
     if not revs:
         return "Code revision of the cells: not recorded."
     return (f"Every cell of this table comes from code revision {revs[0]}." if len(revs) == 1
             else f"Code revisions of the cells ({len(revs)}, not yet one): {', '.join(revs)}.")
 
 
-def repeated_line(column: str, source: str, *frames) -> str:
-    """The revisions of a column that repeats another table's cells: that table's, not this one's."""
-    revs = sorted({str(v) for f in frames if f is not None and "git_rev" in f for v in f["git_rev"].dropna()})
-    if not revs:
+def _revisions(frames) -> list[str]:
+    return sorted({str(v) for f in frames if f is not None and "git_rev" in f for v in f["git_rev"].dropna()})
+
+
+def repeated_line(column: str, source: str, own, *frames) -> str:
+    """The revisions of a column that repeats another table's cells (``frames``), where they differ from the one
+    revision of the table's own cells (``own``): that table's, not this one's."""
+    revs = _revisions(frames)
+    if not revs or revs == _revisions([own]):
         return ""
     return f" The {column} column repeats {source}: code revision{'s' if len(revs) > 1 else ''} {', '.join(revs)}."
 
@@ -500,7 +505,8 @@ def other_models_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | | {int(e.n_params):,} | not run | | "
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
-    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", *repeated), "",
+    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", pd.concat(shown) if shown else None,
+                                                   *repeated), "",
             "Cells marked *not run* give the estimated cost on one idle core, measured as "
             "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
@@ -539,7 +545,7 @@ def linear_base_section() -> list[str]:
         kept = int((cell["best_epoch"] > 0).sum())
         out.append(f"| {dataset} | {int(horizon)} | {len(cell)} | {mse_cell} | {mae_cell} | {kept} of {len(cell)} | "
                    f"{cells['alone']}{f' ({len(same)})' if len(same) else ''} | {cells['best baseline']} |")
-    return out + ["", revisions_line(runs) + repeated_line("*alone*", "the seeds table's cells", *repeated), ""]
+    return out + ["", revisions_line(runs) + repeated_line("*alone*", "the seeds table's cells", runs, *repeated), ""]
 
 
 # -- PV-Client's network as Client, on the grid ---------------------------------------------------------

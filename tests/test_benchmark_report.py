@@ -333,6 +333,12 @@ def test_a_column_repeating_another_tables_cells_names_their_revision_apart_from
                     "The *alone* column repeats the seeds table's cells: code revision new.")
     others = next(line for line in report.other_models_section() if "code revision" in line)
     assert others.endswith("code revision abc. The Gateformer column repeats the grid's cells: code revision new.")
+    rows = [{**row, "git_rev": "new"} for row in rows]                          # all at one revision: no extra line
+    pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
+    report = load_report(tmp_path)
+    assert "Every cell of this table comes from code revision new." in report.linear_base_section()
+    assert not [line for line in report.other_models_section() + report.linear_base_section() if "repeats" in line
+                and "code revision" in line]
 
 
 def test_a_linear_base_row_that_loses_to_a_baseline_shows_its_spread_then_the_mark(tmp_path):
