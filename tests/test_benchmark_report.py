@@ -389,6 +389,27 @@ def test_the_anchors_table_shows_the_latest_run_its_stride_and_bolds_the_best_of
         "rows, which predate the record."), "the latest row per cell only: the old AutoETS run is not counted"
 
 
+def test_the_anchors_table_names_the_anchors_not_run_where_its_data_sets_have_rows(tmp_path):
+    def anchor(dataset, horizon, model):
+        return dict(timestamp="2026-01-01T00:00:00+00:00", dataset=dataset, horizon=horizon, lookback=96,
+                    model=model, mse=0.5, mae=0.5, n_windows=100, setting="", cpu_s=1.0, git_rev="abc", mase=1.0)
+    rows = [anchor("ETTh1", h, m) for h in (96, 192) for m in ("autoets", "autotheta", "lgbm")]
+    pd.DataFrame(rows).to_csv(tmp_path / "anchors.csv", index=False)
+    lines = load_report(tmp_path).anchors_section()
+    assert "Every anchor ran on every data set and horizon of the table." in lines
+    rows += [anchor("ETTm1", h, m) for h in (96, 192) for m in ("autoets", "lgbm")] + [anchor("ETTm1", 96, "autotheta")]
+    rows += [anchor("weather", 96, "lgbm")]
+    pd.DataFrame(rows).to_csv(tmp_path / "anchors.csv", index=False)
+    line = next(line for line in load_report(tmp_path).anchors_section() if line.startswith("Not run: "))
+    assert line.startswith("Not run: AutoTheta on ETTm1 at H = 192; AutoETS on weather at H = 96; AutoTheta on "
+                           "weather at H = 96. AutoTheta's fit")
+    rows = [r for r in rows if r["model"] != "autoets" or r["dataset"] != "ETTm1"]
+    rows += [anchor("weather", 96, "autotheta"), anchor("ETTm1", 192, "autotheta")]    # no AutoTheta missing:
+    pd.DataFrame(rows).to_csv(tmp_path / "anchors.csv", index=False)                 # no word on its cost
+    line = next(line for line in load_report(tmp_path).anchors_section() if line.startswith("Not run: "))
+    assert line == "Not run: AutoETS on ETTm1 at H = 96, 192; AutoETS on weather at H = 96."
+
+
 def test_the_grid_shows_mase_next_to_the_best_baseline_and_the_revisions_of_its_cells(tmp_path):
     runs = [{**_row("gateformer", "ETTh1", h, 0, 0.40, 0.41, naive=(1.3, 0.7)), "mase": m, "git_rev": rev}
             for h, m, rev in [(96, 1.80, "r1"), (192, 1.95, "r1"), (336, 2.00, "r1"), (720, 2.20, "r2")]]
