@@ -505,8 +505,8 @@ def other_models_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | {NAMES.get(e.model, e.model)} | | {int(e.n_params):,} | not run | | "
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
-    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", pd.concat(shown) if shown else None,
-                                                   *repeated), "",
+    own = pd.concat(shown) if shown else None
+    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", own, *repeated), "",
             "Cells marked *not run* give the estimated cost on one idle core, measured as "
             "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
