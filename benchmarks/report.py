@@ -1655,9 +1655,9 @@ def anchors_not_run(anchors: pd.DataFrame) -> str:
     """The anchor models missing from a data set and horizon that has rows, by model and data set."""
     missing: dict = {}
     for (dataset, horizon), group in anchors.groupby(["dataset", "horizon"], sort=False):
-        for model in ANCHORS:
-            if model not in set(group["model"]):
-                missing.setdefault((model, dataset), []).append(int(horizon))
+        ran = set(group["model"])
+        for model in (m for m in ANCHORS if m not in ran):      # in the table's order of anchors
+            missing.setdefault((model, dataset), []).append(int(horizon))
     if not missing:
         return "Every anchor ran on every data set and horizon of the table."
     parts = [f"{ANCHORS[model][1]} on {dataset} at H = {', '.join(map(str, horizons))}"
