@@ -482,7 +482,7 @@ def other_models_section() -> list[str]:
                              & (runs["linear_base"] == r.linear_base) & (runs["git_rev"] == r.git_rev)]
                 cells_of.append((float(group["mse"].mean()), r, group))
             if cells_of and g is not None:
-                repeated.append(pd.DataFrame([{"git_rev": getattr(g, "git_rev", np.nan)}]))
+                repeated.append(g)
             for mse, r, group in sorted(cells_of, key=lambda c: c[0]):
                 shown.append(group)
                 scores = {"model": (mse, float(group["mae"].mean())), "last value": baseline,
@@ -506,7 +506,7 @@ def other_models_section() -> list[str]:
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
     own = pd.concat(shown) if shown else None
-    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", own, *repeated), "",
+    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", own, pd.DataFrame(repeated)), "",
             "Cells marked *not run* give the estimated cost on one idle core, measured as "
             "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
