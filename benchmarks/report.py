@@ -1387,15 +1387,15 @@ def setting_label(params: str, defaults: dict) -> str:
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
 
 
-def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
-    """Of the baselines' cells ``shown`` (latest rows), how many ran again at another revision and gave the MSE of their
-    previous run to the last recorded digit: closed-form baselines depend on the data, not on this project's revision
-    (a change of the baseline itself shows as a difference). Empty where none ran twice."""
-    bl = _read("baselines.csv")
-    keys = ["dataset", "horizon", "lookback", "model"]
-    if shown is None or bl is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(bl):
+def same_on_rerun_line(name: str, what: str, shown: pd.DataFrame | None, keys: list[str]) -> str:
+    """Of the cells ``shown`` (latest rows of the results file ``name``, a cell being one value of ``keys``), how
+    many ran again at another revision and gave the MSE of their previous run to the last recorded digit: rows that
+    depend on the data and a library, not on this project's revision (a change of their own code shows as a
+    difference). ``what`` opens the sentence. Empty where none ran twice."""
+    runs = _read(name)
+    if shown is None or runs is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(runs):
         return ""
-    rows = bl.merge(shown[keys].drop_duplicates(), on=keys)
+    rows = runs.merge(shown[keys].drop_duplicates(), on=keys)
     # each cell's last two runs, at two revisions
     pairs = [g.sort_values("timestamp").tail(2) for _, g in rows.groupby(keys)]
     pairs = [p for p in pairs if p["git_rev"].nunique() == 2]
@@ -1403,9 +1403,22 @@ def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
         return ""
     same = sum(p["mse"].nunique() == 1 for p in pairs)
     revs = sorted({str(r) for p in pairs for r in p["git_rev"]})
-    return (f" The baselines are closed-form: {len(pairs)} of their cells here ran again at a later revision "
+    return (f" {what}: {len(pairs)} of their cells here ran again at a later revision "
             f"({', '.join(revs)}), and {same} gave the MSE of their previous run to the last recorded digit"
             + (f" ({len(pairs) - same} did not)." if len(pairs) > same else "."))
+
+
+def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
+    """:func:`same_on_rerun_line` of the baselines' cells ``shown``: closed-form, they depend on the data alone."""
+    return same_on_rerun_line("baselines.csv", "The baselines are closed-form", shown,
+                              ["dataset", "horizon", "lookback", "model"])
+
+
+def anchors_reruns_line(shown: pd.DataFrame | None) -> str:
+    """:func:`same_on_rerun_line` of the anchors' cells ``shown``, a cell being also its test windows (a stride
+    that changed reads other windows, so its MSE is not a rerun's)."""
+    return same_on_rerun_line("anchors.csv", "The anchors are deterministic", shown,
+                              ["dataset", "horizon", "lookback", "model", "n_windows"])
 
 
 def reruns_line(runs: pd.DataFrame) -> str:
@@ -1639,7 +1652,8 @@ def anchors_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | {mse_cell} | {mae_cell} | | | | |")
     return out + ["", anchors_not_run(anchors), "",
                   revisions_line(anchors) + " A revision is this project's protocol code; the anchors' code is "
-                  "their libraries' (installed by `benchmarks/_anchorsenv.py`). " + versions_line(anchors), ""]
+                  "their libraries' (installed by `benchmarks/_anchorsenv.py`)." + anchors_reruns_line(anchors)
+                  + " " + versions_line(anchors), ""]
 
 
 #: why AutoTheta is the anchor most often missing: measured here (statsforecast 2.1.1, one thread, load 3)
