@@ -506,7 +506,8 @@ def other_models_section() -> list[str]:
                            f"| | est. {_secs(e.epoch_s_est)}/epoch, ≤{_secs(e.run_s_est)} | {e.load_start:.1f} | {ref} "
                            f"| {last} |")
     own = pd.concat(shown) if shown else None
-    out += ["", revisions_line(*shown) + repeated_line("Gateformer", "the grid's cells", own, pd.DataFrame(repeated)), "",
+    gateformer_revisions = repeated_line("Gateformer", "the grid's cells", own, pd.DataFrame(repeated))
+    out += ["", revisions_line(*shown) + gateformer_revisions, "",
             "Cells marked *not run* give the estimated cost on one idle core, measured as "
             "for the grid (`benchmarks/estimate_epochs.py`): time per epoch and the bound for the full 10 epochs.", ""]
     return out
