@@ -1388,12 +1388,11 @@ def setting_label(params: str, defaults: dict) -> str:
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
 
 
-def same_on_rerun_line(name: str, what: str, shown: pd.DataFrame | None, keys: list[str]) -> str:
-    """Of the cells ``shown`` (latest rows of the results file ``name``, a cell being one value of ``keys``), how
+def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame | None, keys: list[str]) -> str:
+    """Of the cells ``shown`` (latest of ``runs``, every row of a results file; a cell is one value of ``keys``), how
     many ran again at another revision and gave the MSE of their previous run to the last recorded digit: rows that
     depend on the data and a library, not on this project's revision (a change of their own code shows as a
     difference). ``what`` opens the sentence. Empty where none ran twice."""
-    runs = _read(name)
     if shown is None or runs is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(runs):
         return ""
     rows = runs.merge(shown[keys].drop_duplicates(), on=keys)
@@ -1411,14 +1410,14 @@ def same_on_rerun_line(name: str, what: str, shown: pd.DataFrame | None, keys: l
 
 def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
     """:func:`same_on_rerun_line` of the baselines' cells ``shown``: closed-form, they depend on the data alone."""
-    return same_on_rerun_line("baselines.csv", "The baselines are closed-form", shown,
+    return same_on_rerun_line(_read("baselines.csv"), "The baselines are closed-form", shown,
                               ["dataset", "horizon", "lookback", "model"])
 
 
-def anchors_reruns_line(shown: pd.DataFrame | None) -> str:
-    """:func:`same_on_rerun_line` of the anchors' cells ``shown``, a cell being also its test windows (a stride
-    that changed reads other windows, so its MSE is not a rerun's)."""
-    return same_on_rerun_line("anchors.csv", "The anchors are deterministic", shown,
+def anchors_reruns_line(runs: pd.DataFrame, shown: pd.DataFrame) -> str:
+    """:func:`same_on_rerun_line` of the anchors' cells ``shown`` among all their ``runs``, a cell being also its
+    test windows (a stride that changed reads other windows, so its MSE is not a rerun's)."""
+    return same_on_rerun_line(runs, "The anchors are deterministic", shown,
                               ["dataset", "horizon", "lookback", "model", "n_windows"])
 
 
@@ -1608,10 +1607,10 @@ ANCHORS = {"autoets": ("statsforecast", "AutoETS"), "autotheta": ("statsforecast
 
 def anchors_section() -> list[str]:
     """statsforecast's AutoETS / AutoTheta and mlforecast's LightGBM (``anchors.csv``) next to the baselines."""
-    anchors = _read("anchors.csv")
-    if anchors is None:
+    runs = _read("anchors.csv")
+    if runs is None:
         return []
-    anchors = latest(anchors[anchors["lookback"] == GRID_LOOKBACK], ["dataset", "horizon", "model"])
+    anchors = latest(runs[runs["lookback"] == GRID_LOOKBACK], ["dataset", "horizon", "model"])
     anchors = in_grid_order(anchors, "model", ANCHORS)
     out = ["### Anchors: statsforecast and mlforecast", "",
            "`benchmarks/anchors.py` (rows in `benchmarks/results/anchors.csv`): well-known forecasters from other "
@@ -1653,7 +1652,7 @@ def anchors_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | {mse_cell} | {mae_cell} | | | | |")
     return out + ["", anchors_not_run(anchors), "",
                   revisions_line(anchors) + " A revision is this project's protocol code; the anchors' code is "
-                  "their libraries' (installed by `benchmarks/_anchorsenv.py`)." + anchors_reruns_line(anchors)
+                  "their libraries' (installed by `benchmarks/_anchorsenv.py`)." + anchors_reruns_line(runs, anchors)
                   + " " + versions_line(anchors), ""]
 
 

@@ -962,14 +962,14 @@ def test_the_anchors_reruns_line_pairs_runs_of_the_same_windows_only(tmp_path):
             dict(base, model="autoets", n_windows=1422, mse=0.0810, git_rev="b", timestamp="2026-02-01"),  # reproduced
             dict(base, model="autotheta", n_windows=204, mse=0.0812, git_rev="a", timestamp="2026-01-01"),  # stride 7
             dict(base, model="autotheta", n_windows=178, mse=0.0809, git_rev="b", timestamp="2026-02-01")]  # stride 8
-    pd.DataFrame(rows).to_csv(tmp_path / "anchors.csv", index=False)
+    runs = pd.DataFrame(rows)
     report = load_report(tmp_path)
-    shown = report.latest(pd.DataFrame(rows), ["dataset", "horizon", "model"])
+    shown = report.latest(runs, ["dataset", "horizon", "model"])
     # the AutoTheta cell read other windows at b: not a rerun of a's, so it is neither counted nor a difference
-    assert report.anchors_reruns_line(shown) == (" The anchors are deterministic: 1 of their cells here ran again at "
+    assert report.anchors_reruns_line(runs, shown) == (" The anchors are deterministic: 1 of their cells here ran again at "
                                                  "a later revision (a, b), and 1 gave the MSE of their previous run "
                                                  "to the last recorded digit.")
-    assert report.anchors_reruns_line(shown[shown["model"] == "autotheta"]) == ""
+    assert report.anchors_reruns_line(runs, shown[shown["model"] == "autotheta"]) == ""
 
 
 def test_the_ensemble_section_pairs_two_networks_with_one_on_validation_and_test(tmp_path):
