@@ -1281,8 +1281,8 @@ def side_by_side_section() -> list[str]:
     frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     if not frames:
         return []
-    every = name_earlier_defaults(pd.concat(frames, ignore_index=True))
-    every = latest(every, ["dataset", "horizon", "library", "model", "seed"])
+    every_run = name_earlier_defaults(pd.concat(frames, ignore_index=True))
+    every = latest(every_run, ["dataset", "horizon", "library", "model", "seed"])
     every = earlier_defaults_last(in_grid_order(every, "library", ["tsformers", "neuralforecast"]))
     earlier = every["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
     sbs, history = every[~earlier], every[earlier]   # today's settings; the defaults' settings since changed
@@ -1351,8 +1351,8 @@ def side_by_side_section() -> list[str]:
                         else difference_cell(*seed_difference(ours_run["by_seed"], base_scores[label][0])))
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
                            f"| | | | | |")
-    out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows. "
-            + reruns_line(pd.concat(frames, ignore_index=True)) + " Gateformer's earlier defaults are in the next "
+    out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows."
+            + side_by_side_reruns_line(every_run, sbs) + " Gateformer's earlier defaults are in the next "
             "table.", ""]
     out += earlier_defaults_section(every, history)
     return out + ["### The goal, cell by cell", "",
@@ -1388,11 +1388,12 @@ def setting_label(params: str, defaults: dict) -> str:
     return ", ".join(f"`{k}={v!r}`" for k, v in sorted(changed.items())) or "*defaults*"
 
 
-def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame | None, keys: list[str]) -> str:
+def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame | None, keys: list[str],
+                       noun: str = "cells") -> str:
     """Of the cells ``shown`` (latest of ``runs``, every row of a results file; a cell is one value of ``keys``), how
     many ran again at another revision and gave the MSE of their previous run to the last recorded digit: rows that
     depend on the data and a library, not on this project's revision (a change of their own code shows as a
-    difference). ``what`` opens the sentence. Empty where none ran twice."""
+    difference). ``what`` opens the sentence, ``noun`` names a cell in it. Empty where none ran twice."""
     if shown is None or runs is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(runs):
         return ""
     rows = runs.merge(shown[keys].drop_duplicates(), on=keys)
@@ -1403,7 +1404,7 @@ def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame
         return ""
     same = sum(p["mse"].nunique() == 1 for p in pairs)
     revs = sorted({str(r) for p in pairs for r in p["git_rev"]})
-    return (f" {what}: {len(pairs)} of their cells here ran again at a later revision "
+    return (f" {what}: {len(pairs)} of their {noun} here ran again at a later revision "
             f"({', '.join(revs)}), and {same} gave the MSE of their previous run to the last recorded digit"
             + (f" ({len(pairs) - same} did not)." if len(pairs) > same else "."))
 
@@ -1421,18 +1422,14 @@ def anchors_reruns_line(runs: pd.DataFrame, shown: pd.DataFrame) -> str:
                               ["dataset", "horizon", "lookback", "model", "n_windows"])
 
 
-def reruns_line(runs: pd.DataFrame) -> str:
-    """How neuralforecast's runs that ran again at other revisions (same data set, horizon, model, seed) compare:
-    equal MSE to the last recorded digit says its rows depend on the library, not on this project's revision."""
-    nf = runs[runs["library"] == "neuralforecast"]
-    groups = [g for _, g in nf.groupby(["dataset", "horizon", "model", "seed"]) if g["git_rev"].nunique() > 1]
-    if not groups:
-        return ""
-    same = sum(g["mse"].nunique() == 1 for g in groups)
-    differed = len(groups) - same
-    return (f"neuralforecast's runs are deterministic here: {len(groups)} of them ran again at other revisions, and "
-            f"{same} gave the same MSE to the last recorded digit each time"
-            + (f" ({differed} did not)." if differed else "."))
+def side_by_side_reruns_line(runs: pd.DataFrame, shown: pd.DataFrame) -> str:
+    """:func:`same_on_rerun_line` of the side-by-side runs ``shown`` among all ``runs``, one sentence per library: a
+    run is a data set, horizon, model and seed. neuralforecast's code is the library's, ours changes with the
+    revision, so the two are counted apart."""
+    keys = ["dataset", "horizon", "library", "model", "seed"]
+    return "".join(same_on_rerun_line(runs[runs["library"] == library], who, shown[shown["library"] == library], keys,
+                                      noun="runs")
+                   for library, who in (("neuralforecast", "neuralforecast's rows"), ("tsformers", "Ours")))
 
 
 def earlier_defaults_section(every: pd.DataFrame, history: pd.DataFrame) -> list[str]:

@@ -924,19 +924,25 @@ def test_rows_of_earlier_gateformer_defaults_stand_apart_from_the_current_defaul
         "the goal reads today's settings only"
 
 
-def test_the_reruns_line_counts_neuralforecast_runs_that_reproduced_at_other_revisions(tmp_path):
+def test_the_side_by_side_reruns_line_counts_each_library_apart(tmp_path):
     report = load_report(tmp_path)
-    row = dict(library="neuralforecast", dataset="ETTh1", horizon=96, model="itransformer")
-    runs = pd.DataFrame([{**row, "seed": 0, "mse": 0.386627, "git_rev": "a"}, {**row, "seed": 0, "mse": 0.386627,
-                                                                               "git_rev": "b"},
-                         {**row, "seed": 1, "mse": 0.3869, "git_rev": "a"}, {**row, "seed": 1, "mse": 0.3870,
-                                                                             "git_rev": "b"},
-                         {**row, "seed": 2, "mse": 0.3860, "git_rev": "a"},                # ran once: not counted
-                         {**row, "library": "tsformers", "seed": 0, "mse": 0.1, "git_rev": "c"}])
-    assert report.reruns_line(runs) == ("neuralforecast's runs are deterministic here: 2 of them ran again at other "
-                                        "revisions, and 1 gave the same MSE to the last recorded digit each time "
-                                        "(1 did not).")
-    assert report.reruns_line(runs[runs["seed"] == 2]) == ""
+    nf = dict(library="neuralforecast", dataset="ETTh1", horizon=96, model="itransformer")
+    ours = dict(nf, library="tsformers", model="gateformer")
+    rows = [dict(nf, seed=0, mse=0.386627, git_rev="a", timestamp="2026-01-01"),
+            dict(nf, seed=0, mse=0.386627, git_rev="b", timestamp="2026-02-01"),      # reproduced
+            dict(nf, seed=1, mse=0.3869, git_rev="a", timestamp="2026-01-01"),
+            dict(nf, seed=1, mse=0.3870, git_rev="b", timestamp="2026-02-01"),        # changed
+            dict(nf, seed=2, mse=0.3860, git_rev="a", timestamp="2026-01-01"),        # ran once: not counted
+            dict(ours, seed=0, mse=0.3897, git_rev="a", timestamp="2026-01-01"),
+            dict(ours, seed=0, mse=0.3897, git_rev="c", timestamp="2026-03-01")]      # reproduced
+    runs = pd.DataFrame(rows)
+    shown = report.latest(runs, ["dataset", "horizon", "library", "model", "seed"])
+    assert report.side_by_side_reruns_line(runs, shown) == (
+        " neuralforecast's rows: 2 of their runs here ran again at a later revision (a, b), and 1 gave the MSE of "
+        "their previous run to the last recorded digit (1 did not). Ours: 1 of their runs here ran again at a later "
+        "revision (a, c), and 1 gave the MSE of their previous run to the last recorded digit.")
+    # a library none of whose shown runs ran twice says nothing
+    assert report.side_by_side_reruns_line(runs, shown[shown["seed"] == 2]) == ""
 
 
 def test_the_baseline_reruns_line_compares_each_cell_with_its_previous_run(tmp_path):
