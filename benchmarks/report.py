@@ -1391,9 +1391,10 @@ def setting_label(params: str, defaults: dict) -> str:
 def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame | None, keys: list[str],
                        noun: str = "cells") -> str:
     """Of the cells ``shown`` (latest of ``runs``, every row of a results file; a cell is one value of ``keys``), how
-    many ran again at another revision and gave the MSE of their previous run to the last recorded digit: rows that
-    depend on the data and a library, not on this project's revision (a change of their own code shows as a
-    difference). ``what`` opens the sentence, ``noun`` names a cell in it. Empty where none ran twice."""
+    many ran again at another revision and gave the MSE of their previous run to the last recorded digit. Equal MSE
+    across revisions shows rows that depend on the data and a library alone; a change of the code they ran (a
+    library's, or ours between two revisions) shows as a difference. ``what`` opens the sentence, ``noun`` names a
+    cell in it. Empty where none ran twice."""
     if shown is None or runs is None or shown.empty or not {"git_rev", "timestamp", *keys} <= set(runs):
         return ""
     rows = runs.merge(shown[keys].drop_duplicates(), on=keys)

@@ -972,9 +972,9 @@ def test_the_anchors_reruns_line_pairs_runs_of_the_same_windows_only(tmp_path):
     report = load_report(tmp_path)
     shown = report.latest(runs, ["dataset", "horizon", "model"])
     # the AutoTheta cell read other windows at b: not a rerun of a's, so it is neither counted nor a difference
-    assert report.anchors_reruns_line(runs, shown) == (" The anchors are deterministic: 1 of their cells here ran again at "
-                                                 "a later revision (a, b), and 1 gave the MSE of their previous run "
-                                                 "to the last recorded digit.")
+    assert report.anchors_reruns_line(runs, shown) == (
+        " The anchors are deterministic: 1 of their cells here ran again at a later revision (a, b), and 1 gave the "
+        "MSE of their previous run to the last recorded digit.")
     assert report.anchors_reruns_line(runs, shown[shown["model"] == "autotheta"]) == ""
 
 
