@@ -19,16 +19,27 @@ NF_VENV = Path(os.environ.get("TSFORMERS_NF_VENV", HERE / ".venv-nf"))
 NF_PYTHON = NF_VENV / "bin" / "python"
 WORKER = HERE / "_nf_worker.py"
 TORCH_VERSION = "2.13.0"
+# Pinned, as the anchors' packages are (``_anchorsenv.PACKAGES``): every neuralforecast row of
+# ``results/side_by_side*.csv`` ran on this version (its ``lib_version``), so a venv created later reruns them
+# on the same code instead of whatever the index holds that day.
+NF_VERSION = "3.3.0"
 
 
 def ensure_nf_venv(python: str = sys.executable) -> Path:
-    """Create ``benchmarks/.venv-nf`` with the CPU build of torch and neuralforecast unless it exists."""
+    """Create ``benchmarks/.venv-nf`` with the CPU build of torch and neuralforecast :data:`NF_VERSION`.
+
+    An existing venv is kept when it imports both at those versions; one with another neuralforecast gets the
+    pinned one installed over it.
+    """
     if NF_PYTHON.exists():
-        probe = subprocess.run([str(NF_PYTHON), "-c", "import neuralforecast, torch"], capture_output=True)
+        probe = subprocess.run([str(NF_PYTHON), "-c", "import neuralforecast, torch, sys\n"
+                                f"sys.exit(neuralforecast.__version__ != {NF_VERSION!r} or "
+                                f"not torch.__version__.startswith({TORCH_VERSION!r}))"], capture_output=True)
         if probe.returncode == 0:
             return NF_PYTHON
-    print(f"creating {NF_VENV} (torch {TORCH_VERSION} CPU wheel, then neuralforecast) ...", flush=True)
-    subprocess.run([python, "-m", "venv", str(NF_VENV)], check=True)
+    print(f"creating {NF_VENV} (torch {TORCH_VERSION} CPU wheel, then neuralforecast {NF_VERSION}) ...", flush=True)
+    if not NF_PYTHON.exists():
+        subprocess.run([python, "-m", "venv", str(NF_VENV)], check=True)
     pip = [str(NF_PYTHON), "-m", "pip", "install", "-q"]
     local_wheels = sorted(Path("/opt/wheels").glob(f"torch-{TORCH_VERSION}+cpu-*.whl"))
     if local_wheels:
@@ -36,7 +47,7 @@ def ensure_nf_venv(python: str = sys.executable) -> Path:
     else:
         subprocess.run([*pip, f"torch=={TORCH_VERSION}", "--index-url", "https://download.pytorch.org/whl/cpu"],
                        check=True)
-    subprocess.run([*pip, "neuralforecast", "psutil"], check=True)
+    subprocess.run([*pip, f"neuralforecast=={NF_VERSION}", "psutil"], check=True)
     return NF_PYTHON
 
 
