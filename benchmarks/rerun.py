@@ -1,0 +1,181 @@
+"""Rerun the side-by-side table's runs at one code revision, so that every cell comes from that revision.
+
+A staging folder ``benchmarks/results/reruns/<rev>/`` holds ``runs.txt`` (one run per line: data set,
+horizon, library, model, seed, CPU seconds at its earlier revision, cheapest first) and ``side_by_side.csv``,
+the rows rerun so far. This script runs those of ``runs.txt`` that the CSV lacks, each its own
+``side_by_side.py`` invocation from a ``git archive`` of <rev>, so that a run's row lands in the CSV as the
+run ends and a rerun cut off (a session ends, the machine restarts) goes on where it stopped:
+
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --dry-run   # what is left, its cost
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --queue 0/2 &   # one per core
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --queue 1/2 &
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --merge     # when every run has run
+
+Queue k of n takes runs k, k + n, k + 2n, ... of ``runs.txt`` (whatever has run already), so queues never
+share a run and restarting one does not move runs between them. ``--merge`` refuses until each run of
+``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv``, where the report
+shows the last run of each cell; the staging folder is then yours to ``git rm``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+STAGED = "side_by_side.csv"
+
+
+class Run(NamedTuple):
+    dataset: str
+    horizon: str
+    library: str
+    model: str
+    seed: str
+
+    @classmethod
+    def of_row(cls, row: dict) -> Run:
+        return cls(row["dataset"], str(row["horizon"]), row["library"], row["model"], str(row["seed"]))
+
+
+def read_runs(folder: Path) -> list[tuple[Run, float]]:
+    """``runs.txt``'s runs in its order, each with its CPU seconds at the earlier revision."""
+    runs = []
+    for number, line in enumerate((folder / "runs.txt").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 6:
+            raise ValueError(f"{folder / 'runs.txt'} line {number}: expected 'dataset horizon library model seed "
+                             f"cpu_s', got {line!r}")
+        runs.append((Run(*fields[:5]), float(fields[5])))
+    return runs
+
+
+def read_staged(folder: Path) -> list[dict]:
+    path = folder / STAGED
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def missing(folder: Path) -> list[tuple[Run, float]]:
+    """The runs of ``runs.txt`` without a row in the staged CSV yet, in ``runs.txt``'s order."""
+    done = {Run.of_row(row) for row in read_staged(folder)}
+    return [(run, cpu_s) for run, cpu_s in read_runs(folder) if run not in done]
+
+
+def in_queue(runs: list[tuple[Run, float]], queue: int, queues: int) -> list[tuple[Run, float]]:
+    """Queue ``queue`` of ``queues``: every ``queues``-th run of ``runs.txt``, counted over all its runs."""
+    return runs[queue::queues]
+
+
+def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path) -> list[str]:
+    """The ``side_by_side.py`` invocation that reruns ``run`` from ``archive``: ours with no neuralforecast
+    model, neuralforecast's with none of ours. Our rows' ``+base`` label (a Gateformer correcting a linear base)
+    is the model's name plus what its settings did, so the option is the name without it."""
+    if run.library == "tsformers":
+        models = ["--models", run.model.split("+")[0], "--nf-models"]
+    elif run.library == "neuralforecast":
+        models = ["--models", "--nf-models", run.model]
+    else:
+        raise ValueError(f"unknown library {run.library!r} in runs.txt: expected tsformers or neuralforecast")
+    return [python, str(archive / "benchmarks" / "side_by_side.py"), "--dataset", run.dataset,
+            "--horizons", run.horizon, *models, "--seeds", run.seed, "--data-dir", data_dir, "--out", str(out)]
+
+
+def ensure_archive(rev: str, archive: Path) -> Path:
+    """Extract ``git archive <rev>`` into ``archive`` unless it is there (marked by a file written last)."""
+    marker = archive / ".rerun-archive-complete"
+    if marker.exists():
+        return archive
+    archive.mkdir(parents=True, exist_ok=True)
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(archive)], input=tar, check=True)
+    marker.write_text(rev + "\n")
+    return archive
+
+
+def merge(folder: Path, target: Path) -> int:
+    """Append the staged rows to ``target`` once every run of ``runs.txt`` has exactly one; return their count."""
+    rows = read_staged(folder)
+    wanted = [run for run, _ in read_runs(folder)]
+    seen: dict[Run, int] = {}
+    for row in rows:
+        seen[Run.of_row(row)] = seen.get(Run.of_row(row), 0) + 1
+    lacking = [run for run in wanted if run not in seen]
+    twice = [run for run, count in seen.items() if count > 1]
+    extra = [run for run in seen if run not in set(wanted)]
+    if lacking or twice or extra:
+        raise SystemExit(f"not merged: {len(lacking)} of {len(wanted)} runs have no row yet, {len(twice)} have "
+                         f"more than one, {len(extra)} are not in runs.txt (first: "
+                         f"{(lacking or twice or extra)[0]}); run the queues to the end (--dry-run lists them)")
+    with open(target, newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, earlier = reader.fieldnames, list(reader)
+    if list(rows[0]) != list(fields):
+        raise SystemExit(f"not merged: {folder / STAGED} has columns {list(rows[0])}, {target} {fields}")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(earlier + rows)
+    os.replace(tmp, target)
+    return len(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(HERE))
+    from long_horizon import default_data_dir
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path, help="the staging folder, benchmarks/results/reruns/<rev>")
+    p.add_argument("--queue", default="0/1", metavar="K/N", help="run queue K of N (default: every run)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs left and their cost; run nothing")
+    p.add_argument("--merge", action="store_true", help="append the staged rows to results/side_by_side.csv")
+    p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--archive", type=Path, default=None,
+                   help="where the revision's code is extracted (default: a folder in the temporary directory)")
+    args = p.parse_args(argv)
+    folder = args.folder.resolve()
+    rev = folder.name
+    if args.merge:
+        count = merge(folder, REPO / "benchmarks" / "results" / "side_by_side.csv")
+        print(f"appended {count} rows to benchmarks/results/side_by_side.csv; now `git rm -r {folder}`")
+        return
+    queue, queues = (int(part) for part in args.queue.split("/"))
+    if not 0 <= queue < queues:
+        raise SystemExit(f"--queue {args.queue}: expected K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two cores")
+    left = {run for run, _ in missing(folder)}
+    todo = [(run, cpu_s) for run, cpu_s in in_queue(read_runs(folder), queue, queues) if run in left]
+    print(f"{len(left)} runs left in all; queue {queue}/{queues}: {len(todo)} runs, "
+          f"about {sum(c for _, c in todo):,.0f} CPU s at their earlier revisions", flush=True)
+    if args.dry_run:
+        for run, cpu_s in todo:
+            print(*run, f"{cpu_s:.0f}")
+        return
+    archive = ensure_archive(rev, args.archive or Path(tempfile.gettempdir()) / f"tsformers-rerun-{rev}")
+    # The archive holds no virtual environment: neuralforecast runs in this checkout's, and the rows are
+    # labelled with the archive's revision, not this checkout's HEAD.
+    env = dict(os.environ, TSFORMERS_GIT_REV=rev, PYTHONPATH=str(archive),
+               TSFORMERS_NF_VENV=os.environ.get("TSFORMERS_NF_VENV", str(HERE / ".venv-nf")))
+    for run, _ in todo:
+        if run not in {r for r, _ in missing(folder)}:
+            continue
+        argv_ = command(run, python=sys.executable, archive=archive, data_dir=str(Path(args.data_dir).resolve()),
+                        out=folder / STAGED)
+        print("run:", *run, flush=True)
+        returncode = subprocess.run(argv_, env=env, cwd=archive).returncode
+        if returncode:
+            print(f"failed (exit {returncode}): {' '.join(argv_)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""benchmarks/rerun.py: which runs of a staging folder are left, how they split into queues, the command each
+gets, and the merge that refuses an unfinished rerun."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from test_benchmark_harness import BENCHMARKS, load_benchmark
+
+FIELDS = ["timestamp", "dataset", "horizon", "library", "model", "seed", "mse"]
+
+
+@pytest.fixture(scope="module")
+def rerun():
+    return load_benchmark("rerun.py", "rerun_benchmark")
+
+
+def staging(tmp_path: Path, runs: list[str], rows: list[dict]) -> Path:
+    folder = tmp_path / "reruns" / "abc1234"
+    folder.mkdir(parents=True)
+    (folder / "runs.txt").write_text("# dataset horizon library model seed cpu_s\n" + "\n".join(runs) + "\n")
+    if rows:
+        with open(folder / "side_by_side.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    return folder
+
+
+def row(dataset, horizon, library, model, seed, mse="0.5", timestamp="2026-12-07T00:00:00+00:00"):
+    return dict(timestamp=timestamp, dataset=dataset, horizon=horizon, library=library, model=model, seed=seed,
+                mse=mse)
+
+
+RUNS = ["ETTh1 96 tsformers gateformer-defaults+base 0 20", "ETTh1 96 tsformers gateformer-defaults+base 1 20",
+        "ETTh1 96 neuralforecast itransformer 0 30", "ETTh1 96 neuralforecast itransformer 1 30",
+        "ETTm1 96 neuralforecast patchtst-authors 0 2000"]
+
+
+def test_the_runs_left_are_those_without_a_row_and_queues_never_share_one(rerun, tmp_path):
+    folder = staging(tmp_path, RUNS, [row("ETTh1", "96", "neuralforecast", "itransformer", "0")])
+    runs = rerun.read_runs(folder)
+    assert [r.model for r, _ in runs][:3] == ["gateformer-defaults+base", "gateformer-defaults+base", "itransformer"]
+    assert [c for _, c in runs] == [20, 20, 30, 30, 2000]
+    left = [r for r, _ in rerun.missing(folder)]
+    assert rerun.Run("ETTh1", "96", "neuralforecast", "itransformer", "0") not in left and len(left) == 4
+    queues = [[r for r, _ in rerun.in_queue(runs, k, 2)] for k in range(2)]
+    assert set(queues[0]).isdisjoint(queues[1]) and len(queues[0]) + len(queues[1]) == len(runs)
+    # counted over all of runs.txt: a run that ends does not move the others between queues
+    assert queues[0] == [r for r, _ in runs[0::2]]
+
+
+def test_a_malformed_runs_line_names_the_line_and_the_format(rerun, tmp_path):
+    folder = staging(tmp_path, ["ETTh1 96 tsformers gateformer 0"], [])
+    with pytest.raises(ValueError, match=r"line 2: expected 'dataset horizon library model seed cpu_s'"):
+        rerun.read_runs(folder)
+
+
+def test_each_library_gets_only_its_own_models_and_the_base_label_is_not_an_option(rerun, tmp_path):
+    ours, theirs = (rerun.Run("ETTm2", "192", "tsformers", "gateformer-defaults+base", "2"),
+                    rerun.Run("ETTm2", "192", "neuralforecast", "patchtst-authors", "1"))
+    archive = tmp_path / "archive"
+    kwargs = dict(python="py", archive=archive, data_dir="/data", out=tmp_path / "x.csv")
+    assert rerun.command(ours, **kwargs) == [
+        "py", str(archive / "benchmarks" / "side_by_side.py"), "--dataset", "ETTm2", "--horizons", "192",
+        "--models", "gateformer-defaults", "--nf-models", "--seeds", "2", "--data-dir", "/data",
+        "--out", str(tmp_path / "x.csv")]
+    assert rerun.command(theirs, **kwargs)[6:9] == ["--models", "--nf-models", "patchtst-authors"]
+
+
+def test_every_committed_rerun_run_maps_to_a_model_side_by_side_accepts(rerun):
+    side_by_side = load_benchmark("side_by_side.py", "side_by_side_for_rerun")
+    folders = sorted(p for p in (BENCHMARKS / "results" / "reruns").glob("*") if (p / "runs.txt").exists())
+    for folder in folders:
+        for run, _ in rerun.read_runs(folder):
+            argv = rerun.command(run, python="py", archive=Path("a"), data_dir="d", out=Path("o"))
+            models = argv[argv.index("--models") + 1:argv.index("--nf-models")]
+            nf_models = argv[argv.index("--nf-models") + 1:argv.index("--seeds")]
+            assert set(models) <= set(side_by_side.MODELS) and set(nf_models) <= set(side_by_side.NF_MODELS), run
+
+
+def test_the_merge_refuses_an_unfinished_or_doubled_rerun_and_appends_a_finished_one(rerun, tmp_path):
+    runs = RUNS[:2]
+    target = tmp_path / "side_by_side.csv"
+    earlier = [row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "0", mse="0.4",
+                   timestamp="2026-12-01T00:00:00+00:00")]
+    with open(target, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(earlier)
+    before = target.read_text()
+    first = row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "0")
+    second = row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "1")
+
+    with pytest.raises(SystemExit, match="1 of 2 runs have no row yet"):
+        rerun.merge(staging(tmp_path / "a", runs, [first]), target)
+    with pytest.raises(SystemExit, match="1 have more than one"):
+        rerun.merge(staging(tmp_path / "b", runs, [first, second, second]), target)
+    assert target.read_text() == before          # nothing written by a refused merge
+
+    assert rerun.merge(staging(tmp_path / "c", runs, [first, second]), target) == 2
+    with open(target, newline="") as fh:
+        merged = list(csv.DictReader(fh))
+    assert [(r["seed"], r["mse"]) for r in merged] == [("0", "0.4"), ("0", "0.5"), ("1", "0.5")]
