@@ -43,6 +43,13 @@ def _read(name: str) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
+def side_by_side_runs() -> pd.DataFrame | None:
+    """Every run of ``side_by_side.py``: ``side_by_side.csv`` and the files written beside it (``side_by_side_*.csv``,
+    whose older columns come back empty), one frame, or None when there are none."""
+    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
 def grid_runs() -> pd.DataFrame | None:
     """The runs of ``long_horizon.csv`` under the grid's protocol: lookback 96 on the grid's data sets.
 
@@ -214,9 +221,8 @@ def grid_section(model: str = "gateformer") -> list[str]:
     if lh is not None:
         lh = latest(lh[(lh["model"] == model) & (lh["seed"] == 0)], ["dataset", "horizon"])
         runs = {(r.dataset, int(r.horizon)): r for r in lh.itertuples()}
-    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
-    if frames:  # cells run only by side_by_side.py (same protocol and settings) fill the gaps
-        sbs = pd.concat(frames, ignore_index=True)
+    sbs = side_by_side_runs()
+    if sbs is not None:  # cells run only by side_by_side.py (same protocol and settings) fill the gaps
         sbs = latest(sbs[(sbs["library"] == "tsformers") & (sbs["model"] == model) & (sbs["seed"] == 0)],
                      ["dataset", "horizon"])
         for r in sbs.itertuples():
@@ -1278,10 +1284,10 @@ def model_name(model: str) -> str:
 
 
 def side_by_side_section() -> list[str]:
-    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
-    if not frames:
+    every_run = side_by_side_runs()
+    if every_run is None:
         return []
-    every_run = name_earlier_defaults(pd.concat(frames, ignore_index=True))
+    every_run = name_earlier_defaults(every_run)
     every = latest(every_run, ["dataset", "horizon", "library", "model", "seed"])
     every = earlier_defaults_last(in_grid_order(every, "library", ["tsformers", "neuralforecast"]))
     earlier = every["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
@@ -1467,11 +1473,11 @@ def earlier_defaults_section(every: pd.DataFrame, history: pd.DataFrame) -> list
 def _validation_runs() -> pd.DataFrame | None:
     """Gateformer's runs with a validation loss (``search.csv`` and the side-by-side runs), each labelled with its
     ``setting`` (:func:`setting_label`), the latest per data set, horizon, setting and seed."""
-    frames = [f for f in (_read("search.csv"), _read("side_by_side.csv")) if f is not None and "val_loss" in f]
+    sources = {"search.csv": _read("search.csv"), "side_by_side.csv": side_by_side_runs()}
+    frames = [f.assign(source=name) for name, f in sources.items() if f is not None and "val_loss" in f]
     if not frames:
         return None
-    runs = pd.concat([f.assign(source=name) for f, name in zip(frames, ("search.csv", "side_by_side.csv"))],
-                     ignore_index=True)
+    runs = pd.concat(frames, ignore_index=True)
     runs = runs[runs["val_loss"].notna() & runs["model"].astype(str).str.startswith("gateformer")]
     if runs.empty:
         return None
