@@ -15,6 +15,11 @@ Queue k of n takes runs k, k + n, k + 2n, ... of ``runs.txt`` (whatever has run 
 share a run and restarting one does not move runs between them. ``--merge`` refuses until each run of
 ``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv``, where the report
 shows the last run of each cell; the staging folder is then yours to ``git rm``.
+
+Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
+processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
+instruction set and training carries the last-bit differences on), and the archived ``side_by_side.py`` of an
+older revision does not record the processor in its rows.
 """
 from __future__ import annotations
 
@@ -24,12 +29,15 @@ import os
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STAGED = "side_by_side.csv"
+LOG = "runs.log"
+LOG_FIELDS = ["finished", "dataset", "horizon", "library", "model", "seed", "exit", "cpu"]
 
 
 class Run(NamedTuple):
@@ -103,6 +111,17 @@ def ensure_archive(rev: str, archive: Path) -> Path:
     return archive
 
 
+def log_run(folder: Path, run: Run, returncode: int, cpu: str) -> None:
+    """Append the finished ``run`` to the folder's ``runs.log`` (a CSV, its header first when new)."""
+    path = folder / LOG
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(LOG_FIELDS)
+        writer.writerow([datetime.now(timezone.utc).isoformat(timespec="seconds"), *run, returncode, cpu])
+
+
 def merge(folder: Path, target: Path) -> int:
     """Append the staged rows to ``target`` once every run of ``runs.txt`` has exactly one; return their count."""
     rows = read_staged(folder)
@@ -134,6 +153,7 @@ def merge(folder: Path, target: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(HERE))
     from long_horizon import default_data_dir
+    from speed import cpu_name
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path, help="the staging folder, benchmarks/results/reruns/<rev>")
@@ -173,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                         out=folder / STAGED)
         print("run:", *run, flush=True)
         returncode = subprocess.run(argv_, env=env, cwd=archive).returncode
+        log_run(folder, run, returncode, cpu_name())
         if returncode:
             print(f"failed (exit {returncode}): {' '.join(argv_)}", flush=True)
 

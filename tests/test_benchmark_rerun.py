@@ -105,3 +105,15 @@ def test_the_merge_refuses_an_unfinished_or_doubled_rerun_and_appends_a_finished
     with open(target, newline="") as fh:
         merged = list(csv.DictReader(fh))
     assert [(r["seed"], r["mse"]) for r in merged] == [("0", "0.4"), ("0", "0.5"), ("1", "0.5")]
+
+
+def test_each_finished_run_is_logged_with_its_exit_status_and_processor(rerun, tmp_path):
+    folder = staging(tmp_path, RUNS, [])
+    runs = [run for run, _ in rerun.read_runs(folder)]
+    rerun.log_run(folder, runs[0], 0, "Intel(R) Xeon(R) Processor, AVX-512")
+    rerun.log_run(folder, runs[2], 1, "AMD EPYC, AVX2")
+    with open(folder / "runs.log", newline="") as fh:
+        logged = list(csv.DictReader(fh))
+    assert [(r["model"], r["seed"], r["exit"], r["cpu"]) for r in logged] == [
+        ("gateformer-defaults+base", "0", "0", "Intel(R) Xeon(R) Processor, AVX-512"),
+        ("itransformer", "0", "1", "AMD EPYC, AVX2")]
