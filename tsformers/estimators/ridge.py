@@ -38,10 +38,8 @@ def fit_ridge_map(data: Prepared, *, lookback: int, horizon: int, val_size, alph
     train, val = data.split(val_size)
     gram, cross = _normal_equations(train, lookback, horizon)
     if alpha is None:
-        if val is not None:
-            scores = [_mse(_ridge(gram, cross, a), val, lookback, horizon) for a in ALPHA_GRID]
-        else:
-            scores = [_leave_one_out_mse(gram, cross, a, train, lookback, horizon) for a in ALPHA_GRID]
+        scores = (_validation_mses(gram, cross, val, lookback, horizon) if val is not None
+                  else _leave_one_out_mses(gram, cross, train, lookback, horizon))
         if not np.isfinite(scores).any():
             raise ValueError(
                 f"{who} chooses the ridge penalty on validation windows, or without them by leaving out one "
@@ -53,8 +51,9 @@ def fit_ridge_map(data: Prepared, *, lookback: int, horizon: int, val_size, alph
 
 
 def _windows(part: tuple, lookback: int, horizon: int):
-    """The (inputs, targets) windows of a part of :meth:`Prepared.split`, float64 rows ``(windows * targets, L or H)``,
-    a chunk at a time; rows whose targets hold a gap (NaN) are left out."""
+    """The (inputs, targets) windows of a part of :meth:`Prepared.split`, float64 rows ``(windows * targets, L + 1)``
+    (the last-value-normalised window, then 1 for the intercept) and ``(windows * targets, H)``, a chunk at a time;
+    rows whose targets hold a gap (NaN) are left out."""
     inputs, targets, *spans = part
     n_targets = targets.shape[-1]
     windows = WindowDataset(inputs, lookback, horizon, n_targets, targets=targets, spans=spans[0] if spans else None)
@@ -62,10 +61,13 @@ def _windows(part: tuple, lookback: int, horizon: int):
         x, y = windows.__getitems__(range(start, min(start + _WINDOW_CHUNK, len(windows))))
         x, y = x[..., :n_targets].double().numpy(), y.double().numpy()   # (B, L, T), (B, H, T)
         last = x[:, -1:]
-        rows = (x - last).transpose(0, 2, 1).reshape(-1, lookback)        # every target of every window a row
+        design = np.empty((len(x), n_targets, lookback + 1))              # every target of every window a row
+        np.subtract(x, last, out=design[..., :lookback].transpose(0, 2, 1))
+        design[..., lookback] = 1.0
+        design = design.reshape(-1, lookback + 1)
         out = (y - last).transpose(0, 2, 1).reshape(-1, horizon)
-        keep = np.isfinite(out).all(axis=1) & np.isfinite(rows).all(axis=1)
-        yield np.hstack([rows, np.ones((len(rows), 1))])[keep], out[keep]
+        keep = np.isfinite(out).all(axis=1) & np.isfinite(design).all(axis=1)
+        yield (design, out) if keep.all() else (design[keep], out[keep])
 
 
 def _normal_equations(part: tuple, lookback: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,29 +79,34 @@ def _normal_equations(part: tuple, lookback: int, horizon: int) -> tuple[np.ndar
     return gram, cross
 
 
-def _mse(weights: np.ndarray, part: tuple, lookback: int, horizon: int) -> float:
-    total, count = 0.0, 0
+def _validation_mses(gram: np.ndarray, cross: np.ndarray, part: tuple, lookback: int, horizon: int) -> list[float]:
+    """The mean squared error on ``part``'s windows of the map under each penalty of :data:`ALPHA_GRID`, in one pass
+    over the windows (inf where there are none)."""
+    maps = [_ridge(gram, cross, alpha) for alpha in ALPHA_GRID]
+    totals, count = [0.0] * len(maps), 0
     for design, out in _windows(part, lookback, horizon):
-        total += float(((design @ weights - out) ** 2).sum())
+        for i, weights in enumerate(maps):
+            totals[i] += float(((design @ weights - out) ** 2).sum())
         count += out.size
-    return total / count if count else float("inf")
+    return [total / count if count else float("inf") for total in totals]
 
 
-def _leave_one_out_mse(gram: np.ndarray, cross: np.ndarray, alpha: float, part: tuple, lookback: int,
-                       horizon: int) -> float:
-    """The mean squared error of each training row predicted by the map fitted without it: its residual over
-    ``1 - leverage`` (exact for a fixed penalty). A row of leverage 1 (a lone training window, which the
-    unpenalised intercept fits exactly) says nothing when left out and is skipped; NaN where every row is."""
-    inverse = np.linalg.inv(gram + _penalty(len(gram), alpha))
-    weights = inverse @ cross
-    total, count = 0.0, 0
+def _leave_one_out_mses(gram: np.ndarray, cross: np.ndarray, part: tuple, lookback: int, horizon: int) -> list[float]:
+    """For each penalty of :data:`ALPHA_GRID`, the mean squared error of each training row predicted by the map
+    fitted without it: its residual over ``1 - leverage`` (exact for a fixed penalty), in one pass over the windows.
+    A row of leverage 1 (a lone training window, which the unpenalised intercept fits exactly) says nothing when
+    left out and is skipped; NaN where every row is."""
+    inverses = [np.linalg.inv(gram + _penalty(len(gram), alpha)) for alpha in ALPHA_GRID]
+    maps = [inverse @ cross for inverse in inverses]
+    totals, counts = [0.0] * len(maps), [0] * len(maps)
     for design, out in _windows(part, lookback, horizon):
-        leverage = ((design @ inverse) * design).sum(axis=1)            # x_i (G + P)^-1 x_i, one matrix product
-        kept = leverage < 1 - 1e-9
-        residual = (out[kept] - design[kept] @ weights) / (1 - leverage[kept])[:, None]
-        total += float((residual ** 2).sum())
-        count += residual.size
-    return total / count if count else float("nan")
+        for i, (inverse, weights) in enumerate(zip(inverses, maps)):
+            leverage = ((design @ inverse) * design).sum(axis=1)        # x_i (G + P)^-1 x_i, one matrix product
+            kept = leverage < 1 - 1e-9
+            residual = (out[kept] - design[kept] @ weights) / (1 - leverage[kept])[:, None]
+            totals[i] += float((residual ** 2).sum())
+            counts[i] += residual.size
+    return [total / count if count else float("nan") for total, count in zip(totals, counts)]
 
 
 def _penalty(size: int, alpha: float) -> np.ndarray:
