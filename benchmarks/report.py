@@ -1571,7 +1571,9 @@ def ensemble_section(sbs: pd.DataFrame, known: dict) -> list[str]:
             "(*validation*: the mean ± sd of the runs counted in brackets, from the search record and the "
             "side-by-side runs), then tested once: *test* is the side-by-side rows of one network and of the "
             "ensemble, 3 seeds each; *two − one* their paired difference (the ensemble's first member is the "
-            "one-network fit of the same seed, so the pairing is exact). *CPU s*: mean CPU seconds of fit and test "
+            "one-network fit of the same seed, so the pairing is exact where both ran on one processor: across "
+            "processors the float kernels differ in their last bits, and a fit carries that on: see "
+            "[the design notes](design.md)). *CPU s*: mean CPU seconds of fit and test "
             "per run, one / two. *revisions*: one / two.", "",
             "| data | H | validation, one network | validation, two | test, one network | test, two | two − one "
             "(paired) | linear | linear + cycle | CPU s | revisions |",
