@@ -268,6 +268,26 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor and its widest vector extension torch's CPU kernels use (``AMD EPYC, AVX2``), recorded with every
+    row: speed ratios of one run hold on that machine only, and our fits are the same to the bit on one processor,
+    not across processors, since the float kernels differ by instruction set."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break  # the first processor's entry says it for all
+    widest = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON"))
+    isa = next((label for flag, label in widest if flag in flags), None)
+    return f"{name}, {isa}" if isa else name
+
+
 def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
     """Append ``rows`` to the CSV at ``path`` (header first when new); floats to 6 significant digits.
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _protocol when run as a script
-from _protocol import (append_rows, evaluate_windows, load_protocol_data, mase_scale, n_parameters,  # noqa: E402
+from _protocol import (append_rows, cpu_name, evaluate_windows, load_protocol_data, mase_scale, n_parameters,  # noqa: E402
                        peak_rss_mib, recalibrated_intervals, scaled_values)
 
 from tsformers import (AtlasForecaster, GateformerForecaster, GTrXLForecaster, LMUFormerForecaster,  # noqa: E402
@@ -182,7 +182,7 @@ FIELDS = ["timestamp", "dataset", "horizon", "model", "seed", "lookback", "mse",
           "peak_rss_mib", "n_params", "torch_version", "n_threads", "omp_wait_policy", "load_start", "load_end",
           "git_rev", "params", "mase", "coverage_80", "width_80", "coverage_95", "width_95", "crps", "accelerator",
           "recal_coverage_80", "recal_width_80", "recal_coverage_95", "recal_width_95", "recal_crps", "recal_every",
-          "recal_s", "val_loss", "fit_cpu_s", "eval_cpu_s"]
+          "recal_s", "val_loss", "fit_cpu_s", "eval_cpu_s", "cpu"]
 
 
 class _EpochTimer:
@@ -301,6 +301,7 @@ def run_one(model: str, data, horizon: int, seed: int, max_epochs: int | None, s
         # between rows with similar load (or as ratios measured in the same run).
         "load_start": load_start, "load_end": os.getloadavg()[0], "git_rev": git_rev(),
         "params": json.dumps(params, sort_keys=True), "accelerator": accelerator_name(accelerator),
+        "cpu": cpu_name(),
     }
 
 

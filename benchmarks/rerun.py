@@ -13,8 +13,9 @@ run ends and a rerun cut off (a session ends, the machine restarts) goes on wher
 
 Queue k of n takes runs k, k + n, k + 2n, ... of ``runs.txt`` (whatever has run already), so queues never
 share a run and restarting one does not move runs between them. ``--merge`` refuses until each run of
-``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv``, where the report
-shows the last run of each cell; the staging folder is then yours to ``git rm``.
+``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv`` (with the processor of
+each run ``runs.log`` has), where the report shows the last run of each cell; the staging folder is then yours
+to ``git rm``.
 
 Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
 processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
@@ -138,9 +139,14 @@ def merge(folder: Path, target: Path) -> int:
                          f"{(lacking or twice or extra)[0]}); run the queues to the end (--dry-run lists them)")
     with open(target, newline="") as fh:
         reader = csv.DictReader(fh)
-        fields, earlier = reader.fieldnames, list(reader)
-    if list(rows[0]) != list(fields):
-        raise SystemExit(f"not merged: {folder / STAGED} has columns {list(rows[0])}, {target} {fields}")
+        fields, earlier = list(reader.fieldnames), list(reader)
+    logged = {}
+    if (folder / LOG).exists():
+        with open(folder / LOG, newline="") as fh:
+            logged = {Run.of_row(entry): entry["cpu"] for entry in csv.DictReader(fh)}
+    # the processor of a run the archived code did not record, from the log (empty where it was not logged)
+    rows = [{**row, "cpu": row.get("cpu") or logged.get(Run.of_row(row), "")} for row in rows]
+    fields += [name for name in rows[0] if name not in fields]
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -153,7 +159,7 @@ def merge(folder: Path, target: Path) -> int:
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(HERE))
     from long_horizon import default_data_dir
-    from speed import cpu_name
+    from _protocol import cpu_name
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path, help="the staging folder, benchmarks/results/reruns/<rev>")

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_worker  # noqa: E402
-from _protocol import append_rows, load_protocol_data  # noqa: E402
+from _protocol import append_rows, cpu_name, load_protocol_data  # noqa: E402
 from long_horizon import LOOKBACK, MODELS, REFERENCE, default_data_dir, git_rev, parse_setting, run_one  # noqa: E402
 
 from tsformers.data.scaling import PanelScaler  # noqa: E402
@@ -103,7 +103,7 @@ def nf_hparams(model: str, dataset: str, horizon: int) -> dict:
 
 FIELDS = ["timestamp", "dataset", "horizon", "library", "model", "seed", "mse", "mae", "n_windows", "epochs_run",
           "fit_test_s", "fit_test_cpu_s", "n_params", "peak_rss_mib", "load_start", "load_end", "n_threads", "torch_version",
-          "lib_version", "git_rev", "params", "val_loss"]
+          "lib_version", "git_rev", "params", "val_loss", "cpu"]
 
 
 def train_stats(data) -> tuple[list, list, list]:
@@ -132,7 +132,7 @@ def ours(model: str, data, horizon: int, seed: int, max_epochs: int | None, stat
             "peak_rss_mib": row["peak_rss_mib"], "load_start": row["load_start"], "load_end": row["load_end"],
             "n_threads": row["n_threads"], "torch_version": row["torch_version"],
             "lib_version": _version("tsformers"), "git_rev": row["git_rev"], "params": row["params"],
-            "naive_mse": row["naive_mse"], "naive_mae": row["naive_mae"], "val_loss": row["val_loss"]}
+            "naive_mse": row["naive_mse"], "naive_mae": row["naive_mae"], "val_loss": row["val_loss"], "cpu": row["cpu"]}
 
 
 def nf(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats, csv_path: str, log) -> dict:
@@ -151,7 +151,7 @@ def nf(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats,
             "fit_test_s": res["fit_test_s"], "fit_test_cpu_s": res.get("fit_test_cpu_s"), "n_params": res["n_params"], "peak_rss_mib": res["peak_rss_mib"],
             "load_start": res["load_start"], "load_end": res["load_end"], "n_threads": res["n_threads"],
             "torch_version": res["torch_version"], "lib_version": res["nf_version"], "git_rev": git_rev(),
-            "params": json.dumps(hp, sort_keys=True)}
+            "params": json.dumps(hp, sort_keys=True), "cpu": cpu_name()}
 
 
 def _version(name: str) -> str:

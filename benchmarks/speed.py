@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _nfenv import NF_PYTHON, ensure_nf_venv, run_worker  # noqa: E402
-from _protocol import append_rows  # noqa: E402
+from _protocol import append_rows, cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -71,25 +71,6 @@ FIELDS = ["timestamp", "case", "library", "model", "label", "n_params", "n_serie
           "rss_after_import_mib", "peak_rss_mib", "ratio", "ratio_meaning", "load_start", "load_end", "n_threads",
           "git_rev", "hp", "mflop_per_window", "gflop_per_s", "accelerator", "precision", "clock", "cpu", "repeats",
           "step_ms_min", "step_ms_max", "ratio_low", "ratio_high"]
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The processor and its widest vector extension torch's CPU kernels use (``AMD EPYC, AVX2``): ratios of one run
-    hold on that machine only, since both libraries' kernels differ by instruction set (recorded with every row)."""
-    import platform
-
-    name, flags = platform.processor() or platform.machine(), set()
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break  # the first processor's entry says it for all
-    widest = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("asimd", "NEON"))
-    isa = next((label for flag, label in widest if flag in flags), None)
-    return f"{name}, {isa}" if isa else name
 
 
 def git_rev(tree: Path) -> str:

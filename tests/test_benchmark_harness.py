@@ -445,6 +445,8 @@ def test_side_by_side_settings_reach_our_estimator_and_label_its_rows():
     plain = side.ours("gateformer-defaults", data, 24, 0, 1, None, dict(tiny, linear_base=False))
     based = side.ours("gateformer-defaults", data, 24, 0, 1, None, tiny)
     assert (plain["model"], based["model"]) == ("gateformer-defaults", "gateformer-defaults+base")
+    # the processor of the run: our fits are the same to the bit on one processor only
+    assert based["cpu"] == side.cpu_name() != "" and set(side.FIELDS) >= {"cpu", "val_loss"}
     assert json.loads(based["params"])["linear_base"] is True and json.loads(plain["params"])["d_model"] == 16
     kept = side.MODELS["gateformer-defaults"]("illness", 24).set_params(
         **tiny, random_state=0, val_size=150, max_epochs=1, verbose=False).fit(data.fit_frame)

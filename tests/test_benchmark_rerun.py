@@ -101,10 +101,14 @@ def test_the_merge_refuses_an_unfinished_or_doubled_rerun_and_appends_a_finished
         rerun.merge(staging(tmp_path / "b", runs, [first, second, second]), target)
     assert target.read_text() == before          # nothing written by a refused merge
 
-    assert rerun.merge(staging(tmp_path / "c", runs, [first, second]), target) == 2
+    finished = staging(tmp_path / "c", runs, [first, second])
+    rerun.log_run(finished, rerun.Run.of_row(second), 0, "Intel(R) Xeon(R) Processor, AVX-512")
+    assert rerun.merge(finished, target) == 2
     with open(target, newline="") as fh:
         merged = list(csv.DictReader(fh))
-    assert [(r["seed"], r["mse"]) for r in merged] == [("0", "0.4"), ("0", "0.5"), ("1", "0.5")]
+    # the processor joins as a column: from the log where the run was logged, else empty, the earlier rows' too
+    assert [(r["seed"], r["mse"], r["cpu"]) for r in merged] == [
+        ("0", "0.4", ""), ("0", "0.5", ""), ("1", "0.5", "Intel(R) Xeon(R) Processor, AVX-512")]
 
 
 def test_each_finished_run_is_logged_with_its_exit_status_and_processor(rerun, tmp_path):

@@ -41,7 +41,8 @@ ema_decay : float in (0, 1) or None, default=None
     the fit keeps. None: the weights as trained.
 random_state : int, default=0
     The same seed gives the same forecasts, whatever other fits run in other threads
-    meanwhile (see :mod:`tsformers.seeding`).
+    meanwhile (see :mod:`tsformers.seeding`), on the same processor and torch build; another
+    processor's float kernels differ in their last bits, which a fit carries on.
 verbose : bool, default=False
     Show Lightning's progress bar and model summary.
 trainer_kwargs : dict, optional
