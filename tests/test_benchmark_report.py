@@ -697,7 +697,11 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
             # ETTm1: TSLib's PatchTST not run, so PatchTST at its authors' sizes stands in for it
             + [dict(r, git_rev="def") for r in runs("ETTm1", "tsformers", "gateformer", [0.320, 0.322, 0.321], 50.0)]
             + runs("ETTm1", "neuralforecast", "itransformer", [0.340, 0.341, 0.342], 60.0)
-            + runs("ETTm1", "neuralforecast", "patchtst-authors", [0.325, 0.321, 0.323], 200.0))
+            + runs("ETTm1", "neuralforecast", "patchtst-authors", [0.325, 0.321, 0.323], 200.0)
+            # ETTm2: one revision, but ours ran on a processor iTransformer's rows did not record
+            + [dict(r, cpu="Intel(R) Xeon(R) Processor, AVX-512")
+               for r in runs("ETTm2", "tsformers", "gateformer", [0.160, 0.161, 0.162], 50.0)]
+            + runs("ETTm2", "neuralforecast", "itransformer", [0.180, 0.181, 0.182], 60.0))
     pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
     linear = dict(timestamp="2026-01-01T00:00:00+00:00", horizon=96, lookback=96, model="linear", mae=0.4,
                   n_windows=100, setting="", cpu_s=0.1, git_rev="abc")
@@ -726,6 +730,8 @@ def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_d
     assert ettm1[6] == "-0.0020 ± 0.0017: within 2 SE (PatchTST, authors' sizes)"
     assert ettm1[8:] == ["–", "0.83 (other runs)",   # ours ran at another revision
                          "not ahead of PatchTST; no linear baseline with the cycle"]
+    assert cells("ETTm2")[9] == "0.83 (other runs)"   # one revision, two processors
+    assert etth1[9] == "0.83"                           # one revision, no processor recorded on either side
     note = next(line for line in lines if line.startswith("`benchmarks/side_by_side.py`"))
     assert "TSLib's PatchTST was not run on ETTm1" in note and "*PatchTST, authors' sizes* (on ETTm1)" in note
     assert note.count("PatchTST on ETTh1 at H = 96 runs with the TSLib settings") == 1, "once, whatever its seeds"
