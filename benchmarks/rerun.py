@@ -192,14 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     # labelled with the archive's revision, not this checkout's HEAD.
     env = dict(os.environ, TSFORMERS_GIT_REV=rev, PYTHONPATH=str(archive),
                TSFORMERS_NF_VENV=os.environ.get("TSFORMERS_NF_VENV", str(HERE / ".venv-nf")))
+    data_dir, processor = str(Path(args.data_dir).resolve()), cpu_name()
     for run, _ in todo:
-        if run not in {r for r, _ in missing(folder)}:
+        if run not in {r for r, _ in missing(folder)}:   # another process of this queue ran it meanwhile
             continue
-        argv_ = command(run, python=sys.executable, archive=archive, data_dir=str(Path(args.data_dir).resolve()),
-                        out=folder / STAGED)
+        argv_ = command(run, python=sys.executable, archive=archive, data_dir=data_dir, out=folder / STAGED)
         print("run:", *run, flush=True)
         returncode = subprocess.run(argv_, env=env, cwd=archive).returncode
-        log_run(folder, run, returncode, cpu_name())
+        log_run(folder, run, returncode, processor)
         if returncode:
             print(f"failed (exit {returncode}): {' '.join(argv_)}", flush=True)
 
