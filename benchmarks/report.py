@@ -1293,13 +1293,37 @@ def model_name(model: str) -> str:
     return f"Gateformer (earlier defaults: {setting}{alone})"
 
 
+#: When side_by_side.py's CPU seconds came to span what neuralforecast's do: rev 71051cc's commit time. A row is
+#: written when its run ends, so one recorded before it ran an earlier revision.
+CPU_SPANS_ALIKE_SINCE = pd.Timestamp("2026-12-05T17:50:44Z")
+CPU_OVERSTATED = ("our rows recorded before rev 71051cc also counted the intervals recalibrated over the test rows "
+                  "and a score of the validation windows, work neuralforecast's rows do not do, so those overstate "
+                  "our CPU time")
+
+
+def cpu_overstated(runs: pd.DataFrame) -> bool:
+    """Whether any of our ``runs`` with CPU seconds recorded them before :data:`CPU_SPANS_ALIKE_SINCE`."""
+    if "fit_test_cpu_s" not in runs:
+        return False
+    ours = runs[(runs["library"] == "tsformers") & runs["fit_test_cpu_s"].notna()]
+    return bool((pd.to_datetime(ours["timestamp"], utc=True, format="ISO8601") < CPU_SPANS_ALIKE_SINCE).any())
+
+
+#: The side-by-side table's rows within a library: Gateformer's defaults first (the row its differences read: the
+#: one default the goal asks for), then the other settings, then the anchors. Explicit, not the order the runs ran
+#: in: a rerun that runs the cheap rows first would otherwise change which row the table compares against.
+SIDE_BY_SIDE_ORDER = ["gateformer-defaults+base", "gateformer-defaults", "gateformer+base", "gateformer",
+                      "itransformer", "patchtst", "patchtst-authors"]
+
+
 def side_by_side_section() -> list[str]:
     every_run = side_by_side_runs()
     if every_run is None:
         return []
     every_run = name_earlier_defaults(every_run)
     every = latest(every_run, ["dataset", "horizon", "library", "model", "seed"])
-    every = earlier_defaults_last(in_grid_order(every, "library", ["tsformers", "neuralforecast"]))
+    every = earlier_defaults_last(in_grid_order(in_grid_order(every, "model", SIDE_BY_SIDE_ORDER),
+                                                "library", ["tsformers", "neuralforecast"]))
     earlier = every["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
     sbs, history = every[~earlier], every[earlier]   # today's settings; the defaults' settings since changed
     out = ["## Accuracy side by side with neuralforecast", "",
@@ -1310,14 +1334,13 @@ def side_by_side_section() -> list[str]:
            "scripts at lookback 96 (iTransformer: thuml/iTransformer scripts; PatchTST: Time-Series-Library's, "
            "as the iTransformer paper reran it). Where a model ran several seeds (*seeds*), its MSE is their "
            "mean ± the sample standard deviation, its MAE, times and load the mean and range over them. "
-           "*ours − row*: Gateformer's MSE (the first tsformers row of the data set: the paper settings where they ran) minus the "
+           "*ours − row*: the MSE of Gateformer's defaults (the first tsformers row of the data set) minus the "
            "row's, averaged over the seeds both ran (paired by seed; "
            "a baseline is the same for every seed), ± its standard error; *ahead* or *behind* when the "
            "difference is beyond two standard errors, else *within 2 SE*; with one seed there is no verdict. "
            "*fit + test* is the wall time of the fit and of every test "
-           "window, one torch thread each; *CPU s* the CPU seconds of the same (recorded from the ETTm1 run on; "
-           "before rev 71051cc our rows also counted the intervals recalibrated over the test rows and a score of "
-           "the validation windows, work neuralforecast's rows do not do, so those overstate our CPU time); "
+           "window, one torch thread each; *CPU s* the CPU seconds of the same"
+           + (f" ({CPU_OVERSTATED})" if cpu_overstated(sbs) else "") + "; "
            "*x ours* is the CPU time over ours where known, else the wall time (rows of different revisions "
            "ran in different runs, at the loads given, and runs of different sessions may have had different "
            "processors: the same fit's CPU seconds, to the same MSE, have differed by up to 2.7 times between "
@@ -1427,7 +1450,32 @@ def same_on_rerun_line(runs: pd.DataFrame | None, what: str, shown: pd.DataFrame
     revs = sorted({str(r) for p in pairs for r in p["git_rev"]})
     return (f" {what}: {len(pairs)} of their {noun} here ran again at a later revision "
             f"({', '.join(revs)}), and {same} gave the MSE of their previous run to the last recorded digit"
-            + (f" ({len(pairs) - same} did not)." if len(pairs) > same else "."))
+            + (f" ({len(pairs) - same} did not{differing_runs_clause(pairs)})." if len(pairs) > same else "."))
+
+
+def differing_runs_clause(pairs: list[pd.DataFrame]) -> str:
+    """Of the reruns in ``pairs`` (a cell's previous run, then its rerun) whose MSE changed: by how much, and on
+    which processors the two ran (where the rows record one). A fit is the same to the bit on one processor and
+    torch build, not across instruction sets, so the processors say whether the code or the machine moved it."""
+    changed = [p for p in pairs if p["mse"].nunique() > 1]
+    if not changed:
+        return ""
+    gaps = sorted(abs(float(p["mse"].iloc[1]) - float(p["mse"].iloc[0])) for p in changed)
+    clause = f", by {gaps[0]:.2g}" + (f" to {gaps[-1]:.2g}" if len(gaps) > 1 else "") + " in MSE"
+    if "cpu" not in pairs[0]:
+        return clause
+    kinds: dict[str, int] = {}
+    for p in changed:
+        before, after = (c if isinstance(c, str) else "" for c in p["cpu"])
+        kind = (f"ran both times on {after}" if before and before == after
+                else f"ran on {before}, then on {after}" if before and after
+                else f"reran on {after} after a run that recorded no processor" if after
+                else "recorded no processor either time")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = [f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: -item[1])]
+    return (f"{clause}; " + ", ".join(parts) + ": a fit is the same to the bit for one code on one processor, "
+            "not across instruction sets (see [the design notes](design.md)), and a later revision may have "
+            "changed the code a row runs")
 
 
 def baseline_reruns_line(shown: pd.DataFrame | None) -> str:
@@ -1461,8 +1509,9 @@ def earlier_defaults_section(every: pd.DataFrame, history: pd.DataFrame) -> list
     out = ["### Gateformer's earlier defaults", "",
            "The same protocol, Gateformer with defaults since changed (*setting*: where they differ from today's; "
            "*no linear base*: the network alone). *defaults − row*: today's defaults' MSE minus the row's, paired "
-           "by seed, ± its standard error. Each row gives the revisions it ran at; the history of each change is on "
-           "[the Gateformer page](estimators/gateformer.md#one-setting-for-every-data-set).", "",
+           "by seed, ± its standard error. Each row gives the revisions it ran at"
+           + (f" (*CPU s*: {CPU_OVERSTATED})" if cpu_overstated(history) else "") + "; the history of each change "
+           "is on [the Gateformer page](estimators/gateformer.md#one-setting-for-every-data-set).", "",
            "| data | H | setting | params | seeds | MSE | MAE | defaults − row | epochs | fit + test (wall) | CPU s "
            "| load | revisions |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -1514,6 +1563,11 @@ def _setting_name(setting: str) -> str:
     return DEFAULTS_ROW if setting == "*defaults*" else with_earlier_defaults(DEFAULTS_ROW, setting)
 
 
+PAIRED_OTHER_RUNS = ("*other runs* where the two ran at other revisions or on other processors (or one not "
+                     "recorded), whose CPU seconds compare only roughly: the same fit's have differed by up to 2.7 "
+                     "times between the runs of different sessions")
+
+
 def paired_setting_rows(sbs: pd.DataFrame, known: dict, off: str, on: str) -> list[str]:
     """Per data set and horizon where both ran: the validation loss of the defaults' rows with setting ``off`` and
     with ``on`` (the search record and the side-by-side runs), their test MSE, the paired difference on − off, the
@@ -1536,7 +1590,8 @@ def paired_setting_rows(sbs: pd.DataFrame, known: dict, off: str, on: str) -> li
         lin = [f"{linear[k][0]:.4f}" if k in linear else "–" for k in GOAL_LINEAR]
         revisions = ", ".join(sorted(with_off["revisions"])) + " / " + ", ".join(sorted(with_on["revisions"]))
         cpu = [r["cpu_s"] for r in (with_off, with_on)]
-        cpu_cell = "–" if any(np.isnan(c) for c in cpu) else f"{cpu[0]:.0f} / {cpu[1]:.0f}"
+        cpu_cell = ("–" if any(np.isnan(c) for c in cpu) else f"{cpu[0]:.0f} / {cpu[1]:.0f}"
+                    + (" (other runs)" if other_runs(with_off, with_on) else ""))
         rows.append(f"| {dataset} | {horizon} | {cells[0]} | {cells[1]} | {with_off['mse']:.4f} ± "
                     f"{with_off['mse_sd']:.4f} | {with_on['mse']:.4f} ± {with_on['mse_sd']:.4f} | {diff} | "
                     f"{' | '.join(lin)} | {cpu_cell} | {revisions} |")
@@ -1562,7 +1617,8 @@ def cycle_section(sbs: pd.DataFrame, known: dict) -> list[str]:
             "side-by-side rows of the defaults without the cycle (the earlier defaults, same network and recipe) "
             "and with it, 3 seeds each, both one network (`ensemble_size=1`, the defaults when the cycle was "
             "chosen); *cycle − none* their paired difference. *linear* and *linear + cycle* are "
-            "the baselines on the same windows. *CPU s*: mean CPU seconds of fit and test per run, without / with. "
+            "the baselines on the same windows. *CPU s*: mean CPU seconds of fit and test per run, without / with; "
+            f"{PAIRED_OTHER_RUNS}. "
             "*revisions*: without / with. On weather both rows are the same "
             "fits (no cycle) at two revisions, equal to the last digit; the search record below has the daily cycle "
             "given explicitly (`cycle=144`), which the validation windows preferred.", "",
@@ -1588,7 +1644,7 @@ def ensemble_section(sbs: pd.DataFrame, known: dict) -> list[str]:
             "one-network fit of the same seed, so the pairing is exact where both ran on one processor: across "
             "processors the float kernels differ in their last bits, and a fit carries that on: see "
             "[the design notes](design.md)). *CPU s*: mean CPU seconds of fit and test "
-            "per run, one / two. *revisions*: one / two.", "",
+            f"per run, one / two; {PAIRED_OTHER_RUNS}. *revisions*: one / two.", "",
             "| data | H | validation, one network | validation, two | test, one network | test, two | two − one "
             "(paired) | linear | linear + cycle | CPU s | revisions |",
             "|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]

@@ -945,10 +945,65 @@ def test_the_side_by_side_reruns_line_counts_each_library_apart(tmp_path):
     shown = report.latest(runs, ["dataset", "horizon", "library", "model", "seed"])
     assert report.side_by_side_reruns_line(runs, shown) == (
         " neuralforecast's rows: 2 of their runs here ran again at a later revision (a, b), and 1 gave the MSE of "
-        "their previous run to the last recorded digit (1 did not). Ours: 1 of their runs here ran again at a later "
+        "their previous run to the last recorded digit (1 did not, by 0.0001 in MSE). Ours: 1 of their runs here ran again at a later "
         "revision (a, c), and 1 gave the MSE of their previous run to the last recorded digit.")
     # a library none of whose shown runs ran twice says nothing
     assert report.side_by_side_reruns_line(runs, shown[shown["seed"] == 2]) == ""
+
+
+def test_the_reruns_line_says_by_how_much_and_on_which_processors_the_changed_runs_ran(tmp_path):
+    report = load_report(tmp_path)
+    ours = dict(library="tsformers", dataset="ETTm1", horizon=96, model="gateformer-defaults+base")
+    intel, amd = "Intel(R) Xeon(R) Processor, AVX-512", "AMD EPYC, AVX2"
+    rows = [dict(ours, seed=0, mse=0.318966, git_rev="a", timestamp="2026-01-01", cpu=None),
+            dict(ours, seed=0, mse=0.319084, git_rev="b", timestamp="2026-02-01", cpu=intel),   # processor new
+            dict(ours, seed=1, mse=0.3200, git_rev="a", timestamp="2026-01-01", cpu=amd),
+            dict(ours, seed=1, mse=0.3210, git_rev="b", timestamp="2026-02-01", cpu=intel),     # two processors
+            dict(ours, seed=2, mse=0.3300, git_rev="a", timestamp="2026-01-01", cpu=intel),
+            dict(ours, seed=2, mse=0.3301, git_rev="b", timestamp="2026-02-01", cpu=intel),     # one processor
+            dict(ours, seed=3, mse=0.3400, git_rev="a", timestamp="2026-01-01", cpu=None),
+            dict(ours, seed=3, mse=0.3400, git_rev="b", timestamp="2026-02-01", cpu=intel)]     # reproduced
+    runs = pd.DataFrame(rows)
+    shown = report.latest(runs, ["dataset", "horizon", "library", "model", "seed"])
+    assert report.side_by_side_reruns_line(runs, shown) == (
+        " Ours: 4 of their runs here ran again at a later revision (a, b), and 1 gave the MSE of their previous run "
+        f"to the last recorded digit (3 did not, by 0.0001 to 0.001 in MSE; 1 reran on {intel} after a run that "
+        f"recorded no processor, 1 ran on {amd}, then on {intel}, 1 ran both times on {intel}: a fit is the same "
+        "to the bit for one code on one processor, not across instruction sets (see [the design notes](design.md)), "
+        "and a later revision may have changed the code a row runs).")
+
+
+def test_the_cpu_caveat_of_the_side_by_side_tables_shows_only_beside_rows_recorded_before_71051cc(tmp_path):
+    side = dict(dataset="ETTh1", horizon=96, library="tsformers", n_windows=100, fit_test_s=100.0, load_start=1.0,
+                load_end=1.0, git_rev="abc", mae=0.4, epochs_run=5, n_params=10, fit_test_cpu_s=50.0)
+    caveat = "our rows recorded before rev 71051cc also counted the intervals recalibrated"
+    for stamp, shown in (("2026-12-05T17:00:00+00:00", True), ("2026-12-06T02:00:00+00:00", False)):
+        rows = [{**side, "model": "gateformer-defaults+base", "seed": s, "mse": 0.37, "timestamp": stamp}
+                for s in range(3)]
+        pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+        note = next(line for line in load_report(tmp_path).side_by_side_section()
+                    if line.startswith("`benchmarks/side_by_side.py`"))
+        assert (caveat in note) is shown, stamp
+
+
+def test_the_side_by_side_table_reads_its_differences_from_the_defaults_whichever_ran_last(tmp_path):
+    side = dict(dataset="ETTh1", horizon=96, n_windows=100, fit_test_s=100.0, load_start=1.0, load_end=1.0,
+                git_rev="abc", mae=0.4, epochs_run=5, n_params=10, fit_test_cpu_s=50.0)
+
+    def runs(library, model, mses, stamp):
+        return [{**side, "library": library, "model": model, "seed": s, "mse": m, "timestamp": stamp}
+                for s, m in enumerate(mses)]
+
+    for paper_stamp in ("2026-01-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"):
+        rows = (runs("neuralforecast", "itransformer", [0.380, 0.381, 0.382], "2026-01-15T00:00:00+00:00")
+                + runs("tsformers", "gateformer", [0.390, 0.392, 0.388], paper_stamp)
+                + runs("tsformers", "gateformer-defaults+base", [0.370, 0.372, 0.371], "2026-02-01T00:00:00+00:00"))
+        pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+        lines = load_report(tmp_path).side_by_side_section()
+        table = [line.split(" | ") for line in lines if line.startswith("| ETTh1 | 96 | ")][:3]
+        assert [row[3] for row in table] == ["Gateformer (defaults)", "Gateformer", "iTransformer"], paper_stamp
+        # the defaults minus the row, by seed: paper settings -0.020, -0.020, -0.017; iTransformer -0.010, -0.009, -0.011
+        assert table[1][8] == "-0.0190 ± 0.0010: ahead" and table[2][8] == "-0.0100 ± 0.0006: ahead", paper_stamp
 
 
 def test_the_baseline_reruns_line_compares_each_cell_with_its_previous_run(tmp_path):
@@ -964,7 +1019,7 @@ def test_the_baseline_reruns_line_compares_each_cell_with_its_previous_run(tmp_p
     shown = report.latest(pd.DataFrame(rows), ["dataset", "horizon", "model"])
     assert report.baseline_reruns_line(shown) == (" The baselines are closed-form: 2 of their cells here ran again at "
                                                   "a later revision (a, b), and 1 gave the MSE of their previous run "
-                                                  "to the last recorded digit (1 did not).")
+                                                  "to the last recorded digit (1 did not, by 0.01 in MSE).")
     assert report.baseline_reruns_line(shown[shown["model"] == "linear_cycle"]) == ""
 
 
@@ -1007,7 +1062,8 @@ def test_the_ensemble_section_pairs_two_networks_with_one_on_validation_and_test
     assert cells[4] == "0.3210 ± 0.0026" and cells[5] == "0.3190 ± 0.0017"             # test: one, two
     # two minus one by seed: -0.002, -0.003, -0.001
     assert cells[6] == "-0.0020 ± 0.0006: ahead"
-    assert cells[-2] == "60 / 120" and cells[-1] == "old / new |"
+    # two revisions: two runs, whose CPU seconds the cell flags as compared across runs
+    assert cells[-2] == "60 / 120 (other runs)" and cells[-1] == "old / new |"
 
 
 def test_the_gpu_section_shows_the_latest_checks_and_their_training_steps_or_that_none_ran(tmp_path):
