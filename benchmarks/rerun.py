@@ -1,7 +1,8 @@
 """Rerun the side-by-side table's runs at one code revision, so that every cell comes from that revision.
 
 A staging folder ``benchmarks/results/reruns/<rev>/`` holds ``runs.txt`` (one run per line: data set,
-horizon, library, model, seed, CPU seconds at its earlier revision, cheapest first) and ``side_by_side.csv``,
+horizon, library, model, seed, CPU seconds at its earlier revision (for a run new to the table, an estimate),
+cheapest first) and ``side_by_side.csv``,
 the rows rerun so far. This script runs those of ``runs.txt`` that the CSV lacks, each its own
 ``side_by_side.py`` invocation from a ``git archive`` of <rev>, so that a run's row lands in the CSV as the
 run ends and a rerun cut off (a session ends, the machine restarts) goes on where it stopped:
@@ -16,6 +17,9 @@ share a run and restarting one does not move runs between them. ``--merge`` refu
 ``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv`` (with the processor of
 each run ``runs.log`` has), where the report shows the last run of each cell; the staging folder is then yours
 to ``git rm``.
+
+A folder named ``<rev>-<what>`` (``f73e0bc-weather-patchtst``) runs at ``<rev>`` too: runs added to a table
+at the revision of its other cells, staged apart from a rerun still in progress, each folder merged on its own.
 
 Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
 processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
@@ -51,6 +55,11 @@ class Run(NamedTuple):
     @classmethod
     def of_row(cls, row: dict) -> Run:
         return cls(row["dataset"], str(row["horizon"]), row["library"], row["model"], str(row["seed"]))
+
+
+def revision_of(folder: Path) -> str:
+    """The code revision a staging folder's runs run at: its name, up to a ``-`` that labels what it stages."""
+    return folder.name.split("-", 1)[0]
 
 
 def read_runs(folder: Path) -> list[tuple[Run, float]]:
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="where the revision's code is extracted (default: a folder in the temporary directory)")
     args = p.parse_args(argv)
     folder = args.folder.resolve()
-    rev = folder.name
+    rev = revision_of(folder)
     if args.merge:
         count = merge(folder, REPO / "benchmarks" / "results" / "side_by_side.csv")
         print(f"appended {count} rows to benchmarks/results/side_by_side.csv; now `git rm -r {folder}`")

@@ -80,6 +80,13 @@ def test_every_committed_rerun_run_maps_to_a_model_side_by_side_accepts(rerun):
             models = argv[argv.index("--models") + 1:argv.index("--nf-models")]
             nf_models = argv[argv.index("--nf-models") + 1:argv.index("--seeds")]
             assert set(models) <= set(side_by_side.MODELS) and set(nf_models) <= set(side_by_side.NF_MODELS), run
+            for model in nf_models:   # its reference scripts' settings exist for the cell (else it exits at once)
+                assert side_by_side.nf_hparams(model, run.dataset, int(run.horizon))["max_epochs"] > 0, run
+
+
+def test_a_folder_runs_at_the_revision_its_name_starts_with(rerun, tmp_path):
+    assert rerun.revision_of(tmp_path / "f73e0bc") == "f73e0bc"
+    assert rerun.revision_of(tmp_path / "f73e0bc-weather-patchtst") == "f73e0bc"
 
 
 def test_the_merge_refuses_an_unfinished_or_doubled_rerun_and_appends_a_finished_one(rerun, tmp_path):
