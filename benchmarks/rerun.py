@@ -8,12 +8,16 @@ the rows rerun so far. This script runs those of ``runs.txt`` that the CSV lacks
 run ends and a rerun cut off (a session ends, the machine restarts) goes on where it stopped:
 
     .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --dry-run   # what is left, its cost
-    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --queue 0/2 &   # one per core
-    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --queue 1/2 &
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &   # one worker per core
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &
     .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --merge     # when every run has run
 
-Queue k of n takes runs k, k + n, k + 2n, ... of ``runs.txt`` (whatever has run already), so queues never
-share a run and restarting one does not move runs between them. ``--merge`` refuses until each run of
+Each worker takes the costliest run left that no other worker holds (longest first: of a fixed set of runs on a
+few cores, the order that ends them soonest), holding it by an exclusive lock on a file named after it, which
+the system releases when the worker ends however it ends: no run is taken twice while its worker lives, and
+none stays taken after its worker died. Stop a worker with its process group (it was started with ``setsid``:
+``kill -- -PGID``), so that the run it holds stops with it. A worker tries a run once; it ends when every run
+left is held or was tried. ``--merge`` refuses until each run of
 ``runs.txt`` has exactly one row, then appends the rows to ``results/side_by_side.csv`` (with the processor of
 each run ``runs.log`` has), where the report shows the last run of each cell; the staging folder is then yours
 to ``git rm``.
@@ -30,11 +34,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import os
 import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +50,8 @@ REPO = HERE.parent
 STAGED = "side_by_side.csv"
 LOG = "runs.log"
 LOG_FIELDS = ["finished", "dataset", "horizon", "library", "model", "seed", "exit", "cpu"]
+#: where workers hold their runs (lock files; a hold lives as long as its worker)
+CLAIMS = Path(tempfile.gettempdir()) / "tsformers-rerun-claims"
 
 
 class Run(NamedTuple):
@@ -90,9 +99,45 @@ def missing(folder: Path) -> list[tuple[Run, float]]:
     return [(run, cpu_s) for run, cpu_s in read_runs(folder) if run not in done]
 
 
-def in_queue(runs: list[tuple[Run, float]], queue: int, queues: int) -> list[tuple[Run, float]]:
-    """Queue ``queue`` of ``queues``: every ``queues``-th run of ``runs.txt``, counted over all its runs."""
-    return runs[queue::queues]
+def longest_first(runs: list[tuple[Run, float]]) -> list[tuple[Run, float]]:
+    """``runs`` by their CPU seconds, costliest first (``runs.txt``'s order among equals)."""
+    return sorted(runs, key=lambda run_cost: -run_cost[1])
+
+
+@contextmanager
+def claimed(folder: Path, run: Run) -> Iterator[bool]:
+    """Hold ``run`` while the block runs, if no other process holds it; yields whether this one does.
+
+    The hold is an exclusive ``flock`` on a file named after the run (under :data:`CLAIMS`), which the system
+    drops when the file is closed or its process ends, so a worker that died holds nothing.
+    """
+    where = CLAIMS / folder.name
+    where.mkdir(parents=True, exist_ok=True)
+    fd = os.open(where / ("_".join(run) + ".lock"), os.O_CREAT | os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+def next_run(folder: Path, tried: set[Run]) -> Iterator[Run]:
+    """The runs this worker is to run, one by one, each held while the caller runs it: the costliest run left
+    (no row yet) that no worker holds and this one has not tried; none when every run left is held or tried."""
+    while True:
+        for run, _ in longest_first([(r, c) for r, c in missing(folder) if r not in tried]):
+            with claimed(folder, run) as mine:
+                # a row may have landed between the listing and the hold
+                if mine and run in {r for r, _ in missing(folder)}:
+                    tried.add(run)
+                    yield run
+                    break
+        else:
+            return
 
 
 def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path) -> list[str]:
@@ -172,7 +217,6 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path, help="the staging folder, benchmarks/results/reruns/<rev>")
-    p.add_argument("--queue", default="0/1", metavar="K/N", help="run queue K of N (default: every run)")
     p.add_argument("--dry-run", action="store_true", help="list the runs left and their cost; run nothing")
     p.add_argument("--merge", action="store_true", help="append the staged rows to results/side_by_side.csv")
     p.add_argument("--data-dir", default=default_data_dir())
@@ -185,16 +229,13 @@ def main(argv: list[str] | None = None) -> None:
         count = merge(folder, REPO / "benchmarks" / "results" / "side_by_side.csv")
         print(f"appended {count} rows to benchmarks/results/side_by_side.csv; now `git rm -r {folder}`")
         return
-    queue, queues = (int(part) for part in args.queue.split("/"))
-    if not 0 <= queue < queues:
-        raise SystemExit(f"--queue {args.queue}: expected K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two cores")
-    left = {run for run, _ in missing(folder)}
-    todo = [(run, cpu_s) for run, cpu_s in in_queue(read_runs(folder), queue, queues) if run in left]
-    print(f"{len(left)} runs left in all; queue {queue}/{queues}: {len(todo)} runs, "
-          f"about {sum(c for _, c in todo):,.0f} CPU s at their earlier revisions", flush=True)
+    left = longest_first(missing(folder))
+    print(f"{len(left)} runs left, about {sum(c for _, c in left):,.0f} CPU s at their earlier revisions",
+          flush=True)
     if args.dry_run:
-        for run, cpu_s in todo:
-            print(*run, f"{cpu_s:.0f}")
+        for run, cpu_s in left:
+            with claimed(folder, run) as free:
+                print(*run, f"{cpu_s:.0f}", "" if free else "(running)")
         return
     archive = ensure_archive(rev, args.archive or Path(tempfile.gettempdir()) / f"tsformers-rerun-{rev}")
     # The archive holds no virtual environment: neuralforecast runs in this checkout's, and the rows are
@@ -202,9 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, TSFORMERS_GIT_REV=rev, PYTHONPATH=str(archive),
                TSFORMERS_NF_VENV=os.environ.get("TSFORMERS_NF_VENV", str(HERE / ".venv-nf")))
     data_dir, processor = str(Path(args.data_dir).resolve()), cpu_name()
-    for run, _ in todo:
-        if run not in {r for r, _ in missing(folder)}:   # another process of this queue ran it meanwhile
-            continue
+    for run in next_run(folder, tried=set()):
         argv_ = command(run, python=sys.executable, archive=archive, data_dir=data_dir, out=folder / STAGED)
         print("run:", *run, flush=True)
         returncode = subprocess.run(argv_, env=env, cwd=archive).returncode

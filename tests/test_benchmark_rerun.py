@@ -4,6 +4,8 @@ gets, and the merge that refuses an unfinished rerun."""
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,19 +42,62 @@ RUNS = ["ETTh1 96 tsformers gateformer-defaults+base 0 20", "ETTh1 96 tsformers 
         "ETTm1 96 neuralforecast patchtst-authors 0 2000"]
 
 
-def test_the_runs_left_are_those_without_a_row_and_queues_never_share_one(rerun, tmp_path):
+def test_the_runs_left_are_those_without_a_row_costliest_first(rerun, tmp_path):
     folder = staging(tmp_path, RUNS, [row("ETTh1", "96", "neuralforecast", "itransformer", "0")])
     runs = rerun.read_runs(folder)
     assert [r.model for r, _ in runs][:3] == ["gateformer-defaults+base", "gateformer-defaults+base", "itransformer"]
     assert [c for _, c in runs] == [20, 20, 30, 30, 2000]
     left = [r for r, _ in rerun.missing(folder)]
     assert rerun.Run("ETTh1", "96", "neuralforecast", "itransformer", "0") not in left and len(left) == 4
-    queues = [[r for r, _ in rerun.in_queue(runs, k, 2)] for k in range(2)]
-    assert set(queues[0]).isdisjoint(queues[1]) and len(queues[0]) + len(queues[1]) == len(runs)
-    # counted over all of runs.txt: a run that ends does not move the others between queues
-    assert queues[0] == [r for r, _ in runs[0::2]]
+    # costliest first, runs.txt's order among equals
+    assert [(r.model, r.seed) for r, _ in rerun.longest_first(rerun.missing(folder))] == [
+        ("patchtst-authors", "0"), ("itransformer", "1"), ("gateformer-defaults+base", "0"),
+        ("gateformer-defaults+base", "1")]
 
 
+def test_a_run_is_held_by_one_worker_at_a_time_and_released_when_it_ends_however_it_ends(rerun, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(rerun, "CLAIMS", tmp_path / "claims")
+    folder = staging(tmp_path, RUNS, [])
+    first, second = (run for run, _ in rerun.read_runs(folder)[:2])
+    with rerun.claimed(folder, first) as mine:
+        assert mine
+        with rerun.claimed(folder, first) as again, rerun.claimed(folder, second) as other:
+            assert not again and other      # another hold of the same run fails; another run is free
+    with rerun.claimed(folder, first) as mine:
+        assert mine, "released when the block ended"
+    # a worker killed while it holds a run holds it no more
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import rerun; "
+         "from pathlib import Path; rerun.CLAIMS = Path(sys.argv[2]); "
+         "run = rerun.read_runs(Path(sys.argv[3]))[0][0]\n"
+         "with rerun.claimed(Path(sys.argv[3]), run) as mine:\n print(mine, flush=True); time.sleep(60)",
+         str(BENCHMARKS), str(tmp_path / "claims"), str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with rerun.claimed(folder, first) as mine:
+            assert not mine, "held by the other process"
+    finally:
+        holder.kill()
+        holder.wait()
+    with rerun.claimed(folder, first) as mine:
+        assert mine, "released by the system when its holder died"
+
+
+def test_a_worker_runs_the_costliest_free_run_left_once_and_stops_when_none_is_left(rerun, tmp_path, monkeypatch):
+    monkeypatch.setattr(rerun, "CLAIMS", tmp_path / "claims")
+    folder = staging(tmp_path, RUNS, [row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "1")])
+    runs = [run for run, _ in rerun.read_runs(folder)]
+    ran = []
+    with rerun.claimed(folder, runs[4]) as held:          # the costliest: another worker has it
+        assert held
+        for run in rerun.next_run(folder, tried=set()):
+            ran.append(run)
+            if run == runs[2]:                                # its row lands; runs[3] fails (no row)
+                with open(folder / "side_by_side.csv", "a", newline="") as fh:
+                    csv.DictWriter(fh, fieldnames=FIELDS).writerow(row(*run))
+    # itransformer 0 and 1 (30 s) before the defaults (20 s); each tried once; the held run left alone
+    assert ran == [runs[2], runs[3], runs[0]]
 def test_a_malformed_runs_line_names_the_line_and_the_format(rerun, tmp_path):
     folder = staging(tmp_path, ["ETTh1 96 tsformers gateformer 0"], [])
     with pytest.raises(ValueError, match=r"line 2: expected 'dataset horizon library model seed cpu_s'"):
