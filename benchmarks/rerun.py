@@ -8,8 +8,8 @@ the rows rerun so far. This script runs those of ``runs.txt`` that the CSV lacks
 run ends and a rerun cut off (a session ends, the machine restarts) goes on where it stopped:
 
     .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --dry-run   # what is left, its cost
-    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &   # one worker per core
-    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &
+    setsid .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &   # one worker per core
+    setsid .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc &
     .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/f73e0bc --merge     # when every run has run
 
 Each worker takes the costliest run left that no other worker holds (longest first: of a fixed set of runs on a
@@ -39,9 +39,9 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
