@@ -142,3 +142,18 @@ def test_attention_without_dropout_is_scaled_dot_product_attention():
     assert torch.equal(attend(*small, dropout_p=0.3), theirs)
     with pytest.raises(ValueError, match="not both"):  # torch refuses the pair too
         attend(q, k, v, mask=mask, is_causal=True, dropout_p=0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.5, 0.95])
+def test_dropout_drops_exactly_the_elements_keep_mask_draws(p, dtype):
+    # dropout builds its multiplier from the lanes in float arithmetic (faster on CPU than keep_mask's comparison):
+    # the same draw must drop the same elements and scale the rest by the same number, to the bit
+    x = torch.randn(40_000, dtype=torch.float64).to(dtype)
+    torch.manual_seed(4)
+    out = dropout(x, p)
+    torch.manual_seed(4)
+    kept = keep_mask(x.shape, p)
+    assert 0 < int(kept.sum()) < x.numel()
+    # the multiplier as torch's own CPU dropout makes it: the mask in x's dtype times the inverse keep probability
+    assert torch.equal(out, x * kept.to(dtype).mul_(65536 / (65536 - round(p * 65536))))
