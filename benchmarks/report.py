@@ -1229,11 +1229,16 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
     return runs
 
 
+#: the largest ratio between the CPU seconds of two runs of the same fit, to the same MSE, in different sessions of
+#: the shared machine (other loads, other processors): how far apart the CPU seconds of different runs can be
+CPU_SPREAD_ACROSS_RUNS = 2.7
+
+
 def other_runs(ours: dict, theirs: dict) -> bool:
     """Whether two sides' CPU seconds come from different runs: other revisions, or other processors (a row that
     did not record its processor counts as one processor unknown). The same fit, to the same MSE, has taken up to
-    2.7 times the CPU seconds on the shared machine of one session as on another's: only runs of one machine
-    compare fairly."""
+    :data:`CPU_SPREAD_ACROSS_RUNS` times the CPU seconds on the shared machine of one session as on another's:
+    only runs of one machine compare fairly."""
     return ours["revisions"] != theirs["revisions"] or ours["processors"] != theirs["processors"]
 
 
@@ -1343,8 +1348,8 @@ def side_by_side_section() -> list[str]:
            + (f" ({CPU_OVERSTATED})" if cpu_overstated(sbs) else "") + "; "
            "*x ours* is the CPU time over ours where known, else the wall time (rows of different revisions "
            "ran in different runs, at the loads given, and runs of different sessions may have had different "
-           "processors: the same fit's CPU seconds, to the same MSE, have differed by up to 2.7 times between "
-           "them). Epochs are "
+           f"processors: the same fit's CPU seconds, to the same MSE, have differed by up to "
+           f"{CPU_SPREAD_ACROSS_RUNS:g} times between them). Epochs are "
            "not comparable one to one where batch sizes differ: Gateformer's paper recipe and its earlier defaults "
            "use batches of 8 (1,057 steps per ETTh1 epoch), its defaults since 544bdc0 and the others batches "
            "of 32 (265). One protocol difference is left: neuralforecast's early stopping "
@@ -1406,7 +1411,8 @@ def side_by_side_section() -> list[str]:
                   f"deviation of at most {GOAL_SD}, and no more CPU time than iTransformer's fit (*CPU / "
                   "iTransformer*, the mean CPU seconds of fit and test; *other runs* where the two sides ran "
                   "at different revisions or on different processors (or one not recorded), so in different runs "
-                  "at different loads, where the same fit's CPU seconds have differed by up to 2.7 times: the table "
+                  f"at different loads, where the same fit's CPU seconds have differed by up to "
+                  f"{CPU_SPREAD_ACROSS_RUNS:g} times: the table "
                   "above "
                   "gives each row's load). *Short of it* lists "
                   "what fails; *met* where nothing does.", "",
@@ -1564,8 +1570,8 @@ def _setting_name(setting: str) -> str:
 
 
 PAIRED_OTHER_RUNS = ("*other runs* where the two ran at other revisions or on other processors (or one not "
-                     "recorded), whose CPU seconds compare only roughly: the same fit's have differed by up to 2.7 "
-                     "times between the runs of different sessions")
+                     "recorded), whose CPU seconds compare only roughly: the same fit's have differed by up to "
+                     f"{CPU_SPREAD_ACROSS_RUNS:g} times between the runs of different sessions")
 
 
 def paired_setting_rows(sbs: pd.DataFrame, known: dict, off: str, on: str) -> list[str]:
