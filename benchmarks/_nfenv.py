@@ -7,6 +7,8 @@ neuralforecast from the package index.
 """
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +25,50 @@ TORCH_VERSION = "2.13.0"
 # ``results/side_by_side*.csv`` ran on this version (its ``lib_version``), so a venv created later reruns them
 # on the same code instead of whatever the index holds that day.
 NF_VERSION = "3.3.0"
+
+
+#: the spec entries that name a file the worker reads: a run's digest holds the file's content, not its path
+FILE_INPUTS = ("csv",)
+
+
+def local_modules(script: Path) -> list[Path]:
+    """``script`` and the modules of its folder it imports, directly or through one another, sorted."""
+    script = Path(script)
+    seen: set[Path] = set()
+    todo = [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            todo += [module for name in names if (module := script.parent / f"{name.split('.')[0]}.py").exists()]
+    return sorted(seen)
+
+
+def run_digest(spec: dict, worker: Path = WORKER, *, nf_version: str = NF_VERSION,
+               torch_version: str = TORCH_VERSION) -> str:
+    """What decides a worker run's result, as one SHA-256: the worker's code (its file and the modules of its
+    folder it imports), every entry of ``spec`` (a file it names by the file's content, not its path: the data
+    may sit elsewhere on another machine) and the pinned versions of neuralforecast and torch its environment has.
+
+    Two runs of one digest ran the same code on the same inputs, so a row of one stands for the other at any
+    code revision with that digest (on one processor they give the same numbers; the packages neuralforecast
+    pulls in are not pinned, only resolved by pip for the pinned version, and the row records its versions).
+    """
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    inputs = {key: sha(Path(value).read_bytes()) if key in FILE_INPUTS else value for key, value in spec.items()}
+    code = {path.name: sha(path.read_bytes()) for path in local_modules(worker)}
+    return sha(json.dumps({"code": code, "inputs": inputs, "neuralforecast": nf_version, "torch": torch_version},
+                          sort_keys=True).encode())
 
 
 def ensure_nf_venv(python: str = sys.executable) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_worker  # noqa: E402
+from _nfenv import NF_PYTHON, WORKER, ensure_nf_venv, run_digest, run_worker  # noqa: E402
 from _protocol import append_rows, cpu_name, load_protocol_data  # noqa: E402
 from long_horizon import LOOKBACK, MODELS, REFERENCE, default_data_dir, git_rev, parse_setting, run_one  # noqa: E402
 
@@ -103,7 +103,7 @@ def nf_hparams(model: str, dataset: str, horizon: int) -> dict:
 
 FIELDS = ["timestamp", "dataset", "horizon", "library", "model", "seed", "mse", "mae", "n_windows", "epochs_run",
           "fit_test_s", "fit_test_cpu_s", "n_params", "peak_rss_mib", "load_start", "load_end", "n_threads", "torch_version",
-          "lib_version", "git_rev", "params", "val_loss", "cpu"]
+          "lib_version", "git_rev", "params", "val_loss", "cpu", "run_digest"]
 
 
 def train_stats(data) -> tuple[list, list, list]:
@@ -151,7 +151,9 @@ def nf(model: str, data, horizon: int, seed: int, max_epochs: int | None, stats,
             "fit_test_s": res["fit_test_s"], "fit_test_cpu_s": res.get("fit_test_cpu_s"), "n_params": res["n_params"], "peak_rss_mib": res["peak_rss_mib"],
             "load_start": res["load_start"], "load_end": res["load_end"], "n_threads": res["n_threads"],
             "torch_version": res["torch_version"], "lib_version": res["nf_version"], "git_rev": git_rev(),
-            "params": json.dumps(hp, sort_keys=True), "cpu": cpu_name()}
+            "params": json.dumps(hp, sort_keys=True), "cpu": cpu_name(),
+            # the worker's code and every input it got: a row stands for any revision where these are the same
+            "run_digest": run_digest(spec)}
 
 
 def _version(name: str) -> str:

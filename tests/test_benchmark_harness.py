@@ -519,3 +519,57 @@ def test_the_gpu_check_scores_its_fit_and_finds_a_saved_model_that_forecasts_oth
     row = gpu_check.check_precision(data, 24, "32-true", **settings)
     assert not row["identical"] and row["max_abs_diff"] > 0
 
+
+
+def test_a_neuralforecast_runs_digest_changes_with_its_code_and_inputs_and_not_with_where_the_data_lies(tmp_path):
+    nfenv = load_benchmark("_nfenv.py", "nfenv_benchmark")
+    # a worker folder of its own: the worker, a helper it imports, and a module of the folder it does not import
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    worker = folder / "_nf_worker.py"
+    worker.write_text("import json\nfrom _worker_io import emit\n")
+    (folder / "_worker_io.py").write_text("import json\nimport _helpers\n")
+    (folder / "_helpers.py").write_text("X = 1\n")
+    (folder / "unrelated.py").write_text("Y = 1\n")
+    assert [p.name for p in nfenv.local_modules(worker)] == ["_helpers.py", "_nf_worker.py", "_worker_io.py"]
+    data = tmp_path / "ETTh1.csv"
+    data.write_text("date,OT\n0,1.0\n")
+    spec = dict(task="accuracy", csv=str(data), hp={"d_model": 128}, seed=0, threads=1)
+    digest = nfenv.run_digest(spec, worker)
+    assert digest == nfenv.run_digest(dict(spec), worker)
+    # the same file elsewhere, and a module the worker does not import, leave it
+    moved = tmp_path / "elsewhere.csv"
+    moved.write_bytes(data.read_bytes())
+    assert nfenv.run_digest({**spec, "csv": str(moved)}, worker) == digest
+    (folder / "unrelated.py").write_text("Y = 2\n")
+    assert nfenv.run_digest(spec, worker) == digest
+    # a setting, the seed, the data's content, a module imported through another, or a pinned version moves it
+    changed = [nfenv.run_digest({**spec, "hp": {"d_model": 256}}, worker), nfenv.run_digest({**spec, "seed": 1}, worker),
+               nfenv.run_digest(spec, worker, nf_version="9.9.9")]
+    data.write_text("date,OT\n0,1.5\n")
+    changed.append(nfenv.run_digest(spec, worker))
+    data.write_text("date,OT\n0,1.0\n")
+    (folder / "_helpers.py").write_text("X = 2\n")
+    changed.append(nfenv.run_digest(spec, worker))
+    assert digest not in changed and len(set(changed)) == len(changed)
+    # the real worker's modules: what runs in the neuralforecast environment, nothing of ours
+    assert [p.name for p in nfenv.local_modules(BENCHMARKS / "_nf_worker.py")] == ["_nf_worker.py", "_worker_io.py"]
+
+
+def test_a_neuralforecast_row_records_the_digest_of_the_spec_its_worker_got(monkeypatch, tmp_path):
+    side = load_benchmark("side_by_side.py", "side_by_side_digest")
+    data = tiny_protocol_data()
+    csv_path = tmp_path / "demo.csv"
+    data.fit_frame.to_csv(csv_path, index=False)
+    handed = []
+    result = dict(mse=0.5, mae=0.5, n_windows=1, epochs_run=1, fit_test_s=1.0, fit_test_cpu_s=1.0, n_params=1,
+                  peak_rss_mib=1.0, load_start=0.0, load_end=0.0, n_threads=1, torch_version="2.13.0",
+                  nf_version="3.3.0")
+    monkeypatch.setattr(side, "run_worker", lambda python, worker, spec, log=None: handed.append(spec) or result)
+    monkeypatch.setattr(side, "nf_hparams", lambda model, dataset, horizon: {"d_model": 8})
+    columns = [c for c in data.fit_frame.columns if c != "t"]
+    stats = (columns, [0.0] * len(columns), [1.0] * len(columns))
+    row = side.nf("itransformer", data, 24, 0, None, stats, str(csv_path), None)
+    assert row["run_digest"] == side.run_digest(handed[0]) and "run_digest" in side.FIELDS
+    other = side.nf("itransformer", data, 24, 1, None, stats, str(csv_path), None)
+    assert other["run_digest"] != row["run_digest"]  # another seed, another run
