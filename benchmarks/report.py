@@ -1223,10 +1223,38 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
                          fit_test_s=float(rows["fit_test_s"].mean()),
                          cpu_s=float(cpu.mean()) if cpu.notna().all() else float("nan"),
                          load=(float(rows["load_start"].min()), float(rows["load_end"].max())),
-                         revisions=frozenset(rows["git_rev"].astype(str)) if "git_rev" in rows else frozenset(),
+                         revisions=frozenset(ran_at(rows)) if "git_rev" in rows else frozenset(),
                          processors=frozenset(rows["cpu"].fillna("").astype(str)) if "cpu" in rows
                          else frozenset([""])))
     return runs
+
+
+def ran_at(rows: pd.DataFrame) -> pd.Series:
+    """The revision each row ran at: its ``git_rev``, or for a row carried to that revision without running again
+    (``rerun.py --carry``: nothing the run reads changed) the revision of the run, ``ran_at``."""
+    own = rows["ran_at"] if "ran_at" in rows else pd.Series(np.nan, index=rows.index)
+    return own.where(own.notna() & (own.astype(str) != ""), rows["git_rev"]).astype(str)
+
+
+def carried(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row was carried to its ``git_rev`` from an earlier run (:func:`ran_at`), not run there."""
+    return ran_at(rows) != rows["git_rev"].astype(str)
+
+
+def carried_line(shown: pd.DataFrame) -> str:
+    """Which of a table's rows were carried to the revision they stand for instead of running again, and from
+    where; empty where none was."""
+    if "ran_at" not in shown or "git_rev" not in shown:
+        return ""
+    moved = shown[carried(shown)]
+    if moved.empty:
+        return ""
+    by_library = ", ".join(f"{count} of {library}'s" for library, count in moved["library"].value_counts().items())
+    sources = ", ".join(sorted(set(ran_at(moved))))
+    return (f" Of these, {by_library} rows ran at {sources} and stand for {', '.join(sorted(set(moved['git_rev'].astype(str))))} "
+            "without running again: what such a run reads (the spec its worker is handed, the data file's "
+            "content, the worker's code and the pinned versions) has one digest at both revisions "
+            "(`rerun.py --carry`), so the numbers are the run's and its CPU seconds those of its own session.")
 
 
 #: the largest ratio between the CPU seconds of two runs of the same fit, to the same MSE, in different sessions of
@@ -1398,7 +1426,7 @@ def side_by_side_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
                            f"| | | | | |")
     out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows."
-            + side_by_side_reruns_line(every_run, sbs) + " Gateformer's earlier defaults are in the next "
+            + carried_line(sbs) + side_by_side_reruns_line(every_run, sbs) + " Gateformer's earlier defaults are in the next "
             "table.", ""]
     out += earlier_defaults_section(every, history)
     return out + ["### The goal, cell by cell", "",
@@ -1502,6 +1530,8 @@ def side_by_side_reruns_line(runs: pd.DataFrame, shown: pd.DataFrame) -> str:
     run is a data set, horizon, model and seed. neuralforecast's code is the library's, ours changes with the
     revision, so the two are counted apart."""
     keys = ["dataset", "horizon", "library", "model", "seed"]
+    if "ran_at" in runs and "git_rev" in runs:  # a carried row is its run again, not a rerun
+        runs = runs[~carried(runs)]
     return "".join(same_on_rerun_line(runs[runs["library"] == library], who, shown[shown["library"] == library], keys,
                                       noun="runs")
                    for library, who in (("neuralforecast", "neuralforecast's rows"), ("tsformers", "Ours")))

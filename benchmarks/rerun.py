@@ -25,6 +25,15 @@ to ``git rm``.
 A folder named ``<rev>-<what>`` (``f73e0bc-weather-patchtst``) runs at ``<rev>`` too: runs added to a table
 at the revision of its other cells, staged apart from a rerun still in progress, each folder merged on its own.
 
+``--carry`` stages, before any run, the neuralforecast runs that need not run again: a neuralforecast row depends
+on this project's code only through what ``side_by_side.py`` hands its worker and the worker's own code, whose
+digest (``_nfenv.run_digest``) is computed at the row's revision and at <rev> from each revision's own code (the
+spec its ``side_by_side.nf`` builds, captured before any run). Where the two are equal, the row's copy is staged
+with ``git_rev`` <rev> and ``ran_at`` the revision it ran at; the others are left to run. Ours always run:
+their code is the revision's.
+
+    .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/<rev> --carry     # then the workers
+
 Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
 processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
 instruction set and training carries the last-bit differences on), and the archived ``side_by_side.py`` of an
@@ -35,11 +44,12 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,6 +176,102 @@ def ensure_archive(rev: str, archive: Path) -> Path:
     return archive
 
 
+#: run in a revision's archive: the spec that revision's ``side_by_side.nf`` hands its worker for one run (the
+#: worker is not started), with the worker's path and the versions the revision pins (none before they were), as
+#: one JSON line
+_CAPTURE = """
+import json, sys
+sys.path.insert(0, "benchmarks")
+import _nfenv, side_by_side
+
+class Captured(Exception):
+    pass
+
+def capture(python, worker, spec, **_):
+    pinned = [getattr(_nfenv, "NF_VERSION", None), getattr(_nfenv, "TORCH_VERSION", None)]
+    print("SPEC " + json.dumps(dict(spec=spec, worker=str(worker), pinned=pinned)), flush=True)
+    raise Captured
+
+side_by_side.run_worker, side_by_side.ensure_nf_venv = capture, lambda *args, **kwargs: None
+try:
+    side_by_side.main(sys.argv[1:])
+except Captured:
+    pass
+"""
+
+
+def digest_at(archive: Path, run: Run, *, python: str, data_dir: str,
+              versions: tuple[str, str] | None = None) -> str:
+    """The digest (``_nfenv.run_digest``) of neuralforecast ``run`` at the revision extracted in ``archive``: of the
+    spec that revision's code hands its worker, of its worker's code, and of ``versions`` (neuralforecast, torch;
+    a row's record of what ran) or else the versions the revision pins."""
+    sys.path.insert(0, str(HERE))
+    from _nfenv import run_digest
+
+    argv = [python, "-c", _CAPTURE, "--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models",
+            run.model, "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull]
+    done = subprocess.run(argv, cwd=archive, env=dict(os.environ, PYTHONPATH=str(archive)), capture_output=True,
+                          text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SPEC ")]
+    if done.returncode or len(lines) != 1:
+        raise RuntimeError(f"no spec for {' '.join(run)} at {archive} (exit {done.returncode}):\n"
+                           f"{done.stderr[-2000:]}")
+    captured = json.loads(lines[0][len("SPEC "):])
+    nf_version, torch_version = versions or captured["pinned"]
+    if nf_version is None or torch_version is None:
+        raise ValueError(f"{archive} pins no neuralforecast or torch version: pass the versions its row records")
+    return run_digest(captured["spec"], Path(captured["worker"]), nf_version=nf_version,
+                      torch_version=torch_version)
+
+
+def recorded_versions(row: dict) -> tuple[str, str] | None:
+    """The neuralforecast and torch versions a neuralforecast row ran on (torch's without its build tag, as pinned)."""
+    if not row.get("lib_version") or not row.get("torch_version"):
+        return None
+    return row["lib_version"], row["torch_version"].split("+")[0]
+
+
+def latest_rows(results: Path) -> dict[Run, dict]:
+    """Each run's last row in the results CSV (by timestamp)."""
+    with open(results, newline="") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda row: row["timestamp"])
+    return {Run.of_row(row): row for row in rows}
+
+
+def carry(folder: Path, results: Path, digest: Callable[..., str]) -> tuple[list[Run], list[Run]]:
+    """Stage the neuralforecast runs left whose last row in ``results`` ran on what the folder's revision would
+    hand the same run: equal digests, ``digest(revision, run, versions)`` (versions: those the row records, or None
+    for the revision's pins). Returns the runs carried and those left to run."""
+    rev = revision_of(folder)
+    last = latest_rows(results)
+    carried, left = [], []
+    for run, _ in missing(folder):
+        row = last.get(run)
+        if run.library != "neuralforecast" or row is None:
+            left.append(run)
+            continue
+        ran_at = row.get("ran_at") or row["git_rev"]
+        now = digest(rev, run, None)
+        if now != (row.get("run_digest") or digest(ran_at, run, recorded_versions(row))):
+            left.append(run)
+            continue
+        stage(folder, {**row, "git_rev": rev, "ran_at": ran_at, "run_digest": now})
+        carried.append(run)
+    return carried, left
+
+
+def stage(folder: Path, row: dict) -> None:
+    """Add ``row`` to the folder's staged CSV (its header extended by the row's new columns, atomically)."""
+    rows = read_staged(folder)
+    fields = list(dict.fromkeys([*(rows[0] if rows else {}), *row]))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{STAGED}.")
+    with os.fdopen(fd, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows([*rows, row])
+    os.replace(tmp, folder / STAGED)
+
+
 def log_run(folder: Path, run: Run, returncode: int, cpu: str) -> None:
     """Append the finished ``run`` to the folder's ``runs.log`` (a CSV, its header first when new)."""
     path = folder / LOG
@@ -219,15 +325,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder", type=Path, help="the staging folder, benchmarks/results/reruns/<rev>")
     p.add_argument("--dry-run", action="store_true", help="list the runs left and their cost; run nothing")
     p.add_argument("--merge", action="store_true", help="append the staged rows to results/side_by_side.csv")
+    p.add_argument("--carry", action="store_true",
+                   help="stage the neuralforecast runs whose digest at the folder's revision is that of their last "
+                        "row (nothing they read changed) instead of running them; run nothing")
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--archive", type=Path, default=None,
                    help="where the revision's code is extracted (default: a folder in the temporary directory)")
     args = p.parse_args(argv)
     folder = args.folder.resolve()
     rev = revision_of(folder)
+    results = REPO / "benchmarks" / "results" / "side_by_side.csv"
     if args.merge:
-        count = merge(folder, REPO / "benchmarks" / "results" / "side_by_side.csv")
+        count = merge(folder, results)
         print(f"appended {count} rows to benchmarks/results/side_by_side.csv; now `git rm -r {folder}`")
+        return
+    if args.carry:
+        data_dir = str(Path(args.data_dir).resolve())
+
+        def digest(revision: str, run: Run, versions: tuple[str, str] | None) -> str:
+            where = ensure_archive(revision, Path(tempfile.gettempdir()) / f"tsformers-rerun-{revision}")
+            return digest_at(where, run, python=sys.executable, data_dir=data_dir, versions=versions)
+
+        carried, left = carry(folder, results, digest)
+        print(f"carried {len(carried)} neuralforecast runs to {rev} (nothing they read changed); {len(left)} runs "
+              f"left to run")
         return
     left = longest_first(missing(folder))
     print(f"{len(left)} runs left, about {sum(c for _, c in left):,.0f} CPU s at their earlier revisions",

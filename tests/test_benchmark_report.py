@@ -1092,3 +1092,31 @@ def test_the_gpu_section_shows_the_latest_checks_and_their_training_steps_or_tha
     steps = [line for line in lines if line.startswith("| defaults-train |")]
     assert steps == ["| defaults-train | bf16-mixed | tsformers | Gateformer | 109,280 | 4.00 | 8000 |  |",
                      "| defaults-train | bf16-mixed | neuralforecast | iTransformer | 111,944 | 5.00 | 6400 | 1.25 |"]
+
+
+def test_a_carried_neuralforecast_row_stands_for_its_new_revision_but_is_no_rerun_and_no_run_of_it(tmp_path):
+    """A row carried by ``rerun.py --carry`` (ran at one revision, nothing it reads changed at the next) counts for
+    the table's revision, is named as carried, is not a rerun that reproduced itself, and its CPU seconds are of
+    another run than ours at the new revision."""
+    side = dict(dataset="ETTh1", horizon=96, n_windows=100, fit_test_s=100.0, load_start=1.0, load_end=1.0, mae=0.4,
+                epochs_run=5, n_params=10)
+    ours = [{**side, "timestamp": "2026-03-01", "library": "tsformers", "model": "gateformer", "seed": s, "mse": m,
+             "fit_test_cpu_s": 50.0, "git_rev": "new"} for s, m in enumerate([0.370, 0.372, 0.371])]
+    theirs = [{**side, "timestamp": "2026-01-01", "library": "neuralforecast", "model": "itransformer", "seed": s,
+               "mse": m, "fit_test_cpu_s": 60.0, "git_rev": "old"} for s, m in enumerate([0.380, 0.381, 0.382])]
+    moved = [{**row, "git_rev": "new", "ran_at": "old"} for row in theirs]
+    pd.DataFrame(ours + theirs + moved).to_csv(tmp_path / "side_by_side.csv", index=False)
+    report = load_report(tmp_path)
+    lines = report.side_by_side_section()
+    note = next(line for line in lines if line.startswith("Every cell of this table comes from code revision new."))
+    assert ("Of these, 3 of neuralforecast's rows ran at old and stand for new without running again" in note)
+    assert "ran again at a later revision" not in note          # the carried rows are no reruns of themselves
+    goal = lines[lines.index("### The goal, cell by cell"):]
+    etth1 = [c.strip() for c in next(line for line in goal if line.startswith("| ETTh1 |")).strip("|").split("|")]
+    assert etth1[5] == "-0.0100 ± 0.0006: ahead" and etth1[-2] == "0.83 (other runs)"
+    # rows that ran where they stand say nothing of it
+    pd.DataFrame(ours + [{**row, "git_rev": "new"} for row in theirs]).to_csv(tmp_path / "side_by_side.csv",
+                                                                             index=False)
+    plain = load_report(tmp_path).side_by_side_section()
+    assert not any("without running again" in line for line in plain)
+    assert next(c.strip() for c in [line for line in plain if line.startswith("| ETTh1 |")][-1].strip("|").split("|")[-2:-1]) == "0.83"

@@ -173,3 +173,82 @@ def test_each_finished_run_is_logged_with_its_exit_status_and_processor(rerun, t
     assert [(r["model"], r["seed"], r["exit"], r["cpu"]) for r in logged] == [
         ("gateformer-defaults+base", "0", "0", "Intel(R) Xeon(R) Processor, AVX-512"),
         ("itransformer", "0", "1", "AMD EPYC, AVX2")]
+
+
+def test_carry_stages_the_neuralforecast_runs_whose_digest_is_unchanged_and_leaves_the_others(rerun, tmp_path):
+    results = tmp_path / "side_by_side.csv"
+    fields = FIELDS + ["git_rev", "run_digest", "ran_at", "lib_version", "torch_version"]
+    earlier = [dict(row("ETTh1", "96", "tsformers", "gateformer-defaults+base", seed, mse="0.37"), git_rev="f73e0bc")
+               for seed in ("0", "1")]
+    ran = dict(lib_version="3.3.0", torch_version="2.13.0+cpu")
+    earlier += [dict(row("ETTh1", "96", "neuralforecast", "itransformer", "0", mse="0.3866"), git_rev="f73e0bc", **ran),
+                # its latest row counts: this one was carried to 1111111 from f73e0bc already, digest recorded
+                dict(row("ETTh1", "96", "neuralforecast", "itransformer", "1", mse="0.11",
+                         timestamp="2026-12-01T00:00:00+00:00"), git_rev="0000000"),
+                dict(row("ETTh1", "96", "neuralforecast", "itransformer", "1", mse="0.3869"), git_rev="1111111",
+                     ran_at="f73e0bc", run_digest="d-1"),
+                dict(row("ETTm1", "96", "neuralforecast", "patchtst-authors", "0", mse="0.3235"), git_rev="f73e0bc",
+                     **ran)]
+    with open(results, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(earlier)
+    folder = staging(tmp_path, RUNS, [])
+    # what each revision would hand each run: PatchTST's spec changed at abc1234, the iTransformer runs' did not
+    digests = {("f73e0bc", "itransformer", "0"): "d-0", ("abc1234", "itransformer", "0"): "d-0",
+               ("abc1234", "itransformer", "1"): "d-1",
+               ("f73e0bc", "patchtst-authors", "0"): "p-0", ("abc1234", "patchtst-authors", "0"): "p-0 changed"}
+    asked = []
+
+    def digest(revision, run, versions):
+        asked.append((revision, run.model, run.seed))
+        # an earlier revision's digest takes the versions its row records; the folder's, its own pins
+        assert versions == ((("3.3.0", "2.13.0") if revision == "f73e0bc" else None))
+        return digests[revision, run.model, run.seed]
+
+    carried, left = rerun.carry(folder, results, digest)
+    assert [(r.model, r.seed) for r in carried] == [("itransformer", "0"), ("itransformer", "1")]
+    assert [(r.library, r.model, r.seed) for r in left] == [
+        ("tsformers", "gateformer-defaults+base", "0"), ("tsformers", "gateformer-defaults+base", "1"),
+        ("neuralforecast", "patchtst-authors", "0")]
+    assert ("1111111", "itransformer", "1") not in asked   # a recorded digest is not computed again
+    assert not any(model.startswith("gateformer") for _, model, _ in asked)   # ours always run
+    staged = rerun.read_staged(folder)
+    # the row itself, standing for the folder's revision, with the revision it ran at
+    assert [(r["seed"], r["mse"], r["git_rev"], r["ran_at"], r["run_digest"]) for r in staged] == [
+        ("0", "0.3866", "abc1234", "f73e0bc", "d-0"), ("1", "0.3869", "abc1234", "f73e0bc", "d-1")]
+    assert [r for r, _ in rerun.missing(folder)] == left
+    # carried twice, nothing changes: the runs carried have rows
+    assert rerun.carry(folder, results, digest) == ([], left) and len(rerun.read_staged(folder)) == 2
+
+
+def test_a_revisions_digest_of_a_run_is_the_one_a_run_of_that_revision_records(rerun, tmp_path, monkeypatch):
+    """digest_at reads the spec a revision's side_by_side.py would hand the worker (this checkout standing for the
+    extracted revision), and its digest equals the one side_by_side.py records with the row of a real run."""
+    import os
+
+    from test_benchmark_harness import load_benchmark as load
+
+    data_dir = Path(os.environ.get("TSFORMERS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    if not (data_dir / "ETTh1.csv").exists():
+        pytest.skip(f"ETTh1.csv is not in {data_dir} (set TSFORMERS_DATA)")
+    run = rerun.Run("ETTh1", "96", "neuralforecast", "itransformer", "0")
+    digest = rerun.digest_at(rerun.REPO, run, python=sys.executable, data_dir=str(data_dir))
+
+    side = load("side_by_side.py", "side_by_side_recorded")
+    result = dict(mse=0.5, mae=0.5, n_windows=1, epochs_run=1, fit_test_s=1.0, fit_test_cpu_s=1.0, n_params=1,
+                  peak_rss_mib=1.0, load_start=0.0, load_end=0.0, n_threads=1, torch_version="2.13.0",
+                  nf_version="3.3.0")
+    monkeypatch.setattr(side, "run_worker", lambda *args, **kwargs: result)
+    monkeypatch.setattr(side, "ensure_nf_venv", lambda *args, **kwargs: None)
+    out = tmp_path / "rows.csv"
+    side.main(["--dataset", "ETTh1", "--horizons", "96", "--models", "--nf-models", "itransformer", "--seeds", "0",
+               "--data-dir", str(data_dir), "--out", str(out)])
+    with open(out, newline="") as fh:
+        assert [r["run_digest"] for r in csv.DictReader(fh)] == [digest]
+    # the same data elsewhere gives the same digest; another seed, another
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / "ETTh1.csv").write_bytes((data_dir / "ETTh1.csv").read_bytes())
+    assert rerun.digest_at(rerun.REPO, run, python=sys.executable, data_dir=str(moved)) == digest
+    assert rerun.digest_at(rerun.REPO, run._replace(seed="1"), python=sys.executable, data_dir=str(moved)) != digest
