@@ -84,7 +84,9 @@ def measured_line(first) -> str:
 
 
 def latest(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return frame.sort_values("timestamp").groupby(keys, as_index=False).tail(1)
+    """Each key's last row by timestamp; of rows with one timestamp, the last in the file (a row carried to a later
+    revision keeps its run's timestamp and follows the row it copies)."""
+    return frame.sort_values("timestamp", kind="stable").groupby(keys, as_index=False).tail(1)
 
 
 SHARE_RULE = ("rows measured before rev 6cb1905 kept all of the network's correction or none (none where the map "
@@ -1113,7 +1115,7 @@ def in_grid_order(frame: pd.DataFrame, column: str, ranked) -> pd.DataFrame:
     """Rows by data set (the grid's order), horizon, then ``column`` in the order of ``ranked``."""
     order = {name: i for i, name in enumerate(DATASETS)} | {name: i for i, name in enumerate(ranked)}
     return frame.sort_values(["dataset", "horizon", column],
-                             key=lambda c: c if c.name == "horizon" else c.map(order), kind="stable")
+                             key=lambda c: c if c.name == "horizon" else c.map(order), )
 
 
 def seed_difference(ours: pd.Series, theirs: pd.Series | float) -> tuple[float, float, int]:
@@ -1313,7 +1315,7 @@ def earlier_defaults_last(runs: pd.DataFrame) -> pd.DataFrame:
     tsformers row is the one the table's differences read)."""
     group = runs.groupby(["dataset", "horizon", "library"], sort=False).ngroup()
     earlier = runs["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
-    return runs.assign(_group=group, _earlier=earlier).sort_values(["_group", "_earlier"], kind="stable").drop(
+    return runs.assign(_group=group, _earlier=earlier).sort_values(["_group", "_earlier"], ).drop(
         columns=["_group", "_earlier"])
 
 

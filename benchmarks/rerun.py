@@ -205,7 +205,8 @@ def digest_at(archive: Path, run: Run, *, python: str, data_dir: str,
     """The digest (``_nfenv.run_digest``) of neuralforecast ``run`` at the revision extracted in ``archive``: of the
     spec that revision's code hands its worker, of its worker's code, and of ``versions`` (neuralforecast, torch;
     a row's record of what ran) or else the versions the revision pins."""
-    sys.path.insert(0, str(HERE))
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
     from _nfenv import run_digest
 
     argv = [python, "-c", _CAPTURE, "--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models",

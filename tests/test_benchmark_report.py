@@ -1120,3 +1120,15 @@ def test_a_carried_neuralforecast_row_stands_for_its_new_revision_but_is_no_reru
     plain = load_report(tmp_path).side_by_side_section()
     assert not any("without running again" in line for line in plain)
     assert next(c.strip() for c in [line for line in plain if line.startswith("| ETTh1 |")][-1].strip("|").split("|")[-2:-1]) == "0.83"
+
+
+def test_of_rows_with_one_timestamp_the_latest_is_the_last_in_the_file(tmp_path):
+    # a carried row keeps its run's timestamp and follows the row it copies: the table shows the copy
+    report = load_report(tmp_path)
+    earlier = [dict(run=i % 7, timestamp=f"2026-01-0{1 + i % 3}", git_rev="old") for i in range(40)]
+    copies = [dict(run=i, timestamp="2026-01-03", git_rev="new") for i in range(7)]
+    shown = report.latest(pd.DataFrame(earlier + copies), ["run"])
+    assert sorted(shown["run"]) == list(range(7)) and set(shown["git_rev"]) == {"new"}
+    # and the first of them where the copy comes first: the file's order decides, not the revision's name
+    shown = report.latest(pd.DataFrame(copies + [dict(r, timestamp="2026-01-03") for r in earlier]), ["run"])
+    assert set(shown["git_rev"]) == {"old"}
