@@ -1253,7 +1253,8 @@ def carried_line(shown: pd.DataFrame) -> str:
         return ""
     by_library = ", ".join(f"{count} of {library}'s" for library, count in moved["library"].value_counts().items())
     sources = ", ".join(sorted(set(ran_at(moved))))
-    return (f" Of these, {by_library} rows ran at {sources} and stand for {', '.join(sorted(set(moved['git_rev'].astype(str))))} "
+    targets = ", ".join(sorted(set(moved["git_rev"].astype(str))))
+    return (f" Of these, {by_library} rows ran at {sources} and stand for {targets} "
             "without running again: what such a run reads (the spec its worker is handed, the data file's "
             "content, the worker's code and the pinned versions) has one digest at both revisions "
             "(`rerun.py --carry`), so the numbers are the run's and its CPU seconds those of its own session.")
@@ -1428,7 +1429,8 @@ def side_by_side_section() -> list[str]:
                 out.append(f"| {dataset} | {horizon} | baseline | {label} | | | {mse_cell} | {mae_cell} | {diff} "
                            f"| | | | | |")
     out += ["", revisions_line(sbs) + " A revision is this project's code, which ran both libraries' rows."
-            + carried_line(sbs) + side_by_side_reruns_line(every_run, sbs) + " Gateformer's earlier defaults are in the next "
+            + carried_line(sbs) + side_by_side_reruns_line(every_run, sbs)
+            + " Gateformer's earlier defaults are in the next "
             "table.", ""]
     out += earlier_defaults_section(every, history)
     return out + ["### The goal, cell by cell", "",

@@ -544,8 +544,8 @@ def test_a_neuralforecast_runs_digest_changes_with_its_code_and_inputs_and_not_w
     (folder / "unrelated.py").write_text("Y = 2\n")
     assert nfenv.run_digest(spec, worker) == digest
     # a setting, the seed, the data's content, a module imported through another, or a pinned version moves it
-    changed = [nfenv.run_digest({**spec, "hp": {"d_model": 256}}, worker), nfenv.run_digest({**spec, "seed": 1}, worker),
-               nfenv.run_digest(spec, worker, nf_version="9.9.9")]
+    changed = [nfenv.run_digest({**spec, "hp": {"d_model": 256}}, worker),
+               nfenv.run_digest({**spec, "seed": 1}, worker), nfenv.run_digest(spec, worker, nf_version="9.9.9")]
     data.write_text("date,OT\n0,1.5\n")
     changed.append(nfenv.run_digest(spec, worker))
     data.write_text("date,OT\n0,1.0\n")

@@ -57,7 +57,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, *, device: torch.de
 
 
 def _scaled_keep(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``keep_mask(shape, p)`` of the same draw as dropout's multiplier: the inverse keep probability where kept, else 0.
+    """``keep_mask(shape, p)`` of the same draw as dropout's multiplier: the inverse keep probability where kept,
+    else 0.
 
     The lanes are integers, exact in float32, so ``lane - (t - 1)`` clamped to [0, 1] is exactly 1 where
     ``lane >= t`` and exactly 0 elsewhere: keep_mask's comparison in float operations, which vectorise on CPU,
