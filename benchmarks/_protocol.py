@@ -27,6 +27,8 @@ import torch
 from tsformers.data.cycle import step_index
 from tsformers.datasets import info, load_dataset, split_bounds
 
+from _csvfile import rewrite
+
 
 @dataclass
 class ProtocolData:
@@ -303,12 +305,7 @@ def append_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
             old = list(csv.DictReader(fh))
         if header != list(fields):
             fields = list(fields) + [c for c in header if c not in fields]
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(old)
-            tmp.replace(path)
+            rewrite(path, fields, old)
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         if new:

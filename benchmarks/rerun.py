@@ -55,6 +55,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import NamedTuple
 
+from _csvfile import rewrite
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STAGED = "side_by_side.csv"
@@ -176,9 +178,9 @@ def ensure_archive(rev: str, archive: Path) -> Path:
     return archive
 
 
-#: run in a revision's archive: the spec that revision's ``side_by_side.nf`` hands its worker for one run (the
-#: worker is not started), with the worker's path and the versions the revision pins (none before they were), as
-#: one JSON line
+#: run in a revision's archive: for each command line of a JSON list on stdin (one run each), the spec that
+#: revision's ``side_by_side.nf`` hands its worker (the worker is not started), with the worker's path and the
+#: versions the revision pins (none before they were), as one JSON line; one process for all of a revision's runs
 _CAPTURE = """
 import json, sys
 sys.path.insert(0, "benchmarks")
@@ -193,36 +195,47 @@ def capture(python, worker, spec, **_):
     raise Captured
 
 side_by_side.run_worker, side_by_side.ensure_nf_venv = capture, lambda *args, **kwargs: None
-try:
-    side_by_side.main(sys.argv[1:])
-except Captured:
-    pass
+for argv in json.load(sys.stdin):
+    try:
+        side_by_side.main(argv)
+    except Captured:
+        continue
+    print("SPEC null", flush=True)   # this revision handed the run no worker
 """
 
 
-def digest_at(archive: Path, run: Run, *, python: str, data_dir: str,
-              versions: tuple[str, str] | None = None) -> str:
-    """The digest (``_nfenv.run_digest``) of neuralforecast ``run`` at the revision extracted in ``archive``: of the
-    spec that revision's code hands its worker, of its worker's code, and of ``versions`` (neuralforecast, torch;
-    a row's record of what ran) or else the versions the revision pins."""
+def digests_at(archive: Path, requests: list[tuple[Run, tuple[str, str] | None]], *, python: str,
+               data_dir: str) -> list[str]:
+    """The digest (``_nfenv.run_digest``) of each neuralforecast run of ``requests`` at the revision extracted in
+    ``archive``: of the spec that revision's code hands its worker, of its worker's code, and of the run's
+    versions (neuralforecast, torch; a row's record of what ran) or, where None, the versions the revision pins.
+    One process captures the specs of all the runs."""
+    if not requests:
+        return []
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     from _nfenv import run_digest
 
-    argv = [python, "-c", _CAPTURE, "--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models",
-            run.model, "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull]
-    done = subprocess.run(argv, cwd=archive, env=dict(os.environ, PYTHONPATH=str(archive)), capture_output=True,
-                          text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("SPEC ")]
-    if done.returncode or len(lines) != 1:
-        raise RuntimeError(f"no spec for {' '.join(run)} at {archive} (exit {done.returncode}):\n"
+    argvs = [["--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models", run.model,
+              "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull] for run, _ in requests]
+    done = subprocess.run([python, "-c", _CAPTURE], input=json.dumps(argvs), cwd=archive,
+                          env=dict(os.environ, PYTHONPATH=str(archive)), capture_output=True, text=True)
+    lines = [line[len("SPEC "):] for line in done.stdout.splitlines() if line.startswith("SPEC ")]
+    if done.returncode or len(lines) != len(requests):
+        raise RuntimeError(f"{len(lines)} specs for {len(requests)} runs at {archive} (exit {done.returncode}):\n"
                            f"{done.stderr[-2000:]}")
-    captured = json.loads(lines[0][len("SPEC "):])
-    nf_version, torch_version = versions or captured["pinned"]
-    if nf_version is None or torch_version is None:
-        raise ValueError(f"{archive} pins no neuralforecast or torch version: pass the versions its row records")
-    return run_digest(captured["spec"], Path(captured["worker"]), nf_version=nf_version,
-                      torch_version=torch_version)
+    digests = []
+    for (run, versions), line in zip(requests, lines):
+        captured = json.loads(line)
+        if captured is None:
+            raise RuntimeError(f"{archive}'s side_by_side.py starts no neuralforecast worker for {' '.join(run)}")
+        nf_version, torch_version = versions or captured["pinned"]
+        if nf_version is None or torch_version is None:
+            raise ValueError(f"{archive} pins no neuralforecast or torch version: pass the versions its row "
+                             f"records")
+        digests.append(run_digest(captured["spec"], Path(captured["worker"]), nf_version=nf_version,
+                                  torch_version=torch_version))
+    return digests
 
 
 def recorded_versions(row: dict) -> tuple[str, str] | None:
@@ -239,38 +252,35 @@ def latest_rows(results: Path) -> dict[Run, dict]:
     return {Run.of_row(row): row for row in rows}
 
 
-def carry(folder: Path, results: Path, digest: Callable[..., str]) -> tuple[list[Run], list[Run]]:
+def carry(folder: Path, results: Path,
+          digests: Callable[[str, list[tuple[Run, tuple[str, str] | None]]], list[str]]) -> tuple[list[Run], list[Run]]:
     """Stage the neuralforecast runs left whose last row in ``results`` ran on what the folder's revision would
-    hand the same run: equal digests, ``digest(revision, run, versions)`` (versions: those the row records, or None
-    for the revision's pins). Returns the runs carried and those left to run."""
+    hand the same run: equal digests, ``digests(revision, [(run, versions), ...])`` (versions: those the row
+    records, or None for the revision's pins; one call per revision). Returns the runs carried and those left to
+    run, in ``runs.txt``'s order."""
     rev = revision_of(folder)
     last = latest_rows(results)
-    carried, left = [], []
-    for run, _ in missing(folder):
-        row = last.get(run)
-        if run.library != "neuralforecast" or row is None:
-            left.append(run)
-            continue
-        ran_at = row.get("ran_at") or row["git_rev"]
-        now = digest(rev, run, None)
-        if now != (row.get("run_digest") or digest(ran_at, run, recorded_versions(row))):
-            left.append(run)
-            continue
-        stage(folder, {**row, "git_rev": rev, "ran_at": ran_at, "run_digest": now})
-        carried.append(run)
-    return carried, left
+    todo = [run for run, _ in missing(folder)]
+    rows = {run: last[run] for run in todo if run.library == "neuralforecast" and run in last}
+    ran_at = {run: row.get("ran_at") or row["git_rev"] for run, row in rows.items()}
+    now = dict(zip(rows, digests(rev, [(run, None) for run in rows])))
+    before = {run: row["run_digest"] for run, row in rows.items() if row.get("run_digest")}
+    for revision in dict.fromkeys(ran_at[run] for run in rows if run not in before):
+        asked = [(run, recorded_versions(row)) for run, row in rows.items()
+                 if run not in before and ran_at[run] == revision]
+        before.update(zip([run for run, _ in asked], digests(revision, asked)))
+    carried = [run for run in rows if now[run] == before[run]]
+    stage(folder, [{**rows[run], "git_rev": rev, "ran_at": ran_at[run], "run_digest": now[run]} for run in carried])
+    return carried, [run for run in todo if run not in set(carried)]
 
 
-def stage(folder: Path, row: dict) -> None:
-    """Add ``row`` to the folder's staged CSV (its header extended by the row's new columns, atomically)."""
+def stage(folder: Path, new: list[dict]) -> None:
+    """Add the rows ``new`` to the folder's staged CSV (its header extended by their new columns), in one write."""
+    if not new:
+        return
     rows = read_staged(folder)
-    fields = list(dict.fromkeys([*(rows[0] if rows else {}), *row]))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{STAGED}.")
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows([*rows, row])
-    os.replace(tmp, folder / STAGED)
+    fields = list(dict.fromkeys([*(rows[0] if rows else {}), *(name for row in new for name in row)]))
+    rewrite(folder / STAGED, fields, [*rows, *new])
 
 
 def log_run(folder: Path, run: Run, returncode: int, cpu: str) -> None:
@@ -307,13 +317,8 @@ def merge(folder: Path, target: Path) -> int:
             logged = {Run.of_row(entry): entry["cpu"] for entry in csv.DictReader(fh)}
     # the processor of a run the archived code did not record, from the log (empty where it was not logged)
     rows = [{**row, "cpu": row.get("cpu") or logged.get(Run.of_row(row), "")} for row in rows]
-    fields += [name for name in rows[0] if name not in fields]
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(earlier + rows)
-    os.replace(tmp, target)
+    fields += [name for name in dict.fromkeys(name for row in rows for name in row) if name not in fields]
+    rewrite(target, fields, earlier + rows)
     return len(rows)
 
 
@@ -343,11 +348,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.carry:
         data_dir = str(Path(args.data_dir).resolve())
 
-        def digest(revision: str, run: Run, versions: tuple[str, str] | None) -> str:
+        def digests(revision: str, requests: list[tuple[Run, tuple[str, str] | None]]) -> list[str]:
             where = ensure_archive(revision, Path(tempfile.gettempdir()) / f"tsformers-rerun-{revision}")
-            return digest_at(where, run, python=sys.executable, data_dir=data_dir, versions=versions)
+            return digests_at(where, requests, python=sys.executable, data_dir=data_dir)
 
-        carried, left = carry(folder, results, digest)
+        carried, left = carry(folder, results, digests)
         print(f"carried {len(carried)} neuralforecast runs to {rev} (nothing they read changed); {len(left)} runs "
               f"left to run")
         return

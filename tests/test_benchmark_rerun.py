@@ -4,6 +4,8 @@ gets, and the merge that refuses an unfinished rerun."""
 from __future__ import annotations
 
 import csv
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -195,45 +197,69 @@ def test_carry_stages_the_neuralforecast_runs_whose_digest_is_unchanged_and_leav
         writer.writerows(earlier)
     folder = staging(tmp_path, RUNS, [])
     # what each revision would hand each run: PatchTST's spec changed at abc1234, the iTransformer runs' did not
-    digests = {("f73e0bc", "itransformer", "0"): "d-0", ("abc1234", "itransformer", "0"): "d-0",
+    digests_by_revision = {("f73e0bc", "itransformer", "0"): "d-0", ("abc1234", "itransformer", "0"): "d-0",
                ("abc1234", "itransformer", "1"): "d-1",
                ("f73e0bc", "patchtst-authors", "0"): "p-0", ("abc1234", "patchtst-authors", "0"): "p-0 changed"}
     asked = []
 
-    def digest(revision, run, versions):
-        asked.append((revision, run.model, run.seed))
+    def digests(revision, requests):
+        asked.append((revision, [(run.model, run.seed) for run, _ in requests]))
         # an earlier revision's digest takes the versions its row records; the folder's, its own pins
-        assert versions == ((("3.3.0", "2.13.0") if revision == "f73e0bc" else None))
-        return digests[revision, run.model, run.seed]
+        assert all(versions == ((("3.3.0", "2.13.0") if revision == "f73e0bc" else None)) for _, versions in requests)
+        return [digests_by_revision[revision, run.model, run.seed] for run, _ in requests]
 
-    carried, left = rerun.carry(folder, results, digest)
+    carried, left = rerun.carry(folder, results, digests)
     assert [(r.model, r.seed) for r in carried] == [("itransformer", "0"), ("itransformer", "1")]
     assert [(r.library, r.model, r.seed) for r in left] == [
         ("tsformers", "gateformer-defaults+base", "0"), ("tsformers", "gateformer-defaults+base", "1"),
         ("neuralforecast", "patchtst-authors", "0")]
-    assert ("1111111", "itransformer", "1") not in asked   # a recorded digest is not computed again
-    assert not any(model.startswith("gateformer") for _, model, _ in asked)   # ours always run
+    # one request per revision, each with all of its runs; a recorded digest is not computed again, ours never
+    assert asked == [("abc1234", [("itransformer", "0"), ("itransformer", "1"), ("patchtst-authors", "0")]),
+                     ("f73e0bc", [("itransformer", "0"), ("patchtst-authors", "0")])]
     staged = rerun.read_staged(folder)
     # the row itself, standing for the folder's revision, with the revision it ran at
     assert [(r["seed"], r["mse"], r["git_rev"], r["ran_at"], r["run_digest"]) for r in staged] == [
         ("0", "0.3866", "abc1234", "f73e0bc", "d-0"), ("1", "0.3869", "abc1234", "f73e0bc", "d-1")]
     assert [r for r, _ in rerun.missing(folder)] == left
     # carried twice, nothing changes: the runs carried have rows
-    assert rerun.carry(folder, results, digest) == ([], left) and len(rerun.read_staged(folder)) == 2
+    assert rerun.carry(folder, results, digests) == ([], left) and len(rerun.read_staged(folder)) == 2
+
+
+def test_staging_and_merging_rewrite_the_file_whole_keeping_its_mode_or_not_at_all(rerun, tmp_path):
+    """stage() adds rows in one write, header widened by their columns; a rewrite that fails leaves the file as it
+    was and no partial file; a rewritten table keeps its permission bits (mkstemp's 0600 once hid the merged
+    side-by-side table from every other user)."""
+    folder = staging(tmp_path, RUNS[:2], [row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "0")])
+    os.chmod(folder / "side_by_side.csv", 0o644)
+    carried = dict(row("ETTh1", "96", "tsformers", "gateformer-defaults+base", "1"), ran_at="f73e0bc")
+    rerun.stage(folder, [carried])
+    assert [(r["seed"], r.get("ran_at")) for r in rerun.read_staged(folder)] == [("0", ""), ("1", "f73e0bc")]
+    assert stat.S_IMODE((folder / "side_by_side.csv").stat().st_mode) == 0o644
+    before = (folder / "side_by_side.csv").read_bytes()
+    with pytest.raises(ValueError, match="not in fieldnames"):
+        rerun.rewrite(folder / "side_by_side.csv", FIELDS, [carried])   # a column outside the header
+    assert (folder / "side_by_side.csv").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["runs.txt", "side_by_side.csv"]
+
+    target = tmp_path / "table.csv"
+    rerun.rewrite(target, FIELDS, [])
+    os.chmod(target, 0o640)
+    assert rerun.merge(folder, target) == 2
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    with open(target, newline="") as fh:
+        assert [(r["seed"], r["ran_at"]) for r in csv.DictReader(fh)] == [("0", ""), ("1", "f73e0bc")]
 
 
 def test_a_revisions_digest_of_a_run_is_the_one_a_run_of_that_revision_records(rerun, tmp_path, monkeypatch):
-    """digest_at reads the spec a revision's side_by_side.py would hand the worker (this checkout standing for the
+    """digests_at reads the spec a revision's side_by_side.py would hand the worker (this checkout standing for the
     extracted revision), and its digest equals the one side_by_side.py records with the row of a real run."""
-    import os
-
     from test_benchmark_harness import load_benchmark as load
 
     data_dir = Path(os.environ.get("TSFORMERS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
     if not (data_dir / "ETTh1.csv").exists():
         pytest.skip(f"ETTh1.csv is not in {data_dir} (set TSFORMERS_DATA)")
     run = rerun.Run("ETTh1", "96", "neuralforecast", "itransformer", "0")
-    digest = rerun.digest_at(rerun.REPO, run, python=sys.executable, data_dir=str(data_dir))
+    digest, = rerun.digests_at(rerun.REPO, [(run, None)], python=sys.executable, data_dir=str(data_dir))
 
     side = load("side_by_side.py", "side_by_side_recorded")
     result = dict(mse=0.5, mae=0.5, n_windows=1, epochs_run=1, fit_test_s=1.0, fit_test_cpu_s=1.0, n_params=1,
@@ -246,9 +272,10 @@ def test_a_revisions_digest_of_a_run_is_the_one_a_run_of_that_revision_records(r
                "--data-dir", str(data_dir), "--out", str(out)])
     with open(out, newline="") as fh:
         assert [r["run_digest"] for r in csv.DictReader(fh)] == [digest]
-    # the same data elsewhere gives the same digest; another seed, another
+    # the same data elsewhere gives the same digest, another seed another, in one capture of both runs
     moved = tmp_path / "moved"
     moved.mkdir()
     (moved / "ETTh1.csv").write_bytes((data_dir / "ETTh1.csv").read_bytes())
-    assert rerun.digest_at(rerun.REPO, run, python=sys.executable, data_dir=str(moved)) == digest
-    assert rerun.digest_at(rerun.REPO, run._replace(seed="1"), python=sys.executable, data_dir=str(moved)) != digest
+    same, other = rerun.digests_at(rerun.REPO, [(run, None), (run._replace(seed="1"), None)], python=sys.executable,
+                                   data_dir=str(moved))
+    assert same == digest and other != digest
