@@ -1227,8 +1227,18 @@ def _seed_runs(group: pd.DataFrame) -> list[dict]:
                          load=(float(rows["load_start"].min()), float(rows["load_end"].max())),
                          revisions=frozenset(ran_at(rows)) if "git_rev" in rows else frozenset(),
                          processors=frozenset(rows["cpu"].fillna("").astype(str)) if "cpu" in rows
-                         else frozenset([""])))
+                         else frozenset([""]),
+                         threads=frozenset(rows["n_threads"].dropna().astype(int)) if "n_threads" in rows
+                         else frozenset()))
     return runs
+
+
+def threads_note(threads: frozenset) -> str:
+    """What a CPU-seconds cell adds where its seeds ran on more than the protocol's one torch thread."""
+    if not threads or max(threads) == 1:
+        return ""
+    low, high = min(threads), max(threads)
+    return f" ({high} threads)" if low == high else f" ({low}–{high} threads)"
 
 
 def ran_at(rows: pd.DataFrame) -> pd.Series:
@@ -1375,7 +1385,9 @@ def side_by_side_section() -> list[str]:
            "a baseline is the same for every seed), ± its standard error; *ahead* or *behind* when the "
            "difference is beyond two standard errors, else *within 2 SE*; with one seed there is no verdict. "
            "*fit + test* is the wall time of the fit and of every test "
-           "window, one torch thread each; *CPU s* the CPU seconds of the same"
+           "window, one torch thread each (where a CPU cell names more threads, the run ran on them: one run "
+           "on one core outlasted a session, `rerun.py --threads`; its CPU seconds include what the threads "
+           "spend waiting on each other); *CPU s* the CPU seconds of the same"
            + (f" ({CPU_OVERSTATED})" if cpu_overstated(sbs) else "") + "; "
            "*x ours* is the CPU time over ours where known, else the wall time (rows of different revisions "
            "ran in different runs, at the loads given, and runs of different sessions may have had different "
@@ -1411,7 +1423,7 @@ def side_by_side_section() -> list[str]:
                 mse_cell = mse_cell.replace(f"{r['mse']:.4f}", f"{r['mse']:.4f} ± {r['mse_sd']:.4f}", 1)
             diff = ("–" if ours_run is None or r is ours_run
                     else difference_cell(*seed_difference(ours_run["by_seed"], r["by_seed"])))
-            cpu_cell = "–" if np.isnan(r["cpu_s"]) else f"{r['cpu_s']:.0f}"
+            cpu_cell = "–" if np.isnan(r["cpu_s"]) else f"{r['cpu_s']:.0f}" + threads_note(r["threads"])
             epochs = f"{r['epochs'][0]}" if r["epochs"][0] == r["epochs"][1] else f"{r['epochs'][0]}–{r['epochs'][1]}"
             out.append(f"| {dataset} | {horizon} | {r['library']} | {model_name(r['model'])} | "
                        f"{r['n_params']:,} | {r['seeds']} | {mse_cell} | {mae_cell} | {diff} | {epochs} | "

@@ -34,6 +34,10 @@ their code is the revision's.
 
     .venv/bin/python benchmarks/rerun.py benchmarks/results/reruns/<rev> --carry     # then the workers
 
+A run that one core cannot finish within a session (PatchTST at its authors' sizes on weather: about 12,000 CPU s
+at one thread, 287 steps of ~4 s per epoch, up to 10 epochs) runs on more with ``--threads N``, passed on to
+``side_by_side.py``: its row records the threads, and the report names them beside its CPU seconds.
+
 Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
 processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
 instruction set and training carries the last-bit differences on), and the archived ``side_by_side.py`` of an
@@ -152,10 +156,11 @@ def next_run(folder: Path, tried: set[Run]) -> Iterator[Run]:
             return
 
 
-def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path) -> list[str]:
+def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path, threads: int = 1) -> list[str]:
     """The ``side_by_side.py`` invocation that reruns ``run`` from ``archive``: ours with no neuralforecast
     model, neuralforecast's with none of ours. Our rows' ``+base`` label (a Gateformer correcting a linear base)
-    is the model's name plus what its settings did, so the option is the name without it."""
+    is the model's name plus what its settings did, so the option is the name without it. ``threads`` other than
+    the protocol's one are passed on (the row records them)."""
     if run.library == "tsformers":
         models = ["--models", run.model.split("+")[0], "--nf-models"]
     elif run.library == "neuralforecast":
@@ -163,7 +168,8 @@ def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path) -
     else:
         raise ValueError(f"unknown library {run.library!r} in runs.txt: expected tsformers or neuralforecast")
     return [python, str(archive / "benchmarks" / "side_by_side.py"), "--dataset", run.dataset,
-            "--horizons", run.horizon, *models, "--seeds", run.seed, "--data-dir", data_dir, "--out", str(out)]
+            "--horizons", run.horizon, *models, "--seeds", run.seed, "--data-dir", data_dir, "--out", str(out),
+            *(["--threads", str(threads)] if threads != 1 else [])]
 
 
 def ensure_archive(rev: str, archive: Path) -> Path:
@@ -335,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="stage the neuralforecast runs whose digest at the folder's revision is that of their last "
                         "row (nothing they read changed) instead of running them; run nothing")
     p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per run (the protocol's is 1; more where one run on one core outlasts a "
+                        "session: its row records them and its CPU seconds are no longer one thread's)")
     p.add_argument("--archive", type=Path, default=None,
                    help="where the revision's code is extracted (default: a folder in the temporary directory)")
     args = p.parse_args(argv)
@@ -371,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
                TSFORMERS_NF_VENV=os.environ.get("TSFORMERS_NF_VENV", str(HERE / ".venv-nf")))
     data_dir, processor = str(Path(args.data_dir).resolve()), cpu_name()
     for run in next_run(folder, tried=set()):
-        argv_ = command(run, python=sys.executable, archive=archive, data_dir=data_dir, out=folder / STAGED)
+        argv_ = command(run, python=sys.executable, archive=archive, data_dir=data_dir, out=folder / STAGED,
+                        threads=args.threads)
         print("run:", *run, flush=True)
         returncode = subprocess.run(argv_, env=env, cwd=archive).returncode
         log_run(folder, run, returncode, processor)

@@ -679,6 +679,29 @@ def test_the_side_by_side_table_averages_seeds_and_says_who_is_ahead_beyond_two_
     assert cells("| baseline | linear |")[8] == "+0.0010 ± 0.0012: within 2 SE"
 
 
+def test_a_side_by_side_cpu_cell_names_the_threads_of_runs_beyond_the_protocols_one(tmp_path):
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", dataset="weather", horizon=96, n_windows=10, fit_test_s=100.0,
+                load_start=1.0, load_end=2.0, git_rev="abc", mae=0.2, epochs_run=5, n_params=10)
+    rows = [{**side, "library": "tsformers", "model": "gateformer", "seed": s, "mse": 0.175, "fit_test_cpu_s": 500.0,
+             "n_threads": 1} for s in range(3)]
+    rows += [{**side, "library": "neuralforecast", "model": "itransformer", "seed": s, "mse": 0.176,
+              "fit_test_cpu_s": 1500.0, "n_threads": 1} for s in range(3)]
+    rows += [{**side, "library": "neuralforecast", "model": "patchtst-authors", "seed": s, "mse": 0.177,
+              "fit_test_cpu_s": 12000.0, "n_threads": threads} for s, threads in enumerate([2, 1, 2])]
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    lines = load_report(tmp_path).side_by_side_section()
+
+    def cpu_cell(marker):
+        return next(line for line in lines if marker in line).strip("|").split("|")[11].strip()
+
+    assert cpu_cell("| Gateformer |") == "500" and cpu_cell("| iTransformer |") == "1500"
+    assert cpu_cell("| PatchTST, authors' sizes |") == "12000 (1–2 threads)"
+    rows = [dict(r, n_threads=2) if r["model"] == "patchtst-authors" else r for r in rows]
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    lines = load_report(tmp_path).side_by_side_section()
+    assert cpu_cell("| PatchTST, authors' sizes |") == "12000 (2 threads)"
+
+
 def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_does(tmp_path):
     side = dict(timestamp="2026-01-01T00:00:00+00:00", horizon=96, n_windows=100, fit_test_s=100.0, load_start=1.0,
                 load_end=1.0, git_rev="abc", mae=0.4, epochs_run=5)

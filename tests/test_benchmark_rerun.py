@@ -116,6 +116,9 @@ def test_each_library_gets_only_its_own_models_and_the_base_label_is_not_an_opti
         "--models", "gateformer-defaults", "--nf-models", "--seeds", "2", "--data-dir", "/data",
         "--out", str(tmp_path / "x.csv")]
     assert rerun.command(theirs, **kwargs)[6:9] == ["--models", "--nf-models", "patchtst-authors"]
+    # the protocol's one thread goes unsaid (an older revision's side_by_side.py may not know the option); more
+    # are passed on
+    assert rerun.command(theirs, **kwargs, threads=2)[-2:] == ["--threads", "2"]
 
 
 def test_every_committed_rerun_run_maps_to_a_model_side_by_side_accepts(rerun):
