@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -700,6 +702,49 @@ def test_a_side_by_side_cpu_cell_names_the_threads_of_runs_beyond_the_protocols_
     pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
     lines = load_report(tmp_path).side_by_side_section()
     assert cpu_cell("| PatchTST, authors' sizes |") == "12000 (2 threads)"
+
+
+def test_the_weather_cycle_note_reads_the_linear_maps_validation_and_test_scores_with_and_without_the_cycle(
+        tmp_path):
+    base = dict(dataset="weather", horizon=96, lookback=96, n_windows=10, cpu_s=1.0, git_rev="abc", mae=0.3)
+    rows = [dict(base, timestamp="2026-01-01T00:00:00+00:00", model="linear", mse=0.9,
+                 setting="ridge 1 (validation MSE 0.9000)"),                    # an earlier run: not read
+            dict(base, timestamp="2026-02-01T00:00:00+00:00", model="linear", mse=0.1953,
+                 setting="ridge 100000 (validation MSE 0.4839)"),
+            dict(base, timestamp="2026-02-01T00:00:00+00:00", model="linear_cycle", mse=0.2106,
+                 setting="ridge 100000, cycle 144 (validation MSE 0.4363)"),
+            dict(base, timestamp="2026-02-01T00:00:00+00:00", model="last_value", mse=0.26, setting="")]
+    pd.DataFrame(rows).to_csv(tmp_path / "baselines.csv", index=False)
+    report = load_report(tmp_path)
+    assert report.linear_cycle_scores("weather") == {"linear": (0.4839, 0.1953), "linear_cycle": (0.4363, 0.2106)}
+    note = report.weather_cycle_note()
+    assert "validation MSE goes from 0.4839 to 0.4363 and its test MSE from 0.1953 to 0.2106" in note
+    assert report.linear_cycle_scores("ETTh1") is None
+    pd.DataFrame(rows[:2]).to_csv(tmp_path / "baselines.csv", index=False)
+    assert load_report(tmp_path).weather_cycle_note() == ""                    # no cycle row, no note
+
+
+def test_the_weather_daily_ranges_the_report_quotes_are_those_of_the_file():
+    """WEATHER_DAILY_RANGE, measured on weather.csv: per split, each variable scaled by the training rows' mean and
+    sd, its mean profile over the ten-minute phases of the day by each row's own timestamp, max - min, then the
+    mean over the variables."""
+    data_dir = Path(os.environ.get("TSFORMERS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    if not (data_dir / "weather.csv").exists():
+        pytest.skip(f"weather.csv is not in {data_dir} (set TSFORMERS_DATA)")
+    from tsformers.datasets import split_bounds
+
+    frame = pd.read_csv(data_dir / "weather.csv")
+    times = pd.to_datetime(frame.pop("date"))
+    bounds = split_bounds("weather", len(frame))
+    train = frame.iloc[slice(*bounds["train"])]
+    scaled = (frame - train.mean()) / train.std()
+    phase = (times - times.dt.normalize()) // pd.Timedelta("10min")
+    measured = {}
+    for name, split in (("train", "train"), ("validation", "val"), ("test", "test")):
+        rows = slice(*bounds[split])
+        profile = scaled.iloc[rows].groupby(phase.iloc[rows].to_numpy()).mean()
+        measured[name] = round(float((profile.max() - profile.min()).mean()), 2)
+    assert measured == load_report(Path("unused")).WEATHER_DAILY_RANGE
 
 
 def test_the_goal_table_says_what_each_of_our_rows_lacks_and_met_where_nothing_does(tmp_path):
