@@ -28,7 +28,8 @@ at the revision of its other cells, staged apart from a rerun still in progress,
 ``--carry`` stages, before any run, the neuralforecast runs that need not run again: a neuralforecast row depends
 on this project's code only through what ``side_by_side.py`` hands its worker and the worker's own code, whose
 digest (``_nfenv.run_digest``) is computed at the row's revision and at <rev> from each revision's own code (the
-spec its ``side_by_side.nf`` builds, captured before any run). Where the two are equal, the row's copy is staged
+spec its ``side_by_side.nf`` builds, captured before any run, at the threads the row ran on: ``--threads`` is the
+run's setting, not the code's). Where the two are equal, the row's copy is staged
 with ``git_rev`` <rev> and ``ran_at`` the revision it ran at; the others are left to run. Ours always run:
 their code is the revision's.
 
@@ -210,12 +211,19 @@ for argv in json.load(sys.stdin):
 """
 
 
-def digests_at(archive: Path, requests: list[tuple[Run, tuple[str, str] | None]], *, python: str,
-               data_dir: str) -> list[str]:
+class Request(NamedTuple):
+    """A neuralforecast run whose digest is asked for at a revision: with the versions (neuralforecast, torch) a
+    row records it ran on, or None for the revision's pins, and the torch threads it ran on (a setting of the
+    run, handed to its worker: a run of more threads is compared with the same run at as many)."""
+    run: Run
+    versions: tuple[str, str] | None = None
+    threads: int = 1
+
+
+def digests_at(archive: Path, requests: list[Request], *, python: str, data_dir: str) -> list[str]:
     """The digest (``_nfenv.run_digest``) of each neuralforecast run of ``requests`` at the revision extracted in
     ``archive``: of the spec that revision's code hands its worker, of its worker's code, and of the run's
-    versions (neuralforecast, torch; a row's record of what ran) or, where None, the versions the revision pins.
-    One process captures the specs of all the runs."""
+    versions. One process captures the specs of all the runs."""
     if not requests:
         return []
     if str(HERE) not in sys.path:
@@ -223,7 +231,8 @@ def digests_at(archive: Path, requests: list[tuple[Run, tuple[str, str] | None]]
     from _nfenv import run_digest
 
     argvs = [["--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models", run.model,
-              "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull] for run, _ in requests]
+              "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull,
+              *(["--threads", str(threads)] if threads != 1 else [])] for run, _, threads in requests]
     done = subprocess.run([python, "-c", _CAPTURE], input=json.dumps(argvs), cwd=archive,
                           env=dict(os.environ, PYTHONPATH=str(archive)), capture_output=True, text=True)
     lines = [line[len("SPEC "):] for line in done.stdout.splitlines() if line.startswith("SPEC ")]
@@ -231,7 +240,7 @@ def digests_at(archive: Path, requests: list[tuple[Run, tuple[str, str] | None]]
         raise RuntimeError(f"{len(lines)} specs for {len(requests)} runs at {archive} (exit {done.returncode}):\n"
                            f"{done.stderr[-2000:]}")
     digests = []
-    for (run, versions), line in zip(requests, lines):
+    for (run, versions, _), line in zip(requests, lines):
         captured = json.loads(line)
         if captured is None:
             raise RuntimeError(f"{archive}'s side_by_side.py starts no neuralforecast worker for {' '.join(run)}")
@@ -259,22 +268,23 @@ def latest_rows(results: Path) -> dict[Run, dict]:
 
 
 def carry(folder: Path, results: Path,
-          digests: Callable[[str, list[tuple[Run, tuple[str, str] | None]]], list[str]]) -> tuple[list[Run], list[Run]]:
+          digests: Callable[[str, list[Request]], list[str]]) -> tuple[list[Run], list[Run]]:
     """Stage the neuralforecast runs left whose last row in ``results`` ran on what the folder's revision would
-    hand the same run: equal digests, ``digests(revision, [(run, versions), ...])`` (versions: those the row
-    records, or None for the revision's pins; one call per revision). Returns the runs carried and those left to
-    run, in ``runs.txt``'s order."""
+    hand the same run at the same threads: equal digests, ``digests(revision, requests)`` (one call per revision;
+    the versions the row records at its own revision, the folder revision's pins at that one). Returns the runs
+    carried and those left to run, in ``runs.txt``'s order."""
     rev = revision_of(folder)
     last = latest_rows(results)
     todo = [run for run, _ in missing(folder)]
     rows = {run: last[run] for run in todo if run.library == "neuralforecast" and run in last}
     ran_at = {run: row.get("ran_at") or row["git_rev"] for run, row in rows.items()}
-    now = dict(zip(rows, digests(rev, [(run, None) for run in rows])))
+    threads = {run: int(float(row.get("n_threads") or 1)) for run, row in rows.items()}
+    now = dict(zip(rows, digests(rev, [Request(run, None, threads[run]) for run in rows])))
     before = {run: row["run_digest"] for run, row in rows.items() if row.get("run_digest")}
     for revision in dict.fromkeys(ran_at[run] for run in rows if run not in before):
-        asked = [(run, recorded_versions(row)) for run, row in rows.items()
+        asked = [Request(run, recorded_versions(row), threads[run]) for run, row in rows.items()
                  if run not in before and ran_at[run] == revision]
-        before.update(zip([run for run, _ in asked], digests(revision, asked)))
+        before.update(zip([request.run for request in asked], digests(revision, asked)))
     carried = [run for run in rows if now[run] == before[run]]
     stage(folder, [{**rows[run], "git_rev": rev, "ran_at": ran_at[run], "run_digest": now[run]} for run in carried])
     return carried, [run for run in todo if run not in set(carried)]
@@ -357,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.carry:
         data_dir = str(Path(args.data_dir).resolve())
 
-        def digests(revision: str, requests: list[tuple[Run, tuple[str, str] | None]]) -> list[str]:
+        def digests(revision: str, requests: list[Request]) -> list[str]:
             where = ensure_archive(revision, Path(tempfile.gettempdir()) / f"tsformers-rerun-{revision}")
             return digests_at(where, requests, python=sys.executable, data_dir=data_dir)
 

@@ -182,7 +182,7 @@ def test_each_finished_run_is_logged_with_its_exit_status_and_processor(rerun, t
 
 def test_carry_stages_the_neuralforecast_runs_whose_digest_is_unchanged_and_leaves_the_others(rerun, tmp_path):
     results = tmp_path / "side_by_side.csv"
-    fields = FIELDS + ["git_rev", "run_digest", "ran_at", "lib_version", "torch_version"]
+    fields = FIELDS + ["git_rev", "run_digest", "ran_at", "lib_version", "torch_version", "n_threads"]
     earlier = [dict(row("ETTh1", "96", "tsformers", "gateformer-defaults+base", seed, mse="0.37"), git_rev="f73e0bc")
                for seed in ("0", "1")]
     ran = dict(lib_version="3.3.0", torch_version="2.13.0+cpu")
@@ -193,7 +193,7 @@ def test_carry_stages_the_neuralforecast_runs_whose_digest_is_unchanged_and_leav
                 dict(row("ETTh1", "96", "neuralforecast", "itransformer", "1", mse="0.3869"), git_rev="1111111",
                      ran_at="f73e0bc", run_digest="d-1"),
                 dict(row("ETTm1", "96", "neuralforecast", "patchtst-authors", "0", mse="0.3235"), git_rev="f73e0bc",
-                     **ran)]
+                     n_threads="2", **ran)]
     with open(results, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
@@ -206,10 +206,14 @@ def test_carry_stages_the_neuralforecast_runs_whose_digest_is_unchanged_and_leav
     asked = []
 
     def digests(revision, requests):
-        asked.append((revision, [(run.model, run.seed) for run, _ in requests]))
+        asked.append((revision, [(run.model, run.seed) for run, _, _ in requests]))
         # an earlier revision's digest takes the versions its row records; the folder's, its own pins
-        assert all(versions == ((("3.3.0", "2.13.0") if revision == "f73e0bc" else None)) for _, versions in requests)
-        return [digests_by_revision[revision, run.model, run.seed] for run, _ in requests]
+        assert all(versions == ((("3.3.0", "2.13.0") if revision == "f73e0bc" else None))
+                   for _, versions, _ in requests)
+        # a run is compared at the threads its row ran on, at both revisions (one where the row says nothing)
+        assert [(run.model, threads) for run, _, threads in requests] == [
+            (run.model, 2 if run.model == "patchtst-authors" else 1) for run, _, _ in requests]
+        return [digests_by_revision[revision, run.model, run.seed] for run, _, _ in requests]
 
     carried, left = rerun.carry(folder, results, digests)
     assert [(r.model, r.seed) for r in carried] == [("itransformer", "0"), ("itransformer", "1")]
@@ -262,7 +266,7 @@ def test_a_revisions_digest_of_a_run_is_the_one_a_run_of_that_revision_records(r
     if not (data_dir / "ETTh1.csv").exists():
         pytest.skip(f"ETTh1.csv is not in {data_dir} (set TSFORMERS_DATA)")
     run = rerun.Run("ETTh1", "96", "neuralforecast", "itransformer", "0")
-    digest, = rerun.digests_at(rerun.REPO, [(run, None)], python=sys.executable, data_dir=str(data_dir))
+    digest, = rerun.digests_at(rerun.REPO, [rerun.Request(run)], python=sys.executable, data_dir=str(data_dir))
 
     side = load("side_by_side.py", "side_by_side_recorded")
     result = dict(mse=0.5, mae=0.5, n_windows=1, epochs_run=1, fit_test_s=1.0, fit_test_cpu_s=1.0, n_params=1,
@@ -279,6 +283,7 @@ def test_a_revisions_digest_of_a_run_is_the_one_a_run_of_that_revision_records(r
     moved = tmp_path / "moved"
     moved.mkdir()
     (moved / "ETTh1.csv").write_bytes((data_dir / "ETTh1.csv").read_bytes())
-    same, other = rerun.digests_at(rerun.REPO, [(run, None), (run._replace(seed="1"), None)], python=sys.executable,
-                                   data_dir=str(moved))
-    assert same == digest and other != digest
+    same, other, threaded = rerun.digests_at(
+        rerun.REPO, [rerun.Request(run), rerun.Request(run._replace(seed="1")), rerun.Request(run, threads=2)],
+        python=sys.executable, data_dir=str(moved))
+    assert same == digest and other != digest and threaded not in (digest, other)
