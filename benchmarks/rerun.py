@@ -37,7 +37,8 @@ their code is the revision's.
 
 A run that one core cannot finish within a session (PatchTST at its authors' sizes on weather: about 12,000 CPU s
 at one thread, 287 steps of ~4 s per epoch, up to 10 epochs) runs on more with ``--threads N``, passed on to
-``side_by_side.py``: its row records the threads, and the report names them beside its CPU seconds.
+``side_by_side.py``: its row records the threads, and the report names them beside its CPU seconds; ``--runs 1``
+ends the worker with that run.
 
 Each finished run also adds a line to the folder's ``runs.log`` (when it ended, the run, its exit status and the
 processor): our fits are the same to the bit on one processor, not across processors (MKL's kernels differ by
@@ -351,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="stage the neuralforecast runs whose digest at the folder's revision is that of their last "
                         "row (nothing they read changed) instead of running them; run nothing")
     p.add_argument("--data-dir", default=default_data_dir())
+    p.add_argument("--runs", type=int, default=None,
+                   help="end after this many runs (a worker otherwise goes on to the next run left, which a run "
+                        "that needs most of a session cannot end in the rest of it)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per run (the protocol's is 1; more where one run on one core outlasts a "
                         "session: its row records them and its CPU seconds are no longer one thread's)")
@@ -389,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, TSFORMERS_GIT_REV=rev, PYTHONPATH=str(archive),
                TSFORMERS_NF_VENV=os.environ.get("TSFORMERS_NF_VENV", str(HERE / ".venv-nf")))
     data_dir, processor = str(Path(args.data_dir).resolve()), cpu_name()
-    for run in next_run(folder, tried=set()):
+    for count, run in enumerate(next_run(folder, tried=set()), 1):
         argv_ = command(run, python=sys.executable, archive=archive, data_dir=data_dir, out=folder / STAGED,
                         threads=args.threads)
         print("run:", *run, flush=True)
@@ -397,6 +401,8 @@ def main(argv: list[str] | None = None) -> None:
         log_run(folder, run, returncode, processor)
         if returncode:
             print(f"failed (exit {returncode}): {' '.join(argv_)}", flush=True)
+        if count == args.runs:
+            break
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -100,6 +101,22 @@ def test_a_worker_runs_the_costliest_free_run_left_once_and_stops_when_none_is_l
                     csv.DictWriter(fh, fieldnames=FIELDS).writerow(row(*run))
     # itransformer 0 and 1 (30 s) before the defaults (20 s); each tried once; the held run left alone
     assert ran == [runs[2], runs[3], runs[0]]
+def test_a_worker_told_how_many_runs_ends_after_them_and_passes_its_threads_on(rerun, tmp_path, monkeypatch):
+    monkeypatch.setattr(rerun, "CLAIMS", tmp_path / "claims")
+    monkeypatch.setattr(rerun, "ensure_archive", lambda rev, archive: tmp_path / "archive")
+    folder = staging(tmp_path, RUNS, [])
+    started = []
+
+    def run_side_by_side(argv, **kwargs):
+        started.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(rerun, "subprocess", SimpleNamespace(run=run_side_by_side))
+    rerun.main([str(folder), "--runs", "1", "--threads", "2", "--data-dir", str(tmp_path)])
+    assert len(started) == 1 and started[0][-2:] == ["--threads", "2"]
+    assert "patchtst-authors" in started[0]                   # the costliest run, and no other after it
+
+
 def test_a_malformed_runs_line_names_the_line_and_the_format(rerun, tmp_path):
     folder = staging(tmp_path, ["ETTh1 96 tsformers gateformer 0"], [])
     with pytest.raises(ValueError, match=r"line 2: expected 'dataset horizon library model seed cpu_s'"):
