@@ -159,19 +159,24 @@ def next_run(folder: Path, tried: set[Run]) -> Iterator[Run]:
 
 
 def command(run: Run, *, python: str, archive: Path, data_dir: str, out: Path, threads: int = 1) -> list[str]:
-    """The ``side_by_side.py`` invocation that reruns ``run`` from ``archive``: ours with no neuralforecast
-    model, neuralforecast's with none of ours. Our rows' ``+base`` label (a Gateformer correcting a linear base)
-    is the model's name plus what its settings did, so the option is the name without it. ``threads`` other than
-    the protocol's one are passed on (the row records them)."""
+    """The ``side_by_side.py`` invocation that reruns ``run`` from ``archive`` (:func:`side_by_side_args`)."""
+    return [python, str(archive / "benchmarks" / "side_by_side.py"),
+            *side_by_side_args(run, data_dir=data_dir, out=out, threads=threads)]
+
+
+def side_by_side_args(run: Run, *, data_dir: str, out: Path | str, threads: int = 1) -> list[str]:
+    """``side_by_side.py``'s arguments for ``run``: ours with no neuralforecast model, neuralforecast's with none
+    of ours. Our rows' ``+base`` label (a Gateformer correcting a linear base) is the model's name plus what its
+    settings did, so the option is the name without it. ``threads`` other than the protocol's one are passed on
+    (the row records them)."""
     if run.library == "tsformers":
         models = ["--models", run.model.split("+")[0], "--nf-models"]
     elif run.library == "neuralforecast":
         models = ["--models", "--nf-models", run.model]
     else:
         raise ValueError(f"unknown library {run.library!r} in runs.txt: expected tsformers or neuralforecast")
-    return [python, str(archive / "benchmarks" / "side_by_side.py"), "--dataset", run.dataset,
-            "--horizons", run.horizon, *models, "--seeds", run.seed, "--data-dir", data_dir, "--out", str(out),
-            *(["--threads", str(threads)] if threads != 1 else [])]
+    return ["--dataset", run.dataset, "--horizons", run.horizon, *models, "--seeds", run.seed, "--data-dir", data_dir,
+            "--out", str(out), *(["--threads", str(threads)] if threads != 1 else [])]
 
 
 def ensure_archive(rev: str, archive: Path) -> Path:
@@ -231,9 +236,7 @@ def digests_at(archive: Path, requests: list[Request], *, python: str, data_dir:
         sys.path.insert(0, str(HERE))
     from _nfenv import run_digest
 
-    argvs = [["--dataset", run.dataset, "--horizons", run.horizon, "--models", "--nf-models", run.model,
-              "--seeds", run.seed, "--data-dir", data_dir, "--out", os.devnull,
-              *(["--threads", str(threads)] if threads != 1 else [])] for run, _, threads in requests]
+    argvs = [side_by_side_args(run, data_dir=data_dir, out=os.devnull, threads=threads) for run, _, threads in requests]
     done = subprocess.run([python, "-c", _CAPTURE], input=json.dumps(argvs), cwd=archive,
                           env=dict(os.environ, PYTHONPATH=str(archive)), capture_output=True, text=True)
     lines = [line[len("SPEC "):] for line in done.stdout.splitlines() if line.startswith("SPEC ")]
