@@ -1,12 +1,13 @@
-"""Rewriting a results CSV whole, standard library only: the one way the benchmark scripts replace a file of rows
-(the staged rows of a rerun, the merged side-by-side table, a results file whose header gained columns)."""
+"""Rewriting a file whole, standard library only: the one way the benchmark scripts replace a file of rows (the
+staged rows of a rerun, the merged side-by-side table, a results file whose header gained columns) or a page the
+report renders (``docs/benchmarks.md``, the README's summary)."""
 from __future__ import annotations
 
 import csv
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -19,15 +20,26 @@ def rewrite(path: Path, fields: list[str], rows: Iterable[dict]) -> None:
     its permission bits; a new one gets those the umask allows (``tempfile.mkstemp`` would leave every rewritten
     table readable by its owner alone).
     """
-    path = Path(path)
+    def write(fh) -> None:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    _replace(Path(path), write)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` as the whole of ``path``, atomically, as :func:`rewrite` writes rows (newlines as given)."""
+    _replace(Path(path), lambda fh: fh.write(text))
+
+
+def _replace(path: Path, write: Callable) -> None:
     tmp = _new_file(path.parent, f".{path.name}.")
     try:
         if path.exists():
             os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

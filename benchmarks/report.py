@@ -22,6 +22,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _csvfile import replace_text  # noqa: E402
 from _published import CLIENT, CLIENT_SOURCE, ITRANSFORMER_TABLE, SOURCE, SOURCE_EXCHANGE  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -1158,28 +1159,35 @@ GOAL_ANCHORS = (("neuralforecast", "itransformer"), ("neuralforecast", "patchtst
 # where TSLib's PatchTST did not run on a data set (its cost), the goal counts PatchTST at its authors' sizes
 GOAL_STAND_INS = {("neuralforecast", "patchtst"): ("neuralforecast", "patchtst-authors")}
 GOAL_SEEDS, GOAL_SD = 3, 0.005
+GOAL_HORIZON = 96   # the goal's first horizon; the README's summary shows its cells
 
 
-def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
+def goal_cells(sbs: pd.DataFrame, known: dict) -> list[dict]:
     """The side-by-side goal, cell by cell: each of our models against nf iTransformer, nf PatchTST and the linear
-    baseline (paired by seed, two standard errors), its CPU time against iTransformer's, and what is missing."""
+    baselines (paired by seed, two standard errors), its CPU time against iTransformer's, and what is missing.
+
+    One dict per of our rows: ``dataset``, ``horizon``, ``ours`` (its :func:`_seed_runs` entry), ``anchors`` and
+    ``linears`` (name -> (cell text, verdict or None, the anchor's run or MSE)), ``ratio`` (CPU over
+    iTransformer's, NaN where unknown), ``apart`` (the two ran in other runs) and ``short`` (what fails).
+    """
     out = []
     for (dataset, horizon), group in sbs.groupby(["dataset", "horizon"], sort=False):
         runs = _seed_runs(group)
         anchors = {(r["library"], r["model"]): r for r in runs if r["library"] != "tsformers"}
         linears = {label: known.get((dataset, int(horizon)), {}).get(label) for label in GOAL_LINEAR}
         for ours in (r for r in runs if r["library"] == "tsformers"):
-            cells, short = [], []
+            cell = dict(dataset=dataset, horizon=horizon, ours=ours, anchors={}, linears={}, short=[])
+            short = cell["short"]
             for key in GOAL_ANCHORS:
                 theirs, name, stand_in = anchors.get(key), NAMES[key[1]], ""
                 if theirs is None and key in GOAL_STAND_INS:
                     theirs, stand_in = anchors.get(GOAL_STAND_INS[key]), f" ({NAMES[GOAL_STAND_INS[key][1]]})"
                 if theirs is None:
-                    cells.append("not run")
+                    cell["anchors"][name] = ("not run", None, None)
                     short.append(f"{name} not run")
                     continue
                 diff = seed_difference(ours["by_seed"], theirs["by_seed"])
-                cells.append(difference_cell(*diff) + stand_in)
+                cell["anchors"][name] = (difference_cell(*diff) + stand_in, verdict(*diff), theirs)
                 if theirs["seeds"] < GOAL_SEEDS:
                     short.append(f"{name} on {theirs['seeds']} seed{'s' if theirs['seeds'] > 1 else ''}")
                 elif verdict(*diff) not in ("ahead", None):   # None: our own seeds are too few, said below
@@ -1187,29 +1195,39 @@ def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
             for label, linear in linears.items():
                 name = "the linear baseline" + (" with the cycle" if label != "linear" else "")
                 if linear is None:
-                    cells.append("–")
+                    cell["linears"][label] = ("–", None, None)
                     short.append(f"no {name[4:]}")
                     continue
                 diff = seed_difference(ours["by_seed"], linear[0])
-                cells.append(difference_cell(*diff))
+                cell["linears"][label] = (difference_cell(*diff), verdict(*diff), linear[0])
                 if verdict(*diff) not in ("ahead", None):
                     short.append(f"not ahead of {name}")
             it = anchors.get(GOAL_ANCHORS[0])
-            ratio = ours["cpu_s"] / it["cpu_s"] if it is not None else float("nan")
-            apart = it is not None and other_runs(ours, it)
-            if np.isnan(ratio):
+            cell["ratio"] = ours["cpu_s"] / it["cpu_s"] if it is not None else float("nan")
+            cell["apart"] = it is not None and other_runs(ours, it)
+            if np.isnan(cell["ratio"]):
                 short.append("no CPU time to compare")
-            elif ratio > 1:
-                short.append(f"{ratio:.2f} times iTransformer's CPU")
+            elif cell["ratio"] > 1:
+                short.append(f"{cell['ratio']:.2f} times iTransformer's CPU")
             if ours["seeds"] < GOAL_SEEDS:
                 short.append(f"ours on {ours['seeds']} seed{'s' if ours['seeds'] > 1 else ''}")
             elif ours["mse_sd"] > GOAL_SD:
                 short.append(f"seed sd {ours['mse_sd']:.4f} > {GOAL_SD}")
-            spread = f" ± {ours['mse_sd']:.4f}" if ours["seeds"] > 1 else ""
-            out.append(f"| {dataset} | {horizon} | {model_name(ours['model'])} | {ours['seeds']} | "
-                       f"{ours['mse']:.4f}{spread} | {' | '.join(cells)} | "
-                       f"{'–' if np.isnan(ratio) else f'{ratio:.2f}' + (' (other runs)' if apart else '')} | "
-                       f"{'met' if not short else '; '.join(short)} |")
+            out.append(cell)
+    return out
+
+
+def goal_rows(sbs: pd.DataFrame, known: dict) -> list[str]:
+    """The goal table's rows, one per :func:`goal_cells` entry."""
+    out = []
+    for cell in goal_cells(sbs, known):
+        ours, ratio = cell["ours"], cell["ratio"]
+        spread = f" ± {ours['mse_sd']:.4f}" if ours["seeds"] > 1 else ""
+        cells = [text for text, _, _ in (*cell["anchors"].values(), *cell["linears"].values())]
+        out.append(f"| {cell['dataset']} | {cell['horizon']} | {model_name(ours['model'])} | {ours['seeds']} | "
+                   f"{ours['mse']:.4f}{spread} | {' | '.join(cells)} | "
+                   f"{'–' if np.isnan(ratio) else f'{ratio:.2f}' + (' (other runs)' if cell['apart'] else '')} | "
+                   f"{'met' if not cell['short'] else '; '.join(cell['short'])} |")
     return out
 
 
@@ -1363,16 +1381,25 @@ SIDE_BY_SIDE_ORDER = ["gateformer-defaults+base", "gateformer-defaults", "gatefo
                       "itransformer", "patchtst", "patchtst-authors"]
 
 
-def side_by_side_section() -> list[str]:
+def side_by_side_frames():
+    """Every side-by-side row, the latest run of each cell and seed (``every``), and of those today's settings
+    (``sbs``) and the defaults' settings since changed (``history``); None without side-by-side results."""
     every_run = side_by_side_runs()
     if every_run is None:
-        return []
+        return None
     every_run = name_earlier_defaults(every_run)
     every = latest(every_run, ["dataset", "horizon", "library", "model", "seed"])
     every = earlier_defaults_last(in_grid_order(in_grid_order(every, "model", SIDE_BY_SIDE_ORDER),
                                                 "library", ["tsformers", "neuralforecast"]))
     earlier = every["model"].astype(str).map(lambda model: earlier_defaults(model)[1] is not None)
-    sbs, history = every[~earlier], every[earlier]   # today's settings; the defaults' settings since changed
+    return every_run, every, every[~earlier], every[earlier]
+
+
+def side_by_side_section() -> list[str]:
+    frames = side_by_side_frames()
+    if frames is None:
+        return []
+    every_run, every, sbs, history = frames
     out = ["## Accuracy side by side with neuralforecast", "",
            "`benchmarks/side_by_side.py`: one protocol (the same rows, the same train-split scaling, "
            "the same validation windows for early stopping, every stride-1 test window, MSE/MAE on the scaled "
@@ -2328,6 +2355,98 @@ def packed_panel_section() -> list[str]:
     return out
 
 
+#: the data sets the side-by-side goal counts; Exchange, a near random walk, is reported as skill over the last value
+GOAL_DATASETS = ("ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather")
+#: the README's block that :func:`readme_summary` writes, between these two lines
+README_MARKERS = ("<!-- how it compares: rendered by benchmarks/report.py from benchmarks/results/*.csv; do not "
+                  "edit by hand -->", "<!-- end of how it compares -->")
+
+
+def readme_summary() -> list[str]:
+    """The README's "How it compares": the goal at H = 96 for Gateformer's defaults, every anchor and baseline on
+    the same windows, and a count of the goal's cells at the longer horizons; empty without side-by-side results."""
+    frames = side_by_side_frames()
+    if frames is None:
+        return []
+    known = baselines()
+    cells = [c for c in goal_cells(frames[2], known) if c["ours"]["model"] == DEFAULTS_ROW]
+    short_cells = [c for c in cells if int(c["horizon"]) == GOAL_HORIZON]
+    if not short_cells:
+        return []
+    labels = list(BASELINES.values())
+    out = ["Test MSE at horizon 96 (lookback 96, scaled data, every test window), measured here under one "
+           "protocol (`benchmarks/side_by_side.py`): `GateformerForecaster()` with its defaults and "
+           "neuralforecast's iTransformer and PatchTST at the settings of their reference scripts, each the mean "
+           f"± standard deviation of {GOAL_SEEDS} seeds, and the baselines on the same windows (`NaiveForecaster`, "
+           "`SeasonalNaiveForecaster`, `LinearForecaster` without and with the seasonal cycle). **Bold**: the lowest "
+           "of the row. *Goal*: lower MSE than iTransformer, PatchTST and both linear maps, each beyond two "
+           "standard errors of the paired difference, in no more CPU time than iTransformer's; what falls short "
+           "is named, losses included. Every table, the search record and the speed table: "
+           "[docs/benchmarks.md](docs/benchmarks.md).", "",
+           "| data | Gateformer (defaults) | iTransformer | PatchTST | " + " | ".join(labels)
+           + " | CPU / iTransformer | goal |",
+           "|---|---|---|---|" + "---|" * len(labels) + "---|---|"]
+    for c in short_cells:
+        scores = {"ours": (c["ours"]["mse"], c["ours"]["mse_sd"])}
+        names = {}
+        for name, (_, _, theirs) in c["anchors"].items():
+            scores[name] = None if theirs is None else (theirs["mse"], theirs["mse_sd"])
+            # a stand-in names what differs: "PatchTST, authors' sizes" -> " (authors' sizes)"
+            names[name] = "" if theirs is None else re.sub(rf"^{re.escape(name)},? ?(.+)$", r" (\1)",
+                                                           NAMES[theirs["model"]]) if NAMES[theirs["model"]] != name else ""
+        base = known.get((c["dataset"], int(c["horizon"])), {})
+        for label in labels:
+            scores[label] = (base[label][0], float("nan")) if label in base else None
+        best = min(v[0] for v in scores.values() if v is not None)
+        texts = []
+        for name, v in scores.items():
+            if v is None:
+                texts.append("not run")
+                continue
+            text = f"{v[0]:.4f}"
+            text = f"**{text}**" if round(v[0], 4) == round(best, 4) else text
+            texts.append(text + ("" if np.isnan(v[1]) else f" ± {v[1]:.4f}") + names.get(name, ""))
+        goal = "met" if not c["short"] else "; ".join(_readme_short(c))
+        if c["dataset"] not in GOAL_DATASETS:
+            goal = f"outside the goal's count (skill over the last value {skill(c['ours']['mse'], base['last value'][0])})" \
+                if "last value" in base else "outside the goal's count"
+        ratio = "–" if np.isnan(c["ratio"]) else f"{c['ratio']:.2f}" + (" (other runs)" if c["apart"] else "")
+        out.append(f"| {c['dataset']} | {' | '.join(texts)} | {ratio} | {goal} |")
+    longer = [c for c in cells if int(c["horizon"]) != GOAL_HORIZON and c["dataset"] in GOAL_DATASETS]
+    if longer:
+        met = [c for c in longer if not c["short"]]
+        horizons = sorted({int(c["horizon"]) for c in longer})
+        out += ["", f"At H = {', '.join(map(str, horizons[:-1]))} and {horizons[-1]} the goal is met in "
+                f"{len(met)} of {len(longer)} cells ({', '.join(dict.fromkeys(c['dataset'] for c in longer))}); "
+                "short of it: " + "; ".join(f"{c['dataset']} {c['horizon']}: {', '.join(_readme_short(c))}"
+                                            for c in longer if c["short"]) + "."]
+    return out
+
+
+def _readme_short(cell: dict) -> list[str]:
+    """What a goal cell lacks, with the difference where a linear map is not beaten (our MSE minus its)."""
+    out = []
+    for reason in cell["short"]:
+        for label, (text, _, _) in cell["linears"].items():
+            name = "the linear baseline" + (" with the cycle" if label != "linear" else "")
+            if reason == f"not ahead of {name}":
+                reason = f"not ahead of {label} ({text.split(':')[0]})"
+        out.append(reason)
+    return out
+
+
+def write_readme_summary(readme: Path, lines: list[str]) -> bool:
+    """Put ``lines`` between the README's :data:`README_MARKERS` (atomically); False where it has no markers."""
+    text = readme.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    replace_text(readme, head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    return True
+
+
 def render() -> str:
     head = ["# Benchmarks", "",
             "Rendered by `benchmarks/report.py` from `benchmarks/results/*.csv`; do not edit by hand. The scripts "
@@ -2349,16 +2468,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=HERE.parent / "docs" / "benchmarks.md")
     p.add_argument("--stdout", action="store_true")
+    p.add_argument("--readme", type=Path, default=HERE.parent / "README.md",
+                   help="the README whose block between README_MARKERS gets the summary")
     args = p.parse_args(argv)
     text = render()
     if args.stdout:
         print(text)
     else:
-        # a whole page or none: a reader (or mkdocs serve) never sees a half-written file
-        partial = args.out.with_name(args.out.name + ".partial")
-        partial.write_text(text)
-        os.replace(partial, args.out)
+        replace_text(args.out, text)   # a whole page or none: a reader (or mkdocs serve) never sees half of one
         print(f"wrote {args.out}")
+        if args.readme is not None and write_readme_summary(args.readme, readme_summary()):
+            print(f"wrote the summary in {args.readme}")
     return 0
 
 

@@ -1201,3 +1201,84 @@ def test_of_rows_with_one_timestamp_the_latest_is_the_last_in_the_file(tmp_path)
     # and the first of them where the copy comes first: the file's order decides, not the revision's name
     shown = report.latest(pd.DataFrame(copies + [dict(r, timestamp="2026-01-03") for r in earlier]), ["run"])
     assert set(shown["git_rev"]) == {"old"}
+
+
+def test_the_readme_summary_shows_every_anchor_and_baseline_names_what_falls_short_and_counts_the_longer_cells(
+        tmp_path):
+    side = dict(timestamp="2026-01-01T00:00:00+00:00", n_windows=100, fit_test_s=100.0, load_start=1.0, load_end=1.0,
+                git_rev="abc", mae=0.4, epochs_run=5, n_params=10)
+
+    def runs(dataset, horizon, library, model, mses, cpu):
+        return [{**side, "dataset": dataset, "horizon": horizon, "library": library, "model": model, "seed": s,
+                 "mse": m, "fit_test_cpu_s": cpu} for s, m in enumerate(mses)]
+
+    ours = "gateformer-defaults+base"
+    rows = (runs("ETTh1", 96, "tsformers", ours, [0.370, 0.372, 0.371], 50.0)
+            + runs("ETTh1", 96, "tsformers", "gateformer", [0.390, 0.391, 0.392], 80.0)   # not the defaults: left out
+            + runs("ETTh1", 96, "neuralforecast", "itransformer", [0.380, 0.381, 0.382], 100.0)
+            + runs("ETTh1", 96, "neuralforecast", "patchtst-authors", [0.379, 0.380, 0.381], 400.0)
+            # ETTh2: level with the linear map with the cycle, PatchTST not run
+            + runs("ETTh2", 96, "tsformers", ours, [0.285, 0.286, 0.287], 50.0)
+            + runs("ETTh2", 96, "neuralforecast", "itransformer", [0.300, 0.301, 0.302], 100.0)
+            # Exchange: behind the last value, outside the goal's count
+            + runs("exchange", 96, "tsformers", ours, [0.084, 0.085, 0.083], 50.0)
+            + runs("exchange", 96, "neuralforecast", "itransformer", [0.087, 0.087, 0.087], 100.0)
+            # the longer horizons: one met, one behind the linear map
+            + runs("ETTh1", 192, "tsformers", ours, [0.410, 0.411, 0.412], 50.0)
+            + runs("ETTh1", 192, "neuralforecast", "itransformer", [0.440, 0.441, 0.442], 100.0)
+            + runs("ETTh1", 192, "neuralforecast", "patchtst-authors", [0.480, 0.481, 0.482], 400.0)
+            + runs("ETTh1", 336, "tsformers", ours, [0.460, 0.461, 0.462], 50.0)
+            + runs("ETTh1", 336, "neuralforecast", "itransformer", [0.470, 0.471, 0.472], 100.0)
+            + runs("ETTh1", 336, "neuralforecast", "patchtst-authors", [0.520, 0.521, 0.522], 400.0))
+    pd.DataFrame(rows).to_csv(tmp_path / "side_by_side.csv", index=False)
+    base = dict(timestamp="2026-01-01T00:00:00+00:00", lookback=96, mae=0.4, n_windows=100, setting="", cpu_s=0.1,
+                git_rev="abc")
+    scores = {("ETTh1", 96): (1.29, 0.51, 0.383, 0.375), ("ETTh2", 96): (0.43, 0.39, 0.289, 0.286),
+              ("exchange", 96): (0.081, 0.086, 0.083, 0.083), ("ETTh1", 192): (1.32, 0.58, 0.434, 0.415),
+              ("ETTh1", 336): (1.33, 0.65, 0.475, 0.450)}
+    pd.DataFrame([{**base, "dataset": d, "horizon": h, "model": model, "mse": mse}
+                  for (d, h), mses in scores.items()
+                  for model, mse in zip(["last_value", "seasonal_naive", "linear", "linear_cycle"], mses)]).to_csv(
+        tmp_path / "baselines.csv", index=False)
+    report = load_report(tmp_path)
+    lines = report.readme_summary()
+
+    def cells(dataset):
+        return [c.strip() for c in next(line for line in lines if line.startswith(f"| {dataset} |")).strip("|").split("|")]
+
+    assert lines[2].startswith("| data | Gateformer (defaults) | iTransformer | PatchTST | last value | "
+                               "seasonal naive | linear | linear + cycle |")
+    assert cells("ETTh1") == ["ETTh1", "**0.3710** ± 0.0010", "0.3810 ± 0.0010", "0.3800 ± 0.0010 (authors' sizes)",
+                              "1.2900", "0.5100", "0.3830", "0.3750", "0.50", "met"]
+    # paired differences -0.001, 0.000, +0.001 against 0.286: within two standard errors, so not ahead
+    etth2 = cells("ETTh2")
+    assert etth2[3] == "not run" and etth2[7] == "**0.2860**"
+    assert etth2[-1] == "PatchTST not run; not ahead of linear + cycle (+0.0000 ± 0.0006)"
+    exchange = cells("exchange")
+    assert exchange[4] == "**0.0810**" and exchange[-1] == "outside the goal's count (skill over the last value -3.7%)"
+    assert [line for line in lines if line.startswith("| ETTh1 |")] == [lines[4]], "the defaults' row alone"
+    assert lines[-1] == ("At H = 192 and 336 the goal is met in 1 of 2 cells (ETTh1); short of it: ETTh1 336: "
+                         "not ahead of linear + cycle (+0.0110 ± 0.0006).")
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nabove\n" + report.README_MARKERS[0] + "\nold\n" + report.README_MARKERS[1] + "\nbelow\n")
+    readme.chmod(0o640)
+    assert report.write_readme_summary(readme, ["new", "lines"])
+    assert readme.read_text() == ("# x\n\nabove\n" + report.README_MARKERS[0] + "\nnew\nlines\n"
+                                  + report.README_MARKERS[1] + "\nbelow\n")
+    assert readme.stat().st_mode & 0o777 == 0o640, "the README keeps its permission bits"
+    unmarked = tmp_path / "OTHER.md"
+    unmarked.write_text("no markers\n")
+    assert not report.write_readme_summary(unmarked, ["new"]) and unmarked.read_text() == "no markers\n"
+
+
+def test_the_committed_benchmarks_page_and_readme_summary_are_what_the_report_renders_from_the_committed_results():
+    report = load_report(BENCHMARKS / "results")
+    root = BENCHMARKS.parent
+    assert (root / "docs" / "benchmarks.md").read_text() == report.render(), \
+        "docs/benchmarks.md is stale: run .venv/bin/python benchmarks/report.py"
+    readme = (root / "README.md").read_text()
+    start, end = report.README_MARKERS
+    block = readme.split(start, 1)[1].split(end, 1)[0]
+    assert block == "\n" + "\n".join(report.readme_summary()) + "\n", \
+        "README.md's summary is stale: run .venv/bin/python benchmarks/report.py"
