@@ -128,14 +128,27 @@ def _radii(scores: np.ndarray, levels, n_targets: int) -> torch.Tensor:
     return torch.stack([torch.as_tensor(conformal_radius(scores, level)[:, :n_targets]) for level in levels])
 
 
+def _window_factor(estimator, x: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, n_targets)``: what each window's conformal radius is multiplied by, as the estimator's intervals
+    do (:func:`tsformers.estimators.evaluation.window_scale_factor` of each target's spread over the window's
+    network values ``x`` ``(B, L, N)``); 1 for a model whose errors have its series' scale alone."""
+    n_targets = len(estimator.schema_.targets)
+    if getattr(estimator, "conformal_scale_", "series") != "window":
+        return torch.ones(x.shape[0], 1, n_targets, dtype=torch.float64)
+    from tsformers.estimators.evaluation import window_scale_factor
+    spread = x[:, :, :n_targets].double().std(dim=1, correction=0)
+    return torch.as_tensor(window_scale_factor(spread.numpy()))[:, None, :]
+
+
 def _interval_sums(err: torch.Tensor, radii: torch.Tensor, crps_radii: torch.Tensor) -> tuple[list[float], float]:
-    """Per interval level, how many errors ``(B, H, T)`` lie within its radius ``(H, T)``; and the summed
-    pinball loss of the conformal distribution's quantiles 0.05, ..., 0.95 (the interval ends at
-    :data:`CRPS_LEVELS` around the point forecast, the point forecast the median)."""
+    """Per interval level, how many errors ``(B, H, T)`` lie within its radius (``radii`` ``(levels, B, H, T)``,
+    or ``(levels, 1, H, T)`` where every window has the same); and the summed pinball loss of the conformal
+    distribution's quantiles 0.05, ..., 0.95 (the interval ends at :data:`CRPS_LEVELS` around the point
+    forecast, the point forecast the median; ``crps_radii`` as ``radii``)."""
     covered = [float((err.abs() <= radius).sum()) for radius in radii]
     # forecast - actual = err, so actual - lower end = radius - err and actual - upper end = -err - radius
-    below = crps_radii[:, None] - err                               # (K, B, H, T)
-    above = -err - crps_radii[:, None]
+    below = crps_radii - err                                        # (K, B, H, T)
+    above = -err - crps_radii
     pinball = float(torch.maximum(_CRPS_Q * below, (_CRPS_Q - 1) * below).sum()
                     + torch.maximum((1 - _CRPS_Q) * above, -_CRPS_Q * above).sum() + 0.5 * err.abs().sum())
     return covered, pinball
@@ -183,19 +196,22 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
         radii = _radii(calibration, INTERVAL_LEVELS, n_targets)    # (2, H, n_targets)
         crps_radii = _radii(calibration, CRPS_LEVELS, n_targets)   # (K, H, n_targets)
         covered = [0.0] * len(INTERVAL_LEVELS)
+        radius_sum = torch.zeros(len(INTERVAL_LEVELS), dtype=torch.float64)
     per_variable = None if scale is None else torch.as_tensor(np.asarray(scale, dtype=np.float64)[:n_targets])
     with torch.inference_mode():
         for start in range(0, n_windows, batch_size):
             chunk = windows[start:start + batch_size]
-            err, _ = _window_errors(estimator, chunk)
+            err, x = _window_errors(estimator, chunk)
             sq += float((err ** 2).sum())
             ab += float(err.abs().sum())
             if per_variable is not None:
                 scaled_ab += float((err.abs() / per_variable).sum())
             if calibration is not None:
-                hits, loss = _interval_sums(err, radii, crps_radii)
+                factor = _window_factor(estimator, x)                  # (B, 1, T)
+                hits, loss = _interval_sums(err, radii[:, None] * factor, crps_radii[:, None] * factor)
                 covered = [c + h for c, h in zip(covered, hits)]
                 pinball += loss
+                radius_sum += (radii[:, None] * factor).mean(dim=(2, 3)).sum(dim=1)
             plain = scaled[start:start + batch_size]
             naive_err = plain[:, :n_targets, estimator.lookback - 1:estimator.lookback].mT \
                 - plain[:, :n_targets, estimator.lookback:].mT                                # last value, over H
@@ -207,7 +223,7 @@ def evaluate_windows(estimator, test_frame: pd.DataFrame, *, batch_size: int = 2
     if per_variable is not None:
         out["mase"] = scaled_ab / count
     if calibration is not None:
-        out.update(_interval_scores(covered, pinball, radii.mean(dim=(1, 2)), count))
+        out.update(_interval_scores(covered, pinball, radius_sum / n_windows, count))
     return out
 
 
@@ -238,23 +254,28 @@ def recalibrated_intervals(estimator, stream: pd.DataFrame, calibration_steps: i
         raise ValueError(f"the stream needs {calibration_steps} >= horizon calibration rows and test rows after "
                          f"them; it has {len(stream)} rows for lookback {lookback}, horizon {horizon}.")
     estimator.network_.eval()
+    errors, factors = [], []
     with torch.inference_mode():
-        errors = torch.cat([_window_errors(estimator, windows[start:start + batch_size])[0].float()
-                            for start in range(0, windows.shape[0], batch_size)])  # (W, H, T)
+        for start in range(0, windows.shape[0], batch_size):
+            err, x = _window_errors(estimator, windows[start:start + batch_size])
+            errors.append(err.float())
+            factors.append(_window_factor(estimator, x))
+    errors, factors = torch.cat(errors), torch.cat(factors)        # (W, H, T), (W, 1, T)
     first, n_windows = calibration_steps, windows.shape[0]        # the first test window, by its index
     covered, pinball, radius_sum = [0.0] * len(INTERVAL_LEVELS), 0.0, torch.zeros(len(INTERVAL_LEVELS),
                                                                                    dtype=torch.float64)
     for block in range(first, n_windows, every):
         # windows observed by origin `block + lookback`: forecast steps end at or before it, within the last
         # calibration_steps rows: indices [block - calibration_steps, block - horizon]
-        scores = errors[block - calibration_steps:block - horizon + 1].abs().sort(dim=0).values.double().numpy()
+        seen = slice(block - calibration_steps, block - horizon + 1)
+        scores = (errors[seen].double().abs() / factors[seen]).sort(dim=0).values.numpy()
         assert scores.shape[0] == pool
         radii, crps_radii = _radii(scores, INTERVAL_LEVELS, n_targets), _radii(scores, CRPS_LEVELS, n_targets)
-        err = errors[block:block + every].double()
-        hits, loss = _interval_sums(err, radii, crps_radii)
+        err, factor = errors[block:block + every].double(), factors[block:block + every]
+        hits, loss = _interval_sums(err, radii[:, None] * factor, crps_radii[:, None] * factor)
         covered = [c + h for c, h in zip(covered, hits)]
         pinball += loss
-        radius_sum += radii.mean(dim=(1, 2)) * err.shape[0]
+        radius_sum += (radii[:, None] * factor).mean(dim=(2, 3)).sum(dim=1)
     n_test = n_windows - first
     out = _interval_scores(covered, pinball, radius_sum / n_test, n_test * horizon * n_targets, prefix="recal_")
     return out | {"recal_every": every}

@@ -573,3 +573,28 @@ def test_a_neuralforecast_row_records_the_digest_of_the_spec_its_worker_got(monk
     assert row["run_digest"] == side.run_digest(handed[0]) and "run_digest" in side.FIELDS
     other = side.nf("itransformer", data, 24, 1, None, stats, str(csv_path), None)
     assert other["run_digest"] != row["run_digest"]  # another seed, another run
+
+
+def test_interval_scale_scores_coverage_width_and_the_winkler_score_of_each_rule():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        interval_scale = importlib.import_module("interval_scale")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    spread = np.where(np.arange(400) % 2 == 0, 0.2, 2.0)[:, None]          # calm and stormy windows, one target
+    err = rng.standard_normal((400, 3, 1)) * spread[:, None, :]             # errors in proportion to the spread
+    ones = np.ones_like(spread)
+    by_series = interval_scale.scores(err[:200], ones[:200], err[200:], ones[200:], 80)
+    by_window = interval_scale.scores(err[:200], spread[:200], err[200:], spread[200:], 80)
+    # errors proportional to the spread: scaled by it they are exchangeable, so each kind of window is covered
+    calm = interval_scale.scores(err[:200], spread[:200], err[200::2], spread[200::2], 80)
+    stormy = interval_scale.scores(err[:200], spread[:200], err[201::2], spread[201::2], 80)
+    assert abs(calm["coverage"] - 0.8) < 0.08 and abs(stormy["coverage"] - 0.8) < 0.08, (calm, stormy)
+    assert by_window["interval_score"] < by_series["interval_score"]
+    # all inside: the score is the width; the radius is the calibration errors' conformal quantile
+    inside = interval_scale.scores(np.full((9, 1, 1), 1.0), np.ones((9, 1)), np.zeros((4, 1, 1)), np.ones((4, 1)), 80)
+    assert inside == {"coverage": 1.0, "width": 2.0, "interval_score": 2.0}
+    assert interval_scale.RULES["half-way"](np.array([[4.0, 0.0]])).tolist() == [[2.0, np.sqrt(0.05)]]

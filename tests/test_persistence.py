@@ -187,7 +187,7 @@ def _manifest(directory: Path) -> str:
 def test_a_saved_model_lists_every_file_in_its_manifest(small_model, tmp_path):
     model = small_model.save(tmp_path / "model")
     config = json.loads((model / "config.json").read_text())
-    assert config["format_version"] == 2
+    assert config["format_version"] == 3 and config["conformal_scale"] == "window"
     assert (model / "manifest.json").read_text() == _manifest(model)
     assert sorted(json.loads((model / "manifest.json").read_text())["files"]) == ["config.json", "weights.pt"]
 

@@ -267,6 +267,17 @@ class Prepared:
         ``(n, n_gappy)``, else None (:meth:`MissingPolicy.last_observed_before`)."""
         return self.policy.last_observed_before(self.raw.values, rows, origins, self.n_gappy)
 
+    def target_spread(self, rows: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """``(n, n_targets)``: each target's standard deviation over the ``lookback`` rows before each origin, in
+        its series' scale and less its seasonal cycle (the values the network reads); NaN where the window holds
+        no observed value of the target."""
+        window = windows_before(self.scaled[..., : self.n_targets], rows, origins, self.lookback)
+        observed = np.isfinite(window)
+        count = observed.sum(axis=1)
+        mean = np.where(observed, window, 0.0).sum(axis=1) / np.maximum(count, 1)
+        squares = np.where(observed, (window - mean[:, None]) ** 2, 0.0).sum(axis=1)
+        return np.where(count > 0, np.sqrt(squares / np.maximum(count, 1)), np.nan)
+
     def windows_before(self, rows: np.ndarray, origins: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
         """``(n, lookback, n_channels)``: the channels of the ``lookback`` rows before each origin.
 

@@ -221,6 +221,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         self.training_log_ = log
         self.n_features_in_ = n_vars
         self._after_training(data)
+        self.conformal_scale_ = "window"
         self.conformal_ = self._calibrate(data, val_steps)  # residuals for predict(level=...)
         for listener in fit_listeners:
             listener.after_fit(self, df)
@@ -423,7 +424,8 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         over the history before each origin (:meth:`_origin_forecasts`). Returns the
         series row and origin (row index of the first forecast step) of each window,
         the point forecasts ``(n, H, T)``, the quantiles ``(n, H, T, Q)`` or None, the
-        observed targets ``(n, H, T)`` (NaN where missing) and the per-window scale ``(n, T)``.
+        observed targets ``(n, H, T)`` (NaN where missing) and each window's scale ``(n, T)`` (that of its
+        conformal errors, :meth:`_interval_scale`).
         """
         lookback, horizon = self.lookback, self.horizon
         panel = data.panel
@@ -447,8 +449,9 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         window_scaler = data.scaler.select(rows)
         point, quantiles = self._to_original(out, window_scaler)
         truth = data.raw.values[rows[:, None], starts[:, None] + np.arange(horizon), : len(self.schema_.targets)]
+        scale = self._interval_scale(data, rows, starts, window_scaler.scale[:, : len(self.schema_.targets)])
         return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
-                "scale": window_scaler.scale[:, : len(self.schema_.targets)]}
+                "scale": scale}
 
     def _origin_forecasts(self, data: Prepared, rows: np.ndarray, origins: np.ndarray,
                           held: np.ndarray | None) -> torch.Tensor:

@@ -23,14 +23,21 @@ point- or quantile-trained. At the end of ``fit`` the model forecasts
 rolling origins (one step apart) over the tail of each training series (the
 validation part, ``val_size``, which training did not fit; without one, the
 last ``max(2 * horizon, 10%)`` steps, in-sample, which makes intervals too
-narrow) and keeps the absolute errors of its point forecast, divided by each
-series' scale, per horizon step and target: at most 1000 windows, pooled over
+narrow) and keeps the absolute errors of its point forecast, each divided by
+its window's scale ``s``, per horizon step and target: at most 1000 windows, pooled over
 series (origins further apart when there would be more; streaming models, which
-advance their state from origin to origin, at most 200 origins). A ``level`` interval at step ``h`` is ``point +- s * r``, with ``s``
-the series' scale and ``r`` the ``ceil((n + 1) * level / 100)``-th smallest
-of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al.
-2005; Lei et al. 2018); over exchangeable windows it covers at least
-``level`` percent. Columns ``{target}_lo{level}`` and ``{target}_hi{level}``.
+advance their state from origin to origin, at most 200 origins). A ``level`` interval at step ``h`` is
+``point +- s * r``, with ``s`` the forecast window's scale and ``r`` the ``ceil((n + 1) * level / 100)``-th
+smallest of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al. 2005; Lei et al. 2018);
+over exchangeable windows it covers at least ``level`` percent, whatever the scale. The scale is
+locally weighted (Lei et al. 2018, section 5.2): the series' scale times the square root of the
+target's standard deviation over the ``lookback`` rows before the origin, in that series' scale and
+less its seasonal cycle (:func:`window_scale_factor`), so an interval widens after a volatile stretch
+and narrows after a calm one. The square root (half-way, in logs, between the window's spread and the
+series') was chosen on the validation windows of the ETT data sets and Exchange against the series'
+scale alone and the window's spread alone (``benchmarks/interval_scale.py``). Models saved before it
+(model format 2 and older) scaled their errors by the series' scale alone (``conformal_scale_ == "series"``)
+and still do; ``calibrate`` moves a model to the window's scale. Columns ``{target}_lo{level}`` and ``{target}_hi{level}``.
 The errors are saved with the model (``weights.pt``, a tensor).
 
 **Backtests and plots.** :meth:`EvaluationMixin.backtest` forecasts ``n_windows`` origins per series in
@@ -52,6 +59,21 @@ from tsformers.data.time import times_before
 
 #: At most this many windows are forecast at fit for the conformal calibration.
 MAX_CALIBRATION_WINDOWS = 1000
+#: A window flatter than this (a target's standard deviation over it, in its series' scale) counts as this flat,
+#: so that no interval has zero width: a constant stretch (a sensor's flat line, nights of PV power) still
+#: gets an interval a little over a fifth (its square root) of the series' scale's.
+SPREAD_FLOOR = 0.05
+#: How a model's conformal errors are scaled (``conformal_scale_``): the series' scale alone (models saved
+#: before the window's scale) or times :func:`window_scale_factor` of the forecast window.
+CONFORMAL_SCALES = ("series", "window")
+
+
+def window_scale_factor(spread: np.ndarray) -> np.ndarray:
+    """The factor of a window's scale over its series': ``sqrt(max(spread, SPREAD_FLOOR))`` of each target's
+    standard deviation over the window (:meth:`~tsformers.data.prepare.Prepared.target_spread`), 1 where the
+    window holds no observed value of the target."""
+    spread = np.asarray(spread, dtype=np.float64)
+    return np.where(np.isfinite(spread), np.sqrt(np.maximum(spread, SPREAD_FLOOR)), 1.0)
 
 
 def check_quantiles(quantiles) -> list[float] | None:
@@ -129,8 +151,18 @@ class EvaluationMixin:
 
     # -- conformal intervals -----------------------------------------------------------------
 
+    def _interval_scale(self, data: Prepared, rows: np.ndarray, origins: np.ndarray,
+                        series_scale: np.ndarray) -> np.ndarray:
+        """``(n, T)``: the scale of the windows forecasting from ``origins`` of series ``rows``, whose targets'
+        scales are ``series_scale`` ``(n, T)``: times :func:`window_scale_factor` of each window (the model's
+        errors were scaled so, ``conformal_scale_ == "window"``), else the series' scale alone."""
+        if getattr(self, "conformal_scale_", "series") != "window":
+            return series_scale
+        return series_scale * window_scale_factor(data.target_spread(rows, origins))
+
     def _intervals(self, point: np.ndarray, scale: np.ndarray, levels: list[float]) -> dict:
-        """``{"_lo80": lower, "_hi80": upper, ...}`` around ``point`` ``(n, H, T)``; ``scale`` is ``(n, T)``."""
+        """``{"_lo80": lower, "_hi80": upper, ...}`` around ``point`` ``(n, H, T)``; ``scale`` is each forecast
+        window's ``(n, T)`` (:meth:`_interval_scale`)."""
         if not levels:
             return {}
         scores = getattr(self, "conformal_", None)
@@ -189,8 +221,11 @@ class EvaluationMixin:
                              f"calibration window forecasts), got {last_steps!r}.")
         data = self.prepare(df, static_df, min_rows=self.lookback + self.horizon, action="calibrate")
         steps = data.validation_steps(self.val_size) if last_steps is None else int(last_steps)
+        earlier = getattr(self, "conformal_scale_", "series")
+        self.conformal_scale_ = "window"   # a model saved with the series' scale alone moves to the window's
         scores = self._calibrate(data, steps)  # by default the windows fit calibrates on, at the end of df
         if scores is None:
+            self.conformal_scale_ = earlier
             raise ValueError(f"no calibration window fits in the last {steps} rows with lookback + horizon = "
                              f"{self.lookback + self.horizon} rows each. Pass more rows or a larger last_steps.")
         self.conformal_ = scores

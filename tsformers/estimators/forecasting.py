@@ -201,6 +201,8 @@ class ForecastPath(EvaluationMixin):
         times = future_times_of(ends, self.schema_.step, self.horizon)
         future = self._future_values(future_df, data.panel.series, times)
         point, quantiles, scale = self._forecast(data, future, from_state=df is None)
+        if levels:
+            scale = self._interval_scale(data, np.arange(len(data.panel.series)), data.panel.last + 1, scale)
         return ForecastAfter(data=data, ends=ends, times=times, point=point, quantiles=quantiles,
                              intervals=self._intervals(point, scale, levels))
     def _forecast(self, data: Prepared, future: np.ndarray | None = None, from_state: bool = False):

@@ -44,7 +44,9 @@ __all__ = ["CONFIG_FILE", "CONFIG_SCHEMA", "FORMAT", "FORMAT_VERSION", "MANIFEST
            "update_model_directory", "write_model_directory"]
 
 FORMAT = "tsformers-model"
-FORMAT_VERSION = 2  # 2: manifest.json checksums every file; 1: config.json holds the weights' checksum only
+# 3: config.json names the scale of the conformal errors (conformal_scale; an older reader would misread
+# them); 2: manifest.json checksums every file; 1: config.json holds the weights' checksum only
+FORMAT_VERSION = 3
 MANIFEST_FORMAT = "tsformers-model-manifest"
 CONFIG_FILE, WEIGHTS_FILE, MANIFEST_FILE = "config.json", "weights.pt", "manifest.json"
 # Every file a model directory can hold: save() replaces a directory only if it holds nothing else.
@@ -71,6 +73,7 @@ CONFIG_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "cycle": ((dict,), False),
     "network_edits": ((list,), False),
     "compression": ((list,), False),
+    "conformal_scale": ((str,), False),
 }
 
 

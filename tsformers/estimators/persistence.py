@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from tsformers._version import __version__
+from tsformers.estimators.evaluation import CONFORMAL_SCALES
 from tsformers.estimators.forecasting import fitted_data
 from tsformers.estimators.modelfile import (CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, ModelDirectory,
                                             ModelFileError, sha256_of, write_model_directory)
@@ -73,6 +74,8 @@ def save_estimator(est, path) -> Path:
             "static": {"encoder": est.static_encoder_.to_dict(),
                        "codes": None if est.static_ is None else est.static_.tolist()},
         }
+        if getattr(est, "conformal_", None) is not None:  # what the conformal errors were divided by
+            config["conformal_scale"] = getattr(est, "conformal_scale_", "series")
         if getattr(est, "cycle_", None) is not None:  # the targets' seasonal cycle (cycle=)
             config["cycle"] = est.cycle_.to_dict()
         if getattr(est, "mean_depth_", None) is not None:  # adaptive depth: the mean depth its gates chose in fit
@@ -222,6 +225,11 @@ def _rebuild(estimator_cls, config: dict, tensors: dict):
     if "state" in tensors:
         est.state_ = tensors["state"]
     est.conformal_ = tensors["conformal"].numpy() if "conformal" in tensors else None
+    # models saved before the window's scale divided their errors by the series' scale alone
+    est.conformal_scale_ = config.get("conformal_scale", "series")
+    if est.conformal_scale_ not in CONFORMAL_SCALES:
+        raise ModelFileError(f"{CONFIG_FILE}: conformal_scale is {est.conformal_scale_!r}, not one of "
+                             f"{list(CONFORMAL_SCALES)}; the model directory is damaged.")
     return est
 
 
