@@ -38,17 +38,21 @@ NAMES = {"gateformer": "Gateformer", "itransformer": "iTransformer", "patchtst":
          "gateformer-defaults+base": "Gateformer (defaults)"}
 
 
+#: columns read as text: a revision of digits alone (0328105) would read as a number and lose its leading zero
+TEXT_COLUMNS = {"git_rev": str, "ran_at": str}
+
+
 def _read(name: str) -> pd.DataFrame | None:
     path = RESULTS / name
     if not path.exists() or not path.stat().st_size:
         return None
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype=TEXT_COLUMNS)
 
 
 def side_by_side_runs() -> pd.DataFrame | None:
     """Every run of ``side_by_side.py``: ``side_by_side.csv`` and the files written beside it (``side_by_side_*.csv``,
     whose older columns come back empty), one frame, or None when there are none."""
-    frames = [pd.read_csv(p) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
+    frames = [pd.read_csv(p, dtype=TEXT_COLUMNS) for p in sorted(RESULTS.glob("side_by_side*.csv")) if p.stat().st_size]
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -1006,6 +1010,17 @@ def depth_section() -> list[str]:
 
 # -- interval coverage --------------------------------------------------------------------------------
 
+#: the commit from which fits scale their conformal errors by the forecast window (``conformal_scale_ ==
+#: "window"``), and its time: runs recorded before it scaled them by the series alone
+WINDOW_SCALE_SINCE = ("6bf3f3e", "2026-12-07T20:04:23+00:00")
+
+
+def interval_rule(timestamps: pd.Series) -> pd.Series:
+    """Per row, how its run's intervals were scaled: ``window`` from :data:`WINDOW_SCALE_SINCE` on, else ``series``."""
+    since = pd.Timestamp(WINDOW_SCALE_SINCE[1])
+    return pd.to_datetime(timestamps, utc=True).map(lambda t: "window" if t >= since else "series")
+
+
 def coverage_section() -> list[str]:
     """The empirical coverage of the conformal intervals of every run that recorded it, next to the nominal."""
     lh = _read("long_horizon.csv")
@@ -1015,8 +1030,9 @@ def coverage_section() -> list[str]:
     # the estimators' own forms, not their ablations; a streaming estimator's network alone (no linear base, its
     # default) is a row of its own
     runs = runs[[not ablation_of(r) for r in runs.itertuples()]]
-    runs = runs.assign(alone=[r.model in STREAMING and not with_linear_base(r) for r in runs.itertuples()])
-    runs = latest(runs, ["dataset", "horizon", "model", "alone", "seed", "lookback"])
+    runs = runs.assign(alone=[r.model in STREAMING and not with_linear_base(r) for r in runs.itertuples()],
+                       scale=interval_rule(runs["timestamp"]))
+    runs = latest(runs, ["dataset", "horizon", "model", "alone", "scale", "seed", "lookback"])
     if runs.empty:
         return []
     out = ["## Interval coverage", "",
@@ -1029,20 +1045,74 @@ def coverage_section() -> list[str]:
            "90% and the point forecast; `tsformers.metrics.crps`), on the scaled data; – where the run predates "
            "it. For a point forecast the CRPS would be its MAE, the column beside it. Each estimator as its defaults "
            "run it; *network alone*: LMUFormer, GTrXL or ATLAS without their default linear base (the ablation "
-           "runs of other mechanisms are left out).", "",
-           "| data | lookback | H | model | seeds | 80% | 95% | width 80% | CRPS | MAE |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "runs of other mechanisms are left out). *Scale*: how the run's conformal errors were scaled, by "
+           f"the series alone (runs before {WINDOW_SCALE_SINCE[0]}) or by the forecast window (since; "
+           "the next table).", "",
+           "| data | lookback | H | model | scale | seeds | 80% | 95% | width 80% | CRPS | MAE |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = {name: i for i, name in enumerate(DATASETS + ["illness"])}
-    grouped = runs.groupby(["dataset", "lookback", "horizon", "model", "alone"])
-    for (dataset, lookback, horizon, model, alone), rows in sorted(
+    grouped = runs.groupby(["dataset", "lookback", "horizon", "model", "alone", "scale"])
+    for (dataset, lookback, horizon, model, alone, scale), rows in sorted(
             grouped, key=lambda kv: (order.get(kv[0][0], 99), *kv[0][1:])):
         name = NAMES.get(model, model) + (" (network alone)" if alone else "")
-        out.append(f"| {dataset} | {int(lookback)} | {int(horizon)} | {name} | {len(rows)} | "
+        out.append(f"| {dataset} | {int(lookback)} | {int(horizon)} | {name} | {scale} | {len(rows)} | "
                    f"{rows['coverage_80'].mean():.1%} | {rows['coverage_95'].mean():.1%} | "
                    f"{rows['width_80'].mean():.3f} | "
                    f"{_f(rows['crps'].mean() if 'crps' in rows and rows['crps'].notna().all() else None)} | "
                    f"{rows['mae'].mean():.3f} |")
-    return out + [""] + recalibration_section()
+    return out + [""] + interval_scale_section() + recalibration_section()
+
+
+def interval_scale_section() -> list[str]:
+    """The rules for scaling the conformal errors side by side (``results/interval_scale.csv``, the latest run of
+    each data set): chosen on the validation halves, checked once on the test windows."""
+    rows = _read("interval_scale.csv")
+    if rows is None:
+        return []
+    rows = latest(rows, ["dataset", "split", "rule", "level"])
+    rules = list(dict.fromkeys(rows["rule"]))
+    out = ["### Scaling the intervals by the window", "",
+           "`benchmarks/interval_scale.py`: Gateformer's defaults (seed 0) on each data set, every stride-1 window "
+           "of the validation and test parts forecast once, and three ways to scale a window's conformal errors: "
+           "*series*, the series' scale alone (the rule before); *window spread*, each target's standard "
+           "deviation over the window's lookback; *half-way*, its square root (the default since "
+           f"{WINDOW_SCALE_SINCE[0]}: `tsformers.estimators.evaluation.window_scale_factor`). *Validation*: "
+           "calibrated on the first half of the validation windows, scored on those forecasting after them "
+           "(the choice); *test*: calibrated on every validation window, scored on every test window (said "
+           "plainly: an exploratory run compared the rules on these test windows first, the same day, before the "
+           "choice was put to the validation halves). "
+           "*Score*: the interval score (the width plus 2 / (1 − level) times the distance of a value outside the "
+           "interval, scaled data; lower is better), *x series* its ratio to the series rule's; the lowest of "
+           "each data set, split and level in bold.", "",
+           "| data | split | rule | 80% coverage | 80% score | x series | 95% coverage | 95% score | x series |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(DATASETS)}
+    for (dataset, split), group in sorted(rows.groupby(["dataset", "split"]),
+                                          key=lambda kv: (order.get(kv[0][0], 99), kv[0][1] != "validation")):
+        cell = {(r.rule, int(r.level)): r for r in group.itertuples()}
+        for rule in rules:
+            parts = []
+            for level in (80, 95):
+                r, base = cell.get((rule, level)), cell.get(("series", level))
+                if r is None:
+                    parts += ["–", "–", "–"]
+                    continue
+                best = min(v.interval_score for (_, lv), v in cell.items() if lv == level)
+                score = f"{r.interval_score:.3f}"
+                parts += [f"{r.coverage:.1%}", f"**{score}**" if r.interval_score == best else score,
+                          "–" if base is None else f"{r.interval_score / base.interval_score:.3f}"]
+            out.append(f"| {dataset} | {split} | {rule} | {' | '.join(parts)} |")
+    picks = []
+    for split in ("validation", "test"):
+        part = rows[rows["split"] == split]
+        wins = {rule: int(sum(g.loc[g["interval_score"].idxmin(), "rule"] == rule
+                              for _, g in part.groupby(["dataset", "level"])))
+                for rule in rules}
+        picks.append(f"{split}: " + ", ".join(f"{rule} lowest in {n}" for rule, n in wins.items()))
+    total = rows.groupby(["dataset", "level"]).ngroups
+    out += ["", f"Of the {total} data set and level pairs, " + "; ".join(picks) + ". "
+            + revisions_line(rows), ""]
+    return out
 
 
 def recalibration_section() -> list[str]:
@@ -2391,9 +2461,7 @@ def readme_summary() -> list[str]:
         names = {}
         for name, (_, _, theirs) in c["anchors"].items():
             scores[name] = None if theirs is None else (theirs["mse"], theirs["mse_sd"])
-            # a stand-in names what differs: "PatchTST, authors' sizes" -> " (authors' sizes)"
-            names[name] = "" if theirs is None else re.sub(rf"^{re.escape(name)},? ?(.+)$", r" (\1)",
-                                                           NAMES[theirs["model"]]) if NAMES[theirs["model"]] != name else ""
+            names[name] = "" if theirs is None else _stand_in(name, theirs["model"])
         base = known.get((c["dataset"], int(c["horizon"])), {})
         for label in labels:
             scores[label] = (base[label][0], float("nan")) if label in base else None
@@ -2408,19 +2476,33 @@ def readme_summary() -> list[str]:
             texts.append(text + ("" if np.isnan(v[1]) else f" ± {v[1]:.4f}") + names.get(name, ""))
         goal = "met" if not c["short"] else "; ".join(_readme_short(c))
         if c["dataset"] not in GOAL_DATASETS:
-            goal = f"outside the goal's count (skill over the last value {skill(c['ours']['mse'], base['last value'][0])})" \
-                if "last value" in base else "outside the goal's count"
+            goal = "outside the goal's count" + (f" (skill over the last value "
+                                                 f"{skill(c['ours']['mse'], base['last value'][0])})"
+                                                 if "last value" in base else "")
         ratio = "–" if np.isnan(c["ratio"]) else f"{c['ratio']:.2f}" + (" (other runs)" if c["apart"] else "")
         out.append(f"| {c['dataset']} | {' | '.join(texts)} | {ratio} | {goal} |")
     longer = [c for c in cells if int(c["horizon"]) != GOAL_HORIZON and c["dataset"] in GOAL_DATASETS]
     if longer:
         met = [c for c in longer if not c["short"]]
         horizons = sorted({int(c["horizon"]) for c in longer})
-        out += ["", f"At H = {', '.join(map(str, horizons[:-1]))} and {horizons[-1]} the goal is met in "
+        out += ["", f"At H = {_in_words(horizons)} the goal is met in "
                 f"{len(met)} of {len(longer)} cells ({', '.join(dict.fromkeys(c['dataset'] for c in longer))}); "
                 "short of it: " + "; ".join(f"{c['dataset']} {c['horizon']}: {', '.join(_readme_short(c))}"
                                             for c in longer if c["short"]) + "."]
     return out
+
+
+def _stand_in(name: str, model: str) -> str:
+    """What a stand-in's name adds to the anchor's it stands for: " (authors' sizes)" for PatchTST's
+    "PatchTST, authors' sizes"; nothing for the anchor itself."""
+    full = NAMES[model]
+    return "" if full == name else f" ({full.removeprefix(name).lstrip(', ')})"
+
+
+def _in_words(items) -> str:
+    """``[192, 336, 720]`` -> "192, 336 and 720"."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _readme_short(cell: dict) -> list[str]:

@@ -239,10 +239,35 @@ def test_the_coverage_table_averages_the_seeds_and_leaves_out_runs_without_it(tm
                  width_80=w, crps=c) for seed, (c80, c95, w, c) in enumerate([(0.78, 0.94, 1.0, 0.30),
                                                                              (0.82, 0.96, 1.2, 0.32)])]
     rows.append(dict(_row("lmuformer", "ETTh1", 96, 0, 0.40, 0.41), lookback=96))   # recorded before coverage
+    # a run since the window's scale is a row of its own, not averaged with the series-scaled ones
+    rows.append(dict(_row("gateformer", "ETTh1", 96, 0, 0.39, 0.40, stamp="2026-12-08T00:00:00+00:00"), lookback=96,
+                     coverage_80=0.81, coverage_95=0.95, width_80=0.9, crps=0.29))
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     lines = load_report(tmp_path).coverage_section()
-    assert "| ETTh1 | 96 | 96 | Gateformer | 2 | 80.0% | 95.0% | 1.100 | 0.310 | 0.400 |" in lines
+    assert "| ETTh1 | 96 | 96 | Gateformer | series | 2 | 80.0% | 95.0% | 1.100 | 0.310 | 0.400 |" in lines
+    assert "| ETTh1 | 96 | 96 | Gateformer | window | 1 | 81.0% | 95.0% | 0.900 | 0.290 | 0.400 |" in lines
     assert not any(line.startswith("| ETTh1") and "LMUFormer" in line for line in lines)
+
+
+def test_the_interval_scale_table_compares_each_rule_with_the_series_scale_and_counts_where_each_is_lowest(
+        tmp_path):
+    scores = {("validation", "series"): (0.83, 2.90, 0.945, 4.88),
+              ("validation", "window spread"): (0.79, 2.78, 0.935, 5.16),
+              ("validation", "half-way"): (0.82, 2.75, 0.942, 4.81), ("test", "series"): (0.89, 2.28, 0.970, 4.10),
+              ("test", "window spread"): (0.85, 2.14, 0.973, 4.06), ("test", "half-way"): (0.87, 2.15, 0.972, 3.94)}
+    rows = [dict(timestamp="2026-12-07T21:00:00+00:00", dataset="ETTh1", horizon=96, lookback=96, seed=0, split=split,
+                 rule=rule, level=level, coverage=v[0 if level == 80 else 2], width=1.0,
+                 interval_score=v[1 if level == 80 else 3], n_calibration=10, n_scored=10, fit_cpu_s=1.0,
+                 git_rev="abc", cpu="x") for (split, rule), v in scores.items() for level in (80, 95)]
+    pd.DataFrame(rows).to_csv(tmp_path / "interval_scale.csv", index=False)
+    lines = load_report(tmp_path).interval_scale_section()
+    assert "| ETTh1 | validation | half-way | 82.0% | **2.750** | 0.948 | 94.2% | **4.810** | 0.986 |" in lines
+    assert "| ETTh1 | test | window spread | 85.0% | **2.140** | 0.939 | 97.3% | 4.060 | 0.990 |" in lines
+    assert lines.index("| ETTh1 | validation | series | 83.0% | 2.900 | 1.000 | 94.5% | 4.880 | 1.000 |") < \
+        lines.index("| ETTh1 | test | series | 89.0% | 2.280 | 1.000 | 97.0% | 4.100 | 1.000 |"), "the choice first"
+    summary = next(line for line in lines if line.startswith("Of the 2 data set and level pairs"))
+    assert ("validation: series lowest in 0, window spread lowest in 0, half-way lowest in 2; test: series lowest "
+            "in 0, window spread lowest in 1, half-way lowest in 1.") in summary
 
 
 def test_the_recalibration_table_puts_each_runs_fit_time_and_recalibrated_intervals_side_by_side(tmp_path):
@@ -524,8 +549,9 @@ def test_the_coverage_table_shows_each_estimators_own_form_not_its_ablations(tmp
     rows += [run(s, 0.60, 1.95, "2026-01-03T00:00:00+00:00", linear_base=False, spiking=True) for s in range(3)]
     pd.DataFrame(rows).to_csv(tmp_path / "long_horizon.csv", index=False)
     lines = load_report(tmp_path).coverage_section()
-    assert "| illness | 36 | 24 | LMUFormer | 3 | 50.0% | 70.0% | 1.000 | 0.800 | 0.970 |" in lines
-    assert "| illness | 36 | 24 | LMUFormer (network alone) | 3 | 54.0% | 70.0% | 1.000 | 0.800 | 1.280 |" in lines
+    assert "| illness | 36 | 24 | LMUFormer | series | 3 | 50.0% | 70.0% | 1.000 | 0.800 | 0.970 |" in lines
+    assert ("| illness | 36 | 24 | LMUFormer (network alone) | series | 3 | 54.0% | 70.0% | 1.000 | 0.800 | 1.280 |"
+            in lines)
     assert not any("60.0%" in line for line in lines), "the spiking ablation is left out"
 
 
@@ -1244,7 +1270,8 @@ def test_the_readme_summary_shows_every_anchor_and_baseline_names_what_falls_sho
     lines = report.readme_summary()
 
     def cells(dataset):
-        return [c.strip() for c in next(line for line in lines if line.startswith(f"| {dataset} |")).strip("|").split("|")]
+        line = next(line for line in lines if line.startswith(f"| {dataset} |"))
+        return [c.strip() for c in line.strip("|").split("|")]
 
     assert lines[2].startswith("| data | Gateformer (defaults) | iTransformer | PatchTST | last value | "
                                "seasonal naive | linear | linear + cycle |")

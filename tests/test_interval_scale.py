@@ -49,7 +49,8 @@ def coverage_by_stretch(model, frame: pd.DataFrame, start: int) -> dict:
 def fitted():
     df = switching_noise()
     fit = df.iloc[:3600]
-    model = LinearForecaster(horizon=HORIZON, lookback=LOOKBACK, val_size=0.3, cycle="auto").fit(fit)  # spread: the noise
+    # the daily cycle taken out, a window's spread is its noise
+    model = LinearForecaster(horizon=HORIZON, lookback=LOOKBACK, val_size=0.3, cycle="auto").fit(fit)
     return df, fit, model
 
 

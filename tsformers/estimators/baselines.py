@@ -56,8 +56,11 @@ _COMMON_ATTRIBUTES = """\
     report_ : dict
         Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated.
     conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
-        Sorted absolute errors (in units of each series' scale) of rolling-origin forecasts over the tail
-        of the fit data: the calibration of ``predict(level=...)``."""
+        Sorted absolute errors (each in units of its window's scale) of rolling-origin forecasts over the
+        tail of the fit data: the calibration of ``predict(level=...)``.
+    conformal_scale_ : {"window", "series"}
+        What those errors were divided by: each window's scale, the series' times the square root of the
+        window's spread (every fit and ``calibrate``), or the series' scale alone (models saved before)."""
 
 
 def _docs(cls: type) -> type:

@@ -30,14 +30,15 @@ advance their state from origin to origin, at most 200 origins). A ``level`` int
 ``point +- s * r``, with ``s`` the forecast window's scale and ``r`` the ``ceil((n + 1) * level / 100)``-th
 smallest of the ``n`` errors at step ``h`` (split conformal prediction, Vovk et al. 2005; Lei et al. 2018);
 over exchangeable windows it covers at least ``level`` percent, whatever the scale. The scale is
-locally weighted (Lei et al. 2018, section 5.2): the series' scale times the square root of the
+locally weighted (Lei et al. 2018, locally weighted conformal inference): the series' scale times the square root of the
 target's standard deviation over the ``lookback`` rows before the origin, in that series' scale and
 less its seasonal cycle (:func:`window_scale_factor`), so an interval widens after a volatile stretch
 and narrows after a calm one. The square root (half-way, in logs, between the window's spread and the
 series') was chosen on the validation windows of the ETT data sets and Exchange against the series'
 scale alone and the window's spread alone (``benchmarks/interval_scale.py``). Models saved before it
 (model format 2 and older) scaled their errors by the series' scale alone (``conformal_scale_ == "series"``)
-and still do; ``calibrate`` moves a model to the window's scale. Columns ``{target}_lo{level}`` and ``{target}_hi{level}``.
+and still do; ``calibrate`` moves a model to the window's scale. Columns ``{target}_lo{level}`` and
+``{target}_hi{level}``.
 The errors are saved with the model (``weights.pt``, a tensor).
 
 **Backtests and plots.** :meth:`EvaluationMixin.backtest` forecasts ``n_windows`` origins per series in
