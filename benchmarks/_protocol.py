@@ -128,16 +128,20 @@ def _radii(scores: np.ndarray, levels, n_targets: int) -> torch.Tensor:
     return torch.stack([torch.as_tensor(conformal_radius(scores, level)[:, :n_targets]) for level in levels])
 
 
+def window_spread(estimator, x: torch.Tensor) -> np.ndarray:
+    """``(B, n_targets)``: each target's standard deviation over the window's network values ``x`` ``(B, L, N)``,
+    what ``Prepared.target_spread`` gives the estimator for the same windows."""
+    return x[:, :, :len(estimator.schema_.targets)].double().std(dim=1, correction=0).numpy()
+
+
 def _window_factor(estimator, x: torch.Tensor) -> torch.Tensor:
     """``(B, 1, n_targets)``: what each window's conformal radius is multiplied by, as the estimator's intervals
-    do (:func:`tsformers.estimators.evaluation.window_scale_factor` of each target's spread over the window's
-    network values ``x`` ``(B, L, N)``); 1 for a model whose errors have its series' scale alone."""
-    n_targets = len(estimator.schema_.targets)
+    do (:func:`tsformers.estimators.evaluation.window_scale_factor` of :func:`window_spread`); 1 for a model whose
+    errors have its series' scale alone."""
     if getattr(estimator, "conformal_scale_", "series") != "window":
-        return torch.ones(x.shape[0], 1, n_targets, dtype=torch.float64)
+        return torch.ones(x.shape[0], 1, len(estimator.schema_.targets), dtype=torch.float64)
     from tsformers.estimators.evaluation import window_scale_factor
-    spread = x[:, :, :n_targets].double().std(dim=1, correction=0)
-    return torch.as_tensor(window_scale_factor(spread.numpy()))[:, None, :]
+    return torch.as_tensor(window_scale_factor(window_spread(estimator, x)))[:, None, :]
 
 
 def _interval_sums(err: torch.Tensor, radii: torch.Tensor, crps_radii: torch.Tensor) -> tuple[list[float], float]:

@@ -30,7 +30,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _protocol import _window_errors, _windows, append_rows, cpu_name, load_protocol_data, network_values  # noqa: E402
+from _protocol import (_window_errors, _windows, append_rows, cpu_name, load_protocol_data,  # noqa: E402
+                       network_values, window_spread)
 from long_horizon import default_data_dir, git_rev  # noqa: E402
 
 from tsformers import GateformerForecaster  # noqa: E402
@@ -49,7 +50,6 @@ FIELDS = ["timestamp", "dataset", "horizon", "lookback", "seed", "split", "rule"
 def errors_and_spreads(estimator, frame, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """The network's errors ``(W, H, T)`` and each target's spread over the window ``(W, T)``, every stride-1
     window of ``frame``, on the scaled data less the cycle."""
-    n_targets = len(estimator.schema_.targets)
     windows = _windows(estimator, network_values(estimator, frame))
     estimator.network_.eval()
     errs, spreads = [], []
@@ -57,7 +57,7 @@ def errors_and_spreads(estimator, frame, batch_size: int = 512) -> tuple[np.ndar
         for start in range(0, windows.shape[0], batch_size):
             err, x = _window_errors(estimator, windows[start:start + batch_size])
             errs.append(err.numpy())
-            spreads.append(x[:, :, :n_targets].std(dim=1, correction=0).numpy())
+            spreads.append(window_spread(estimator, x))
     return np.concatenate(errs), np.concatenate(spreads)
 
 

@@ -26,6 +26,7 @@ for the network's channels.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -272,11 +273,9 @@ class Prepared:
         its series' scale and less its seasonal cycle (the values the network reads); NaN where the window holds
         no observed value of the target."""
         window = windows_before(self.scaled[..., : self.n_targets], rows, origins, self.lookback)
-        observed = np.isfinite(window)
-        count = observed.sum(axis=1)
-        mean = np.where(observed, window, 0.0).sum(axis=1) / np.maximum(count, 1)
-        squares = np.where(observed, (window - mean[:, None]) ** 2, 0.0).sum(axis=1)
-        return np.where(count > 0, np.sqrt(squares / np.maximum(count, 1)), np.nan)
+        with warnings.catch_warnings():   # a window without an observed value is NaN, as said, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanstd(window, axis=1)
 
     def windows_before(self, rows: np.ndarray, origins: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
         """``(n, lookback, n_channels)``: the channels of the ``lookback`` rows before each origin.
