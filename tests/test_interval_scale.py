@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tsformers import LinearForecaster
+from tsformers.data.prepare import Prepared
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.evaluation import SPREAD_FLOOR, conformal_radius, window_scale_factor
 from tsformers.estimators.modelfile import ModelFileError
@@ -148,3 +149,19 @@ def _manifest(directory: Path) -> None:
              for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
     (directory / "manifest.json").write_text(
         json.dumps({"files": files, "format": "tsformers-model-manifest"}, indent=2, sort_keys=True) + "\n")
+
+
+def test_only_forecasts_with_intervals_read_the_windows_spread(fitted, monkeypatch):
+    """A backtest or score without level= reads no window's spread (a second pass over every lookback window);
+    with level= the intervals need it."""
+    df, _, model = fitted
+    expected = model.backtest(df, n_windows=3, step=HORIZON)
+    with_level = model.backtest(df, n_windows=3, step=HORIZON, level=80)
+    calls = []
+    original = Prepared.target_spread
+    monkeypatch.setattr(Prepared, "target_spread", lambda self, *a: calls.append(1) or original(self, *a))
+    pd.testing.assert_frame_equal(model.backtest(df, n_windows=3, step=HORIZON), expected)
+    model.score(df, metric="mse")
+    assert calls == []
+    pd.testing.assert_frame_equal(model.backtest(df, n_windows=3, step=HORIZON, level=80), with_level)
+    assert calls

@@ -416,7 +416,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
     def _check_fitted(self) -> None:
         check_is_fitted(self, "network_")  # scikit-learn's NotFittedError
 
-    def _rolling_forecasts(self, data: Prepared, n_windows: int, step: int) -> dict:
+    def _rolling_forecasts(self, data: Prepared, n_windows: int, step: int, *, intervals: bool) -> dict:
         """Forecast ``n_windows`` origins per series, ``step`` apart, the last ``horizon`` steps before its end.
 
         Windowed networks read the ``lookback`` rows before each origin, all
@@ -424,8 +424,9 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         over the history before each origin (:meth:`_origin_forecasts`). Returns the
         series row and origin (row index of the first forecast step) of each window,
         the point forecasts ``(n, H, T)``, the quantiles ``(n, H, T, Q)`` or None, the
-        observed targets ``(n, H, T)`` (NaN where missing) and each window's scale ``(n, T)`` (that of its
-        conformal errors, :meth:`_interval_scale`).
+        observed targets ``(n, H, T)`` (NaN where missing) and, with ``intervals``, each window's scale
+        ``(n, T)`` (that of its conformal errors, :meth:`_interval_scale`; None without: it reads each lookback
+        window again).
         """
         lookback, horizon = self.lookback, self.horizon
         panel = data.panel
@@ -449,7 +450,8 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         window_scaler = data.scaler.select(rows)
         point, quantiles = self._to_original(out, window_scaler)
         truth = data.raw.values[rows[:, None], starts[:, None] + np.arange(horizon), : len(self.schema_.targets)]
-        scale = self._interval_scale(data, rows, starts, window_scaler.scale[:, : len(self.schema_.targets)])
+        scale = (self._interval_scale(data, rows, starts, window_scaler.scale[:, : len(self.schema_.targets)])
+                 if intervals else None)
         return {"rows": rows, "origins": starts, "point": point, "quantiles": quantiles, "truth": truth,
                 "scale": scale}
 
@@ -536,7 +538,7 @@ class BaseForecaster(NetworkForecastPath, BaseEstimator):
         levels = check_score_metric(metric, season, level)
         frame = df if history is None else self._prepend_history(history, df)
         data = self.prepare(frame, static_df, min_rows=self.lookback + self.horizon, action="score")
-        done = self._rolling_forecasts(data, 1, self.horizon)
+        done = self._rolling_forecasts(data, 1, self.horizon, intervals=bool(levels))
         if held_out:
             self._check_held_out(data, done["origins"])
         return -self._window_loss(data, done, metric, season, levels)

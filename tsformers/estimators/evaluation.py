@@ -250,7 +250,7 @@ class EvaluationMixin:
         if most is not None:
             step = max(step, math.ceil(possible / most))
         n_windows = (possible - 1) // step + 1
-        done = self._rolling_forecasts(data, n_windows, step)
+        done = self._rolling_forecasts(data, n_windows, step, intervals=True)
         scores = np.abs(done["truth"] - done["point"]) / done["scale"][:, None, :]
         return np.sort(scores, axis=0).astype(np.float32)   # NaN (missing targets) last
 
@@ -406,7 +406,7 @@ class EvaluationMixin:
             raw = raw.drop_last(drop)
         # a series unseen in fit is scaled by what is known at the first origin: no window reads a later step
         done = self._rolling_forecasts(self._prepare(raw, unknown_last=self.horizon + (n_windows - 1) * step),
-                                       n_windows, step)
+                                       n_windows, step, intervals=bool(levels))
         intervals = self._intervals(done["point"], done["scale"], levels)
         extra = {k.lstrip("_"): v for k, v in self._extra_columns(done["quantiles"], intervals).items()}
         rows, origins, horizon = done["rows"], done["origins"], self.horizon
