@@ -1249,7 +1249,6 @@ def goal_cells(sbs: pd.DataFrame, known: dict) -> list[dict]:
         linears = {label: known.get((dataset, int(horizon)), {}).get(label) for label in GOAL_LINEAR}
         for ours in (r for r in runs if r["library"] == "tsformers"):
             cell = dict(dataset=dataset, horizon=horizon, ours=ours, anchors={}, linears={}, short=[], brief=[])
-
             for key in GOAL_ANCHORS:
                 theirs, name, stand_in = anchors.get(key), NAMES[key[1]], ""
                 if theirs is None and key in GOAL_STAND_INS:
