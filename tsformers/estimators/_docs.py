@@ -74,6 +74,15 @@ quantiles : list of float, optional
     quantiles when 0.5 is not requested. Any model also gives conformal intervals,
     ``predict(level=[80, 95])``. See :mod:`tsformers.estimators.evaluation`."""
 
+#: the conformal calibration's attributes, every estimator's (the baselines' too)
+CONFORMAL_ATTRIBUTES = """\
+conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
+    Sorted absolute errors (each in units of its window's scale) of rolling-origin forecasts over the
+    tail of the fit data: the calibration of ``predict(level=...)``.
+conformal_scale_ : {"window", "series"}
+    What those errors were divided by: each window's scale, the series' times the square root of the
+    window's spread (every fit and ``calibrate``), or the series' scale alone (models saved before)."""
+
 COMMON_ATTRIBUTES = """\
 schema_ : PanelSchema
     Column roles, layout and time step of the fit data.
@@ -86,12 +95,7 @@ training_log_ : list of dict
     every member's epochs in turn, each row naming its ``member``.
 report_ : dict
     Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated, values masked.
-conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
-    Sorted absolute errors (each in units of its window's scale) of rolling-origin forecasts over the
-    tail of the fit data: the calibration of ``predict(level=...)``.
-conformal_scale_ : {"window", "series"}
-    What those errors were divided by: each window's scale, the series' times the square root of the
-    window's spread (every fit and ``calibrate``), or the series' scale alone (models saved before)."""
+""" + CONFORMAL_ATTRIBUTES
 
 
 ADAPTIVE_DEPTH_ATTRIBUTE = """\

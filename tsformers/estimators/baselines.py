@@ -10,6 +10,7 @@ hand the forecast zeros where values are missing).
 """
 from __future__ import annotations
 
+import textwrap
 from numbers import Integral, Real
 
 import torch
@@ -19,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from tsformers.data.missing import MODES as MISSING_MODES
 from tsformers.data.prepare import Prepared
 from tsformers.estimators import networks
+from tsformers.estimators._docs import CONFORMAL_ATTRIBUTES
 from tsformers.estimators.base import BaseForecaster
 from tsformers.estimators.ridge import ALPHA_GRID, fit_ridge_map
 
@@ -55,12 +57,7 @@ _COMMON_ATTRIBUTES = """\
         The last window of each series (of the fit data and of every ``update`` since).
     report_ : dict
         Per series of the fit data: timestamps inserted by ``fill_gaps``, values interpolated.
-    conformal_ : ndarray of shape (n_windows, horizon, n_targets) or None
-        Sorted absolute errors (each in units of its window's scale) of rolling-origin forecasts over the
-        tail of the fit data: the calibration of ``predict(level=...)``.
-    conformal_scale_ : {"window", "series"}
-        What those errors were divided by: each window's scale, the series' times the square root of the
-        window's spread (every fit and ``calibrate``), or the series' scale alone (models saved before)."""
+""" + textwrap.indent(CONFORMAL_ATTRIBUTES, "    ")
 
 
 def _docs(cls: type) -> type:
